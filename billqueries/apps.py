@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class BillqueriesConfig(AppConfig):
+    name = "billqueries"
+    verbose_name = _("Payofin bill queries")

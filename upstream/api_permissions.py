@@ -1,0 +1,17 @@
+from rest_framework.permissions import DjangoModelPermissions
+
+
+class IsStaffWithModelPermissions(DjangoModelPermissions):
+    """Staff only, and reading needs the view permission too (DRF's default lets anyone read)."""
+
+    perms_map = {
+        **DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated and request.user.is_staff):
+            return False
+        return super().has_permission(request, view)
