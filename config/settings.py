@@ -175,3 +175,4 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -145,7 +145,8 @@ class FaultRule:
         if self.match:
             items = payload if isinstance(payload, list) else [payload]
             if not any(
-                isinstance(p, Mapping) and all(str(p.get(k)) == str(v) for k, v in self.match.items())
+                isinstance(p, Mapping)
+                and all(str(p.get(k)) == str(v) for k, v in self.match.items())
                 for p in items
             ):
                 return False
@@ -222,6 +223,15 @@ class Service:
     def reject(self, operation: str, message: str | None) -> Response:
         """The upstream's business refusal for this operation (fault kind "reject")."""
         raise NotImplementedError
+
+    def partial_reject(self, operation: str, request: Request, rule: FaultRule) -> Response | None:
+        """Fault kind "reject" with `match`: refuse only the matched part of the request.
+
+        For upstreams that answer per item (Payofin's multiple query). Called under self.lock in
+        place of handle(); the service processes the unmatched part itself, so `apply` is moot.
+        None (the default) means the whole-request refusal of reject().
+        """
+        return None
 
     def server_error(self, operation: str, status: int) -> Response:
         """The upstream's body for an HTTP 5xx (fault kind "status")."""

@@ -14,6 +14,7 @@ Control endpoints (not part of any upstream):
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import json
 import logging
@@ -24,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .core import FaultPlan, Ledger, Request, Response, Service
+from .core import FaultPlan, FaultRule, Ledger, Request, Response, Service
 
 logger = logging.getLogger("sandbox")
 
@@ -34,7 +35,11 @@ CONTROL_PREFIX = "/_sandbox"
 def default_services(seed: int, ledger: Ledger) -> list[Service]:
     services: list[Service] = []
     # Each upstream lives in its own module; a missing one is simply not served.
-    for module, cls in (("paynet", "PaynetService"), ("wisecp", "WiseCPService"), ("payofin", "PayofinService")):
+    for module, cls in (
+        ("paynet", "PaynetService"),
+        ("wisecp", "WiseCPService"),
+        ("payofin", "PayofinService"),
+    ):
         try:
             mod = __import__(f"sandbox.{module}", fromlist=[cls])
         except ModuleNotFoundError as exc:
@@ -48,7 +53,9 @@ def default_services(seed: int, ledger: Ledger) -> list[Service]:
 class Sandbox:
     """The state behind the server: services, ledger, faults, latency."""
 
-    def __init__(self, *, seed: int = 1, latency_ms: float = 0, services: list[Service] | None = None):
+    def __init__(
+        self, *, seed: int = 1, latency_ms: float = 0, services: list[Service] | None = None
+    ):
         self.seed = seed
         self.latency_ms = latency_ms
         self.ledger = Ledger()
@@ -84,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: SandboxHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
@@ -112,10 +119,8 @@ class Handler(BaseHTTPRequestHandler):
                 response = self._upstream(sandbox, request)
         except _Drop:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         self._send(response)
 
@@ -145,6 +150,10 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(delay)
         if rule is None or rule.kind == "latency":
             return self._handle(service, request)
+        if rule.kind == "reject" and rule.match:
+            partial = self._partial_reject(service, request, operation, rule)
+            if partial is not None:
+                return partial
         if rule.apply:
             self._handle(service, request)
         if rule.kind == "timeout":
@@ -159,7 +168,9 @@ class Handler(BaseHTTPRequestHandler):
         if rule.kind == "rate_limit":
             retry = rule.seconds if rule.seconds is not None else 1
             response = Response.json(429, {"message": "Too Many Requests"})
-            response.headers["Retry-After"] = str(int(retry) if float(retry).is_integer() else retry)
+            response.headers["Retry-After"] = str(
+                int(retry) if float(retry).is_integer() else retry
+            )
             return response
         if rule.kind == "reject":
             return service.reject(operation, rule.message)
@@ -170,8 +181,20 @@ class Handler(BaseHTTPRequestHandler):
             with service.lock:
                 return service.handle(request)
         except Exception:
-            logger.exception("sandbox %s crashed on %s %s", service.name, request.method, request.path)
+            logger.exception(
+                "sandbox %s crashed on %s %s", service.name, request.method, request.path
+            )
             return service.server_error("unknown", 500)
+
+    def _partial_reject(
+        self, service: Service, request: Request, operation: str, rule: FaultRule
+    ) -> Response | None:
+        try:
+            with service.lock:
+                return service.partial_reject(operation, request, rule)
+        except Exception:
+            logger.exception("sandbox %s crashed on %s", service.name, request.path)
+            return service.server_error(operation, 500)
 
     def _control(self, sandbox: Sandbox, request: Request) -> Response:
         path = request.path[len(CONTROL_PREFIX) :].rstrip("/")

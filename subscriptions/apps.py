@@ -5,3 +5,6 @@ from django.utils.translation import gettext_lazy as _
 class SubscriptionsConfig(AppConfig):
     name = "subscriptions"
     verbose_name = _("Paynet subscriptions")
+
+    def ready(self) -> None:
+        from . import jobs  # noqa: F401  registers the job kinds

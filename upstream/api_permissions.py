@@ -15,3 +15,10 @@ class IsStaffWithModelPermissions(DjangoModelPermissions):
         if not (request.user and request.user.is_authenticated and request.user.is_staff):
             return False
         return super().has_permission(request, view)
+
+
+class IsStaff(IsStaffWithModelPermissions):
+    """For actions that push: the service checks the push permission itself, as in the admin."""
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)

@@ -1,0 +1,28 @@
+// Polls the job's progress while it runs; reloads once it has finished to show every result.
+(function () {
+  const root = document.getElementById("job");
+  if (!root || root.dataset.finished === "1") return;
+  const url = root.dataset.progressUrl;
+  const set = (id, value) => { const el = document.getElementById(id); if (el) el.textContent = value; };
+  async function tick() {
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.ok) {
+        const job = await response.json();
+        const bar = document.getElementById("job-bar");
+        bar.max = job.total || 1;
+        bar.value = job.done;
+        set("job-percent", job.percent + "%");
+        set("job-state", job.state_label);
+        document.getElementById("job-state").dataset.state = job.state;
+        set("job-done", job.done);
+        set("job-succeeded", job.succeeded);
+        set("job-failed", job.failed);
+        set("job-cancelled", job.cancelled);
+        if (job.finished) { window.location.reload(); return; }
+      }
+    } catch (e) { /* the next tick tries again */ }
+    window.setTimeout(tick, 1000);
+  }
+  window.setTimeout(tick, 500);
+})();

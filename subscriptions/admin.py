@@ -1,0 +1,337 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from upstream.admin_filters import DateRangeFilter, InputFilter
+from upstream.admin_tools import CsvExportMixin, confirmation_page, money_column
+from upstream.errors import UpstreamError
+from upstream.services import DbCallRecorder
+
+from . import services
+from .forms import CreateInvoiceForm, StatusChangeForm
+from .models import Subscription, SubscriptionInvoice
+from .sync import subscription_refresh
+
+
+def error_text(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    return str(error)
+
+
+class MirrorAdmin(CsvExportMixin, admin.ModelAdmin):
+    """Mirrored rows change only through pushes and syncs: no local add, edit or delete."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def _refresh(self, request: HttpRequest, subscriptions: QuerySet[Subscription]) -> None:
+        totals = {"created": 0, "updated": 0, "unchanged": 0}
+        recorder = DbCallRecorder(actor=request.user)
+        for sub in subscriptions:
+            try:
+                counts = subscription_refresh(sub, recorder=recorder)
+            except UpstreamError as error:
+                self.message_user(request, f"{sub}: {error}", messages.ERROR)
+                continue
+            for key in totals:
+                totals[key] += getattr(counts, key)
+        self.message_user(
+            request,
+            _(
+                "Refreshed from Paynet: %(created)s created, %(updated)s updated, "
+                "%(unchanged)s unchanged."
+            )
+            % totals,
+            messages.SUCCESS,
+        )
+
+
+class SubscriptionReferenceFilter(InputFilter):
+    title = gettext_lazy("subscription reference no")
+    parameter_name = "subscription_ref"
+
+    def filter_value(self, queryset, value):
+        return queryset.filter(subscription__reference_no=value)
+
+
+class SubscriptionInvoiceInline(admin.TabularInline):
+    model = SubscriptionInvoice
+    fields = ("invoice_no", "invoice_id", "val_date", "amount_display", "status")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("val_date",)
+    amount_display = money_column(
+        "amount", currency_field="currency", description=gettext_lazy("amount")
+    )
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(MirrorAdmin):
+    list_display = (
+        "reference_no",
+        "name_surname",
+        "is_fixed_price",
+        "amount_display",
+        "interval",
+        "invoice_count",
+        "created_date",
+        "synced_at",
+    )
+    list_filter = ("is_fixed_price", "interval", "status", ("created_date", DateRangeFilter))
+    search_fields = (
+        "reference_no",
+        "=subscription_id",
+        "name_surname",
+        "end_user_email",
+        "end_user_gsm",
+    )
+    actions = ["export_csv", "change_all_invoices_status", "refresh_from_paynet"]
+    inlines = [SubscriptionInvoiceInline]
+    change_form_template = "admin/subscriptions/subscription/change_form.html"
+    csv_fields = (
+        "subscription_id",
+        "reference_no",
+        "name_surname",
+        "is_fixed_price",
+        "amount",
+        "currency",
+        "interval",
+        "end_user_email",
+        "end_user_gsm",
+        "created_date",
+    )
+    amount_display = money_column(
+        "amount", currency_field="currency", description=gettext_lazy("amount")
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(invoice_total=Count("invoices"))
+
+    @admin.display(description=gettext_lazy("payment records"), ordering="invoice_total")
+    def invoice_count(self, obj: Subscription) -> int:
+        return obj.invoice_total
+
+    def has_push_all_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(services.PERM_STATUS_ALL)
+
+    def has_sync_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("subscriptions.sync_subscription")
+
+    @admin.action(
+        description=gettext_lazy("Change status of all payment records…"), permissions=["push_all"]
+    )
+    def change_all_invoices_status(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        step = request.POST.get("step")
+        form = StatusChangeForm(request.POST if step else None)
+        if step == "confirm" and form.is_valid():
+            try:
+                job = services.subscription_set_status_all(
+                    subscriptions=queryset,
+                    status=form.cleaned_data["status"],
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                )
+            except (ValidationError, PermissionDenied) as error:
+                self.message_user(request, error_text(error), messages.ERROR)
+            else:
+                self.message_user(
+                    request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
+                )
+                return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
+        subscriptions = queryset.annotate(invoice_total=Count("invoices")).order_by("pk")
+        return confirmation_page(
+            request,
+            self,
+            queryset,
+            template="admin/subscriptions/confirm_status_all.html",
+            title=_("Change status of all payment records"),
+            action="change_all_invoices_status",
+            form=form,
+            previewed=form.is_valid(),
+            subscriptions=subscriptions[:200],
+        )
+
+    @admin.action(description=gettext_lazy("Refresh from Paynet"), permissions=["sync"])
+    def refresh_from_paynet(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._refresh(request, queryset)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/create-invoice/",
+                self.admin_site.admin_view(self.create_invoice_view),
+                name="subscriptions_subscription_create_invoice",
+            ),
+            *super().get_urls(),
+        ]
+
+    def create_invoice_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        subscription = get_object_or_404(Subscription, pk=pk)
+        if not request.user.has_perm(services.PERM_CREATE_INVOICE):
+            raise PermissionDenied
+        form = CreateInvoiceForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                record = services.subscription_invoice_create(
+                    subscription=subscription, actor=request.user, **form.cleaned_data
+                )
+            except ValidationError as error:
+                if hasattr(error, "error_dict"):
+                    for field, errs in error.message_dict.items():
+                        form.add_error(None if field == "__all__" else field, errs)
+                else:
+                    form.add_error(None, error.messages)
+            except (UpstreamError, PermissionDenied) as error:
+                form.add_error(None, str(error))
+            else:
+                self.message_user(
+                    request,
+                    _("Payment record %(no)s created at Paynet.") % {"no": record.invoice_no},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Create payment record"),
+            "opts": self.opts,
+            "subscription": subscription,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/subscriptions/create_invoice.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_create_invoice": request.user.has_perm(services.PERM_CREATE_INVOICE),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(SubscriptionInvoice)
+class SubscriptionInvoiceAdmin(MirrorAdmin):
+    list_display = (
+        "invoice_no",
+        "invoice_id",
+        "subscription_link",
+        "customer",
+        "val_date",
+        "amount_display",
+        "agent_amount_display",
+        "company_amount_display",
+        "status",
+    )
+    list_filter = (
+        "status",
+        ("subscription__is_fixed_price", admin.BooleanFieldListFilter),
+        ("val_date", DateRangeFilter),
+        SubscriptionReferenceFilter,
+    )
+    search_fields = (
+        "=invoice_no",
+        "=invoice_id",
+        "subscription__reference_no",
+        "subscription__name_surname",
+    )
+    list_select_related = ("subscription",)
+    actions = ["export_csv", "change_status", "refresh_from_paynet"]
+    list_per_page = 50
+    list_max_show_all = 500
+    csv_fields = (
+        "invoice_no",
+        "invoice_id",
+        "subscription__reference_no",
+        "subscription__name_surname",
+        "val_date",
+        "amount",
+        "agent_amount",
+        "company_amount",
+        "currency",
+        "status",
+    )
+    amount_display = money_column(
+        "amount", currency_field="currency", description=gettext_lazy("amount")
+    )
+    agent_amount_display = money_column(
+        "agent_amount", currency_field="currency", description=gettext_lazy("agent amount")
+    )
+    company_amount_display = money_column(
+        "company_amount", currency_field="currency", description=gettext_lazy("company amount")
+    )
+
+    @admin.display(description=gettext_lazy("subscription"), ordering="subscription__reference_no")
+    def subscription_link(self, obj: SubscriptionInvoice) -> str:
+        return obj.subscription.reference_no
+
+    @admin.display(description=gettext_lazy("name surname"), ordering="subscription__name_surname")
+    def customer(self, obj: SubscriptionInvoice) -> str:
+        return obj.subscription.name_surname
+
+    def has_push_status_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(services.PERM_INVOICE_STATUS)
+
+    def has_sync_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("subscriptions.sync_subscription")
+
+    @admin.action(description=gettext_lazy("Change status…"), permissions=["push_status"])
+    def change_status(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        step = request.POST.get("step")
+        form = StatusChangeForm(request.POST if step else None)
+        if step == "confirm" and form.is_valid():
+            try:
+                job = services.subscription_invoice_set_status_bulk(
+                    records=queryset,
+                    status=form.cleaned_data["status"],
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                )
+            except (ValidationError, PermissionDenied) as error:
+                self.message_user(request, error_text(error), messages.ERROR)
+            else:
+                self.message_user(
+                    request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
+                )
+                return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
+        preview = None
+        if form.is_valid():
+            preview = services.subscription_invoice_status_preview(
+                records=queryset, status=form.cleaned_data["status"]
+            )
+        return confirmation_page(
+            request,
+            self,
+            queryset,
+            template="admin/subscriptions/confirm_status.html",
+            title=_("Change status of payment records"),
+            action="change_status",
+            form=form,
+            preview=preview,
+        )
+
+    @admin.action(description=gettext_lazy("Refresh from Paynet"), permissions=["sync"])
+    def refresh_from_paynet(self, request: HttpRequest, queryset: QuerySet) -> None:
+        subs = Subscription.objects.filter(pk__in=queryset.values("subscription_id").distinct())
+        self._refresh(request, subs)

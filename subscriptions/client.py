@@ -1,0 +1,245 @@
+"""Paynet's recurring-payment API (shared/upstreams/paynet.md). One method per operation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from upstream.client import CallRecorder, Exchange, UpstreamClient
+from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
+
+ISTANBUL = ZoneInfo("Europe/Istanbul")
+DATETIME_FORMAT = "%d.%m.%Y %H:%M:%S"  # dd.MM.yyyy HH:mm:ss (paynet.md §4)
+DATE_FORMAT = "%d.%m.%Y"
+# invoice_list pages hold at most 100 rows (paynet.md §10, assumption 14).
+PAGE_LIMIT = 100
+CODE_OK = 0
+CODE_UNAUTHORIZED = 7
+
+
+def to_kurus(amount: Decimal) -> int:
+    """Lira to integer kuruş: create/update services take amounts ×100 (paynet.md §4)."""
+    kurus = amount * 100
+    if kurus != kurus.to_integral_value():
+        raise ValueError(f"{amount} has more than two decimals")
+    return int(kurus)
+
+
+def from_kurus(value: Any) -> Decimal:
+    return (Decimal(str(value)) / 100).quantize(Decimal("0.01"))
+
+
+def format_datetime(value: datetime) -> str:
+    return value.astimezone(ISTANBUL).strftime(DATETIME_FORMAT)
+
+
+def parse_datetime(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    for fmt in (DATETIME_FORMAT, DATE_FORMAT):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=ISTANBUL)
+        except ValueError:
+            continue
+    raise ValueError(f"not a Paynet date: {value!r}")
+
+
+def records_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+    # Paynet names the array `data` in some services and `Data` in others (paynet.md §6.3).
+    records = body.get("data", body.get("Data"))
+    return records if isinstance(records, list) else []
+
+
+class PaynetClient(UpstreamClient):
+    service = "paynet"
+    service_label = "Paynet"
+
+    def __init__(self, *, recorder: CallRecorder | None = None, **kwargs: Any) -> None:
+        self.secret_key = kwargs.pop("secret_key", settings.PAYNET_SECRET_KEY)
+        kwargs.setdefault("base_url", settings.PAYNET_BASE_URL)
+        kwargs.setdefault("pool_size", settings.PAYNET_CONCURRENCY)
+        kwargs.setdefault("connect_timeout", settings.UPSTREAM_CONNECT_TIMEOUT)
+        kwargs.setdefault("read_timeout", settings.UPSTREAM_READ_TIMEOUT)
+        kwargs.setdefault("max_attempts", settings.UPSTREAM_MAX_ATTEMPTS)
+        kwargs.setdefault("backoff_base", settings.UPSTREAM_BACKOFF_BASE)
+        kwargs.setdefault("backoff_cap", settings.UPSTREAM_BACKOFF_CAP)
+        super().__init__(recorder=recorder, **kwargs)
+
+    def auth_headers(self) -> dict[str, str]:
+        # The raw secret key after "Basic", not base64(user:password) (paynet.md §1).
+        return {"Authorization": f"Basic {self.secret_key}"}
+
+    def interpret(self, exchange: Exchange, status: int, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise UpstreamResponseError(
+                _("Paynet answered with an unexpected body (HTTP %(status)s).")
+                % {"status": status},
+                exchange=exchange,
+            )
+        exchange.upstream_message = str(body.get("message") or "")
+        if status != 200:
+            # Error object: type, message, code (= HTTP status), result_code (paynet.md §2).
+            exchange.upstream_code = str(body.get("result_code", body.get("code", "")))
+            self.raise_for_status(exchange, status, exchange.upstream_message)
+            raise UpstreamResponseError(
+                _("Paynet answered HTTP %(status)s.") % {"status": status}, exchange=exchange
+            )
+        try:
+            code = int(body.get("code"))
+        except (TypeError, ValueError):
+            raise UpstreamResponseError(
+                _("Paynet answered without a result code."), exchange=exchange
+            ) from None
+        exchange.upstream_code = str(code)
+        if code == CODE_OK:
+            return
+        # Business failures arrive as HTTP 200 with code != 0 (paynet.md §2).
+        message = _("Paynet refused: %(message)s (code %(code)s)") % {
+            "message": exchange.upstream_message or _("no message"),
+            "code": code,
+        }
+        if code == CODE_UNAUTHORIZED:
+            raise UpstreamAuthError(message, exchange=exchange)
+        raise UpstreamRejectedError(message, exchange=exchange)
+
+    def _post(
+        self, operation: str, body: dict[str, Any], *, idempotent: bool, mutating: bool
+    ) -> Exchange:
+        return self.request(
+            operation,
+            "POST",
+            f"/v1/subscription/{operation}",
+            json_body=body,
+            idempotent=idempotent,
+            mutating=mutating,
+        )
+
+    # Writes ------------------------------------------------------------------------------------
+
+    def invoice_status_update(
+        self, *, status: int, invoice_id: str = "", invoice_no: str = ""
+    ) -> Exchange:
+        # Setting a status a record already has is a no-op, so a resend is harmless.
+        return self._post(
+            "invoice_status_update",
+            {"invoice_id": invoice_id, "invoice_no": invoice_no, "status": int(status)},
+            idempotent=True,
+            mutating=True,
+        )
+
+    def invoices_status_update_all(
+        self, *, status: int, subscription_id: str = "", reference_no: str = ""
+    ) -> Exchange:
+        body: dict[str, Any] = {"status": int(status)}
+        if subscription_id:
+            body["subscription_id"] = subscription_id
+        else:
+            body["reference_no"] = reference_no
+        return self._post("invoices_status_update_all", body, idempotent=True, mutating=True)
+
+    def create_invoice(
+        self,
+        *,
+        val_date: datetime,
+        amount: Decimal,
+        subscription_id: str = "",
+        reference_no: str = "",
+        agent_amount: Decimal | None = None,
+        company_amount: Decimal | None = None,
+        invoice_no: str = "",
+        currency: str = "TRY",
+    ) -> Exchange:
+        body: dict[str, Any] = {
+            "val_date": format_datetime(val_date),
+            "amount": to_kurus(amount),
+            "currency": currency,
+        }
+        if subscription_id:
+            body["subscription_id"] = subscription_id
+        else:
+            body["reference_no"] = reference_no
+        if agent_amount is not None:
+            body["agent_amount"] = to_kurus(agent_amount)
+        if company_amount is not None:
+            body["company_amount"] = to_kurus(company_amount)
+        if invoice_no:
+            body["invoice_no"] = invoice_no
+        # No idempotency key exists: a create that got no answer is read back, never resent.
+        return self._post("create_invoice", body, idempotent=False, mutating=True)
+
+    # Reads -------------------------------------------------------------------------------------
+
+    def subscription_list(
+        self, *, datab: date, datbi: date, starting_after: int = 0, limit: int = PAGE_LIMIT
+    ) -> Exchange:
+        return self._post(
+            "list",
+            {
+                "datab": datab.strftime(DATE_FORMAT),
+                "datbi": datbi.strftime(DATE_FORMAT),
+                "limit": limit,
+                "starting_after": starting_after,
+            },
+            idempotent=True,
+            mutating=False,
+        )
+
+    def subscription_detail(self, *, subscription_id: str = "", reference_no: str = "") -> Exchange:
+        body = (
+            {"subscription_id": subscription_id}
+            if subscription_id
+            else {"reference_no": reference_no}
+        )
+        return self._post("subscription_detail", body, idempotent=True, mutating=False)
+
+    def invoice_list(
+        self,
+        *,
+        subscription_id: str = "",
+        reference_no: str = "",
+        starting_after: int = 0,
+        limit: int = PAGE_LIMIT,
+    ) -> Exchange:
+        body: dict[str, Any] = {"limit": limit, "starting_after": starting_after}
+        if subscription_id:
+            body["subscription_id"] = subscription_id
+        else:
+            body["reference_no"] = reference_no
+        return self._post("invoice_list", body, idempotent=True, mutating=False)
+
+    def invoice_attempt_list(self, *, invoice_id: str = "", invoice_no: str = "") -> Exchange:
+        return self._post(
+            "invoice_attempt_list",
+            {"invoice_id": invoice_id, "invoice_no": invoice_no},
+            idempotent=True,
+            mutating=False,
+        )
+
+    # Paging helpers ----------------------------------------------------------------------------
+
+    def iter_subscriptions(self, *, datab: date, datbi: date) -> Iterator[dict[str, Any]]:
+        yield from self._pages(
+            lambda offset: self.subscription_list(datab=datab, datbi=datbi, starting_after=offset)
+        )
+
+    def iter_invoices(self, *, subscription_id: str) -> Iterator[dict[str, Any]]:
+        yield from self._pages(
+            lambda offset: self.invoice_list(subscription_id=subscription_id, starting_after=offset)
+        )
+
+    def _pages(self, fetch: Any) -> Iterator[dict[str, Any]]:
+        # Paging is by row index, not by id (paynet.md §6.1, §10 assumption 15).
+        offset = 0
+        while True:
+            body = fetch(offset).data
+            rows = records_of(body)
+            yield from rows
+            if not body.get("has_more") or not rows:
+                return
+            offset += len(rows)

@@ -1,0 +1,92 @@
+"""Bulk Paynet pushes as job kinds: what each item sends, how it is read back, how it is applied."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from upstream.client import CallRecorder
+from upstream.handlers import JobHandler, WorkItem, WorkResult, register
+
+from .client import PaynetClient
+from .models import Subscription, SubscriptionInvoice
+from .rules import VerdictKind, status_verdict
+from .sync import invoices_reconcile
+
+INVOICE_STATUS_KIND = "paynet.invoice_status"
+SUBSCRIPTION_STATUS_ALL_KIND = "paynet.subscription_status_all"
+
+
+class _PaynetHandler(JobHandler):
+    def concurrency(self) -> int:
+        return settings.PAYNET_CONCURRENCY
+
+    def make_client(self, recorder: CallRecorder) -> PaynetClient:
+        return PaynetClient(recorder=recorder)
+
+
+@register
+class InvoiceStatusHandler(_PaynetHandler):
+    kind = INVOICE_STATUS_KIND
+    target_type = "subscriptions.subscriptioninvoice"
+    permission = "subscriptions.push_invoice_status"
+
+    def push(self, client: PaynetClient, item: WorkItem) -> Any:
+        p = item.payload
+        client.invoice_status_update(
+            invoice_id=p["invoice_id"], invoice_no=p["invoice_no"], status=p["status"]
+        )
+        return p["status"]
+
+    def settle(self, client: PaynetClient, item: WorkItem) -> Any | None:
+        p = item.payload
+        for row in client.iter_invoices(subscription_id=p["subscription_id"]):
+            if str(row.get("invoice_id")) == str(p["invoice_id"]):
+                return p["status"] if int(row["status"]) == int(p["status"]) else None
+        return None
+
+    def apply(self, results: list[WorkResult]) -> None:
+        by_status: dict[int, list[int]] = {}
+        for r in results:
+            by_status.setdefault(int(r.data), []).append(int(r.item.target_id))
+            r.result = {"from": r.item.payload.get("from_status"), "to": int(r.data)}
+        now = timezone.now()
+        for status, ids in by_status.items():
+            SubscriptionInvoice.objects.filter(pk__in=ids).update(status=status, synced_at=now)
+
+
+@register
+class SubscriptionStatusAllHandler(_PaynetHandler):
+    kind = SUBSCRIPTION_STATUS_ALL_KIND
+    target_type = "subscriptions.subscription"
+    permission = "subscriptions.push_subscription_invoices_status"
+
+    def push(self, client: PaynetClient, item: WorkItem) -> Any:
+        p = item.payload
+        client.invoices_status_update_all(subscription_id=p["subscription_id"], status=p["status"])
+        # The answer says nothing per record (paynet.md §5.3): read them back to reconcile.
+        return list(client.iter_invoices(subscription_id=p["subscription_id"]))
+
+    def settle(self, client: PaynetClient, item: WorkItem) -> Any | None:
+        p = item.payload
+        rows = list(client.iter_invoices(subscription_id=p["subscription_id"]))
+        # Applied if no record that the rules let change is left in another status.
+        pending = [
+            r
+            for r in rows
+            if status_verdict(int(r["status"]), p["status"]).kind == VerdictKind.CHANGE
+        ]
+        return None if pending else rows
+
+    def apply(self, results: list[WorkResult]) -> None:
+        subs = Subscription.objects.in_bulk([int(r.item.target_id) for r in results])
+        for r in results:
+            counts = invoices_reconcile(subs[int(r.item.target_id)], r.data)
+            r.result = {
+                "changed": counts.changes,
+                "unchanged": counts.unchanged,
+                "created": counts.created,
+                "status": r.item.payload["status"],
+            }

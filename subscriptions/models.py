@@ -1,0 +1,111 @@
+"""Mirror of Paynet subscriptions ("düzenli ödeme") and their payment records ("fatura").
+
+Field names follow Paynet's (shared/upstreams/paynet.md); amounts are kept in lira as Decimal,
+converted from Paynet's integer kuruş when synced.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class InvoiceStatus(models.IntegerChoices):
+    # paynet.md §3: there is no value 1.
+    WAITING = 0, _("Waiting")
+    EXTERNAL_CHARGED = 2, _("Collected outside Paynet")
+    DONE_SUCCEED = 3, _("Charged")
+    DONE_UNSUCCEED = 4, _("Not charged")
+    CANCEL = 5, _("Cancelled")
+    DELETED = 6, _("Deleted")
+
+
+class Interval(models.IntegerChoices):
+    DAILY = 0, _("Daily")
+    WEEKLY = 1, _("Weekly")
+    MONTHLY = 2, _("Monthly")
+    YEARLY = 3, _("Yearly")
+
+
+class Subscription(models.Model):
+    subscription_id = models.CharField(_("subscription id"), max_length=64, unique=True)
+    reference_no = models.CharField(_("reference no"), max_length=64, db_index=True)
+    name_surname = models.CharField(_("name surname"), max_length=200, blank=True)
+    is_fixed_price = models.BooleanField(_("fixed price"), default=True)
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2, default=0)
+    agent_id = models.CharField(_("agent id"), max_length=64, blank=True)
+    agent_amount = models.DecimalField(
+        _("agent amount"), max_digits=14, decimal_places=2, default=0
+    )
+    company_amount = models.DecimalField(
+        _("company amount"), max_digits=14, decimal_places=2, default=0
+    )
+    currency = models.CharField(_("currency"), max_length=3, default="TRY")
+    interval = models.PositiveSmallIntegerField(
+        _("interval"), choices=Interval.choices, null=True, blank=True
+    )
+    interval_count = models.PositiveIntegerField(_("number of charges"), null=True, blank=True)
+    begin_date = models.DateTimeField(_("begin date"), null=True, blank=True)
+    end_user_email = models.CharField(_("e-mail"), max_length=200, blank=True)
+    end_user_gsm = models.CharField(_("mobile"), max_length=32, blank=True)
+    status = models.PositiveSmallIntegerField(_("status"), null=True, blank=True)
+    created_date = models.DateTimeField(_("created at Paynet"), null=True, blank=True)
+    synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
+        ordering = ["-created_date", "-id"]
+        permissions = [
+            (
+                "push_subscription_invoices_status",
+                _("Can change the status of all payment records of a subscription at Paynet"),
+            ),
+            ("push_create_invoice", _("Can create payment records at Paynet")),
+            ("sync_subscription", _("Can refresh subscriptions from Paynet")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference_no} {self.name_surname}".strip()
+
+
+class SubscriptionInvoice(models.Model):
+    """One scheduled charge of a subscription; Paynet calls it an invoice."""
+
+    subscription = models.ForeignKey(
+        Subscription,
+        verbose_name=_("subscription"),
+        on_delete=models.PROTECT,
+        related_name="invoices",
+    )
+    invoice_id = models.CharField(_("invoice id"), max_length=64, unique=True)
+    invoice_no = models.CharField(_("invoice no"), max_length=64, db_index=True)
+    val_date = models.DateTimeField(_("charge date"), null=True, blank=True, db_index=True)
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    agent_amount = models.DecimalField(
+        _("agent amount"), max_digits=14, decimal_places=2, default=0
+    )
+    company_amount = models.DecimalField(
+        _("company amount"), max_digits=14, decimal_places=2, default=0
+    )
+    currency = models.CharField(_("currency"), max_length=3, default="TRY")
+    status = models.PositiveSmallIntegerField(
+        _("status"), choices=InvoiceStatus.choices, db_index=True
+    )
+    synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment record")
+        verbose_name_plural = _("payment records")
+        ordering = ["-val_date", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "invoice_no"], name="subscriptioninvoice_unique_no"
+            ),
+        ]
+        permissions = [
+            ("push_invoice_status", _("Can change payment record status at Paynet")),
+        ]
+
+    def __str__(self) -> str:
+        return self.invoice_no or self.invoice_id

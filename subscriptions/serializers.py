@@ -1,0 +1,76 @@
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from .models import Subscription, SubscriptionInvoice
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Subscription
+        fields = [
+            "id",
+            "subscription_id",
+            "reference_no",
+            "name_surname",
+            "is_fixed_price",
+            "amount",
+            "agent_amount",
+            "company_amount",
+            "currency",
+            "interval",
+            "interval_count",
+            "status",
+            "created_date",
+            "synced_at",
+        ]
+
+
+class SubscriptionInvoiceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SubscriptionInvoice
+        fields = [
+            "id",
+            "subscription",
+            "invoice_id",
+            "invoice_no",
+            "val_date",
+            "amount",
+            "agent_amount",
+            "company_amount",
+            "currency",
+            "status",
+            "synced_at",
+        ]
+
+
+class StatusInputSerializer(serializers.Serializer):
+    status = serializers.IntegerField()
+
+
+class BulkStatusInputSerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(), allow_empty=False, max_length=100_000
+    )
+    status = serializers.IntegerField()
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class StatusAllInputSerializer(serializers.Serializer):
+    status = serializers.IntegerField()
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class CreateInvoiceInputSerializer(serializers.Serializer):
+    val_date = serializers.DateTimeField(
+        input_formats=["iso-8601", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y"]
+    )
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
+    agent_amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal("0"), required=False, allow_null=True
+    )
+    company_amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal("0"), required=False, allow_null=True
+    )
+    invoice_no = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+    currency = serializers.CharField(max_length=3, required=False, default="TRY")

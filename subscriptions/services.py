@@ -1,0 +1,283 @@
+"""Every Paynet write: validate -> push -> record -> apply (shared/STYLE.md, "One push")."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Count, QuerySet, Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from upstream.errors import UpstreamError, UpstreamRejectedError
+from upstream.models import Job
+from upstream.services import DbCallRecorder, NewItem, User, job_create
+
+from .client import PaynetClient
+from .jobs import INVOICE_STATUS_KIND, SUBSCRIPTION_STATUS_ALL_KIND
+from .models import InvoiceStatus, Subscription, SubscriptionInvoice
+from .rules import Verdict, VerdictKind, status_target_error, status_verdict
+from .sync import invoices_reconcile
+
+PERM_INVOICE_STATUS = "subscriptions.push_invoice_status"
+PERM_STATUS_ALL = "subscriptions.push_subscription_invoices_status"
+PERM_CREATE_INVOICE = "subscriptions.push_create_invoice"
+PREVIEW_SAMPLE = 200
+
+
+def _require(actor: User, perm: str) -> None:
+    if not actor.has_perm(perm):
+        raise PermissionDenied(_("You do not have permission to make this change at Paynet."))
+
+
+def _status_target(status: int) -> InvoiceStatus:
+    if error := status_target_error(status):
+        raise ValidationError(error)
+    return InvoiceStatus(status)
+
+
+@dataclass
+class StatusPreview:
+    """What a status change would do to each selected record, before anything is sent."""
+
+    status: InvoiceStatus
+    counts: dict[str, int] = field(default_factory=dict)
+    change_total: Decimal = Decimal("0")
+    sample: list[tuple[SubscriptionInvoice, Verdict]] = field(default_factory=list)
+    blocked_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def will_change(self) -> int:
+        return self.counts.get(VerdictKind.CHANGE, 0)
+
+
+def subscription_invoice_status_preview(
+    *, records: QuerySet[SubscriptionInvoice], status: int
+) -> StatusPreview:
+    target = _status_target(status)
+    preview = StatusPreview(status=target)
+    rows = records.order_by().values("status").annotate(n=Count("id"), total=Sum("amount"))
+    for row in rows:
+        verdict = status_verdict(row["status"], target)
+        preview.counts[verdict.kind] = preview.counts.get(verdict.kind, 0) + row["n"]
+        if verdict.kind == VerdictKind.CHANGE:
+            preview.change_total += row["total"] or Decimal("0")
+        if verdict.kind == VerdictKind.BLOCKED:
+            preview.blocked_reasons[verdict.reason] = (
+                preview.blocked_reasons.get(verdict.reason, 0) + row["n"]
+            )
+    for record in records.select_related("subscription").order_by("val_date", "pk")[
+        :PREVIEW_SAMPLE
+    ]:
+        preview.sample.append((record, status_verdict(record.status, target)))
+    return preview
+
+
+def subscription_invoice_set_status(
+    *, record: SubscriptionInvoice, status: int, actor: User
+) -> SubscriptionInvoice:
+    """Push `invoice_status_update` for one record; on code 0 set the mirror's status.
+
+    Raises ValidationError for a blocked change and UpstreamError when Paynet refuses or fails;
+    the mirror is untouched then. An answer that never came is settled by reading the record back.
+    """
+    _require(actor, PERM_INVOICE_STATUS)
+    target = _status_target(status)
+    verdict = status_verdict(record.status, target)
+    if verdict.kind == VerdictKind.BLOCKED:
+        raise ValidationError(verdict.reason)
+    recorder = DbCallRecorder(actor=actor, target=record)
+    client = PaynetClient(recorder=recorder)
+    try:
+        client.invoice_status_update(
+            invoice_id=record.invoice_id, invoice_no=record.invoice_no, status=target
+        )
+    except UpstreamError as error:
+        if not error.in_doubt or not _status_confirmed(client, record, target):
+            raise
+    with transaction.atomic():
+        locked = SubscriptionInvoice.objects.select_for_update().get(pk=record.pk)
+        locked.status = target
+        locked.synced_at = timezone.now()
+        locked.save(update_fields=["status", "synced_at"])
+    return locked
+
+
+def _status_confirmed(client: PaynetClient, record: SubscriptionInvoice, target: int) -> bool:
+    try:
+        for row in client.iter_invoices(subscription_id=record.subscription.subscription_id):
+            if str(row.get("invoice_id")) == record.invoice_id:
+                return int(row.get("status")) == int(target)
+    except UpstreamError:
+        return False
+    return False
+
+
+def subscription_invoice_set_status_bulk(
+    *, records: QuerySet[SubscriptionInvoice], status: int, actor: User, reason: str
+) -> Job:
+    """Queue `invoice_status_update` for every selected record the rules let change."""
+    _require(actor, PERM_INVOICE_STATUS)
+    target = _status_target(status)
+    if not reason.strip():
+        raise ValidationError(_("Give a reason for the change."))
+    items = []
+    rows = records.select_related("subscription").order_by("val_date", "pk")
+    for record in rows.iterator(chunk_size=2000):
+        if status_verdict(record.status, target).kind != VerdictKind.CHANGE:
+            continue
+        items.append(
+            NewItem(
+                target=record,
+                target_repr=record.invoice_no,
+                payload={
+                    "invoice_id": record.invoice_id,
+                    "invoice_no": record.invoice_no,
+                    "subscription_id": record.subscription.subscription_id,
+                    "from_status": record.status,
+                    "status": int(target),
+                    "amount": str(record.amount),
+                },
+            )
+        )
+    return job_create(
+        kind=INVOICE_STATUS_KIND,
+        title=_("Set %(count)s payment records to “%(status)s”")
+        % {"count": len(items), "status": target.label},
+        items=items,
+        actor=actor,
+        params={"status": int(target)},
+        reason=reason.strip(),
+    )
+
+
+def subscription_set_status_all(
+    *, subscriptions: QuerySet[Subscription], status: int, actor: User, reason: str
+) -> Job:
+    """Queue `invoices_status_update_all` per subscription; each is reconciled from invoice_list."""
+    _require(actor, PERM_STATUS_ALL)
+    target = _status_target(status)
+    if not reason.strip():
+        raise ValidationError(_("Give a reason for the change."))
+    items = [
+        NewItem(
+            target=sub,
+            target_repr=str(sub),
+            payload={
+                "subscription_id": sub.subscription_id,
+                "reference_no": sub.reference_no,
+                "status": int(target),
+            },
+        )
+        for sub in subscriptions.order_by("pk")
+    ]
+    return job_create(
+        kind=SUBSCRIPTION_STATUS_ALL_KIND,
+        title=_("Set all payment records of %(count)s subscriptions to “%(status)s”")
+        % {"count": len(items), "status": target.label},
+        items=items,
+        actor=actor,
+        params={"status": int(target)},
+        reason=reason.strip(),
+    )
+
+
+def _new_invoice_no() -> str:
+    # Paynet's numbers look like 11400556; ours start with 9 and are random so a create that got
+    # no answer can be found again by number (create_invoice returns no identifiers, §5.1).
+    return "9" + "".join(secrets.choice("0123456789") for _ in range(9))
+
+
+def subscription_invoice_create(
+    *,
+    subscription: Subscription,
+    val_date: datetime,
+    amount: Decimal,
+    actor: User,
+    agent_amount: Decimal | None = None,
+    company_amount: Decimal | None = None,
+    invoice_no: str = "",
+    currency: str = "TRY",
+) -> SubscriptionInvoice:
+    """Push `create_invoice` for a variable-price subscription, then mirror the new record.
+
+    Paynet answers without the new record's ids, so the record is read back from invoice_list and
+    the mirror is written from that. Nothing is saved locally when Paynet refuses.
+    """
+    _require(actor, PERM_CREATE_INVOICE)
+    errors: dict[str, str] = {}
+    if subscription.is_fixed_price:
+        errors["__all__"] = _(
+            "Payment records can only be created for variable-price subscriptions."
+        )
+    if amount is None or amount <= 0:
+        errors["amount"] = _("The amount must be greater than zero.")
+    elif amount.as_tuple().exponent < -2:
+        errors["amount"] = _("The amount can have at most two decimals.")
+    for name, part in (("agent_amount", agent_amount), ("company_amount", company_amount)):
+        if part is not None and (part < 0 or part.as_tuple().exponent < -2):
+            errors[name] = _("Enter a non-negative amount with at most two decimals.")
+    if not errors and amount is not None:
+        if agent_amount is not None and company_amount is not None:
+            if agent_amount + company_amount != amount:
+                errors["__all__"] = _(
+                    "Agent and company amounts must add up to the amount (%(sum)s ≠ %(amount)s)."
+                ) % {"sum": agent_amount + company_amount, "amount": amount}
+        elif (agent_amount or company_amount or 0) > amount:
+            errors["__all__"] = _("A share cannot be larger than the amount.")
+    if currency not in ("TRY", "TL"):
+        errors["currency"] = _("Paynet supports only Turkish lira (TRY).")
+    invoice_no = (invoice_no or "").strip()
+    if invoice_no and subscription.invoices.filter(invoice_no=invoice_no).exists():
+        errors["invoice_no"] = _("This subscription already has a payment record %(no)s.") % {
+            "no": invoice_no
+        }
+    if errors:
+        raise ValidationError(errors)
+    invoice_no = invoice_no or _new_invoice_no()
+
+    recorder = DbCallRecorder(actor=actor, target=subscription, target_repr=invoice_no)
+    client = PaynetClient(recorder=recorder)
+    try:
+        client.create_invoice(
+            subscription_id=subscription.subscription_id,
+            val_date=val_date,
+            amount=amount,
+            agent_amount=agent_amount,
+            company_amount=company_amount,
+            invoice_no=invoice_no,
+            currency="TRY",
+        )
+    except UpstreamRejectedError as error:
+        if error.upstream_code == "5":
+            raise ValidationError(
+                {
+                    "invoice_no": _("Paynet already has a payment record %(no)s.")
+                    % {"no": invoice_no}
+                }
+            ) from error
+        raise
+    except UpstreamError as error:
+        # No answer: never create again blindly; look for it by number.
+        if not error.in_doubt:
+            raise
+    created = next(
+        (
+            row
+            for row in client.iter_invoices(subscription_id=subscription.subscription_id)
+            if str(row.get("invoice_no")) == invoice_no
+        ),
+        None,
+    )
+    if created is None:
+        raise UpstreamRejectedError(
+            _("Paynet did not confirm payment record %(no)s; it was not created. Try again.")
+            % {"no": invoice_no}
+        )
+    with transaction.atomic():
+        invoices_reconcile(subscription, [created])
+    return subscription.invoices.get(invoice_no=invoice_no)

@@ -1,0 +1,175 @@
+"""Pull Paynet's state into the mirror, always from Paynet's answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from upstream.client import CallRecorder
+
+from .client import PaynetClient, from_kurus, parse_datetime
+from .models import Subscription, SubscriptionInvoice
+
+# subscription/list needs a date range (paynet.md §6.1); this one covers any subscription.
+EPOCH = date(2000, 1, 1)
+
+
+@dataclass
+class SyncCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, other: SyncCounts) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.changes += other.changes
+
+
+def _subscription_fields(row: dict[str, Any]) -> dict[str, Any]:
+    # Read responses carry amounts in kuruş like the writes (paynet.md §10, assumption 10).
+    return {
+        "reference_no": str(row.get("reference_no") or ""),
+        "name_surname": str(row.get("name_surname") or ""),
+        "is_fixed_price": bool(row.get("is_fixed_price", True)),
+        "amount": from_kurus(row.get("amount") or 0),
+        "agent_id": str(row.get("agent_id") or ""),
+        "agent_amount": from_kurus(row.get("agent_amount") or 0),
+        "company_amount": from_kurus(row.get("company_amount") or 0),
+        "currency": str(row.get("currency") or "TRY")[:3],
+        "interval": row.get("interval"),
+        "interval_count": row.get("interval_count"),
+        "begin_date": parse_datetime(row.get("begin_date")),
+        "end_user_email": str(row.get("end_user_email") or ""),
+        "end_user_gsm": str(row.get("end_user_gsm") or ""),
+        "status": row.get("status"),
+        "created_date": parse_datetime(row.get("created_date")),
+    }
+
+
+def _invoice_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "invoice_no": str(row.get("invoice_no") or ""),
+        "val_date": parse_datetime(row.get("val_date")),
+        "amount": from_kurus(row.get("amount") or 0),
+        "agent_amount": from_kurus(row.get("agent_amount") or 0),
+        "company_amount": from_kurus(row.get("company_amount") or 0),
+        "currency": str(row.get("currency") or "TRY")[:3],
+        "status": int(row["status"]),
+    }
+
+
+def _upsert(model: type, lookup: dict[str, Any], fields: dict[str, Any], counts: SyncCounts) -> Any:
+    now = timezone.now()
+    obj = model.objects.filter(**lookup).first()
+    if obj is None:
+        obj = model.objects.create(**lookup, **fields, synced_at=now)
+        counts.created += 1
+        return obj
+    changed = {k: v for k, v in fields.items() if getattr(obj, k) != v}
+    if changed:
+        for k, v in changed.items():
+            setattr(obj, k, v)
+        obj.synced_at = now
+        obj.save(update_fields=[*changed, "synced_at"])
+        counts.updated += 1
+    else:
+        counts.unchanged += 1
+    return obj
+
+
+def subscription_upsert(row: dict[str, Any]) -> tuple[Subscription, SyncCounts]:
+    counts = SyncCounts()
+    obj = _upsert(
+        Subscription,
+        {"subscription_id": str(row["subscription_id"])},
+        _subscription_fields(row),
+        counts,
+    )
+    return obj, counts
+
+
+def invoices_reconcile(subscription: Subscription, rows: Iterable[dict[str, Any]]) -> SyncCounts:
+    """Make the subscription's mirrored records equal to what Paynet listed; report each change."""
+    counts = SyncCounts()
+    now = timezone.now()
+    existing = {inv.invoice_id: inv for inv in subscription.invoices.all()}
+    to_create, to_update = [], []
+    for row in rows:
+        fields = _invoice_fields(row)
+        invoice_id = str(row["invoice_id"])
+        inv = existing.get(invoice_id)
+        if inv is None:
+            to_create.append(
+                SubscriptionInvoice(
+                    subscription=subscription, invoice_id=invoice_id, synced_at=now, **fields
+                )
+            )
+            continue
+        changed = {k: v for k, v in fields.items() if getattr(inv, k) != v}
+        if not changed:
+            counts.unchanged += 1
+            continue
+        if "status" in changed:
+            counts.changes.append(
+                {"invoice_no": inv.invoice_no, "from": inv.status, "to": changed["status"]}
+            )
+        for k, v in changed.items():
+            setattr(inv, k, v)
+        inv.synced_at = now
+        to_update.append(inv)
+    SubscriptionInvoice.objects.bulk_create(to_create, batch_size=500)
+    if to_update:
+        SubscriptionInvoice.objects.bulk_update(
+            to_update,
+            [
+                "invoice_no",
+                "val_date",
+                "amount",
+                "agent_amount",
+                "company_amount",
+                "currency",
+                "status",
+                "synced_at",
+            ],
+            batch_size=500,
+        )
+    counts.created += len(to_create)
+    counts.updated += len(to_update)
+    return counts
+
+
+def paynet_sync(
+    *, recorder: CallRecorder | None = None, since: date | None = None, until: date | None = None
+) -> SyncCounts:
+    """Mirror every subscription created in [since, until] and all of its payment records."""
+    client = PaynetClient(recorder=recorder)
+    datab, datbi = since or EPOCH, until or timezone.localdate()
+    totals = SyncCounts()
+    for row in client.iter_subscriptions(datab=datab, datbi=datbi):
+        records = list(client.iter_invoices(subscription_id=str(row["subscription_id"])))
+        with transaction.atomic():
+            subscription, counts = subscription_upsert(row)
+            totals.add(counts)
+            totals.add(invoices_reconcile(subscription, records))
+    return totals
+
+
+def subscription_refresh(
+    subscription: Subscription, *, recorder: CallRecorder | None = None
+) -> SyncCounts:
+    """Re-read one subscription and its records from Paynet."""
+    client = PaynetClient(recorder=recorder)
+    detail = client.subscription_detail(subscription_id=subscription.subscription_id).data
+    records = list(client.iter_invoices(subscription_id=subscription.subscription_id))
+    with transaction.atomic():
+        _, counts = subscription_upsert({**detail, "subscription_id": subscription.subscription_id})
+        counts.add(invoices_reconcile(subscription, records))
+    return counts

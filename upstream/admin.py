@@ -1,0 +1,269 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from .admin_tools import CsvExportMixin, pretty_json
+from .handlers import handler_for
+from .models import Job, JobItem, UpstreamCall
+from .services import job_cancel, job_retry_failed
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The call log and job items are written only by services: nobody edits them here."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(UpstreamCall)
+class UpstreamCallAdmin(CsvExportMixin, ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "service",
+        "operation",
+        "target_repr",
+        "status_code",
+        "upstream_code",
+        "outcome_badge",
+        "duration_ms",
+        "actor",
+        "job",
+    )
+    list_filter = ("service", "operation", "outcome", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("target_repr", "target_id", "upstream_message", "url", "=job__id")
+    list_select_related = ("actor", "job")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    csv_fields = (
+        "id",
+        "created_at",
+        "service",
+        "operation",
+        "target_repr",
+        "status_code",
+        "upstream_code",
+        "upstream_message",
+        "outcome",
+        "duration_ms",
+    )
+    fields = (
+        ("service", "operation", "method"),
+        "url",
+        ("outcome", "status_code", "upstream_code", "attempt", "duration_ms"),
+        "upstream_message",
+        "error",
+        ("target_type", "target_id", "target_repr"),
+        ("actor", "job", "job_item"),
+        "created_at",
+        "request_headers_pretty",
+        "request_pretty",
+        "response_pretty",
+    )
+    readonly_fields = tuple(
+        name for group in fields for name in (group if isinstance(group, tuple) else (group,))
+    )
+
+    @admin.display(description=gettext_lazy("outcome"), ordering="outcome")
+    def outcome_badge(self, obj: UpstreamCall) -> str:
+        return format_html(
+            '<span class="badge badge-{}">{}</span>', obj.outcome, obj.get_outcome_display()
+        )
+
+    @admin.display(description=gettext_lazy("request headers"))
+    def request_headers_pretty(self, obj: UpstreamCall) -> str:
+        return pretty_json(obj.request_headers)
+
+    @admin.display(description=gettext_lazy("request"))
+    def request_pretty(self, obj: UpstreamCall) -> str:
+        return pretty_json(obj.request)
+
+    @admin.display(description=gettext_lazy("response"))
+    def response_pretty(self, obj: UpstreamCall) -> str:
+        return pretty_json(obj.response)
+
+
+@admin.register(Job)
+class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "title",
+        "kind",
+        "state",
+        "progress",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("state", "kind", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("title", "reason", "=id")
+    list_select_related = ("created_by",)
+    change_form_template = "admin/upstream/job/progress.html"
+    csv_fields = (
+        "id",
+        "title",
+        "kind",
+        "state",
+        "total",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "created_at",
+        "finished_at",
+        "reason",
+    )
+
+    @admin.display(description=gettext_lazy("progress"))
+    def progress(self, obj: Job) -> str:
+        return format_html(
+            '<progress max="{}" value="{}"></progress> {}/{}',
+            obj.total or 1,
+            obj.done,
+            obj.done,
+            obj.total,
+        )
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<int:pk>/progress.json",
+                self.admin_site.admin_view(self.progress_json),
+                name="{}_{}_progress".format(*info),
+            ),
+            path(
+                "<int:pk>/retry/",
+                self.admin_site.admin_view(self.retry_view),
+                name="{}_{}_retry".format(*info),
+            ),
+            path(
+                "<int:pk>/cancel/",
+                self.admin_site.admin_view(self.cancel_view),
+                name="{}_{}_cancel".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None
+    ):
+        job = get_object_or_404(Job, pk=object_id)
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        failures = (
+            job.items.filter(outcome__in=JobItem.FAILED_OUTCOMES)
+            .select_related("call")
+            .order_by("position")[:500]
+        )
+        try:
+            can_push = request.user.has_perm(handler_for(job.kind).permission)
+        except LookupError:
+            can_push = False
+        context = {
+            **self.admin_site.each_context(request),
+            "title": job.title,
+            "opts": self.opts,
+            "job": job,
+            "failures": failures,
+            "failure_count": job.items.filter(outcome__in=JobItem.FAILED_OUTCOMES).count(),
+            "recent": job.items.filter(state=JobItem.State.DONE).order_by(
+                "-finished_at", "-position"
+            )[:20],
+            "can_push": can_push,
+            "has_view_permission": True,
+            "original": job,
+            **(extra_context or {}),
+        }
+        from django.template.response import TemplateResponse
+
+        return TemplateResponse(request, self.change_form_template, context)
+
+    def progress_json(self, request: HttpRequest, pk: int) -> JsonResponse:
+        job = get_object_or_404(Job, pk=pk)
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        return JsonResponse(
+            {
+                "id": job.pk,
+                "state": job.state,
+                "state_label": job.get_state_display(),
+                "total": job.total,
+                "done": job.done,
+                "succeeded": job.succeeded,
+                "failed": job.failed,
+                "cancelled": job.cancelled,
+                "percent": job.percent,
+                "finished": job.is_finished,
+            }
+        )
+
+    def _post_action(
+        self, request: HttpRequest, pk: int, service, done_message: str
+    ) -> HttpResponse:
+        job = get_object_or_404(Job, pk=pk)
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
+        try:
+            service(job=job, actor=request.user)
+        except (ValidationError, PermissionDenied) as error:
+            text = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+            self.message_user(request, text, messages.ERROR)
+        else:
+            self.message_user(request, done_message, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
+
+    def retry_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._post_action(
+            request, pk, job_retry_failed, _("The failed items are queued again.")
+        )
+
+    def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._post_action(
+            request, pk, job_cancel, _("Cancelling: items not yet sent will not be sent.")
+        )
+
+
+@admin.register(JobItem)
+class JobItemAdmin(CsvExportMixin, ReadOnlyAdmin):
+    list_display = (
+        "job",
+        "position",
+        "target_repr",
+        "state",
+        "outcome",
+        "upstream_code",
+        "message",
+        "finished_at",
+    )
+    list_filter = ("state", "outcome", "in_doubt", "job__kind")
+    search_fields = ("target_repr", "target_id", "message", "=job__id")
+    list_select_related = ("job",)
+    raw_id_fields = ("job", "call")
+    show_full_result_count = False
+    csv_fields = (
+        "job",
+        "position",
+        "target_repr",
+        "state",
+        "outcome",
+        "upstream_code",
+        "message",
+        "finished_at",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).defer("payload", "result", "job__params")

@@ -1,0 +1,376 @@
+"""The base of every upstream client: one pooled session per upstream, timeouts, error mapping,
+redaction and the retry rules of shared/ARCHITECTURE.md. No ORM here: a CallRecorder decides
+where exchanges are written.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+
+import requests
+from django.utils.translation import gettext as _
+from requests.adapters import HTTPAdapter
+
+from .errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRejectedError,
+    UpstreamResponseError,
+    UpstreamTransportError,
+)
+from .redaction import redact, redact_headers
+
+MAX_BODY_CHARS = 20_000
+
+
+@dataclass
+class Exchange:
+    """One request and what came back; the call log row is written from it."""
+
+    service: str
+    operation: str
+    method: str
+    url: str
+    request_headers: dict[str, str]
+    request_body: Any
+    attempt: int = 1
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    status_code: int | None = None
+    response_body: Any = None
+    upstream_code: str = ""
+    upstream_message: str = ""
+    duration_ms: int = 0
+    outcome: str = "pending"
+    error: str = ""
+    call_id: int | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    # The parsed JSON answer, for the caller (the recorded copy is response_body).
+    data: Any = None
+
+
+class CallRecorder(Protocol):
+    def started(self, exchange: Exchange) -> None: ...
+
+    def finished(self, exchange: Exchange) -> None: ...
+
+
+class NullRecorder:
+    def started(self, exchange: Exchange) -> None:
+        pass
+
+    def finished(self, exchange: Exchange) -> None:
+        pass
+
+
+class ListRecorder:
+    """Keeps exchanges in memory; the job runner writes them to the call log in bulk."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[Exchange] = []
+
+    def started(self, exchange: Exchange) -> None:
+        pass
+
+    def finished(self, exchange: Exchange) -> None:
+        self.exchanges.append(exchange)
+
+
+def retry_delay(
+    error: UpstreamError,
+    *,
+    attempt: int,
+    max_attempts: int,
+    idempotent: bool,
+    base: float,
+    cap: float,
+    rng: Callable[[float, float], float] = random.uniform,
+) -> float | None:
+    """Seconds to wait before the next attempt, or None to give up.
+
+    Retry only transport errors, 429 and 5xx, a bounded number of times, with capped exponential
+    backoff and full jitter; honour Retry-After. Never retry a clear rejection. A request that
+    may have been applied is retried only when repeating it is harmless (idempotent).
+    """
+    if attempt >= max_attempts or isinstance(error, UpstreamRejectedError):
+        return None
+    if isinstance(error, UpstreamResponseError):
+        if error.retry_after is not None:
+            return min(error.retry_after, cap)
+        status = error.status_code
+        if status is None or status < 500:
+            # 200 with a body we cannot read: the write may have happened.
+            if not idempotent:
+                return None
+        elif not idempotent:
+            return None
+    elif isinstance(error, UpstreamTransportError):
+        if error.sent and not idempotent:
+            return None
+    else:
+        return None
+    return rng(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+_sessions: dict[tuple[str, int], requests.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def pooled_session(service: str, pool_size: int) -> requests.Session:
+    """One keep-alive session per upstream, shared by every thread, pool >= concurrency."""
+    key = (service, pool_size)
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _sessions[key] = session
+        return session
+
+
+class UpstreamClient:
+    """Subclasses set `service`, build URLs and headers, and read their envelope in `interpret`."""
+
+    service: ClassVar[str] = ""
+    service_label: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        recorder: CallRecorder | None = None,
+        session: requests.Session | None = None,
+        pool_size: int = 16,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 15.0,
+        max_attempts: int = 3,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url
+        self.recorder: CallRecorder = recorder or NullRecorder()
+        self.session = session or pooled_session(self.service, max(pool_size, 1))
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.sleep = sleep
+
+    # Subclass hooks -------------------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def url_for(self, path: str) -> str:
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def interpret(self, exchange: Exchange, status: int, body: Any) -> None:
+        """Read the upstream's envelope: set upstream_code/message, raise on a failure."""
+        self.raise_for_status(exchange, status, exchange.upstream_message)
+
+    # Shared machinery ----------------------------------------------------------------------
+
+    def raise_for_status(self, exchange: Exchange, status: int, message: str) -> None:
+        label = self.service_label or self.service
+        detail = message or _("HTTP %(status)s") % {"status": status}
+        if status in (401, 403):
+            raise UpstreamAuthError(
+                _("%(upstream)s refused our credentials: %(detail)s")
+                % {"upstream": label, "detail": detail},
+                exchange=exchange,
+            )
+        if status == 429:
+            raise UpstreamResponseError(
+                _("%(upstream)s asks us to slow down (HTTP 429).") % {"upstream": label},
+                exchange=exchange,
+                retry_after=exchange_retry_after(exchange),
+            )
+        if status >= 500:
+            raise UpstreamResponseError(
+                _("%(upstream)s had a server error (HTTP %(status)s): %(detail)s")
+                % {"upstream": label, "status": status, "detail": detail},
+                exchange=exchange,
+            )
+        if status >= 400:
+            raise UpstreamRejectedError(
+                _("%(upstream)s rejected the request: %(detail)s")
+                % {"upstream": label, "detail": detail},
+                exchange=exchange,
+            )
+
+    def request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotent: bool,
+        mutating: bool,
+    ) -> Exchange:
+        """Send one operation (with retries); return the ok exchange or raise a typed error."""
+        url = self.url_for(path)
+        headers = {"Accept": "application/json", **self.auth_headers()}
+        if json_body is not None:
+            headers["Content-Type"] = "application/json; charset=UTF-8"
+        attempt = 0
+        while True:
+            attempt += 1
+            exchange = Exchange(
+                service=self.service,
+                operation=operation,
+                method=method,
+                url=url
+                if not params
+                else requests.Request(method, url, params=params).prepare().url,
+                request_headers=redact_headers(headers),
+                request_body=redact(json_body),
+                attempt=attempt,
+            )
+            try:
+                self._send(exchange, method, url, headers, json_body, params)
+            except UpstreamError as error:
+                delay = retry_delay(
+                    error,
+                    attempt=attempt,
+                    max_attempts=self.max_attempts,
+                    idempotent=idempotent,
+                    base=self.backoff_base,
+                    cap=self.backoff_cap,
+                )
+                error.in_doubt = mutating and _may_have_applied(error)
+                exchange.outcome = "in_doubt" if error.in_doubt and delay is None else error.outcome
+                exchange.error = str(error)
+                self.recorder.finished(exchange)
+                if delay is None:
+                    raise
+                self.sleep(delay)
+                continue
+            exchange.outcome = "ok"
+            self.recorder.finished(exchange)
+            return exchange
+
+    def _send(
+        self,
+        exchange: Exchange,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        json_body: Any,
+        params: dict[str, Any] | None,
+    ) -> None:
+        label = self.service_label or self.service
+        self.recorder.started(exchange)
+        started = time.monotonic()
+        try:
+            data = None if json_body is None else json.dumps(json_body, ensure_ascii=False)
+            response = self.session.request(
+                method,
+                url,
+                data=data.encode("utf-8") if data is not None else None,
+                params=params,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.RequestException as exc:
+            exchange.duration_ms = int((time.monotonic() - started) * 1000)
+            raise _transport_error(label, exc, exchange) from None
+        exchange.duration_ms = int((time.monotonic() - started) * 1000)
+        exchange.status_code = response.status_code
+        exchange.response_headers = dict(response.headers)
+        text = response.text
+        try:
+            body = response.json() if text.strip() else None
+        except ValueError:
+            exchange.response_body = text[:MAX_BODY_CHARS]
+            if response.status_code >= 400:
+                self.raise_for_status(exchange, response.status_code, "")
+            raise UpstreamResponseError(
+                _("%(upstream)s answered with a body that is not JSON (HTTP %(status)s).")
+                % {"upstream": label, "status": response.status_code},
+                exchange=exchange,
+            ) from None
+        exchange.response_body = (
+            redact(body) if len(text) <= MAX_BODY_CHARS else text[:MAX_BODY_CHARS]
+        )
+        exchange.data = body
+        self.interpret(exchange, response.status_code, body)
+
+
+def exchange_retry_after(exchange: Exchange) -> float | None:
+    value = exchange.response_headers.get("Retry-After")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _transport_error(label: str, exc: Exception, exchange: Exchange) -> UpstreamTransportError:
+    # A refused or timed-out connect never sent the request; anything later may have.
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return UpstreamTransportError(
+            _("%(upstream)s did not accept the connection in time.") % {"upstream": label},
+            exchange=exchange,
+            sent=False,
+        )
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return UpstreamTransportError(
+            _("%(upstream)s did not answer in time; the change may or may not have been applied.")
+            % {"upstream": label},
+            exchange=exchange,
+            sent=True,
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        sent = not _is_connect_failure(exc)
+        message = (
+            _("%(upstream)s closed the connection without an answer.")
+            if sent
+            else _("%(upstream)s could not be reached (connection refused or DNS failure).")
+        )
+        return UpstreamTransportError(message % {"upstream": label}, exchange=exchange, sent=sent)
+    return UpstreamTransportError(
+        _("%(upstream)s request failed: %(error)s")
+        % {"upstream": label, "error": type(exc).__name__},
+        exchange=exchange,
+        sent=True,
+    )
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, NewConnectionError | NameResolutionError | ConnectionRefusedError):
+            return True
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen:
+            current = reason
+            continue
+        nested = (
+            current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        )
+        current = nested or current.__cause__ or current.__context__
+    return False
+
+
+def _may_have_applied(error: UpstreamError) -> bool:
+    if isinstance(error, UpstreamTransportError):
+        return error.sent
+    if isinstance(error, UpstreamResponseError):
+        # 429 means "not processed"; a 5xx or an unreadable answer may follow an applied write.
+        return error.retry_after is None and (error.status_code or 0) != 429
+    return False

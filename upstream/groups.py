@@ -1,0 +1,27 @@
+"""The two staff groups that exist after every migrate."""
+
+from __future__ import annotations
+
+from django.apps import apps
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission
+
+OPERATORS = "Finance operators"
+VIEWERS = "Finance viewers"
+FINANCE_APPS = ("upstream", "subscriptions", "billing", "billqueries")
+# Django's own model permissions; every other permission of these apps is a push or a run.
+_MODEL_ACTIONS = ("add_", "change_", "delete_", "view_")
+
+
+def groups_ensure(using: str = "default") -> None:
+    """Operators view and push; viewers only view. Re-running adds newly created permissions."""
+    for label in FINANCE_APPS:
+        # Permissions are created per app after migrate; make sure ours exist before we read them.
+        create_permissions(apps.get_app_config(label), verbosity=0, using=using)
+    perms = Permission.objects.using(using).filter(content_type__app_label__in=FINANCE_APPS)
+    view = [p for p in perms if p.codename.startswith("view_")]
+    push = [p for p in perms if not p.codename.startswith(_MODEL_ACTIONS)]
+    viewers, _ = Group.objects.using(using).get_or_create(name=VIEWERS)
+    viewers.permissions.set(view)
+    operators, _ = Group.objects.using(using).get_or_create(name=OPERATORS)
+    operators.permissions.set(view + push)

@@ -1,0 +1,77 @@
+"""What a kind of job must provide to the runner, and the registry of kinds.
+
+A handler's `push` and `settle` run in worker threads and only talk HTTP; `apply` runs in the
+runner's thread, inside the transaction that marks the items done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .client import CallRecorder, Exchange, UpstreamClient
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    id: int
+    target_id: str
+    target_repr: str
+    payload: dict[str, Any]
+    in_doubt: bool
+
+
+@dataclass
+class WorkResult:
+    item: WorkItem
+    outcome: str  # JobItem.Outcome value
+    message: str = ""
+    upstream_code: str = ""
+    data: Any = None
+    exchanges: list[Exchange] = field(default_factory=list)
+    # What the item shows when done (e.g. which records changed); apply() may fill it.
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class JobHandler:
+    kind: ClassVar[str]
+    target_type: ClassVar[str]
+    # The permission a user needs to create or retry this kind of job.
+    permission: ClassVar[str]
+
+    def concurrency(self) -> int:
+        return 4
+
+    def make_client(self, recorder: CallRecorder) -> UpstreamClient:
+        raise NotImplementedError
+
+    def push(self, client: UpstreamClient, item: WorkItem) -> Any:
+        """Send the item's change; return what apply() needs. Raise UpstreamError on failure."""
+        raise NotImplementedError
+
+    def settle(self, client: UpstreamClient, item: WorkItem) -> Any | None:
+        """Read back an item whose last push may have been applied unanswered.
+
+        Return what apply() needs when the change is already there, None when it is not (the
+        runner then pushes it), or raise UpstreamError when the upstream cannot tell us.
+        """
+        raise NotImplementedError
+
+    def apply(self, results: list[WorkResult]) -> None:
+        """Write confirmed changes to the mirror (inside the runner's transaction)."""
+        raise NotImplementedError
+
+
+_registry: dict[str, JobHandler] = {}
+
+
+def register(handler_cls: type[JobHandler]) -> type[JobHandler]:
+    _registry[handler_cls.kind] = handler_cls()
+    return handler_cls
+
+
+def handler_for(kind: str) -> JobHandler:
+    try:
+        return _registry[kind]
+    except KeyError:
+        raise LookupError(f"no job handler registered for kind {kind!r}") from None

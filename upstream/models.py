@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Service(models.TextChoices):
+    PAYNET = "paynet", "Paynet"
+    WISECP = "wisecp", "WiseCP"
+    PAYOFIN = "payofin", "Payofin"
+
+
+class Outcome(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    OK = "ok", _("OK")
+    REJECTED = "rejected", _("Rejected by upstream")
+    FAILED = "failed", _("Failed in transport")
+    IN_DOUBT = "in_doubt", _("In doubt")
+
+
+class UpstreamCall(models.Model):
+    """One request to an upstream and its answer. Append-only: written pending, finished once."""
+
+    service = models.CharField(_("service"), max_length=16, choices=Service.choices)
+    operation = models.CharField(_("operation"), max_length=64)
+    method = models.CharField(_("method"), max_length=8)
+    url = models.CharField(_("URL"), max_length=500)
+    request_headers = models.JSONField(_("request headers"), default=dict)
+    request = models.JSONField(_("request"), null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    response = models.JSONField(_("response"), null=True, blank=True)
+    upstream_code = models.CharField(_("upstream code"), max_length=32, blank=True)
+    upstream_message = models.TextField(_("upstream message"), blank=True)
+    outcome = models.CharField(
+        _("outcome"), max_length=16, choices=Outcome.choices, default=Outcome.PENDING
+    )
+    error = models.TextField(_("error"), blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+    attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
+    created_at = models.DateTimeField(_("created at"), db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    job = models.ForeignKey(
+        "upstream.Job",
+        verbose_name=_("job"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="calls",
+    )
+    job_item = models.ForeignKey(
+        "upstream.JobItem",
+        verbose_name=_("job item"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="calls",
+    )
+    # The local record the call was about, e.g. ("subscriptions.subscriptioninvoice", "17").
+    target_type = models.CharField(_("target type"), max_length=64, blank=True)
+    target_id = models.CharField(_("target id"), max_length=64, blank=True)
+    target_repr = models.CharField(_("target"), max_length=200, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("upstream call")
+        verbose_name_plural = _("upstream calls")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["service", "operation"]),
+            models.Index(fields=["outcome", "created_at"]),
+            models.Index(fields=["target_type", "target_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.operation} #{self.pk} ({self.outcome})"
+
+
+class Job(models.Model):
+    """A bulk push: one JobItem per record, worked through by the task worker."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        PARTIALLY_FAILED = "partially_failed", _("Partially failed")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    FINISHED_STATES = (State.SUCCEEDED, State.PARTIALLY_FAILED, State.FAILED, State.CANCELLED)
+
+    kind = models.CharField(_("kind"), max_length=64, db_index=True)
+    title = models.CharField(_("title"), max_length=200)
+    state = models.CharField(
+        _("state"), max_length=20, choices=State.choices, default=State.QUEUED, db_index=True
+    )
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # Bumped by the runner while it works; a stale one tells the sweep the worker is gone.
+    heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
+    total = models.PositiveIntegerField(_("total"), default=0)
+    succeeded = models.PositiveIntegerField(_("succeeded"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    cancelled = models.PositiveIntegerField(_("cancelled"), default=0)
+    cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    task_id = models.CharField(_("task id"), max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.title}"
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in self.FINISHED_STATES
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 100
+
+
+class JobItem(models.Model):
+    """One record of a job. The table is the truth about what is done (shared/ARCHITECTURE.md)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        DONE = "done", _("Done")
+
+    class Outcome(models.TextChoices):
+        NONE = "", _("—")
+        OK = "ok", _("OK")
+        REJECTED = "rejected", _("Rejected by upstream")
+        FAILED = "failed", _("Failed")
+        IN_DOUBT = "in_doubt", _("In doubt")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    FAILED_OUTCOMES = (Outcome.REJECTED, Outcome.FAILED, Outcome.IN_DOUBT)
+
+    job = models.ForeignKey(
+        Job, verbose_name=_("job"), on_delete=models.CASCADE, related_name="items"
+    )
+    position = models.PositiveIntegerField(_("position"))
+    target_type = models.CharField(_("target type"), max_length=64)
+    target_id = models.CharField(_("target id"), max_length=64)
+    target_repr = models.CharField(_("target"), max_length=200)
+    payload = models.JSONField(_("payload"), default=dict)
+    state = models.CharField(
+        _("state"), max_length=10, choices=State.choices, default=State.PENDING
+    )
+    outcome = models.CharField(
+        _("outcome"), max_length=10, choices=Outcome.choices, default=Outcome.NONE, blank=True
+    )
+    # The last push may have reached the upstream unanswered: read back before sending again.
+    in_doubt = models.BooleanField(_("in doubt"), default=False)
+    message = models.TextField(_("message"), blank=True)
+    upstream_code = models.CharField(_("upstream code"), max_length=32, blank=True)
+    result = models.JSONField(_("result"), default=dict, blank=True)
+    call = models.ForeignKey(
+        UpstreamCall,
+        verbose_name=_("last call"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    claimed_by = models.CharField(_("claimed by"), max_length=64, blank=True)
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("job item")
+        verbose_name_plural = _("job items")
+        ordering = ["job", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="jobitem_unique_position"),
+        ]
+        indexes = [
+            models.Index(fields=["job", "state", "position"]),
+            models.Index(fields=["state", "lease_until"]),
+            models.Index(fields=["target_type", "target_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target_repr} ({self.get_state_display()})"

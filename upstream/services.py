@@ -1,0 +1,226 @@
+"""Call recording and job bookkeeping shared by every integration."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Model
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .client import Exchange
+from .handlers import handler_for
+from .models import Job, JobItem, UpstreamCall
+
+logger = logging.getLogger(__name__)
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def target_of(obj: Model | None) -> tuple[str, str]:
+    if obj is None:
+        return "", ""
+    return obj._meta.label_lower, str(obj.pk)
+
+
+def upstream_call_from_exchange(
+    exchange: Exchange,
+    *,
+    actor_id: int | None = None,
+    job_id: int | None = None,
+    job_item_id: int | None = None,
+    target_type: str = "",
+    target_id: str = "",
+    target_repr: str = "",
+) -> UpstreamCall:
+    return UpstreamCall(
+        service=exchange.service,
+        operation=exchange.operation,
+        method=exchange.method,
+        url=exchange.url[:500],
+        request_headers=exchange.request_headers,
+        request=exchange.request_body,
+        status_code=exchange.status_code,
+        response=exchange.response_body,
+        upstream_code=str(exchange.upstream_code)[:32],
+        upstream_message=exchange.upstream_message,
+        outcome=exchange.outcome,
+        error=exchange.error,
+        duration_ms=exchange.duration_ms,
+        attempt=exchange.attempt,
+        created_at=exchange.started_at,
+        actor_id=actor_id,
+        job_id=job_id,
+        job_item_id=job_item_id,
+        target_type=target_type,
+        target_id=target_id,
+        target_repr=target_repr[:200],
+    )
+
+
+class DbCallRecorder:
+    """Writes each request as a pending row before it is sent and finishes it after.
+
+    The pending row is committed on its own, outside any transaction, so a crash or a later
+    rollback cannot erase the fact that a request went out (the call log is the audit trail).
+    """
+
+    def __init__(
+        self, *, actor: User | None = None, target: Model | None = None, target_repr: str = ""
+    ) -> None:
+        self.actor_id = actor.pk if actor is not None and actor.is_authenticated else None
+        self.target_type, self.target_id = target_of(target)
+        self.target_repr = target_repr or (str(target) if target is not None else "")
+        self.calls: list[UpstreamCall] = []
+
+    def started(self, exchange: Exchange) -> None:
+        call = upstream_call_from_exchange(
+            exchange,
+            actor_id=self.actor_id,
+            target_type=self.target_type,
+            target_id=self.target_id,
+            target_repr=self.target_repr,
+        )
+        call.save(force_insert=True)
+        exchange.call_id = call.pk
+        self.calls.append(call)
+
+    def finished(self, exchange: Exchange) -> None:
+        UpstreamCall.objects.filter(pk=exchange.call_id, outcome="pending").update(
+            status_code=exchange.status_code,
+            response=exchange.response_body,
+            upstream_code=str(exchange.upstream_code)[:32],
+            upstream_message=exchange.upstream_message,
+            outcome=exchange.outcome,
+            error=exchange.error,
+            duration_ms=exchange.duration_ms,
+        )
+
+    @property
+    def last_call_id(self) -> int | None:
+        return self.calls[-1].pk if self.calls else None
+
+
+# Jobs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewItem:
+    target: Model
+    payload: dict[str, Any]
+    target_repr: str = ""
+
+
+def job_create(
+    *,
+    kind: str,
+    title: str,
+    items: Iterable[NewItem],
+    actor: User | None,
+    params: dict[str, Any] | None = None,
+    reason: str = "",
+) -> Job:
+    """Create a job with one item per record and enqueue it once the transaction commits."""
+    handler = handler_for(kind)
+    if actor is not None and not actor.has_perm(handler.permission):
+        raise PermissionDenied(_("You do not have permission to run this change."))
+    items = list(items)
+    if not items:
+        raise ValidationError(_("Nothing to send: no record would change."))
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=kind,
+            title=title[:200],
+            params=params or {},
+            reason=reason,
+            created_by=actor if actor is not None and actor.is_authenticated else None,
+            total=len(items),
+        )
+        JobItem.objects.bulk_create(
+            [
+                JobItem(
+                    job=job,
+                    position=i,
+                    target_type=item.target._meta.label_lower,
+                    target_id=str(item.target.pk),
+                    target_repr=(item.target_repr or str(item.target))[:200],
+                    payload=item.payload,
+                )
+                for i, item in enumerate(items, start=1)
+            ],
+            batch_size=1000,
+        )
+        job_enqueue(job)
+    return job
+
+
+def job_enqueue(job: Job) -> None:
+    """Queue the job's task after the surrounding transaction commits (never before)."""
+    from .tasks import job_run
+
+    job_id = job.pk
+
+    def _enqueue() -> None:
+        result = job_run.enqueue(job_id)
+        Job.objects.filter(pk=job_id).update(task_id=str(result.id)[:64])
+
+    transaction.on_commit(_enqueue)
+
+
+def job_cancel(*, job: Job, actor: User) -> Job:
+    if not actor.has_perm(handler_for(job.kind).permission):
+        raise PermissionDenied(_("You do not have permission to cancel this job."))
+    if job.is_finished:
+        raise ValidationError(_("The job has already finished."))
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    job.refresh_from_db()
+    if job.state == Job.State.QUEUED:
+        # Nothing runs it yet: cancel the waiting items now rather than waiting for a worker.
+        from .runner import cancel_pending_items, job_finalize
+
+        cancel_pending_items(job)
+        job_finalize(job.pk)
+        job.refresh_from_db()
+    return job
+
+
+def job_retry_failed(*, job: Job, actor: User) -> Job:
+    """Queue the rejected, failed and in-doubt items again (in-doubt ones are read back first)."""
+    if not actor.has_perm(handler_for(job.kind).permission):
+        raise PermissionDenied(_("You do not have permission to retry this job."))
+    if not job.is_finished:
+        raise ValidationError(_("The job is still running; retry when it has finished."))
+    with transaction.atomic():
+        failed = JobItem.objects.filter(job=job, outcome__in=JobItem.FAILED_OUTCOMES)
+        count = failed.count()
+        if not count:
+            raise ValidationError(_("The job has no failed items to retry."))
+        failed.filter(outcome=JobItem.Outcome.IN_DOUBT).update(in_doubt=True)
+        failed.update(
+            state=JobItem.State.PENDING,
+            outcome=JobItem.Outcome.NONE,
+            finished_at=None,
+            lease_until=None,
+            claimed_by="",
+        )
+        Job.objects.filter(pk=job.pk).update(
+            state=Job.State.QUEUED,
+            failed=0,
+            finished_at=None,
+            cancel_requested=False,
+        )
+        job_enqueue(job)
+    job.refresh_from_db()
+    return job
+
+
+def job_touch_started(job_id: int) -> None:
+    Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
+        state=Job.State.RUNNING, started_at=timezone.now()
+    )
