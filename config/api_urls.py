@@ -1,12 +1,9 @@
+from importlib import import_module
+
 from rest_framework.routers import DefaultRouter
 
-from subscriptions.api import SubscriptionInvoiceViewSet, SubscriptionViewSet
-from upstream.api import JobViewSet, UpstreamCallViewSet
-
 router = DefaultRouter()
-router.register("subscriptions", SubscriptionViewSet)
-router.register("subscription-invoices", SubscriptionInvoiceViewSet)
-router.register("jobs", JobViewSet)
-router.register("upstream-calls", UpstreamCallViewSet)
-# billing and billqueries register their routes here too.
+# Each app's api.py registers its own routes, so apps do not edit a shared list.
+for module in ("upstream.api", "subscriptions.api", "billing.api", "billqueries.api"):
+    import_module(module).register_routes(router)
 urlpatterns = router.urls

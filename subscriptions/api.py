@@ -96,3 +96,8 @@ def _valid(serializer_class, request: Request) -> dict:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def register_routes(router) -> None:
+    router.register("subscriptions", SubscriptionViewSet)
+    router.register("subscription-invoices", SubscriptionInvoiceViewSet)

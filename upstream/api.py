@@ -47,3 +47,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         job = job_cancel(job=get_object_or_404(Job, pk=pk), actor=request.user)
         return Response({"job": JobSerializer(job, context={"items_limit": 0}).data})
+
+
+def register_routes(router) -> None:
+    router.register("jobs", JobViewSet)
+    router.register("upstream-calls", UpstreamCallViewSet)

@@ -1,0 +1,2 @@
+def register_routes(router) -> None:
+    """Routes of this app's REST API (none yet)."""

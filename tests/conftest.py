@@ -1,0 +1,127 @@
+"""Shared fixtures: a real sandbox over HTTP, users with the two staff groups, helpers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import requests
+from django.contrib.auth.models import Group
+
+from sandbox.server import SandboxHTTPServer, start_in_thread
+from upstream.groups import OPERATORS, VIEWERS, groups_ensure
+
+
+class SandboxControl:
+    """Drives the sandbox's control endpoints: faults, latency, ledger, reset."""
+
+    def __init__(self, server: SandboxHTTPServer) -> None:
+        self.server = server
+        self.url = server.url
+        self.http = requests.Session()
+
+    def reset(self, seed: int = 1) -> None:
+        self.http.post(f"{self.url}/_sandbox/reset", json={"seed": seed}).raise_for_status()
+        self.latency(0)
+
+    def faults(self, *rules: dict) -> None:
+        self.http.post(f"{self.url}/_sandbox/faults", json={"rules": list(rules)}).raise_for_status()
+
+    def latency(self, ms: float) -> None:
+        self.http.post(f"{self.url}/_sandbox/latency", json={"latency_ms": ms}).raise_for_status()
+
+    def ledger(self, service: str | None = None, operation: str | None = None) -> list[dict]:
+        params = {k: v for k, v in (("service", service), ("operation", operation)) if v}
+        response = self.http.get(f"{self.url}/_sandbox/ledger", params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def state(self, service: str) -> dict:
+        return self.http.get(f"{self.url}/_sandbox/state/{service}").json()
+
+    def command(self, service: str, **data) -> dict:
+        response = self.http.post(f"{self.url}/_sandbox/state/{service}", json=data)
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxHTTPServer]:
+    server = start_in_thread(port=0, seed=1)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxHTTPServer, settings) -> SandboxControl:
+    """A freshly reset sandbox, with every upstream setting pointed at it."""
+    control = SandboxControl(sandbox_server)
+    control.reset()
+    settings.PAYNET_BASE_URL = f"{sandbox_server.url}/paynet"
+    settings.WISECP_API_URL = f"{sandbox_server.url}/wisecp/api/"
+    settings.PAYOFIN_BASE_URL = f"{sandbox_server.url}/payofin"
+    return control
+
+
+@pytest.fixture
+def groups(db) -> None:
+    groups_ensure()
+
+
+@pytest.fixture
+def operator(groups, django_user_model):
+    user = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=OPERATORS))
+    return user
+
+
+@pytest.fixture
+def viewer(groups, django_user_model):
+    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=VIEWERS))
+    return user
+
+
+@pytest.fixture
+def operator_client(client, operator):
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def viewer_client(client, viewer):
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
+def api_operator(operator):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(operator)
+    return api
+
+
+@pytest.fixture
+def api_viewer(viewer):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(viewer)
+    return api
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_or_skip(available: bool, what: str) -> None:
+    """A missing service fails loudly in CI and skips with a reason on a laptop."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"{what} is required in CI but is not available")
+    pytest.skip(f"{what} is not available on this machine")
