@@ -61,6 +61,13 @@ class JobHandler:
         """Write confirmed changes to the mirror (inside the runner's transaction)."""
         raise NotImplementedError
 
+    def finished(self, job: Any) -> None:
+        """The job has just closed (inside job_finalize's transaction); nothing by default.
+
+        For kinds whose records need a last word when the job ends, e.g. to record why the
+        items that failed or were cancelled got no answer.
+        """
+
 
 _registry: dict[str, JobHandler] = {}
 

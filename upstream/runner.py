@@ -240,6 +240,12 @@ def job_finalize(job_id: int) -> bool:
             job.state = Job.State.PARTIALLY_FAILED
         job.finished_at = timezone.now()
         job.save(update_fields=["succeeded", "failed", "cancelled", "state", "finished_at"])
+        try:
+            handler = handler_for(job.kind)
+        except LookupError:
+            handler = None
+        if handler is not None:
+            handler.finished(job)
     return True
 
 
