@@ -134,7 +134,7 @@ def run(args: argparse.Namespace, sandbox_url: str, workdir: Path) -> None:
     bulk_ids = set(seeded["subscriptions"])
 
     call_command("migrate", verbosity=0)
-    actor = get_user_model().objects.create_superuser("bench", password="bench-not-secret")
+    actor = get_user_model().objects.create_superuser("bench", password=None)
     paynet_sync()
     records = SubscriptionInvoice.objects.filter(
         subscription__in=Subscription.objects.filter(subscription_id__in=bulk_ids),
