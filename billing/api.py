@@ -1,2 +1,54 @@
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from rest_framework import mixins, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from upstream.api_errors import Conflict
+from upstream.api_permissions import IsStaff
+
+from . import services
+from .models import Invoice, InvoiceItem
+from .serializers import InvoiceItemPatchSerializer, InvoiceItemSerializer, InvoiceSerializer
+
+
+class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Invoice.objects.annotate(item_count=Count("items")).order_by("-wisecp_id")
+    serializer_class = InvoiceSerializer
+    filterset_fields = ["wisecp_id", "status", "currency", "user_id"]
+
+
+class InvoiceItemViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    queryset = InvoiceItem.objects.order_by("-wisecp_id")
+    serializer_class = InvoiceItemSerializer
+    filterset_fields = ["wisecp_id", "invoice", "order_id", "tax_exempt"]
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_permissions(self):
+        if self.action == "partial_update":
+            # The service checks billing.push_invoiceitem itself, as in the admin.
+            return [IsStaff()]
+        return super().get_permissions()
+
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        """Push `UpdateInvoiceItem` with the changed fields; 200 with the item as WiseCP returned
+        it, 409 when `version` is not the current one or another save is in flight."""
+        item = get_object_or_404(InvoiceItem.objects.select_related("invoice"), pk=pk)
+        serializer = InvoiceItemPatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        expected_version = data.pop("version", item.version)
+        try:
+            updated = services.invoice_item_update(
+                item=item, changes=data, expected_version=expected_version, actor=request.user
+            )
+        except services.ConflictError as error:
+            raise Conflict(str(error)) from error
+        return Response(InvoiceItemSerializer(updated).data)
+
+
 def register_routes(router) -> None:
-    """Routes of this app's REST API (none yet)."""
+    router.register("invoices", InvoiceViewSet)
+    router.register("invoice-items", InvoiceItemViewSet)

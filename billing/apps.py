@@ -5,3 +5,6 @@ from django.utils.translation import gettext_lazy as _
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = _("WiseCP billing")
+
+    def ready(self) -> None:
+        from . import jobs  # noqa: F401  registers the job kind

@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("TASKS_BACKEND", "immediate")
 
-from .settings import *  # noqa: E402,F403
+from .settings import *  # noqa: F403
 
 # Fast hashing; tests never store real passwords.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

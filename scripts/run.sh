@@ -39,7 +39,7 @@ for upstream in paynet wisecp payofin; do
 done
 $PY manage.py billqueries_demo || true
 
-$PY manage.py db_worker --interval 0.5 >var/log/worker.log 2>&1 &
+$PY manage.py db_worker --interval 0.5 --no-reload >var/log/worker.log 2>&1 &
 pids+=($!)
 $PY manage.py jobs_sweep --schedule >/dev/null
 

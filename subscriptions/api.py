@@ -1,5 +1,6 @@
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -73,6 +74,7 @@ class SubscriptionInvoiceViewSet(viewsets.ReadOnlyModelViewSet):
         )
         return Response(SubscriptionInvoiceSerializer(record).data)
 
+    @extend_schema(operation_id="subscription_invoices_set_status_bulk")
     @action(detail=False, methods=["post"], url_path="set-status", permission_classes=[IsStaff])
     def set_status_bulk(self, request: Request) -> Response:
         data = _valid(BulkStatusInputSerializer, request)

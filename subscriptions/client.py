@@ -77,6 +77,8 @@ class PaynetClient(UpstreamClient):
 
     def interpret(self, exchange: Exchange, status: int, body: Any) -> None:
         if not isinstance(body, dict):
+            # A 401/404 from a proxy may come with no error object: the status still decides.
+            self.raise_for_status(exchange, status, "")
             raise UpstreamResponseError(
                 _("Paynet answered with an unexpected body (HTTP %(status)s).")
                 % {"status": status},

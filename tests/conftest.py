@@ -26,7 +26,9 @@ class SandboxControl:
         self.latency(0)
 
     def faults(self, *rules: dict) -> None:
-        self.http.post(f"{self.url}/_sandbox/faults", json={"rules": list(rules)}).raise_for_status()
+        self.http.post(
+            f"{self.url}/_sandbox/faults", json={"rules": list(rules)}
+        ).raise_for_status()
 
     def latency(self, ms: float) -> None:
         self.http.post(f"{self.url}/_sandbox/latency", json={"latency_ms": ms}).raise_for_status()

@@ -88,6 +88,7 @@ def retry_delay(
     attempt: int,
     max_attempts: int,
     idempotent: bool,
+    mutating: bool,
     base: float,
     cap: float,
     rng: Callable[[float, float], float] = random.uniform,
@@ -95,23 +96,24 @@ def retry_delay(
     """Seconds to wait before the next attempt, or None to give up.
 
     Retry only transport errors, 429 and 5xx, a bounded number of times, with capped exponential
-    backoff and full jitter; honour Retry-After. Never retry a clear rejection. A request that
-    may have been applied is retried only when repeating it is harmless (idempotent).
+    backoff and full jitter; honour Retry-After. Never retry a clear rejection. A write that may
+    have been applied without an answer (sent, then no reply or an unreadable one) is in doubt:
+    it is settled by reading back, never resent blindly; a 5xx is resent only when idempotent.
     """
     if attempt >= max_attempts or isinstance(error, UpstreamRejectedError):
         return None
     if isinstance(error, UpstreamResponseError):
         if error.retry_after is not None:
-            return min(error.retry_after, cap)
-        status = error.status_code
-        if status is None or status < 500:
-            # 200 with a body we cannot read: the write may have happened.
+            # Never sooner than asked; a wait longer than the cap is left to a later retry.
+            return error.retry_after if error.retry_after <= cap else None
+        status = error.status_code or 0
+        if status >= 500:
             if not idempotent:
                 return None
-        elif not idempotent:
+        elif mutating:
             return None
     elif isinstance(error, UpstreamTransportError):
-        if error.sent and not idempotent:
+        if error.sent and mutating:
             return None
     else:
         return None
@@ -245,6 +247,7 @@ class UpstreamClient:
                     attempt=attempt,
                     max_attempts=self.max_attempts,
                     idempotent=idempotent,
+                    mutating=mutating,
                     base=self.backoff_base,
                     cap=self.backoff_cap,
                 )
@@ -309,7 +312,9 @@ class UpstreamClient:
 
 
 def exchange_retry_after(exchange: Exchange) -> float | None:
-    value = exchange.response_headers.get("Retry-After")
+    # Header names are case-insensitive; the recorded copy is a plain dict.
+    headers = {k.lower(): v for k, v in exchange.response_headers.items()}
+    value = headers.get("retry-after")
     try:
         return max(float(value), 0.0) if value is not None else None
     except ValueError:

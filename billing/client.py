@@ -1,0 +1,324 @@
+"""WiseCP's legacy `Billing/*` action API (shared/upstreams/wisecp.md). One method per action.
+
+Methods return the parsed `data` of the envelope: money as 2-place Decimal, dates as aware
+datetimes in Europe/Istanbul (None for the zero date), item and invoice dicts keyed like the
+local models (`wisecp_id` for `id`; items keep `owner_id`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from upstream.client import CallRecorder, Exchange, UpstreamClient
+from upstream.errors import UpstreamRejectedError, UpstreamResponseError
+
+ISTANBUL = ZoneInfo("Europe/Istanbul")
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # PHP Y-m-d H:i:s (wisecp.md §3)
+ZERO_DATE = "0000-00-00 00:00:00"
+CENT = Decimal("0.01")
+PAGE_LIMIT = 50  # GetInvoices clamps limit to 1-50 (wisecp.md §6.2)
+MONEY_FIELDS = ("amount", "total")
+
+
+class ParseError(ValueError):
+    pass
+
+
+def to_money(value: Any) -> Decimal:
+    """A JSON number (or Decimal/str) as Decimal rounded half-up to the cent.
+
+    WiseCP prints computed amounts as the exact value of the binary double (wisecp.md §3:
+    3.779999999999999804600747665972448885440826416015625 for 3.78). json gives us that double;
+    its shortest repr is the decimal the upstream meant, so 2.675 stays 2.675 and rounds to 2.68
+    instead of 2.67 as the exact expansion (2.67499...) would.
+    """
+    if isinstance(value, bool) or value is None:
+        raise ParseError(f"not an amount: {value!r}")
+    try:
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except InvalidOperation:
+        raise ParseError(f"not an amount: {value!r}") from None
+    if not number.is_finite():
+        raise ParseError(f"not an amount: {value!r}")
+    return number.quantize(CENT, rounding=ROUND_HALF_UP) + 0  # "+ 0" turns -0.00 into 0.00
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    if value in (None, "", ZERO_DATE):
+        return None
+    if not isinstance(value, str):
+        raise ParseError(f"not a WiseCP date: {value!r}")
+    try:
+        return datetime.strptime(value, DATETIME_FORMAT).replace(tzinfo=ISTANBUL)
+    except ValueError:
+        raise ParseError(f"not a WiseCP date: {value!r}") from None
+
+
+def format_datetime(value: datetime | date | None) -> str:
+    """Outgoing dates in the upstream's format and zone; None is the zero date (unset)."""
+    if value is None:
+        return ZERO_DATE
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, 23, 59, 59, tzinfo=ISTANBUL)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=ISTANBUL)
+    return value.astimezone(ISTANBUL).strftime(DATETIME_FORMAT)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ParseError(f"not an integer: {value!r}")
+    return int(value)
+
+
+def parse_item(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ParseError("an invoice item is not an object")
+    attributes = raw.get("attributes") or {}
+    return {
+        "wisecp_id": _int(raw["id"]),
+        "owner_id": _int(raw["owner_id"]),
+        "sequence": _int(raw.get("sequence") or 0),
+        "description": str(raw.get("description") or ""),
+        "quantity": _int(raw.get("quantity", 1)),
+        "tax_exempt": bool(raw.get("tax_exempt", False)),
+        "amount": to_money(raw.get("amount", 0)),
+        "total": to_money(raw.get("total", 0)),
+        "order_id": _int(raw.get("order_id") or 0),
+        "due_date": parse_datetime(raw.get("due_date")),
+        # PHP's json_encode prints an empty array for an empty object.
+        "attributes": dict(attributes) if isinstance(attributes, Mapping) else {},
+    }
+
+
+def parse_invoice(raw: Any) -> dict[str, Any]:
+    """An invoice of GetInvoice (with `items`) or of a GetInvoices page (items is None)."""
+    if not isinstance(raw, Mapping):
+        raise ParseError("an invoice is not an object")
+    user = raw.get("user") if isinstance(raw.get("user"), Mapping) else {}
+    items = raw.get("items")
+    return {
+        "wisecp_id": _int(raw["id"]),
+        "number": str(raw.get("number") or ""),
+        "status": str(raw.get("status") or ""),
+        "currency": str(raw.get("currency") or "")[:3],
+        "subtotal": to_money(raw.get("subtotal", 0)),
+        "tax": to_money(raw.get("tax", 0)),
+        "total": to_money(raw.get("total", 0)),
+        "tax_rate": to_money(raw.get("tax_rate", 0)),
+        "taxfree": bool(raw.get("taxfree", False)),
+        "taxation_type": str(raw.get("taxation_type") or ""),
+        "created_at_upstream": parse_datetime(raw.get("created_at")),
+        "due_date": parse_datetime(raw.get("due_date")),
+        "payment_date": parse_datetime(raw.get("payment_date")),
+        "refund_date": parse_datetime(raw.get("refund_date")),
+        "user_id": _int(user["id"]) if user.get("id") not in (None, "") else None,
+        "full_name": str(user.get("full_name") or "")[:200],
+        "company_name": str(user.get("company_name") or "")[:200],
+        "items": [parse_item(i) for i in items] if isinstance(items, list) else None,
+    }
+
+
+def parse_invoice_page(raw: Any) -> dict[str, Any]:
+    # GetInvoices' shape is undocumented; the sandbox's (wisecp.md §10.11) is what we read.
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("invoices"), list):
+        raise ParseError("GetInvoices data has no invoices list")
+    return {
+        "invoices": [parse_invoice(i) for i in raw["invoices"]],
+        "total": _int(raw.get("total") or 0),
+        "page": _int(raw.get("page") or 1),
+        "limit": _int(raw.get("limit") or PAGE_LIMIT),
+    }
+
+
+def to_wire(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Item fields as UpdateInvoiceItem/CreateInvoiceItem take them (wisecp.md §5.1)."""
+    body: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "due_date":
+            value = value if isinstance(value, str) else format_datetime(value)
+        elif name in MONEY_FIELDS:
+            # JSON numbers ("Double"); the value has at most 2 places, which a double keeps.
+            money = to_money(value)
+            value = int(money) if money == money.to_integral_value() else float(money)
+        body[name] = value
+    return body
+
+
+def changes_applied(item: Mapping[str, Any], changes: Mapping[str, Any]) -> bool:
+    """Does a parsed item already hold every field of a (wire-form) change?"""
+    for name, wanted in to_wire(changes).items():
+        have = item.get(name)
+        if name == "due_date":
+            if format_datetime(have) != wanted:
+                return False
+        elif name in MONEY_FIELDS:
+            if to_money(have) != to_money(wanted):
+                return False
+        elif have != wanted:
+            return False
+    return True
+
+
+class WiseCPClient(UpstreamClient):
+    service = "wisecp"
+    service_label = "WiseCP"
+
+    def __init__(self, *, recorder: CallRecorder | None = None, **kwargs: Any) -> None:
+        self.api_key = kwargs.pop("api_key", None) or settings.WISECP_API_KEY
+        kwargs.setdefault("base_url", settings.WISECP_API_URL)
+        kwargs.setdefault("pool_size", settings.WISECP_CONCURRENCY)
+        kwargs.setdefault("connect_timeout", settings.UPSTREAM_CONNECT_TIMEOUT)
+        kwargs.setdefault("read_timeout", settings.UPSTREAM_READ_TIMEOUT)
+        kwargs.setdefault("max_attempts", settings.UPSTREAM_MAX_ATTEMPTS)
+        kwargs.setdefault("backoff_base", settings.UPSTREAM_BACKOFF_BASE)
+        kwargs.setdefault("backoff_cap", settings.UPSTREAM_BACKOFF_CAP)
+        super().__init__(recorder=recorder, **kwargs)
+
+    def auth_headers(self) -> dict[str, str]:
+        # wisecp.md §1: the key in `Apikey`, and JSON on every request (GETs included).
+        return {"Apikey": self.api_key, "Content-Type": "application/json"}
+
+    def url_for(self, path: str) -> str:
+        # API_URL ends with "/" and the docs append `Group/Action[/ID]` to it (wisecp.md §1).
+        base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
+        return base + path.lstrip("/")
+
+    def interpret(self, exchange: Exchange, status: int, body: Any) -> None:
+        """Judge by the envelope's `status`, not by the HTTP code (wisecp.md §2).
+
+        On success exchange.data becomes the parsed `data` of the answer.
+        """
+        if not isinstance(body, dict):
+            if status >= 400:
+                self.raise_for_status(exchange, status, "")
+            raise UpstreamResponseError(
+                _("WiseCP answered with an unexpected body (HTTP %(status)s).")
+                % {"status": status},
+                exchange=exchange,
+            )
+        outcome = body.get("status")
+        exchange.upstream_code = str(outcome or "")[:32]
+        exchange.upstream_message = str(body.get("message") or "")
+        if status >= 300:
+            self.raise_for_status(exchange, status, exchange.upstream_message)
+            raise UpstreamResponseError(
+                _("WiseCP answered HTTP %(status)s.") % {"status": status}, exchange=exchange
+            )
+        if outcome == "error":
+            raise UpstreamRejectedError(
+                _("WiseCP refused: %(message)s")
+                % {"message": exchange.upstream_message or _("no message")},
+                exchange=exchange,
+            )
+        if outcome != "successful":
+            raise UpstreamResponseError(
+                _("WiseCP answered without a status (HTTP %(status)s).") % {"status": status},
+                exchange=exchange,
+            )
+        parse = _PARSERS.get(exchange.operation)
+        if parse is None:
+            exchange.data = body.get("data")
+            return
+        try:
+            exchange.data = parse(body.get("data"))
+        except (ParseError, KeyError, TypeError, ValueError) as error:
+            raise UpstreamResponseError(
+                _("WiseCP answered %(operation)s with data we cannot read: %(error)s")
+                % {"operation": exchange.operation, "error": error},
+                exchange=exchange,
+            ) from None
+
+    # Reads ---------------------------------------------------------------------------------
+
+    def get_invoices(
+        self, *, page: int = 1, limit: int = PAGE_LIMIT, filters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One page of invoices (without items), oldest id first so paging is stable."""
+        params: dict[str, Any] = {"page": page, "limit": limit, "sort": "id", "sort_type": "ASC"}
+        for name, value in (filters or {}).items():
+            if isinstance(value, datetime | date):
+                value = format_datetime(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            params[f"filter[{name}]"] = value
+        return self.request(
+            "GetInvoices",
+            "GET",
+            "Billing/GetInvoices",
+            params=params,
+            idempotent=True,
+            mutating=False,
+        ).data
+
+    def get_invoice(self, invoice_id: int) -> dict[str, Any]:
+        """One invoice with its `items`."""
+        return self.request(
+            "GetInvoice",
+            "GET",
+            f"Billing/GetInvoice/{int(invoice_id)}",
+            idempotent=True,
+            mutating=False,
+        ).data
+
+    def iter_invoices(self, *, filters: Mapping[str, Any] | None = None) -> Iterator[dict]:
+        page = 1
+        while True:
+            data = self.get_invoices(page=page, filters=filters)
+            yield from data["invoices"]
+            if not data["invoices"] or page * data["limit"] >= data["total"]:
+                return
+            page += 1
+
+    # Writes --------------------------------------------------------------------------------
+
+    def update_invoice_item(self, item_id: int, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT the given fields only (a partial update, wisecp.md §5.1); `owner_id` moves it.
+
+        Sending the same fields again leaves the item as it is, so a resend is harmless.
+        """
+        return self.request(
+            "UpdateInvoiceItem",
+            "PUT",
+            f"Billing/UpdateInvoiceItem/{int(item_id)}",
+            json_body=to_wire(changes),
+            idempotent=True,
+            mutating=True,
+        ).data
+
+    def create_invoice_item(self, invoice_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+        # No idempotency in the legacy API (wisecp.md §8): a create without an answer is in
+        # doubt and must be looked for before it is sent again.
+        return self.request(
+            "CreateInvoiceItem",
+            "POST",
+            f"Billing/CreateInvoiceItem/{int(invoice_id)}",
+            json_body=to_wire(fields),
+            idempotent=False,
+            mutating=True,
+        ).data
+
+    def delete_invoice_item(self, item_id: int) -> None:
+        # Path inferred from DeleteInvoice (wisecp.md §5.3). A repeat would answer 404.
+        self.request(
+            "DeleteInvoiceItem",
+            "DELETE",
+            f"Billing/DeleteInvoiceItem/{int(item_id)}",
+            idempotent=False,
+            mutating=True,
+        )
+
+
+_PARSERS = {
+    "GetInvoices": parse_invoice_page,
+    "GetInvoice": parse_invoice,
+    "UpdateInvoiceItem": parse_item,
+    "CreateInvoiceItem": parse_item,
+}

@@ -1,0 +1,94 @@
+"""Bulk WiseCP pushes as a job kind: what each item sends, how it is read back, how it is applied.
+
+Every bulk action (due date, move, renumber) is an UpdateInvoiceItem with a few fields, so one
+kind serves them all; the payload carries the wire-form change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from upstream.client import CallRecorder
+from upstream.errors import UpstreamError
+from upstream.handlers import JobHandler, WorkItem, WorkResult, register
+
+from .client import WiseCPClient, changes_applied
+from .sync import invoices_write, items_write
+
+INVOICE_ITEM_UPDATE_KIND = "wisecp.invoice_item_update"
+PERM_PUSH_ITEM = "billing.push_invoiceitem"
+
+
+def read_invoices(
+    client: WiseCPClient, invoice_ids: list[int]
+) -> tuple[list[tuple[dict[str, Any], datetime]], list[str]]:
+    """Read invoices for their totals after an item changed; a failed read is reported, not raised.
+
+    The item change is already confirmed at that point, so a failing read must not turn it into a
+    failure: the totals stay as they were until the next refresh.
+    """
+    reads, problems = [], []
+    for invoice_id in dict.fromkeys(invoice_ids):
+        read_at = timezone.now()
+        try:
+            reads.append((client.get_invoice(invoice_id), read_at))
+        except UpstreamError as error:
+            problems.append(str(error))
+    return reads, problems
+
+
+def _find_item(invoice: dict[str, Any], item_id: int) -> dict[str, Any] | None:
+    return next((i for i in invoice["items"] or [] if i["wisecp_id"] == item_id), None)
+
+
+@register
+class InvoiceItemUpdateHandler(JobHandler):
+    kind = INVOICE_ITEM_UPDATE_KIND
+    target_type = "billing.invoiceitem"
+    permission = PERM_PUSH_ITEM
+
+    def concurrency(self) -> int:
+        return settings.WISECP_CONCURRENCY
+
+    def make_client(self, recorder: CallRecorder) -> WiseCPClient:
+        return WiseCPClient(recorder=recorder)
+
+    def push(self, client: WiseCPClient, item: WorkItem) -> Any:
+        p = item.payload
+        item_at = timezone.now()
+        data = client.update_invoice_item(p["item_id"], p["changes"])
+        reads, problems = [], []
+        if "owner_id" in p["changes"]:
+            # A move recomputes both invoices' totals upstream (wisecp.md §10.8): read them.
+            reads, problems = read_invoices(client, [p["invoice_id"], p["changes"]["owner_id"]])
+        return {"item": data, "item_at": item_at, "invoices": reads, "problems": problems}
+
+    def settle(self, client: WiseCPClient, item: WorkItem) -> Any | None:
+        p = item.payload
+        owner = p["changes"].get("owner_id", p["invoice_id"])
+        read_at = timezone.now()
+        invoice = client.get_invoice(owner)
+        found = _find_item(invoice, p["item_id"])
+        if found is None or not changes_applied(found, p["changes"]):
+            return None
+        reads, problems = [(invoice, read_at)], []
+        if owner != p["invoice_id"]:
+            more, problems = read_invoices(client, [p["invoice_id"]])
+            reads += more
+        return {"item": found, "item_at": read_at, "invoices": reads, "problems": problems}
+
+    def apply(self, results: list[WorkResult]) -> None:
+        items_write([(r.data["item"], r.data["item_at"]) for r in results])
+        invoices_write(read for r in results for read in r.data["invoices"])
+        for r in results:
+            r.result = {"summary": r.item.payload.get("summary", "")}
+            if r.data["problems"]:
+                note = _("Invoice totals not refreshed: %(errors)s") % {
+                    "errors": " ".join(r.data["problems"])
+                }
+                r.message = f"{r.message} {note}".strip()

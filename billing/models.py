@@ -1,0 +1,102 @@
+"""Mirror of WiseCP invoices and their items (shared/upstreams/wisecp.md §4, §6.1).
+
+Upstream ids are kept as `wisecp_id`; money is Decimal with 2 places (the upstream prints binary
+float noise, §3); dates are aware datetimes read in Europe/Istanbul, and the zero date is None.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class InvoiceStatus(models.TextChoices):
+    # Legacy API values (wisecp.md §6.3).
+    UNPAID = "unpaid", _("Unpaid")
+    PENDING = "pending", _("Pending")
+    PAID = "paid", _("Paid")
+    REFUNDED = "refunded", _("Refunded")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class Invoice(models.Model):
+    wisecp_id = models.PositiveIntegerField(_("WiseCP id"), unique=True)
+    number = models.CharField(_("number"), max_length=64, db_index=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=InvoiceStatus.choices, db_index=True
+    )
+    currency = models.CharField(_("currency"), max_length=3, default="TRY", db_index=True)
+    subtotal = models.DecimalField(_("subtotal"), max_digits=14, decimal_places=2, default=0)
+    tax = models.DecimalField(_("tax"), max_digits=14, decimal_places=2, default=0)
+    total = models.DecimalField(_("total"), max_digits=14, decimal_places=2, default=0)
+    tax_rate = models.DecimalField(_("tax rate (%)"), max_digits=6, decimal_places=2, default=0)
+    taxfree = models.BooleanField(_("tax free"), default=False)
+    taxation_type = models.CharField(_("taxation type"), max_length=16, blank=True)
+    created_at_upstream = models.DateTimeField(
+        _("created at WiseCP"), null=True, blank=True, db_index=True
+    )
+    due_date = models.DateTimeField(_("due date"), null=True, blank=True, db_index=True)
+    payment_date = models.DateTimeField(_("payment date"), null=True, blank=True)
+    refund_date = models.DateTimeField(_("refund date"), null=True, blank=True)
+    # The customer as the invoice snapshots it (wisecp.md §5.4): WiseCP's user id and names.
+    user_id = models.PositiveIntegerField(_("WiseCP customer id"), null=True, blank=True)
+    full_name = models.CharField(_("customer"), max_length=200, blank=True)
+    company_name = models.CharField(_("company"), max_length=200, blank=True)
+    # The moment of the upstream read this row was written from; an older read never overwrites.
+    synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("invoice")
+        verbose_name_plural = _("invoices")
+        ordering = ["-created_at_upstream", "-id"]
+        indexes = [models.Index(fields=["user_id"], name="billing_inv_user_id_idx")]
+        permissions = [
+            ("sync_invoice", _("Can refresh invoices from WiseCP")),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"#{self.wisecp_id}"
+
+    @property
+    def customer(self) -> str:
+        return self.company_name or self.full_name
+
+
+class InvoiceItem(models.Model):
+    wisecp_id = models.PositiveIntegerField(_("WiseCP id"), unique=True)
+    invoice = models.ForeignKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT, related_name="items"
+    )
+    sequence = models.IntegerField(_("sequence"), default=0)
+    description = models.TextField(_("description"))
+    quantity = models.PositiveIntegerField(_("quantity"), default=1)
+    tax_exempt = models.BooleanField(_("tax exempt"), default=False)
+    amount = models.DecimalField(_("unit price"), max_digits=14, decimal_places=2)
+    total = models.DecimalField(_("total"), max_digits=14, decimal_places=2)
+    order_id = models.PositiveIntegerField(
+        _("linked service id"), default=0, help_text=_("0 = not linked to a service.")
+    )
+    due_date = models.DateTimeField(_("due date"), null=True, blank=True, db_index=True)
+    attributes = models.JSONField(_("attributes"), default=dict, blank=True)
+    # Local only. `version` grows with every write to the row, so a form opened on an older
+    # version is refused instead of overwriting a change it never saw. The push lock marks a
+    # save in flight (claimed in one UPDATE, see services.invoice_item_update).
+    version = models.PositiveIntegerField(_("version"), default=1)
+    push_locked_until = models.DateTimeField(_("save in progress until"), null=True, blank=True)
+    push_locked_by = models.CharField(_("save in progress by"), max_length=64, blank=True)
+    synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("invoice item")
+        verbose_name_plural = _("invoice items")
+        ordering = ["-wisecp_id"]
+        indexes = [
+            models.Index(fields=["invoice", "sequence"], name="billing_item_inv_seq_idx"),
+        ]
+        permissions = [
+            ("push_invoiceitem", _("Can push invoice item changes to WiseCP")),
+        ]
+
+    def __str__(self) -> str:
+        text = self.description if len(self.description) <= 60 else self.description[:59] + "…"
+        return f"{text} (#{self.wisecp_id})"

@@ -1,0 +1,533 @@
+"""Every WiseCP write: validate -> push -> record -> apply (shared/STYLE.md, "One push")."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from upstream.errors import UpstreamError
+from upstream.formatting import day
+from upstream.models import Job
+from upstream.services import DbCallRecorder, NewItem, User, job_create
+
+from .client import ParseError, WiseCPClient, changes_applied, format_datetime, parse_datetime
+from .jobs import INVOICE_ITEM_UPDATE_KIND, PERM_PUSH_ITEM, read_invoices
+from .models import Invoice, InvoiceItem
+from .sync import SyncCounts, invoice_refresh, invoices_write, items_write
+
+logger = logging.getLogger(__name__)
+
+PERM_SYNC = "billing.sync_invoice"
+# Local names of the fields staff may change (shared/INTERFACES.md, PATCH /api/invoice-items/).
+EDITABLE_FIELDS = (
+    "invoice",
+    "sequence",
+    "description",
+    "quantity",
+    "tax_exempt",
+    "amount",
+    "total",
+    "order_id",
+    "due_date",
+    "attributes",
+)
+# Wire fields whose change makes WiseCP recompute invoice totals (wisecp.md §10.8).
+TOTALS_FIELDS = frozenset({"amount", "total", "tax_exempt", "owner_id"})
+MONEY_LIMIT = Decimal("999999999999.99")  # Decimal(14, 2)
+PUSH_LOCK_SECONDS = 30
+PREVIEW_SAMPLE = 200
+
+
+class ConflictError(Exception):
+    """The item changed since the caller read it, or another save of it is in flight."""
+
+    def __init__(self, message: str, *, current_version: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.current_version = current_version
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _require(actor: User | None, perm: str = PERM_PUSH_ITEM) -> None:
+    if actor is None or not actor.has_perm(perm):
+        raise PermissionDenied(_("You do not have permission to change invoice items at WiseCP."))
+
+
+# Validation --------------------------------------------------------------------------------
+
+
+def _strict_int(value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(_("Enter a whole number."))
+    if value < minimum:
+        raise ValidationError(
+            _("Enter a number of at least %(minimum)s.") % {"minimum": minimum}
+        )
+    return value
+
+
+def _clean_invoice(value: Any) -> Invoice:
+    if isinstance(value, Invoice):
+        return value
+    invoice = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        invoice = Invoice.objects.filter(pk=value).first()
+    if invoice is None:
+        raise ValidationError(
+            _("Invoice %(value)s is not in the mirror; refresh it from WiseCP first.")
+            % {"value": value}
+        )
+    return invoice
+
+
+def _clean_description(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(_("Enter a description."))
+    return value
+
+
+def _clean_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(_("Enter true or false."))
+    return value
+
+
+def _clean_money(value: Any) -> Decimal:
+    try:
+        if isinstance(value, bool) or value is None:
+            raise InvalidOperation
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except InvalidOperation:
+        raise ValidationError(_("Enter an amount.")) from None
+    if not number.is_finite() or abs(number) > MONEY_LIMIT:
+        raise ValidationError(_("Enter an amount."))
+    if number.as_tuple().exponent < -2:
+        raise ValidationError(_("The amount can have at most two decimals."))
+    return number
+
+
+def _clean_due_date(value: Any) -> datetime | None:
+    """None clears the due date (WiseCP's zero date); strings use WiseCP's own format."""
+    if value is None or isinstance(value, datetime):
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value)
+        return value
+    if isinstance(value, date):
+        return parse_datetime(format_datetime(value))
+    if isinstance(value, str):
+        try:
+            return parse_datetime(value.strip())
+        except ParseError:
+            pass
+    raise ValidationError(_("Enter the due date as YYYY-MM-DD HH:MM:SS."))
+
+
+def _clean_attributes(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationError(_("Attributes must be a JSON object."))
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        raise ValidationError(_("Attributes must be a JSON object.")) from None
+    return value
+
+
+_CLEANERS: dict[str, Callable[[Any], Any]] = {
+    "invoice": _clean_invoice,
+    "sequence": lambda v: _strict_int(v, minimum=0),
+    "description": _clean_description,
+    "quantity": lambda v: _strict_int(v, minimum=1),
+    "tax_exempt": _clean_bool,
+    "amount": _clean_money,
+    "total": _clean_money,
+    "order_id": lambda v: _strict_int(v, minimum=0),
+    "due_date": _clean_due_date,
+    "attributes": _clean_attributes,
+}
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """What would be pushed for one item: wire field names, Python values."""
+
+    fields: dict[str, Any]
+    target: Invoice | None = None  # the invoice a move goes to
+
+    def __bool__(self) -> bool:
+        return bool(self.fields)
+
+    @property
+    def names(self) -> list[str]:
+        return ["invoice" if name == "owner_id" else name for name in self.fields]
+
+
+def invoice_item_changes(*, item: InvoiceItem, changes: Mapping[str, Any]) -> ItemChange:
+    """Validate `changes` (local field names) and keep only what differs from the mirror.
+
+    Raises ValidationError with per-field messages. A move becomes `owner_id` (the target's WiseCP
+    id). When the unit price changes, the current total is sent along: WiseCP would otherwise
+    set the total to the unit price (wisecp.md §7.2).
+    """
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+    if unknown:
+        errors["__all__"] = [
+            _("These fields cannot be changed: %(fields)s.") % {"fields": ", ".join(unknown)}
+        ]
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name in _CLEANERS:
+            try:
+                clean[name] = _CLEANERS[name](value)
+            except ValidationError as error:
+                errors[name] = error.messages
+    if errors:
+        raise ValidationError(errors)
+
+    fields: dict[str, Any] = {}
+    target = None
+    for name, value in clean.items():
+        if name == "invoice":
+            if value.pk != item.invoice_id:
+                target = value
+                fields["owner_id"] = value.wisecp_id
+        elif name == "due_date":
+            if format_datetime(value) != format_datetime(item.due_date):
+                fields[name] = value
+        elif value != getattr(item, name):
+            fields[name] = value
+    if "amount" in fields and "total" not in fields:
+        fields["total"] = clean.get("total", item.total)
+    return ItemChange(fields=fields, target=target)
+
+
+# One item ----------------------------------------------------------------------------------
+
+
+def _lock_duration() -> timedelta:
+    # The lock has to outlive the request it guards (with its retries and the read-back),
+    # or a second save could start while the first is still in flight.
+    per_attempt = (
+        settings.UPSTREAM_CONNECT_TIMEOUT
+        + settings.UPSTREAM_READ_TIMEOUT
+        + settings.UPSTREAM_BACKOFF_CAP
+    )
+    return timedelta(
+        seconds=max(PUSH_LOCK_SECONDS, 2 * settings.UPSTREAM_MAX_ATTEMPTS * per_attempt)
+    )
+
+
+def _conflict(item: InvoiceItem, expected_version: int) -> ConflictError:
+    current = InvoiceItem.objects.filter(pk=item.pk).values("version").first()
+    if current is None:
+        return ConflictError(_("This invoice item is no longer in the mirror."))
+    if current["version"] != expected_version:
+        return ConflictError(
+            _(
+                "This invoice item changed since you opened it (version %(expected)s, now "
+                "%(current)s). Reload it to see the current values, then make your change again."
+            )
+            % {"expected": expected_version, "current": current["version"]},
+            current_version=current["version"],
+        )
+    return ConflictError(
+        _("Another save of this invoice item is in progress. Try again in a moment."),
+        current_version=current["version"],
+    )
+
+
+def _claim(item: InvoiceItem, expected_version: int) -> str:
+    """Take the item's push lock in one UPDATE, only if it is at the expected version."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    claimed = (
+        InvoiceItem.objects.filter(pk=item.pk, version=expected_version)
+        .filter(Q(push_locked_until__isnull=True) | Q(push_locked_until__lt=now))
+        .update(push_locked_until=now + _lock_duration(), push_locked_by=token)
+    )
+    if not claimed:
+        raise _conflict(item, expected_version)
+    return token
+
+
+def _release(item: InvoiceItem, token: str) -> None:
+    InvoiceItem.objects.filter(pk=item.pk, push_locked_by=token).update(
+        push_locked_until=None, push_locked_by=""
+    )
+
+
+def _settle(
+    client: WiseCPClient, item: InvoiceItem, fields: dict[str, Any], error: UpstreamError
+) -> tuple[dict[str, Any], datetime]:
+    """The push got no trustworthy answer: read the item back and decide whether it landed."""
+    owner = fields.get("owner_id", item.invoice.wisecp_id)
+    read_at = timezone.now()
+    try:
+        invoice = client.get_invoice(owner)
+    except UpstreamError:
+        raise error from None
+    found = next((i for i in invoice["items"] or [] if i["wisecp_id"] == item.wisecp_id), None)
+    if found is not None and changes_applied(found, fields):
+        return found, read_at
+    error.in_doubt = False
+    error.message = _("%(error)s Reading the item back shows the change was not applied.") % {
+        "error": error.message
+    }
+    raise error
+
+
+def invoice_item_update(
+    *,
+    item: InvoiceItem,
+    changes: Mapping[str, Any],
+    expected_version: int,
+    actor: User,
+) -> InvoiceItem:
+    """Push `UpdateInvoiceItem` with the fields that really changed; mirror WiseCP's answer.
+
+    Refused with ConflictError when the item is no longer at `expected_version` or another save
+    of it is in flight. A move (`invoice`) sends `owner_id`; when totals change, the affected
+    invoices are read back with GetInvoice and their totals written. An answer that never came
+    is settled by reading the item back. On any refusal or failure the mirror is unchanged and
+    the error (UpstreamError, ValidationError) is raised for the caller to show.
+
+    Call it outside a transaction: the lock and the call log are committed on their own, and no
+    database transaction may stay open across the HTTP request.
+    """
+    _require(actor)
+    change = invoice_item_changes(item=item, changes=changes)
+    if expected_version != item.version:
+        raise _conflict(item, expected_version)
+    if not change:
+        return item
+
+    token = _claim(item, expected_version)
+    try:
+        source = item.invoice.wisecp_id
+        client = WiseCPClient(recorder=DbCallRecorder(actor=actor, target=item))
+        sent_at = timezone.now()
+        try:
+            data = client.update_invoice_item(item.wisecp_id, change.fields)
+        except UpstreamError as error:
+            if not error.in_doubt:
+                raise
+            data, sent_at = _settle(client, item, change.fields, error)
+        reads: list[tuple[dict[str, Any], datetime]] = []
+        if TOTALS_FIELDS & change.fields.keys():
+            reads, problems = read_invoices(client, [source, data["owner_id"]])
+            for problem in problems:
+                logger.warning("invoice item %s: totals not refreshed: %s", item.pk, problem)
+        with transaction.atomic():
+            items_write([(data, sent_at)], release_token=token)
+            invoices_write(reads)
+    finally:
+        _release(item, token)
+    return InvoiceItem.objects.select_related("invoice").get(pk=item.pk)
+
+
+# Bulk --------------------------------------------------------------------------------------
+
+
+class BulkAction(StrEnum):
+    DUE_DATE = "due_date"
+    MOVE = "move"
+    RENUMBER = "renumber"
+
+
+class VerdictKind(StrEnum):
+    CHANGE = "change"
+    SAME = "same"
+    BLOCKED = "blocked"
+
+
+@dataclass
+class BulkRow:
+    item: InvoiceItem
+    kind: VerdictKind
+    current: str
+    new: str
+    reason: str = ""
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BulkPreview:
+    """What a bulk action would do to each item, before anything is sent."""
+
+    action: BulkAction
+    value_label: str
+    rows: list[BulkRow] = field(default_factory=list)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for row in self.rows if row.kind == kind)
+
+    @property
+    def will_change(self) -> int:
+        return self.count(VerdictKind.CHANGE)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {kind.value: self.count(kind) for kind in VerdictKind}
+
+    @property
+    def sample(self) -> list[BulkRow]:
+        return self.rows[:PREVIEW_SAMPLE]
+
+    @property
+    def blocked_reasons(self) -> dict[str, int]:
+        reasons: dict[str, int] = {}
+        for row in self.rows:
+            if row.kind == VerdictKind.BLOCKED:
+                reasons[row.reason] = reasons.get(row.reason, 0) + 1
+        return reasons
+
+
+def _bulk_value(action: BulkAction, value: Any) -> Any:
+    if action == BulkAction.DUE_DATE:
+        try:
+            return _clean_due_date(value)
+        except ValidationError as error:
+            raise ValidationError({"value": error.messages}) from None
+    if action == BulkAction.MOVE:
+        try:
+            return _clean_invoice(value)
+        except ValidationError as error:
+            raise ValidationError({"value": error.messages}) from None
+    return None
+
+
+def _value_label(action: BulkAction, value: Any) -> str:
+    if action == BulkAction.DUE_DATE:
+        return day(value) if value is not None else _("no due date")
+    if action == BulkAction.MOVE:
+        return f"{value} ({value.customer})" if value.customer else str(value)
+    return _("1, 2, 3… in the current order")
+
+
+def _bulk_rows(items: QuerySet[InvoiceItem], action: BulkAction, value: Any) -> list[BulkRow]:
+    now = timezone.now()
+    rows: list[BulkRow] = []
+    if action == BulkAction.RENUMBER:
+        # The whole invoice is renumbered, or the new numbers would clash with its other items.
+        items = InvoiceItem.objects.filter(invoice_id__in=items.values("invoice_id"))
+    ordered = items.select_related("invoice").order_by("invoice_id", "sequence", "wisecp_id")
+    position: dict[int, int] = {}
+    for item in ordered.iterator(chunk_size=2000):
+        if action == BulkAction.DUE_DATE:
+            current, new = day(item.due_date) or "—", day(value) or "—"
+            same = format_datetime(item.due_date) == format_datetime(value)
+            changes = {"due_date": format_datetime(value)}
+        elif action == BulkAction.MOVE:
+            current, new = str(item.invoice), str(value)
+            same = item.invoice_id == value.pk
+            changes = {"owner_id": value.wisecp_id}
+        else:
+            position[item.invoice_id] = position.get(item.invoice_id, 0) + 1
+            current, new = str(item.sequence), str(position[item.invoice_id])
+            same = item.sequence == position[item.invoice_id]
+            changes = {"sequence": position[item.invoice_id]}
+        row = BulkRow(item=item, kind=VerdictKind.CHANGE, current=current, new=new)
+        if same:
+            row.kind, row.reason = VerdictKind.SAME, _("Already so.")
+        elif item.push_locked_until is not None and item.push_locked_until > now:
+            row.kind, row.reason = VerdictKind.BLOCKED, _("Another save is in progress.")
+        elif action == BulkAction.MOVE and item.invoice.currency != value.currency:
+            row.kind = VerdictKind.BLOCKED
+            row.reason = _(
+                "Its invoice is in %(from)s, the target in %(to)s; items carry no currency."
+            ) % {"from": item.invoice.currency, "to": value.currency}
+        else:
+            row.changes = changes
+        rows.append(row)
+    return rows
+
+
+def invoice_item_bulk_preview(
+    *, items: QuerySet[InvoiceItem], action: str, value: Any = None
+) -> BulkPreview:
+    """The verdict per item (will change / unchanged / blocked with a reason); sends nothing."""
+    try:
+        bulk_action = BulkAction(action)
+    except ValueError:
+        raise ValidationError(_("Unknown action %(action)s.") % {"action": action}) from None
+    value = _bulk_value(bulk_action, value)
+    return BulkPreview(
+        action=bulk_action,
+        value_label=_value_label(bulk_action, value),
+        rows=_bulk_rows(items, bulk_action, value),
+    )
+
+
+def invoice_item_bulk_update(
+    *, items: QuerySet[InvoiceItem], action: str, value: Any, actor: User, reason: str
+) -> Job:
+    """Queue one UpdateInvoiceItem per item that would change (a job of kind
+    `wisecp.invoice_item_update`): a new due date, a move to another invoice (both invoices'
+    totals are read back), or sequence 1..n per invoice in the current order. The mirror changes
+    per item when WiseCP confirms it.
+    """
+    _require(actor)
+    if not (reason or "").strip():
+        raise ValidationError(_("Give a reason for the change."))
+    preview = invoice_item_bulk_preview(items=items, action=action, value=value)
+    new_items = [
+        NewItem(
+            target=row.item,
+            target_repr=f"{row.item.invoice} · {row.item}",
+            payload={
+                "item_id": row.item.wisecp_id,
+                "invoice_id": row.item.invoice.wisecp_id,
+                "changes": row.changes,
+                "summary": f"{row.current} → {row.new}",
+            },
+        )
+        for row in preview.rows
+        if row.kind == VerdictKind.CHANGE
+    ]
+    titles = {
+        BulkAction.DUE_DATE: _("Set due date of %(count)s invoice items to %(value)s"),
+        BulkAction.MOVE: _("Move %(count)s invoice items to invoice %(value)s"),
+        BulkAction.RENUMBER: _("Renumber %(count)s invoice items"),
+    }
+    return job_create(
+        kind=INVOICE_ITEM_UPDATE_KIND,
+        title=titles[preview.action] % {"count": len(new_items), "value": preview.value_label},
+        items=new_items,
+        actor=actor,
+        params={"action": preview.action.value, "value": preview.value_label},
+        reason=reason.strip(),
+    )
+
+
+# Refresh -----------------------------------------------------------------------------------
+
+
+def invoice_refresh_many(
+    *, invoices: QuerySet[Invoice], actor: User
+) -> tuple[SyncCounts, list[str]]:
+    """Re-read the invoices from WiseCP; returns the summed counts and one message per failure."""
+    _require(actor, PERM_SYNC)
+    recorder = DbCallRecorder(actor=actor)
+    totals, failures = SyncCounts(), []
+    for invoice in invoices.order_by("wisecp_id"):
+        try:
+            totals.add(invoice_refresh(invoice, recorder=recorder))
+        except UpstreamError as error:
+            failures.append(f"{invoice}: {error}")
+    return totals, failures

@@ -1,0 +1,271 @@
+"""Pull WiseCP's state into the mirror, always from WiseCP's answer.
+
+Every writer takes the moment the upstream was read (`read_at`) and stores it as `synced_at`; a
+row is only overwritten by a read at least as recent, so a slow sync cannot undo a push that was
+answered after the sync's read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from upstream.client import CallRecorder
+
+from .client import ISTANBUL, WiseCPClient
+from .models import Invoice, InvoiceItem
+
+INVOICE_FIELDS = (
+    "number",
+    "status",
+    "currency",
+    "subtotal",
+    "tax",
+    "total",
+    "tax_rate",
+    "taxfree",
+    "taxation_type",
+    "created_at_upstream",
+    "due_date",
+    "payment_date",
+    "refund_date",
+    "user_id",
+    "full_name",
+    "company_name",
+)
+ITEM_FIELDS = (
+    "sequence",
+    "description",
+    "quantity",
+    "tax_exempt",
+    "amount",
+    "total",
+    "order_id",
+    "due_date",
+    "attributes",
+)
+
+
+@dataclass
+class SyncCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def add(self, other: SyncCounts) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+
+
+def _fresher(row_synced_at: datetime | None, read_at: datetime) -> bool:
+    return row_synced_at is None or row_synced_at <= read_at
+
+
+def invoice_write(
+    data: dict[str, Any], *, read_at: datetime, counts: SyncCounts | None = None
+) -> Invoice:
+    """Create or update one invoice's own fields (not its items) from a parsed upstream invoice."""
+    counts = counts if counts is not None else SyncCounts()
+    fields = {name: data[name] for name in INVOICE_FIELDS}
+    invoice = Invoice.objects.filter(wisecp_id=data["wisecp_id"]).first()
+    if invoice is None:
+        counts.created += 1
+        return Invoice.objects.create(wisecp_id=data["wisecp_id"], synced_at=read_at, **fields)
+    changed = {k: v for k, v in fields.items() if getattr(invoice, k) != v}
+    if not changed or not _fresher(invoice.synced_at, read_at):
+        counts.unchanged += 1
+        return invoice
+    written = Invoice.objects.filter(
+        Q(synced_at__isnull=True) | Q(synced_at__lte=read_at), pk=invoice.pk
+    ).update(**changed, synced_at=read_at)
+    if written:
+        for k, v in changed.items():
+            setattr(invoice, k, v)
+        invoice.synced_at = read_at
+        counts.updated += 1
+    else:
+        counts.unchanged += 1
+    return invoice
+
+
+def invoices_write(reads: Iterable[tuple[dict[str, Any], datetime]]) -> None:
+    """Write several reads of invoices; per invoice only the most recent read counts."""
+    latest: dict[int, tuple[dict[str, Any], datetime]] = {}
+    for data, read_at in reads:
+        known = latest.get(data["wisecp_id"])
+        if known is None or known[1] <= read_at:
+            latest[data["wisecp_id"]] = (data, read_at)
+    for data, read_at in latest.values():
+        invoice_write(data, read_at=read_at)
+
+
+def item_values(data: dict[str, Any]) -> dict[str, Any]:
+    return {name: data[name] for name in ITEM_FIELDS}
+
+
+def items_write(
+    reads: Iterable[tuple[dict[str, Any], datetime]],
+    *,
+    release_token: str = "",
+) -> dict[int, InvoiceItem]:
+    """Write items from parsed upstream items after a push: the rows change, version + 1.
+
+    Runs inside the caller's transaction. Rows are locked while they are read so the version
+    bump and the freshness check cannot interleave with another writer. A row whose push lock is
+    held by `release_token` is unlocked in the same write.
+    """
+    reads = list(reads)
+    owners = {data["owner_id"] for data, _ in reads}
+    invoices = Invoice.objects.in_bulk(owners, field_name="wisecp_id")
+    rows = InvoiceItem.objects.filter(wisecp_id__in=[data["wisecp_id"] for data, _ in reads])
+    if connection.features.has_select_for_update:
+        rows = rows.select_for_update()
+    by_id = {row.wisecp_id: row for row in rows}
+    changed: list[InvoiceItem] = []
+    for data, read_at in reads:
+        row = by_id.get(data["wisecp_id"])
+        if row is None:
+            continue
+        if _fresher(row.synced_at, read_at):
+            for name, value in item_values(data).items():
+                setattr(row, name, value)
+            owner = invoices.get(data["owner_id"])
+            if owner is not None:
+                row.invoice = owner
+            row.synced_at = read_at
+        row.version = F("version") + 1
+        if release_token and row.push_locked_by == release_token:
+            row.push_locked_until = None
+            row.push_locked_by = ""
+        changed.append(row)
+    if changed:
+        InvoiceItem.objects.bulk_update(
+            changed,
+            [
+                *ITEM_FIELDS,
+                "invoice",
+                "version",
+                "synced_at",
+                "push_locked_until",
+                "push_locked_by",
+            ],
+            batch_size=500,
+        )
+        versions = dict(
+            InvoiceItem.objects.filter(pk__in=[r.pk for r in changed]).values_list("pk", "version")
+        )
+        for row in changed:
+            row.version = versions[row.pk]
+    return by_id
+
+
+def invoice_items_reconcile(
+    invoice: Invoice,
+    items: list[dict[str, Any]],
+    *,
+    read_at: datetime,
+    counts: SyncCounts,
+) -> set[int]:
+    """Mirror the items an invoice read listed; return their WiseCP ids.
+
+    A changed item gets a new version (open forms on it become stale). Items in the middle of a
+    push are left to the push, which writes them from its own answer.
+    """
+    existing = {i.wisecp_id: i for i in InvoiceItem.objects.filter(wisecp_id__in=_ids(items))}
+    now = timezone.now()
+    to_create = []
+    for data in items:
+        values = item_values(data)
+        row = existing.get(data["wisecp_id"])
+        if row is None:
+            to_create.append(
+                InvoiceItem(wisecp_id=data["wisecp_id"], invoice=invoice, synced_at=read_at, **values)
+            )
+            continue
+        changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+        if row.invoice_id != invoice.pk:
+            changed["invoice"] = invoice
+        if not changed:
+            counts.unchanged += 1
+            continue
+        written = (
+            InvoiceItem.objects.filter(pk=row.pk, version=row.version)
+            .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=read_at))
+            .filter(Q(push_locked_until__isnull=True) | Q(push_locked_until__lt=now))
+            .update(**changed, synced_at=read_at, version=F("version") + 1)
+        )
+        if written:
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+    InvoiceItem.objects.bulk_create(to_create, batch_size=500)
+    counts.created += len(to_create)
+    return {data["wisecp_id"] for data in items}
+
+
+def _ids(items: list[dict[str, Any]]) -> list[int]:
+    return [data["wisecp_id"] for data in items]
+
+
+def _delete_vanished(invoice_pks: set[int], seen: set[int], counts: SyncCounts) -> None:
+    """Items of the invoices just read that no read listed: deleted or moved upstream.
+
+    A moved item comes back when the invoice it moved to is read.
+    """
+    if not invoice_pks:
+        return
+    deleted, _ = (
+        InvoiceItem.objects.filter(invoice_id__in=invoice_pks).exclude(wisecp_id__in=seen).delete()
+    )
+    counts.deleted += deleted
+
+
+def invoice_upsert(data: dict[str, Any], *, read_at: datetime, counts: SyncCounts) -> set[int]:
+    """One GetInvoice answer into the mirror: the invoice, then its items."""
+    with transaction.atomic():
+        invoice = invoice_write(data, read_at=read_at, counts=counts)
+        return invoice_items_reconcile(invoice, data["items"] or [], read_at=read_at, counts=counts)
+
+
+def wisecp_sync(*, recorder: CallRecorder | None = None, since: date | None = None) -> SyncCounts:
+    """Mirror every invoice (created on or after `since`, when given) with its items.
+
+    GetInvoices lists invoices without items (wisecp.md §10.11), so each is read with GetInvoice.
+    """
+    client = WiseCPClient(recorder=recorder)
+    filters: dict[str, Any] = {}
+    if since is not None:
+        filters["created_at_from"] = datetime.combine(since, time.min, tzinfo=ISTANBUL)
+    counts = SyncCounts()
+    seen: set[int] = set()
+    read: set[int] = set()
+    for row in client.iter_invoices(filters=filters):
+        read_at = timezone.now()
+        data = client.get_invoice(row["wisecp_id"])
+        seen |= invoice_upsert(data, read_at=read_at, counts=counts)
+        read.add(data["wisecp_id"])
+    with transaction.atomic():
+        pks = set(Invoice.objects.filter(wisecp_id__in=read).values_list("pk", flat=True))
+        _delete_vanished(pks, seen, counts)
+    return counts
+
+
+def invoice_refresh(invoice: Invoice, recorder: CallRecorder | None = None) -> SyncCounts:
+    """Re-read one invoice and its items from WiseCP."""
+    client = WiseCPClient(recorder=recorder)
+    counts = SyncCounts()
+    read_at = timezone.now()
+    data = client.get_invoice(invoice.wisecp_id)
+    seen = invoice_upsert(data, read_at=read_at, counts=counts)
+    with transaction.atomic():
+        _delete_vanished({invoice.pk}, seen, counts)
+    return counts

@@ -1,0 +1,43 @@
+"""Production: every secret comes from the environment; unsafe defaults are refused at start."""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+REQUIRED = (
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "PAYNET_BASE_URL",
+    "PAYNET_SECRET_KEY",
+    "WISECP_API_URL",
+    "WISECP_API_KEY",
+    "PAYOFIN_BASE_URL",
+    "PAYOFIN_API_KEY",
+    "PAYOFIN_SECRET_KEY",
+)
+_missing = [name for name in REQUIRED if not os.environ.get(name)]
+if _missing:
+    raise ImproperlyConfigured(
+        "Production settings need these environment variables: " + ", ".join(_missing)
+    )
+os.environ.setdefault("DJANGO_DEBUG", "false")
+
+from .settings import *  # noqa: E402,F403
+from .settings import env  # noqa: E402
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+if len(SECRET_KEY) < 50:  # noqa: F405
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 random characters.")
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE", default=8 * 60 * 60)
