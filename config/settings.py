@@ -6,6 +6,7 @@ Production is `config.settings_production`, which takes these and refuses to sta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -135,18 +136,17 @@ _TASK_BACKENDS = {
     "database": "django_tasks_db.DatabaseBackend",
     "immediate": "django_tasks.backends.immediate.ImmediateBackend",
     "dummy": "django_tasks.backends.dummy.DummyBackend",
-    "rq": "django_tasks_rq.RQBackend",
 }
+if TASKS_BACKEND not in _TASK_BACKENDS:
+    raise ImproperlyConfigured(
+        f"TASKS_BACKEND={TASKS_BACKEND!r}: use one of {', '.join(sorted(_TASK_BACKENDS))}"
+    )
 TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND]}}
-if TASKS_BACKEND == "rq":
-    RQ_QUEUES = {"default": {"URL": env("REDIS_URL", default="redis://127.0.0.1:6379/0")}}
 
 # The job runner: how long a claimed item is ours, how many items one task claims at a time.
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)
 JOBS_CHUNK_SIZE = env.int("JOBS_CHUNK_SIZE", default=64)
 JOBS_SWEEP_INTERVAL_SECONDS = env.int("JOBS_SWEEP_INTERVAL_SECONDS", default=30)
-# Jobs of at most this many records run in the request instead of in the worker.
-JOBS_INLINE_MAX = env.int("JOBS_INLINE_MAX", default=0)
 
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=3.05)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=15.0)
