@@ -127,3 +127,15 @@ def require_or_skip(available: bool, what: str) -> None:
     if in_ci():
         pytest.fail(f"{what} is required in CI but is not available")
     pytest.skip(f"{what} is not available on this machine")
+
+
+def require_postgres() -> None:
+    """PostgreSQL-only behaviour: the SQLite pass skips it, the PostgreSQL pass runs it.
+
+    .ci/run runs the suite a second time on PostgreSQL and fails when PostgreSQL is unreachable,
+    so these tests cannot silently stay skipped in CI.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: runs in the DATABASE_URL=postgres://... pass of .ci/run")

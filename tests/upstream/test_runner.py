@@ -18,7 +18,7 @@ from django.utils import timezone
 from subscriptions.models import InvoiceStatus, SubscriptionInvoice
 from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
-from tests.conftest import require_or_skip
+from tests.conftest import require_postgres
 from upstream import runner
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.services import job_cancel, job_retry_failed
@@ -262,7 +262,7 @@ def _wait(predicate, timeout: float, what: str) -> None:
 def test_worker_killed_mid_job_resumes_without_pushing_any_record_twice(
     transactional_db, sandbox, operator, tmp_path
 ):
-    require_or_skip(connection.vendor == "postgresql", "PostgreSQL (set DATABASE_URL)")
+    require_postgres()
     paynet_sync()
     sandbox.latency(50)
     records = waiting_records(120)
