@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-postgres lint format migrations-check bench lock browser messages clean
+.PHONY: install run test lint format migrations-check bench lock browser messages clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,9 +34,12 @@ format: install
 migrations-check: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
+# Refresh the Turkish catalogue from the code, fill it from locale/tr.json, compile it.
+# Fails when a user-facing string has no Turkish translation yet.
 messages: install
-	$(BIN)/python manage.py makemessages -l tr --ignore=.venv --ignore=sandbox --ignore=tests --ignore=bench
-	$(BIN)/python manage.py compilemessages --ignore=.venv
+	$(BIN)/python manage.py makemessages -l tr --no-obsolete --ignore=.venv --ignore=sandbox --ignore=tests --ignore=bench -v0
+	$(BIN)/python locale/translate.py
+	$(BIN)/python manage.py compilemessages --ignore=.venv -v0
 
 bench: install
 	$(BIN)/python bench/bulk_push.py
