@@ -316,10 +316,11 @@ class SubscriptionInvoiceAdmin(MirrorAdmin):
                 )
                 return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
         preview = None
-        if form.is_valid():
-            preview = services.subscription_invoice_status_preview(
-                records=queryset, status=form.cleaned_data["status"]
-            )
+        form.is_valid()
+        # Keep the preview when only the reason is missing, so its error shows next to it.
+        status = getattr(form, "cleaned_data", {}).get("status")
+        if status is not None:
+            preview = services.subscription_invoice_status_preview(records=queryset, status=status)
         return confirmation_page(
             request,
             self,

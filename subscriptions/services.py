@@ -13,7 +13,7 @@ from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from upstream.errors import UpstreamError, UpstreamRejectedError
+from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
 from upstream.models import Job
 from upstream.services import DbCallRecorder, NewItem, User, job_create
 
@@ -87,9 +87,18 @@ def subscription_invoice_set_status(
     """
     _require(actor, PERM_INVOICE_STATUS)
     target = _status_target(status)
+    # Re-check against the current row, not the caller's copy, which may be stale.
+    with transaction.atomic():
+        record = (
+            SubscriptionInvoice.objects.select_for_update()
+            .select_related("subscription")
+            .get(pk=record.pk)
+        )
     verdict = status_verdict(record.status, target)
     if verdict.kind == VerdictKind.BLOCKED:
         raise ValidationError(verdict.reason)
+    if verdict.kind == VerdictKind.SAME:
+        return record  # nothing to send
     recorder = DbCallRecorder(actor=actor, target=record)
     client = PaynetClient(recorder=recorder)
     try:
@@ -265,14 +274,24 @@ def subscription_invoice_create(
         # No answer: never create again blindly; look for it by number.
         if not error.in_doubt:
             raise
-    created = next(
-        (
-            row
-            for row in client.iter_invoices(subscription_id=subscription.subscription_id)
-            if str(row.get("invoice_no")) == invoice_no
-        ),
-        None,
-    )
+    try:
+        created = next(
+            (
+                row
+                for row in client.iter_invoices(subscription_id=subscription.subscription_id)
+                if str(row.get("invoice_no")) == invoice_no
+            ),
+            None,
+        )
+    except UpstreamError as error:
+        raise UpstreamResponseError(
+            _(
+                "Paynet may have created payment record %(no)s, but reading it back failed "
+                "(%(error)s). Use “Refresh from Paynet” before trying again."
+            )
+            % {"no": invoice_no, "error": error},
+            exchange=error.exchange,
+        ) from error
     if created is None:
         raise UpstreamRejectedError(
             _("Paynet did not confirm payment record %(no)s; it was not created. Try again.")

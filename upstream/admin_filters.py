@@ -28,12 +28,13 @@ class DateRangeFilter(admin.FieldListFilter):
         self.param_from = f"{field_path}__range_from"
         self.param_to = f"{field_path}__range_to"
         super().__init__(field, request, params, model, model_admin, field_path)
-        self.value_from = self._take(params, self.param_from)
-        self.value_to = self._take(params, self.param_to)
+        # The base class has already moved our parameters from params to used_parameters.
+        self.value_from = self._take(self.used_parameters, self.param_from)
+        self.value_to = self._take(self.used_parameters, self.param_to)
 
     @staticmethod
     def _take(params, name: str) -> str:
-        value = params.pop(name, "")
+        value = params.get(name, "")
         return (value[-1] if isinstance(value, list) else value) or ""
 
     def expected_parameters(self) -> list[str]:

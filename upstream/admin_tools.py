@@ -35,7 +35,9 @@ def money_column(field: str, *, currency_field: str | None = None, description: 
     """A right-aligned ₺ column that still sorts by the model field."""
 
     @admin.display(description=description or field, ordering=field)
-    def column(obj: Model) -> str:
+    def column(*args: Any) -> str:
+        # Assigned as a ModelAdmin attribute it is bound, so it gets (modeladmin, obj).
+        obj = args[-1]
         currency = getattr(obj, currency_field, "TRY") if currency_field else "TRY"
         return format_html('<span class="money">{}</span>', money(getattr(obj, field), currency))
 
@@ -93,7 +95,11 @@ class CsvExportMixin:
         names = self.csv_fields or tuple(f.name for f in opts.concrete_fields)
         header = []
         for name in names:
-            field = opts.get_field(name.split("__")[0])
+            # "subscription__reference_no" is titled by the last field, not by "subscription".
+            model, field = self.model, None
+            for part in name.split("__"):
+                field = model._meta.get_field(part)
+                model = field.related_model or model
             header.append(str(getattr(field, "verbose_name", name)))
 
         def rows() -> Iterator[list[Any]]:
@@ -131,7 +137,8 @@ def confirmation_page(
     the action works on the whole filtered result, not only the page.
     """
     select_across = request.POST.get("select_across") == "1"
-    selected = [] if select_across else request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+    # Posted back even with select_across: Django's changelist ignores an action with no boxes.
+    selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
     ctx = {
         **modeladmin.admin_site.each_context(request),
         "title": title,

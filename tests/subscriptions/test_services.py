@@ -245,7 +245,10 @@ def test_create_mirrors_the_record_paynet_lists_with_its_invoice_id(mirror, oper
     )
     assert record.status == S.WAITING
     assert record.val_date == VAL_DATE
-    assert list(calls().values_list("operation", "outcome"))[0] == ("create_invoice", "ok")
+    assert list(calls().values_list("operation", "outcome")) == [
+        ("create_invoice", "ok"),
+        ("invoice_list", "ok"),
+    ]
 
 
 def test_create_with_a_given_invoice_no_keeps_it(mirror, operator):
@@ -537,9 +540,9 @@ def test_set_status_all_reconciles_each_subscription_from_invoice_list(
         assert changed == expected_changes
         assert all(c["to"] == S.DONE_UNSUCCEED for c in item.result["changed"])
         assert item.result["unchanged"] == len(old) - len(expected_changes)
-        # The mirror equals Paynet afterwards.
-        for record in sub.invoices.all():
-            assert record.status == upstream[record.invoice_id]["status"]
+    # The mirror equals Paynet afterwards, record by record.
+    mirrored = dict(SubscriptionInvoice.objects.values_list("invoice_id", "status"))
+    assert mirrored == {invoice_id: r["status"] for invoice_id, r in upstream.items()}
 
 
 def test_set_status_all_picks_up_a_change_made_at_paynet_in_between(
@@ -605,3 +608,37 @@ def test_a_viewer_cannot_retry_a_job(mirror, operator, viewer, django_capture_on
 
     with pytest.raises(PermissionDenied):
         job_retry_failed(job=job, actor=viewer)
+
+
+def test_set_status_to_the_current_status_sends_nothing(mirror, operator):
+    record = a_record(S.CANCEL)
+
+    result = subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+
+    assert result.status == S.CANCEL
+    assert writes(mirror) == []
+    assert not calls().exists()
+
+
+def test_set_status_judges_the_current_row_not_a_stale_copy(mirror, operator):
+    record = a_record(S.WAITING)
+    SubscriptionInvoice.objects.filter(pk=record.pk).update(status=S.DONE_SUCCEED)
+
+    with pytest.raises(ValidationError):
+        subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+    assert writes(mirror) == []
+
+
+def test_create_confirmed_but_not_read_back_says_so_and_saves_nothing(mirror, operator):
+    subscription = a_subscription(fixed=False)
+    before = subscription.invoices.count()
+    mirror.faults({"kind": "status", "status": 503, "operation": "invoice_list"})
+
+    with pytest.raises(UpstreamResponseError) as raised:
+        subscription_invoice_create(
+            subscription=subscription, val_date=VAL_DATE, amount=Decimal("10.00"), actor=operator
+        )
+
+    assert "Refresh from Paynet" in str(raised.value)
+    assert len(writes(mirror, "create_invoice")) == 1
+    assert subscription.invoices.count() == before

@@ -1,0 +1,678 @@
+"""The Paynet admin through Django's test client: lists, filters, actions, pages, call log."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.contrib import admin
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
+from subscriptions.rules import VerdictKind, status_verdict
+from subscriptions.services import subscription_invoice_set_status_bulk
+from tests.subscriptions.helpers import a_record, a_subscription
+from upstream.models import Job, JobItem, UpstreamCall
+
+S = InvoiceStatus
+ISTANBUL = ZoneInfo("Europe/Istanbul")
+INVOICES = reverse("admin:subscriptions_subscriptioninvoice_changelist")
+SUBSCRIPTIONS = reverse("admin:subscriptions_subscription_changelist")
+
+
+def job_url(job: Job) -> str:
+    return reverse("admin:upstream_job_change", args=[job.pk])
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+class _FormState(HTMLParser):
+    """What a browser posts back from the form with the given id: hidden inputs and selections."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id, self.inside, self.select, self.fields = form_id, False, None, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and attrs.get("id") == self.form_id:
+            self.inside = True
+        elif not self.inside:
+            return
+        elif tag == "input" and attrs.get("type") == "hidden":
+            self.fields.append((attrs["name"], attrs.get("value", "")))
+        elif tag == "select":
+            self.select = attrs["name"]
+        elif tag == "option" and self.select and "selected" in attrs:
+            self.fields.append((self.select, attrs.get("value", "")))
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+
+
+def post_back(client, url, response, form_id, **fields):
+    """Submit the confirmation page as a browser would: its hidden fields plus the given ones."""
+    parser = _FormState(form_id)
+    parser.feed(response.content.decode())
+    assert parser.fields, f"no form #{form_id} on the page"
+    data: dict[str, list[str]] = {}
+    for name, value in parser.fields:
+        if name != "csrfmiddlewaretoken":
+            data.setdefault(name, []).append(value)
+    for name, value in fields.items():
+        data[name] = [str(value)]
+    return client.post(url, data)
+
+
+def changelist_ids(response) -> set[int]:
+    return {obj.pk for obj in response.context["cl"].queryset}
+
+
+# --- changelists ---------------------------------------------------------------------------
+
+
+def test_payment_record_filters_each_narrow_the_list(mirror, operator_client):
+    record = a_record(S.WAITING, subscription__is_fixed_price=False)
+    sub = record.subscription
+    day = f"{record.val_date.astimezone(ISTANBUL):%d.%m.%Y}"
+    cases = {
+        "status__exact=4": SubscriptionInvoice.objects.filter(status=4),
+        "subscription__is_fixed_price__exact=0": SubscriptionInvoice.objects.filter(
+            subscription__is_fixed_price=False
+        ),
+        "subscription__is_fixed_price__exact=1": SubscriptionInvoice.objects.filter(
+            subscription__is_fixed_price=True
+        ),
+        f"val_date__range_from={day}&val_date__range_to={day}": SubscriptionInvoice.objects.filter(
+            val_date__date=record.val_date.astimezone(ISTANBUL).date()
+        ),
+        f"subscription_ref={sub.reference_no}": sub.invoices.all(),
+        f"q={record.invoice_no}": SubscriptionInvoice.objects.filter(pk=record.pk),
+        f"q={record.invoice_id}": SubscriptionInvoice.objects.filter(pk=record.pk),
+        f"q={sub.name_surname.split()[-1]}": SubscriptionInvoice.objects.filter(
+            subscription__name_surname__icontains=sub.name_surname.split()[-1]
+        ),
+        f"status__exact=0&subscription_ref={sub.reference_no}": sub.invoices.filter(status=0),
+    }
+    for query, expected in cases.items():
+        response = operator_client.get(f"{INVOICES}?{query}")
+        assert response.status_code == 200, query
+        assert changelist_ids(response) == set(expected.values_list("pk", flat=True)), query
+        assert 0 < len(changelist_ids(response)) < SubscriptionInvoice.objects.count(), query
+
+
+def test_val_date_range_is_inclusive_of_both_days(mirror, operator_client):
+    response = operator_client.get(
+        f"{INVOICES}?val_date__range_from=01.01.2000&val_date__range_to=31.12.2099"
+    )
+    assert response.context["cl"].result_count == SubscriptionInvoice.objects.count()
+
+
+def test_a_date_that_is_not_dd_mm_yyyy_is_reported_not_a_crash(mirror, operator_client):
+    response = operator_client.get(f"{INVOICES}?val_date__range_from=yesterday")
+    assert response.status_code == 302 and response.url.endswith("?e=1")
+
+
+def test_subscription_filters_and_search(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+    cases = {
+        "is_fixed_price__exact=0": Subscription.objects.filter(is_fixed_price=False),
+        "is_fixed_price__exact=1": Subscription.objects.filter(is_fixed_price=True),
+        "interval__exact=2": Subscription.objects.filter(interval=2),
+        "status__exact=5": Subscription.objects.filter(status=5),
+        f"q={sub.reference_no}": Subscription.objects.filter(pk=sub.pk),
+        f"q={sub.subscription_id}": Subscription.objects.filter(pk=sub.pk),
+        f"q={sub.end_user_email}": Subscription.objects.filter(pk=sub.pk),
+    }
+    for query, expected in cases.items():
+        response = operator_client.get(f"{SUBSCRIPTIONS}?{query}")
+        assert response.status_code == 200, query
+        assert changelist_ids(response) == set(expected.values_list("pk", flat=True)), query
+        assert changelist_ids(response), query
+
+
+def test_subscription_page_lists_its_records_and_offers_create_for_variable_price(
+    mirror, operator_client
+):
+    variable, fixed = a_subscription(fixed=False), a_subscription(fixed=True)
+
+    page = operator_client.get(
+        reverse("admin:subscriptions_subscription_change", args=[variable.pk])
+    )
+    other = operator_client.get(reverse("admin:subscriptions_subscription_change", args=[fixed.pk]))
+
+    assert page.status_code == other.status_code == 200
+    assert b'id="create-invoice-link"' in page.content
+    assert b'id="create-invoice-link"' not in other.content
+    assert variable.invoices.first().invoice_no.encode() in page.content
+
+
+def _make_rows(count: int, start: int) -> None:
+    for n in range(start, start + count):
+        sub = Subscription.objects.create(
+            subscription_id=f"sub-{n}", reference_no=f"9{n:07d}", name_surname=f"Ad Soyad {n}"
+        )
+        SubscriptionInvoice.objects.create(
+            subscription=sub,
+            invoice_id=str(1000 + n),
+            invoice_no=f"114{n:05d}",
+            val_date=datetime(2025, 1, 1, 7, tzinfo=UTC),
+            amount=Decimal("100.50"),
+            status=n % 6 if n % 6 != 1 else 0,
+        )
+
+
+@pytest.mark.parametrize(
+    ("model", "url"), [(SubscriptionInvoice, INVOICES), (Subscription, SUBSCRIPTIONS)]
+)
+def test_changelist_query_count_does_not_grow_with_rows(
+    db, operator_client, monkeypatch, model, url
+):
+    monkeypatch.setattr(admin.site._registry[model], "list_per_page", 500)
+    _make_rows(20, 0)
+    operator_client.get(url)  # warm caches (content types, permissions)
+    with CaptureQueriesContext(connection) as small:
+        assert operator_client.get(url).context["cl"].result_count == 20
+    _make_rows(180, 20)
+    with CaptureQueriesContext(connection) as large:
+        response = operator_client.get(url)
+    assert response.context["cl"].result_count == 200
+    assert len(response.context["cl"].result_list) == 200
+    assert len(large) == len(small), [q["sql"] for q in large.captured_queries]
+
+
+# --- "Change status…" ----------------------------------------------------------------------
+
+
+def action_post(ids, action="change_status", **extra):
+    return {
+        "action": action,
+        "index": "0",
+        "select_across": "0",
+        "_selected_action": [str(i) for i in ids],
+        **extra,
+    }
+
+
+def sample_ids(n: int = 40) -> list[int]:
+    return list(SubscriptionInvoice.objects.order_by("pk").values_list("pk", flat=True)[:n])
+
+
+def test_change_status_asks_first_then_previews_then_needs_a_reason(
+    mirror, operator_client, django_capture_on_commit_callbacks
+):
+    ids = sample_ids()
+    records = SubscriptionInvoice.objects.filter(pk__in=ids)
+
+    first = operator_client.post(INVOICES, action_post(ids))
+
+    assert first.status_code == 200
+    assert "admin/subscriptions/confirm_status.html" in [t.name for t in first.templates]
+    assert first.context["selection_count"] == len(ids)
+    assert first.context["preview"] is None
+    assert not Job.objects.exists() and mirror.ledger("paynet") == []
+
+    preview = post_back(
+        operator_client, INVOICES, first, "status-confirm", step="preview", status=5
+    )
+
+    counts = {"change": 0, "same": 0, "blocked": 0}
+    total = Decimal("0")
+    for record in records:
+        kind = status_verdict(record.status, S.CANCEL).kind
+        counts[kind] += 1
+        total += record.amount if kind == VerdictKind.CHANGE else 0
+    html = preview.content.decode()
+    for kind, n in counts.items():
+        assert f'id="count-{kind}">{n}<' in html
+    assert f'id="change-total">₺\xa0{total:,.2f}<' in html
+    assert "can no longer change" in html  # the blocked reason is shown
+    assert not Job.objects.exists()
+
+    no_reason = post_back(operator_client, INVOICES, preview, "status-confirm", step="confirm")
+
+    assert no_reason.status_code == 200
+    assert "Give a reason for the change." in no_reason.content.decode()
+    assert not Job.objects.exists() and mirror.ledger("paynet") == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = post_back(
+            operator_client, INVOICES, no_reason, "status-confirm", step="confirm", reason="iade"
+        )
+
+    job = Job.objects.get()
+    assert done.status_code == 302 and done.url == job_url(job)
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED
+    assert job.total == counts["change"] and job.reason == "iade"
+    assert len(mirror.ledger("paynet", "invoice_status_update")) == counts["change"]
+
+
+def test_preview_of_a_selection_where_nothing_can_change_offers_no_confirm(mirror, operator_client):
+    charged = SubscriptionInvoice.objects.filter(status=S.DONE_SUCCEED).order_by("pk")[:5]
+    first = operator_client.post(INVOICES, action_post([r.pk for r in charged]))
+
+    preview = post_back(
+        operator_client, INVOICES, first, "status-confirm", step="preview", status=5
+    )
+
+    html = preview.content.decode()
+    assert 'id="count-blocked">5<' in html and 'id="count-change">0<' in html
+    assert 'id="confirm-button"' not in html
+    assert "Nothing would change" in html
+
+
+def test_select_all_covers_the_whole_filtered_result_not_just_the_page(
+    mirror, operator_client, django_capture_on_commit_callbacks
+):
+    waiting = set(SubscriptionInvoice.objects.filter(status=S.WAITING).values_list("pk", flat=True))
+    url = f"{INVOICES}?status__exact=0"
+    page = operator_client.get(url)
+    on_page = [obj.pk for obj in page.context["cl"].result_list]
+    assert len(on_page) < len(waiting), "needs more waiting records than one page holds"
+
+    # The browser posts the page's boxes plus select_across=1 when "Select all N" is clicked.
+    first = operator_client.post(url, action_post(on_page, select_across="1"))
+    assert first.context["selection_count"] == len(waiting)
+    preview = post_back(operator_client, url, first, "status-confirm", step="preview", status=5)
+    assert preview.context["preview"].will_change == len(waiting)
+    with django_capture_on_commit_callbacks(execute=True):
+        done = post_back(
+            operator_client, url, preview, "status-confirm", step="confirm", reason="all"
+        )
+
+    assert done.status_code == 302
+    job = Job.objects.get()
+    assert {int(pk) for pk in job.items.values_list("target_id", flat=True)} == waiting
+    assert job.total > len(on_page)
+    assert not SubscriptionInvoice.objects.filter(status=S.WAITING).exists()
+
+
+def test_viewer_does_not_get_the_push_actions(mirror, viewer_client):
+    page = viewer_client.get(INVOICES)
+    actions = [name for name, _ in page.context["action_form"].fields["action"].choices]
+    assert "change_status" not in actions
+    assert "export_csv" in actions
+    subs = viewer_client.get(SUBSCRIPTIONS)
+    sub_actions = [name for name, _ in subs.context["action_form"].fields["action"].choices]
+    assert "change_all_invoices_status" not in sub_actions
+
+    forced = viewer_client.post(
+        INVOICES, action_post(sample_ids(5), step="confirm", status=5, reason="x")
+    )
+
+    assert forced.status_code == 302
+    assert not Job.objects.exists()
+    assert mirror.ledger("paynet") == []
+
+
+def test_viewer_gets_403_on_the_create_invoice_page(mirror, viewer_client):
+    sub = a_subscription(fixed=False)
+    url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
+    assert viewer_client.get(url).status_code == 403
+    assert (
+        viewer_client.post(url, {"val_date": "01.02.2030 10:00", "amount": "1"}).status_code == 403
+    )
+    assert mirror.ledger("paynet") == []
+
+
+# --- "Create payment record" ---------------------------------------------------------------
+
+
+def test_create_invoice_page_sends_then_redirects_with_a_message(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+    url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
+    assert operator_client.get(url).status_code == 200
+    before = sub.invoices.count()
+
+    response = operator_client.post(
+        url,
+        {
+            "val_date": "15.01.2030 10:00",
+            "amount": "288.98",
+            "agent_amount": "29.26",
+            "company_amount": "259.72",
+            "invoice_no": "",
+        },
+    )
+
+    assert response.status_code == 302
+    assert response.url == reverse("admin:subscriptions_subscription_change", args=[sub.pk])
+    (write,) = mirror.ledger("paynet", "create_invoice")
+    assert write["request"]["val_date"] == "15.01.2030 10:00:00"
+    assert (write["request"]["amount"], write["request"]["agent_amount"]) == (28898, 2926)
+    created = sub.invoices.get(invoice_no=write["invoice_no"])
+    assert created.invoice_id == str(write["invoice_id"])
+    assert sub.invoices.count() == before + 1
+    assert messages_of(response) == [f"Payment record {created.invoice_no} created at Paynet."]
+
+
+def test_create_invoice_page_reads_turkish_amounts(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+    url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
+
+    response = operator_client.post(
+        url,
+        {"val_date": "15.01.2030 10:00", "amount": "1.234,56", "agent_amount": "34,56"},
+        HTTP_ACCEPT_LANGUAGE="tr",
+    )
+
+    assert response.status_code == 302
+    (write,) = mirror.ledger("paynet", "create_invoice")
+    assert (write["request"]["amount"], write["request"]["agent_amount"]) == (123456, 3456)
+    created = sub.invoices.get(invoice_no=write["invoice_no"])
+    assert created.company_amount == Decimal("1200.00")
+
+
+def test_create_invoice_page_shows_paynets_refusal_and_saves_nothing(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+    url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
+    mirror.faults({"kind": "reject", "operation": "create_invoice", "message": "Bayi bloke"})
+    before = SubscriptionInvoice.objects.count()
+
+    response = operator_client.post(url, {"val_date": "15.01.2030 10:00", "amount": "10"})
+
+    assert response.status_code == 200
+    assert response.context["form"].non_field_errors() == ["Paynet refused: Bayi bloke (code 1)"]
+    assert "Paynet refused: Bayi bloke (code 1)" in response.content.decode()
+    assert SubscriptionInvoice.objects.count() == before
+
+
+def test_create_invoice_page_puts_local_errors_on_their_fields(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+    url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
+
+    response = operator_client.post(
+        url,
+        {
+            "val_date": "15.01.2030 10:00",
+            "amount": "100",
+            "agent_amount": "30",
+            "company_amount": "60",
+            "invoice_no": sub.invoices.first().invoice_no,
+        },
+    )
+
+    form = response.context["form"]
+    assert "already has a payment record" in form.errors["invoice_no"][0]
+    assert "must add up" in form.non_field_errors()[0]
+    assert mirror.ledger("paynet") == []
+
+
+# --- "Change status of all payment records…" ------------------------------------------------
+
+
+def test_change_all_invoices_status_flow(
+    mirror, operator_client, django_capture_on_commit_callbacks
+):
+    sub = a_subscription(fixed=True)
+    before = dict(sub.invoices.values_list("invoice_no", "status"))
+    first = operator_client.post(
+        SUBSCRIPTIONS, action_post([sub.pk], action="change_all_invoices_status")
+    )
+    assert first.status_code == 200
+    assert sub.reference_no in first.content.decode()
+    assert not Job.objects.exists()
+
+    missing = post_back(
+        operator_client, SUBSCRIPTIONS, first, "status-all-confirm", step="confirm", status=4
+    )
+    assert "Give a reason for the change." in missing.content.decode()
+    assert not Job.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = post_back(
+            operator_client,
+            SUBSCRIPTIONS,
+            missing,
+            "status-all-confirm",
+            step="confirm",
+            status=4,
+            reason="kapanış",
+        )
+
+    job = Job.objects.get()
+    assert done.status_code == 302 and done.url == job_url(job)
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED
+    expected = {no for no, st in before.items() if status_verdict(st, 4).kind == "change"}
+    item = job.items.get()
+    assert {c["invoice_no"] for c in item.result["changed"]} == expected
+    page = operator_client.get(job_url(job))
+    for no in expected:
+        assert f"{no}: {before[no]} → 4" in page.content.decode()
+
+
+# --- the job page --------------------------------------------------------------------------
+
+
+def partly_failed_job(sandbox, operator, capture) -> tuple[Job, SubscriptionInvoice]:
+    ids = SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:6]
+    records = SubscriptionInvoice.objects.filter(pk__in=[r.pk for r in ids])
+    target = records.order_by("pk").first()
+    sandbox.faults(
+        {"kind": "reject", "match": {"invoice_no": target.invoice_no}, "message": "Kayıt kilitli"}
+    )
+    with capture(execute=True):
+        job = subscription_invoice_set_status_bulk(
+            records=records, status=S.CANCEL, actor=operator, reason="x"
+        )
+    job.refresh_from_db()
+    return job, target
+
+
+def test_job_page_shows_counts_failures_and_retries_them(
+    mirror, operator, operator_client, django_capture_on_commit_callbacks
+):
+    job, target = partly_failed_job(mirror, operator, django_capture_on_commit_callbacks)
+
+    page = operator_client.get(job_url(job))
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert 'id="job-total">6<' in html
+    assert 'id="job-succeeded" class="ok">5<' in html
+    assert 'id="job-failed" class="err">1<' in html
+    assert 'data-state="partially_failed"' in html
+    failures = html.split('id="job-failures"')[1].split("</table>")[0]
+    assert target.invoice_no in failures and "Kayıt kilitli" in failures
+    assert 'id="job-retry"' in html and "Retry 1 failed item" in html
+    assert 'id="job-cancel"' not in html  # finished jobs cannot be cancelled
+
+    mirror.faults()
+    with django_capture_on_commit_callbacks(execute=True):
+        retried = operator_client.post(reverse("admin:upstream_job_retry", args=[job.pk]))
+
+    assert retried.status_code == 302 and retried.url == job_url(job)
+    job.refresh_from_db()
+    assert (job.state, job.succeeded, job.failed) == (Job.State.SUCCEEDED, 6, 0)
+    target.refresh_from_db()
+    assert target.status == S.CANCEL
+
+
+def test_viewer_sees_the_job_but_not_its_buttons(
+    mirror, operator, viewer_client, django_capture_on_commit_callbacks
+):
+    job, _ = partly_failed_job(mirror, operator, django_capture_on_commit_callbacks)
+
+    html = viewer_client.get(job_url(job)).content.decode()
+    refused = viewer_client.post(reverse("admin:upstream_job_retry", args=[job.pk]))
+
+    assert "Kayıt kilitli" in html and 'id="job-retry"' not in html
+    assert refused.status_code == 302
+    job.refresh_from_db()
+    assert job.state == Job.State.PARTIALLY_FAILED
+
+
+def test_queued_job_can_be_cancelled_from_its_page(mirror, operator, operator_client):
+    # Not run: on_commit callbacks are not executed, so the job stays queued.
+    job = subscription_invoice_set_status_bulk(
+        records=SubscriptionInvoice.objects.filter(status=S.WAITING),
+        status=S.CANCEL,
+        actor=operator,
+        reason="x",
+    )
+    html = operator_client.get(job_url(job)).content.decode()
+    assert 'id="job-cancel"' in html
+
+    response = operator_client.post(reverse("admin:upstream_job_cancel", args=[job.pk]))
+
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED
+    assert job.cancelled == job.total
+    assert not job.items.exclude(outcome=JobItem.Outcome.CANCELLED).exists()
+    assert mirror.ledger("paynet") == []
+
+
+def test_progress_json_reports_the_counts(
+    mirror, operator, operator_client, django_capture_on_commit_callbacks
+):
+    job, _ = partly_failed_job(mirror, operator, django_capture_on_commit_callbacks)
+
+    data = operator_client.get(reverse("admin:upstream_job_progress", args=[job.pk])).json()
+
+    assert data == {
+        "id": job.pk,
+        "state": "partially_failed",
+        "state_label": "Partially failed",
+        "total": 6,
+        "done": 6,
+        "succeeded": 5,
+        "failed": 1,
+        "cancelled": 0,
+        "percent": 100,
+        "finished": True,
+    }
+
+
+# --- CSV export ----------------------------------------------------------------------------
+
+
+def test_csv_export_is_turkish_excel_friendly(db, operator_client):
+    sub = Subscription.objects.create(
+        subscription_id="s-1", reference_no="90000600", name_surname="Şule Öztürk"
+    )
+    record = SubscriptionInvoice.objects.create(
+        subscription=sub,
+        invoice_id="120",
+        invoice_no="11400556",
+        val_date=datetime(2025, 3, 10, 7, 30, tzinfo=UTC),  # 10:30 in Istanbul
+        amount=Decimal("1234.56"),
+        agent_amount=Decimal("34.56"),
+        company_amount=Decimal("1200.00"),
+        status=S.WAITING,
+    )
+
+    response = operator_client.post(
+        INVOICES, action_post([record.pk], action="export_csv"), HTTP_ACCEPT_LANGUAGE="tr"
+    )
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="')
+    raw = b"".join(response.streaming_content).decode("utf-8")
+    assert raw.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(raw.lstrip("\ufeff")), delimiter=";"))
+    assert len(rows) == 2
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert rows[1][:2] == ["11400556", "120"]
+    assert "90000600" in rows[1] and "Şule Öztürk" in rows[1]
+    assert "1.234,56" in rows[1] and "34,56" in rows[1] and "1.200,00" in rows[1]
+    assert any(re.fullmatch(r"10\.03\.2025( 10:30)?", v) for v in row.values())
+    with translation.override("tr"):
+        assert row[str(_("invoice no"))] == "11400556"
+        assert str(S.WAITING.label) in rows[1]
+        assert str(S.WAITING.label) != "Waiting"  # the Turkish label, not the English one
+
+
+def test_csv_header_names_each_column_including_related_ones(db, operator_client):
+    sub = Subscription.objects.create(subscription_id="s-1", reference_no="9", name_surname="A")
+    record = SubscriptionInvoice.objects.create(
+        subscription=sub, invoice_id="1", invoice_no="2", amount=Decimal("1"), status=0
+    )
+
+    response = operator_client.post(INVOICES, action_post([record.pk], action="export_csv"))
+
+    raw = b"".join(response.streaming_content).decode("utf-8")
+    header = next(csv.reader(io.StringIO(raw.lstrip("\ufeff")), delimiter=";"))
+    assert len(header) == len(set(header)), header
+    assert "reference no" in header and "name surname" in header
+
+
+def test_csv_export_of_a_filtered_select_all(mirror, operator_client):
+    url = f"{INVOICES}?status__exact=4"
+    page = operator_client.get(url)
+    on_page = [obj.pk for obj in page.context["cl"].result_list]
+
+    response = operator_client.post(
+        url, action_post(on_page[:1], action="export_csv", select_across="1")
+    )
+
+    raw = b"".join(response.streaming_content).decode("utf-8")
+    rows = list(csv.reader(io.StringIO(raw.lstrip("\ufeff")), delimiter=";"))
+    assert len(rows) - 1 == SubscriptionInvoice.objects.filter(status=4).count()
+
+
+# --- the call log --------------------------------------------------------------------------
+
+
+def a_recorded_call(sandbox, operator) -> UpstreamCall:
+    from subscriptions.services import subscription_invoice_set_status
+
+    subscription_invoice_set_status(record=a_record(S.WAITING), status=S.CANCEL, actor=operator)
+    return UpstreamCall.objects.get()
+
+
+def test_call_log_is_read_only_even_for_a_superuser(mirror, operator, admin_client):
+    call = a_recorded_call(mirror, operator)
+    change = reverse("admin:upstream_upstreamcall_change", args=[call.pk])
+
+    assert admin_client.get(reverse("admin:upstream_upstreamcall_add")).status_code == 403
+    assert admin_client.post(change, {"operation": "x"}).status_code == 403
+    delete = reverse("admin:upstream_upstreamcall_delete", args=[call.pk])
+    assert admin_client.get(delete).status_code == 403
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    listing = admin_client.get(reverse("admin:upstream_upstreamcall_changelist"))
+    actions = [name for name, _ in listing.context["action_form"].fields["action"].choices]
+    assert "delete_selected" not in actions
+    call.refresh_from_db()
+    assert call.operation == "invoice_status_update"
+
+
+def test_call_detail_shows_pretty_json_with_secrets_hidden(
+    mirror, operator, admin_client, settings
+):
+    call = a_recorded_call(mirror, operator)
+    # A row written by older code that still held secrets must not show them either.
+    UpstreamCall.objects.filter(pk=call.pk).update(
+        request={**call.request, "ApiKey": "leaked-key"},
+        request_headers={"Authorization": f"Basic {settings.PAYNET_SECRET_KEY}"},
+    )
+
+    page = admin_client.get(reverse("admin:upstream_upstreamcall_change", args=[call.pk]))
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert settings.PAYNET_SECRET_KEY not in html and "leaked-key" not in html
+    assert "&quot;Authorization&quot;: &quot;***&quot;" in html
+    assert "&quot;ApiKey&quot;: &quot;***&quot;" in html
+    assert '<pre class="json">{\n  &quot;' in html  # indented, one key per line
+    assert "Başarılı Islem" in html  # the response, as Paynet sent it
+    assert 'name="_save"' not in html
