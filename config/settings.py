@@ -128,6 +128,16 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Paynet subscriptions, WiseCP invoice items and Payofin bill queries.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a "state" or "outcome" field with different choices: name each enum.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStateEnum": "upstream.models.Job.State",
+        "JobItemStateEnum": "upstream.models.JobItem.State",
+        "JobItemOutcomeEnum": "upstream.models.JobItem.Outcome",
+        "CallOutcomeEnum": "upstream.models.Outcome",
+        "BillQueryBatchStateEnum": "billqueries.models.BillQueryBatch.State",
+        "BillQueryLineStateEnum": "billqueries.models.BillQueryLine.State",
+        "BillQueryLineOutcomeEnum": "billqueries.models.BillQueryLine.Outcome",
+    },
 }
 
 # Background work: django-tasks with the database backend by default.
