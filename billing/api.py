@@ -1,5 +1,6 @@
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,9 +19,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields = ["wisecp_id", "status", "currency", "user_id"]
 
 
-class InvoiceItemViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
+class InvoiceItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = InvoiceItem.objects.order_by("-wisecp_id")
     serializer_class = InvoiceItemSerializer
     filterset_fields = ["wisecp_id", "invoice", "order_id", "tax_exempt"]
@@ -32,6 +31,7 @@ class InvoiceItemViewSet(
             return [IsStaff()]
         return super().get_permissions()
 
+    @extend_schema(request=InvoiceItemPatchSerializer, responses=InvoiceItemSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         """Push `UpdateInvoiceItem` with the changed fields; 200 with the item as WiseCP returned
         it, 409 when `version` is not the current one or another save is in flight."""

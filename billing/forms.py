@@ -66,6 +66,8 @@ class InvoiceItemPushForm(forms.ModelForm):
 class BulkActionForm(forms.Form):
     """Shared by the three bulk actions: the value (when the action needs one) and a reason."""
 
+    needs_value = True
+
     reason = forms.CharField(
         label=_("Reason"),
         required=False,
@@ -83,6 +85,13 @@ class BulkActionForm(forms.Form):
     @property
     def value(self) -> Any:
         return None
+
+    def value_ready(self) -> bool:
+        """Can the preview be shown: is every field but the reason valid?"""
+        if not self.is_bound:
+            return not self.needs_value
+        self.is_valid()
+        return set(self.errors) <= {"reason"}
 
 
 class DueDateForm(BulkActionForm):
@@ -128,4 +137,4 @@ class MoveForm(BulkActionForm):
 
 
 class RenumberForm(BulkActionForm):
-    pass
+    needs_value = False

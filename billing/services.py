@@ -76,9 +76,7 @@ def _strict_int(value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(_("Enter a whole number."))
     if value < minimum:
-        raise ValidationError(
-            _("Enter a number of at least %(minimum)s.") % {"minimum": minimum}
-        )
+        raise ValidationError(_("Enter a number of at least %(minimum)s.") % {"minimum": minimum})
     return value
 
 
@@ -233,19 +231,24 @@ def _lock_duration() -> timedelta:
     )
 
 
+def _stale(expected_version: int, current_version: int) -> ConflictError:
+    return ConflictError(
+        _(
+            "This invoice item changed since you opened it (version %(expected)s, now "
+            "%(current)s). Reload it to see the current values, then make your change again."
+        )
+        % {"expected": expected_version, "current": current_version},
+        current_version=current_version,
+    )
+
+
 def _conflict(item: InvoiceItem, expected_version: int) -> ConflictError:
+    """Why claiming the push lock failed: a newer version, or a save in flight."""
     current = InvoiceItem.objects.filter(pk=item.pk).values("version").first()
     if current is None:
         return ConflictError(_("This invoice item is no longer in the mirror."))
     if current["version"] != expected_version:
-        return ConflictError(
-            _(
-                "This invoice item changed since you opened it (version %(expected)s, now "
-                "%(current)s). Reload it to see the current values, then make your change again."
-            )
-            % {"expected": expected_version, "current": current["version"]},
-            current_version=current["version"],
-        )
+        return _stale(expected_version, current["version"])
     return ConflictError(
         _("Another save of this invoice item is in progress. Try again in a moment."),
         current_version=current["version"],
@@ -280,7 +283,11 @@ def _settle(
     read_at = timezone.now()
     try:
         invoice = client.get_invoice(owner)
-    except UpstreamError:
+    except UpstreamError as read_error:
+        error.message = _(
+            "%(error)s Reading the item back failed too (%(read_error)s), so it is not known "
+            "whether WiseCP applied the change: refresh the invoice before trying again."
+        ) % {"error": error.message, "read_error": read_error}
         raise error from None
     found = next((i for i in invoice["items"] or [] if i["wisecp_id"] == item.wisecp_id), None)
     if found is not None and changes_applied(found, fields):
@@ -313,7 +320,7 @@ def invoice_item_update(
     _require(actor)
     change = invoice_item_changes(item=item, changes=changes)
     if expected_version != item.version:
-        raise _conflict(item, expected_version)
+        raise _stale(expected_version, item.version)
     if not change:
         return item
 
@@ -337,6 +344,8 @@ def invoice_item_update(
             items_write([(data, sent_at)], release_token=token)
             invoices_write(reads)
     finally:
+        # After a refusal or failure this is the only write; after success items_write has
+        # already released the lock in the same transaction as the mirror, and this is a no-op.
         _release(item, token)
     return InvoiceItem.objects.select_related("invoice").get(pk=item.pk)
 

@@ -188,7 +188,9 @@ def invoice_items_reconcile(
         row = existing.get(data["wisecp_id"])
         if row is None:
             to_create.append(
-                InvoiceItem(wisecp_id=data["wisecp_id"], invoice=invoice, synced_at=read_at, **values)
+                InvoiceItem(
+                    wisecp_id=data["wisecp_id"], invoice=invoice, synced_at=read_at, **values
+                )
             )
             continue
         changed = {k: v for k, v in values.items() if getattr(row, k) != v}

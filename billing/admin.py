@@ -1,0 +1,431 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.options import csrf_protect_m
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from upstream.admin_filters import DateRangeFilter, InputFilter
+from upstream.admin_tools import CsvExportMixin, confirmation_page, money_column, pretty_json
+from upstream.formatting import money
+
+from . import services
+from .forms import BulkActionForm, DueDateForm, InvoiceItemPushForm, MoveForm, RenumberForm
+from .models import Invoice, InvoiceItem
+
+
+def error_text(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    return str(error)
+
+
+def item_money(field: str, description: str):
+    """A ₺/$/€ column for an item; the currency is its invoice's (items carry none)."""
+
+    @admin.display(description=description, ordering=field)
+    def column(*args: InvoiceItem) -> str:
+        # Assigned as a ModelAdmin attribute it is bound, so it gets (modeladmin, obj).
+        obj = args[-1]
+        return format_html(
+            '<span class="money">{}</span>', money(getattr(obj, field), obj.invoice.currency)
+        )
+
+    return column
+
+
+class CustomerFilter(InputFilter):
+    """Customer name, company or WiseCP customer id."""
+
+    title = gettext_lazy("customer")
+    parameter_name = "customer"
+    prefix = ""
+
+    def filter_value(self, queryset, value):
+        p = self.prefix
+        query = Q(**{f"{p}full_name__icontains": value}) | Q(
+            **{f"{p}company_name__icontains": value}
+        )
+        if value.isdigit():
+            query |= Q(**{f"{p}user_id": int(value)})
+        return queryset.filter(query)
+
+
+class ItemCustomerFilter(CustomerFilter):
+    prefix = "invoice__"
+
+
+class InvoiceNumberFilter(InputFilter):
+    title = gettext_lazy("invoice number")
+    parameter_name = "invoice_number"
+
+    def filter_value(self, queryset, value):
+        digits = value.lstrip("#")
+        query = Q(invoice__number=value) | Q(invoice__number=f"#{digits}")
+        if digits.isdigit():
+            query |= Q(invoice__wisecp_id=int(digits))
+        return queryset.filter(query)
+
+
+class MirrorAdmin(CsvExportMixin, admin.ModelAdmin):
+    """Mirrored rows change only through pushes and syncs: no local add or delete."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class InvoiceItemInline(admin.TabularInline):
+    model = InvoiceItem
+    fields = (
+        "sequence",
+        "description",
+        "quantity",
+        "amount_display",
+        "total_display",
+        "tax_exempt",
+        "due_date",
+        "order_id",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("sequence", "wisecp_id")
+    amount_display = item_money("amount", gettext_lazy("unit price"))
+    total_display = item_money("total", gettext_lazy("total"))
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Only labels the link "Change" for those who may push; every field here is read-only.
+        return request.user.has_perm(services.PERM_PUSH_ITEM)
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(MirrorAdmin):
+    list_display = (
+        "number",
+        "wisecp_id",
+        "customer",
+        "status",
+        "created_at_upstream",
+        "due_date",
+        "subtotal_display",
+        "tax_display",
+        "total_display",
+        "item_count",
+        "synced_at",
+    )
+    list_filter = (
+        "status",
+        ("created_at_upstream", DateRangeFilter),
+        ("due_date", DateRangeFilter),
+        "currency",
+        CustomerFilter,
+    )
+    search_fields = ("number", "=wisecp_id", "full_name", "company_name", "items__description")
+    actions = ["export_csv", "refresh_from_wisecp"]
+    inlines = [InvoiceItemInline]
+    list_per_page = 50
+    list_max_show_all = 500
+    csv_fields = (
+        "wisecp_id",
+        "number",
+        "status",
+        "currency",
+        "subtotal",
+        "tax",
+        "total",
+        "tax_rate",
+        "taxfree",
+        "created_at_upstream",
+        "due_date",
+        "payment_date",
+        "refund_date",
+        "user_id",
+        "full_name",
+        "company_name",
+    )
+    subtotal_display = money_column(
+        "subtotal", currency_field="currency", description=gettext_lazy("subtotal")
+    )
+    tax_display = money_column("tax", currency_field="currency", description=gettext_lazy("tax"))
+    total_display = money_column(
+        "total", currency_field="currency", description=gettext_lazy("total")
+    )
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(item_total=Count("items"))
+
+    @admin.display(description=gettext_lazy("customer"), ordering="full_name")
+    def customer(self, obj: Invoice) -> str:
+        return obj.customer
+
+    @admin.display(description=gettext_lazy("items"), ordering="item_total")
+    def item_count(self, obj: Invoice) -> int:
+        return obj.item_total
+
+    def has_sync_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(services.PERM_SYNC)
+
+    @admin.action(description=gettext_lazy("Refresh from WiseCP"), permissions=["sync"])
+    def refresh_from_wisecp(self, request: HttpRequest, queryset: QuerySet) -> None:
+        counts, failures = services.invoice_refresh_many(invoices=queryset, actor=request.user)
+        for failure in failures:
+            self.message_user(request, failure, messages.ERROR)
+        self.message_user(
+            request,
+            _(
+                "Refreshed from WiseCP: %(created)s created, %(updated)s updated, "
+                "%(unchanged)s unchanged, %(deleted)s removed."
+            )
+            % vars(counts),
+            messages.SUCCESS if not failures else messages.WARNING,
+        )
+
+
+@admin.register(InvoiceItem)
+class InvoiceItemAdmin(MirrorAdmin):
+    list_display = (
+        "wisecp_id",
+        "short_description",
+        "invoice_link",
+        "customer",
+        "sequence",
+        "quantity",
+        "amount_display",
+        "total_display",
+        "tax_exempt",
+        "due_date",
+        "order_id",
+        "synced_at",
+    )
+    list_select_related = ("invoice",)
+    list_filter = (
+        "tax_exempt",
+        ("due_date", DateRangeFilter),
+        "invoice__status",
+        "invoice__currency",
+        InvoiceNumberFilter,
+        ItemCustomerFilter,
+    )
+    search_fields = (
+        "description",
+        "=wisecp_id",
+        "invoice__number",
+        "invoice__full_name",
+        "invoice__company_name",
+    )
+    raw_id_fields = ("invoice",)
+    actions = ["export_csv", "set_due_date", "move_to_invoice", "renumber_sequence"]
+    list_per_page = 50
+    list_max_show_all = 500
+    form = InvoiceItemPushForm
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "wisecp_id",
+                    "invoice",
+                    "sequence",
+                    "description",
+                    ("quantity", "amount", "total"),
+                    "tax_exempt",
+                    "order_id",
+                    "due_date",
+                    "attributes",
+                    "version",
+                )
+            },
+        ),
+        (gettext_lazy("Mirror"), {"fields": ("invoice_summary", "synced_at", "push_state")}),
+    )
+    readonly_fields = ("wisecp_id", "invoice_summary", "synced_at", "push_state")
+    csv_fields = (
+        "wisecp_id",
+        "invoice__number",
+        "invoice__wisecp_id",
+        "invoice__full_name",
+        "invoice__currency",
+        "sequence",
+        "description",
+        "quantity",
+        "amount",
+        "total",
+        "tax_exempt",
+        "order_id",
+        "due_date",
+        "attributes",
+    )
+    amount_display = item_money("amount", gettext_lazy("unit price"))
+    total_display = item_money("total", gettext_lazy("total"))
+
+    @admin.display(description=gettext_lazy("description"), ordering="description")
+    def short_description(self, obj: InvoiceItem) -> str:
+        text = obj.description
+        return text if len(text) <= 70 else text[:69] + "…"
+
+    @admin.display(description=gettext_lazy("invoice"), ordering="invoice__wisecp_id")
+    def invoice_link(self, obj: InvoiceItem) -> str:
+        url = reverse("admin:billing_invoice_change", args=[obj.invoice_id])
+        return format_html('<a href="{}">{}</a>', url, obj.invoice)
+
+    @admin.display(description=gettext_lazy("customer"), ordering="invoice__full_name")
+    def customer(self, obj: InvoiceItem) -> str:
+        return obj.invoice.customer
+
+    @admin.display(description=gettext_lazy("invoice"))
+    def invoice_summary(self, obj: InvoiceItem) -> str:
+        invoice = obj.invoice
+        return format_html(
+            '<a href="{}">{}</a> · {} · {} · {} {}',
+            reverse("admin:billing_invoice_change", args=[invoice.pk]),
+            invoice,
+            invoice.customer,
+            invoice.get_status_display(),
+            _("total"),
+            money(invoice.total, invoice.currency),
+        )
+
+    @admin.display(description=gettext_lazy("save in progress"))
+    def push_state(self, obj: InvoiceItem) -> str:
+        if obj.push_locked_until is None:
+            return "—"
+        return pretty_json({"until": obj.push_locked_until.isoformat(), "by": obj.push_locked_by})
+
+    # The change form is the push ----------------------------------------------------------
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm(services.PERM_PUSH_ITEM)
+
+    def get_form(self, request: HttpRequest, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    @csrf_protect_m
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Without Django's atomic block: the push takes its lock, records its calls and writes
+        # the mirror in commits of its own, and no transaction may stay open across HTTP.
+        return self._changeform_view(request, object_id, form_url, extra_context)
+
+    def save_form(self, request: HttpRequest, form: InvoiceItemPushForm, change: bool):
+        # The form already pushed; what the admin logs and shows is the mirror as WiseCP left it.
+        return form.pushed or form.instance
+
+    def save_model(self, request: HttpRequest, obj, form: InvoiceItemPushForm, change: bool):
+        if form.change:
+            self.message_user(
+                request,
+                _("Sent to WiseCP: %(fields)s.") % {"fields": ", ".join(form.change.names)},
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(request, _("Nothing changed; nothing was sent to WiseCP."))
+
+    def save_related(self, request, form, formsets, change) -> None:
+        pass
+
+    # Bulk actions ---------------------------------------------------------------------------
+
+    def has_push_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(services.PERM_PUSH_ITEM)
+
+    def _bulk(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        *,
+        action: str,
+        form_class: type[BulkActionForm],
+        title: str,
+    ) -> HttpResponse | None:
+        step = request.POST.get("step")
+        form = form_class(request.POST if step else None)
+        if step == "confirm" and form.is_valid():
+            try:
+                job = services.invoice_item_bulk_update(
+                    items=queryset,
+                    action=action,
+                    value=form.value,
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                )
+            except (ValidationError, PermissionDenied) as error:
+                self.message_user(request, error_text(error), messages.ERROR)
+            else:
+                self.message_user(
+                    request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
+                )
+                return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
+        preview = None
+        if form.value_ready():
+            try:
+                preview = services.invoice_item_bulk_preview(
+                    items=queryset, action=action, value=form.value
+                )
+            except ValidationError as error:
+                form.add_error(None, error_text(error))
+        return confirmation_page(
+            request,
+            self,
+            queryset,
+            template="admin/billing/confirm_bulk.html",
+            title=title,
+            action=action_names[action],
+            form=form,
+            preview=preview,
+            # confirmation_page drops the ids with "select all"; Django's changelist still
+            # wants at least one, so post back what came in.
+            posted_ids=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        )
+
+    @admin.action(description=gettext_lazy("Set due date…"), permissions=["push"])
+    def set_due_date(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._bulk(
+            request,
+            queryset,
+            action=services.BulkAction.DUE_DATE,
+            form_class=DueDateForm,
+            title=_("Set the due date of invoice items"),
+        )
+
+    @admin.action(description=gettext_lazy("Move to another invoice…"), permissions=["push"])
+    def move_to_invoice(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._bulk(
+            request,
+            queryset,
+            action=services.BulkAction.MOVE,
+            form_class=MoveForm,
+            title=_("Move invoice items to another invoice"),
+        )
+
+    @admin.action(description=gettext_lazy("Renumber sequence…"), permissions=["push"])
+    def renumber_sequence(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._bulk(
+            request,
+            queryset,
+            action=services.BulkAction.RENUMBER,
+            form_class=RenumberForm,
+            title=_("Renumber the items of the selected items' invoices"),
+        )
+
+
+action_names = {
+    services.BulkAction.DUE_DATE: "set_due_date",
+    services.BulkAction.MOVE: "move_to_invoice",
+    services.BulkAction.RENUMBER: "renumber_sequence",
+}

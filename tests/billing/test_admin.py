@@ -1,0 +1,619 @@
+"""The WiseCP admin through Django's test client: lists, the change form that pushes, bulk jobs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+from html.parser import HTMLParser
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.client import WiseCPClient
+from billing.models import Invoice, InvoiceItem
+from billing.sync import wisecp_sync
+from upstream import runner
+from upstream.models import Job, JobItem, UpstreamCall
+
+from .conftest import (
+    ITEM_ID,
+    SOURCE_INVOICE_ID,
+    TARGET_INVOICE_ID,
+    item_puts,
+    mirror_of,
+    upstream_invoice,
+    upstream_item,
+)
+
+INVOICES = reverse("admin:billing_invoice_changelist")
+ITEMS = reverse("admin:billing_invoiceitem_changelist")
+
+
+def change_url(item: InvoiceItem) -> str:
+    return reverse("admin:billing_invoiceitem_change", args=[item.pk])
+
+
+def logged_in(user) -> Client:
+    """A second browser: pytest-django's `client` is one object shared by every fixture."""
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+class _Form(HTMLParser):
+    """What a browser would post from the form with the given id (inputs, textareas, selects)."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id, self.inside = form_id, False
+        self.select: str | None = None
+        self.textarea: str | None = None
+        self.fields: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and attrs.get("id") == self.form_id:
+            self.inside = True
+        if not self.inside or ("name" not in attrs and tag != "option"):
+            return
+        if tag == "input" and attrs.get("type") not in ("submit", "button"):
+            if attrs.get("type") == "checkbox" and "checked" not in attrs:
+                return
+            self.fields.append((attrs["name"], attrs.get("value") or ""))
+        elif tag == "textarea":
+            self.textarea = attrs["name"]
+            self.fields.append((attrs["name"], ""))
+        elif tag == "select":
+            self.select = attrs["name"]
+        elif tag == "option" and self.select and "selected" in attrs:
+            self.fields.append((self.select, attrs.get("value", "")))
+
+    def handle_data(self, data):
+        if self.textarea:
+            name, value = self.fields[-1]
+            self.fields[-1] = (name, value + data)
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+        elif tag == "textarea":
+            self.textarea = None
+
+
+def form_data(response, form_id: str, **overrides) -> dict[str, list[str]]:
+    parser = _Form(form_id)
+    parser.feed(response.content.decode())
+    assert parser.fields, f"no form #{form_id} on the page"
+    data: dict[str, list[str]] = {}
+    for name, value in parser.fields:
+        if name != "csrfmiddlewaretoken":
+            data.setdefault(name, []).append(value.removeprefix("\n"))
+    for name, value in overrides.items():
+        if value is None:
+            data.pop(name, None)
+        else:
+            data[name] = [str(value)]
+    return data
+
+
+# Lists -----------------------------------------------------------------------------------------
+
+
+def test_changelists_render_for_a_viewer(viewer_client, synced) -> None:
+    invoices = viewer_client.get(INVOICES)
+    assert invoices.status_code == 200
+    assert invoices.context["cl"].result_count == Invoice.objects.count()
+    newest = Invoice.objects.order_by("-created_at_upstream").first()
+    assert newest.number in invoices.content.decode()
+    assert "₺" in invoices.content.decode()
+    items = viewer_client.get(ITEMS)
+    assert items.status_code == 200
+    assert "Kurumsal E-posta" in items.content.decode()
+    # Viewers get no push actions.
+    assert "set_due_date" not in items.content.decode()
+    assert "refresh_from_wisecp" not in invoices.content.decode()
+
+
+def test_operators_get_the_actions(operator_client, synced) -> None:
+    items = operator_client.get(ITEMS).content.decode()
+    for action in ("set_due_date", "move_to_invoice", "renumber_sequence", "export_csv"):
+        assert f'value="{action}"' in items
+    assert 'value="refresh_from_wisecp"' in operator_client.get(INVOICES).content.decode()
+
+
+def _listed(response) -> set:
+    return {obj.pk for obj in response.context["cl"].result_list}
+
+
+def test_invoice_search_and_filters(viewer_client, synced) -> None:
+    inv = Invoice.objects.get(wisecp_id=SOURCE_INVOICE_ID)
+    by_customer = viewer_client.get(INVOICES, {"q": inv.full_name.split()[1]})
+    assert inv.pk in _listed(by_customer)
+    by_item_text = viewer_client.get(INVOICES, {"q": "Kurumsal E-posta"})
+    assert inv.pk in _listed(by_item_text)
+    assert len(_listed(by_item_text)) == len(set(_listed(by_item_text)))
+    by_user = viewer_client.get(INVOICES, {"customer": str(inv.user_id)})
+    assert _listed(by_user) == set(
+        Invoice.objects.filter(user_id=inv.user_id).values_list("pk", flat=True)
+    )
+    paid = viewer_client.get(INVOICES, {"status__exact": "paid", "all": ""})
+    assert _listed(paid) == set(Invoice.objects.filter(status="paid").values_list("pk", flat=True))
+    eur = viewer_client.get(INVOICES, {"currency": "EUR"})
+    assert _listed(eur) == set(Invoice.objects.filter(currency="EUR").values_list("pk", flat=True))
+    in_2023 = viewer_client.get(
+        INVOICES,
+        {
+            "created_at_upstream__range_from": "01.01.2023",
+            "created_at_upstream__range_to": "31.12.2023",
+        },
+    )
+    assert _listed(in_2023) and all(
+        Invoice.objects.get(pk=pk).created_at_upstream.year == 2023 for pk in _listed(in_2023)
+    )
+    due = viewer_client.get(INVOICES, {"due_date__range_from": "01.01.2099"})
+    assert _listed(due) == set()
+
+
+def test_item_search_and_filters(viewer_client, synced) -> None:
+    item = InvoiceItem.objects.get(wisecp_id=ITEM_ID)
+    assert _listed(viewer_client.get(ITEMS, {"q": "#302"})) == {
+        i.pk for i in item.invoice.items.all()
+    }
+    assert _listed(viewer_client.get(ITEMS, {"invoice_number": "302"})) == {
+        i.pk for i in item.invoice.items.all()
+    }
+    assert item.pk in _listed(viewer_client.get(ITEMS, {"customer": item.invoice.full_name}))
+    exempt = viewer_client.get(ITEMS, {"tax_exempt__exact": "1"})
+    assert _listed(exempt) == set(
+        InvoiceItem.objects.filter(tax_exempt=True).values_list("pk", flat=True)
+    )
+    status = viewer_client.get(ITEMS, {"invoice__status__exact": "paid", "all": ""})
+    assert _listed(status) == set(
+        InvoiceItem.objects.filter(invoice__status="paid").values_list("pk", flat=True)
+    )
+
+
+def test_invoice_page_lists_items_with_change_links(operator_client, synced) -> None:
+    invoice = Invoice.objects.get(wisecp_id=SOURCE_INVOICE_ID)
+    page = operator_client.get(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    for item in invoice.items.all():
+        assert change_url(item) in html
+    assert 'name="_save"' not in html  # the invoice itself is read-only
+
+
+def test_csv_export(operator_client, synced) -> None:
+    items = InvoiceItem.objects.filter(invoice__wisecp_id=SOURCE_INVOICE_ID)
+    response = operator_client.post(
+        ITEMS,
+        {"action": "export_csv", "_selected_action": [str(i.pk) for i in items], "index": 0},
+    )
+    assert response.status_code == 200
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+    assert len(rows) == 1 + items.count()
+    assert "#302" in rows[1]
+
+
+def _make_rows(n: int) -> None:
+    invoices = Invoice.objects.bulk_create(
+        Invoice(
+            wisecp_id=10_000 + i,
+            number=f"#{10_000 + i}",
+            status="unpaid",
+            currency="TRY" if i % 2 else "EUR",
+            total=Decimal("10.00"),
+            full_name=f"Müşteri {i}",
+        )
+        for i in range(n)
+    )
+    InvoiceItem.objects.bulk_create(
+        InvoiceItem(
+            wisecp_id=50_000 + i,
+            invoice=invoices[i],
+            sequence=1,
+            description=f"Kalem {i}",
+            amount=Decimal("10.00"),
+            total=Decimal("10.00"),
+        )
+        for i in range(n)
+    )
+
+
+@pytest.mark.parametrize("url", [INVOICES, ITEMS])
+def test_changelist_queries_do_not_grow_with_rows(operator_client, url) -> None:
+    counts = []
+    for n in (20, 200):
+        InvoiceItem.objects.all().delete()
+        Invoice.objects.all().delete()
+        _make_rows(n)
+        operator_client.get(url)  # warm the session and permission caches
+        with CaptureQueriesContext(connection) as queries:
+            response = operator_client.get(url)
+        assert response.status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+
+
+# The change form is the push -------------------------------------------------------------------
+
+
+def test_change_form_offers_the_push_to_operators_only(operator_client, viewer, item):
+    viewer_client = logged_in(viewer)
+    page = operator_client.get(change_url(item)).content.decode()
+    assert 'type="hidden" name="version" value="1"' in page
+    assert 'id="push-note"' in page
+    assert 'name="_save"' in page
+    assert 'name="_addanother"' not in page
+
+    read_only = viewer_client.get(change_url(item)).content.decode()
+    assert 'name="_save"' not in read_only
+    assert 'id="push-note"' not in read_only
+
+
+def test_saving_pushes_and_mirrors_the_answer(operator_client, sandbox, item) -> None:
+    page = operator_client.get(change_url(item))
+    data = form_data(page, "invoiceitem_form", description="Yeni açıklama", _save="Save")
+
+    response = operator_client.post(change_url(item), data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert any("Sent to WiseCP: description" in m for m in messages_of(response))
+    [put] = item_puts(sandbox)
+    assert put["request"] == {"description": "Yeni açıklama"}
+    fresh = InvoiceItem.objects.get(pk=item.pk)
+    assert (fresh.description, fresh.version) == ("Yeni açıklama", 2)
+    assert LogEntry.objects.filter(object_id=str(item.pk)).count() == 1
+    assert upstream_item(sandbox, ITEM_ID)["description"] == "Yeni açıklama"
+
+
+def test_saving_unchanged_sends_nothing(operator_client, sandbox, item) -> None:
+    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", _save="Save")
+
+    response = operator_client.post(change_url(item), data)
+
+    assert response.status_code == 302
+    assert any("nothing was sent" in m for m in messages_of(response))
+    assert item_puts(sandbox) == []
+
+
+def test_move_through_the_form(operator_client, sandbox, item, target_invoice) -> None:
+    data = form_data(
+        operator_client.get(change_url(item)), "invoiceitem_form", invoice=target_invoice.pk
+    )
+    response = operator_client.post(change_url(item), data)
+    assert response.status_code == 302
+    assert InvoiceItem.objects.get(pk=item.pk).invoice == target_invoice
+    assert item_puts(sandbox)[0]["request"] == {"owner_id": TARGET_INVOICE_ID}
+
+
+def test_refusal_reshows_the_form_and_saves_nothing(operator_client, sandbox, item) -> None:
+    sandbox.faults(
+        {
+            "kind": "reject",
+            "service": "wisecp",
+            "operation": "UpdateInvoiceItem",
+            "message": "Bu fatura kilitli",
+        }
+    )
+    before = mirror_of(item)
+    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", description="x")
+
+    response = operator_client.post(change_url(item), data)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "WiseCP refused: Bu fatura kilitli" in html
+    assert mirror_of(item) == before
+    assert not LogEntry.objects.exists()
+    assert UpstreamCall.objects.get().outcome == "rejected"
+
+
+def test_server_error_reshows_the_form(operator_client, sandbox, item) -> None:
+    sandbox.faults(
+        {"kind": "status", "status": 502, "service": "wisecp", "operation": "UpdateInvoiceItem"}
+    )
+    before = mirror_of(item)
+    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", description="x")
+
+    response = operator_client.post(change_url(item), data)
+
+    assert response.status_code == 200
+    assert "server error (HTTP 502)" in response.content.decode()
+    assert mirror_of(item) == before
+
+
+def test_stale_form_is_refused_with_a_clear_message(operator_client, sandbox, item) -> None:
+    page = operator_client.get(change_url(item))
+    InvoiceItem.objects.filter(pk=item.pk).update(version=2)  # someone else saved meanwhile
+    data = form_data(page, "invoiceitem_form", description="x")
+
+    response = operator_client.post(change_url(item), data)
+
+    assert response.status_code == 200
+    assert "changed since you opened it" in response.content.decode()
+    assert item_puts(sandbox) == []
+
+
+def test_invalid_values_are_form_errors(operator_client, sandbox, item) -> None:
+    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", quantity=0)
+
+    response = operator_client.post(change_url(item), data)
+
+    assert response.status_code == 200
+    assert "quantity" in response.context["adminform"].form.errors
+    assert item_puts(sandbox) == []
+
+
+def test_viewer_cannot_post_the_form(operator_client, viewer, sandbox, item) -> None:
+    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", description="x")
+    assert logged_in(viewer).post(change_url(item), data).status_code == 403
+    assert item_puts(sandbox) == []
+
+
+def test_refresh_action(operator_client, sandbox, synced) -> None:
+    WiseCPClient().update_invoice_item(ITEM_ID, {"description": "WiseCP'de değişti"})
+    invoice = Invoice.objects.get(wisecp_id=SOURCE_INVOICE_ID)
+
+    response = operator_client.post(
+        INVOICES,
+        {"action": "refresh_from_wisecp", "_selected_action": [invoice.pk], "index": 0},
+        follow=True,
+    )
+
+    assert any("1 updated" in m for m in messages_of(response))
+    assert InvoiceItem.objects.get(wisecp_id=ITEM_ID).description == "WiseCP'de değişti"
+    assert UpstreamCall.objects.get().actor.username == "operator"
+
+
+# Bulk actions ----------------------------------------------------------------------------------
+
+
+def _start(client, action: str, items) -> object:
+    response = client.post(
+        ITEMS, {"action": action, "_selected_action": [str(i.pk) for i in items], "index": 0}
+    )
+    assert response.status_code == 200
+    return response
+
+
+def _verdicts(response) -> dict[int, str]:
+    preview = response.context["preview"]
+    return {row.item.pk: row.kind.value for row in preview.rows}
+
+
+def test_set_due_date_confirms_then_runs_a_job(
+    operator_client, sandbox, synced, django_capture_on_commit_callbacks
+) -> None:
+    a, b, c = InvoiceItem.objects.filter(due_date__isnull=False).order_by("wisecp_id")[:3]
+    InvoiceItem.objects.filter(pk=b.pk).update(
+        due_date=timezone.make_aware(timezone.datetime(2025, 6, 30, 23, 59, 59))
+    )
+    InvoiceItem.objects.filter(pk=c.pk).update(
+        push_locked_until=timezone.now() + timedelta(minutes=1), push_locked_by="x"
+    )
+    first = _start(operator_client, "set_due_date", [a, b, c])
+    assert 'name="due_date_0"' in first.content.decode()
+    assert first.context["preview"] is None
+
+    preview = operator_client.post(
+        ITEMS,
+        form_data(
+            first, "bulk-confirm", due_date_0="30.06.2025", due_date_1="23:59:59", step="preview"
+        ),
+    )
+
+    assert _verdicts(preview) == {a.pk: "change", b.pk: "same", c.pk: "blocked"}
+    html = preview.content.decode()
+    assert 'class="verdict-blocked"' in html and "Another save is in progress." in html
+    assert 'id="count-change">1<' in html
+    assert item_puts(sandbox) == []  # nothing sent before the confirmation
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = operator_client.post(
+            ITEMS, form_data(preview, "bulk-confirm", step="confirm", reason="Vade uzatımı")
+        )
+
+    job = Job.objects.get()
+    assert done.status_code == 302
+    assert done.url == reverse("admin:upstream_job_change", args=[job.pk])
+    assert (job.state, job.total, job.succeeded, job.reason) == ("succeeded", 1, 1, "Vade uzatımı")
+    [put] = item_puts(sandbox)
+    assert (put["item_id"], put["request"]) == (a.wisecp_id, {"due_date": "2025-06-30 23:59:59"})
+    assert InvoiceItem.objects.get(pk=a.pk).version == a.version + 1
+    page = operator_client.get(done.url).content.decode()
+    assert "→" in page  # the per-row result summary
+    call = UpstreamCall.objects.get(operation="UpdateInvoiceItem")
+    assert (call.job_id, call.request_headers["Apikey"]) == (job.pk, "***")
+
+
+def test_confirm_without_reason_creates_no_job(operator_client, sandbox, item) -> None:
+    first = _start(operator_client, "renumber_sequence", [item])
+    response = operator_client.post(
+        ITEMS, form_data(first, "bulk-confirm", step="confirm", reason="")
+    )
+    assert response.status_code == 200
+    assert "reason" in response.context["form"].errors
+    assert not Job.objects.exists()
+
+
+def test_move_confirms_blocks_other_currencies_and_refreshes_totals(
+    operator_client, sandbox, synced, django_capture_on_commit_callbacks
+) -> None:
+    source_items = list(InvoiceItem.objects.filter(invoice__wisecp_id=SOURCE_INVOICE_ID))
+    euro_item = InvoiceItem.objects.filter(invoice__currency="EUR").first()
+    first = _start(operator_client, "move_to_invoice", [*source_items, euro_item])
+
+    preview = operator_client.post(
+        ITEMS, form_data(first, "bulk-confirm", target="#306", step="preview")
+    )
+    verdicts = _verdicts(preview)
+    assert [verdicts[i.pk] for i in source_items] == ["change", "change"]
+    assert verdicts[euro_item.pk] == "blocked"
+    assert "items carry no currency" in preview.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        operator_client.post(
+            ITEMS, form_data(preview, "bulk-confirm", step="confirm", reason="Birleştirme")
+        )
+
+    job = Job.objects.get()
+    assert (job.state, job.succeeded) == ("succeeded", 2)
+    assert {p["request"]["owner_id"] for p in item_puts(sandbox)} == {TARGET_INVOICE_ID}
+    for item in source_items:
+        assert InvoiceItem.objects.get(pk=item.pk).invoice.wisecp_id == TARGET_INVOICE_ID
+    for invoice_id in (SOURCE_INVOICE_ID, TARGET_INVOICE_ID):
+        upstream = upstream_invoice(sandbox, invoice_id)
+        mirrored = Invoice.objects.get(wisecp_id=invoice_id)
+        assert mirrored.total == Decimal(str(upstream["total"])).quantize(Decimal("0.01"))
+    assert Invoice.objects.get(wisecp_id=SOURCE_INVOICE_ID).total == Decimal("0.00")
+
+
+def test_renumber_renumbers_whole_invoices(
+    operator_client, sandbox, synced, django_capture_on_commit_callbacks
+) -> None:
+    # Take the first item off #306 (sequences 1, 2, 3) so it has a gap: 2, 3.
+    WiseCPClient().update_invoice_item(1511, {"owner_id": SOURCE_INVOICE_ID})
+    wisecp_sync()
+    remaining = list(InvoiceItem.objects.filter(invoice__wisecp_id=TARGET_INVOICE_ID))
+    assert sorted(i.sequence for i in remaining) == [2, 3]
+
+    first = _start(operator_client, "renumber_sequence", remaining[:1])  # one is enough
+    assert set(_verdicts(first)) >= {i.pk for i in remaining}
+    assert "1, 2, 3" in first.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        operator_client.post(
+            ITEMS, form_data(first, "bulk-confirm", step="confirm", reason="Sıra düzeltme")
+        )
+
+    assert Job.objects.get().state == "succeeded"
+    numbers = dict(
+        InvoiceItem.objects.filter(invoice__wisecp_id=TARGET_INVOICE_ID).values_list(
+            "wisecp_id", "sequence"
+        )
+    )
+    assert numbers == {1512: 1, 1513: 2}
+    renumbered = [p for p in item_puts(sandbox) if "sequence" in p["request"]]
+    assert sorted(p["request"]["sequence"] for p in renumbered) == [1, 2]
+
+
+def test_failed_item_is_reported_and_retried(
+    operator_client, sandbox, synced, django_capture_on_commit_callbacks
+) -> None:
+    items = list(InvoiceItem.objects.filter(invoice__wisecp_id=TARGET_INVOICE_ID))
+    sandbox.faults(
+        {
+            "kind": "reject",
+            "service": "wisecp",
+            "operation": "UpdateInvoiceItem",
+            "match": {"id": 1512},
+            "times": 1,
+            "message": "Kalem şu an düzenlenemez",
+        }
+    )
+    first = _start(operator_client, "set_due_date", items)
+    preview = operator_client.post(
+        ITEMS,
+        form_data(
+            first, "bulk-confirm", due_date_0="01.09.2025", due_date_1="12:00:00", step="preview"
+        ),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        operator_client.post(
+            ITEMS, form_data(preview, "bulk-confirm", step="confirm", reason="Toplu vade")
+        )
+
+    job = Job.objects.get()
+    assert (job.state, job.succeeded, job.failed) == ("partially_failed", 2, 1)
+    failed = JobItem.objects.get(job=job, outcome="rejected")
+    assert "Kalem şu an düzenlenemez" in failed.message
+    assert (
+        InvoiceItem.objects.get(wisecp_id=1512).due_date
+        != InvoiceItem.objects.get(wisecp_id=1511).due_date
+    )
+    page = operator_client.get(reverse("admin:upstream_job_change", args=[job.pk]))
+    assert "Kalem şu an düzenlenemez" in page.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        operator_client.post(reverse("admin:upstream_job_retry", args=[job.pk]))
+
+    job.refresh_from_db()
+    assert (job.state, job.succeeded, job.failed) == ("succeeded", 3, 0)
+    due_dates = set(
+        InvoiceItem.objects.filter(wisecp_id__in=[i.wisecp_id for i in items]).values_list(
+            "due_date", flat=True
+        )
+    )
+    assert len(due_dates) == 1
+
+
+def test_in_doubt_job_item_is_read_back_not_resent(
+    operator_client, sandbox, synced, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    item = InvoiceItem.objects.get(wisecp_id=ITEM_ID)
+    sandbox.faults(
+        {
+            "kind": "drop",
+            "apply": True,
+            "times": 1,
+            "service": "wisecp",
+            "operation": "UpdateInvoiceItem",
+        }
+    )
+    monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
+    first = _start(operator_client, "set_due_date", [item])
+    preview = operator_client.post(
+        ITEMS,
+        form_data(
+            first, "bulk-confirm", due_date_0="15.07.2025", due_date_1="10:00:00", step="preview"
+        ),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        operator_client.post(
+            ITEMS, form_data(preview, "bulk-confirm", step="confirm", reason="Vade")
+        )
+
+    job = Job.objects.get()
+    assert job.state == "succeeded"
+    job_item = JobItem.objects.get(job=job, target_id=str(item.pk))
+    assert "reading back" in job_item.message
+    assert len(item_puts(sandbox)) == 1  # applied once, confirmed by GetInvoice, never resent
+    assert InvoiceItem.objects.get(pk=item.pk).version == item.version + 1
+    outcomes = list(
+        UpstreamCall.objects.filter(job=job).order_by("id").values_list("operation", "outcome")
+    )
+    assert outcomes == [("UpdateInvoiceItem", "in_doubt"), ("GetInvoice", "ok")]
+
+
+def test_select_across_works(operator_client, sandbox, synced) -> None:
+    items = InvoiceItem.objects.filter(invoice__wisecp_id=SOURCE_INVOICE_ID)
+    url = f"{ITEMS}?invoice_number=302"
+    response = operator_client.post(
+        url,
+        {
+            "action": "renumber_sequence",
+            "_selected_action": [str(items.first().pk)],
+            "select_across": "1",
+            "index": 0,
+        },
+    )
+    assert response.status_code == 200
+    again = operator_client.post(url, form_data(response, "bulk-confirm", step="preview"))
+    assert again.status_code == 200
+    assert set(_verdicts(again)) == {i.pk for i in items}

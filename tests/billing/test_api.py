@@ -1,0 +1,149 @@
+"""REST API for WiseCP invoices and items (shared/INTERFACES.md)."""
+
+from __future__ import annotations
+
+from billing.models import Invoice, InvoiceItem
+from upstream.models import UpstreamCall
+
+from .conftest import ITEM_ID, SOURCE_INVOICE_ID, item_puts, mirror_of, upstream_item
+
+
+def test_invoices_list_and_filters(api_viewer, synced) -> None:
+    response = api_viewer.get("/api/invoices/", {"wisecp_id": SOURCE_INVOICE_ID})
+    assert response.status_code == 200
+    [row] = response.json()["results"]
+    assert row["number"] == "#302"
+    assert row["item_count"] == 2
+    for name in ("id", "wisecp_id", "status", "currency", "subtotal", "tax", "total", "due_date"):
+        assert name in row
+    assert row["total"] == str(Invoice.objects.get(wisecp_id=SOURCE_INVOICE_ID).total)
+
+    paid = api_viewer.get("/api/invoices/", {"status": "paid", "page_size": 500}).json()
+    assert paid["count"] == Invoice.objects.filter(status="paid").count()
+    assert {r["status"] for r in paid["results"]} == {"paid"}
+
+
+def test_items_list_and_filters(api_viewer, item) -> None:
+    by_invoice = api_viewer.get("/api/invoice-items/", {"invoice": item.invoice_id}).json()
+    assert {r["wisecp_id"] for r in by_invoice["results"]} == {1502, 1504}
+
+    [row] = api_viewer.get("/api/invoice-items/", {"wisecp_id": ITEM_ID}).json()["results"]
+    for name in (
+        "id",
+        "wisecp_id",
+        "invoice",
+        "sequence",
+        "description",
+        "quantity",
+        "tax_exempt",
+        "amount",
+        "total",
+        "order_id",
+        "due_date",
+        "attributes",
+        "version",
+    ):
+        assert name in row
+    assert row["invoice"] == item.invoice_id
+    assert api_viewer.get(f"/api/invoice-items/{item.pk}/").json()["wisecp_id"] == ITEM_ID
+
+
+def test_patch_pushes_and_returns_the_item_as_wisecp_returned_it(
+    api_operator, sandbox, item
+) -> None:
+    response = api_operator.patch(
+        f"/api/invoice-items/{item.pk}/",
+        {"description": "API ile değişti", "due_date": "2025-04-30T23:59:59+03:00", "version": 1},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["description"] == "API ile değişti"
+    assert body["version"] == 2
+    [put] = item_puts(sandbox)
+    assert put["request"] == {"description": "API ile değişti", "due_date": "2025-04-30 23:59:59"}
+    assert upstream_item(sandbox, ITEM_ID)["description"] == "API ile değişti"
+
+
+def test_patch_moves_with_the_invoice_field(api_operator, sandbox, item, target_invoice) -> None:
+    response = api_operator.patch(
+        f"/api/invoice-items/{item.pk}/", {"invoice": target_invoice.pk}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["invoice"] == target_invoice.pk
+    assert item_puts(sandbox)[0]["request"] == {"owner_id": target_invoice.wisecp_id}
+
+
+def test_patch_bad_input_is_400(api_operator, sandbox, item) -> None:
+    url = f"/api/invoice-items/{item.pk}/"
+    before = mirror_of(item)
+    for body in (
+        {"quantity": 0},
+        {"amount": "1.234"},
+        {"due_date": "yarın"},
+        {"invoice": 999_999},
+        {"wisecp_id": 5},
+        {},
+        {"attributes": "x"},
+    ):
+        response = api_operator.patch(url, body, format="json")
+        assert response.status_code == 400, body
+        assert "detail" in response.json()
+    assert item_puts(sandbox) == []
+    assert mirror_of(item) == before
+
+
+def test_patch_by_a_viewer_is_403(api_viewer, sandbox, item) -> None:
+    response = api_viewer.patch(
+        f"/api/invoice-items/{item.pk}/", {"description": "x"}, format="json"
+    )
+    assert response.status_code == 403
+    assert "detail" in response.json()
+    assert item_puts(sandbox) == []
+
+
+def test_patch_with_a_stale_version_is_409(api_operator, sandbox, item) -> None:
+    url = f"/api/invoice-items/{item.pk}/"
+    assert api_operator.patch(url, {"sequence": 5, "version": 1}, format="json").status_code == 200
+
+    response = api_operator.patch(url, {"sequence": 6, "version": 1}, format="json")
+
+    assert response.status_code == 409
+    assert "changed since you opened it" in response.json()["detail"]
+    assert len(item_puts(sandbox)) == 1
+    assert InvoiceItem.objects.get(pk=item.pk).sequence == 5
+
+
+def test_patch_refused_by_wisecp_is_502_with_the_call(api_operator, sandbox, item) -> None:
+    sandbox.faults(
+        {
+            "kind": "reject",
+            "service": "wisecp",
+            "operation": "UpdateInvoiceItem",
+            "message": "Kalem kilitli",
+        }
+    )
+    before = mirror_of(item)
+
+    response = api_operator.patch(
+        f"/api/invoice-items/{item.pk}/", {"description": "x"}, format="json"
+    )
+
+    assert response.status_code == 502
+    body = response.json()
+    assert "Kalem kilitli" in body["detail"]
+    assert body["upstream_message"] == "Kalem kilitli"
+    assert body["outcome"] == "rejected"
+    assert body["call_id"] == UpstreamCall.objects.get().pk
+    assert mirror_of(item) == before
+
+
+def test_put_and_delete_are_not_offered(api_operator, sandbox, item) -> None:
+    url = f"/api/invoice-items/{item.pk}/"
+    # Refused by the model permissions (operators have none to change rows locally) or the verb.
+    assert api_operator.put(url, {"description": "x"}, format="json").status_code in (403, 405)
+    assert api_operator.delete(url).status_code in (403, 405)
+    assert InvoiceItem.objects.filter(pk=item.pk).exists()
+    assert item_puts(sandbox) == []

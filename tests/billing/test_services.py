@@ -1,0 +1,426 @@
+"""invoice_item_update against the sandbox over real HTTP: the push, its record, the mirror."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from billing.client import ISTANBUL, WiseCPClient
+from billing.models import Invoice, InvoiceItem
+from billing.services import ConflictError, invoice_item_update
+from upstream.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRejectedError,
+    UpstreamResponseError,
+    UpstreamTransportError,
+)
+from upstream.models import UpstreamCall
+
+from .conftest import (
+    SOURCE_INVOICE_ID,
+    TARGET_INVOICE_ID,
+    item_puts,
+    mirror_of,
+    upstream_invoice,
+    upstream_item,
+)
+
+
+def push(item, operator, **changes):
+    return invoice_item_update(
+        item=item, changes=changes, expected_version=item.version, actor=operator
+    )
+
+
+def test_update_sends_only_changed_fields_and_mirrors_the_answer(sandbox, item, operator) -> None:
+    new_due = datetime(2025, 3, 1, 23, 59, 59, tzinfo=ISTANBUL)
+
+    updated = push(
+        item,
+        operator,
+        description="Kurumsal E-posta - 25 Hesap - Yıllık",
+        due_date=new_due,
+        quantity=item.quantity,  # unchanged: not sent
+        sequence=item.sequence,
+    )
+
+    [put] = item_puts(sandbox)
+    assert put["item_id"] == item.wisecp_id
+    assert put["request"] == {
+        "description": "Kurumsal E-posta - 25 Hesap - Yıllık",
+        "due_date": "2025-03-01 23:59:59",
+    }
+    assert updated.description == "Kurumsal E-posta - 25 Hesap - Yıllık"
+    assert updated.due_date == new_due
+    assert updated.version == item.version + 1
+    assert updated.push_locked_until is None
+    upstream = upstream_item(sandbox, item.wisecp_id)
+    assert upstream["due_date"] == "2025-03-01 23:59:59"
+    [call] = UpstreamCall.objects.filter(operation="UpdateInvoiceItem")
+    assert (call.method, call.outcome, call.status_code) == ("PUT", "ok", 200)
+    assert call.url.endswith(f"/wisecp/api/Billing/UpdateInvoiceItem/{item.wisecp_id}")
+    assert call.request_headers["Apikey"] == "***"
+    assert call.actor == operator
+    assert call.target_id == str(item.pk)
+    # No totals changed: no invoice read.
+    assert not UpstreamCall.objects.filter(operation="GetInvoice").exists()
+
+
+def test_mirror_is_written_from_the_upstream_answer_not_the_request(
+    sandbox, item, operator
+) -> None:
+    # WiseCP sets the total to the unit price when only the price is sent (wisecp.md §7.2);
+    # we send the total along, so it stays what staff saw.
+    updated = push(item, operator, amount=Decimal("1250.50"))
+
+    [put] = item_puts(sandbox)
+    assert put["request"] == {"amount": 1250.5, "total": float(item.total)}
+    assert updated.amount == Decimal("1250.50")
+    assert updated.total == item.total
+
+
+def test_a_total_change_refreshes_the_invoice_totals_from_wisecp(sandbox, item, operator) -> None:
+    push(item, operator, total=Decimal("2000.00"), amount=Decimal("2000.00"))
+
+    invoice = Invoice.objects.get(wisecp_id=SOURCE_INVOICE_ID)
+    upstream = upstream_invoice(sandbox, SOURCE_INVOICE_ID)
+    assert invoice.subtotal == Decimal(str(upstream["subtotal"]))
+    assert invoice.total == Decimal(str(upstream["total"]))
+    assert invoice.subtotal == Decimal("2149.90")
+    assert UpstreamCall.objects.filter(operation="GetInvoice", outcome="ok").count() == 1
+
+
+def test_float_noise_totals_are_stored_as_two_place_decimals(sandbox, item, operator) -> None:
+    assert sandbox.state("wisecp")["float_noise"] is True
+    push(item, operator, tax_exempt=True)
+
+    invoice = Invoice.objects.get(wisecp_id=SOURCE_INVOICE_ID)
+    upstream = upstream_invoice(sandbox, SOURCE_INVOICE_ID)
+    assert invoice.tax == Decimal(str(upstream["tax"])).quantize(Decimal("0.01"))
+    assert invoice.tax.as_tuple().exponent == -2
+
+
+def test_nothing_changed_sends_nothing(sandbox, item, operator) -> None:
+    same = push(item, operator, description=item.description, due_date=item.due_date)
+
+    assert same.version == item.version
+    assert item_puts(sandbox) == []
+    assert not UpstreamCall.objects.exists()
+
+
+def test_clearing_the_due_date_sends_the_zero_date(sandbox, item, operator) -> None:
+    updated = push(item, operator, due_date=None)
+
+    assert item_puts(sandbox)[0]["request"] == {"due_date": "0000-00-00 00:00:00"}
+    assert updated.due_date is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": "2"}, "quantity"),
+        ({"quantity": 1.5}, "quantity"),
+        ({"due_date": "31.12.2025"}, "due_date"),
+        ({"amount": "12.345"}, "amount"),
+        ({"amount": "abc"}, "amount"),
+        ({"tax_exempt": "yes"}, "tax_exempt"),
+        ({"attributes": ["a"]}, "attributes"),
+        ({"description": "  "}, "description"),
+        ({"invoice": 999_999}, "invoice"),
+        ({"owner_id": 306}, "__all__"),
+    ],
+)
+def test_invalid_changes_are_refused_before_anything_is_sent(
+    sandbox, item, operator, changes, field
+) -> None:
+    before = mirror_of(item)
+
+    with pytest.raises(ValidationError) as caught:
+        invoice_item_update(
+            item=item, changes=changes, expected_version=item.version, actor=operator
+        )
+
+    assert field in caught.value.message_dict
+    assert mirror_of(item) == before
+    assert item_puts(sandbox) == []
+    assert not UpstreamCall.objects.exists()
+
+
+def test_viewer_may_not_push(sandbox, item, viewer) -> None:
+    with pytest.raises(PermissionDenied):
+        push(item, viewer, description="x")
+    assert item_puts(sandbox) == []
+
+
+# Refusals and failures -------------------------------------------------------------------------
+
+
+def _assert_refused_cleanly(sandbox, item, before, *, outcomes: list[str]) -> None:
+    assert mirror_of(item) == before  # lock released, nothing else touched
+    assert item_puts(sandbox) == []
+    calls = UpstreamCall.objects.filter(operation="UpdateInvoiceItem").order_by("id")
+    assert [c.outcome for c in calls] == outcomes
+    for call in UpstreamCall.objects.all():
+        assert call.request_headers["Apikey"] == "***"
+        assert "sandbox-wisecp" not in str(call.request_headers)
+
+
+def test_error_status_in_a_200_leaves_the_mirror_unchanged(sandbox, item, operator) -> None:
+    sandbox.faults(
+        {
+            "kind": "reject",
+            "service": "wisecp",
+            "operation": "UpdateInvoiceItem",
+            "message": "Fatura kilitli: ödenmiş faturanın kalemleri değiştirilemez",
+        }
+    )
+    before = mirror_of(item)
+
+    with pytest.raises(UpstreamRejectedError) as caught:
+        push(item, operator, description="Yeni")
+
+    assert "Fatura kilitli" in str(caught.value)
+    _assert_refused_cleanly(sandbox, item, before, outcomes=["rejected"])
+    call = UpstreamCall.objects.get(operation="UpdateInvoiceItem")
+    assert (call.status_code, call.upstream_code) == (200, "error")
+
+
+def test_readonly_paid_invoice_is_a_400_rejection(sandbox, synced, operator) -> None:
+    sandbox.command("wisecp", command="readonly_paid", value=True)
+    paid_item = InvoiceItem.objects.get(wisecp_id=1511)  # on #306, paid
+    before = mirror_of(paid_item)
+
+    with pytest.raises(UpstreamRejectedError) as caught:
+        push(paid_item, operator, sequence=9)
+
+    assert "cannot be changed" in str(caught.value)
+    _assert_refused_cleanly(sandbox, paid_item, before, outcomes=["rejected"])
+    assert UpstreamCall.objects.get().status_code == 400
+
+
+def test_401_bad_key(sandbox, item, operator, settings) -> None:
+    settings.WISECP_API_KEY = "not-the-key"
+    before = mirror_of(item)
+
+    with pytest.raises(UpstreamAuthError) as caught:
+        push(item, operator, description="Yeni")
+
+    assert "refused our credentials: Invalid API key" in str(caught.value)
+    assert "not-the-key" not in str(caught.value)
+    _assert_refused_cleanly(sandbox, item, before, outcomes=["rejected"])
+    call = UpstreamCall.objects.get()
+    assert call.status_code == 401
+    assert call.request_headers["Apikey"] == "***"
+
+
+def test_403_key_without_the_permission(sandbox, item, operator, settings) -> None:
+    settings.WISECP_API_KEY = "sandbox-wisecp-readonly-key"
+    before = mirror_of(item)
+
+    with pytest.raises(UpstreamAuthError) as caught:
+        push(item, operator, description="Yeni")
+
+    assert "No permission for Billing/UpdateInvoiceItem" in str(caught.value)
+    _assert_refused_cleanly(sandbox, item, before, outcomes=["rejected"])
+    assert UpstreamCall.objects.get().status_code == 403
+
+
+def test_403_ip_not_allowed(sandbox, item, operator) -> None:
+    sandbox.command("wisecp", command="set_allowed_ips", ips=["10.9.9.9"])
+    before = mirror_of(item)
+
+    with pytest.raises(UpstreamAuthError) as caught:
+        push(item, operator, description="Yeni")
+
+    assert "IP address not allowed" in str(caught.value)
+    _assert_refused_cleanly(sandbox, item, before, outcomes=["rejected"])
+
+
+def test_404_item_deleted_upstream(sandbox, item, operator) -> None:
+    WiseCPClient().delete_invoice_item(item.wisecp_id)
+    before = mirror_of(item)
+
+    with pytest.raises(UpstreamRejectedError) as caught:
+        push(item, operator, description="Yeni")
+
+    assert "Invoice item not found" in str(caught.value)
+    _assert_refused_cleanly(sandbox, item, before, outcomes=["rejected"])
+    assert UpstreamCall.objects.get().status_code == 404
+
+
+def test_5xx_html_is_retried_then_read_back_and_reported(sandbox, item, operator) -> None:
+    sandbox.faults(
+        {"kind": "status", "status": 503, "service": "wisecp", "operation": "UpdateInvoiceItem"}
+    )
+    before = mirror_of(item)
+
+    with pytest.raises(UpstreamResponseError) as caught:
+        push(item, operator, description="Yeni")
+
+    message = str(caught.value)
+    assert "server error (HTTP 503)" in message
+    assert "not applied" in message
+    assert not caught.value.in_doubt
+    _assert_refused_cleanly(sandbox, item, before, outcomes=["failed", "failed", "in_doubt"])
+    call = UpstreamCall.objects.filter(operation="UpdateInvoiceItem").last()
+    assert "503 Service" in call.response
+    assert UpstreamCall.objects.filter(operation="GetInvoice", outcome="ok").count() == 1
+
+
+def test_malformed_answer_is_read_back_and_reported(sandbox, item, operator) -> None:
+    sandbox.faults({"kind": "malformed", "service": "wisecp", "operation": "UpdateInvoiceItem"})
+    before = mirror_of(item)
+
+    with pytest.raises(UpstreamResponseError) as caught:
+        push(item, operator, description="Yeni")
+
+    assert "not JSON" in str(caught.value)
+    _assert_refused_cleanly(sandbox, item, before, outcomes=["in_doubt"])
+
+
+def test_timeout_is_read_back_and_reported(sandbox, item, operator, settings) -> None:
+    settings.UPSTREAM_READ_TIMEOUT = 0.2
+    sandbox.faults(
+        {"kind": "timeout", "seconds": 0.5, "service": "wisecp", "operation": "UpdateInvoiceItem"}
+    )
+    before = mirror_of(item)
+
+    with pytest.raises(UpstreamTransportError) as caught:
+        push(item, operator, description="Yeni")
+
+    assert "did not answer in time" in str(caught.value)
+    assert "not applied" in str(caught.value)
+    _assert_refused_cleanly(sandbox, item, before, outcomes=["in_doubt"])
+
+
+def test_applied_but_unanswered_push_is_settled_by_reading_back(sandbox, item, operator) -> None:
+    sandbox.faults(
+        {"kind": "drop", "apply": True, "service": "wisecp", "operation": "UpdateInvoiceItem"}
+    )
+
+    updated = push(item, operator, description="Uygulandı ama yanıt gelmedi")
+
+    assert updated.description == "Uygulandı ama yanıt gelmedi"
+    assert updated.version == item.version + 1
+    assert len(item_puts(sandbox)) == 1  # sent once, never resent
+    outcomes = list(UpstreamCall.objects.order_by("id").values_list("operation", "outcome"))
+    assert outcomes == [("UpdateInvoiceItem", "in_doubt"), ("GetInvoice", "ok")]
+
+
+def test_read_back_failing_too_keeps_it_in_doubt(sandbox, item, operator, settings) -> None:
+    sandbox.faults({"kind": "drop", "service": "wisecp"})
+    before = mirror_of(item)
+
+    with pytest.raises(UpstreamTransportError) as caught:
+        push(item, operator, description="Yeni")
+
+    assert caught.value.in_doubt
+    assert "not known whether WiseCP applied the change" in str(caught.value)
+    assert mirror_of(item) == before
+
+
+# Concurrency guard -----------------------------------------------------------------------------
+
+
+def test_stale_version_is_refused_as_a_conflict(sandbox, item, operator) -> None:
+    opened_at = item.version
+    push(item, operator, description="Birinci")
+    fresh = InvoiceItem.objects.get(pk=item.pk)
+
+    with pytest.raises(ConflictError) as caught:
+        invoice_item_update(
+            item=fresh, changes={"quantity": 3}, expected_version=opened_at, actor=operator
+        )
+
+    assert "changed since you opened it" in str(caught.value)
+    assert caught.value.current_version == opened_at + 1
+    assert len(item_puts(sandbox)) == 1
+    assert InvoiceItem.objects.get(pk=item.pk).quantity == item.quantity
+
+
+def test_a_stale_instance_is_refused_even_with_its_own_version(sandbox, item, operator) -> None:
+    stale = InvoiceItem.objects.get(pk=item.pk)
+    push(item, operator, description="Birinci")
+
+    with pytest.raises(ConflictError):
+        push(stale, operator, description="İkinci")
+    assert len(item_puts(sandbox)) == 1
+
+
+def test_a_save_in_progress_blocks_another(sandbox, item, operator) -> None:
+    InvoiceItem.objects.filter(pk=item.pk).update(
+        push_locked_until=timezone.now() + timedelta(seconds=30), push_locked_by="other-save"
+    )
+
+    with pytest.raises(ConflictError) as caught:
+        push(item, operator, description="Yeni")
+
+    assert "Another save of this invoice item is in progress" in str(caught.value)
+    assert item_puts(sandbox) == []
+    assert InvoiceItem.objects.get(pk=item.pk).push_locked_by == "other-save"
+
+
+def test_an_expired_lock_does_not_block(sandbox, item, operator) -> None:
+    InvoiceItem.objects.filter(pk=item.pk).update(
+        push_locked_until=timezone.now() - timedelta(seconds=1), push_locked_by="crashed-save"
+    )
+
+    updated = push(item, operator, description="Yeni")
+
+    assert updated.push_locked_by == ""
+    assert len(item_puts(sandbox)) == 1
+
+
+# Moves -----------------------------------------------------------------------------------------
+
+
+def test_move_sends_owner_id_and_refreshes_both_invoices(
+    sandbox, item, target_invoice, operator
+) -> None:
+    source = item.invoice
+    old_total = source.total
+
+    moved = push(item, operator, invoice=target_invoice)
+
+    [put] = item_puts(sandbox)
+    assert put["request"] == {"owner_id": TARGET_INVOICE_ID}
+    assert put["from_invoice_id"] == SOURCE_INVOICE_ID
+    assert moved.invoice == target_invoice
+    for invoice_id in (SOURCE_INVOICE_ID, TARGET_INVOICE_ID):
+        mirrored = Invoice.objects.get(wisecp_id=invoice_id)
+        upstream = upstream_invoice(sandbox, invoice_id)
+        assert (mirrored.subtotal, mirrored.tax, mirrored.total) == tuple(
+            Decimal(str(upstream[k])).quantize(Decimal("0.01"))
+            for k in ("subtotal", "tax", "total")
+        )
+    assert Invoice.objects.get(pk=source.pk).total < old_total
+    reads = UpstreamCall.objects.filter(operation="GetInvoice").values_list("url", flat=True)
+    assert sorted(u.rsplit("/", 1)[1] for u in reads) == ["302", "306"]
+
+
+def test_move_in_doubt_is_settled_on_the_target_invoice(
+    sandbox, item, target_invoice, operator
+) -> None:
+    sandbox.faults(
+        {"kind": "drop", "apply": True, "service": "wisecp", "operation": "UpdateInvoiceItem"}
+    )
+
+    moved = push(item, operator, invoice=target_invoice)
+
+    assert moved.invoice == target_invoice
+    first_read = UpstreamCall.objects.filter(operation="GetInvoice").order_by("id").first()
+    assert first_read.url.endswith("/GetInvoice/306")
+
+
+def test_upstream_errors_are_typed(sandbox, item, operator) -> None:
+    # Anything the client raises for WiseCP is an UpstreamError the admin and API can show.
+    sandbox.faults({"kind": "reject", "service": "wisecp", "operation": "UpdateInvoiceItem"})
+    with pytest.raises(UpstreamError) as caught:
+        push(item, operator, sequence=5)
+    assert caught.value.call_id == UpstreamCall.objects.get().pk
