@@ -183,7 +183,9 @@ def parse_bill(data: Any) -> Bill:
 def parse_query_result(entry: Any) -> QueryResult:
     """One element of a multiple query's answer (or a whole single-query answer)."""
     if not isinstance(entry, Mapping):
-        return QueryResult(None, None, "", error=_("Payofin's answer for this query is unreadable."))
+        return QueryResult(
+            None, None, "", error=_("Payofin's answer for this query is unreadable.")
+        )
     result = _as_bool(ci_get(entry, "result"))
     code = _as_int(ci_get(entry, "resultCode"))
     message = str(ci_get(entry, "resultMessage", default="") or "")
@@ -197,7 +199,8 @@ def parse_query_result(entry: Any) -> QueryResult:
             result,
             code,
             message,
-            error=_("Payofin's bills for this query are unreadable (%(error)s).") % {"error": error},
+            error=_("Payofin's bills for this query are unreadable (%(error)s).")
+            % {"error": error},
         )
     if result is None and code is None:
         return QueryResult(
@@ -351,11 +354,12 @@ class PayofinClient(UpstreamClient):
                 )
             # No top-level code exists for this answer (§4): the log shows the entries' codes.
             exchange.upstream_message = _summary(entries)
-        elif exchange.operation in ("sootlist", "sootListByType"):
-            if not isinstance(ci_get(body, "sootList"), list):
-                raise UpstreamResponseError(
-                    _("Payofin answered without an institution list."), exchange=exchange
-                )
+        elif exchange.operation in ("sootlist", "sootListByType") and not isinstance(
+            ci_get(body, "sootList"), list
+        ):
+            raise UpstreamResponseError(
+                _("Payofin answered without an institution list."), exchange=exchange
+            )
 
     def _request(self, operation: str, method: str, body: Any = None) -> Exchange:
         # Every operation here only reads: resending is harmless, nothing is ever in doubt.

@@ -83,7 +83,9 @@ def mask_matches(mask: str, value: str) -> bool:
     return parse_mask(mask).matches(value)
 
 
-def subscriber_no_errors(institution: Institution, subscriber_no: str, additional_no: str) -> list[str]:
+def subscriber_no_errors(
+    institution: Institution, subscriber_no: str, additional_no: str
+) -> list[str]:
     """Why Payofin would refuse this query (codes -14 and -16), before it is sent."""
     errors = []
     label = institution.field_title or _("subscriber number")

@@ -75,6 +75,7 @@ class InstitutionIndex:
     def __init__(self, institutions: Iterable[Institution]) -> None:
         self.by_code: dict[int, Institution] = {}
         self.by_name: dict[str, list[Institution]] = {}
+        self._found: dict[str, tuple[Institution | None, str]] = {}
         for inst in institutions:
             self.by_code[inst.soot_code] = inst
             self.by_name.setdefault(fold(inst.name), []).append(inst)
@@ -86,6 +87,11 @@ class InstitutionIndex:
     def find(self, text: str) -> tuple[Institution | None, str]:
         """(institution, "") or (None, why not)."""
         text = text.strip()
+        if text not in self._found:
+            self._found[text] = self._find(text)
+        return self._found[text]
+
+    def _find(self, text: str) -> tuple[Institution | None, str]:
         if not text:
             return None, _("The institution is missing.")
         if text.isascii() and text.isdigit():
@@ -97,7 +103,9 @@ class InstitutionIndex:
         matches = self.by_name.get(key)
         if matches is None and len(key) >= 3:
             # A unique start of a name will do: "ck bogazici" for "CK Boğaziçi Elektrik".
-            matches = [i for name, insts in self.by_name.items() if name.startswith(key) for i in insts]
+            matches = [
+                i for name, insts in self.by_name.items() if name.startswith(key) for i in insts
+            ]
         if not matches:
             return None, _("No institution is called “%(name)s”.") % {"name": text}
         if len(matches) > 1:
@@ -210,15 +218,15 @@ def _is_header(row: RawRow, index: InstitutionIndex) -> bool:
 
 
 def check_rows(
-    rows: Iterable[RawRow], index: InstitutionIndex
+    rows: Iterable[RawRow], index: InstitutionIndex, *, header: bool = True
 ) -> tuple[list[ParsedLine], list[InvalidLine]]:
+    """Each row valid or with its reason; a first row that is a header is skipped."""
     valid: list[ParsedLine] = []
     invalid: list[InvalidLine] = []
     seen: dict[tuple[int, str, str], int] = {}
-    first = True
     for row in rows:
-        if first:
-            first = False
+        if header:
+            header = False
             if _is_header(row, index):
                 continue
         line, reason = check_fields(row.number, row.fields, index)
@@ -227,11 +235,8 @@ def check_rows(
             continue
         key = (line.soot_code, line.subscriber_no, line.additional_no)
         if key in seen:
-            invalid.append(
-                InvalidLine(
-                    row.number, row.text, _("Same query as line %(line)s.") % {"line": seen[key]}
-                )
-            )
+            reason = _("Same query as line %(line)s.") % {"line": seen[key]}
+            invalid.append(InvalidLine(row.number, row.text, reason))
             continue
         seen[key] = row.number
         valid.append(line)
@@ -245,7 +250,9 @@ def check_fields(
     while fields and not fields[-1]:
         fields.pop()
     if len(fields) < 2:
-        return None, _("Give the institution and the subscriber number (and the additional number if needed).")
+        return None, _(
+            "Give the institution and the subscriber number (and the additional number if needed)."
+        )
     if len(fields) > 3:
         return None, _("Too many fields: institution, subscriber number, additional number.")
     institution, reason = index.find(fields[0])
@@ -279,33 +286,15 @@ def parse_input(
 def parse_dicts(
     lines: Iterable[Mapping[str, Any]], index: InstitutionIndex | None = None
 ) -> tuple[list[ParsedLine], list[InvalidLine]]:
-    """Lines given as {"soot_code", "subscriber_no", "additional_no"?} (the API, the confirm step)."""
-    index = index or InstitutionIndex.load()
+    """Lines given as {"soot_code", "subscriber_no", "additional_no"?} (the API, the confirm
+    step); "number" keeps the line number staff saw, else the position counts from 1."""
     rows = []
     for i, line in enumerate(lines, start=1):
-        number = int(line.get("number") or i)
+        soot_code = line.get("soot_code")
         fields = [
-            str(line.get("soot_code", "") if line.get("soot_code") is not None else ""),
+            "" if soot_code is None else str(soot_code),
             str(line.get("subscriber_no") or ""),
             str(line.get("additional_no") or ""),
         ]
-        rows.append(RawRow(number, fields, ";".join(fields).rstrip(";")))
-    valid: list[ParsedLine] = []
-    invalid: list[InvalidLine] = []
-    seen: dict[tuple[int, str, str], int] = {}
-    for row in rows:
-        line, reason = check_fields(row.number, row.fields, index)
-        if line is None:
-            invalid.append(InvalidLine(row.number, row.text, reason))
-            continue
-        key = (line.soot_code, line.subscriber_no, line.additional_no)
-        if key in seen:
-            invalid.append(
-                InvalidLine(
-                    row.number, row.text, _("Same query as line %(line)s.") % {"line": seen[key]}
-                )
-            )
-            continue
-        seen[key] = row.number
-        valid.append(line)
-    return valid, invalid
+        rows.append(RawRow(int(line.get("number") or i), fields, ";".join(fields).rstrip(";")))
+    return check_rows(rows, index or InstitutionIndex.load(), header=False)

@@ -42,7 +42,7 @@ class InvalidLines(ValidationError):
         )
 
 
-def _require_run(actor: User | None) -> None:
+def require_run_permission(actor: User | None) -> None:
     # actor None is the system itself (the demo); every person needs the permission.
     if actor is not None and not actor.has_perm(PERM_RUN):
         raise PermissionDenied(_("You do not have permission to run bill queries at Payofin."))
@@ -68,13 +68,12 @@ def firm_ref_no(batch_id: int, position: int, attempt: int) -> str:
     return ref
 
 
-def bill_query_batch_preview(*, text: str = "", upload: BinaryIO | None = None) -> BatchPreview:
-    """The lines of typed/pasted text or an uploaded CSV/xlsx, each valid or with its reason.
-
-    Nothing is sent and nothing is saved."""
-    if upload is None and not text.strip():
+def bill_query_batch_preview(*, text: str = "", file: BinaryIO | None = None) -> BatchPreview:
+    """The lines of typed/pasted text or an uploaded CSV/xlsx `file`, each valid or with its
+    reason. Nothing is sent and nothing is saved."""
+    if file is None and not text.strip():
         raise ValidationError(_("Type or paste some lines, or choose a file."))
-    valid, invalid = parse_input(text=text, upload=upload)
+    valid, invalid = parse_input(text=text, upload=file)
     if not valid and not invalid:
         raise ValidationError(_("No lines found."))
     if len(valid) > MAX_BATCH_LINES:
@@ -113,7 +112,7 @@ def bill_query_batch_create(
 
     Raises PermissionDenied without billqueries.run_billquery, InvalidLines (a ValidationError)
     listing every line that cannot be queried; nothing is saved or sent then."""
-    _require_run(actor)
+    require_run_permission(actor)
     if source not in BillQueryBatch.Source.values:
         raise ValidationError(_("Unknown source %(source)s.") % {"source": source})
     checked = _checked(lines)
@@ -148,14 +147,12 @@ def bill_query_batch_rerun_failed(batch: BillQueryBatch, actor: User | None) -> 
 
     The other lines keep their answers; a re-run line's earlier failure is replaced by the new
     answer (the call log keeps every request and answer)."""
-    _require_run(actor)
+    require_run_permission(actor)
     with transaction.atomic():
         batch = BillQueryBatch.objects.select_for_update().get(pk=batch.pk)
         if batch.job is not None and not batch.job.is_finished:
             raise ValidationError(_("The batch is still running; re-run its failed lines later."))
-        failed = list(
-            batch.lines.filter(outcome=BillQueryLine.Outcome.FAILED).order_by("position")
-        )
+        failed = list(batch.lines.filter(outcome=BillQueryLine.Outcome.FAILED).order_by("position"))
         if not failed:
             raise ValidationError(_("The batch has no failed lines."))
         for line in failed:

@@ -14,7 +14,6 @@ from upstream.client import CallRecorder
 from .client import InstitutionInfo, PayofinClient
 from .models import Institution
 
-
 SYNCED_FIELDS = [
     "name",
     "invoice_type",
