@@ -1,6 +1,8 @@
 """Test settings: the suite's defaults on top of the environment-driven settings."""
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TASKS_BACKEND", "immediate")
 
@@ -12,3 +14,11 @@ UPSTREAM_BACKOFF_BASE = 0.01
 UPSTREAM_BACKOFF_CAP = 0.05
 UPSTREAM_READ_TIMEOUT = float(os.environ.get("UPSTREAM_READ_TIMEOUT", "2"))
 LANGUAGE_CODE = "en"
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # The end-to-end tests run a real `db_worker` process against the test database, and an
+    # in-memory SQLite database is private to one process: use a file, one per pytest process.
+    DATABASES["default"].setdefault("TEST", {}).setdefault(  # noqa: F405
+        "NAME",
+        str(Path(tempfile.gettempdir()) / f"backoffice-test-{os.getpid()}.sqlite3"),
+    )

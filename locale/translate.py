@@ -17,7 +17,10 @@ HERE = Path(__file__).resolve().parent
 PO = HERE / "tr" / "LC_MESSAGES" / "django.po"
 TRANSLATIONS = HERE / "tr.json"
 
-ENTRY = re.compile(r"((?:#.*\n)*)((?:msgctxt .*\n(?:\".*\"\n)*)?)msgid ((?:\".*\"\n)+)(msgid_plural ((?:\".*\"\n)+))?((?:msgstr.*\n(?:\".*\"\n)*)+)")
+ENTRY = re.compile(
+    r"((?:#.*\n)*)((?:msgctxt .*\n(?:\".*\"\n)*)?)msgid ((?:\".*\"\n)+)"
+    r"(msgid_plural ((?:\".*\"\n)+))?((?:msgstr.*\n(?:\".*\"\n)*)+)"
+)
 
 
 def _unquote(block: str) -> str:
@@ -45,11 +48,11 @@ def main() -> int:
             head += f"msgid_plural {plural_block}"
             if not isinstance(value, list):
                 missing.append(msgid)
-                return f"{head}msgstr[0] \"\"\nmsgstr[1] \"\"\n"
+                return f'{head}msgstr[0] ""\nmsgstr[1] ""\n'
             return f"{head}msgstr[0] {_quote(value[0])}\nmsgstr[1] {_quote(value[1])}\n"
         if not isinstance(value, str):
             missing.append(msgid)
-            return f"{head}msgstr \"\"\n"
+            return f'{head}msgstr ""\n'
         return f"{head}msgstr {_quote(value)}\n"
 
     text = ENTRY.sub(fill, text)

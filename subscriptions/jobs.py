@@ -6,16 +6,26 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from upstream.client import CallRecorder
 from upstream.handlers import JobHandler, WorkItem, WorkResult, register
 
 from .client import PaynetClient
-from .models import Subscription, SubscriptionInvoice
+from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .rules import VerdictKind, status_verdict
 from .sync import invoices_reconcile
 
 INVOICE_STATUS_KIND = "paynet.invoice_status"
+
+
+def _label(status: Any) -> str:
+    try:
+        return str(InvoiceStatus(int(status)).label)
+    except (TypeError, ValueError):
+        return str(status)
+
+
 SUBSCRIPTION_STATUS_ALL_KIND = "paynet.subscription_status_all"
 
 
@@ -56,6 +66,11 @@ class InvoiceStatusHandler(_PaynetHandler):
         for status, ids in by_status.items():
             SubscriptionInvoice.objects.filter(pk__in=ids).update(status=status, synced_at=now)
 
+    def describe(self, result: dict[str, Any]) -> str:
+        if "to" not in result:
+            return ""
+        return f"{_label(result.get('from'))} → {_label(result['to'])}"
+
 
 @register
 class SubscriptionStatusAllHandler(_PaynetHandler):
@@ -90,3 +105,12 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
                 "created": counts.created,
                 "status": r.item.payload["status"],
             }
+
+    def describe(self, result: dict[str, Any]) -> str:
+        changes = [
+            f"{c['invoice_no']}: {_label(c['from'])} → {_label(c['to'])}"
+            for c in result.get("changed", [])
+        ]
+        if "unchanged" in result:
+            changes.append(_("%(count)s unchanged") % {"count": result["unchanged"]})
+        return "; ".join(changes)

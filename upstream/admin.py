@@ -170,9 +170,15 @@ class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
             .order_by("position")[:500]
         )
         try:
-            can_push = request.user.has_perm(handler_for(job.kind).permission)
+            handler = handler_for(job.kind)
         except LookupError:
-            can_push = False
+            handler = None
+        can_push = handler is not None and request.user.has_perm(handler.permission)
+        recent = list(
+            job.items.filter(state=JobItem.State.DONE).order_by("-finished_at", "-position")[:20]
+        )
+        for item in recent:
+            item.description = handler.describe(item.result) if handler else ""
         context = {
             **self.admin_site.each_context(request),
             "title": job.title,
@@ -180,9 +186,7 @@ class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
             "job": job,
             "failures": failures,
             "failure_count": job.items.filter(outcome__in=JobItem.FAILED_OUTCOMES).count(),
-            "recent": job.items.filter(state=JobItem.State.DONE).order_by(
-                "-finished_at", "-position"
-            )[:20],
+            "recent": recent,
             "can_push": can_push,
             "has_view_permission": True,
             "original": job,

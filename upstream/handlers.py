@@ -61,6 +61,10 @@ class JobHandler:
         """Write confirmed changes to the mirror (inside the runner's transaction)."""
         raise NotImplementedError
 
+    def describe(self, result: dict[str, Any]) -> str:
+        """What a finished item changed, for the job page, in the active language."""
+        return str(result.get("summary", ""))
+
     def finished(self, job: Any) -> None:
         """The job has just closed (inside job_finalize's transaction); nothing by default.
 
