@@ -31,6 +31,9 @@ if [ -z "${PAYNET_BASE_URL:-}" ] || [ -z "${WISECP_API_URL:-}" ] || [ -z "${PAYO
   done
   curl -fsS "$SANDBOX_URL/_sandbox/health" >/dev/null || { echo "sandbox did not start; see var/log/sandbox.log"; exit 1; }
   echo "Sandbox upstreams at $SANDBOX_URL"
+  # Volume for the demo: 25 more variable-price subscriptions with 20 waiting records each.
+  curl -fsS -X POST "$SANDBOX_URL/_sandbox/state/paynet" -H 'Content-Type: application/json' \
+    -d '{"command": "seed_bulk", "subscriptions": 25, "records_per_subscription": 20}' >/dev/null
 fi
 
 echo "Loading demo data from the upstreams..."
