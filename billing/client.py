@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from upstream.client import CallRecorder, Exchange, UpstreamClient
+from upstream.client import Exchange, UpstreamClient
 from upstream.errors import UpstreamRejectedError, UpstreamResponseError
 
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -170,17 +170,12 @@ def changes_applied(item: Mapping[str, Any], changes: Mapping[str, Any]) -> bool
 class WiseCPClient(UpstreamClient):
     service = "wisecp"
     service_label = "WiseCP"
+    base_url_setting = "WISECP_API_URL"
+    concurrency_setting = "WISECP_CONCURRENCY"
 
-    def __init__(self, *, recorder: CallRecorder | None = None, **kwargs: Any) -> None:
-        self.api_key = kwargs.pop("api_key", None) or settings.WISECP_API_KEY
-        kwargs.setdefault("base_url", settings.WISECP_API_URL)
-        kwargs.setdefault("pool_size", settings.WISECP_CONCURRENCY)
-        kwargs.setdefault("connect_timeout", settings.UPSTREAM_CONNECT_TIMEOUT)
-        kwargs.setdefault("read_timeout", settings.UPSTREAM_READ_TIMEOUT)
-        kwargs.setdefault("max_attempts", settings.UPSTREAM_MAX_ATTEMPTS)
-        kwargs.setdefault("backoff_base", settings.UPSTREAM_BACKOFF_BASE)
-        kwargs.setdefault("backoff_cap", settings.UPSTREAM_BACKOFF_CAP)
-        super().__init__(recorder=recorder, **kwargs)
+    def __init__(self, *, api_key: str | None = None, **kwargs: Any) -> None:
+        self.api_key = api_key or settings.WISECP_API_KEY
+        super().__init__(**kwargs)
 
     def auth_headers(self) -> dict[str, str]:
         # wisecp.md §1: the key in `Apikey`, and JSON on every request (GETs included).

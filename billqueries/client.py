@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from upstream.client import CallRecorder, Exchange, UpstreamClient
+from upstream.client import Exchange, UpstreamClient
 from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
 
 logger = logging.getLogger(__name__)
@@ -286,18 +286,15 @@ def parse_institution(data: Any) -> InstitutionInfo:
 class PayofinClient(UpstreamClient):
     service = "payofin"
     service_label = "Payofin"
+    base_url_setting = "PAYOFIN_BASE_URL"
+    concurrency_setting = "PAYOFIN_CONCURRENCY"
 
-    def __init__(self, *, recorder: CallRecorder | None = None, **kwargs: Any) -> None:
-        self.api_key = kwargs.pop("api_key", settings.PAYOFIN_API_KEY)
-        self.secret_key = kwargs.pop("secret_key", settings.PAYOFIN_SECRET_KEY)
-        kwargs.setdefault("base_url", settings.PAYOFIN_BASE_URL)
-        kwargs.setdefault("pool_size", settings.PAYOFIN_CONCURRENCY)
-        kwargs.setdefault("connect_timeout", settings.UPSTREAM_CONNECT_TIMEOUT)
-        kwargs.setdefault("read_timeout", settings.UPSTREAM_READ_TIMEOUT)
-        kwargs.setdefault("max_attempts", settings.UPSTREAM_MAX_ATTEMPTS)
-        kwargs.setdefault("backoff_base", settings.UPSTREAM_BACKOFF_BASE)
-        kwargs.setdefault("backoff_cap", settings.UPSTREAM_BACKOFF_CAP)
-        super().__init__(recorder=recorder, **kwargs)
+    def __init__(
+        self, *, api_key: str | None = None, secret_key: str | None = None, **kwargs: Any
+    ) -> None:
+        self.api_key = api_key or settings.PAYOFIN_API_KEY
+        self.secret_key = secret_key or settings.PAYOFIN_SECRET_KEY
+        super().__init__(**kwargs)
 
     def auth_headers(self) -> dict[str, str]:
         # Both on every request (payofin.md §1); upstream.redaction masks them in the call log.

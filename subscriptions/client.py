@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from upstream.client import CallRecorder, Exchange, UpstreamClient
+from upstream.client import Exchange, UpstreamClient
 from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
 
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -59,17 +59,12 @@ def records_of(body: dict[str, Any]) -> list[dict[str, Any]]:
 class PaynetClient(UpstreamClient):
     service = "paynet"
     service_label = "Paynet"
+    base_url_setting = "PAYNET_BASE_URL"
+    concurrency_setting = "PAYNET_CONCURRENCY"
 
-    def __init__(self, *, recorder: CallRecorder | None = None, **kwargs: Any) -> None:
-        self.secret_key = kwargs.pop("secret_key", settings.PAYNET_SECRET_KEY)
-        kwargs.setdefault("base_url", settings.PAYNET_BASE_URL)
-        kwargs.setdefault("pool_size", settings.PAYNET_CONCURRENCY)
-        kwargs.setdefault("connect_timeout", settings.UPSTREAM_CONNECT_TIMEOUT)
-        kwargs.setdefault("read_timeout", settings.UPSTREAM_READ_TIMEOUT)
-        kwargs.setdefault("max_attempts", settings.UPSTREAM_MAX_ATTEMPTS)
-        kwargs.setdefault("backoff_base", settings.UPSTREAM_BACKOFF_BASE)
-        kwargs.setdefault("backoff_cap", settings.UPSTREAM_BACKOFF_CAP)
-        super().__init__(recorder=recorder, **kwargs)
+    def __init__(self, *, secret_key: str | None = None, **kwargs: Any) -> None:
+        self.secret_key = secret_key or settings.PAYNET_SECRET_KEY
+        super().__init__(**kwargs)
 
     def auth_headers(self) -> dict[str, str]:
         # The raw secret key after "Basic", not base64(user:password) (paynet.md §1).

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 import requests
+from django.conf import settings
 from django.utils.translation import gettext as _
 from requests.adapters import HTTPAdapter
 
@@ -139,32 +140,46 @@ def pooled_session(service: str, pool_size: int) -> requests.Session:
 
 
 class UpstreamClient:
-    """Subclasses set `service`, build URLs and headers, and read their envelope in `interpret`."""
+    """Subclasses set `service`, build URLs and headers, and read their envelope in `interpret`.
+
+    Anything not passed in comes from settings: the base URL and concurrency from the
+    subclass's `<UPSTREAM>_BASE_URL` / `_CONCURRENCY` settings, timeouts, attempts and backoff
+    from the shared `UPSTREAM_*` ones.
+    """
 
     service: ClassVar[str] = ""
     service_label: ClassVar[str] = ""
+    base_url_setting: ClassVar[str] = ""
+    concurrency_setting: ClassVar[str] = ""
 
     def __init__(
         self,
         *,
-        base_url: str,
+        base_url: str | None = None,
         recorder: CallRecorder | None = None,
         session: requests.Session | None = None,
-        pool_size: int = 16,
-        connect_timeout: float = 3.05,
-        read_timeout: float = 15.0,
-        max_attempts: int = 3,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 8.0,
+        pool_size: int | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        max_attempts: int | None = None,
+        backoff_base: float | None = None,
+        backoff_cap: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.base_url = base_url
+        def setting(value: Any, name: str) -> Any:
+            return getattr(settings, name) if value is None else value
+
+        self.base_url = setting(base_url, self.base_url_setting)
         self.recorder: CallRecorder = recorder or NullRecorder()
-        self.session = session or pooled_session(self.service, max(pool_size, 1))
-        self.timeout = (connect_timeout, read_timeout)
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        pool_size = setting(pool_size, self.concurrency_setting) if self.concurrency_setting else 16
+        self.session = session or pooled_session(self.service, max(int(pool_size or 1), 1))
+        self.timeout = (
+            setting(connect_timeout, "UPSTREAM_CONNECT_TIMEOUT"),
+            setting(read_timeout, "UPSTREAM_READ_TIMEOUT"),
+        )
+        self.max_attempts = setting(max_attempts, "UPSTREAM_MAX_ATTEMPTS")
+        self.backoff_base = setting(backoff_base, "UPSTREAM_BACKOFF_BASE")
+        self.backoff_cap = setting(backoff_cap, "UPSTREAM_BACKOFF_CAP")
         self.sleep = sleep
 
     # Subclass hooks -------------------------------------------------------------------------
