@@ -3,27 +3,28 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import csrf_protect_m
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from upstream.admin_filters import DateRangeFilter, InputFilter
-from upstream.admin_tools import CsvExportMixin, confirmation_page, money_column, pretty_json
+from upstream.admin_tools import (
+    CsvExportMixin,
+    confirmation_page,
+    error_text,
+    money_column,
+    pretty_json,
+    start_job,
+)
 from upstream.formatting import money
 
 from . import services
 from .forms import BulkActionForm, DueDateForm, InvoiceItemPushForm, MoveForm, RenumberForm
 from .models import Invoice, InvoiceItem
-
-
-def error_text(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return " ".join(error.messages)
-    return str(error)
 
 
 def item_money(field: str, description: str):
@@ -356,21 +357,19 @@ class InvoiceItemAdmin(MirrorAdmin):
         step = request.POST.get("step")
         form = form_class(request.POST if step else None)
         if step == "confirm" and form.is_valid():
-            try:
-                job = services.invoice_item_bulk_update(
+            started = start_job(
+                self,
+                request,
+                lambda: services.invoice_item_bulk_update(
                     items=queryset,
                     action=action,
                     value=form.value,
                     actor=request.user,
                     reason=form.cleaned_data["reason"],
-                )
-            except (ValidationError, PermissionDenied) as error:
-                self.message_user(request, error_text(error), messages.ERROR)
-            else:
-                self.message_user(
-                    request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
-                )
-                return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
+                ),
+            )
+            if started:
+                return started
         preview = None
         if form.value_ready():
             try:

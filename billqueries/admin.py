@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.admin_tools import CsvExportMixin, money_column
+from upstream.admin_tools import CsvExportMixin, error_text, money_column
 from upstream.errors import UpstreamError
 from upstream.formatting import money
 from upstream.services import DbCallRecorder
@@ -25,12 +25,6 @@ from .sync import payofin_sync
 
 LINES_PER_PAGE = 100
 PREVIEW_SAMPLE = 50
-
-
-def error_text(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return " ".join(error.messages)
-    return str(error)
 
 
 class ReadOnlyMixin:

@@ -11,7 +11,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from upstream.admin_filters import DateRangeFilter, InputFilter
-from upstream.admin_tools import CsvExportMixin, confirmation_page, money_column
+from upstream.admin_tools import (
+    CsvExportMixin,
+    confirmation_page,
+    money_column,
+    start_job,
+)
 from upstream.errors import UpstreamError
 from upstream.services import DbCallRecorder
 
@@ -19,12 +24,6 @@ from . import services
 from .forms import CreateInvoiceForm, StatusChangeForm
 from .models import Subscription, SubscriptionInvoice
 from .sync import subscription_refresh
-
-
-def error_text(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return " ".join(error.messages)
-    return str(error)
 
 
 class MirrorAdmin(CsvExportMixin, admin.ModelAdmin):
@@ -146,20 +145,18 @@ class SubscriptionAdmin(MirrorAdmin):
         step = request.POST.get("step")
         form = StatusChangeForm(request.POST if step else None)
         if step == "confirm" and form.is_valid():
-            try:
-                job = services.subscription_set_status_all(
+            started = start_job(
+                self,
+                request,
+                lambda: services.subscription_set_status_all(
                     subscriptions=queryset,
                     status=form.cleaned_data["status"],
                     actor=request.user,
                     reason=form.cleaned_data["reason"],
-                )
-            except (ValidationError, PermissionDenied) as error:
-                self.message_user(request, error_text(error), messages.ERROR)
-            else:
-                self.message_user(
-                    request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
-                )
-                return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
+                ),
+            )
+            if started:
+                return started
         subscriptions = queryset.annotate(invoice_total=Count("invoices")).order_by("pk")
         return confirmation_page(
             request,
@@ -301,20 +298,18 @@ class SubscriptionInvoiceAdmin(MirrorAdmin):
         step = request.POST.get("step")
         form = StatusChangeForm(request.POST if step else None)
         if step == "confirm" and form.is_valid():
-            try:
-                job = services.subscription_invoice_set_status_bulk(
+            started = start_job(
+                self,
+                request,
+                lambda: services.subscription_invoice_set_status_bulk(
                     records=queryset,
                     status=form.cleaned_data["status"],
                     actor=request.user,
                     reason=form.cleaned_data["reason"],
-                )
-            except (ValidationError, PermissionDenied) as error:
-                self.message_user(request, error_text(error), messages.ERROR)
-            else:
-                self.message_user(
-                    request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
-                )
-                return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
+                ),
+            )
+            if started:
+                return started
         preview = None
         form.is_valid()
         # Keep the preview when only the reason is missing, so its error shows next to it.

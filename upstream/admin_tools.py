@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.text import slugify
@@ -152,3 +154,28 @@ def confirmation_page(
         **context,
     }
     return TemplateResponse(request, template, ctx)
+
+
+def error_text(error: Exception) -> str:
+    """What staff read for a refused change: a ValidationError's messages, or the error itself."""
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    return str(error)
+
+
+def start_job(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, start: Callable[[], Any]
+) -> HttpResponse | None:
+    """Call a service that queues a job; go to the job's page, or show why it was refused.
+
+    Returns None when the service refused (the confirmation page is shown again with the error).
+    """
+    try:
+        job = start()
+    except (ValidationError, PermissionDenied) as error:
+        modeladmin.message_user(request, error_text(error), messages.ERROR)
+        return None
+    modeladmin.message_user(
+        request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
+    )
+    return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
