@@ -147,12 +147,18 @@ _TASK_BACKENDS = {
     "database": "django_tasks_db.DatabaseBackend",
     "immediate": "django_tasks.backends.immediate.ImmediateBackend",
     "dummy": "django_tasks.backends.dummy.DummyBackend",
+    "rq": "django_tasks_rq.RQBackend",
 }
 if TASKS_BACKEND not in _TASK_BACKENDS:
     raise ImproperlyConfigured(
         f"TASKS_BACKEND={TASKS_BACKEND!r}: use one of {', '.join(sorted(_TASK_BACKENDS))}"
     )
 TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND]}}
+if TASKS_BACKEND == "rq":
+    # Past one machine: tasks in Redis, workers run `manage.py rqworker --with-scheduler
+    # --job-class django_tasks_rq.Job default`.
+    INSTALLED_APPS.append("django_rq")
+    RQ_QUEUES = {"default": {"URL": env("REDIS_URL", default="redis://127.0.0.1:6379/0")}}
 
 # The job runner: how long a claimed item is ours, how many items one task claims at a time.
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)

@@ -22,3 +22,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
         "NAME",
         str(Path(tempfile.gettempdir()) / f"backoffice-test-{os.getpid()}.sqlite3"),
     )
+else:
+    # Live-server request threads would otherwise keep their connections open past the session,
+    # and PostgreSQL refuses to drop a test database that still has sessions.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -139,3 +140,48 @@ def require_postgres() -> None:
 
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: runs in the DATABASE_URL=postgres://... pass of .ci/run")
+
+
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for a worker process started by a test."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        name = str(db["NAME"])
+        assert name and ":memory:" not in name and "mode=memory" not in name, (
+            "a worker process needs a file database; see config/settings_test.py"
+        )
+        return f"sqlite:///{name}"
+    if connection.vendor == "postgresql":
+        user = quote(db["USER"] or "", safe="")
+        password = quote(str(db["PASSWORD"] or ""), safe="")
+        credentials = f"{user}:{password}@" if user else ""
+        host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+        return f"postgres://{credentials}{host}:{port}/{db['NAME']}"
+    raise NotImplementedError(f"no DATABASE_URL for {connection.vendor}")
+
+
+def worker_env(sandbox_url: str, **overrides: str) -> dict[str, str]:
+    """Environment for a real `manage.py` process on the test database and the sandbox."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PYTEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": database_url(),
+            "TASKS_BACKEND": "database",
+            "PAYNET_BASE_URL": f"{sandbox_url}/paynet",
+            "WISECP_API_URL": f"{sandbox_url}/wisecp/api/",
+            "PAYOFIN_BASE_URL": f"{sandbox_url}/payofin",
+            "UPSTREAM_READ_TIMEOUT": "5",
+            "UPSTREAM_BACKOFF_BASE": "0.01",
+            "UPSTREAM_BACKOFF_CAP": "0.05",
+            "DJANGO_LOG_LEVEL": "WARNING",
+            **overrides,
+        }
+    )
+    return env

@@ -4,19 +4,16 @@ process on the same database and Debian's Chromium driven by Playwright (sync AP
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
-from tests.conftest import SandboxControl, require_or_skip
+from tests.conftest import SandboxControl, require_or_skip, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -98,23 +95,6 @@ def log_in(page, username: str, password: str = PASSWORD) -> None:
     page.wait_for_url(lambda url: "/login/" not in url)
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        name = str(db["NAME"])
-        assert name and ":memory:" not in name and "mode=memory" not in name, (
-            "the worker needs a file database; see config/settings_test.py"
-        )
-        return f"sqlite:///{name}"
-    if connection.vendor == "postgresql":
-        user = quote(db["USER"] or "", safe="")
-        password = quote(str(db["PASSWORD"] or ""), safe="")
-        credentials = f"{user}:{password}@" if user else ""
-        host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
-        return f"postgres://{credentials}{host}:{port}/{db['NAME']}"
-    raise NotImplementedError(f"no DATABASE_URL for {connection.vendor}")
-
-
 @dataclass
 class Worker:
     process: subprocess.Popen
@@ -130,30 +110,9 @@ class Worker:
 @pytest.fixture
 def task_worker(transactional_db, e2e_settings: SandboxControl, tmp_path) -> Iterator[Worker]:
     """`manage.py db_worker` in its own process, on the test database, pointed at the sandbox."""
-    sandbox_url = e2e_settings.url
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("PYTEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": _database_url(),
-            "TASKS_BACKEND": "database",
-            "PAYNET_BASE_URL": f"{sandbox_url}/paynet",
-            "WISECP_API_URL": f"{sandbox_url}/wisecp/api/",
-            "PAYOFIN_BASE_URL": f"{sandbox_url}/payofin",
-            # Few threads and small chunks, so a job of a few hundred records takes long
-            # enough against the sandbox's latency for the progress bar to be seen moving.
-            "PAYNET_CONCURRENCY": "2",
-            "JOBS_CHUNK_SIZE": "8",
-            "UPSTREAM_READ_TIMEOUT": "5",
-            "UPSTREAM_BACKOFF_BASE": "0.01",
-            "UPSTREAM_BACKOFF_CAP": "0.05",
-            "DJANGO_LOG_LEVEL": "WARNING",
-        }
-    )
+    # Few threads and small chunks, so a job of a few hundred records takes long enough
+    # against the sandbox's latency for the progress bar to be seen moving.
+    env = worker_env(e2e_settings.url, PAYNET_CONCURRENCY="2", JOBS_CHUNK_SIZE="8")
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         process = subprocess.Popen(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,13 +11,12 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from subscriptions.models import InvoiceStatus, SubscriptionInvoice
 from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
-from tests.conftest import require_postgres
+from tests.conftest import require_postgres, worker_env
 from upstream import runner
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.services import job_cancel, job_retry_failed
@@ -200,24 +198,12 @@ def test_sweep_leaves_a_live_job_alone(sandbox, mirror, operator):
 
 
 def _worker_env(sandbox) -> dict[str, str]:
-    db = connection.settings_dict
-    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
-    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{host}:{port}/{db['NAME']}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DATABASE_URL": url,
-            "TASKS_BACKEND": "database",
-            "PAYNET_BASE_URL": f"{sandbox.url}/paynet",
-            "JOBS_LEASE_SECONDS": "3",
-            "JOBS_CHUNK_SIZE": "8",
-            "PAYNET_CONCURRENCY": "4",
-            "UPSTREAM_READ_TIMEOUT": "5",
-            "DJANGO_LOG_LEVEL": "WARNING",
-        }
+    return worker_env(
+        sandbox.url,
+        JOBS_LEASE_SECONDS="3",
+        JOBS_CHUNK_SIZE="8",
+        PAYNET_CONCURRENCY="4",
     )
-    return env
 
 
 def _manage(env, *args) -> subprocess.CompletedProcess:

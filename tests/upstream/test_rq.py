@@ -1,0 +1,84 @@
+"""TASKS_BACKEND=rq: a job queued in Redis and run by a real `rqworker` process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from subscriptions.models import InvoiceStatus, SubscriptionInvoice
+from subscriptions.services import subscription_invoice_set_status_bulk
+from subscriptions.sync import paynet_sync
+from tests.conftest import require_or_skip, worker_env
+from upstream.models import Job
+
+ROOT = Path(__file__).resolve().parents[2]
+# A database of its own on the shared Redis, emptied before the test.
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def redis_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def manage(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_queued_in_redis_is_run_by_an_rq_worker(sandbox, operator):
+    require_or_skip(redis_reachable(), "Redis at 127.0.0.1:6379")
+    paynet_sync()
+    ids = list(
+        SubscriptionInvoice.objects.filter(status=InvoiceStatus.WAITING)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:12]
+    )
+    records = SubscriptionInvoice.objects.filter(pk__in=ids)
+    with mock.patch("upstream.services.job_enqueue"):
+        job = subscription_invoice_set_status_bulk(
+            records=records, status=InvoiceStatus.CANCEL, actor=operator, reason="rq"
+        )
+    env = worker_env(sandbox.url, TASKS_BACKEND="rq", REDIS_URL=REDIS_URL)
+    flushed = manage(
+        env, "shell", "-c", "import django_rq; django_rq.get_connection('default').flushdb()"
+    )
+    assert flushed.returncode == 0, flushed.stderr
+
+    queued = manage(
+        env,
+        "shell",
+        "-c",
+        f"from upstream.services import job_enqueue; from upstream.models import Job; "
+        f"from django.db import transaction\n"
+        f"with transaction.atomic(): job_enqueue(Job.objects.get(pk={job.pk}))",
+    )
+    assert queued.returncode == 0, queued.stderr
+    job.refresh_from_db()
+    assert job.task_id, "the task id from Redis is kept on the job"
+    assert job.state == Job.State.QUEUED
+
+    worked = manage(env, "rqworker", "--burst", "--job-class", "django_tasks_rq.Job", "default")
+    assert worked.returncode == 0, worked.stdout + worked.stderr
+
+    job.refresh_from_db()
+    assert (job.state, job.succeeded) == (Job.State.SUCCEEDED, 12), worked.stderr[-2000:]
+    writes = [e["request"]["invoice_no"] for e in sandbox.ledger("paynet", "invoice_status_update")]
+    assert sorted(writes) == sorted(records.values_list("invoice_no", flat=True))
+    assert set(records.values_list("status", flat=True)) == {InvoiceStatus.CANCEL}
