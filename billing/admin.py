@@ -336,6 +336,13 @@ class InvoiceItemAdmin(MirrorAdmin):
             )
         else:
             self.message_user(request, _("Nothing changed; nothing was sent to WiseCP."))
+            # Django would add "changed successfully" next to it; there was no change.
+            request._nothing_sent = True
+
+    def message_user(self, request: HttpRequest, message, level=messages.INFO, *args, **kwargs):
+        if getattr(request, "_nothing_sent", False) and level == messages.SUCCESS:
+            return
+        super().message_user(request, message, level, *args, **kwargs)
 
     def save_related(self, request, form, formsets, change) -> None:
         pass
