@@ -299,3 +299,27 @@ def test_confirm_rechecks_lines_against_the_current_catalogue(
     assert [i.number for i in response.context["invalid"]] == [1]
     assert b"1 line cannot be queried" in response.content
     assert BillQueryBatch.objects.count() == 0 and sandbox.ledger("payofin") == []
+
+
+def test_a_200_line_file_is_queried_15_per_request_and_every_line_gets_a_result(
+    sandbox, institutions, operator_client, django_capture_on_commit_callbacks
+) -> None:
+    rows = "".join(f"İSKİ;{number}\n" for number in iski_numbers(200))
+    upload = SimpleUploadedFile("borclar.csv", ("Kurum;Abone No\n" + rows).encode(), "text/csv")
+
+    shown = preview(operator_client, upload=upload)
+    assert shown.context["valid_count"] == 200 and shown.context["invalid"] == []
+    done = confirm(operator_client, shown, django_capture_on_commit_callbacks)
+
+    batch = BillQueryBatch.objects.get()
+    assert done["Location"] == change_url(batch)
+    assert batch.state == BillQueryBatch.State.FINISHED and batch.line_count == 200
+    requests = sandbox.ledger("payofin", "multipleinvoicequery")
+    assert len(requests) == 14  # ceil(200 / 15)
+    assert max(r["count"] for r in requests) == 15
+    lines = BillQueryLine.objects.filter(batch=batch)
+    assert not lines.filter(outcome="").exists(), "a line was left without a result"
+    found, no_debt = lines.filter(outcome="found").count(), lines.filter(outcome="no_debt").count()
+    assert found + no_debt == 200 and found > 0 and no_debt > 0
+    page = operator_client.get(change_url(batch)).content.decode()
+    assert f'id="bq-found" class="found">{found}<' in page
