@@ -23,7 +23,7 @@ from upstream.services import DbCallRecorder
 from . import services
 from .forms import CreateInvoiceForm, StatusChangeForm
 from .models import Subscription, SubscriptionInvoice
-from .sync import subscription_refresh
+from .sync import subscriptions_refresh
 
 
 class MirrorAdmin(CsvExportMixin, admin.ModelAdmin):
@@ -39,25 +39,25 @@ class MirrorAdmin(CsvExportMixin, admin.ModelAdmin):
         return False
 
     def _refresh(self, request: HttpRequest, subscriptions: QuerySet[Subscription]) -> None:
-        totals = {"created": 0, "updated": 0, "unchanged": 0}
-        recorder = DbCallRecorder(actor=request.user)
-        for sub in subscriptions:
-            try:
-                counts = subscription_refresh(sub, recorder=recorder)
-            except UpstreamError as error:
-                self.message_user(request, f"{sub}: {error}", messages.ERROR)
-                continue
-            for key in totals:
-                totals[key] += getattr(counts, key)
-        self.message_user(
-            request,
-            _(
-                "Refreshed from Paynet: %(created)s created, %(updated)s updated, "
-                "%(unchanged)s unchanged."
-            )
-            % totals,
-            messages.SUCCESS,
+        totals, done, failures = subscriptions_refresh(
+            subscriptions, recorder=DbCallRecorder(actor=request.user)
         )
+        for subscription, error in failures:
+            self.message_user(request, f"{subscription}: {error}", messages.ERROR)
+        if done:
+            self.message_user(
+                request,
+                _(
+                    "Refreshed from Paynet: %(created)s created, %(updated)s updated, "
+                    "%(unchanged)s unchanged."
+                )
+                % {
+                    "created": totals.created,
+                    "updated": totals.updated,
+                    "unchanged": totals.unchanged,
+                },
+                messages.SUCCESS,
+            )
 
 
 class SubscriptionReferenceFilter(InputFilter):

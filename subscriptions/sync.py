@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from upstream.client import CallRecorder
+from upstream.errors import UpstreamAuthError, UpstreamError, UpstreamTransportError
 
 from .client import PaynetClient, from_kurus, parse_datetime
 from .models import Subscription, SubscriptionInvoice
@@ -173,3 +174,24 @@ def subscription_refresh(
         _, counts = subscription_upsert({**detail, "subscription_id": subscription.subscription_id})
         counts.add(invoices_reconcile(subscription, records))
     return counts
+
+
+def subscriptions_refresh(
+    subscriptions: Iterable[Subscription], *, recorder: CallRecorder | None = None
+) -> tuple[SyncCounts, int, list[tuple[Subscription, UpstreamError]]]:
+    """Refresh each subscription; return the totals, how many refreshed, and what failed.
+
+    Stops at an unreachable Paynet or refused credentials: the rest would fail the same way.
+    """
+    totals, done, failures = SyncCounts(), 0, []
+    for subscription in subscriptions:
+        try:
+            totals.add(subscription_refresh(subscription, recorder=recorder))
+        except (UpstreamTransportError, UpstreamAuthError) as error:
+            failures.append((subscription, error))
+            break
+        except UpstreamError as error:
+            failures.append((subscription, error))
+            continue
+        done += 1
+    return totals, done, failures

@@ -676,3 +676,36 @@ def test_call_detail_shows_pretty_json_with_secrets_hidden(
     assert '<pre class="json">{\n  &quot;' in html  # indented, one key per line
     assert "Başarılı Islem" in html  # the response, as Paynet sent it
     assert 'name="_save"' not in html
+
+
+# --- refresh from Paynet -------------------------------------------------------------------
+
+
+def test_refresh_reads_the_subscription_back_and_reports_what_changed(mirror, operator_client):
+    record = a_record(S.WAITING)
+    mirror.command("paynet", command="set_status", invoice_no=record.invoice_no, status=S.CANCEL)
+
+    response = operator_client.post(
+        SUBSCRIPTIONS, action_post([record.subscription_id], action="refresh_from_paynet")
+    )
+
+    record.refresh_from_db()
+    assert record.status == S.CANCEL
+    assert any(
+        m.startswith("Refreshed from Paynet: 0 created, 1 updated") for m in messages_of(response)
+    )
+
+
+def test_refresh_with_paynet_unreachable_says_so_once_and_changes_nothing(
+    mirror, operator_client, settings
+):
+    settings.PAYNET_BASE_URL = "http://127.0.0.1:9/paynet"  # nothing listens on the discard port
+    ids = list(Subscription.objects.order_by("pk").values_list("pk", flat=True)[:3])
+    before = list(SubscriptionInvoice.objects.order_by("pk").values_list("status", flat=True))
+
+    response = operator_client.post(SUBSCRIPTIONS, action_post(ids, action="refresh_from_paynet"))
+
+    shown = messages_of(response)
+    assert len(shown) == 1 and "could not be reached" in shown[0], shown
+    after = list(SubscriptionInvoice.objects.order_by("pk").values_list("status", flat=True))
+    assert after == before
