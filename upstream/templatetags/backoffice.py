@@ -8,3 +8,27 @@ register = template.Library()
 @register.filter
 def money(value, currency: str = "TRY") -> str:
     return format_money(value, currency or "TRY")
+
+
+@register.inclusion_tag("admin/upstream/_dashboard.html", takes_context=True)
+def upstream_dashboard(context) -> dict:
+    """The index page's summary: the latest jobs and the calls that need a look today."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from upstream.models import Job, UpstreamCall
+
+    user = context["request"].user
+    since = timezone.now() - timedelta(hours=24)
+    return {
+        "jobs": list(Job.objects.select_related("created_by")[:6])
+        if user.has_perm("upstream.view_job")
+        else [],
+        "problem_calls": UpstreamCall.objects.filter(
+            created_at__gte=since, outcome__in=["failed", "rejected", "in_doubt"]
+        ).count()
+        if user.has_perm("upstream.view_upstreamcall")
+        else None,
+        "since": since,
+    }
