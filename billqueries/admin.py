@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.admin_tools import CsvExportMixin, error_text, money_column
+from upstream.admin_tools import CsvExportMixin, ReadOnlyMixin, error_text, money_column
 from upstream.errors import UpstreamError
 from upstream.formatting import money
 from upstream.services import DbCallRecorder
@@ -25,19 +25,6 @@ from .sync import payofin_sync
 
 LINES_PER_PAGE = 100
 PREVIEW_SAMPLE = 50
-
-
-class ReadOnlyMixin:
-    """Rows here change only through queries and syncs: no local add, edit or delete."""
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Institution)
@@ -236,7 +223,7 @@ class BillQueryLineAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
 
 
 @admin.register(BillQueryBatch)
-class BillQueryBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class BillQueryBatchAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "created_at",
@@ -251,6 +238,21 @@ class BillQueryBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     )
     list_filter = ("state", "source", ("created_at", admin.DateFieldListFilter))
     search_fields = ("=id", "filename", "created_by__username")
+    actions = ["export_csv"]
+    csv_fields = (
+        "id",
+        "created_at",
+        "created_by__username",
+        "source",
+        "filename",
+        "state",
+        "line_count",
+        "found_count",
+        "no_debt_count",
+        "failed_count",
+        "debt_total",
+        "finished_at",
+    )
     list_select_related = ("created_by",)
     date_hierarchy = "created_at"
     debt_total_display = money_column("debt_total", description=gettext_lazy("total debt"))

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy
 from upstream.admin_filters import DateRangeFilter, InputFilter
 from upstream.admin_tools import (
     CsvExportMixin,
+    ReadOnlyMixin,
     confirmation_page,
     money_column,
     start_job,
@@ -26,17 +27,8 @@ from .models import Subscription, SubscriptionInvoice
 from .sync import subscriptions_refresh
 
 
-class MirrorAdmin(CsvExportMixin, admin.ModelAdmin):
+class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
     """Mirrored rows change only through pushes and syncs: no local add, edit or delete."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def _refresh(self, request: HttpRequest, subscriptions: QuerySet[Subscription]) -> None:
         totals, done, failures = subscriptions_refresh(

@@ -10,23 +10,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .admin_tools import CsvExportMixin, pretty_json
+from .admin_tools import CsvExportMixin, ReadOnlyMixin, pretty_json
 from .handlers import handler_for
 from .models import Job, JobItem, UpstreamCall
 from .services import job_cancel, job_retry_failed
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """The call log and job items are written only by services: nobody edits them here."""
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(UpstreamCall)

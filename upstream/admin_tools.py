@@ -46,6 +46,19 @@ def money_column(field: str, *, currency_field: str | None = None, description: 
     return column
 
 
+class ReadOnlyMixin:
+    """Rows that change only through pushes, queries and syncs: no local add, edit or delete."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value

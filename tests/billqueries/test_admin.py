@@ -323,3 +323,18 @@ def test_a_200_line_file_is_queried_15_per_request_and_every_line_gets_a_result(
     assert found + no_debt == 200 and found > 0 and no_debt > 0
     page = operator_client.get(change_url(batch)).content.decode()
     assert f'id="bq-found" class="found">{found}<' in page
+
+
+def test_batch_list_exports_to_csv(sandbox, institutions, operator_client) -> None:
+    batch = BillQueryBatch.objects.create(source="typed", line_count=3, found_count=2)
+    response = operator_client.post(
+        reverse("admin:billqueries_billquerybatch_changelist"),
+        {"action": "export_csv", "index": "0", "_selected_action": [str(batch.pk)]},
+    )
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    rows = list(
+        csv.reader(
+            io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig")), delimiter=";"
+        )
+    )
+    assert len(rows) == 2 and rows[1][0] == str(batch.pk)
