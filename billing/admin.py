@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.options import csrf_protect_m
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
@@ -394,9 +393,6 @@ class InvoiceItemAdmin(MirrorAdmin):
             action=action_names[action],
             form=form,
             preview=preview,
-            # confirmation_page drops the ids with "select all"; Django's changelist still
-            # wants at least one, so post back what came in.
-            posted_ids=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         )
 
     @admin.action(description=gettext_lazy("Set due date…"), permissions=["push"])
