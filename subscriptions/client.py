@@ -230,6 +230,14 @@ class PaynetClient(UpstreamClient):
             lambda offset: self.invoice_list(subscription_id=subscription_id, starting_after=offset)
         )
 
+    def invoice_status(self, *, subscription_id: str, invoice_id: str) -> int | None:
+        """A record's status as Paynet lists it now (None if not listed): the read-back of
+        an update that may have been applied without an answer."""
+        for row in self.iter_invoices(subscription_id=subscription_id):
+            if str(row.get("invoice_id")) == str(invoice_id):
+                return int(row["status"])
+        return None
+
     def _pages(self, fetch: Any) -> Iterator[dict[str, Any]]:
         # Paging is by row index, not by id (paynet.md §6.1, §10 assumption 15).
         offset = 0

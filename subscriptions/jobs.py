@@ -52,10 +52,10 @@ class InvoiceStatusHandler(_PaynetHandler):
 
     def settle(self, client: PaynetClient, item: WorkItem) -> Any | None:
         p = item.payload
-        for row in client.iter_invoices(subscription_id=p["subscription_id"]):
-            if str(row.get("invoice_id")) == str(p["invoice_id"]):
-                return p["status"] if int(row["status"]) == int(p["status"]) else None
-        return None
+        now = client.invoice_status(
+            subscription_id=p["subscription_id"], invoice_id=p["invoice_id"]
+        )
+        return p["status"] if now == int(p["status"]) else None
 
     def apply(self, results: list[WorkResult]) -> None:
         by_status: dict[int, list[int]] = {}

@@ -118,12 +118,12 @@ def subscription_invoice_set_status(
 
 def _status_confirmed(client: PaynetClient, record: SubscriptionInvoice, target: int) -> bool:
     try:
-        for row in client.iter_invoices(subscription_id=record.subscription.subscription_id):
-            if str(row.get("invoice_id")) == record.invoice_id:
-                return int(row.get("status")) == int(target)
+        now = client.invoice_status(
+            subscription_id=record.subscription.subscription_id, invoice_id=record.invoice_id
+        )
     except UpstreamError:
         return False
-    return False
+    return now == int(target)
 
 
 def subscription_invoice_set_status_bulk(

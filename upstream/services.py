@@ -11,7 +11,6 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Model
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .client import Exchange
@@ -218,9 +217,3 @@ def job_retry_failed(*, job: Job, actor: User) -> Job:
         job_enqueue(job)
     job.refresh_from_db()
     return job
-
-
-def job_touch_started(job_id: int) -> None:
-    Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
-        state=Job.State.RUNNING, started_at=timezone.now()
-    )
