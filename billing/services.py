@@ -19,7 +19,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from upstream.errors import UpstreamError
+from upstream.errors import PushConflict, UpstreamError
 from upstream.formatting import day
 from upstream.models import Job
 from upstream.services import DbCallRecorder, NewItem, User, job_create
@@ -52,16 +52,8 @@ PUSH_LOCK_SECONDS = 30
 PREVIEW_SAMPLE = 200
 
 
-class ConflictError(Exception):
-    """The item changed since the caller read it, or another save of it is in flight."""
-
-    def __init__(self, message: str, *, current_version: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.current_version = current_version
-
-    def __str__(self) -> str:
-        return self.message
+# The item changed since the caller read it, or another save of it is in flight.
+ConflictError = PushConflict
 
 
 def _require(actor: User | None, perm: str = PERM_PUSH_ITEM) -> None:
@@ -305,6 +297,9 @@ def invoice_item_update(
     changes: Mapping[str, Any],
     expected_version: int,
     actor: User,
+    reason: str = "",
+    override: bool = False,
+    idempotency_key: str = "",
 ) -> InvoiceItem:
     """Push `UpdateInvoiceItem` with the fields that really changed; mirror WiseCP's answer.
 

@@ -78,7 +78,12 @@ def subscription_invoice_status_preview(
 
 
 def subscription_invoice_set_status(
-    *, record: SubscriptionInvoice, status: int, actor: User
+    *,
+    record: SubscriptionInvoice,
+    status: int,
+    actor: User,
+    reason: str = "",
+    idempotency_key: str = "",
 ) -> SubscriptionInvoice:
     """Push `invoice_status_update` for one record; on code 0 set the mirror's status.
 
@@ -211,6 +216,8 @@ def subscription_invoice_create(
     company_amount: Decimal | None = None,
     invoice_no: str = "",
     currency: str = "TRY",
+    reason: str = "",
+    idempotency_key: str = "",
 ) -> SubscriptionInvoice:
     """Push `create_invoice` for a variable-price subscription, then mirror the new record.
 

@@ -10,7 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import UpstreamError
+from .errors import PushConflict, PushInDoubt, UpstreamError
 
 
 class Conflict(exceptions.APIException):
@@ -20,6 +20,17 @@ class Conflict(exceptions.APIException):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, PushConflict):
+        body: dict[str, Any] = {"detail": exc.message}
+        if exc.current_version is not None:
+            body["current_version"] = exc.current_version
+        return Response(body, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, PushInDoubt):
+        job = exc.job
+        return Response(
+            {"detail": exc.message, "job": {"id": job.pk, "state": job.state}},
+            status=status.HTTP_202_ACCEPTED,
+        )
     if isinstance(exc, UpstreamError):
         return Response(
             {

@@ -73,3 +73,29 @@ class UpstreamRejectedError(UpstreamError):
 
 class UpstreamAuthError(UpstreamRejectedError):
     """401/403 or an auth code: the configuration needs fixing."""
+
+
+class PushConflict(Exception):
+    """The record is not ours to push now: another push of it is in flight, or it changed since
+    the caller read it. Nothing was sent. The API answers 409."""
+
+    def __init__(self, message: str, *, current_version: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.current_version = current_version
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PushInDoubt(Exception):
+    """The push went out and no trustworthy answer came: the operation (a job of one item) is
+    being settled by reading the record back. Not a failure; the API answers 202 with the job."""
+
+    def __init__(self, message: str, *, job: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.job = job
+
+    def __str__(self) -> str:
+        return self.message
