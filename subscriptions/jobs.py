@@ -30,6 +30,8 @@ SUBSCRIPTION_STATUS_ALL_KIND = "paynet.subscription_status_all"
 
 
 class _PaynetHandler(JobHandler):
+    service = "paynet"
+
     def concurrency(self) -> int:
         return settings.PAYNET_CONCURRENCY
 
@@ -42,6 +44,29 @@ class InvoiceStatusHandler(_PaynetHandler):
     kind = INVOICE_STATUS_KIND
     target_type = "subscriptions.subscriptioninvoice"
     permission = "subscriptions.push_invoice_status"
+    operation = "invoice_status_update"
+
+    def recheck(self, items: list[WorkItem]) -> dict[int, str]:
+        # The job sends the status chosen at the preview; if the record moved on since (a single
+        # push, a sync), sending it would overwrite a newer change.
+        current = dict(
+            SubscriptionInvoice.objects.filter(
+                pk__in=[int(i.target_id) for i in items]
+            ).values_list("pk", "status")
+        )
+        stale = {}
+        for item in items:
+            p = item.payload
+            now = current.get(int(item.target_id))
+            if now is None:
+                stale[item.id] = _("The payment record is no longer in the mirror.")
+            elif "from_status" in p and now != p["from_status"]:
+                stale[item.id] = _(
+                    "Not sent: the record changed since the preview (%(then)s, now %(now)s)."
+                ) % {"then": _label(p["from_status"]), "now": _label(now)}
+            elif (verdict := status_verdict(now, p["status"])).kind != VerdictKind.CHANGE:
+                stale[item.id] = verdict.reason
+        return stale
 
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
         p = item.payload
@@ -77,6 +102,7 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
     kind = SUBSCRIPTION_STATUS_ALL_KIND
     target_type = "subscriptions.subscription"
     permission = "subscriptions.push_subscription_invoices_status"
+    operation = "invoices_status_update_all"
 
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
         p = item.payload

@@ -54,6 +54,8 @@ class Exchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     # The parsed JSON answer, for the caller (the recorded copy is response_body).
     data: Any = None
+    # The request changes upstream state (its call row must be committed before it leaves).
+    mutating: bool = False
 
 
 class CallRecorder(Protocol):
@@ -253,6 +255,7 @@ class UpstreamClient:
                 request_headers=redact_headers(headers),
                 request_body=redact(json_body),
                 attempt=attempt,
+                mutating=mutating,
             )
             try:
                 self._send(exchange, method, url, headers, json_body, params)

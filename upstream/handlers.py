@@ -19,6 +19,10 @@ class WorkItem:
     target_repr: str
     payload: dict[str, Any]
     in_doubt: bool
+    # Set at claim time: why the item must not be sent now (its record changed since the preview).
+    stale_reason: str = ""
+    # The call-log row committed as pending for this item's write before anything is sent.
+    call_id: int | None = None
 
 
 @dataclass
@@ -31,6 +35,10 @@ class WorkResult:
     exchanges: list[Exchange] = field(default_factory=list)
     # What the item shows when done (e.g. which records changed); apply() may fill it.
     result: dict[str, Any] = field(default_factory=dict)
+    # The upstream asked us to wait this long (429 Retry-After): send again later, not failed.
+    retry_after: float | None = None
+    # The typed error behind a failed or in-doubt outcome, for a single push to re-raise.
+    error: Exception | None = None
 
 
 class JobHandler:
@@ -38,12 +46,24 @@ class JobHandler:
     target_type: ClassVar[str]
     # The permission a user needs to create or retry this kind of job.
     permission: ClassVar[str]
+    # The upstream and the write operation each item sends; a pending call-log row is committed
+    # for it before the request leaves. Empty for kinds that only read.
+    service: ClassVar[str] = ""
+    operation: ClassVar[str] = ""
 
     def concurrency(self) -> int:
         return 4
 
     def make_client(self, recorder: CallRecorder) -> UpstreamClient:
         raise NotImplementedError
+
+    def recheck(self, items: list[WorkItem]) -> dict[int, str]:
+        """Just before sending: items whose record no longer matches what was previewed.
+
+        Runs in the runner's thread with the records claimed, so nothing else pushes them until
+        the item is done. Returns {item id: reason staff can read}; those items are skipped.
+        """
+        return {}
 
     def push(self, client: UpstreamClient, item: WorkItem) -> Any:
         """Send the item's change; return what apply() needs. Raise UpstreamError on failure."""

@@ -119,20 +119,33 @@ class Job(models.Model):
     succeeded = models.PositiveIntegerField(_("succeeded"), default=0)
     failed = models.PositiveIntegerField(_("failed"), default=0)
     cancelled = models.PositiveIntegerField(_("cancelled"), default=0)
+    # Items not sent because their record changed since the preview (or another rule now says no).
+    skipped = models.PositiveIntegerField(_("skipped"), default=0)
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
     task_id = models.CharField(_("task id"), max_length=64, blank=True)
+    # A single push (an admin form, one API call) is a job of one item run in the request.
+    inline = models.BooleanField(_("single push"), default=False)
+    # A form's one-time token or an API Idempotency-Key: the same key never makes a second job.
+    idempotency_key = models.CharField(_("idempotency key"), max_length=100, blank=True)
 
     class Meta:
         verbose_name = _("job")
         verbose_name_plural = _("jobs")
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="job_unique_idempotency_key",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.title}"
 
     @property
     def done(self) -> int:
-        return self.succeeded + self.failed + self.cancelled
+        return self.succeeded + self.failed + self.cancelled + self.skipped
 
     @property
     def is_finished(self) -> bool:
@@ -158,6 +171,7 @@ class JobItem(models.Model):
         FAILED = "failed", _("Failed")
         IN_DOUBT = "in_doubt", _("In doubt")
         CANCELLED = "cancelled", _("Cancelled")
+        SKIPPED = "skipped", _("Skipped")
 
     FAILED_OUTCOMES = (Outcome.REJECTED, Outcome.FAILED, Outcome.IN_DOUBT)
 
@@ -208,3 +222,62 @@ class JobItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target_repr} ({self.get_state_display()})"
+
+
+class RecordClaim(models.Model):
+    """One push at a time per upstream record, across processes and machines.
+
+    A row exists while someone pushes the record; the unique constraint decides who got it. A
+    holder that died leaves a row whose `until` has passed, and the next claimant replaces it.
+    """
+
+    target_type = models.CharField(_("target type"), max_length=64)
+    target_id = models.CharField(_("target id"), max_length=64)
+    holder = models.CharField(_("holder"), max_length=100)
+    job_item = models.ForeignKey(
+        JobItem,
+        verbose_name=_("job item"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    until = models.DateTimeField(_("until"))
+
+    class Meta:
+        verbose_name = _("record claim")
+        verbose_name_plural = _("record claims")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target_type", "target_id"], name="recordclaim_unique_target"
+            ),
+        ]
+        indexes = [models.Index(fields=["holder"])]
+
+    def __str__(self) -> str:
+        return f"{self.target_type}:{self.target_id} ({self.holder})"
+
+
+class IdempotencyRecord(models.Model):
+    """An API write made with an Idempotency-Key, and the answer it got (kept 24 h)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    key = models.CharField(_("key"), max_length=100)
+    method = models.CharField(_("method"), max_length=8)
+    path = models.CharField(_("path"), max_length=500)
+    body_hash = models.CharField(_("body hash"), max_length=64)
+    status_code = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    response = models.JSONField(_("response"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), db_index=True)
+
+    class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_unique_user_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.method} {self.path}"

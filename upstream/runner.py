@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
+import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -22,10 +26,11 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .client import ListRecorder
-from .errors import UpstreamError
+from .claims import claim_records, release_records, renew_claims
+from .client import Exchange
+from .errors import UpstreamError, UpstreamResponseError
 from .handlers import JobHandler, WorkItem, WorkResult, handler_for
-from .models import Job, JobItem, UpstreamCall
+from .models import Job, JobItem, RecordClaim, UpstreamCall
 from .services import upstream_call_from_exchange
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,30 @@ MAX_ITEM_ATTEMPTS = 3
 # How long an in-doubt item waits before it is read back, so a slow upstream can finish first.
 IN_DOUBT_PAUSE = timedelta(seconds=2)
 FLUSH_EVERY_SECONDS = 0.25
+# How soon a worker thread's request for a pending call row is served.
+SERVE_EVERY = 0.05
+# A record another push holds is looked at again after this pause.
+CLAIM_BUSY_PAUSE = timedelta(seconds=1)
+# Pending items that wait longer than this are left to a task queued for their time.
+LONG_WAIT = timedelta(seconds=5)
+# A Retry-After up to this long re-schedules the item; a longer one fails it with the reason.
+MAX_RETRY_AFTER = 3600
+CALL_FIELDS = [
+    "operation",
+    "method",
+    "url",
+    "request_headers",
+    "request",
+    "status_code",
+    "response",
+    "upstream_code",
+    "upstream_message",
+    "outcome",
+    "error",
+    "duration_ms",
+    "attempt",
+    "created_at",
+]
 
 
 def new_worker_id() -> str:
@@ -45,9 +74,19 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.JOBS_LEASE_SECONDS)
 
 
-def claim_items(job: Job, worker_id: str, limit: int) -> list[WorkItem]:
-    """Mark up to `limit` pending items as ours, with a lease, in one short transaction."""
+def claim_items(
+    job: Job, worker_id: str, limit: int, handler: JobHandler | None = None
+) -> list[WorkItem]:
+    """Claim up to `limit` pending items and their records, in one short transaction.
+
+    In that transaction each item's record is claimed (one push at a time per record), a
+    pending call-log row is committed for the write it will send, and the handler re-checks the
+    record against what was previewed. Items whose record another push holds stay pending and
+    are looked at again a moment later.
+    """
+    handler = handler or handler_for(job.kind)
     now = timezone.now()
+    lease_until = now + _lease()
     with transaction.atomic():
         pending = (
             JobItem.objects.filter(job_id=job.pk, state=JobItem.State.PENDING)
@@ -57,15 +96,165 @@ def claim_items(job: Job, worker_id: str, limit: int) -> list[WorkItem]:
         if connection.features.has_select_for_update_skip_locked:
             pending = pending.select_for_update(skip_locked=True)
         rows = list(pending.values("id", "target_id", "target_repr", "payload", "in_doubt")[:limit])
-        if rows:
-            JobItem.objects.filter(id__in=[r["id"] for r in rows]).update(
-                state=JobItem.State.SENDING, claimed_by=worker_id, lease_until=now + _lease()
+        if not rows:
+            return []
+        ours = claim_records(
+            handler.target_type,
+            [r["target_id"] for r in rows],
+            holder=worker_id,
+            until=lease_until,
+            job_items={r["target_id"]: r["id"] for r in rows},
+        )
+        busy = [r["id"] for r in rows if r["target_id"] not in ours]
+        rows = [r for r in rows if r["target_id"] in ours]
+        if busy:
+            JobItem.objects.filter(id__in=busy).update(
+                lease_until=now + CLAIM_BUSY_PAUSE,
+                message=_("Waiting: another push of this record is in progress."),
             )
-    return [WorkItem(**row) for row in rows]
+        if not rows:
+            return []
+        JobItem.objects.filter(id__in=[r["id"] for r in rows]).update(
+            state=JobItem.State.SENDING, claimed_by=worker_id, lease_until=lease_until
+        )
+        items = [WorkItem(**row) for row in rows]
+        stale = handler.recheck(items)
+        call_ids = _reserve_calls(job, handler, [i for i in items if i.id not in stale], now)
+    return [
+        replace(item, stale_reason=stale.get(item.id, ""), call_id=call_ids.get(item.id))
+        for item in items
+    ]
 
 
-def _work(handler: JobHandler, item: WorkItem) -> WorkResult:
-    recorder = ListRecorder()
+def _reserve_calls(
+    job: Job, handler: JobHandler, items: list[WorkItem], now: datetime
+) -> dict[int, int]:
+    """Commit one pending call-log row per item for the write it is about to send."""
+    if not handler.operation or not items:
+        return {}
+    calls = UpstreamCall.objects.bulk_create(
+        [
+            UpstreamCall(
+                service=handler.service,
+                operation=handler.operation,
+                method="",
+                url="",
+                outcome="pending",
+                created_at=now,
+                actor_id=job.created_by_id,
+                job_id=job.pk,
+                job_item_id=item.id,
+                target_type=handler.target_type,
+                target_id=item.target_id,
+                target_repr=item.target_repr[:200],
+            )
+            for item in items
+        ],
+        batch_size=500,
+    )
+    if any(call.pk is None for call in calls):
+        # Backends that do not return ids from a bulk insert: look them up.
+        by_item = dict(
+            UpstreamCall.objects.filter(
+                job_item_id__in=[i.id for i in items], outcome="pending", created_at=now
+            ).values_list("job_item_id", "id")
+        )
+        return by_item
+    return {call.job_item_id: call.pk for call in calls}
+
+
+class CallReserver:
+    """Commits pending call rows for writes that worker threads are about to send.
+
+    Worker threads never touch the database: a thread that needs a pending row (a retried
+    write) asks the runner's thread, which inserts and commits it, then lets the thread send.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[UpstreamCall, threading.Event]] = (
+            queue.SimpleQueue()
+        )
+
+    def __call__(self, call: UpstreamCall) -> int:
+        done = threading.Event()
+        self._requests.put((call, done))
+        if not done.wait(timeout=60) or call.pk is None:
+            raise RuntimeError("the runner did not record the call before sending")
+        return call.pk
+
+    def serve(self) -> None:
+        while True:
+            try:
+                call, done = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                call.save(force_insert=True)
+            finally:
+                done.set()
+
+
+def insert_call(call: UpstreamCall) -> int:
+    call.save(force_insert=True)
+    return call.pk
+
+
+class JobRecorder:
+    """Where an item's exchanges go.
+
+    The item's write uses the pending row committed when the item was claimed; any further
+    write (a retried attempt) gets its own pending row committed before it leaves. Reads are kept
+    in memory and written with the results.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        handler: JobHandler,
+        item: WorkItem,
+        reserve: Callable[[UpstreamCall], int] = insert_call,
+    ) -> None:
+        self.job = job
+        self.handler = handler
+        self.item = item
+        self.reserved = item.call_id
+        self.reserve = reserve
+        self.exchanges: list[Exchange] = []
+        self.wrote = False
+
+    def started(self, exchange: Exchange) -> None:
+        if not exchange.mutating:
+            return
+        self.wrote = True
+        if self.reserved is not None:
+            exchange.call_id, self.reserved = self.reserved, None
+            return
+        exchange.call_id = self.reserve(
+            upstream_call_from_exchange(
+                exchange,
+                actor_id=self.job.created_by_id,
+                job_id=self.job.pk,
+                job_item_id=self.item.id,
+                target_type=self.handler.target_type,
+                target_id=self.item.target_id,
+                target_repr=self.item.target_repr,
+            )
+        )
+
+    def finished(self, exchange: Exchange) -> None:
+        self.exchanges.append(exchange)
+
+
+def _work(
+    job: Job,
+    handler: JobHandler,
+    item: WorkItem,
+    reserve: Callable[[UpstreamCall], int] = insert_call,
+) -> WorkResult:
+    return _work_item(handler, item, JobRecorder(job, handler, item, reserve))
+
+
+def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> WorkResult:
     client = handler.make_client(recorder)
     try:
         if item.in_doubt:
@@ -79,6 +268,7 @@ def _work(handler: JobHandler, item: WorkItem) -> WorkResult:
                     message=_("Could not read the record back: %(error)s") % {"error": error},
                     upstream_code=error.upstream_code,
                     exchanges=recorder.exchanges,
+                    error=error,
                 )
             if data is not None:
                 return WorkResult(
@@ -88,6 +278,13 @@ def _work(handler: JobHandler, item: WorkItem) -> WorkResult:
                     data=data,
                     exchanges=recorder.exchanges,
                 )
+        if item.stale_reason:
+            return WorkResult(
+                item,
+                JobItem.Outcome.SKIPPED,
+                message=item.stale_reason,
+                exchanges=recorder.exchanges,
+            )
         data = handler.push(client, item)
         last = recorder.exchanges[-1] if recorder.exchanges else None
         return WorkResult(
@@ -98,28 +295,55 @@ def _work(handler: JobHandler, item: WorkItem) -> WorkResult:
             exchanges=recorder.exchanges,
         )
     except UpstreamError as error:
+        retry_after = error.retry_after if isinstance(error, UpstreamResponseError) else None
+        if retry_after is not None and not error.in_doubt and retry_after <= MAX_RETRY_AFTER:
+            return WorkResult(
+                item,
+                JobItem.Outcome.NONE,
+                message=_("%(error)s Sent again after %(seconds)s s.")
+                % {"error": error, "seconds": int(retry_after)},
+                upstream_code=error.upstream_code,
+                exchanges=recorder.exchanges,
+                retry_after=retry_after,
+                error=error,
+            )
         return WorkResult(
             item,
             JobItem.Outcome.IN_DOUBT if error.in_doubt else error.outcome,
             message=str(error),
             upstream_code=error.upstream_code,
             exchanges=recorder.exchanges,
+            error=error,
         )
     except Exception as error:
-        # Our bug, not the upstream's: keep the traceback in the log and the item visibly failed,
-        # so one bad record cannot stall the job or be retried blindly.
+        # Our bug, not the upstream's: keep the traceback in the log. Once a write went out it
+        # may have been applied, so the item is in doubt (read back, never resent blindly).
         logger.exception("job item %s crashed", item.id)
+        message = _("Internal error (%(error)s); see the server log.") % {
+            "error": type(error).__name__
+        }
+        if recorder.wrote:
+            return WorkResult(
+                item,
+                JobItem.Outcome.IN_DOUBT,
+                message=_(
+                    "%(error)s The change may have reached the upstream; it will be read back."
+                )
+                % {"error": message},
+                exchanges=recorder.exchanges,
+                error=error,
+            )
         return WorkResult(
-            item,
-            JobItem.Outcome.FAILED,
-            message=_("Internal error (%(error)s); see the server log.")
-            % {"error": type(error).__name__},
-            exchanges=recorder.exchanges,
+            item, JobItem.Outcome.FAILED, message=message, exchanges=recorder.exchanges, error=error
         )
 
 
 def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[WorkResult]) -> None:
-    """Write a batch of results: calls, mirror changes and item states, all in one transaction."""
+    """Write a batch of results: calls, mirror changes and item states, all in one transaction.
+
+    The records' claims are let go in the same transaction, so the next push of a record sees
+    the mirror as this one left it.
+    """
     if not results:
         return
     now = timezone.now()
@@ -134,24 +358,44 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
             for pk, attempts, call_id in mine.values_list("id", "attempts", "call_id")
         }
         # A result whose lease was taken over by another worker is not ours to write.
+        release_records(
+            holder=worker_id,
+            target_type=handler.target_type,
+            target_ids=[r.item.target_id for r in results],
+        )
         results = [r for r in results if r.item.id in items]
-        calls = []
+        finished_calls, new_calls = [], []
+        used_reserved: set[int] = set()
         for r in results:
             for exchange in r.exchanges:
-                calls.append(
-                    upstream_call_from_exchange(
-                        exchange,
-                        actor_id=job.created_by_id,
-                        job_id=job.pk,
-                        job_item_id=r.item.id,
-                        target_type=handler.target_type,
-                        target_id=r.item.target_id,
-                        target_repr=r.item.target_repr,
-                    )
+                call = upstream_call_from_exchange(
+                    exchange,
+                    actor_id=job.created_by_id,
+                    job_id=job.pk,
+                    job_item_id=r.item.id,
+                    target_type=handler.target_type,
+                    target_id=r.item.target_id,
+                    target_repr=r.item.target_repr,
                 )
-        UpstreamCall.objects.bulk_create(calls, batch_size=500)
+                if exchange.call_id is not None:
+                    call.pk = exchange.call_id
+                    used_reserved.add(exchange.call_id)
+                    finished_calls.append(call)
+                else:
+                    new_calls.append(call)
+        UpstreamCall.objects.bulk_create(new_calls, batch_size=500)
+        if finished_calls:
+            UpstreamCall.objects.bulk_update(finished_calls, CALL_FIELDS, batch_size=500)
+        unused = [
+            r.item.call_id
+            for r in results
+            if r.item.call_id is not None and r.item.call_id not in used_reserved
+        ]
+        if unused:
+            # Reserved for a write that was never sent (read back, skipped): no call happened.
+            UpstreamCall.objects.filter(pk__in=unused, outcome="pending", url="").delete()
         last_call: dict[int, int] = {}
-        for call in calls:
+        for call in sorted(finished_calls + new_calls, key=lambda c: (c.created_at, c.pk or 0)):
             last_call[call.job_item_id] = call.pk
 
         ok = [r for r in results if r.outcome == JobItem.Outcome.OK]
@@ -163,11 +407,15 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
         # per field for every row costs more CPU than the pushes themselves.
         groups: dict[tuple, list[int]] = defaultdict(list)
         per_item = []
-        succeeded = failed = 0
+        succeeded = failed = skipped = 0
         for r in results:
             attempts, call_id = items[r.item.id]
             code = str(r.upstream_code)[:32]
-            if r.outcome == JobItem.Outcome.IN_DOUBT and attempts + 1 < MAX_ITEM_ATTEMPTS:
+            if r.retry_after is not None:
+                # The upstream asked us to wait: nothing was applied, send it again later.
+                lease = now + timedelta(seconds=r.retry_after)
+                key = (JobItem.State.PENDING, "", r.item.in_doubt, r.message, code, lease, None)
+            elif r.outcome == JobItem.Outcome.IN_DOUBT and attempts + 1 < MAX_ITEM_ATTEMPTS:
                 # Read it back a little later before anything is sent again.
                 key = (JobItem.State.PENDING, "", True, r.message, code, now + IN_DOUBT_PAUSE, None)
             else:
@@ -175,6 +423,8 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 key = (JobItem.State.DONE, r.outcome, in_doubt, r.message, code, None, now)
                 if r.outcome == JobItem.Outcome.OK:
                     succeeded += 1
+                elif r.outcome == JobItem.Outcome.SKIPPED:
+                    skipped += 1
                 else:
                     failed += 1
             groups[key].append(r.item.id)
@@ -197,6 +447,7 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
         Job.objects.filter(pk=job.pk).update(
             succeeded=F("succeeded") + succeeded,
             failed=F("failed") + failed,
+            skipped=F("skipped") + skipped,
             heartbeat_at=now,
         )
 
@@ -229,6 +480,7 @@ def job_finalize(job_id: int) -> bool:
         job.succeeded = counts.get(JobItem.Outcome.OK, 0)
         job.failed = sum(counts.get(o, 0) for o in JobItem.FAILED_OUTCOMES)
         job.cancelled = counts.get(JobItem.Outcome.CANCELLED, 0)
+        job.skipped = counts.get(JobItem.Outcome.SKIPPED, 0)
         if job.cancel_requested and job.cancelled:
             job.state = Job.State.CANCELLED
         elif job.failed == 0:
@@ -238,7 +490,9 @@ def job_finalize(job_id: int) -> bool:
         else:
             job.state = Job.State.PARTIALLY_FAILED
         job.finished_at = timezone.now()
-        job.save(update_fields=["succeeded", "failed", "cancelled", "state", "finished_at"])
+        job.save(
+            update_fields=["succeeded", "failed", "cancelled", "skipped", "state", "finished_at"]
+        )
         try:
             handler = handler_for(job.kind)
         except LookupError:
@@ -249,17 +503,26 @@ def job_finalize(job_id: int) -> bool:
 
 
 def release_expired_leases(job_id: int | None = None) -> int:
-    """Items whose worker vanished mid-push may have reached the upstream: mark them in doubt."""
+    """Items whose worker vanished mid-push may have reached the upstream: mark them in doubt.
+
+    Their record claims go with them (they ran out together), so the settling read-back can
+    claim the record again at once.
+    """
     expired = JobItem.objects.filter(state=JobItem.State.SENDING, lease_until__lt=timezone.now())
     if job_id is not None:
         expired = expired.filter(job_id=job_id)
-    return expired.update(
-        state=JobItem.State.PENDING,
-        in_doubt=True,
-        claimed_by="",
-        lease_until=None,
-        message=_("The worker stopped while sending; it will be read back before any resend."),
-    )
+    with transaction.atomic():
+        ids = list(expired.values_list("id", flat=True))
+        if not ids:
+            return 0
+        RecordClaim.objects.filter(job_item_id__in=ids).delete()
+        return JobItem.objects.filter(id__in=ids, state=JobItem.State.SENDING).update(
+            state=JobItem.State.PENDING,
+            in_doubt=True,
+            claimed_by="",
+            lease_until=None,
+            message=_("The worker stopped while sending; it will be read back before any resend."),
+        )
 
 
 def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
@@ -280,6 +543,7 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     buffer: list[WorkResult] = []
     exhausted = False
     last_flush = last_renew = time.monotonic()
+    reserver = CallReserver()
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool:
         while True:
@@ -287,26 +551,33 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
                     exhausted = True
                 else:
-                    claimed = claim_items(job, worker_id, chunk)
+                    claimed = claim_items(job, worker_id, chunk, handler)
                     for item in claimed:
-                        inflight[pool.submit(_work, handler, item)] = item
+                        inflight[pool.submit(_work, job, handler, item, reserver)] = item
                     exhausted = not claimed
             if not inflight:
                 flush_results(job, handler, worker_id, buffer)
                 buffer = []
                 if exhausted:
-                    # In-doubt items may be waiting out their pause: look again until none is.
-                    if JobItem.objects.filter(job_id=job_id, state=JobItem.State.PENDING).exists():
+                    # Items may be waiting out a pause (in doubt, a busy record, a Retry-After):
+                    # wait for a short one here; for a long one, come back later.
+                    waiting = JobItem.objects.filter(job_id=job_id, state=JobItem.State.PENDING)
+                    next_at = waiting.order_by("lease_until").values_list("lease_until", flat=True)
+                    if next_at.exists():
                         if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
                             break
+                        earliest = next_at.first()
+                        if earliest is not None and earliest - timezone.now() > LONG_WAIT:
+                            _defer(job, earliest)
+                            return {"succeeded": job.succeeded, "failed": job.failed}
                         time.sleep(0.2)
                         exhausted = False
                         continue
                     break
                 continue
-            done, _pending = wait(
-                list(inflight), timeout=FLUSH_EVERY_SECONDS, return_when=FIRST_COMPLETED
-            )
+            reserver.serve()
+            done, _pending = wait(list(inflight), timeout=SERVE_EVERY, return_when=FIRST_COMPLETED)
+            reserver.serve()
             for future in done:
                 inflight.pop(future)
                 buffer.append(future.result())
@@ -316,9 +587,11 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 buffer = []
                 last_flush = now
             if now - last_renew >= lease_renew_every:
+                renewed_until = timezone.now() + _lease()
                 JobItem.objects.filter(claimed_by=worker_id, state=JobItem.State.SENDING).update(
-                    lease_until=timezone.now() + _lease()
+                    lease_until=renewed_until
                 )
+                renew_claims(holder=worker_id, until=renewed_until)
                 Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
                 last_renew = now
 
@@ -328,6 +601,14 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     job_finalize(job_id)
     job.refresh_from_db()
     return {"succeeded": job.succeeded, "failed": job.failed, "cancelled": job.cancelled}
+
+
+def _defer(job: Job, run_after: datetime) -> None:
+    from .services import job_enqueue
+
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+        job_enqueue(job, run_after=run_after)
 
 
 def sweep(*, enqueue: bool = True) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -159,14 +160,17 @@ def job_create(
     return job
 
 
-def job_enqueue(job: Job) -> None:
+def job_enqueue(job: Job, *, run_after: datetime | None = None) -> None:
     """Queue the job's task after the surrounding transaction commits (never before)."""
     from .tasks import job_run
 
     job_id = job.pk
 
     def _enqueue() -> None:
-        result = job_run.enqueue(job_id)
+        task = job_run
+        if run_after is not None and job_run.get_backend().supports_defer:
+            task = job_run.using(run_after=run_after)
+        result = task.enqueue(job_id)
         Job.objects.filter(pk=job_id).update(task_id=str(result.id)[:64])
 
     transaction.on_commit(_enqueue)
