@@ -361,7 +361,7 @@ class SubscriptionInvoiceAdmin(MirrorAdmin):
     def get_urls(self):
         return [
             path(
-                "<path:object_id>/change-status/",
+                "<int:object_id>/change-status/",
                 self.admin_site.admin_view(self.change_status_view),
                 name="subscriptions_subscriptioninvoice_change_status",
             ),
@@ -375,7 +375,7 @@ class SubscriptionInvoiceAdmin(MirrorAdmin):
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def change_status_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def change_status_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """Target status and reason, then the verdict and the amount, then one push."""
         if not self.has_push_status_permission(request):
             raise PermissionDenied
