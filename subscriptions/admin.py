@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -13,18 +13,22 @@ from django.utils.translation import gettext_lazy
 from upstream.admin_filters import DateRangeFilter, InputFilter
 from upstream.admin_tools import (
     CsvExportMixin,
+    PushOutcome,
     ReadOnlyMixin,
     confirmation_page,
     money_column,
+    push_one,
     start_job,
 )
-from upstream.errors import UpstreamError
 from upstream.services import DbCallRecorder
 
 from . import services
-from .forms import CreateInvoiceForm, StatusChangeForm
+from .forms import CreateInvoiceForm, RecordStatusForm, StatusChangeForm
 from .models import Subscription, SubscriptionInvoice
 from .sync import subscriptions_refresh
+
+# Fields of the create form that are not the record's: passed to the service by name.
+CREATE_FORM_ONLY = ("reason", "idempotency_key", "allow_duplicate")
 
 
 class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
@@ -149,6 +153,14 @@ class SubscriptionAdmin(MirrorAdmin):
             )
             if started:
                 return started
+        preview = None
+        form.is_valid()
+        # Keep the preview when only the reason is missing, so its error shows next to it.
+        status = getattr(form, "cleaned_data", {}).get("status")
+        if status is not None:
+            preview = services.subscription_status_all_preview(
+                subscriptions=queryset, status=status
+            )
         subscriptions = queryset.annotate(invoice_total=Count("invoices")).order_by("pk")
         return confirmation_page(
             request,
@@ -158,7 +170,7 @@ class SubscriptionAdmin(MirrorAdmin):
             title=_("Change status of all payment records"),
             action="change_all_invoices_status",
             form=form,
-            previewed=form.is_valid(),
+            preview=preview,
             subscriptions=subscriptions[:200],
         )
 
@@ -177,38 +189,59 @@ class SubscriptionAdmin(MirrorAdmin):
         ]
 
     def create_invoice_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Form, then "what will be sent" (nothing is sent before confirm), then the push."""
         subscription = get_object_or_404(Subscription, pk=pk)
         if not request.user.has_perm(services.PERM_CREATE_INVOICE):
             raise PermissionDenied
-        form = CreateInvoiceForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                record = services.subscription_invoice_create(
-                    subscription=subscription, actor=request.user, **form.cleaned_data
-                )
-            except ValidationError as error:
-                if hasattr(error, "error_dict"):
-                    for field, errs in error.message_dict.items():
-                        form.add_error(None if field == "__all__" else field, errs)
-                else:
-                    form.add_error(None, error.messages)
-            except (UpstreamError, PermissionDenied) as error:
-                form.add_error(None, str(error))
-            else:
-                self.message_user(
+        step = request.POST.get("step") if request.method == "POST" else None
+        form = CreateInvoiceForm(request.POST if step else None)
+        preview = None
+        if step in ("preview", "confirm") and form.is_valid():
+            data = {k: v for k, v in form.cleaned_data.items() if k not in CREATE_FORM_ONLY}
+            if step == "confirm":
+                outcome, record = push_one(
+                    self,
                     request,
-                    _("Payment record %(no)s created at Paynet.") % {"no": record.invoice_no},
-                    messages.SUCCESS,
+                    lambda: services.subscription_invoice_create(
+                        subscription=subscription,
+                        actor=request.user,
+                        reason=form.cleaned_data["reason"],
+                        idempotency_key=form.cleaned_data["idempotency_key"],
+                        allow_duplicate=form.cleaned_data["allow_duplicate"],
+                        **data,
+                    ),
+                    form=form,
                 )
-                return HttpResponseRedirect(
-                    reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
+                if outcome == PushOutcome.DONE:
+                    self.message_user(
+                        request,
+                        _("Payment record %(no)s created at Paynet.") % {"no": record.invoice_no},
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(
+                        reverse("admin:subscriptions_subscriptioninvoice_change", args=[record.pk])
+                    )
+                if outcome == PushOutcome.IN_DOUBT:
+                    return HttpResponseRedirect(
+                        reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
+                    )
+            # Only a missing "create anyway" keeps the confirmation page; other errors need edits.
+            if step == "preview" or set(form.errors) == {"allow_duplicate"}:
+                preview = services.subscription_invoice_create_preview(
+                    subscription=subscription, **data
                 )
+                for name, errors in preview.errors.items():
+                    form.add_error(name if name in form.fields else None, errors)
+                if preview.errors:
+                    preview = None
         context = {
             **self.admin_site.each_context(request),
             "title": _("Create payment record"),
             "opts": self.opts,
             "subscription": subscription,
             "form": form,
+            "preview": preview,
+            "media": self.media + form.media,
         }
         return TemplateResponse(request, "admin/subscriptions/create_invoice.html", context)
 
@@ -247,6 +280,7 @@ class SubscriptionInvoiceAdmin(MirrorAdmin):
     )
     list_select_related = ("subscription",)
     actions = ["export_csv", "change_status", "refresh_from_paynet"]
+    change_form_template = "admin/subscriptions/subscriptioninvoice/change_form.html"
     list_per_page = 50
     list_max_show_all = 500
     csv_fields = (
@@ -323,3 +357,73 @@ class SubscriptionInvoiceAdmin(MirrorAdmin):
     def refresh_from_paynet(self, request: HttpRequest, queryset: QuerySet) -> None:
         subs = Subscription.objects.filter(pk__in=queryset.values("subscription_id").distinct())
         self._refresh(request, subs)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/change-status/",
+                self.admin_site.admin_view(self.change_status_view),
+                name="subscriptions_subscriptioninvoice_change_status",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_push_status": self.has_push_status_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def change_status_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Target status and reason, then the verdict and the amount, then one push."""
+        if not self.has_push_status_permission(request):
+            raise PermissionDenied
+        record = get_object_or_404(
+            SubscriptionInvoice.objects.select_related("subscription"), pk=object_id
+        )
+        record_url = reverse("admin:subscriptions_subscriptioninvoice_change", args=[record.pk])
+        step = request.POST.get("step") if request.method == "POST" else None
+        form = RecordStatusForm(request.POST if step else None)
+        preview = None
+        if step in ("preview", "confirm") and form.is_valid():
+            status = form.cleaned_data["status"]
+            if step == "confirm":
+                outcome, updated = push_one(
+                    self,
+                    request,
+                    lambda: services.subscription_invoice_set_status(
+                        record=record,
+                        status=status,
+                        actor=request.user,
+                        reason=form.cleaned_data["reason"],
+                        idempotency_key=form.cleaned_data["idempotency_key"],
+                    ),
+                )
+                if outcome == PushOutcome.DONE:
+                    self.message_user(
+                        request,
+                        _("Payment record %(no)s is now “%(status)s” at Paynet.")
+                        % {"no": updated.invoice_no, "status": updated.get_status_display()},
+                        messages.SUCCESS,
+                    )
+                if outcome != PushOutcome.REFUSED:
+                    return HttpResponseRedirect(record_url)
+                record.refresh_from_db()
+            else:
+                preview = services.subscription_invoice_status_preview(
+                    records=SubscriptionInvoice.objects.filter(pk=record.pk), status=status
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Change status of payment record %(no)s") % {"no": record.invoice_no},
+            "opts": self.opts,
+            "original": record,
+            "record_url": record_url,
+            "form": form,
+            "preview": preview,
+            "verdict": preview.sample[0][1] if preview and preview.sample else None,
+        }
+        return TemplateResponse(
+            request, "admin/subscriptions/subscriptioninvoice/change_status.html", context
+        )

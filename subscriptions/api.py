@@ -35,7 +35,7 @@ class SubscriptionViewSet(viewsets.ReadOnlyModelViewSet):
             subscriptions=Subscription.objects.filter(pk=get_object_or_404(Subscription, pk=pk).pk),
             status=data["status"],
             actor=request.user,
-            reason=data["reason"] or "API",
+            reason=data["reason"],
         )
         return Response({"job": JobRefSerializer(job).data}, status=status.HTTP_202_ACCEPTED)
 
@@ -43,7 +43,10 @@ class SubscriptionViewSet(viewsets.ReadOnlyModelViewSet):
     def create_invoice(self, request: Request, pk: str | None = None) -> Response:
         data = _valid(CreateInvoiceInputSerializer, request)
         record = services.subscription_invoice_create(
-            subscription=get_object_or_404(Subscription, pk=pk), actor=request.user, **data
+            subscription=get_object_or_404(Subscription, pk=pk),
+            actor=request.user,
+            idempotency_key=_idempotency_key(request),
+            **data,
         )
         return Response(SubscriptionInvoiceSerializer(record).data, status=status.HTTP_201_CREATED)
 
@@ -71,6 +74,8 @@ class SubscriptionInvoiceViewSet(viewsets.ReadOnlyModelViewSet):
             ),
             status=data["status"],
             actor=request.user,
+            reason=data["reason"],
+            idempotency_key=_idempotency_key(request),
         )
         return Response(SubscriptionInvoiceSerializer(record).data)
 
@@ -89,7 +94,7 @@ class SubscriptionInvoiceViewSet(viewsets.ReadOnlyModelViewSet):
             records=records,
             status=data["status"],
             actor=request.user,
-            reason=data["reason"] or "API",
+            reason=data["reason"],
         )
         return Response({"job": JobRefSerializer(job).data}, status=status.HTTP_202_ACCEPTED)
 
@@ -98,6 +103,10 @@ def _valid(serializer_class, request: Request) -> dict:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def _idempotency_key(request: Request) -> str:
+    return request.headers.get("Idempotency-Key", "").strip()
 
 
 def register_routes(router) -> None:

@@ -44,8 +44,14 @@ class SubscriptionInvoiceSerializer(serializers.ModelSerializer):
         ]
 
 
+def reason_field() -> serializers.CharField:
+    # Required for every money-affecting write (INTERFACES.md); blank or spaces only is a 400.
+    return serializers.CharField(max_length=500)
+
+
 class StatusInputSerializer(serializers.Serializer):
     status = serializers.IntegerField()
+    reason = reason_field()
 
 
 class BulkStatusInputSerializer(serializers.Serializer):
@@ -53,12 +59,12 @@ class BulkStatusInputSerializer(serializers.Serializer):
         child=serializers.IntegerField(), allow_empty=False, max_length=100_000
     )
     status = serializers.IntegerField()
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = reason_field()
 
 
 class StatusAllInputSerializer(serializers.Serializer):
     status = serializers.IntegerField()
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = reason_field()
 
 
 class CreateInvoiceInputSerializer(serializers.Serializer):
@@ -74,3 +80,6 @@ class CreateInvoiceInputSerializer(serializers.Serializer):
     )
     invoice_no = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
     currency = serializers.CharField(max_length=3, required=False, default="TRY")
+    reason = reason_field()
+    # A record with the same charge day and amount as an existing one is refused without it.
+    allow_duplicate = serializers.BooleanField(required=False, default=False)

@@ -20,7 +20,15 @@ from upstream.services import DbCallRecorder, NewItem, User, job_create
 from .client import PaynetClient
 from .jobs import INVOICE_STATUS_KIND, SUBSCRIPTION_STATUS_ALL_KIND
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
-from .rules import Verdict, VerdictKind, status_target_error, status_verdict
+from .rules import (
+    CreateVerdict,
+    Verdict,
+    VerdictKind,
+    invoice_create_verdict,
+    invoice_split,
+    status_target_error,
+    status_verdict,
+)
 from .sync import invoices_reconcile
 
 PERM_INVOICE_STATUS = "subscriptions.push_invoice_status"
@@ -54,6 +62,10 @@ class StatusPreview:
     def will_change(self) -> int:
         return self.counts.get(VerdictKind.CHANGE, 0)
 
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
 
 def subscription_invoice_status_preview(
     *, records: QuerySet[SubscriptionInvoice], status: int
@@ -75,6 +87,16 @@ def subscription_invoice_status_preview(
     ]:
         preview.sample.append((record, status_verdict(record.status, target)))
     return preview
+
+
+def subscription_status_all_preview(
+    *, subscriptions: QuerySet[Subscription], status: int
+) -> StatusPreview:
+    """What "change status of all payment records" would do, judged per record from the mirror
+    with the same rules as a single change (Paynet applies them record by record, §5.3)."""
+    return subscription_invoice_status_preview(
+        records=SubscriptionInvoice.objects.filter(subscription__in=subscriptions), status=status
+    )
 
 
 def subscription_invoice_set_status(
@@ -200,6 +222,55 @@ def subscription_set_status_all(
     )
 
 
+@dataclass(frozen=True)
+class CreatePreview:
+    """A payment record as it would be sent to Paynet, and what the rules said about it."""
+
+    subscription: Subscription
+    val_date: datetime
+    amount: Decimal
+    agent_amount: Decimal
+    company_amount: Decimal
+    invoice_no: str
+    verdict: CreateVerdict
+
+    @property
+    def errors(self) -> dict[str, list[str]]:
+        return self.verdict.errors(allow_duplicate=True)
+
+
+def subscription_invoice_create_preview(
+    *,
+    subscription: Subscription,
+    val_date: datetime,
+    amount: Decimal,
+    agent_amount: Decimal | None = None,
+    company_amount: Decimal | None = None,
+    invoice_no: str = "",
+    currency: str = "TRY",
+) -> CreatePreview:
+    """The confirmation step of a create: rules and split from the mirror; sends nothing."""
+    verdict = invoice_create_verdict(
+        subscription=subscription,
+        val_date=val_date,
+        amount=amount,
+        agent_amount=agent_amount,
+        company_amount=company_amount,
+        invoice_no=invoice_no,
+        currency=currency,
+    )
+    agent, company = invoice_split(amount, agent_amount, company_amount)
+    return CreatePreview(
+        subscription=subscription,
+        val_date=val_date,
+        amount=amount,
+        agent_amount=agent,
+        company_amount=company,
+        invoice_no=(invoice_no or "").strip(),
+        verdict=verdict,
+    )
+
+
 def _new_invoice_no() -> str:
     # Paynet's numbers look like 11400556; ours start with 9 and are random so a create that got
     # no answer can be found again by number (create_invoice returns no identifiers, §5.1).
@@ -218,40 +289,28 @@ def subscription_invoice_create(
     currency: str = "TRY",
     reason: str = "",
     idempotency_key: str = "",
+    allow_duplicate: bool = False,
 ) -> SubscriptionInvoice:
     """Push `create_invoice` for a variable-price subscription, then mirror the new record.
 
     Paynet answers without the new record's ids, so the record is read back from invoice_list and
     the mirror is written from that. Nothing is saved locally when Paynet refuses.
+    The rules of `invoice_create_verdict` and a reason come first; a record with the same charge
+    day and amount as an existing one is refused unless `allow_duplicate`.
     """
     _require(actor, PERM_CREATE_INVOICE)
-    errors: dict[str, str] = {}
-    if subscription.is_fixed_price:
-        errors["__all__"] = _(
-            "Payment records can only be created for variable-price subscriptions."
-        )
-    if amount is None or amount <= 0:
-        errors["amount"] = _("The amount must be greater than zero.")
-    elif amount.as_tuple().exponent < -2:
-        errors["amount"] = _("The amount can have at most two decimals.")
-    for name, part in (("agent_amount", agent_amount), ("company_amount", company_amount)):
-        if part is not None and (part < 0 or part.as_tuple().exponent < -2):
-            errors[name] = _("Enter a non-negative amount with at most two decimals.")
-    if not errors and amount is not None:
-        if agent_amount is not None and company_amount is not None:
-            if agent_amount + company_amount != amount:
-                errors["__all__"] = _(
-                    "Agent and company amounts must add up to the amount (%(sum)s ≠ %(amount)s)."
-                ) % {"sum": agent_amount + company_amount, "amount": amount}
-        elif (agent_amount or company_amount or 0) > amount:
-            errors["__all__"] = _("A share cannot be larger than the amount.")
-    if currency not in ("TRY", "TL"):
-        errors["currency"] = _("Paynet supports only Turkish lira (TRY).")
     invoice_no = (invoice_no or "").strip()
-    if invoice_no and subscription.invoices.filter(invoice_no=invoice_no).exists():
-        errors["invoice_no"] = _("This subscription already has a payment record %(no)s.") % {
-            "no": invoice_no
-        }
+    errors = invoice_create_verdict(
+        subscription=subscription,
+        val_date=val_date,
+        amount=amount,
+        agent_amount=agent_amount,
+        company_amount=company_amount,
+        invoice_no=invoice_no,
+        currency=currency,
+    ).errors(allow_duplicate=allow_duplicate)
+    if not (reason or "").strip():
+        errors["reason"] = [_("Give a reason for the change.")]
     if errors:
         raise ValidationError(errors)
     invoice_no = invoice_no or _new_invoice_no()

@@ -7,8 +7,10 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -22,6 +24,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .errors import PushConflict, PushInDoubt, UpstreamError
 from .formatting import money
 from .redaction import redact
 
@@ -192,3 +195,60 @@ def start_job(
         request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
     )
     return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
+
+
+def form_add_errors(form: forms.Form, error: ValidationError) -> None:
+    """A service's ValidationError on the form: each message next to its field, the rest on top."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error.messages)
+        return
+    for name, messages_ in error.message_dict.items():
+        form.add_error(name if name in form.fields else None, messages_)
+
+
+def in_doubt_message(error: PushInDoubt) -> str:
+    """Not a failure: the push went out and is being settled; never "not done, try again"."""
+    job = error.job
+    return format_html(
+        '{} <a href="{}">{}</a>',
+        _("Sent; Paynet's answer did not come, it is being checked by reading the record back."),
+        reverse("admin:upstream_job_change", args=[job.pk]),
+        _("Follow it in job #%(id)s.") % {"id": job.pk},
+    )
+
+
+class PushOutcome(StrEnum):
+    DONE = "done"
+    IN_DOUBT = "in_doubt"
+    REFUSED = "refused"
+
+
+def push_one(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    push: Callable[[], Any],
+    *,
+    form: forms.Form | None = None,
+) -> tuple[PushOutcome, Any]:
+    """Call a service that pushes one record in the request and report what did not go through.
+
+    A refusal of ours goes on the form (when given) or in a message, Paynet's refusal or failure,
+    a conflict and a missing permission in an error message, an answer in doubt in a warning with
+    its job. Returns the outcome and, when done, the service's result.
+    """
+    try:
+        return PushOutcome.DONE, push()
+    except ValidationError as error:
+        if form is not None:
+            form_add_errors(form, error)
+        else:
+            modeladmin.message_user(request, error_text(error), messages.ERROR)
+    except PushInDoubt as error:
+        modeladmin.message_user(request, in_doubt_message(error), messages.WARNING)
+        return PushOutcome.IN_DOUBT, error.job
+    except (PushConflict, UpstreamError) as error:
+        modeladmin.message_user(request, str(error), messages.ERROR)
+    except PermissionDenied as error:
+        text = str(error) or _("You do not have permission to make this change.")
+        modeladmin.message_user(request, text, messages.ERROR)
+    return PushOutcome.REFUSED, None

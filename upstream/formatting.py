@@ -29,3 +29,27 @@ def day(value: date | datetime | None) -> str:
         value = timezone.localtime(value) if timezone.is_aware(value) else value
         return formats.date_format(value, "SHORT_DATETIME_FORMAT")
     return formats.date_format(value, "SHORT_DATE_FORMAT")
+
+
+def parse_amount(text: str) -> str:
+    """An amount as typed, in Turkish ("2.500,00") or plain ("2500.00"), as a plain decimal string.
+
+    With both separators the last one is the decimal mark. With one kind only, it is the decimal
+    mark when it is the active language's, or when it is used once and not followed by exactly
+    three digits ("2500.00" in Turkish); otherwise it groups thousands ("2.500", "1,234,567").
+    The result is for Decimal() to judge; anything unreadable is returned as typed.
+    """
+    value = (text or "").strip().replace("\u00a0", "").replace(" ", "").replace("₺", "")
+    if "." in value and "," in value:
+        mark = "," if value.rfind(",") > value.rfind(".") else "."
+        group = "." if mark == "," else ","
+        return value.replace(group, "").replace(mark, ".")
+    for sep in (",", "."):
+        if sep not in value:
+            continue
+        head, _, tail = value.rpartition(sep)
+        local_mark = formats.get_format("DECIMAL_SEPARATOR", use_l10n=True)
+        if value.count(sep) == 1 and (sep == local_mark or len(tail) != 3):
+            return f"{head}.{tail}"
+        return value.replace(sep, "")
+    return value

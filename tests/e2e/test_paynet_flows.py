@@ -238,34 +238,50 @@ def test_rejected_item_is_listed_and_retrying_it_finishes_the_job(
     assert len(writes) == len(set(writes)) == job.total
 
 
-def test_create_payment_record_shows_the_refusal_then_creates_it(new_page, mirror, operator):
+def test_create_payment_record_previews_shows_the_refusal_then_creates_it(
+    new_page, mirror, operator
+):
     sandbox = mirror
     subscription = Subscription.objects.filter(is_fixed_price=False).order_by("pk").first()
     before = subscription.invoices.count()
     invoice_no = "95550001"
     message = "Abonelik askıya alınmış, ödeme kaydı eklenemez"
-    sandbox.faults(
-        {"kind": "reject", "service": "paynet", "operation": "create_invoice", "message": message}
-    )
 
     page = new_page()
     log_in(page, "operator")
     page.goto(f"/subscriptions/subscription/{subscription.pk}/change/")
     page.click("#create-invoice-link")
     form = page.locator("#create-invoice-form")
-    form.locator("[name=val_date]").fill("15.12.2031 10:00")
+    # The admin's date and time pickers are there (their scripts ran).
+    expect(form.locator(".datetimeshortcuts").first).to_be_visible()
+    form.locator("[name=val_date_0]").fill("15.12.2031")
+    form.locator("[name=val_date_1]").fill("10:00")
     form.locator("[name=amount]").fill("1.234,56")
     form.locator("[name=invoice_no]").fill(invoice_no)
+    form.locator("[name=reason]").fill("Aralık dönemi faturası")
     page.click("#create-invoice-submit")
 
-    expect(form.locator(".errornote")).to_contain_text(message)
-    assert subscription.invoices.count() == before, "nothing is saved when Paynet refuses"
+    # Step 2: what was understood; nothing is sent yet.
+    expect(page.locator("#preview-amount")).to_have_text(lira(Decimal("1234.56")))
+    expect(page.locator("#preview-company-amount")).to_have_text(lira(Decimal("1234.56")))
+    expect(page.locator("#preview-val-date")).to_have_text("15.12.2031 10:00")
+    expect(page.locator("#preview-invoice-no")).to_have_text(invoice_no)
     assert sandbox.ledger("paynet", "create_invoice") == []
 
-    sandbox.faults()
+    sandbox.faults(
+        {"kind": "reject", "service": "paynet", "operation": "create_invoice", "message": message}
+    )
+    page.click("#create-invoice-confirm")
+
+    expect(page.locator("ul.messagelist li.error")).to_contain_text(message)
+    assert subscription.invoices.count() == before, "nothing is saved when Paynet refuses"
+    assert sandbox.ledger("paynet", "create_invoice") == []
     expect(form.locator("[name=amount]")).to_have_value("1.234,56")
+
+    sandbox.faults()
     page.click("#create-invoice-submit")
-    page.wait_for_url(f"**/subscriptions/subscription/{subscription.pk}/change/")
+    page.click("#create-invoice-confirm")
+    page.wait_for_url(re.compile(r"/subscriptions/subscriptioninvoice/\d+/change/"))
     expect(page.locator("ul.messagelist li.success")).to_contain_text(invoice_no)
     expect(page.locator("body")).to_contain_text(invoice_no)
 

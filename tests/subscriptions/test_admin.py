@@ -19,10 +19,12 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from subscriptions import services
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
 from subscriptions.rules import VerdictKind, status_verdict
 from subscriptions.services import subscription_invoice_set_status_bulk
 from tests.subscriptions.helpers import a_record, a_subscription
+from upstream.errors import PushConflict, PushInDoubt
 from upstream.models import Job, JobItem, UpstreamCall
 
 S = InvoiceStatus
@@ -327,7 +329,10 @@ def test_viewer_gets_403_on_the_create_invoice_page(mirror, viewer_client):
     url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
     assert viewer_client.get(url).status_code == 403
     assert (
-        viewer_client.post(url, {"val_date": "01.02.2030 10:00", "amount": "1"}).status_code == 403
+        viewer_client.post(
+            url, {"step": "confirm", "val_date_0": "01.02.2030", "amount": "1", "reason": "x"}
+        ).status_code
+        == 403
     )
     assert mirror.ledger("paynet") == []
 
@@ -335,90 +340,252 @@ def test_viewer_gets_403_on_the_create_invoice_page(mirror, viewer_client):
 # --- "Create payment record" ---------------------------------------------------------------
 
 
-def test_create_invoice_page_sends_then_redirects_with_a_message(mirror, operator_client):
-    sub = a_subscription(fixed=False)
-    url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
-    assert operator_client.get(url).status_code == 200
-    before = sub.invoices.count()
+def create_url(sub: Subscription) -> str:
+    return reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
 
-    response = operator_client.post(
-        url,
-        {
-            "val_date": "15.01.2030 10:00",
-            "amount": "288.98",
-            "agent_amount": "29.26",
-            "company_amount": "259.72",
-            "invoice_no": "",
-        },
+
+def create_form(client, sub: Subscription, **fields) -> dict[str, str]:
+    """The form as first shown (with its one-time key), filled in like a clerk would."""
+    page = client.get(create_url(sub))
+    key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page.content.decode())
+    data = {
+        "val_date_0": "15.01.2030",
+        "val_date_1": "10:00",
+        "amount": "288.98",
+        "agent_amount": "",
+        "company_amount": "",
+        "invoice_no": "",
+        "reason": "Ocak faturası",
+        "idempotency_key": key.group(1),
+    }
+    return {**data, **fields}
+
+
+def preview_of(client, sub: Subscription, **fields):
+    return client.post(create_url(sub), {**create_form(client, sub, **fields), "step": "preview"})
+
+
+def test_create_form_has_the_admin_date_pickers_and_a_one_time_key(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+
+    first = operator_client.get(create_url(sub)).content.decode()
+    second = operator_client.get(create_url(sub)).content.decode()
+
+    assert 'class="vDateField"' in first and 'class="vTimeField"' in first
+    assert "admin/js/admin/DateTimeShortcuts.js" in first and "admin/js/calendar.js" in first
+    assert reverse("admin:jsi18n") in first and "admin/js/core.js" in first
+    keys = [
+        re.search(r'name="idempotency_key" value="([0-9a-f]{32})"', html).group(1)
+        for html in (first, second)
+    ]
+    assert keys[0] != keys[1]  # a fresh key each time the form is first shown
+    assert 'name="reason"' in first and 'name="allow_duplicate"' not in first
+
+
+def test_create_preview_shows_what_will_be_sent_and_sends_nothing(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+
+    preview = preview_of(
+        operator_client, sub, amount="1288.98", agent_amount="29.26", company_amount="1259.72"
     )
 
-    assert response.status_code == 302
-    assert response.url == reverse("admin:subscriptions_subscription_change", args=[sub.pk])
+    html = preview.content.decode()
+    assert preview.status_code == 200 and preview.context["preview"] is not None
+    assert 'id="preview-amount" class="money">₺\xa01,288.98<' in html
+    assert 'id="preview-agent-amount" class="money">₺\xa029.26<' in html
+    assert 'id="preview-company-amount" class="money">₺\xa01,259.72<' in html
+    assert 'id="preview-val-date">15.01.2030 10:00<' in html
+    assert "The charge date is not in the past" in html
+    assert "The agent and company shares add up to the amount" in html
+    assert 'id="create-invoice-confirm"' in html and 'id="duplicate-warning"' not in html
+    assert not UpstreamCall.objects.exists() and mirror.ledger("paynet") == []
+
+
+def test_create_confirm_sends_once_and_goes_to_the_new_record(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+    before = sub.invoices.count()
+    preview = preview_of(operator_client, sub, agent_amount="29.26", company_amount="259.72")
+
+    done = post_back(
+        operator_client, create_url(sub), preview, "create-invoice-confirm-form", step="confirm"
+    )
+
     (write,) = mirror.ledger("paynet", "create_invoice")
+    created = sub.invoices.get(invoice_no=write["invoice_no"])
+    assert done.status_code == 302
+    assert done.url == reverse("admin:subscriptions_subscriptioninvoice_change", args=[created.pk])
+    assert messages_of(done) == [f"Payment record {created.invoice_no} created at Paynet."]
     assert write["request"]["val_date"] == "15.01.2030 10:00:00"
     assert (write["request"]["amount"], write["request"]["agent_amount"]) == (28898, 2926)
-    created = sub.invoices.get(invoice_no=write["invoice_no"])
     assert created.invoice_id == str(write["invoice_id"])
     assert sub.invoices.count() == before + 1
-    assert messages_of(response) == [f"Payment record {created.invoice_no} created at Paynet."]
 
-
-def test_create_invoice_page_reads_turkish_amounts(mirror, operator_client, settings):
-    operator_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "tr"
-    sub = a_subscription(fixed=False)
-    url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
-
-    response = operator_client.post(
-        url,
-        {"val_date": "15.01.2030 10:00", "amount": "1.234,56", "agent_amount": "34,56"},
+    # The same confirmation posted again (a double click) is caught as a same-day duplicate.
+    again = post_back(
+        operator_client, create_url(sub), preview, "create-invoice-confirm-form", step="confirm"
     )
 
-    assert response.status_code == 302
-    (write,) = mirror.ledger("paynet", "create_invoice")
-    assert (write["request"]["amount"], write["request"]["agent_amount"]) == (123456, 3456)
-    created = sub.invoices.get(invoice_no=write["invoice_no"])
-    assert created.company_amount == Decimal("1200.00")
+    assert again.status_code == 200
+    assert created.invoice_no in again.content.decode()
+    assert len(mirror.ledger("paynet", "create_invoice")) == 1
 
 
-def test_create_invoice_page_shows_paynets_refusal_and_saves_nothing(mirror, operator_client):
+@pytest.mark.parametrize(
+    ("typed", "shown"), [("2.500,00", "₺\xa02.500,00"), ("2500.00", "₺\xa02.500,00")]
+)
+def test_create_reads_turkish_and_plain_amounts(mirror, operator_client, settings, typed, shown):
+    operator_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "tr"
     sub = a_subscription(fixed=False)
-    url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
+
+    preview = preview_of(operator_client, sub, amount=typed, agent_amount="34,56")
+
+    assert preview.context["preview"].amount == Decimal("2500.00")
+    assert f'id="preview-amount" class="money">{shown}<' in preview.content.decode()
+    done = post_back(
+        operator_client, create_url(sub), preview, "create-invoice-confirm-form", step="confirm"
+    )
+    assert done.status_code == 302
+    (write,) = mirror.ledger("paynet", "create_invoice")
+    assert (write["request"]["amount"], write["request"]["agent_amount"]) == (250000, 3456)
+    created = sub.invoices.get(invoice_no=write["invoice_no"])
+    assert created.company_amount == Decimal("2465.44")
+
+
+def test_create_refused_by_paynet_says_so_and_keeps_the_form(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+    preview = preview_of(operator_client, sub, amount="10", invoice_no="95550001")
     mirror.faults({"kind": "reject", "operation": "create_invoice", "message": "Bayi bloke"})
     before = SubscriptionInvoice.objects.count()
 
-    response = operator_client.post(url, {"val_date": "15.01.2030 10:00", "amount": "10"})
+    response = post_back(
+        operator_client, create_url(sub), preview, "create-invoice-confirm-form", step="confirm"
+    )
 
     assert response.status_code == 200
-    assert response.context["form"].non_field_errors() == ["Paynet refused: Bayi bloke (code 1)"]
-    assert "Paynet refused: Bayi bloke (code 1)" in response.content.decode()
+    assert messages_of(response) == ["Paynet refused: Bayi bloke (code 1)"]
+    html = response.content.decode()
+    assert 'id="create-invoice-form"' in html and 'value="95550001"' in html
+    key = preview.context["form"].cleaned_data["idempotency_key"]
+    assert f'name="idempotency_key" value="{key}"' in html  # the same operation when sent again
     assert SubscriptionInvoice.objects.count() == before
 
 
-def test_create_invoice_page_puts_local_errors_on_their_fields(mirror, operator_client):
+def test_create_preview_puts_rule_errors_on_their_fields(mirror, operator_client):
     sub = a_subscription(fixed=False)
-    url = reverse("admin:subscriptions_subscription_create_invoice", args=[sub.pk])
 
-    response = operator_client.post(
-        url,
-        {
-            "val_date": "15.01.2030 10:00",
-            "amount": "100",
-            "agent_amount": "30",
-            "company_amount": "60",
-            "invoice_no": sub.invoices.first().invoice_no,
-        },
+    response = preview_of(
+        operator_client,
+        sub,
+        amount="100",
+        agent_amount="30",
+        company_amount="60",
+        invoice_no=sub.invoices.first().invoice_no,
+        val_date_0="01.01.2020",
     )
 
     form = response.context["form"]
+    assert response.context["preview"] is None
     assert "already has a payment record" in form.errors["invoice_no"][0]
+    assert "in the past" in form.errors["val_date"][0]
     assert "must add up" in form.non_field_errors()[0]
+    assert 'id="create-invoice-confirm"' not in response.content.decode()
     assert mirror.ledger("paynet") == []
+
+
+def test_create_on_a_fixed_price_subscription_is_refused_at_preview(mirror, operator_client):
+    response = preview_of(operator_client, a_subscription(fixed=True))
+
+    assert "variable-price" in response.context["form"].non_field_errors()[0]
+    assert response.context["preview"] is None
+    assert mirror.ledger("paynet") == []
+
+
+def test_create_needs_a_reason(mirror, operator_client):
+    response = preview_of(operator_client, a_subscription(fixed=False), reason="  ")
+
+    assert response.context["form"].errors["reason"]
+    assert response.context["preview"] is None
+
+
+def test_create_of_a_same_day_same_amount_record_needs_create_anyway(mirror, operator_client):
+    sub = a_subscription(fixed=False)
+    existing = sub.invoices.order_by("pk").first()
+    SubscriptionInvoice.objects.filter(pk=existing.pk).update(
+        val_date=datetime(2030, 1, 15, 5, tzinfo=UTC)  # 08:00 in Istanbul, the same day
+    )
+    preview = preview_of(operator_client, sub, amount=str(existing.amount))
+
+    html = preview.content.decode()
+    assert 'id="duplicate-warning"' in html and existing.invoice_no in html
+    assert 'name="allow_duplicate"' in html
+
+    refused = post_back(
+        operator_client, create_url(sub), preview, "create-invoice-confirm-form", step="confirm"
+    )
+
+    assert refused.status_code == 200
+    assert refused.context["preview"] is not None  # still the confirmation page
+    assert refused.context["form"].errors["allow_duplicate"]
+    assert mirror.ledger("paynet") == []
+
+    done = post_back(
+        operator_client,
+        create_url(sub),
+        refused,
+        "create-invoice-confirm-form",
+        step="confirm",
+        allow_duplicate="on",
+    )
+
+    assert done.status_code == 302
+    assert len(mirror.ledger("paynet", "create_invoice")) == 1
+
+
+def test_create_in_doubt_is_a_warning_with_the_job_not_a_failure(
+    mirror, operator, operator_client, monkeypatch
+):
+    sub = a_subscription(fixed=False)
+    job = Job.objects.create(kind="paynet.create_invoice", title="create", created_by=operator)
+
+    def in_doubt(**kwargs):
+        raise PushInDoubt("no answer", job=job)
+
+    monkeypatch.setattr(services, "subscription_invoice_create", in_doubt)
+    preview = preview_of(operator_client, sub)
+
+    response = post_back(
+        operator_client, create_url(sub), preview, "create-invoice-confirm-form", step="confirm"
+    )
+
+    assert response.status_code == 302
+    (message,) = list(get_messages(response.wsgi_request))
+    assert message.level_tag == "warning"
+    assert "it is being checked by reading the record back" in str(message)
+    assert f'href="{job_url(job)}"' in str(message)
+    assert "try again" not in str(message)
+
+
+def test_create_conflict_is_an_error_message(mirror, operator_client, monkeypatch):
+    sub = a_subscription(fixed=False)
+
+    def conflict(**kwargs):
+        raise PushConflict("Another push of this record is in flight.")
+
+    monkeypatch.setattr(services, "subscription_invoice_create", conflict)
+    preview = preview_of(operator_client, sub)
+
+    response = post_back(
+        operator_client, create_url(sub), preview, "create-invoice-confirm-form", step="confirm"
+    )
+
+    assert response.status_code == 200
+    assert messages_of(response) == ["Another push of this record is in flight."]
 
 
 # --- "Change status of all payment records…" ------------------------------------------------
 
 
-def test_change_all_invoices_status_flow(
+def test_change_all_invoices_status_previews_verdicts_and_totals_then_queues(
     mirror, operator_client, django_capture_on_commit_callbacks
 ):
     sub = a_subscription(fixed=True)
@@ -428,10 +595,33 @@ def test_change_all_invoices_status_flow(
     )
     assert first.status_code == 200
     assert sub.reference_no in first.content.decode()
+    assert 'id="confirm-button"' not in first.content.decode()
     assert not Job.objects.exists()
 
+    preview = post_back(
+        operator_client, SUBSCRIPTIONS, first, "status-all-confirm", step="preview", status=4
+    )
+
+    html = preview.content.decode()
+    counts = {"change": 0, "same": 0, "blocked": 0}
+    total = Decimal("0")
+    for record in sub.invoices.all():
+        kind = status_verdict(record.status, S.DONE_UNSUCCEED).kind
+        counts[kind] += 1
+        total += record.amount if kind == VerdictKind.CHANGE else 0
+        row = html.split(f"<td>{record.invoice_no}</td>")[1].split("</tr>")[0]
+        assert {"change": "Will change", "same": "Already in that status", "blocked": "Blocked"}[
+            kind
+        ] in row
+    assert counts["change"] and counts["blocked"], "the fixture should mix verdicts"
+    for kind, n in counts.items():
+        assert f'id="count-{kind}">{n}<' in html
+    assert f'id="change-total">₺\xa0{total:,.2f}<' in html
+    assert "can no longer change" in html
+    assert not Job.objects.exists() and mirror.ledger("paynet") == []
+
     missing = post_back(
-        operator_client, SUBSCRIPTIONS, first, "status-all-confirm", step="confirm", status=4
+        operator_client, SUBSCRIPTIONS, preview, "status-all-confirm", step="confirm"
     )
     assert "Give a reason for the change." in missing.content.decode()
     assert not Job.objects.exists()
@@ -443,7 +633,6 @@ def test_change_all_invoices_status_flow(
             missing,
             "status-all-confirm",
             step="confirm",
-            status=4,
             reason="kapanış",
         )
 
@@ -458,6 +647,115 @@ def test_change_all_invoices_status_flow(
     for no in expected:
         label = S(before[no]).label
         assert f"{no}: {label} → Not charged" in page.content.decode()
+
+
+# --- "Change status…" on a payment record's page ---------------------------------------------
+
+
+def record_url(record: SubscriptionInvoice) -> str:
+    return reverse("admin:subscriptions_subscriptioninvoice_change", args=[record.pk])
+
+
+def record_status_url(record: SubscriptionInvoice) -> str:
+    return reverse("admin:subscriptions_subscriptioninvoice_change_status", args=[record.pk])
+
+
+def record_status_preview(client, record: SubscriptionInvoice, status: int, reason: str = "iade"):
+    page = client.get(record_status_url(record))
+    key = re.search(r'name="idempotency_key" value="([0-9a-f]{32})"', page.content.decode())
+    return client.post(
+        record_status_url(record),
+        {"step": "preview", "status": status, "reason": reason, "idempotency_key": key.group(1)},
+    )
+
+
+def test_record_page_offers_change_status_to_operators_only(mirror, operator_client, viewer):
+    record = a_record(S.WAITING)
+
+    as_operator = operator_client.get(record_url(record)).content.decode()
+    operator_client.force_login(viewer)  # the same browser, now a viewer
+    as_viewer = operator_client.get(record_url(record))
+
+    assert f'href="{record_status_url(record)}" id="change-status-link"' in as_operator
+    assert as_viewer.status_code == 200
+    assert 'id="change-status-link"' not in as_viewer.content.decode()
+    assert operator_client.get(record_status_url(record)).status_code == 403
+    assert mirror.ledger("paynet") == []
+
+
+def test_record_status_preview_shows_verdict_and_amount_and_sends_nothing(mirror, operator_client):
+    record = a_record(S.WAITING)
+
+    preview = record_status_preview(operator_client, record, S.CANCEL)
+
+    html = preview.content.decode()
+    assert preview.status_code == 200
+    assert 'id="record-verdict" class="verdict-change">Will change' in html
+    assert f'id="change-total" class="money">₺\xa0{record.amount:,.2f}<' in html
+    assert 'id="confirm-button"' in html
+    assert not UpstreamCall.objects.exists() and mirror.ledger("paynet") == []
+
+
+def test_record_status_confirm_pushes_once_and_returns_to_the_record(mirror, operator_client):
+    record = a_record(S.WAITING)
+    preview = record_status_preview(operator_client, record, S.CANCEL)
+
+    done = post_back(
+        operator_client, record_status_url(record), preview, "record-status-form", step="confirm"
+    )
+
+    assert done.status_code == 302 and done.url == record_url(record)
+    shown = f"Payment record {record.invoice_no} is now “Cancelled” at Paynet."
+    assert messages_of(done) == [shown]
+    (write,) = mirror.ledger("paynet", "invoice_status_update")
+    assert write["invoice_no"] == record.invoice_no
+    record.refresh_from_db()
+    assert record.status == S.CANCEL
+    assert UpstreamCall.objects.filter(operation="invoice_status_update").count() == 1
+
+
+def test_record_status_blocked_transition_shows_an_error_and_sends_nothing(mirror, operator_client):
+    record = a_record(S.DONE_SUCCEED)
+
+    preview = record_status_preview(operator_client, record, S.CANCEL)
+
+    html = preview.content.decode()
+    assert 'class="verdict-blocked"' in html and "can no longer change" in html
+    assert 'id="confirm-button"' not in html
+
+    # Posted anyway (or the record changed after the preview): the service refuses.
+    forced = post_back(
+        operator_client, record_status_url(record), preview, "record-status-form", step="confirm"
+    )
+
+    assert forced.status_code == 200
+    (message,) = list(get_messages(forced.wsgi_request))
+    assert message.level_tag == "error" and "can no longer change" in str(message)
+    assert mirror.ledger("paynet") == [] and not UpstreamCall.objects.exists()
+
+
+def test_record_status_needs_a_reason(mirror, operator_client):
+    record = a_record(S.WAITING)
+
+    response = record_status_preview(operator_client, record, S.CANCEL, reason="")
+
+    assert response.context["form"].errors["reason"]
+    assert response.context["preview"] is None
+
+
+def test_record_status_refused_by_paynet_is_an_error_message(mirror, operator_client):
+    record = a_record(S.WAITING)
+    preview = record_status_preview(operator_client, record, S.CANCEL)
+    mirror.faults({"kind": "reject", "operation": "invoice_status_update", "message": "Kilitli"})
+
+    response = post_back(
+        operator_client, record_status_url(record), preview, "record-status-form", step="confirm"
+    )
+
+    assert response.status_code == 200
+    assert messages_of(response) == ["Paynet refused: Kilitli (code 1)"]
+    record.refresh_from_db()
+    assert record.status == S.WAITING
 
 
 # --- the job page --------------------------------------------------------------------------
@@ -636,7 +934,9 @@ def test_csv_export_of_a_filtered_select_all(mirror, operator_client):
 def a_recorded_call(sandbox, operator) -> UpstreamCall:
     from subscriptions.services import subscription_invoice_set_status
 
-    subscription_invoice_set_status(record=a_record(S.WAITING), status=S.CANCEL, actor=operator)
+    subscription_invoice_set_status(
+        record=a_record(S.WAITING), status=S.CANCEL, actor=operator, reason="test"
+    )
     return UpstreamCall.objects.get()
 
 

@@ -6,6 +6,7 @@ import pytest
 from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
+from subscriptions import services
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
 from subscriptions.rules import VerdictKind, status_verdict
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
@@ -112,7 +113,9 @@ def set_status_url(record: SubscriptionInvoice) -> str:
 def test_set_status_answers_200_with_the_updated_record(mirror, api_operator):
     record = a_record(S.WAITING)
 
-    response = api_operator.post(set_status_url(record), {"status": 5}, format="json")
+    response = api_operator.post(
+        set_status_url(record), {"status": 5, "reason": "test"}, format="json"
+    )
 
     assert response.status_code == 200
     assert response.json()["id"] == record.pk and response.json()["status"] == 5
@@ -125,7 +128,9 @@ def test_set_status_answers_200_with_the_updated_record(mirror, api_operator):
 def test_set_status_with_a_bad_status_is_400_and_sends_nothing(mirror, api_operator, status):
     record = a_record(S.WAITING)
 
-    response = api_operator.post(set_status_url(record), {"status": status}, format="json")
+    response = api_operator.post(
+        set_status_url(record), {"status": status, "reason": "test"}, format="json"
+    )
 
     assert response.status_code == 400
     assert response.json()["detail"]
@@ -136,7 +141,9 @@ def test_set_status_with_a_bad_status_is_400_and_sends_nothing(mirror, api_opera
 def test_set_status_on_a_blocked_record_is_400_with_the_reason(mirror, api_operator):
     record = a_record(S.DONE_SUCCEED)
 
-    response = api_operator.post(set_status_url(record), {"status": 5}, format="json")
+    response = api_operator.post(
+        set_status_url(record), {"status": 5, "reason": "test"}, format="json"
+    )
 
     assert response.status_code == 400
     assert "can no longer change" in response.json()["detail"]
@@ -145,8 +152,12 @@ def test_set_status_on_a_blocked_record_is_400_with_the_reason(mirror, api_opera
 def test_set_status_is_403_for_a_viewer_and_for_anonymous(mirror, api_viewer, anonymous):
     record = a_record(S.WAITING)
 
-    as_viewer = api_viewer.post(set_status_url(record), {"status": 5}, format="json")
-    as_nobody = anonymous.post(set_status_url(record), {"status": 5}, format="json")
+    as_viewer = api_viewer.post(
+        set_status_url(record), {"status": 5, "reason": "test"}, format="json"
+    )
+    as_nobody = anonymous.post(
+        set_status_url(record), {"status": 5, "reason": "test"}, format="json"
+    )
 
     assert as_viewer.status_code == as_nobody.status_code == 403
     assert as_viewer.json()["detail"] and as_nobody.json()["detail"]
@@ -159,7 +170,9 @@ def test_set_status_refused_by_paynet_is_502_with_the_upstream_answer(mirror, ap
     record = a_record(S.WAITING)
     mirror.command("paynet", command="set_status", invoice_no=record.invoice_no, status=3)
 
-    response = api_operator.post(set_status_url(record), {"status": 5}, format="json")
+    response = api_operator.post(
+        set_status_url(record), {"status": 5, "reason": "test"}, format="json"
+    )
 
     assert response.status_code == 502
     body = response.json()
@@ -174,7 +187,9 @@ def test_set_status_refused_by_paynet_is_502_with_the_upstream_answer(mirror, ap
 
 
 def test_set_status_unknown_record_is_404(mirror, api_operator):
-    response = api_operator.post(f"{INVOICES}999999/set-status/", {"status": 5}, format="json")
+    response = api_operator.post(
+        f"{INVOICES}999999/set-status/", {"status": 5, "reason": "test"}, format="json"
+    )
     assert response.status_code == 404
 
 
@@ -190,7 +205,9 @@ def test_bulk_set_status_is_202_with_the_job(
 
     with django_capture_on_commit_callbacks(execute=True):
         response = api_operator.post(
-            f"{INVOICES}set-status/", {"ids": ids, "status": 5}, format="json"
+            f"{INVOICES}set-status/",
+            {"ids": ids, "status": 5, "reason": "toplu iptal"},
+            format="json",
         )
 
     assert response.status_code == 202
@@ -199,13 +216,13 @@ def test_bulk_set_status_is_202_with_the_job(
     assert job_ref["state"] == "queued"  # as created; it runs after the commit
     job = Job.objects.get(pk=job_ref["id"])
     assert job.state == Job.State.SUCCEEDED and job.total == len(changing)
-    assert job.reason == "API"
+    assert job.reason == "toplu iptal"
     assert len(mirror.ledger("paynet", "invoice_status_update")) == len(changing)
 
 
 def test_bulk_set_status_with_unknown_ids_is_400(mirror, api_operator):
     response = api_operator.post(
-        f"{INVOICES}set-status/", {"ids": [999999], "status": 5}, format="json"
+        f"{INVOICES}set-status/", {"ids": [999999], "status": 5, "reason": "x"}, format="json"
     )
     assert response.status_code == 400
     assert "999999" in response.json()["detail"]
@@ -215,7 +232,7 @@ def test_bulk_set_status_with_unknown_ids_is_400(mirror, api_operator):
 def test_bulk_set_status_is_403_for_a_viewer(mirror, api_viewer):
     record = a_record(S.WAITING)
     response = api_viewer.post(
-        f"{INVOICES}set-status/", {"ids": [record.pk], "status": 5}, format="json"
+        f"{INVOICES}set-status/", {"ids": [record.pk], "status": 5, "reason": "x"}, format="json"
     )
     assert response.status_code == 403
     assert not Job.objects.exists()
@@ -243,7 +260,7 @@ def test_set_invoices_status_of_a_subscription_is_202_and_reconciled(
 def test_set_invoices_status_is_403_for_a_viewer(mirror, api_viewer):
     sub = a_subscription(fixed=True)
     response = api_viewer.post(
-        f"{SUBSCRIPTIONS}{sub.pk}/set-invoices-status/", {"status": 4}, format="json"
+        f"{SUBSCRIPTIONS}{sub.pk}/set-invoices-status/", {"status": 4, "reason": "x"}, format="json"
     )
     assert response.status_code == 403
 
@@ -265,6 +282,7 @@ def test_create_invoice_is_201_with_the_new_record(mirror, api_operator):
             "amount": "288.98",
             "agent_amount": "29.26",
             "company_amount": "259.72",
+            "reason": "test",
         },
         format="json",
     )
@@ -287,7 +305,9 @@ def test_create_invoice_accepts_paynets_own_date_format(mirror, api_operator):
     sub = a_subscription(fixed=False)
 
     response = api_operator.post(
-        invoices_url(sub), {"val_date": "15.01.2030 10:00:00", "amount": "10"}, format="json"
+        invoices_url(sub),
+        {"val_date": "15.01.2030 10:00:00", "amount": "10", "reason": "test"},
+        format="json",
     )
 
     assert response.status_code == 201
@@ -315,7 +335,9 @@ def test_create_invoice_accepts_paynets_own_date_format(mirror, api_operator):
     ],
 )
 def test_create_invoice_bad_input_is_400_and_sends_nothing(mirror, api_operator, payload, field):
-    response = api_operator.post(invoices_url(a_subscription(fixed=False)), payload, format="json")
+    response = api_operator.post(
+        invoices_url(a_subscription(fixed=False)), {**payload, "reason": "test"}, format="json"
+    )
 
     assert response.status_code == 400
     assert response.json()["detail"] and field in response.json()
@@ -325,7 +347,7 @@ def test_create_invoice_bad_input_is_400_and_sends_nothing(mirror, api_operator,
 def test_create_invoice_on_a_fixed_price_subscription_is_400(mirror, api_operator):
     response = api_operator.post(
         invoices_url(a_subscription(fixed=True)),
-        {"val_date": "2030-01-15T10:00:00Z", "amount": "10"},
+        {"val_date": "2030-01-15T10:00:00Z", "amount": "10", "reason": "test"},
         format="json",
     )
     assert response.status_code == 400
@@ -338,7 +360,9 @@ def test_create_invoice_refused_by_paynet_is_502_and_saves_nothing(mirror, api_o
     mirror.faults({"kind": "reject", "operation": "create_invoice", "message": "Bayi bloke"})
 
     response = api_operator.post(
-        invoices_url(sub), {"val_date": "2030-01-15T10:00:00Z", "amount": "10"}, format="json"
+        invoices_url(sub),
+        {"val_date": "2030-01-15T10:00:00Z", "amount": "10", "reason": "test"},
+        format="json",
     )
 
     assert response.status_code == 502
@@ -351,11 +375,130 @@ def test_create_invoice_refused_by_paynet_is_502_and_saves_nothing(mirror, api_o
 def test_create_invoice_is_403_for_a_viewer(mirror, api_viewer):
     response = api_viewer.post(
         invoices_url(a_subscription(fixed=False)),
-        {"val_date": "2030-01-15T10:00:00Z", "amount": "10"},
+        {"val_date": "2030-01-15T10:00:00Z", "amount": "10", "reason": "test"},
         format="json",
     )
     assert response.status_code == 403
     assert mirror.ledger("paynet") == []
+
+
+def test_create_invoice_with_a_charge_date_in_the_past_is_400(mirror, api_operator):
+    response = api_operator.post(
+        invoices_url(a_subscription(fixed=False)),
+        {"val_date": "2020-01-15T10:00:00+03:00", "amount": "10", "reason": "test"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "in the past" in response.json()["val_date"][0]
+    assert mirror.ledger("paynet") == [] and not UpstreamCall.objects.exists()
+
+
+def test_create_invoice_with_a_share_larger_than_the_amount_is_400(mirror, api_operator):
+    response = api_operator.post(
+        invoices_url(a_subscription(fixed=False)),
+        {
+            "val_date": "2030-01-15T10:00:00+03:00",
+            "amount": "10",
+            "agent_amount": "10.01",
+            "reason": "test",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "cannot be larger than the amount" in response.json()["detail"]
+    assert mirror.ledger("paynet") == []
+
+
+def test_create_invoice_repeating_a_day_and_amount_needs_allow_duplicate(mirror, api_operator):
+    sub = a_subscription(fixed=False)
+    existing = sub.invoices.order_by("pk").first()
+    existing.val_date = parse_datetime("2030-01-15T08:00:00+03:00")
+    existing.save(update_fields=["val_date"])
+    body = {"val_date": "2030-01-15T10:00:00+03:00", "amount": str(existing.amount)}
+
+    refused = api_operator.post(invoices_url(sub), {**body, "reason": "test"}, format="json")
+
+    assert refused.status_code == 400
+    assert existing.invoice_no in refused.json()["allow_duplicate"][0]
+    assert mirror.ledger("paynet") == []
+
+    created = api_operator.post(
+        invoices_url(sub), {**body, "reason": "test", "allow_duplicate": True}, format="json"
+    )
+
+    assert created.status_code == 201
+    assert created.json()["amount"] == str(existing.amount)
+    assert len(mirror.ledger("paynet", "create_invoice")) == 1
+
+
+def test_writes_pass_the_idempotency_key_header_to_the_service(mirror, api_operator, monkeypatch):
+    seen: list[str] = []
+    record = a_record(S.WAITING)
+    monkeypatch.setattr(
+        services,
+        "subscription_invoice_set_status",
+        lambda **kw: seen.append(kw["idempotency_key"]) or kw["record"],
+    )
+    monkeypatch.setattr(
+        services,
+        "subscription_invoice_create",
+        lambda **kw: seen.append(kw["idempotency_key"]) or record,
+    )
+
+    api_operator.post(
+        set_status_url(record),
+        {"status": 5, "reason": "x"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-1",
+    )
+    api_operator.post(
+        invoices_url(record.subscription),
+        {"val_date": "2030-01-15T10:00:00Z", "amount": "10", "reason": "x"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-2",
+    )
+    api_operator.post(set_status_url(record), {"status": 5, "reason": "x"}, format="json")
+
+    assert seen == ["k-1", "k-2", ""]
+
+
+# --- a reason is required for every money-affecting write --------------------------------------
+
+
+def _write_routes() -> dict[str, tuple[str, dict]]:
+    record = a_record(S.WAITING)
+    variable = a_subscription(fixed=False)
+    return {
+        "set-status": (set_status_url(record), {"status": 5}),
+        "bulk set-status": (f"{INVOICES}set-status/", {"ids": [record.pk], "status": 5}),
+        "set-invoices-status": (
+            f"{SUBSCRIPTIONS}{record.subscription_id}/set-invoices-status/",
+            {"status": 4},
+        ),
+        "create": (invoices_url(variable), {"val_date": "2030-01-15T10:00:00Z", "amount": "10"}),
+    }
+
+
+WRITE_ROUTES = ["set-status", "bulk set-status", "set-invoices-status", "create"]
+
+
+@pytest.mark.parametrize("route", WRITE_ROUTES)
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_money_writes_without_a_reason_are_400_and_send_nothing(
+    mirror, api_operator, route, reason
+):
+    url, body = _write_routes()[route]
+    if reason is not None:
+        body = {**body, "reason": reason}
+
+    response = api_operator.post(url, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["detail"] and response.json()["reason"]
+    assert mirror.ledger("paynet") == []
+    assert not Job.objects.exists() and not UpstreamCall.objects.exists()
 
 
 # --- jobs and the call log -----------------------------------------------------------------
@@ -371,7 +514,9 @@ def test_job_detail_and_retry_failed(
     )
     with django_capture_on_commit_callbacks(execute=True):
         created = api_operator.post(
-            f"{INVOICES}set-status/", {"ids": [r.pk for r in records], "status": 5}, format="json"
+            f"{INVOICES}set-status/",
+            {"ids": [r.pk for r in records], "status": 5, "reason": "x"},
+            format="json",
         )
     job_id = created.json()["job"]["id"]
 
@@ -402,7 +547,9 @@ def test_retry_of_a_job_without_failures_is_400(
     record = a_record(S.WAITING)
     with django_capture_on_commit_callbacks(execute=True):
         created = api_operator.post(
-            f"{INVOICES}set-status/", {"ids": [record.pk], "status": 5}, format="json"
+            f"{INVOICES}set-status/",
+            {"ids": [record.pk], "status": 5, "reason": "x"},
+            format="json",
         )
 
     response = api_operator.post(f"/api/jobs/{created.json()['job']['id']}/retry-failed/")
@@ -413,7 +560,7 @@ def test_retry_of_a_job_without_failures_is_400(
 
 def test_upstream_calls_list_filters_by_service_and_hides_secrets(mirror, api_operator, settings):
     record = a_record(S.WAITING)
-    api_operator.post(set_status_url(record), {"status": 5}, format="json")
+    api_operator.post(set_status_url(record), {"status": 5, "reason": "test"}, format="json")
 
     response = api_operator.get("/api/upstream-calls/", {"service": "paynet"})
     elsewhere = api_operator.get("/api/upstream-calls/", {"service": "wisecp"})
@@ -430,7 +577,7 @@ def test_upstream_calls_list_filters_by_service_and_hides_secrets(mirror, api_op
 
 def test_upstream_calls_are_read_only(mirror, api_operator):
     record = a_record(S.WAITING)
-    api_operator.post(set_status_url(record), {"status": 5}, format="json")
+    api_operator.post(set_status_url(record), {"status": 5, "reason": "test"}, format="json")
     call = UpstreamCall.objects.get()
 
     url = f"/api/upstream-calls/{call.pk}/"

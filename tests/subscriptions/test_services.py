@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
 
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
-from subscriptions.rules import VerdictKind, status_verdict
+from subscriptions.rules import (
+    VerdictKind,
+    invoice_create_verdict,
+    invoice_split,
+    status_verdict,
+)
 from subscriptions.services import (
     subscription_invoice_create,
+    subscription_invoice_create_preview,
     subscription_invoice_set_status,
     subscription_invoice_set_status_bulk,
     subscription_invoice_status_preview,
     subscription_set_status_all,
+    subscription_status_all_preview,
 )
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record, upstream_records
 from upstream.errors import (
@@ -228,6 +236,7 @@ def test_create_mirrors_the_record_paynet_lists_with_its_invoice_id(mirror, oper
         agent_amount=Decimal("29.26"),
         company_amount=Decimal("259.72"),
         actor=operator,
+        reason="test",
     )
 
     assert subscription.invoices.count() == before + 1
@@ -260,6 +269,7 @@ def test_create_with_a_given_invoice_no_keeps_it(mirror, operator):
         amount=Decimal("100"),
         invoice_no="77001122",
         actor=operator,
+        reason="test",
     )
 
     assert record.invoice_no == "77001122"
@@ -273,6 +283,7 @@ def test_create_on_a_fixed_price_subscription_is_refused_before_sending(mirror, 
             val_date=VAL_DATE,
             amount=Decimal("10"),
             actor=operator,
+            reason="test",
         )
 
     assert "variable-price" in " ".join(info.value.messages)
@@ -301,7 +312,11 @@ def test_create_on_a_fixed_price_subscription_is_refused_before_sending(mirror, 
 def test_create_amount_rules_are_checked_before_sending(mirror, operator, amounts, field):
     with pytest.raises(ValidationError) as info:
         subscription_invoice_create(
-            subscription=a_subscription(fixed=False), val_date=VAL_DATE, actor=operator, **amounts
+            subscription=a_subscription(fixed=False),
+            val_date=VAL_DATE,
+            actor=operator,
+            reason="test",
+            **amounts,
         )
 
     assert field in info.value.message_dict
@@ -320,6 +335,7 @@ def test_create_with_a_number_the_subscription_already_has_is_refused_locally(mi
             amount=Decimal("10"),
             invoice_no=existing.invoice_no,
             actor=operator,
+            reason="test",
         )
 
     assert "invoice_no" in info.value.message_dict
@@ -340,6 +356,7 @@ def test_create_with_a_number_only_paynet_knows_is_caught_by_code_5(mirror, oper
             amount=Decimal("10"),
             invoice_no=number,
             actor=operator,
+            reason="test",
         )
 
     assert info.value.message_dict["invoice_no"] == [
@@ -357,7 +374,11 @@ def test_create_refused_by_paynet_saves_nothing(mirror, operator):
 
     with pytest.raises(UpstreamRejectedError) as info:
         subscription_invoice_create(
-            subscription=subscription, val_date=VAL_DATE, amount=Decimal("10"), actor=operator
+            subscription=subscription,
+            val_date=VAL_DATE,
+            amount=Decimal("10"),
+            actor=operator,
+            reason="test",
         )
 
     assert str(info.value) == "Paynet refused: Bayi bloke (code 1)"
@@ -371,7 +392,11 @@ def test_create_applied_without_an_answer_is_found_by_reading_back(mirror, opera
     mirror.faults({"kind": "drop", "apply": True, "operation": "create_invoice", "times": 1})
 
     record = subscription_invoice_create(
-        subscription=subscription, val_date=VAL_DATE, amount=Decimal("42.50"), actor=operator
+        subscription=subscription,
+        val_date=VAL_DATE,
+        amount=Decimal("42.50"),
+        actor=operator,
+        reason="test",
     )
 
     (write,) = writes(mirror, "create_invoice")
@@ -387,13 +412,177 @@ def test_create_lost_before_paynet_applied_it_is_reported_and_saves_nothing(mirr
 
     with pytest.raises(UpstreamRejectedError) as info:
         subscription_invoice_create(
-            subscription=subscription, val_date=VAL_DATE, amount=Decimal("10"), actor=operator
+            subscription=subscription,
+            val_date=VAL_DATE,
+            amount=Decimal("10"),
+            actor=operator,
+            reason="test",
         )
 
     assert "was not created" in str(info.value)
     assert SubscriptionInvoice.objects.count() == count
     assert calls("create_invoice").count() == 1  # never sent twice
     assert writes(mirror, "create_invoice") == []
+
+
+def test_create_with_a_charge_date_in_the_past_is_refused_before_sending(mirror, operator):
+    with pytest.raises(ValidationError) as info:
+        subscription_invoice_create(
+            subscription=a_subscription(fixed=False),
+            val_date=timezone.now() - timedelta(minutes=5),
+            amount=Decimal("10"),
+            actor=operator,
+            reason="test",
+        )
+
+    assert "in the past" in info.value.message_dict["val_date"][0]
+    assert not UpstreamCall.objects.exists()
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_create_without_a_reason_is_refused_before_sending(mirror, operator, reason):
+    with pytest.raises(ValidationError) as info:
+        subscription_invoice_create(
+            subscription=a_subscription(fixed=False),
+            val_date=VAL_DATE,
+            amount=Decimal("10"),
+            actor=operator,
+            reason=reason,
+        )
+
+    assert list(info.value.message_dict) == ["reason"]
+    assert not UpstreamCall.objects.exists()
+
+
+@pytest.mark.parametrize("currency", ["USD", "EUR", ""])
+def test_create_in_another_currency_is_refused_before_sending(mirror, operator, currency):
+    with pytest.raises(ValidationError) as info:
+        subscription_invoice_create(
+            subscription=a_subscription(fixed=False),
+            val_date=VAL_DATE,
+            amount=Decimal("10"),
+            currency=currency,
+            actor=operator,
+            reason="test",
+        )
+
+    assert "currency" in info.value.message_dict
+    assert not UpstreamCall.objects.exists()
+
+
+def _same_day_record(subscription: Subscription) -> SubscriptionInvoice:
+    """A mirrored record moved to VAL_DATE's day (another hour), so a create can repeat it."""
+    record = subscription.invoices.order_by("pk").first()
+    record.val_date = VAL_DATE - timedelta(hours=3)
+    record.save(update_fields=["val_date"])
+    return record
+
+
+def test_create_repeating_a_record_of_the_same_day_and_amount_needs_allow_duplicate(
+    mirror, operator
+):
+    subscription = a_subscription(fixed=False)
+    existing = _same_day_record(subscription)
+    count = subscription.invoices.count()
+
+    with pytest.raises(ValidationError) as info:
+        subscription_invoice_create(
+            subscription=subscription,
+            val_date=VAL_DATE,
+            amount=existing.amount,
+            actor=operator,
+            reason="test",
+        )
+
+    (message,) = info.value.message_dict["allow_duplicate"]
+    assert existing.invoice_no in message and "same charge date and amount" in message
+    assert not UpstreamCall.objects.exists()
+    assert writes(mirror, "create_invoice") == []
+
+    record = subscription_invoice_create(
+        subscription=subscription,
+        val_date=VAL_DATE,
+        amount=existing.amount,
+        actor=operator,
+        reason="test",
+        allow_duplicate=True,
+    )
+
+    assert record.amount == existing.amount and record.pk != existing.pk
+    assert subscription.invoices.count() == count + 1
+    assert len(writes(mirror, "create_invoice")) == 1
+
+
+def test_create_of_another_amount_on_the_same_day_is_no_duplicate(mirror, operator):
+    subscription = a_subscription(fixed=False)
+    existing = _same_day_record(subscription)
+
+    record = subscription_invoice_create(
+        subscription=subscription,
+        val_date=VAL_DATE,
+        amount=existing.amount + Decimal("0.01"),
+        actor=operator,
+        reason="test",
+    )
+
+    assert record.amount == existing.amount + Decimal("0.01")
+
+
+def test_create_preview_splits_the_amount_and_sends_nothing(mirror):
+    subscription = a_subscription(fixed=False)
+    existing = _same_day_record(subscription)
+
+    preview = subscription_invoice_create_preview(
+        subscription=subscription,
+        val_date=VAL_DATE,
+        amount=existing.amount,
+        agent_amount=Decimal("1.50"),
+    )
+
+    assert (preview.agent_amount, preview.company_amount) == (
+        Decimal("1.50"),
+        existing.amount - Decimal("1.50"),
+    )
+    assert preview.errors == {}
+    assert all(check.passed for check in preview.verdict.checks)
+    assert preview.verdict.duplicates == (existing,)
+    assert not UpstreamCall.objects.exists() and mirror.ledger("paynet") == []
+
+
+@pytest.mark.parametrize(
+    ("agent", "company", "expected"),
+    [
+        (None, None, ("0", "100")),
+        ("30", None, ("30", "70")),
+        (None, "30", ("70", "30")),
+        ("40", "60", ("40", "60")),
+    ],
+)
+def test_invoice_split_gives_the_rest_to_the_missing_share(agent, company, expected):
+    as_decimal = lambda v: None if v is None else Decimal(v)  # noqa: E731
+    split = invoice_split(Decimal("100"), as_decimal(agent), as_decimal(company))
+    assert split == tuple(Decimal(v) for v in expected)
+
+
+def test_create_verdict_lists_each_rule_it_checked(db):
+    subscription = Subscription.objects.create(
+        subscription_id="s-1", reference_no="1", is_fixed_price=True
+    )
+
+    verdict = invoice_create_verdict(
+        subscription=subscription,
+        val_date=datetime(2020, 1, 1, tzinfo=UTC),
+        amount=Decimal("10"),
+        agent_amount=Decimal("4"),
+        company_amount=Decimal("5"),
+        currency="USD",
+        now=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+
+    errors = verdict.errors()
+    assert set(errors) == {"__all__", "val_date", "currency"}
+    assert len(errors["__all__"]) == 2  # fixed price, and 4 + 5 ≠ 10
+    assert sum(not check.passed for check in verdict.checks) == 4
 
 
 # --- bulk ----------------------------------------------------------------------------------
@@ -512,6 +701,24 @@ def test_preview_counts_each_verdict_and_totals_what_will_change(mirror):
 # --- status of all records of a subscription -------------------------------------------------
 
 
+def test_status_all_preview_judges_every_record_of_the_subscriptions(mirror):
+    subs = Subscription.objects.order_by("pk")[:3]
+    records = SubscriptionInvoice.objects.filter(subscription__in=subs)
+
+    preview = subscription_status_all_preview(subscriptions=subs, status=S.DONE_UNSUCCEED)
+
+    expected: dict[str, int] = {}
+    total = Decimal("0")
+    for record in records:
+        kind = status_verdict(record.status, S.DONE_UNSUCCEED).kind
+        expected[kind] = expected.get(kind, 0) + 1
+        total += record.amount if kind == VerdictKind.CHANGE else 0
+    assert preview.counts == expected and preview.total == records.count()
+    assert preview.change_total == total
+    assert {r.pk for r, _ in preview.sample} == set(records.values_list("pk", flat=True))
+    assert mirror.ledger("paynet") == [] and not UpstreamCall.objects.exists()
+
+
 def test_set_status_all_reconciles_each_subscription_from_invoice_list(
     mirror, operator, django_capture_on_commit_callbacks
 ):
@@ -586,6 +793,7 @@ def test_a_viewer_cannot_run_any_push(mirror, viewer):
             val_date=VAL_DATE,
             amount=Decimal("10"),
             actor=viewer,
+            reason="test",
         ),
     ]
     for attempt in attempts:
@@ -636,7 +844,11 @@ def test_create_confirmed_but_not_read_back_says_so_and_saves_nothing(mirror, op
 
     with pytest.raises(UpstreamResponseError) as raised:
         subscription_invoice_create(
-            subscription=subscription, val_date=VAL_DATE, amount=Decimal("10.00"), actor=operator
+            subscription=subscription,
+            val_date=VAL_DATE,
+            amount=Decimal("10.00"),
+            actor=operator,
+            reason="test",
         )
 
     assert "Refresh from Paynet" in str(raised.value)

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import translation
 
-from upstream.formatting import day, money
+from upstream.formatting import day, money, parse_amount
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,25 @@ def test_dates_read_dd_mm_yyyy_in_istanbul_time():
         assert day(date(2026, 3, 9)) == "09.03.2026"
         assert day(datetime(2026, 3, 9, 21, 30, tzinfo=UTC)) == "10.03.2026 00:30"
     assert day(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("language", "typed", "read"),
+    [
+        ("tr", "2.500,00", "2500.00"),
+        ("tr", "2500.00", "2500.00"),
+        ("tr", "2.500", "2500"),
+        ("tr", "34,56", "34.56"),
+        ("tr", "1.234.567,89", "1234567.89"),
+        ("tr", "₺ 1.234,56", "1234.56"),
+        ("en", "2,500.00", "2500.00"),
+        ("en", "2500.00", "2500.00"),
+        ("en", "2.500,00", "2500.00"),
+        ("en", "2,500", "2500"),
+        ("en", "1.005", "1.005"),
+        ("en", "abc", "abc"),
+    ],
+)
+def test_parse_amount_reads_turkish_and_plain_amounts(language, typed, read):
+    with translation.override(language):
+        assert parse_amount(typed) == read
