@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin.options import csrf_protect_m
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -19,10 +20,11 @@ from upstream.admin_tools import (
     pretty_json,
     start_job,
 )
-from upstream.formatting import money
+from upstream.errors import PushConflict, PushInDoubt, UpstreamError
+from upstream.formatting import day, money
 
-from . import services
-from .forms import BulkActionForm, DueDateForm, InvoiceItemPushForm, MoveForm, RenumberForm
+from . import rules, services
+from .forms import BulkActionForm, DueDateForm, InvoiceItemEditForm, MoveForm, RenumberForm
 from .models import Invoice, InvoiceItem
 
 
@@ -38,6 +40,56 @@ def item_money(field: str, description: str):
         )
 
     return column
+
+
+def _shown(name: str, value, currency: str) -> str:
+    """A value of an item field as the confirmation page shows it."""
+    if name in ("amount", "total"):
+        return money(value, currency)
+    if name == "due_date":
+        return day(value) or "—"
+    if name == "tax_exempt":
+        return _("Yes") if value else _("No")
+    if name == "invoice":
+        return f"{value} · {value.customer} · {value.currency} · {value.get_status_display()}"
+    if name == "attributes":
+        return pretty_json(value)
+    return str(value)
+
+
+def edit_preview_rows(item: InvoiceItem, preview: services.ItemPreview) -> dict:
+    """The confirmation page's tables: old → new per field, the line total, invoice totals."""
+    currency = item.invoice.currency
+    return {
+        "rows": [
+            {
+                "name": name,
+                "label": InvoiceItem._meta.get_field(name).verbose_name,
+                "old": _shown(name, old, currency),
+                "new": _shown(name, new, currency),
+            }
+            for name, old, new in preview.rows
+        ],
+        "total": money(preview.total, currency),
+        "invoices": [
+            {
+                "invoice": estimate.invoice,
+                "rows": [
+                    (
+                        label,
+                        money(getattr(estimate.now, key), estimate.invoice.currency),
+                        money(getattr(estimate.after, key), estimate.invoice.currency),
+                    )
+                    for key, label in (
+                        ("subtotal", _("Subtotal")),
+                        ("tax", _("Tax")),
+                        ("total", _("Total")),
+                    )
+                ],
+            }
+            for estimate in preview.invoices
+        ],
+    }
 
 
 class CustomerFilter(InputFilter):
@@ -106,10 +158,6 @@ class InvoiceItemInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        # Only labels the link "Change" for those who may push; every field here is read-only.
-        return request.user.has_perm(services.PERM_PUSH_ITEM)
-
 
 @admin.register(Invoice)
 class InvoiceAdmin(MirrorAdmin):
@@ -134,6 +182,8 @@ class InvoiceAdmin(MirrorAdmin):
         CustomerFilter,
     )
     search_fields = ("number", "=wisecp_id", "full_name", "company_name", "items__description")
+    # Explicit, so the item edit's autocomplete pages a grouped (annotated) queryset in order.
+    ordering = ("-created_at_upstream", "-id")
     actions = ["export_csv", "refresh_from_wisecp"]
     inlines = [InvoiceItemInline]
     list_per_page = 50
@@ -229,11 +279,9 @@ class InvoiceItemAdmin(MirrorAdmin):
         "invoice__full_name",
         "invoice__company_name",
     )
-    raw_id_fields = ("invoice",)
     actions = ["export_csv", "set_due_date", "move_to_invoice", "renumber_sequence"]
     list_per_page = 50
     list_max_show_all = 500
-    form = InvoiceItemPushForm
     fieldsets = (
         (
             None,
@@ -243,18 +291,25 @@ class InvoiceItemAdmin(MirrorAdmin):
                     "invoice",
                     "sequence",
                     "description",
-                    ("quantity", "amount", "total"),
+                    ("quantity", "amount_display", "total_display"),
                     "tax_exempt",
                     "order_id",
                     "due_date",
-                    "attributes",
+                    "attributes_display",
                     "version",
                 )
             },
         ),
         (gettext_lazy("Mirror"), {"fields": ("invoice_summary", "synced_at", "push_state")}),
     )
-    readonly_fields = ("wisecp_id", "invoice_summary", "synced_at", "push_state")
+    readonly_fields = (
+        "amount_display",
+        "total_display",
+        "attributes_display",
+        "invoice_summary",
+        "synced_at",
+        "push_state",
+    )
     csv_fields = (
         "wisecp_id",
         "invoice__number",
@@ -307,44 +362,146 @@ class InvoiceItemAdmin(MirrorAdmin):
             return "—"
         return pretty_json({"until": obj.push_locked_until.isoformat(), "by": obj.push_locked_by})
 
-    # The change form is the push ----------------------------------------------------------
+    @admin.display(description=gettext_lazy("attributes"))
+    def attributes_display(self, obj: InvoiceItem) -> str:
+        return pretty_json(obj.attributes)
+
+    # The page is the mirror; edits go through the edit view ---------------------------------
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.has_perm(services.PERM_PUSH_ITEM)
+        return False
 
-    def get_form(self, request: HttpRequest, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
-        return type(form.__name__, (form,), {"actor": request.user})
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_push": self.has_push_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
-    @csrf_protect_m
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        # Without Django's atomic block: the push takes its lock, records its calls and writes
-        # the mirror in commits of its own, and no transaction may stay open across HTTP.
-        return self._changeform_view(request, object_id, form_url, extra_context)
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/edit-at-wisecp/",
+                self.admin_site.admin_view(self.edit_view),
+                name="billing_invoiceitem_edit",
+            ),
+            *super().get_urls(),
+        ]
 
-    def save_form(self, request: HttpRequest, form: InvoiceItemPushForm, change: bool):
-        # The form already pushed; what the admin logs and shows is the mirror as WiseCP left it.
-        return form.pushed or form.instance
+    def edit_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Edit at WiseCP: the form, a confirmation of what will change, then one push."""
+        item = get_object_or_404(InvoiceItem.objects.select_related("invoice"), pk=pk)
+        if not self.has_push_permission(request):
+            raise PermissionDenied
+        may_override = request.user.has_perm(rules.PERM_OVERRIDE_CLOSED)
+        step = request.POST.get("step") if request.method == "POST" else None
+        form = InvoiceItemEditForm(
+            request.POST if step else None,
+            item=item,
+            admin_site=self.admin_site,
+            may_override=may_override,
+        )
+        preview = None
+        if step == "confirm" and form.is_valid():
+            done = self._edit_push(request, item, form)
+            if done is not None:
+                return done
+        elif step == "preview" and form.is_valid():
+            preview = self._edit_preview(request, item, form)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Edit at WiseCP: %(item)s") % {"item": item},
+            "opts": self.opts,
+            "original": item,
+            "form": form,
+            "preview": preview,
+            "may_override": may_override,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/billing/invoiceitem/edit.html", context)
 
-    def save_model(self, request: HttpRequest, obj, form: InvoiceItemPushForm, change: bool):
-        if form.change:
+    def _edit_preview(
+        self, request: HttpRequest, item: InvoiceItem, form: InvoiceItemEditForm
+    ) -> dict | None:
+        """The confirmation page's content, or None with the refusal on the form."""
+        try:
+            services.invoice_item_version_check(
+                item=item, expected_version=form.cleaned_data["version"]
+            )
+            change = services.invoice_item_changes(item=item, changes=form.changes())
+            services.invoice_item_check(
+                item=item,
+                change=change,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+                override=form.cleaned_data.get("override", False),
+            )
+        except ValidationError as error:
+            form.add_service_error(error)
+            return None
+        except PushConflict as error:
+            form.add_error(None, str(error))
+            return None
+        if not change:
+            form.add_error(None, _("Nothing changed; nothing would be sent to WiseCP."))
+            return None
+        return edit_preview_rows(item, services.invoice_item_preview(item=item, change=change))
+
+    def _edit_push(
+        self, request: HttpRequest, item: InvoiceItem, form: InvoiceItemEditForm
+    ) -> HttpResponse | None:
+        """Send the confirmed change; None re-shows the form with why it did not go out."""
+        changes = form.changes()
+        try:
+            sent = services.invoice_item_changes(item=item, changes=changes).names
+            updated = services.invoice_item_update(
+                item=item,
+                changes=changes,
+                expected_version=form.cleaned_data["version"],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+                override=form.cleaned_data.get("override", False),
+                idempotency_key=form.cleaned_data["idempotency_key"],
+            )
+        except ValidationError as error:
+            form.add_service_error(error)
+            return None
+        except PushConflict as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return None
+        except PushInDoubt as error:
+            url = reverse("admin:upstream_job_change", args=[error.job.pk])
             self.message_user(
                 request,
-                _("Sent to WiseCP: %(fields)s.") % {"fields": ", ".join(form.change.names)},
+                format_html(
+                    '{} <a href="{}">{}</a>',
+                    _(
+                        "WiseCP's answer did not come; the change is in doubt and being "
+                        "checked by reading it back."
+                    ),
+                    url,
+                    _("Follow job #%(id)s") % {"id": error.job.pk},
+                ),
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(self._item_url(item))
+        except UpstreamError as error:
+            self.message_user(
+                request,
+                _("Not changed at WiseCP: %(error)s") % {"error": error},
+                messages.ERROR,
+            )
+            return None
+        if updated.version == item.version:
+            self.message_user(request, _("Nothing changed; nothing was sent to WiseCP."))
+        else:
+            names = [str(InvoiceItem._meta.get_field(n).verbose_name) for n in sent]
+            self.message_user(
+                request,
+                _("Sent to WiseCP: %(fields)s.") % {"fields": ", ".join(names)},
                 messages.SUCCESS,
             )
-        else:
-            self.message_user(request, _("Nothing changed; nothing was sent to WiseCP."))
-            # Django would add "changed successfully" next to it; there was no change.
-            request._nothing_sent = True
+        return HttpResponseRedirect(self._item_url(item))
 
-    def message_user(self, request: HttpRequest, message, level=messages.INFO, *args, **kwargs):
-        if getattr(request, "_nothing_sent", False) and level == messages.SUCCESS:
-            return
-        super().message_user(request, message, level, *args, **kwargs)
-
-    def save_related(self, request, form, formsets, change) -> None:
-        pass
+    def _item_url(self, item: InvoiceItem) -> str:
+        return reverse("admin:billing_invoiceitem_change", args=[item.pk])
 
     # Bulk actions ---------------------------------------------------------------------------
 

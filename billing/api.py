@@ -34,15 +34,23 @@ class InvoiceItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     @extend_schema(request=InvoiceItemPatchSerializer, responses=InvoiceItemSerializer)
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         """Push `UpdateInvoiceItem` with the changed fields; 200 with the item as WiseCP returned
-        it, 409 when `version` is not the current one or another save is in flight."""
+        it; 400 without a `reason` for a money change; 409 when `version` is not the current
+        one, another save is in flight, or the invoice is closed and no override was allowed."""
         item = get_object_or_404(InvoiceItem.objects.select_related("invoice"), pk=pk)
         serializer = InvoiceItemPatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         expected_version = data.pop("version", item.version)
+        reason, override = data.pop("reason", ""), data.pop("override", False)
         try:
             updated = services.invoice_item_update(
-                item=item, changes=data, expected_version=expected_version, actor=request.user
+                item=item,
+                changes=data,
+                expected_version=expected_version,
+                actor=request.user,
+                reason=reason,
+                override=override,
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
             )
         except services.ConflictError as error:
             raise Conflict(str(error)) from error

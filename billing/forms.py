@@ -1,66 +1,128 @@
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import uuid
+from typing import Any
 
 from django import forms
 from django.contrib.admin import widgets
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
-
-from upstream.errors import UpstreamError
 
 from . import services
 from .models import Invoice, InvoiceItem
 
 
-class InvoiceItemPushForm(forms.ModelForm):
-    """The item's change form: validating it pushes the change to WiseCP.
+class InvoiceItemEditForm(forms.Form):
+    """The fields staff may change at WiseCP, with the version they read and a reason.
 
-    The push runs as the last step of validation, so a refusal (WiseCP's message, a conflict, a
-    validation error) comes back as a form error and the admin re-shows the form with nothing
-    saved. On success `pushed` holds the item as the mirror now has it, written from WiseCP's
-    answer; the form's own values are never saved.
+    Validating it sends nothing: the admin shows a confirmation first, then calls
+    services.invoice_item_update. `changes()` holds only what the user edited, so an untouched
+    total is recomputed as quantity × unit price when either changes.
     """
 
+    description = forms.CharField(
+        label=_("Description"),
+        strip=False,
+        widget=widgets.AdminTextareaWidget(attrs={"rows": 2}),
+    )
+    quantity = forms.IntegerField(label=_("Quantity"), min_value=1)
+    amount = forms.DecimalField(
+        label=_("Unit price"), max_digits=14, decimal_places=2, localize=True
+    )
+    total = forms.DecimalField(
+        label=_("Total"),
+        max_digits=14,
+        decimal_places=2,
+        localize=True,
+        help_text=_("Leave it as it is to send quantity × unit price when either changes."),
+    )
+    tax_exempt = forms.BooleanField(label=_("Tax exempt"), required=False)
+    sequence = forms.IntegerField(label=_("Sequence"), min_value=0)
+    order_id = forms.IntegerField(
+        label=_("Linked service id"), min_value=0, help_text=_("0 = not linked to a service.")
+    )
+    due_date = forms.SplitDateTimeField(
+        label=_("Due date"),
+        required=False,
+        widget=widgets.AdminSplitDateTime,
+        help_text=_("Date and time, in Istanbul time. Empty clears it."),
+    )
+    attributes = forms.JSONField(
+        label=_("Attributes"),
+        required=False,
+        widget=widgets.AdminTextareaWidget(attrs={"rows": 4}),
+    )
+    invoice = forms.ModelChoiceField(
+        label=_("Invoice"),
+        queryset=Invoice.objects.all(),
+        help_text=_("Search by invoice number to move the item to another invoice."),
+    )
     version = forms.IntegerField(widget=forms.HiddenInput)
-    # Set per request by the admin (see InvoiceItemAdmin.get_form).
-    actor: ClassVar[Any] = None
+    idempotency_key = forms.CharField(max_length=64, widget=forms.HiddenInput)
+    reason = forms.CharField(
+        label=_("Reason"),
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text=_(
+            "Required when the unit price, total, quantity, tax exemption or invoice change."
+        ),
+    )
+    override = forms.BooleanField(
+        label=_("Override"),
+        required=False,
+        help_text=_("Change the money of an item on a paid, cancelled or refunded invoice."),
+    )
 
-    class Meta:
-        model = InvoiceItem
-        fields = [*services.EDITABLE_FIELDS, "version"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, item: InvoiceItem, admin_site: Any, may_override: bool, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault(
+            "initial",
+            {
+                **{name: getattr(item, name) for name in services.EDITABLE_FIELDS},
+                "invoice": item.invoice_id,
+                "version": item.version,
+                "idempotency_key": uuid.uuid4().hex,
+            },
+        )
         super().__init__(*args, **kwargs)
-        self.pushed: InvoiceItem | None = None
-        self.change: services.ItemChange | None = None
-        if "description" in self.fields:
-            self.fields["description"].widget = widgets.AdminTextareaWidget(attrs={"rows": 2})
-        if "attributes" in self.fields:
-            self.fields["attributes"].widget = widgets.AdminTextareaWidget(attrs={"rows": 4})
+        self.item = item
+        invoice = self.fields["invoice"]
+        invoice.widget = widgets.AutocompleteSelect(
+            InvoiceItem._meta.get_field("invoice"), admin_site
+        )
+        invoice.widget.choices = invoice.choices
+        if not may_override:
+            del self.fields["override"]
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.errors:
-            return data
-        changes = {name: data[name] for name in services.EDITABLE_FIELDS if name in data}
-        try:
-            self.change = services.invoice_item_changes(item=self.instance, changes=changes)
-            self.pushed = services.invoice_item_update(
-                item=self.instance,
-                changes=changes,
-                expected_version=data["version"],
-                actor=self.actor,
-            )
-        except ValidationError as error:
-            if hasattr(error, "error_dict"):
-                for name, messages in error.message_dict.items():
-                    self.add_error(None if name not in self.fields else name, messages)
-            else:
-                self.add_error(None, error.messages)
-        except (services.ConflictError, UpstreamError, PermissionDenied) as error:
-            self.add_error(None, str(error))
-        return data
+    def clean_description(self) -> str:
+        # Browsers post line breaks as CRLF; WiseCP and the mirror keep what was typed.
+        return self.cleaned_data["description"].replace("\r\n", "\n")
+
+    def clean_attributes(self) -> Any:
+        value = self.cleaned_data["attributes"]
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValidationError(_("Attributes must be a JSON object."))
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The editable fields the user changed, by local name."""
+        return {
+            name: self.cleaned_data[name]
+            for name in services.EDITABLE_FIELDS
+            if name in self.changed_data
+        }
+
+    def add_service_error(self, error: ValidationError) -> None:
+        """A service's ValidationError on the fields it names, the rest above the form."""
+        if hasattr(error, "error_dict"):
+            for name, messages in error.message_dict.items():
+                self.add_error(name if name in self.fields else None, messages)
+        else:
+            self.add_error(None, error.messages)
 
 
 class BulkActionForm(forms.Form):

@@ -95,6 +95,10 @@ class InvoiceItem(models.Model):
         ]
         permissions = [
             ("push_invoiceitem", _("Can push invoice item changes to WiseCP")),
+            (
+                "override_closed_invoice",
+                _("Can change the money of items on paid, cancelled or refunded invoices"),
+            ),
         ]
 
     def __str__(self) -> str:

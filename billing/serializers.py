@@ -60,7 +60,8 @@ class InvoiceItemSerializer(serializers.ModelSerializer):
 
 
 class InvoiceItemPatchSerializer(serializers.Serializer):
-    """PATCH input: any editable field, plus the optional `version` the client last read."""
+    """PATCH input: any editable field, plus the optional `version` the client last read, the
+    `reason` for the change and `override` for a closed invoice."""
 
     invoice = serializers.PrimaryKeyRelatedField(queryset=Invoice.objects.all(), required=False)
     sequence = serializers.IntegerField(min_value=0, required=False)
@@ -73,6 +74,18 @@ class InvoiceItemPatchSerializer(serializers.Serializer):
     due_date = serializers.DateTimeField(required=False, allow_null=True)
     attributes = serializers.DictField(required=False)
     version = serializers.IntegerField(min_value=1, required=False)
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="Why; required when amount, total, quantity, tax_exempt or invoice change.",
+    )
+    override = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Change an item of a paid, cancelled or refunded invoice (needs the "
+        "billing.override_closed_invoice permission and a reason).",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(self.initial_data) - set(self.fields))

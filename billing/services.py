@@ -24,6 +24,7 @@ from upstream.formatting import day
 from upstream.models import Job
 from upstream.services import DbCallRecorder, NewItem, User, job_create
 
+from . import rules
 from .client import ParseError, WiseCPClient, changes_applied, format_datetime, parse_datetime
 from .jobs import INVOICE_ITEM_UPDATE_KIND, PERM_PUSH_ITEM, read_invoices
 from .models import Invoice, InvoiceItem
@@ -54,6 +55,7 @@ PREVIEW_SAMPLE = 200
 
 # The item changed since the caller read it, or another save of it is in flight.
 ConflictError = PushConflict
+InvoiceClosed = rules.InvoiceClosed
 
 
 def _require(actor: User | None, perm: str = PERM_PUSH_ITEM) -> None:
@@ -171,8 +173,8 @@ def invoice_item_changes(*, item: InvoiceItem, changes: Mapping[str, Any]) -> It
     """Validate `changes` (local field names) and keep only what differs from the mirror.
 
     Raises ValidationError with per-field messages. A move becomes `owner_id` (the target's WiseCP
-    id). When the unit price changes, the current total is sent along: WiseCP would otherwise
-    set the total to the unit price (wisecp.md §7.2).
+    id). When the unit price or the quantity changes and no total is given, the total sent is
+    quantity × unit price: WiseCP would otherwise set it to the unit price (wisecp.md §7.2).
     """
     errors: dict[str, list[str]] = {}
     unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
@@ -202,9 +204,92 @@ def invoice_item_changes(*, item: InvoiceItem, changes: Mapping[str, Any]) -> It
                 fields[name] = value
         elif value != getattr(item, name):
             fields[name] = value
-    if "amount" in fields and "total" not in fields:
-        fields["total"] = clean.get("total", item.total)
+    if "total" not in clean and ("amount" in fields or "quantity" in fields):
+        total = rules.line_total(
+            fields.get("quantity", item.quantity), fields.get("amount", item.amount)
+        )
+        if abs(total) > MONEY_LIMIT:
+            raise ValidationError({"total": [_("Enter an amount.")]})
+        if "amount" in fields or total != item.total:
+            fields["total"] = total
+    elif "amount" in fields and "total" not in fields:
+        # Given and equal to the mirror's, but WiseCP would set it to the unit price if left out.
+        fields["total"] = clean["total"]
     return ItemChange(fields=fields, target=target)
+
+
+def invoice_item_check(
+    *, item: InvoiceItem, change: ItemChange, actor: User, reason: str = "", override: bool = False
+) -> None:
+    """The rules (billing/rules.py) for one item change, before anything is sent.
+
+    Raises ValidationError for a move to another currency's or customer's invoice and for a
+    money change without a reason; InvoiceClosed (a PushConflict, 409) for a money change on a
+    paid, cancelled or refunded invoice unless `override` is asked by a user who may.
+    """
+    blocks = rules.item_change_blocks(item, change.names, change.target)
+    moves = [b.message for b in blocks if b.code != "closed"]
+    if moves:
+        raise ValidationError({"invoice": moves})
+    closed = [b for b in blocks if b.code == "closed"]
+    if closed and not (override and actor.has_perm(rules.PERM_OVERRIDE_CLOSED)):
+        raise rules.closed_refusal(closed)
+    money = rules.money_fields(change.names)
+    if money and not (reason or "").strip():
+        labels = ", ".join(str(InvoiceItem._meta.get_field(name).verbose_name) for name in money)
+        raise ValidationError(
+            {
+                "reason": [
+                    _("Give a reason: the change affects money (%(fields)s).") % {"fields": labels}
+                ]
+            }
+        )
+
+
+@dataclass(frozen=True)
+class InvoiceEstimate:
+    invoice: Invoice
+    now: rules.Totals
+    after: rules.Totals
+
+
+@dataclass(frozen=True)
+class ItemPreview:
+    """What an item change would send and do, estimated from the mirror; sends nothing."""
+
+    change: ItemChange
+    rows: list[tuple[str, Any, Any]]  # (local field name, old, new)
+    total: Decimal  # the item's line total after the change
+    invoices: list[InvoiceEstimate]  # its invoice, and a move's target
+
+
+def invoice_item_preview(*, item: InvoiceItem, change: ItemChange) -> ItemPreview:
+    """Old → new per changed field, the new line total and the invoices' estimated totals
+    (wisecp.md §10.8: WiseCP recomputes them after the push; these are read back then)."""
+    rows = []
+    for name, value in change.fields.items():
+        if name == "owner_id":
+            rows.append(("invoice", item.invoice, change.target))
+        else:
+            rows.append((name, getattr(item, name), value))
+    total = change.fields.get("total", item.total)
+    tax_exempt = change.fields.get("tax_exempt", item.tax_exempt)
+    invoices = [item.invoice, *([change.target] if change.target is not None else [])]
+    estimates = [
+        InvoiceEstimate(
+            invoice=invoice,
+            now=rules.Totals(invoice.subtotal, invoice.tax, invoice.total),
+            after=rules.totals_after(
+                invoice,
+                item=item,
+                total=total,
+                tax_exempt=tax_exempt,
+                holds_item=invoice == (change.target or item.invoice),
+            ),
+        )
+        for invoice in invoices
+    ]
+    return ItemPreview(change=change, rows=rows, total=total, invoices=estimates)
 
 
 # One item ----------------------------------------------------------------------------------
@@ -232,6 +317,12 @@ def _stale(expected_version: int, current_version: int) -> ConflictError:
         % {"expected": expected_version, "current": current_version},
         current_version=current_version,
     )
+
+
+def invoice_item_version_check(*, item: InvoiceItem, expected_version: int) -> None:
+    """ConflictError when the caller read an older version; for previews, before any push."""
+    if expected_version != item.version:
+        raise _stale(expected_version, item.version)
 
 
 def _conflict(item: InvoiceItem, expected_version: int) -> ConflictError:
@@ -314,6 +405,7 @@ def invoice_item_update(
     """
     _require(actor)
     change = invoice_item_changes(item=item, changes=changes)
+    invoice_item_check(item=item, change=change, actor=actor, reason=reason, override=override)
     if expected_version != item.version:
         raise _stale(expected_version, item.version)
     if not change:
@@ -432,6 +524,7 @@ def _bulk_rows(items: QuerySet[InvoiceItem], action: BulkAction, value: Any) -> 
         items = InvoiceItem.objects.filter(invoice_id__in=items.values("invoice_id"))
     ordered = items.select_related("invoice").order_by("invoice_id", "sequence", "wisecp_id")
     position: dict[int, int] = {}
+    target = value if action == BulkAction.MOVE else None
     for item in ordered.iterator(chunk_size=2000):
         if action == BulkAction.DUE_DATE:
             current, new = day(item.due_date) or "—", day(value) or "—"
@@ -451,11 +544,10 @@ def _bulk_rows(items: QuerySet[InvoiceItem], action: BulkAction, value: Any) -> 
             row.kind, row.reason = VerdictKind.SAME, _("Already so.")
         elif item.push_locked_until is not None and item.push_locked_until > now:
             row.kind, row.reason = VerdictKind.BLOCKED, _("Another save is in progress.")
-        elif action == BulkAction.MOVE and item.invoice.currency != value.currency:
-            row.kind = VerdictKind.BLOCKED
-            row.reason = _(
-                "Its invoice is in %(from)s, the target in %(to)s; items carry no currency."
-            ) % {"from": item.invoice.currency, "to": value.currency}
+        elif blocks := rules.item_change_blocks(
+            item, ["invoice" if name == "owner_id" else name for name in changes], target
+        ):
+            row.kind, row.reason = VerdictKind.BLOCKED, " ".join(b.message for b in blocks)
         else:
             row.changes = changes
         rows.append(row)

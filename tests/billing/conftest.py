@@ -16,11 +16,17 @@ from billing.sync import wisecp_sync
 from upstream.models import UpstreamCall
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wisecp"
-# Seed 1 of the sandbox: invoice 302 (TRY, unpaid) holds items 1502 (seq 1) and 1504 (seq 2);
-# invoice 306 (TRY, paid) holds 1511, 1512, 1513; invoice 347-ish are EUR/USD (see usd_invoice).
+# Seed 1 of the sandbox: invoice 302 (TRY, unpaid, customer 27 Merve Koç) holds items 1502
+# (seq 1) and 1504 (seq 2); 358 (TRY, unpaid, the same customer) holds 1638, so items of 302 may
+# move there; 354 is hers too but paid. 306 (TRY, paid, customer 13) holds 1511, 1512, 1513;
+# 311 is EUR.
 ITEM_ID = 1502
 SOURCE_INVOICE_ID = 302
-TARGET_INVOICE_ID = 306
+TARGET_INVOICE_ID = 358
+PAID_SAME_CUSTOMER_ID = 354
+PAID_INVOICE_ID = 306
+PAID_ITEM_ID = 1511
+EURO_INVOICE_ID = 311
 
 
 def load_fixture(name: str) -> bytes:

@@ -1,4 +1,4 @@
-"""The WiseCP admin through Django's test client: lists, the change form that pushes, bulk jobs."""
+"""The WiseCP admin through Django's test client: lists, the edit view that pushes, bulk jobs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
-from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
@@ -17,14 +17,18 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from billing import services
 from billing.client import WiseCPClient
 from billing.models import Invoice, InvoiceItem
 from billing.sync import wisecp_sync
 from upstream import runner
+from upstream.errors import PushInDoubt
 from upstream.models import Job, JobItem, UpstreamCall
 
 from .conftest import (
     ITEM_ID,
+    PAID_INVOICE_ID,
+    PAID_ITEM_ID,
     SOURCE_INVOICE_ID,
     TARGET_INVOICE_ID,
     item_puts,
@@ -250,61 +254,219 @@ def test_changelist_queries_do_not_grow_with_rows(operator_client, url) -> None:
     assert counts[0] == counts[1], counts
 
 
-# The change form is the push -------------------------------------------------------------------
+# The item page is the mirror; "Edit at WiseCP…" previews, then pushes ------------------------
 
 
-def test_change_form_offers_the_push_to_operators_only(operator_client, viewer, item):
-    viewer_client = logged_in(viewer)
+def edit_url(item: InvoiceItem) -> str:
+    return reverse("admin:billing_invoiceitem_edit", args=[item.pk])
+
+
+def with_override(user):
+    user.user_permissions.add(
+        Permission.objects.get(
+            codename="override_closed_invoice", content_type__app_label="billing"
+        )
+    )
+    return User.objects.get(pk=user.pk)  # a fresh instance: no cached permissions
+
+
+def _preview(client, item, **overrides):
+    page = client.get(edit_url(item))
+    return client.post(
+        edit_url(item), form_data(page, "item-edit-form", step="preview", **overrides)
+    )
+
+
+def test_item_page_is_a_read_only_mirror_with_an_edit_link(operator_client, viewer, item):
     page = operator_client.get(change_url(item)).content.decode()
-    assert 'type="hidden" name="version" value="1"' in page
-    assert 'id="push-note"' in page
-    assert 'name="_save"' in page
-    assert 'name="_addanother"' not in page
+    assert 'name="_save"' not in page
+    assert 'id="edit-at-wisecp"' in page
+    assert edit_url(item) in page
 
-    read_only = viewer_client.get(change_url(item)).content.decode()
+    read_only = logged_in(viewer).get(change_url(item)).content.decode()
     assert 'name="_save"' not in read_only
-    assert 'id="push-note"' not in read_only
+    assert 'id="edit-at-wisecp"' not in read_only
 
 
-def test_saving_pushes_and_mirrors_the_answer(operator_client, sandbox, item) -> None:
-    page = operator_client.get(change_url(item))
-    data = form_data(page, "invoiceitem_form", description="Yeni açıklama", _save="Save")
+def test_edit_form_shows_the_fields_version_and_a_one_time_key(operator_client, item) -> None:
+    response = operator_client.get(edit_url(item))
 
-    response = operator_client.post(change_url(item), data)
+    assert response.status_code == 200
+    html = response.content.decode()
+    fields = dict(
+        (name, values[0]) for name, values in form_data(response, "item-edit-form").items()
+    )
+    assert fields["version"] == "1"
+    assert len(fields["idempotency_key"]) == 32
+    assert {"description", "quantity", "amount", "total", "sequence", "order_id"} <= set(fields)
+    assert {"due_date_0", "due_date_1", "invoice", "reason"} <= set(fields)
+    assert "override" not in html  # only for holders of the override permission
+    # The target invoice is picked by number through the admin's autocomplete.
+    assert 'class="admin-autocomplete' in html and 'data-model-name="invoiceitem"' in html
+    assert "admin/js/calendar.js" in html and "admin/js/autocomplete.js" in html
+    assert (
+        operator_client.get(edit_url(item)).context["form"]["idempotency_key"].value()
+        != (fields["idempotency_key"])
+    )
 
-    assert response.status_code == 302, response.context["adminform"].form.errors
-    assert any("Sent to WiseCP: description" in m for m in messages_of(response))
-    [put] = item_puts(sandbox)
-    assert put["request"] == {"description": "Yeni açıklama"}
-    fresh = InvoiceItem.objects.get(pk=item.pk)
-    assert (fresh.description, fresh.version) == ("Yeni açıklama", 2)
-    assert LogEntry.objects.filter(object_id=str(item.pk)).count() == 1
-    assert upstream_item(sandbox, ITEM_ID)["description"] == "Yeni açıklama"
+
+def test_the_invoice_autocomplete_finds_invoices_by_number(operator_client, item) -> None:
+    response = operator_client.get(
+        reverse("admin:autocomplete"),
+        {
+            "term": "#358",
+            "app_label": "billing",
+            "model_name": "invoiceitem",
+            "field_name": "invoice",
+        },
+    )
+    assert response.status_code == 200
+    target = Invoice.objects.get(wisecp_id=TARGET_INVOICE_ID)
+    assert {"id": str(target.pk), "text": "#358"} in response.json()["results"]
 
 
-def test_saving_unchanged_sends_nothing(operator_client, sandbox, item) -> None:
-    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", _save="Save")
+def test_preview_shows_old_new_and_totals_and_sends_nothing(operator_client, sandbox, item) -> None:
+    before = mirror_of(item)
 
-    response = operator_client.post(change_url(item), data)
+    response = _preview(operator_client, item, quantity=2, amount="120.00", reason="Fiyat")
 
-    assert response.status_code == 302
-    shown = messages_of(response)
-    assert any("nothing was sent" in m for m in shown)
-    assert not any("changed successfully" in m for m in shown), shown
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="item-confirm-form"' in html
+    rows = {row["name"]: (row["old"], row["new"]) for row in response.context["preview"]["rows"]}
+    assert rows["quantity"] == ("1", "2")
+    assert rows["amount"] == ("₺\xa01,199.00", "₺\xa0120.00")
+    assert rows["total"] == ("₺\xa01,199.00", "₺\xa0240.00")  # quantity × unit price
+    assert response.context["preview"]["total"] == "₺\xa0240.00"
+    [invoice] = response.context["preview"]["invoices"]
+    # #302: the other item 149.90 + this one 240.00 = 389.90, 18 % tax 70.18.
+    assert invoice["rows"] == [
+        ("Subtotal", "₺\xa01,348.90", "₺\xa0389.90"),
+        ("Tax", "₺\xa0242.80", "₺\xa070.18"),
+        ("Total", "₺\xa01,591.70", "₺\xa0460.08"),
+    ]
+    assert item_puts(sandbox) == []
+    assert not UpstreamCall.objects.exists()
+    assert mirror_of(item) == before
+
+
+def test_preview_of_a_move_shows_both_invoices(
+    operator_client, sandbox, item, target_invoice
+) -> None:
+    response = _preview(operator_client, item, invoice=target_invoice.pk, reason="Birleştirme")
+
+    source, target = response.context["preview"]["invoices"]
+    assert (source["invoice"].wisecp_id, target["invoice"].wisecp_id) == (302, 358)
+    assert source["rows"][0] == ("Subtotal", "₺\xa01,348.90", "₺\xa0149.90")
+    assert target["rows"][0] == ("Subtotal", "₺\xa0520.00", "₺\xa01,719.00")
     assert item_puts(sandbox) == []
 
 
-def test_move_through_the_form(operator_client, sandbox, item, target_invoice) -> None:
-    data = form_data(
-        operator_client.get(change_url(item)), "invoiceitem_form", invoice=target_invoice.pk
+def test_confirm_pushes_once_and_shows_the_mirror(operator_client, sandbox, item) -> None:
+    preview = _preview(operator_client, item, description="Yeni açıklama", quantity=2, reason="x")
+
+    response = operator_client.post(
+        edit_url(item), form_data(preview, "item-confirm-form", step="confirm")
     )
-    response = operator_client.post(change_url(item), data)
+
     assert response.status_code == 302
-    assert InvoiceItem.objects.get(pk=item.pk).invoice == target_invoice
-    assert item_puts(sandbox)[0]["request"] == {"owner_id": TARGET_INVOICE_ID}
+    assert response.url == change_url(item)
+    assert any("Sent to WiseCP: description, quantity, total" in m for m in messages_of(response))
+    [put] = item_puts(sandbox)
+    assert put["request"] == {"description": "Yeni açıklama", "quantity": 2, "total": 2398.0}
+    fresh = InvoiceItem.objects.get(pk=item.pk)
+    assert (fresh.description, fresh.quantity, fresh.total, fresh.version) == (
+        "Yeni açıklama",
+        2,
+        Decimal("2398.00"),
+        2,
+    )
+    assert upstream_item(sandbox, ITEM_ID)["total"] == 2398
 
 
-def test_refusal_reshows_the_form_and_saves_nothing(operator_client, sandbox, item) -> None:
+def test_turkish_money_input_is_accepted(operator_client, sandbox, item) -> None:
+    operator_client.cookies["django_language"] = "tr"
+    page = operator_client.get(edit_url(item))
+    assert form_data(page, "item-edit-form")["amount"] == ["1.199,00"]
+
+    preview = operator_client.post(
+        edit_url(item),
+        form_data(page, "item-edit-form", amount="2.500,00", reason="Zam", step="preview"),
+    )
+    operator_client.post(edit_url(item), form_data(preview, "item-confirm-form", step="confirm"))
+
+    assert item_puts(sandbox)[0]["request"] == {"amount": 2500.0, "total": 2500.0}
+    plain = _preview(
+        operator_client, InvoiceItem.objects.get(pk=item.pk), amount="2600.00", reason="x"
+    )
+    assert ("₺\xa02.500,00", "₺\xa02.600,00") in [
+        (r["old"], r["new"]) for r in plain.context["preview"]["rows"]
+    ]
+
+
+def test_money_change_without_a_reason_is_a_form_error(operator_client, sandbox, item) -> None:
+    response = _preview(operator_client, item, amount="100.00", reason="")
+
+    assert response.status_code == 200
+    assert "reason" in response.context["form"].errors
+    assert response.context["preview"] is None
+    # A change that moves no money needs none.
+    assert _preview(operator_client, item, description="x", reason="").context["preview"]
+    assert item_puts(sandbox) == []
+
+
+def test_move_to_another_customers_invoice_is_a_form_error(operator_client, sandbox, item):
+    other = Invoice.objects.get(wisecp_id=310)  # TRY, unpaid, Burak Öztürk
+    response = _preview(operator_client, item, invoice=other.pk, reason="x")
+
+    assert "another customer's invoice" in response.context["form"].errors["invoice"][0]
+    assert item_puts(sandbox) == []
+
+
+def test_closed_invoice_needs_the_override(operator, sandbox, synced) -> None:
+    paid_item = InvoiceItem.objects.get(wisecp_id=PAID_ITEM_ID)
+    browser = logged_in(operator)
+    refused = _preview(browser, paid_item, amount="10.00", reason="İade düzeltmesi")
+    assert "is closed (Paid)" in str(refused.context["form"].non_field_errors())
+    assert "override" not in refused.context["form"].fields
+
+    browser = logged_in(with_override(operator))
+    page = browser.get(edit_url(paid_item))
+    assert 'name="override"' in page.content.decode()
+    preview = browser.post(
+        edit_url(paid_item),
+        form_data(
+            page, "item-edit-form", amount="10.00", reason="İade", override="on", step="preview"
+        ),
+    )
+    assert preview.context["preview"] is not None
+    done = browser.post(
+        edit_url(paid_item), form_data(preview, "item-confirm-form", step="confirm")
+    )
+
+    assert done.status_code == 302
+    assert item_puts(sandbox)[0]["request"] == {"amount": 10.0, "total": 10.0}
+
+
+def test_stale_version_is_refused_with_a_clear_message(operator_client, sandbox, item) -> None:
+    page = operator_client.get(edit_url(item))
+    InvoiceItem.objects.filter(pk=item.pk).update(version=2)  # someone else saved meanwhile
+
+    response = operator_client.post(
+        edit_url(item), form_data(page, "item-edit-form", description="x", step="preview")
+    )
+    assert "changed since you opened it" in response.content.decode()
+    assert response.context["preview"] is None
+
+    confirmed = operator_client.post(
+        edit_url(item), form_data(page, "item-edit-form", description="x", step="confirm")
+    )
+    assert confirmed.status_code == 200
+    assert any("changed since you opened it" in m for m in messages_of(confirmed))
+    assert item_puts(sandbox) == []
+
+
+def test_refusal_by_wisecp_is_shown_and_saves_nothing(operator_client, sandbox, item) -> None:
     sandbox.faults(
         {
             "kind": "reject",
@@ -314,57 +476,76 @@ def test_refusal_reshows_the_form_and_saves_nothing(operator_client, sandbox, it
         }
     )
     before = mirror_of(item)
-    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", description="x")
+    preview = _preview(operator_client, item, description="x")
 
-    response = operator_client.post(change_url(item), data)
+    response = operator_client.post(
+        edit_url(item), form_data(preview, "item-confirm-form", step="confirm")
+    )
 
     assert response.status_code == 200
-    html = response.content.decode()
-    assert "WiseCP refused: Bu fatura kilitli" in html
+    assert any("WiseCP refused: Bu fatura kilitli" in m for m in messages_of(response))
     assert mirror_of(item) == before
-    assert not LogEntry.objects.exists()
     assert UpstreamCall.objects.get().outcome == "rejected"
 
 
-def test_server_error_reshows_the_form(operator_client, sandbox, item) -> None:
+def test_server_error_is_shown(operator_client, sandbox, item) -> None:
     sandbox.faults(
         {"kind": "status", "status": 502, "service": "wisecp", "operation": "UpdateInvoiceItem"}
     )
     before = mirror_of(item)
-    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", description="x")
+    preview = _preview(operator_client, item, description="x")
 
-    response = operator_client.post(change_url(item), data)
+    response = operator_client.post(
+        edit_url(item), form_data(preview, "item-confirm-form", step="confirm")
+    )
 
     assert response.status_code == 200
-    assert "server error (HTTP 502)" in response.content.decode()
+    assert any("server error (HTTP 502)" in m for m in messages_of(response))
     assert mirror_of(item) == before
 
 
-def test_stale_form_is_refused_with_a_clear_message(operator_client, sandbox, item) -> None:
-    page = operator_client.get(change_url(item))
-    InvoiceItem.objects.filter(pk=item.pk).update(version=2)  # someone else saved meanwhile
-    data = form_data(page, "invoiceitem_form", description="x")
+def test_in_doubt_is_a_warning_with_the_job(operator_client, item, monkeypatch) -> None:
+    # Settling in the background is another branch's work; the admin only has to say so.
+    job = Job.objects.create(kind="wisecp.invoice_item_update", title="x", total=1)
+    sent = {}
 
-    response = operator_client.post(change_url(item), data)
+    def in_doubt(**kwargs):
+        sent.update(kwargs)
+        raise PushInDoubt("in doubt", job=job)
 
-    assert response.status_code == 200
-    assert "changed since you opened it" in response.content.decode()
+    monkeypatch.setattr(services, "invoice_item_update", in_doubt)
+    preview = _preview(operator_client, item, description="x")
+    data = form_data(preview, "item-confirm-form", step="confirm")
+
+    response = operator_client.post(edit_url(item), data)
+
+    assert response.status_code == 302
+    [message] = get_messages(response.wsgi_request)
+    assert message.level_tag == "warning"
+    assert "being checked" in str(message)
+    assert reverse("admin:upstream_job_change", args=[job.pk]) in str(message)
+    assert sent["idempotency_key"] == data["idempotency_key"][0]
+    assert sent["reason"] == ""
+
+
+def test_unchanged_form_sends_nothing(operator_client, sandbox, item) -> None:
+    response = _preview(operator_client, item)
+    assert "Nothing changed" in response.content.decode()
     assert item_puts(sandbox) == []
 
 
 def test_invalid_values_are_form_errors(operator_client, sandbox, item) -> None:
-    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", quantity=0)
-
-    response = operator_client.post(change_url(item), data)
-
-    assert response.status_code == 200
-    assert "quantity" in response.context["adminform"].form.errors
+    response = _preview(operator_client, item, quantity=0)
+    assert "quantity" in response.context["form"].errors
     assert item_puts(sandbox) == []
 
 
-def test_viewer_cannot_post_the_form(operator_client, viewer, sandbox, item) -> None:
-    data = form_data(operator_client.get(change_url(item)), "invoiceitem_form", description="x")
-    assert logged_in(viewer).post(change_url(item), data).status_code == 403
+def test_viewer_gets_403(operator_client, viewer, sandbox, item) -> None:
+    preview = _preview(operator_client, item, description="x")
+    browser = logged_in(viewer)
+    assert browser.get(edit_url(item)).status_code == 403
+    data = form_data(preview, "item-confirm-form", step="confirm")
+    assert browser.post(edit_url(item), data).status_code == 403
     assert item_puts(sandbox) == []
 
 
@@ -462,7 +643,7 @@ def test_move_confirms_blocks_other_currencies_and_refreshes_totals(
     first = _start(operator_client, "move_to_invoice", [*source_items, euro_item])
 
     preview = operator_client.post(
-        ITEMS, form_data(first, "bulk-confirm", target="#306", step="preview")
+        ITEMS, form_data(first, "bulk-confirm", target="#358", step="preview")
     )
     verdicts = _verdicts(preview)
     assert [verdicts[i.pk] for i in source_items] == ["change", "change"]
@@ -492,7 +673,7 @@ def test_renumber_renumbers_whole_invoices(
     # Take the first item off #306 (sequences 1, 2, 3) so it has a gap: 2, 3.
     WiseCPClient().update_invoice_item(1511, {"owner_id": SOURCE_INVOICE_ID})
     wisecp_sync()
-    remaining = list(InvoiceItem.objects.filter(invoice__wisecp_id=TARGET_INVOICE_ID))
+    remaining = list(InvoiceItem.objects.filter(invoice__wisecp_id=PAID_INVOICE_ID))
     assert sorted(i.sequence for i in remaining) == [2, 3]
 
     first = _start(operator_client, "renumber_sequence", remaining[:1])  # one is enough
@@ -506,7 +687,7 @@ def test_renumber_renumbers_whole_invoices(
 
     assert Job.objects.get().state == "succeeded"
     numbers = dict(
-        InvoiceItem.objects.filter(invoice__wisecp_id=TARGET_INVOICE_ID).values_list(
+        InvoiceItem.objects.filter(invoice__wisecp_id=PAID_INVOICE_ID).values_list(
             "wisecp_id", "sequence"
         )
     )
@@ -518,7 +699,7 @@ def test_renumber_renumbers_whole_invoices(
 def test_failed_item_is_reported_and_retried(
     operator_client, sandbox, synced, django_capture_on_commit_callbacks
 ) -> None:
-    items = list(InvoiceItem.objects.filter(invoice__wisecp_id=TARGET_INVOICE_ID))
+    items = list(InvoiceItem.objects.filter(invoice__wisecp_id=PAID_INVOICE_ID))
     sandbox.faults(
         {
             "kind": "reject",

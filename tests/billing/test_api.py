@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import Permission
+
 from billing.models import Invoice, InvoiceItem
 from upstream.models import UpstreamCall
 
-from .conftest import ITEM_ID, SOURCE_INVOICE_ID, item_puts, mirror_of, upstream_item
+from .conftest import (
+    ITEM_ID,
+    PAID_ITEM_ID,
+    SOURCE_INVOICE_ID,
+    item_puts,
+    mirror_of,
+    upstream_item,
+)
 
 
 def test_invoices_list_and_filters(api_viewer, synced) -> None:
@@ -68,7 +77,9 @@ def test_patch_pushes_and_returns_the_item_as_wisecp_returned_it(
 
 def test_patch_moves_with_the_invoice_field(api_operator, sandbox, item, target_invoice) -> None:
     response = api_operator.patch(
-        f"/api/invoice-items/{item.pk}/", {"invoice": target_invoice.pk}, format="json"
+        f"/api/invoice-items/{item.pk}/",
+        {"invoice": target_invoice.pk, "reason": "Aynı müşterinin faturasında birleştir"},
+        format="json",
     )
 
     assert response.status_code == 200
@@ -147,3 +158,70 @@ def test_put_and_delete_are_not_offered(api_operator, sandbox, item) -> None:
     assert api_operator.delete(url).status_code in (403, 405)
     assert InvoiceItem.objects.filter(pk=item.pk).exists()
     assert item_puts(sandbox) == []
+
+
+# The rules (billing/rules.py) ----------------------------------------------------------------
+
+
+def test_patch_money_without_a_reason_is_400(api_operator, sandbox, item) -> None:
+    url = f"/api/invoice-items/{item.pk}/"
+    before = mirror_of(item)
+
+    for body in ({"amount": "100.00"}, {"quantity": 2}, {"tax_exempt": True}, {"total": "1"}):
+        response = api_operator.patch(url, body, format="json")
+        assert response.status_code == 400, body
+        assert "reason" in response.json()
+        assert "Give a reason" in response.json()["detail"]
+    assert item_puts(sandbox) == []
+    assert mirror_of(item) == before
+
+
+def test_patch_with_a_reason_sends_quantity_times_unit_price(api_operator, sandbox, item):
+    response = api_operator.patch(
+        f"/api/invoice-items/{item.pk}/",
+        {"quantity": 2, "amount": "120.00", "reason": "Fiyat düzeltmesi"},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["total"], response.json()["quantity"]) == ("240.00", 2)
+    assert item_puts(sandbox)[0]["request"] == {"quantity": 2, "amount": 120.0, "total": 240.0}
+
+
+def test_patch_move_to_another_customers_invoice_is_400(api_operator, sandbox, item) -> None:
+    other = Invoice.objects.get(wisecp_id=310)
+    response = api_operator.patch(
+        f"/api/invoice-items/{item.pk}/", {"invoice": other.pk, "reason": "x"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "another customer's invoice" in response.json()["invoice"][0]
+    assert item_puts(sandbox) == []
+
+
+def test_patch_money_of_a_closed_invoice_is_409_unless_overridden(
+    api_operator, operator, sandbox, synced
+) -> None:
+    paid_item = InvoiceItem.objects.get(wisecp_id=PAID_ITEM_ID)
+    url = f"/api/invoice-items/{paid_item.pk}/"
+    body = {"amount": "350.00", "reason": "İade sonrası düzeltme"}
+
+    refused = api_operator.patch(url, body, format="json")
+    assert refused.status_code == 409
+    assert "closed" in refused.json()["detail"]
+    no_permission = api_operator.patch(url, {**body, "override": True}, format="json")
+    assert no_permission.status_code == 409
+    assert item_puts(sandbox) == []
+
+    operator.user_permissions.add(
+        Permission.objects.get(
+            codename="override_closed_invoice", content_type__app_label="billing"
+        )
+    )
+    api_operator.force_authenticate(type(operator).objects.get(pk=operator.pk))
+    assert api_operator.patch(url, body, format="json").status_code == 409  # no override asked
+    allowed = api_operator.patch(url, {**body, "override": True}, format="json")
+
+    assert allowed.status_code == 200, allowed.json()
+    assert allowed.json()["total"] == "350.00"
+    assert item_puts(sandbox)[0]["request"] == {"amount": 350.0, "total": 350.0}

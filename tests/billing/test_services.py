@@ -6,13 +6,22 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
+from billing import rules
 from billing.client import ISTANBUL, WiseCPClient
 from billing.models import Invoice, InvoiceItem
-from billing.services import ConflictError, invoice_item_update
+from billing.services import (
+    ConflictError,
+    InvoiceClosed,
+    invoice_item_bulk_preview,
+    invoice_item_bulk_update,
+    invoice_item_update,
+)
 from upstream.errors import (
+    PushConflict,
     UpstreamAuthError,
     UpstreamError,
     UpstreamRejectedError,
@@ -22,6 +31,10 @@ from upstream.errors import (
 from upstream.models import UpstreamCall
 
 from .conftest import (
+    EURO_INVOICE_ID,
+    ITEM_ID,
+    PAID_ITEM_ID,
+    PAID_SAME_CUSTOMER_ID,
     SOURCE_INVOICE_ID,
     TARGET_INVOICE_ID,
     item_puts,
@@ -31,9 +44,14 @@ from .conftest import (
 )
 
 
-def push(item, operator, **changes):
+def push(item, operator, *, reason="Düzeltme", override=False, **changes):
     return invoice_item_update(
-        item=item, changes=changes, expected_version=item.version, actor=operator
+        item=item,
+        changes=changes,
+        expected_version=item.version,
+        actor=operator,
+        reason=reason,
+        override=override,
     )
 
 
@@ -71,17 +89,45 @@ def test_update_sends_only_changed_fields_and_mirrors_the_answer(sandbox, item, 
     assert not UpstreamCall.objects.filter(operation="GetInvoice").exists()
 
 
+def test_a_unit_price_change_sends_quantity_times_unit_price(sandbox, synced, operator) -> None:
+    # WiseCP sets the total to the unit price when only the price is sent (wisecp.md §7.2);
+    # we send quantity × unit price along. #316's (unpaid) item 1540 is 4 × 25.00.
+    four = InvoiceItem.objects.select_related("invoice").get(wisecp_id=1540)
+
+    updated = push(four, operator, amount=Decimal("120.00"))
+
+    [put] = item_puts(sandbox)
+    assert put["request"] == {"amount": 120.0, "total": 480.0}
+    assert (updated.amount, updated.total) == (Decimal("120.00"), Decimal("480.00"))
+
+
+def test_a_quantity_change_sends_the_new_total(sandbox, item, operator) -> None:
+    updated = push(item, operator, quantity=3)
+
+    assert item_puts(sandbox)[0]["request"] == {"quantity": 3, "total": 3597.0}
+    assert updated.total == Decimal("3597.00")
+
+
+def test_an_explicit_total_is_sent_as_given(sandbox, item, operator) -> None:
+    updated = push(item, operator, quantity=2, amount=Decimal("100.00"), total=Decimal("150.00"))
+
+    assert item_puts(sandbox)[0]["request"] == {"quantity": 2, "amount": 100.0, "total": 150.0}
+    assert updated.total == Decimal("150.00")
+
+
+def test_a_total_equal_to_the_mirror_is_still_sent_with_the_price(sandbox, item, operator):
+    push(item, operator, amount=Decimal("1000.00"), total=item.total)
+
+    assert item_puts(sandbox)[0]["request"] == {"amount": 1000.0, "total": float(item.total)}
+
+
 def test_mirror_is_written_from_the_upstream_answer_not_the_request(
     sandbox, item, operator
 ) -> None:
-    # WiseCP sets the total to the unit price when only the price is sent (wisecp.md §7.2);
-    # we send the total along, so it stays what staff saw.
     updated = push(item, operator, amount=Decimal("1250.50"))
 
-    [put] = item_puts(sandbox)
-    assert put["request"] == {"amount": 1250.5, "total": float(item.total)}
     assert updated.amount == Decimal("1250.50")
-    assert updated.total == item.total
+    assert updated.total == Decimal(str(upstream_item(sandbox, item.wisecp_id)["total"]))
 
 
 def test_a_total_change_refreshes_the_invoice_totals_from_wisecp(sandbox, item, operator) -> None:
@@ -335,7 +381,11 @@ def test_stale_version_is_refused_as_a_conflict(sandbox, item, operator) -> None
 
     with pytest.raises(ConflictError) as caught:
         invoice_item_update(
-            item=fresh, changes={"quantity": 3}, expected_version=opened_at, actor=operator
+            item=fresh,
+            changes={"quantity": 3},
+            expected_version=opened_at,
+            actor=operator,
+            reason="Adet",
         )
 
     assert "changed since you opened it" in str(caught.value)
@@ -401,7 +451,7 @@ def test_move_sends_owner_id_and_refreshes_both_invoices(
         )
     assert Invoice.objects.get(pk=source.pk).total < old_total
     reads = UpstreamCall.objects.filter(operation="GetInvoice").values_list("url", flat=True)
-    assert sorted(u.rsplit("/", 1)[1] for u in reads) == ["302", "306"]
+    assert sorted(u.rsplit("/", 1)[1] for u in reads) == ["302", "358"]
 
 
 def test_move_in_doubt_is_settled_on_the_target_invoice(
@@ -415,7 +465,7 @@ def test_move_in_doubt_is_settled_on_the_target_invoice(
 
     assert moved.invoice == target_invoice
     first_read = UpstreamCall.objects.filter(operation="GetInvoice").order_by("id").first()
-    assert first_read.url.endswith("/GetInvoice/306")
+    assert first_read.url.endswith("/GetInvoice/358")
 
 
 def test_upstream_errors_are_typed(sandbox, item, operator) -> None:
@@ -424,3 +474,190 @@ def test_upstream_errors_are_typed(sandbox, item, operator) -> None:
     with pytest.raises(UpstreamError) as caught:
         push(item, operator, sequence=5)
     assert caught.value.call_id == UpstreamCall.objects.get().pk
+
+
+# Rules (billing/rules.py), the same for every path -------------------------------------------
+
+
+def _with_override(user):
+    user.user_permissions.add(
+        Permission.objects.get(
+            codename="override_closed_invoice", content_type__app_label="billing"
+        )
+    )
+    return type(user).objects.get(pk=user.pk)
+
+
+def _refused_before_sending(sandbox, item, before) -> None:
+    assert mirror_of(item) == before
+    assert item_puts(sandbox) == []
+    assert not UpstreamCall.objects.exists()
+
+
+def test_a_money_change_needs_a_reason(sandbox, item, operator) -> None:
+    before = mirror_of(item)
+    for changes in ({"amount": Decimal("1.00")}, {"quantity": 2}, {"tax_exempt": True}):
+        with pytest.raises(ValidationError) as caught:
+            push(item, operator, reason="  ", **changes)
+        assert "reason" in caught.value.message_dict
+    _refused_before_sending(sandbox, item, before)
+
+    push(item, operator, reason="", description="Açıklama için gerekmez")
+    assert len(item_puts(sandbox)) == 1
+
+
+def test_a_move_needs_a_reason(sandbox, item, target_invoice, operator) -> None:
+    with pytest.raises(ValidationError) as caught:
+        push(item, operator, reason="", invoice=target_invoice)
+    assert "reason" in caught.value.message_dict
+    assert item_puts(sandbox) == []
+
+
+def test_no_move_to_another_customers_invoice(sandbox, item, operator) -> None:
+    other = Invoice.objects.get(wisecp_id=310)  # TRY, unpaid, Burak Öztürk
+    before = mirror_of(item)
+
+    with pytest.raises(ValidationError) as caught:
+        push(item, operator, invoice=other)
+
+    [message] = caught.value.message_dict["invoice"]
+    assert "Merve Koç" in message and "Burak Öztürk" in message
+    _refused_before_sending(sandbox, item, before)
+
+
+def test_no_move_to_another_currencys_invoice(sandbox, item, operator) -> None:
+    euro = Invoice.objects.get(wisecp_id=EURO_INVOICE_ID)
+    Invoice.objects.filter(pk=euro.pk).update(user_id=item.invoice.user_id)  # the same customer
+    euro.refresh_from_db()
+
+    with pytest.raises(ValidationError) as caught:
+        push(item, operator, invoice=euro)
+
+    assert caught.value.message_dict["invoice"] == [
+        "Its invoice is in TRY, the target in EUR; items carry no currency."
+    ]
+    assert item_puts(sandbox) == []
+
+
+def test_customer_names_decide_when_an_id_is_missing(sandbox, item, target_invoice) -> None:
+    Invoice.objects.filter(pk=target_invoice.pk).update(user_id=None)
+    target = Invoice.objects.get(pk=target_invoice.pk)
+    assert rules.same_customer(item.invoice, target)  # both "Merve Koç"
+    target.full_name = "Başka Biri"
+    assert not rules.same_customer(item.invoice, target)
+    target.full_name = ""
+    assert not rules.same_customer(item.invoice, target)
+
+
+def test_money_change_on_a_closed_invoice_is_refused(sandbox, synced, operator) -> None:
+    paid_item = InvoiceItem.objects.select_related("invoice").get(wisecp_id=PAID_ITEM_ID)
+    before = mirror_of(paid_item)
+
+    for override in (False, True):  # without the permission, asking to override changes nothing
+        with pytest.raises(InvoiceClosed) as caught:
+            push(paid_item, operator, override=override, amount=Decimal("1.00"))
+        assert isinstance(caught.value, PushConflict)
+        assert "#306 is closed (Paid)" in str(caught.value)
+        assert "Override" in str(caught.value)
+    _refused_before_sending(sandbox, paid_item, before)
+
+    # What moves no money is still allowed.
+    push(paid_item, operator, description="Açıklama", reason="")
+    assert len(item_puts(sandbox)) == 1
+
+
+def test_a_move_into_a_closed_invoice_is_refused(sandbox, item, operator) -> None:
+    paid = Invoice.objects.get(wisecp_id=PAID_SAME_CUSTOMER_ID)
+
+    with pytest.raises(InvoiceClosed) as caught:
+        push(item, operator, invoice=paid)
+
+    assert "#354 is closed (Paid)" in str(caught.value)
+    assert item_puts(sandbox) == []
+
+
+def test_override_with_the_permission_and_a_reason_is_sent(sandbox, synced, operator) -> None:
+    paid_item = InvoiceItem.objects.select_related("invoice").get(wisecp_id=PAID_ITEM_ID)
+    allowed = _with_override(operator)
+
+    with pytest.raises(ValidationError) as caught:
+        push(paid_item, allowed, override=True, reason="", amount=Decimal("350.00"))
+    assert "reason" in caught.value.message_dict
+    with pytest.raises(InvoiceClosed):
+        push(paid_item, allowed, override=False, amount=Decimal("350.00"))
+
+    updated = push(paid_item, allowed, override=True, reason="Fiyat hatası", amount=Decimal("350"))
+
+    assert item_puts(sandbox)[0]["request"] == {"amount": 350.0, "total": 350.0}
+    assert updated.total == Decimal("350.00")
+
+
+def test_operators_do_not_get_the_override_by_default(operator, viewer) -> None:
+    assert operator.has_perm("billing.push_invoiceitem")
+    assert not operator.has_perm(rules.PERM_OVERRIDE_CLOSED)
+    assert not viewer.has_perm(rules.PERM_OVERRIDE_CLOSED)
+
+
+# The bulk path asks the same rules -----------------------------------------------------------
+
+
+def _verdicts(preview) -> dict[int, tuple[str, str]]:
+    return {row.item.wisecp_id: (row.kind.value, row.reason) for row in preview.rows}
+
+
+def test_bulk_move_to_another_customers_invoice_is_blocked(sandbox, synced) -> None:
+    items = InvoiceItem.objects.filter(wisecp_id__in=[1502, 1504, 1638, 1521])
+
+    preview = invoice_item_bulk_preview(
+        items=items, action="move", value=Invoice.objects.get(wisecp_id=TARGET_INVOICE_ID).pk
+    )
+
+    verdicts = _verdicts(preview)
+    assert verdicts[1502] == ("change", "")
+    assert verdicts[1504] == ("change", "")
+    assert verdicts[1638][0] == "same"
+    kind, reason = verdicts[1521]  # on #310, Burak Öztürk's
+    assert kind == "blocked"
+    assert "another customer's invoice" in reason
+
+
+def test_bulk_move_to_another_currency_is_blocked(sandbox, synced) -> None:
+    euro = Invoice.objects.get(wisecp_id=EURO_INVOICE_ID)
+    items = InvoiceItem.objects.filter(wisecp_id=ITEM_ID)
+
+    preview = invoice_item_bulk_preview(items=items, action="move", value=euro.pk)
+
+    kind, reason = _verdicts(preview)[ITEM_ID]
+    assert kind == "blocked"
+    assert "Its invoice is in TRY, the target in EUR" in reason
+
+
+def test_bulk_move_into_or_out_of_a_closed_invoice_is_blocked(sandbox, synced) -> None:
+    items = InvoiceItem.objects.filter(wisecp_id__in=[ITEM_ID, 1622])  # 1622 sits on paid #354
+
+    into_paid = invoice_item_bulk_preview(
+        items=items, action="move", value=Invoice.objects.get(wisecp_id=PAID_SAME_CUSTOMER_ID).pk
+    )
+    assert _verdicts(into_paid)[ITEM_ID][0] == "blocked"
+    assert "#354 is closed" in _verdicts(into_paid)[ITEM_ID][1]
+
+    out_of_paid = invoice_item_bulk_preview(
+        items=items, action="move", value=Invoice.objects.get(wisecp_id=TARGET_INVOICE_ID).pk
+    )
+    assert _verdicts(out_of_paid)[1622][0] == "blocked"
+    assert _verdicts(out_of_paid)[ITEM_ID][0] == "change"
+
+    # A due date moves no money: closed invoices do not block it.
+    due = invoice_item_bulk_preview(items=items, action="due_date", value="2030-01-01 00:00:00")
+    assert {kind for kind, _reason in _verdicts(due).values()} == {"change"}
+
+
+def test_bulk_update_still_needs_a_reason(sandbox, synced, operator) -> None:
+    with pytest.raises(ValidationError):
+        invoice_item_bulk_update(
+            items=InvoiceItem.objects.filter(wisecp_id=ITEM_ID),
+            action="renumber",
+            value=None,
+            actor=operator,
+            reason=" ",
+        )
