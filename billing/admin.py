@@ -16,10 +16,12 @@ from upstream.admin_tools import (
     CsvExportMixin,
     confirmation_page,
     error_text,
+    in_doubt_message,
     money_column,
     pretty_json,
     start_job,
 )
+from upstream.claims import claim_holder
 from upstream.errors import PushConflict, PushInDoubt, UpstreamError
 from upstream.formatting import day, money
 
@@ -358,9 +360,10 @@ class InvoiceItemAdmin(MirrorAdmin):
 
     @admin.display(description=gettext_lazy("save in progress"))
     def push_state(self, obj: InvoiceItem) -> str:
-        if obj.push_locked_until is None:
+        claim = claim_holder(obj._meta.label_lower, obj.pk)
+        if claim is None:
             return "—"
-        return pretty_json({"until": obj.push_locked_until.isoformat(), "by": obj.push_locked_by})
+        return pretty_json({"until": claim.until.isoformat(), "by": claim.holder})
 
     @admin.display(description=gettext_lazy("attributes"))
     def attributes_display(self, obj: InvoiceItem) -> str:
@@ -467,20 +470,7 @@ class InvoiceItemAdmin(MirrorAdmin):
             self.message_user(request, str(error), messages.ERROR)
             return None
         except PushInDoubt as error:
-            url = reverse("admin:upstream_job_change", args=[error.job.pk])
-            self.message_user(
-                request,
-                format_html(
-                    '{} <a href="{}">{}</a>',
-                    _(
-                        "WiseCP's answer did not come; the change is in doubt and being "
-                        "checked by reading it back."
-                    ),
-                    url,
-                    _("Follow job #%(id)s") % {"id": error.job.pk},
-                ),
-                messages.WARNING,
-            )
+            self.message_user(request, in_doubt_message(error), messages.WARNING)
             return HttpResponseRedirect(self._item_url(item))
         except UpstreamError as error:
             self.message_user(

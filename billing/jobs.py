@@ -18,10 +18,13 @@ from upstream.errors import UpstreamError
 from upstream.handlers import JobHandler, WorkItem, WorkResult, register
 
 from .client import WiseCPClient, changes_applied
+from .models import InvoiceItem
 from .sync import invoices_write, items_write
 
 INVOICE_ITEM_UPDATE_KIND = "wisecp.invoice_item_update"
 PERM_PUSH_ITEM = "billing.push_invoiceitem"
+# Wire fields whose change makes WiseCP recompute invoice totals (wisecp.md §10.8).
+TOTALS_FIELDS = frozenset({"amount", "total", "tax_exempt", "owner_id", "quantity"})
 
 
 def read_invoices(
@@ -51,6 +54,28 @@ class InvoiceItemUpdateHandler(JobHandler):
     kind = INVOICE_ITEM_UPDATE_KIND
     target_type = "billing.invoiceitem"
     permission = PERM_PUSH_ITEM
+    service = "wisecp"
+    operation = "UpdateInvoiceItem"
+
+    def recheck(self, items: list[WorkItem]) -> dict[int, str]:
+        # Every write to the row bumps its version: a newer one means the item changed since
+        # the preview (a single save, a sync), and this change must not be sent over it.
+        current = dict(
+            InvoiceItem.objects.filter(pk__in=[int(i.target_id) for i in items]).values_list(
+                "pk", "version"
+            )
+        )
+        stale = {}
+        for item in items:
+            version = current.get(int(item.target_id))
+            if version is None:
+                stale[item.id] = _("The invoice item is no longer in the mirror.")
+            elif "version" in item.payload and version != item.payload["version"]:
+                stale[item.id] = _(
+                    "Not sent: the invoice item changed since the preview (version %(then)s, "
+                    "now %(now)s). Reload it and make the change again."
+                ) % {"then": item.payload["version"], "now": version}
+        return stale
 
     def concurrency(self) -> int:
         return settings.WISECP_CONCURRENCY
@@ -63,9 +88,9 @@ class InvoiceItemUpdateHandler(JobHandler):
         item_at = timezone.now()
         data = client.update_invoice_item(p["item_id"], p["changes"])
         reads, problems = [], []
-        if "owner_id" in p["changes"]:
-            # A move recomputes both invoices' totals upstream (wisecp.md §10.8): read them.
-            reads, problems = read_invoices(client, [p["invoice_id"], p["changes"]["owner_id"]])
+        if TOTALS_FIELDS & p["changes"].keys():
+            # WiseCP recomputes the invoices' totals (wisecp.md §10.8): read them.
+            reads, problems = read_invoices(client, [p["invoice_id"], data["owner_id"]])
         return {"item": data, "item_at": item_at, "invoices": reads, "problems": problems}
 
     def settle(self, client: WiseCPClient, item: WorkItem) -> Any | None:
@@ -77,7 +102,7 @@ class InvoiceItemUpdateHandler(JobHandler):
         if found is None or not changes_applied(found, p["changes"]):
             return None
         reads, problems = [(invoice, read_at)], []
-        if owner != p["invoice_id"]:
+        if owner != p["invoice_id"] and TOTALS_FIELDS & p["changes"].keys():
             more, problems = read_invoices(client, [p["invoice_id"]])
             reads += more
         return {"item": found, "item_at": read_at, "invoices": reads, "problems": problems}

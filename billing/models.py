@@ -79,11 +79,9 @@ class InvoiceItem(models.Model):
     due_date = models.DateTimeField(_("due date"), null=True, blank=True, db_index=True)
     attributes = models.JSONField(_("attributes"), default=dict, blank=True)
     # Local only. `version` grows with every write to the row, so a form opened on an older
-    # version is refused instead of overwriting a change it never saw. The push lock marks a
-    # save in flight (claimed in one UPDATE, see services.invoice_item_update).
+    # version is refused instead of overwriting a change it never saw. A save in flight holds
+    # the item's record claim (upstream.claims).
     version = models.PositiveIntegerField(_("version"), default=1)
-    push_locked_until = models.DateTimeField(_("save in progress until"), null=True, blank=True)
-    push_locked_by = models.CharField(_("save in progress by"), max_length=64, blank=True)
     synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
 
     class Meta:

@@ -4,31 +4,29 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from upstream.errors import PushConflict, UpstreamError
 from upstream.formatting import day
-from upstream.models import Job
+from upstream.models import Job, RecordClaim
+from upstream.operations import push_single
 from upstream.services import DbCallRecorder, NewItem, User, job_create
 
 from . import rules
-from .client import ParseError, WiseCPClient, changes_applied, format_datetime, parse_datetime
-from .jobs import INVOICE_ITEM_UPDATE_KIND, PERM_PUSH_ITEM, read_invoices
+from .client import ParseError, format_datetime, parse_datetime, to_wire
+from .jobs import INVOICE_ITEM_UPDATE_KIND, PERM_PUSH_ITEM
 from .models import Invoice, InvoiceItem
-from .sync import SyncCounts, invoice_refresh, invoices_write, items_write
+from .sync import SyncCounts, invoice_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +44,7 @@ EDITABLE_FIELDS = (
     "due_date",
     "attributes",
 )
-# Wire fields whose change makes WiseCP recompute invoice totals (wisecp.md §10.8).
-TOTALS_FIELDS = frozenset({"amount", "total", "tax_exempt", "owner_id"})
 MONEY_LIMIT = Decimal("999999999999.99")  # Decimal(14, 2)
-PUSH_LOCK_SECONDS = 30
 PREVIEW_SAMPLE = 200
 
 
@@ -295,19 +290,6 @@ def invoice_item_preview(*, item: InvoiceItem, change: ItemChange) -> ItemPrevie
 # One item ----------------------------------------------------------------------------------
 
 
-def _lock_duration() -> timedelta:
-    # The lock has to outlive the request it guards (with its retries and the read-back),
-    # or a second save could start while the first is still in flight.
-    per_attempt = (
-        settings.UPSTREAM_CONNECT_TIMEOUT
-        + settings.UPSTREAM_READ_TIMEOUT
-        + settings.UPSTREAM_BACKOFF_CAP
-    )
-    return timedelta(
-        seconds=max(PUSH_LOCK_SECONDS, 2 * settings.UPSTREAM_MAX_ATTEMPTS * per_attempt)
-    )
-
-
 def _stale(expected_version: int, current_version: int) -> ConflictError:
     return ConflictError(
         _(
@@ -323,63 +305,6 @@ def invoice_item_version_check(*, item: InvoiceItem, expected_version: int) -> N
     """ConflictError when the caller read an older version; for previews, before any push."""
     if expected_version != item.version:
         raise _stale(expected_version, item.version)
-
-
-def _conflict(item: InvoiceItem, expected_version: int) -> ConflictError:
-    """Why claiming the push lock failed: a newer version, or a save in flight."""
-    current = InvoiceItem.objects.filter(pk=item.pk).values("version").first()
-    if current is None:
-        return ConflictError(_("This invoice item is no longer in the mirror."))
-    if current["version"] != expected_version:
-        return _stale(expected_version, current["version"])
-    return ConflictError(
-        _("Another save of this invoice item is in progress. Try again in a moment."),
-        current_version=current["version"],
-    )
-
-
-def _claim(item: InvoiceItem, expected_version: int) -> str:
-    """Take the item's push lock in one UPDATE, only if it is at the expected version."""
-    token = uuid.uuid4().hex
-    now = timezone.now()
-    claimed = (
-        InvoiceItem.objects.filter(pk=item.pk, version=expected_version)
-        .filter(Q(push_locked_until__isnull=True) | Q(push_locked_until__lt=now))
-        .update(push_locked_until=now + _lock_duration(), push_locked_by=token)
-    )
-    if not claimed:
-        raise _conflict(item, expected_version)
-    return token
-
-
-def _release(item: InvoiceItem, token: str) -> None:
-    InvoiceItem.objects.filter(pk=item.pk, push_locked_by=token).update(
-        push_locked_until=None, push_locked_by=""
-    )
-
-
-def _settle(
-    client: WiseCPClient, item: InvoiceItem, fields: dict[str, Any], error: UpstreamError
-) -> tuple[dict[str, Any], datetime]:
-    """The push got no trustworthy answer: read the item back and decide whether it landed."""
-    owner = fields.get("owner_id", item.invoice.wisecp_id)
-    read_at = timezone.now()
-    try:
-        invoice = client.get_invoice(owner)
-    except UpstreamError as read_error:
-        error.message = _(
-            "%(error)s Reading the item back failed too (%(read_error)s), so it is not known "
-            "whether WiseCP applied the change: refresh the invoice before trying again."
-        ) % {"error": error.message, "read_error": read_error}
-        raise error from None
-    found = next((i for i in invoice["items"] or [] if i["wisecp_id"] == item.wisecp_id), None)
-    if found is not None and changes_applied(found, fields):
-        return found, read_at
-    error.in_doubt = False
-    error.message = _("%(error)s Reading the item back shows the change was not applied.") % {
-        "error": error.message
-    }
-    raise error
 
 
 def invoice_item_update(
@@ -404,6 +329,7 @@ def invoice_item_update(
     database transaction may stay open across the HTTP request.
     """
     _require(actor)
+    item = InvoiceItem.objects.select_related("invoice").get(pk=item.pk)
     change = invoice_item_changes(item=item, changes=changes)
     invoice_item_check(item=item, change=change, actor=actor, reason=reason, override=override)
     if expected_version != item.version:
@@ -411,29 +337,22 @@ def invoice_item_update(
     if not change:
         return item
 
-    token = _claim(item, expected_version)
-    try:
-        source = item.invoice.wisecp_id
-        client = WiseCPClient(recorder=DbCallRecorder(actor=actor, target=item))
-        sent_at = timezone.now()
-        try:
-            data = client.update_invoice_item(item.wisecp_id, change.fields)
-        except UpstreamError as error:
-            if not error.in_doubt:
-                raise
-            data, sent_at = _settle(client, item, change.fields, error)
-        reads: list[tuple[dict[str, Any], datetime]] = []
-        if TOTALS_FIELDS & change.fields.keys():
-            reads, problems = read_invoices(client, [source, data["owner_id"]])
-            for problem in problems:
-                logger.warning("invoice item %s: totals not refreshed: %s", item.pk, problem)
-        with transaction.atomic():
-            items_write([(data, sent_at)], release_token=token)
-            invoices_write(reads)
-    finally:
-        # After a refusal or failure this is the only write; after success items_write has
-        # already released the lock in the same transaction as the mirror, and this is a no-op.
-        _release(item, token)
+    push_single(
+        kind=INVOICE_ITEM_UPDATE_KIND,
+        target=item,
+        target_repr=f"{item.invoice} · {item}",
+        payload={
+            "item_id": item.wisecp_id,
+            "invoice_id": item.invoice.wisecp_id,
+            "changes": to_wire(change.fields),
+            "version": expected_version,
+            "summary": ", ".join(change.names),
+        },
+        actor=actor,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        title=_("Update invoice item %(item)s") % {"item": item},
+    )
     return InvoiceItem.objects.select_related("invoice").get(pk=item.pk)
 
 
@@ -517,7 +436,12 @@ def _value_label(action: BulkAction, value: Any) -> str:
 
 
 def _bulk_rows(items: QuerySet[InvoiceItem], action: BulkAction, value: Any) -> list[BulkRow]:
-    now = timezone.now()
+    # Few records are being pushed at any moment: read their claims once.
+    busy = set(
+        RecordClaim.objects.filter(
+            target_type=InvoiceItem._meta.label_lower, until__gte=timezone.now()
+        ).values_list("target_id", flat=True)
+    )
     rows: list[BulkRow] = []
     if action == BulkAction.RENUMBER:
         # The whole invoice is renumbered, or the new numbers would clash with its other items.
@@ -542,7 +466,7 @@ def _bulk_rows(items: QuerySet[InvoiceItem], action: BulkAction, value: Any) -> 
         row = BulkRow(item=item, kind=VerdictKind.CHANGE, current=current, new=new)
         if same:
             row.kind, row.reason = VerdictKind.SAME, _("Already so.")
-        elif item.push_locked_until is not None and item.push_locked_until > now:
+        elif str(item.pk) in busy:
             row.kind, row.reason = VerdictKind.BLOCKED, _("Another save is in progress.")
         elif blocks := rules.item_change_blocks(
             item, ["invoice" if name == "owner_id" else name for name in changes], target
@@ -590,6 +514,7 @@ def invoice_item_bulk_update(
                 "item_id": row.item.wisecp_id,
                 "invoice_id": row.item.invoice.wisecp_id,
                 "changes": row.changes,
+                "version": row.item.version,
                 "summary": f"{row.current} → {row.new}",
             },
         )

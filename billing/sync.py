@@ -13,9 +13,10 @@ from datetime import date, datetime, time
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, Q
 from django.utils import timezone
 
+from upstream.claims import live_claims
 from upstream.client import CallRecorder
 
 from .client import ISTANBUL, WiseCPClient
@@ -114,14 +115,11 @@ def item_values(data: dict[str, Any]) -> dict[str, Any]:
 
 def items_write(
     reads: Iterable[tuple[dict[str, Any], datetime]],
-    *,
-    release_token: str = "",
 ) -> dict[int, InvoiceItem]:
     """Write items from parsed upstream items after a push: the rows change, version + 1.
 
     Runs inside the caller's transaction. Rows are locked while they are read so the version
-    bump and the freshness check cannot interleave with another writer. A row whose push lock is
-    held by `release_token` is unlocked in the same write.
+    bump and the freshness check cannot interleave with another writer.
     """
     reads = list(reads)
     owners = {data["owner_id"] for data, _ in reads}
@@ -143,9 +141,6 @@ def items_write(
                 row.invoice = owner
             row.synced_at = read_at
         row.version = F("version") + 1
-        if release_token and row.push_locked_by == release_token:
-            row.push_locked_until = None
-            row.push_locked_by = ""
         changed.append(row)
     if changed:
         InvoiceItem.objects.bulk_update(
@@ -155,8 +150,6 @@ def items_write(
                 "invoice",
                 "version",
                 "synced_at",
-                "push_locked_until",
-                "push_locked_by",
             ],
             batch_size=500,
         )
@@ -181,7 +174,6 @@ def invoice_items_reconcile(
     push are left to the push, which writes them from its own answer.
     """
     existing = {i.wisecp_id: i for i in InvoiceItem.objects.filter(wisecp_id__in=_ids(items))}
-    now = timezone.now()
     to_create = []
     for data in items:
         values = item_values(data)
@@ -202,7 +194,8 @@ def invoice_items_reconcile(
         written = (
             InvoiceItem.objects.filter(pk=row.pk, version=row.version)
             .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=read_at))
-            .filter(Q(push_locked_until__isnull=True) | Q(push_locked_until__lt=now))
+            # An item being pushed is written from that push's answer, not from this read.
+            .exclude(Exists(live_claims(InvoiceItem)))
             .update(**changed, synced_at=read_at, version=F("version") + 1)
         )
         if written:

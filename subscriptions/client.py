@@ -242,7 +242,14 @@ class PaynetClient(UpstreamClient):
         # Paging is by row index, not by id (paynet.md §6.1, §10 assumption 15).
         offset = 0
         while True:
-            body = fetch(offset).data
+            exchange = fetch(offset)
+            body = exchange.data
+            if not isinstance(body.get("data", body.get("Data")), list):
+                # "code 0" without a list says nothing about the records: never read it as
+                # "none there", or a read-back would call an applied write lost.
+                raise UpstreamResponseError(
+                    _("Paynet answered without the list of records."), exchange=exchange
+                )
             rows = records_of(body)
             yield from rows
             if not body.get("has_more") or not rows:

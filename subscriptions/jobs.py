@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -9,14 +11,17 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from upstream.client import CallRecorder
+from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
 from upstream.handlers import JobHandler, WorkItem, WorkResult, register
 
-from .client import PaynetClient
+from .client import PaynetClient, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .rules import VerdictKind, status_verdict
 from .sync import invoices_reconcile
 
 INVOICE_STATUS_KIND = "paynet.invoice_status"
+# paynet.md, return codes: 5 duplicatedata.
+CODE_DUPLICATE = "5"
 
 
 def _label(status: Any) -> str:
@@ -108,7 +113,11 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
         p = item.payload
         client.invoices_status_update_all(subscription_id=p["subscription_id"], status=p["status"])
         # The answer says nothing per record (paynet.md §5.3): read them back to reconcile.
-        return list(client.iter_invoices(subscription_id=p["subscription_id"]))
+        try:
+            return list(client.iter_invoices(subscription_id=p["subscription_id"]))
+        except UpstreamError as error:
+            error.in_doubt = True  # applied, not yet read back
+            raise
 
     def settle(self, client: PaynetClient, item: WorkItem) -> Any | None:
         p = item.payload
@@ -140,3 +149,93 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
         if "unchanged" in result:
             changes.append(_("%(count)s unchanged") % {"count": result["unchanged"]})
         return "; ".join(changes)
+
+
+CREATE_INVOICE_KIND = "paynet.create_invoice"
+
+
+def _find_created(client: PaynetClient, p: dict[str, Any]) -> dict[str, Any] | None:
+    return next(
+        (
+            row
+            for row in client.iter_invoices(subscription_id=p["subscription_id"])
+            if str(row.get("invoice_no")) == p["invoice_no"]
+        ),
+        None,
+    )
+
+
+def _same_record(row: dict[str, Any], p: dict[str, Any]) -> bool:
+    # An invoice_no we generated is ours; one staff typed may be someone else's record.
+    return to_kurus(Decimal(p["amount"])) == int(row.get("amount") or 0)
+
+
+@register
+class CreateInvoiceHandler(_PaynetHandler):
+    """`create_invoice` with an invoice_no fixed when the operation was recorded.
+
+    Paynet answers without the new record's ids (paynet.md §5.1), so it is found again by that
+    number; a resend is refused as a duplicate (code 5) and settled the same way.
+    """
+
+    kind = CREATE_INVOICE_KIND
+    target_type = "subscriptions.subscription"
+    permission = "subscriptions.push_create_invoice"
+    operation = "create_invoice"
+
+    def push(self, client: PaynetClient, item: WorkItem) -> Any:
+        p = item.payload
+        try:
+            client.create_invoice(
+                subscription_id=p["subscription_id"],
+                val_date=datetime.fromisoformat(p["val_date"]),
+                amount=Decimal(p["amount"]),
+                agent_amount=_decimal(p.get("agent_amount")),
+                company_amount=_decimal(p.get("company_amount")),
+                invoice_no=p["invoice_no"],
+                currency="TRY",
+            )
+        except UpstreamRejectedError as error:
+            if error.upstream_code != CODE_DUPLICATE:
+                raise
+            found = _find_created(client, p)
+            if found is None or not _same_record(found, p):
+                raise UpstreamRejectedError(
+                    _("Paynet already has a payment record %(no)s.") % {"no": p["invoice_no"]},
+                    exchange=error.exchange,
+                ) from error
+            return found
+        try:
+            found = _find_created(client, p)
+        except UpstreamError as error:
+            # Created, but not read back: the record exists; settle it by reading back later.
+            error.in_doubt = True
+            raise
+        if found is None:
+            # Confirmed with code 0 but not listed: we cannot tell yet; read back later.
+            raise UpstreamResponseError(
+                _("Paynet confirmed payment record %(no)s but does not list it yet.")
+                % {"no": p["invoice_no"]}
+            )
+        return found
+
+    def settle(self, client: PaynetClient, item: WorkItem) -> Any | None:
+        found = _find_created(client, item.payload)
+        return found if found is not None and _same_record(found, item.payload) else None
+
+    def apply(self, results: list[WorkResult]) -> None:
+        subs = Subscription.objects.in_bulk([int(r.item.target_id) for r in results])
+        for r in results:
+            subscription = subs[int(r.item.target_id)]
+            invoices_reconcile(subscription, [r.data])
+            record = subscription.invoices.get(invoice_id=str(r.data["invoice_id"]))
+            r.result = {"record": record.pk, "invoice_no": record.invoice_no}
+
+    def describe(self, result: dict[str, Any]) -> str:
+        if "invoice_no" not in result:
+            return ""
+        return _("Payment record %(no)s created") % {"no": result["invoice_no"]}
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))

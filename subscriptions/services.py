@@ -8,17 +8,20 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.db.models import Count, QuerySet, Sum
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
+from upstream.errors import UpstreamRejectedError
 from upstream.models import Job
-from upstream.services import DbCallRecorder, NewItem, User, job_create
+from upstream.operations import push_single
+from upstream.services import NewItem, User, job_create
 
-from .client import PaynetClient
-from .jobs import INVOICE_STATUS_KIND, SUBSCRIPTION_STATUS_ALL_KIND
+from .jobs import (
+    CODE_DUPLICATE,
+    CREATE_INVOICE_KIND,
+    INVOICE_STATUS_KIND,
+    SUBSCRIPTION_STATUS_ALL_KIND,
+)
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .rules import (
     CreateVerdict,
@@ -29,7 +32,6 @@ from .rules import (
     status_target_error,
     status_verdict,
 )
-from .sync import invoices_reconcile
 
 PERM_INVOICE_STATUS = "subscriptions.push_invoice_status"
 PERM_STATUS_ALL = "subscriptions.push_subscription_invoices_status"
@@ -109,48 +111,49 @@ def subscription_invoice_set_status(
 ) -> SubscriptionInvoice:
     """Push `invoice_status_update` for one record; on code 0 set the mirror's status.
 
-    Raises ValidationError for a blocked change and UpstreamError when Paynet refuses or fails;
-    the mirror is untouched then. An answer that never came is settled by reading the record back.
+    The same operation as a job's item (kind `paynet.invoice_status`), run in the request: the
+    record is claimed, re-checked and recorded before anything is sent. Raises ValidationError
+    for a blocked change or a missing reason, PushConflict when another push holds the record,
+    UpstreamError when Paynet refuses or fails (the mirror is untouched), and PushInDoubt when
+    the answer never came (the worker settles it by reading the record back).
     """
     _require(actor, PERM_INVOICE_STATUS)
     target = _status_target(status)
-    # Re-check against the current row, not the caller's copy, which may be stale.
-    with transaction.atomic():
-        record = (
-            SubscriptionInvoice.objects.select_for_update()
-            .select_related("subscription")
-            .get(pk=record.pk)
-        )
+    record = SubscriptionInvoice.objects.select_related("subscription").get(pk=record.pk)
     verdict = status_verdict(record.status, target)
     if verdict.kind == VerdictKind.BLOCKED:
         raise ValidationError(verdict.reason)
     if verdict.kind == VerdictKind.SAME:
         return record  # nothing to send
-    recorder = DbCallRecorder(actor=actor, target=record)
-    client = PaynetClient(recorder=recorder)
-    try:
-        client.invoice_status_update(
-            invoice_id=record.invoice_id, invoice_no=record.invoice_no, status=target
-        )
-    except UpstreamError as error:
-        if not error.in_doubt or not _status_confirmed(client, record, target):
-            raise
-    with transaction.atomic():
-        locked = SubscriptionInvoice.objects.select_for_update().get(pk=record.pk)
-        locked.status = target
-        locked.synced_at = timezone.now()
-        locked.save(update_fields=["status", "synced_at"])
-    return locked
+    _require_reason(reason)
+    push_single(
+        kind=INVOICE_STATUS_KIND,
+        target=record,
+        target_repr=record.invoice_no,
+        payload=_status_payload(record, target),
+        actor=actor,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        title=_("Set payment record %(no)s to “%(status)s”")
+        % {"no": record.invoice_no, "status": target.label},
+    )
+    return SubscriptionInvoice.objects.select_related("subscription").get(pk=record.pk)
 
 
-def _status_confirmed(client: PaynetClient, record: SubscriptionInvoice, target: int) -> bool:
-    try:
-        now = client.invoice_status(
-            subscription_id=record.subscription.subscription_id, invoice_id=record.invoice_id
-        )
-    except UpstreamError:
-        return False
-    return now == int(target)
+def _require_reason(reason: str) -> None:
+    if not (reason or "").strip():
+        raise ValidationError({"reason": _("Give a reason for the change.")})
+
+
+def _status_payload(record: SubscriptionInvoice, target: InvoiceStatus) -> dict:
+    return {
+        "invoice_id": record.invoice_id,
+        "invoice_no": record.invoice_no,
+        "subscription_id": record.subscription.subscription_id,
+        "from_status": record.status,
+        "status": int(target),
+        "amount": str(record.amount),
+    }
 
 
 def subscription_invoice_set_status_bulk(
@@ -170,14 +173,7 @@ def subscription_invoice_set_status_bulk(
             NewItem(
                 target=record,
                 target_repr=record.invoice_no,
-                payload={
-                    "invoice_id": record.invoice_id,
-                    "invoice_no": record.invoice_no,
-                    "subscription_id": record.subscription.subscription_id,
-                    "from_status": record.status,
-                    "status": int(target),
-                    "amount": str(record.amount),
-                },
+                payload=_status_payload(record, target),
             )
         )
     return job_create(
@@ -273,7 +269,8 @@ def subscription_invoice_create_preview(
 
 def _new_invoice_no() -> str:
     # Paynet's numbers look like 11400556; ours start with 9 and are random so a create that got
-    # no answer can be found again by number (create_invoice returns no identifiers, §5.1).
+    # no answer can be found again by number (create_invoice returns no identifiers, §5.1). It is
+    # stored in the operation's payload, so every resend of that operation carries the same one.
     return "9" + "".join(secrets.choice("0123456789") for _ in range(9))
 
 
@@ -313,56 +310,54 @@ def subscription_invoice_create(
         errors["reason"] = [_("Give a reason for the change.")]
     if errors:
         raise ValidationError(errors)
+    # Fixed once per operation: a resend of this create is refused by Paynet as a duplicate and
+    # settled by reading back, so one operation never makes two records.
     invoice_no = invoice_no or _new_invoice_no()
-
-    recorder = DbCallRecorder(actor=actor, target=subscription, target_repr=invoice_no)
-    client = PaynetClient(recorder=recorder)
     try:
-        client.create_invoice(
-            subscription_id=subscription.subscription_id,
-            val_date=val_date,
-            amount=amount,
-            agent_amount=agent_amount,
-            company_amount=company_amount,
-            invoice_no=invoice_no,
-            currency="TRY",
+        done = _create_push(
+            subscription,
+            invoice_no,
+            val_date,
+            amount,
+            agent_amount,
+            company_amount,
+            actor,
+            reason,
+            idempotency_key,
         )
     except UpstreamRejectedError as error:
-        if error.upstream_code == "5":
-            raise ValidationError(
-                {
-                    "invoice_no": _("Paynet already has a payment record %(no)s.")
-                    % {"no": invoice_no}
-                }
-            ) from error
+        if error.upstream_code == CODE_DUPLICATE:
+            raise ValidationError({"invoice_no": str(error)}) from error
         raise
-    except UpstreamError as error:
-        # No answer: never create again blindly; look for it by number.
-        if not error.in_doubt:
-            raise
-    try:
-        created = next(
-            (
-                row
-                for row in client.iter_invoices(subscription_id=subscription.subscription_id)
-                if str(row.get("invoice_no")) == invoice_no
-            ),
-            None,
-        )
-    except UpstreamError as error:
-        raise UpstreamResponseError(
-            _(
-                "Paynet may have created payment record %(no)s, but reading it back failed "
-                "(%(error)s). Use “Refresh from Paynet” before trying again."
-            )
-            % {"no": invoice_no, "error": error},
-            exchange=error.exchange,
-        ) from error
-    if created is None:
-        raise UpstreamRejectedError(
-            _("Paynet did not confirm payment record %(no)s; it was not created. Try again.")
-            % {"no": invoice_no}
-        )
-    with transaction.atomic():
-        invoices_reconcile(subscription, [created])
-    return subscription.invoices.get(invoice_no=invoice_no)
+    return SubscriptionInvoice.objects.get(pk=done.data["record"])
+
+
+def _create_push(
+    subscription,
+    invoice_no,
+    val_date,
+    amount,
+    agent_amount,
+    company_amount,
+    actor,
+    reason,
+    idempotency_key,
+):
+    return push_single(
+        kind=CREATE_INVOICE_KIND,
+        target=subscription,
+        target_repr=invoice_no,
+        payload={
+            "subscription_id": subscription.subscription_id,
+            "invoice_no": invoice_no,
+            "val_date": val_date.isoformat(),
+            "amount": str(amount),
+            "agent_amount": None if agent_amount is None else str(agent_amount),
+            "company_amount": None if company_amount is None else str(company_amount),
+        },
+        actor=actor,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        title=_("Create payment record %(no)s for %(subscription)s")
+        % {"no": invoice_no, "subscription": subscription},
+    )

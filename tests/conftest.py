@@ -185,3 +185,19 @@ def worker_env(sandbox_url: str, **overrides: str) -> dict[str, str]:
         }
     )
     return env
+
+
+def hold_claim(obj, *, holder: str = "another-push", seconds: float = 30):
+    """Claim `obj`'s upstream record as another push would (upstream.claims)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from upstream.models import RecordClaim
+
+    return RecordClaim.objects.create(
+        target_type=obj._meta.label_lower,
+        target_id=str(obj.pk),
+        holder=holder,
+        until=timezone.now() + timedelta(seconds=seconds),
+    )

@@ -211,7 +211,7 @@ def in_doubt_message(error: PushInDoubt) -> str:
     job = error.job
     return format_html(
         '{} <a href="{}">{}</a>',
-        _("Sent; Paynet's answer did not come, it is being checked by reading the record back."),
+        error.message,
         reverse("admin:upstream_job_change", args=[job.pk]),
         _("Follow it in job #%(id)s.") % {"id": job.pk},
     )

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import CharField, Model, OuterRef, QuerySet
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from .models import RecordClaim
@@ -75,6 +77,15 @@ def release_records(
 
 def renew_claims(*, holder: str, until: datetime) -> int:
     return RecordClaim.objects.filter(holder=holder).update(until=until)
+
+
+def live_claims(model: type[Model]) -> QuerySet[RecordClaim]:
+    """Live claims on rows of `model`, correlated to the outer query's pk (for Exists())."""
+    return RecordClaim.objects.filter(
+        target_type=model._meta.label_lower,
+        target_id=Cast(OuterRef("pk"), output_field=CharField()),
+        until__gte=timezone.now(),
+    )
 
 
 def claim_holder(target_type: str, target_id: str) -> RecordClaim | None:

@@ -125,7 +125,5 @@ def mirror_of(item: InvoiceItem) -> dict[str, Any]:
             "due_date",
             "attributes",
             "version",
-            "push_locked_until",
-            "push_locked_by",
         )
     }

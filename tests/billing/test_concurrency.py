@@ -6,16 +6,15 @@ SQLite's test database cannot show two connections racing, so these run in the P
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 
 import pytest
 from django.db import close_old_connections, connections, transaction
-from django.utils import timezone
 
 from billing.models import InvoiceItem
 from billing.services import ConflictError, invoice_item_update
 from billing.sync import wisecp_sync
-from tests.conftest import require_postgres
+from tests.conftest import hold_claim, require_postgres
+from upstream.models import RecordClaim
 
 from .conftest import ITEM_ID, item_puts
 
@@ -49,15 +48,12 @@ def pg_item(sandbox, operator) -> InvoiceItem:
     return InvoiceItem.objects.select_related("invoice").get(wisecp_id=ITEM_ID)
 
 
-def test_a_lock_held_by_another_connection_refuses_the_save(sandbox, pg_item, operator) -> None:
-    def hold_lock() -> int:
+def test_a_claim_held_by_another_connection_refuses_the_save(sandbox, pg_item, operator) -> None:
+    def hold_lock() -> str:
         with transaction.atomic():
-            return InvoiceItem.objects.filter(pk=pg_item.pk).update(
-                push_locked_until=timezone.now() + timedelta(seconds=30),
-                push_locked_by="save-in-another-process",
-            )
+            return hold_claim(pg_item, holder="save-in-another-process").holder
 
-    assert in_other_connection(hold_lock) == 1
+    assert in_other_connection(hold_lock) == "save-in-another-process"
 
     with pytest.raises(ConflictError) as caught:
         invoice_item_update(
@@ -67,9 +63,9 @@ def test_a_lock_held_by_another_connection_refuses_the_save(sandbox, pg_item, op
             actor=operator,
         )
 
-    assert "in progress" in str(caught.value)
+    assert "is being sent right now" in str(caught.value)
     assert item_puts(sandbox) == []
-    assert InvoiceItem.objects.get(pk=pg_item.pk).push_locked_by == "save-in-another-process"
+    assert RecordClaim.objects.get().holder == "save-in-another-process"
 
 
 def test_two_saves_at_once_push_exactly_once(sandbox, pg_item, operator) -> None:
@@ -109,4 +105,4 @@ def test_two_saves_at_once_push_exactly_once(sandbox, pg_item, operator) -> None
     fresh = InvoiceItem.objects.get(pk=pg_item.pk)
     assert fresh.description == put["request"]["description"]
     assert fresh.version == pg_item.version + 1
-    assert fresh.push_locked_until is None
+    assert not RecordClaim.objects.exists()

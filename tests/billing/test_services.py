@@ -8,7 +8,6 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.utils import timezone
 
 from billing import rules
 from billing.client import ISTANBUL, WiseCPClient
@@ -20,15 +19,16 @@ from billing.services import (
     invoice_item_bulk_update,
     invoice_item_update,
 )
+from tests.conftest import hold_claim
+from upstream import runner
 from upstream.errors import (
     PushConflict,
+    PushInDoubt,
     UpstreamAuthError,
     UpstreamError,
     UpstreamRejectedError,
-    UpstreamResponseError,
-    UpstreamTransportError,
 )
-from upstream.models import UpstreamCall
+from upstream.models import Job, RecordClaim, UpstreamCall
 
 from .conftest import (
     EURO_INVOICE_ID,
@@ -76,7 +76,7 @@ def test_update_sends_only_changed_fields_and_mirrors_the_answer(sandbox, item, 
     assert updated.description == "Kurumsal E-posta - 25 Hesap - Yıllık"
     assert updated.due_date == new_due
     assert updated.version == item.version + 1
-    assert updated.push_locked_until is None
+    assert not RecordClaim.objects.exists()  # the claim went with the push
     upstream = upstream_item(sandbox, item.wisecp_id)
     assert upstream["due_date"] == "2025-03-01 23:59:59"
     [call] = UpstreamCall.objects.filter(operation="UpdateInvoiceItem")
@@ -300,49 +300,41 @@ def test_404_item_deleted_upstream(sandbox, item, operator) -> None:
     assert UpstreamCall.objects.get().status_code == 404
 
 
-def test_5xx_html_is_retried_then_read_back_and_reported(sandbox, item, operator) -> None:
-    sandbox.faults(
-        {"kind": "status", "status": 503, "service": "wisecp", "operation": "UpdateInvoiceItem"}
-    )
-    before = mirror_of(item)
-
-    with pytest.raises(UpstreamResponseError) as caught:
-        push(item, operator, description="Yeni")
-
-    message = str(caught.value)
-    assert "server error (HTTP 503)" in message
-    assert "not applied" in message
-    assert not caught.value.in_doubt
-    _assert_refused_cleanly(sandbox, item, before, outcomes=["failed", "failed", "in_doubt"])
-    call = UpstreamCall.objects.filter(operation="UpdateInvoiceItem").last()
-    assert "503 Service" in call.response
-    assert UpstreamCall.objects.filter(operation="GetInvoice", outcome="ok").count() == 1
-
-
-def test_malformed_answer_is_read_back_and_reported(sandbox, item, operator) -> None:
-    sandbox.faults({"kind": "malformed", "service": "wisecp", "operation": "UpdateInvoiceItem"})
-    before = mirror_of(item)
-
-    with pytest.raises(UpstreamResponseError) as caught:
-        push(item, operator, description="Yeni")
-
-    assert "not JSON" in str(caught.value)
-    _assert_refused_cleanly(sandbox, item, before, outcomes=["in_doubt"])
-
-
-def test_timeout_is_read_back_and_reported(sandbox, item, operator, settings) -> None:
+@pytest.mark.parametrize(
+    ("fault", "says", "outcomes"),
+    [
+        (
+            {"kind": "status", "status": 503},
+            "server error (HTTP 503)",
+            ["failed", "failed", "in_doubt"],
+        ),
+        ({"kind": "malformed"}, "not JSON", ["in_doubt"]),
+        ({"kind": "timeout", "seconds": 0.5}, "did not answer in time", ["in_doubt"]),
+    ],
+)
+def test_an_unanswered_edit_is_read_back_then_left_in_doubt_for_the_worker(
+    sandbox, item, operator, settings, monkeypatch, fault, says, outcomes
+) -> None:
     settings.UPSTREAM_READ_TIMEOUT = 0.2
     sandbox.faults(
-        {"kind": "timeout", "seconds": 0.5, "service": "wisecp", "operation": "UpdateInvoiceItem"}
+        {**fault, "service": "wisecp", "operation": "UpdateInvoiceItem", "times": len(outcomes)}
     )
     before = mirror_of(item)
 
-    with pytest.raises(UpstreamTransportError) as caught:
+    with pytest.raises(PushInDoubt) as caught:
         push(item, operator, description="Yeni")
 
-    assert "did not answer in time" in str(caught.value)
-    assert "not applied" in str(caught.value)
-    _assert_refused_cleanly(sandbox, item, before, outcomes=["in_doubt"])
+    assert says in str(caught.value) and "being checked" in str(caught.value)
+    _assert_refused_cleanly(sandbox, item, before, outcomes=outcomes)
+    # Read back once in the request: not there, so nothing is claimed either way yet.
+    assert UpstreamCall.objects.filter(operation="GetInvoice", outcome="ok").count() == 1
+
+    monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
+    runner.run_job(caught.value.job.pk)
+
+    # The worker reads back again, finds it not applied and sends it once more.
+    assert [p["request"]["description"] for p in item_puts(sandbox)] == ["Yeni"]
+    assert InvoiceItem.objects.get(pk=item.pk).description == "Yeni"
 
 
 def test_applied_but_unanswered_push_is_settled_by_reading_back(sandbox, item, operator) -> None:
@@ -363,11 +355,11 @@ def test_read_back_failing_too_keeps_it_in_doubt(sandbox, item, operator, settin
     sandbox.faults({"kind": "drop", "service": "wisecp"})
     before = mirror_of(item)
 
-    with pytest.raises(UpstreamTransportError) as caught:
+    with pytest.raises(PushInDoubt) as caught:
         push(item, operator, description="Yeni")
 
-    assert caught.value.in_doubt
-    assert "not known whether WiseCP applied the change" in str(caught.value)
+    assert "closed the connection" in str(caught.value)
+    assert caught.value.job.items.get().in_doubt
     assert mirror_of(item) == before
 
 
@@ -404,26 +396,23 @@ def test_a_stale_instance_is_refused_even_with_its_own_version(sandbox, item, op
 
 
 def test_a_save_in_progress_blocks_another(sandbox, item, operator) -> None:
-    InvoiceItem.objects.filter(pk=item.pk).update(
-        push_locked_until=timezone.now() + timedelta(seconds=30), push_locked_by="other-save"
-    )
+    hold_claim(item, holder="other-save")
 
     with pytest.raises(ConflictError) as caught:
         push(item, operator, description="Yeni")
 
-    assert "Another save of this invoice item is in progress" in str(caught.value)
+    assert "is being sent right now" in str(caught.value)
     assert item_puts(sandbox) == []
-    assert InvoiceItem.objects.get(pk=item.pk).push_locked_by == "other-save"
+    assert RecordClaim.objects.get().holder == "other-save"
+    assert not Job.objects.exists()  # refused before anything was recorded or sent
 
 
 def test_an_expired_lock_does_not_block(sandbox, item, operator) -> None:
-    InvoiceItem.objects.filter(pk=item.pk).update(
-        push_locked_until=timezone.now() - timedelta(seconds=1), push_locked_by="crashed-save"
-    )
+    hold_claim(item, holder="crashed-save", seconds=-1)
 
-    updated = push(item, operator, description="Yeni")
+    push(item, operator, description="Yeni")
 
-    assert updated.push_locked_by == ""
+    assert not RecordClaim.objects.exists()
     assert len(item_puts(sandbox)) == 1
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from billing.client import ISTANBUL, WiseCPClient
 from billing.models import Invoice, InvoiceItem
 from billing.sync import SyncCounts, invoice_refresh, invoice_upsert, wisecp_sync
+from tests.conftest import hold_claim
 from upstream.models import UpstreamCall
 from upstream.services import DbCallRecorder
 
@@ -111,9 +112,7 @@ def test_an_older_read_never_overwrites_a_newer_write(sandbox, synced) -> None:
 
 
 def test_a_save_in_progress_is_left_to_the_save(sandbox, synced) -> None:
-    InvoiceItem.objects.filter(wisecp_id=ITEM_ID).update(
-        push_locked_until=timezone.now() + timedelta(seconds=30), push_locked_by="save"
-    )
+    hold_claim(InvoiceItem.objects.get(wisecp_id=ITEM_ID))
     WiseCPClient().update_invoice_item(ITEM_ID, {"description": "Upstream"})
 
     wisecp_sync()

@@ -26,10 +26,10 @@ from subscriptions.services import (
     subscription_status_all_preview,
 )
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record, upstream_records
+from upstream import runner
 from upstream.errors import (
+    PushInDoubt,
     UpstreamRejectedError,
-    UpstreamResponseError,
-    UpstreamTransportError,
 )
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.services import job_retry_failed
@@ -44,6 +44,14 @@ def calls(operation: str | None = None):
 
 def writes(sandbox, operation: str = "invoice_status_update") -> list[dict]:
     return sandbox.ledger("paynet", operation)
+
+
+def settle(job: Job, monkeypatch) -> Job:
+    """What the worker does with an in-doubt single push: read back, then apply or resend."""
+    monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
+    runner.run_job(job.pk)
+    job.refresh_from_db()
+    return job
 
 
 # --- transition rules ----------------------------------------------------------------------
@@ -86,7 +94,9 @@ def test_blocked_verdicts_say_why():
 def test_set_status_pushes_once_and_updates_the_mirror(mirror, operator):
     record = a_record(S.WAITING)
 
-    returned = subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+    returned = subscription_invoice_set_status(
+        record=record, status=S.CANCEL, actor=operator, reason="test"
+    )
 
     record.refresh_from_db()
     assert record.status == S.CANCEL == returned.status
@@ -142,7 +152,9 @@ def test_paynet_refusal_leaves_the_mirror_unchanged(mirror, operator):
     mirror.command("paynet", command="set_status", invoice_no=record.invoice_no, status=3)
 
     with pytest.raises(UpstreamRejectedError) as info:
-        subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+        subscription_invoice_set_status(
+            record=record, status=S.CANCEL, actor=operator, reason="test"
+        )
 
     assert info.value.upstream_code == "1"
     assert "değiştirilemez" in str(info.value)
@@ -155,14 +167,16 @@ def test_paynet_refusal_leaves_the_mirror_unchanged(mirror, operator):
     assert info.value.call_id == call.pk
 
 
-def test_server_error_fails_after_retries_and_leaves_the_mirror_unchanged(
+def test_server_error_after_retries_is_in_doubt_and_leaves_the_mirror_unchanged(
     mirror, operator, settings
 ):
     record = a_record(S.WAITING)
     mirror.faults({"kind": "status", "status": 503, "operation": "invoice_status_update"})
 
-    with pytest.raises(UpstreamResponseError) as info:
-        subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+    with pytest.raises(PushInDoubt) as info:
+        subscription_invoice_set_status(
+            record=record, status=S.CANCEL, actor=operator, reason="test"
+        )
 
     assert "server error (HTTP 503)" in str(info.value)
     record.refresh_from_db()
@@ -175,43 +189,69 @@ def test_server_error_fails_after_retries_and_leaves_the_mirror_unchanged(
     assert all(c.upstream_code == "8" for c in pushes)
 
 
-def test_timeout_in_doubt_is_read_back_and_raised_when_not_applied(mirror, operator, settings):
+def test_timeout_is_in_doubt_then_read_back_and_sent_once_when_not_applied(
+    mirror, operator, settings, monkeypatch
+):
     settings.UPSTREAM_READ_TIMEOUT = 0.3
     record = a_record(S.WAITING)
-    mirror.faults({"kind": "timeout", "seconds": 1, "operation": "invoice_status_update"})
+    mirror.faults(
+        {"kind": "timeout", "seconds": 1, "operation": "invoice_status_update", "times": 1}
+    )
 
-    with pytest.raises(UpstreamTransportError) as info:
-        subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+    with pytest.raises(PushInDoubt) as info:
+        subscription_invoice_set_status(
+            record=record, status=S.CANCEL, actor=operator, reason="test"
+        )
 
-    assert info.value.in_doubt
     record.refresh_from_db()
-    assert record.status == S.WAITING
-    (push,) = calls("invoice_status_update")  # never sent twice
+    assert record.status == S.WAITING  # nothing applied on a missing answer
+    (push,) = calls("invoice_status_update")
     assert push.outcome == "in_doubt"
-    assert calls("invoice_list").filter(outcome="ok").exists()  # the read back
-    assert writes(mirror) == []
+    job = info.value.job
+    assert job.inline and job.reason == "test" and job.created_by == operator
+
+    job = settle(job, monkeypatch)
+
+    assert job.state == Job.State.SUCCEEDED
+    record.refresh_from_db()
+    assert record.status == S.CANCEL
+    # Read back first (not applied), then sent once more: one write reached Paynet.
+    assert len(writes(mirror)) == 1
+    assert calls("invoice_list").filter(outcome="ok").exists()
+    assert list(calls("invoice_status_update").values_list("outcome", flat=True)) == [
+        "in_doubt",
+        "ok",
+    ]
 
 
-def test_applied_but_unanswered_is_settled_by_reading_back_never_resent(mirror, operator):
+def test_applied_but_unanswered_is_settled_by_reading_back_never_resent(
+    mirror, operator, monkeypatch
+):
     record = a_record(S.WAITING)
     mirror.faults({"kind": "drop", "apply": True, "operation": "invoice_status_update", "times": 1})
 
-    subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+    # Read back in the request: it landed, so it is settled at once and not sent again.
+    subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator, reason="test")
+    job = Job.objects.get(kind="paynet.invoice_status")
 
+    assert job.state == Job.State.SUCCEEDED and job.inline
     record.refresh_from_db()
     assert record.status == S.CANCEL
     assert len(writes(mirror)) == 1
     (push,) = calls("invoice_status_update")
     assert push.outcome == "in_doubt"
     assert calls("invoice_list").exists()
+    assert "reading back" in job.items.get().message
 
 
-def test_malformed_answer_fails_and_leaves_the_mirror_unchanged(mirror, operator):
+def test_malformed_answer_is_in_doubt_and_leaves_the_mirror_unchanged(mirror, operator):
     record = a_record(S.WAITING)
     mirror.faults({"kind": "malformed", "operation": "invoice_status_update"})
 
-    with pytest.raises(UpstreamResponseError) as info:
-        subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+    with pytest.raises(PushInDoubt) as info:
+        subscription_invoice_set_status(
+            record=record, status=S.CANCEL, actor=operator, reason="test"
+        )
 
     assert "not JSON" in str(info.value)
     record.refresh_from_db()
@@ -363,7 +403,7 @@ def test_create_with_a_number_only_paynet_knows_is_caught_by_code_5(mirror, oper
         f"Paynet already has a payment record {number}."
     ]
     assert SubscriptionInvoice.objects.count() == count
-    (call,) = calls()
+    (call,) = calls("create_invoice")
     assert (call.outcome, call.upstream_code) == ("rejected", "5")
 
 
@@ -387,7 +427,7 @@ def test_create_refused_by_paynet_saves_nothing(mirror, operator):
     assert list(calls().values_list("operation", "outcome")) == [("create_invoice", "rejected")]
 
 
-def test_create_applied_without_an_answer_is_found_by_reading_back(mirror, operator):
+def test_create_applied_without_an_answer_is_found_by_reading_back(mirror, operator, monkeypatch):
     subscription = a_subscription(fixed=False)
     mirror.faults({"kind": "drop", "apply": True, "operation": "create_invoice", "times": 1})
 
@@ -405,12 +445,14 @@ def test_create_applied_without_an_answer_is_found_by_reading_back(mirror, opera
     assert calls("create_invoice").get().outcome == "in_doubt"
 
 
-def test_create_lost_before_paynet_applied_it_is_reported_and_saves_nothing(mirror, operator):
+def test_create_lost_before_paynet_applied_it_is_sent_again_with_the_same_number(
+    mirror, operator, monkeypatch
+):
     subscription = a_subscription(fixed=False)
     count = SubscriptionInvoice.objects.count()
     mirror.faults({"kind": "drop", "operation": "create_invoice", "times": 1})
 
-    with pytest.raises(UpstreamRejectedError) as info:
+    with pytest.raises(PushInDoubt) as info:
         subscription_invoice_create(
             subscription=subscription,
             val_date=VAL_DATE,
@@ -418,11 +460,15 @@ def test_create_lost_before_paynet_applied_it_is_reported_and_saves_nothing(mirr
             actor=operator,
             reason="test",
         )
-
-    assert "was not created" in str(info.value)
     assert SubscriptionInvoice.objects.count() == count
-    assert calls("create_invoice").count() == 1  # never sent twice
-    assert writes(mirror, "create_invoice") == []
+    job = settle(info.value.job, monkeypatch)
+
+    assert job.state == Job.State.SUCCEEDED
+    assert len(writes(mirror, "create_invoice")) == 1  # created once
+    sent = calls("create_invoice")
+    assert list(sent.values_list("outcome", flat=True)) == ["in_doubt", "ok"]
+    assert len({c.request["invoice_no"] for c in sent}) == 1  # the same number both times
+    assert SubscriptionInvoice.objects.count() == count + 1
 
 
 def test_create_with_a_charge_date_in_the_past_is_refused_before_sending(mirror, operator):
@@ -821,7 +867,9 @@ def test_a_viewer_cannot_retry_a_job(mirror, operator, viewer, django_capture_on
 def test_set_status_to_the_current_status_sends_nothing(mirror, operator):
     record = a_record(S.CANCEL)
 
-    result = subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+    result = subscription_invoice_set_status(
+        record=record, status=S.CANCEL, actor=operator, reason="test"
+    )
 
     assert result.status == S.CANCEL
     assert writes(mirror) == []
@@ -833,16 +881,21 @@ def test_set_status_judges_the_current_row_not_a_stale_copy(mirror, operator):
     SubscriptionInvoice.objects.filter(pk=record.pk).update(status=S.DONE_SUCCEED)
 
     with pytest.raises(ValidationError):
-        subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator)
+        subscription_invoice_set_status(
+            record=record, status=S.CANCEL, actor=operator, reason="test"
+        )
     assert writes(mirror) == []
 
 
-def test_create_confirmed_but_not_read_back_says_so_and_saves_nothing(mirror, operator):
+def test_create_confirmed_but_not_read_back_is_in_doubt_and_settled_later(
+    mirror, operator, monkeypatch
+):
     subscription = a_subscription(fixed=False)
     before = subscription.invoices.count()
-    mirror.faults({"kind": "status", "status": 503, "operation": "invoice_list"})
+    # The read after the create and the read-back in the request both fail (3 attempts each).
+    mirror.faults({"kind": "status", "status": 503, "operation": "invoice_list", "times": 6})
 
-    with pytest.raises(UpstreamResponseError) as raised:
+    with pytest.raises(PushInDoubt):
         subscription_invoice_create(
             subscription=subscription,
             val_date=VAL_DATE,
@@ -850,7 +903,11 @@ def test_create_confirmed_but_not_read_back_says_so_and_saves_nothing(mirror, op
             actor=operator,
             reason="test",
         )
-
-    assert "Refresh from Paynet" in str(raised.value)
     assert len(writes(mirror, "create_invoice")) == 1
     assert subscription.invoices.count() == before
+
+    job = settle(Job.objects.get(kind="paynet.create_invoice"), monkeypatch)
+
+    assert job.state == Job.State.SUCCEEDED
+    assert len(writes(mirror, "create_invoice")) == 1  # read back, not sent again
+    assert subscription.invoices.count() == before + 1

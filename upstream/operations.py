@@ -1,0 +1,264 @@
+"""A single push (an admin form, one API call) as a job of one item, run in the request.
+
+It goes through what a job's item goes through: the operation is committed before anything
+leaves (who, why, what, the idempotency key), the record is claimed, the item is re-checked,
+the write's call row is committed pending, and the answer is applied with the same handler.
+An answer that never came leaves the job to the worker, which settles it by reading back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import Model
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .claims import claim_records, release_records
+from .errors import PushConflict, PushInDoubt, UpstreamError, UpstreamRejectedError
+from .handlers import JobHandler, WorkItem, WorkResult, handler_for
+from .models import Job, JobItem
+from .runner import JobRecorder, _reserve_calls, _work, flush_results, job_finalize
+from .services import User, job_enqueue
+
+# How long a second push of the same record waits for the first before it is refused.
+CLAIM_WAIT_SECONDS = 2.0
+# How long a repeated form or Idempotency-Key waits for the first request to finish.
+DUPLICATE_WAIT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class SingleResult:
+    job: Job
+    data: Any
+    message: str
+
+
+def inline_lease() -> timedelta:
+    # Nothing renews a single push's claim while it waits on the upstream, so it must outlive
+    # the request with its retries; a killed web process frees the record when it runs out.
+    per_attempt = (
+        settings.UPSTREAM_CONNECT_TIMEOUT
+        + settings.UPSTREAM_READ_TIMEOUT
+        + settings.UPSTREAM_BACKOFF_CAP
+    )
+    return timedelta(
+        seconds=max(settings.JOBS_LEASE_SECONDS, settings.UPSTREAM_MAX_ATTEMPTS * per_attempt + 5)
+    )
+
+
+def push_single(
+    *,
+    kind: str,
+    target: Model,
+    payload: dict[str, Any],
+    actor: User | None,
+    title: str,
+    reason: str = "",
+    idempotency_key: str = "",
+    target_repr: str = "",
+) -> SingleResult:
+    """Run one push now. Returns when the upstream confirmed it (or a read-back did).
+
+    Raises PushConflict when another push holds the record or the record changed, the typed
+    UpstreamError when the upstream refused or failed (nothing changed locally), and PushInDoubt
+    when no trustworthy answer came (the worker settles it by reading back).
+    """
+    handler = handler_for(kind)
+    if actor is None or not actor.has_perm(handler.permission):
+        raise PermissionDenied(_("You do not have permission to make this change."))
+    key = (idempotency_key or "").strip()[:100]
+    holder = f"web:{uuid.uuid4().hex}"
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    while True:
+        try:
+            job, item = _start(
+                handler,
+                kind=kind,
+                target=target,
+                payload=payload,
+                actor=actor,
+                title=title,
+                reason=reason,
+                key=key,
+                holder=holder,
+                target_repr=target_repr or str(target),
+            )
+            break
+        except _Busy as busy:
+            if time.monotonic() >= deadline:
+                raise PushConflict(busy.message) from None
+            time.sleep(0.2)
+        except IntegrityError:
+            if not key:
+                raise
+            return _repeat(actor, key, kind, target)
+
+    result = _work(job, handler, item)
+    if result.outcome == JobItem.Outcome.IN_DOUBT:
+        result = _read_back_now(job, handler, item, result)
+    if result.retry_after is not None:
+        # One change asked for now: a long "come back later" fails it rather than queueing it.
+        result.retry_after = None
+        result.outcome = JobItem.Outcome.FAILED
+    flush_results(job, handler, holder, [result])
+    release_records(holder=holder)
+    if job_finalize(job.pk):
+        job.refresh_from_db()
+        return _finished(job, result)
+    # In doubt: the worker reads the record back (after a short pause) and settles the job.
+    job_enqueue(job)
+    job.refresh_from_db()
+    if job.is_finished:  # an immediate task backend settled it already
+        return _finished(job, result)
+    raise PushInDoubt(
+        _("Sent, but no trustworthy answer came (%(error)s). It is being checked by reading back.")
+        % {"error": result.message},
+        job=job,
+    )
+
+
+def _read_back_now(job: Job, handler: JobHandler, item: WorkItem, result: WorkResult) -> WorkResult:
+    """One read-back in the request: most unanswered writes did land, and staff should see so.
+
+    Only "it is there" settles it here; anything else is left to the worker, which reads back
+    again after a pause before it would send anything a second time.
+    """
+    recorder = JobRecorder(job, handler, replace(item, call_id=None))
+    try:
+        data = handler.settle(handler.make_client(recorder), item)
+    except UpstreamError:
+        data = None
+    result.exchanges = [*result.exchanges, *recorder.exchanges]
+    if data is None:
+        return result
+    return WorkResult(
+        item,
+        JobItem.Outcome.OK,
+        message=_("Confirmed by reading back from the upstream; not sent again."),
+        data=data,
+        exchanges=result.exchanges,
+    )
+
+
+class _Busy(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _start(
+    handler: JobHandler,
+    *,
+    kind: str,
+    target: Model,
+    payload: dict[str, Any],
+    actor: User,
+    title: str,
+    reason: str,
+    key: str,
+    holder: str,
+    target_repr: str,
+) -> tuple[Job, WorkItem]:
+    """Commit the operation, its item, the record's claim and the pending call, or nothing."""
+    now = timezone.now()
+    lease_until = now + inline_lease()
+    target_id = str(target.pk)
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=kind,
+            title=title[:200],
+            state=Job.State.RUNNING,
+            inline=True,
+            reason=reason.strip(),
+            created_by=actor if actor.is_authenticated else None,
+            idempotency_key=key,
+            total=1,
+            started_at=now,
+            heartbeat_at=now,
+        )
+        row = JobItem.objects.create(
+            job=job,
+            position=1,
+            target_type=handler.target_type,
+            target_id=target_id,
+            target_repr=target_repr[:200],
+            payload=payload,
+            state=JobItem.State.SENDING,
+            claimed_by=holder,
+            lease_until=lease_until,
+        )
+        ours = claim_records(
+            handler.target_type,
+            [target_id],
+            holder=holder,
+            until=lease_until,
+            job_items={target_id: row.pk},
+        )
+        if not ours:
+            transaction.set_rollback(True)
+            raise _Busy(
+                _("Another change of %(record)s is being sent right now. Try again in a moment.")
+                % {"record": target_repr}
+            )
+        item = WorkItem(
+            id=row.pk,
+            target_id=target_id,
+            target_repr=row.target_repr,
+            payload=payload,
+            in_doubt=False,
+        )
+        stale = handler.recheck([item]).get(item.id)
+        if stale:
+            transaction.set_rollback(True)
+            raise PushConflict(stale)
+        call_ids = _reserve_calls(job, handler, [item], now)
+    return job, replace(item, call_id=call_ids.get(item.id))
+
+
+def _finished(job: Job, result: WorkResult) -> SingleResult:
+    item = job.items.get()
+    if item.outcome == JobItem.Outcome.OK:
+        # What apply() recorded for the item (e.g. the new record's id).
+        return SingleResult(job=job, data=item.result, message=item.message)
+    if isinstance(result.error, UpstreamError) and item.outcome == result.outcome:
+        raise result.error
+    if item.outcome == JobItem.Outcome.IN_DOUBT:
+        raise PushInDoubt(item.message, job=job)
+    if item.outcome == JobItem.Outcome.SKIPPED:
+        raise PushConflict(item.message)
+    if result.error is not None and not isinstance(result.error, UpstreamError):
+        raise result.error
+    raise UpstreamRejectedError(item.message)
+
+
+def _repeat(actor: User, key: str, kind: str, target: Model) -> SingleResult:
+    """The same form or Idempotency-Key again: answer as the first did, send nothing."""
+    job = Job.objects.get(created_by=actor, idempotency_key=key)
+    item = job.items.first()
+    if job.kind != kind or item is None or item.target_id != str(target.pk):
+        raise PushConflict(_("This key was already used for another change."))
+    deadline = time.monotonic() + DUPLICATE_WAIT_SECONDS
+    while not job.is_finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job.refresh_from_db()
+    item.refresh_from_db()
+    if item.outcome == JobItem.Outcome.OK:
+        return SingleResult(job=job, data=item.result, message=item.message)
+    if not job.is_finished or item.outcome == JobItem.Outcome.IN_DOUBT:
+        raise PushInDoubt(
+            _("This change was already sent (job #%(id)s) and is still being settled.")
+            % {"id": job.pk},
+            job=job,
+        )
+    raise PushConflict(
+        _("This change was already sent once (job #%(id)s) and did not go through: %(message)s")
+        % {"id": job.pk, "message": item.message}
+    )
