@@ -16,7 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("config.api_urls")),
     # Whatever else is under /api/ is a JSON 404, not the admin's catch-all below.
-    re_path(r"(?s)^api(?:/.*)?\Z", api_errors.not_found),
+    re_path(r"^api(?:/[\s\S]*)?\Z", api_errors.not_found),
     path("", admin.site.urls),
 ]
 
