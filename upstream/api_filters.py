@@ -2,8 +2,8 @@
 
 Settings' REST_FRAMEWORK uses FilterBackend, so `filterset_fields` get FilterSet below; an
 explicit FilterSet in an app's api.py subclasses it too. django-filter already turns an invalid
-form into a 400; what is added here are the values that used to pass the form and then fail
-in the database or in Django's conversions (a 500).
+form into a 400; added here: date-times that passed the form and then failed in a time zone
+conversion (a 500), and integer filters that take only whole numbers their column can hold.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from datetime import UTC
 from typing import Any
 
 from django import forms
-from django.db import connection, models
+from django.db import models
 from django_filters import fields as filter_fields
 from django_filters import rest_framework as filters
 from django_filters.rest_framework.filterset import FILTER_FOR_DBFIELD_DEFAULTS
+
+from .api_fields import integer_range
 
 
 class IsoDateTimeField(filter_fields.IsoDateTimeField):
@@ -42,38 +44,32 @@ class IsoDateTimeFilter(filters.IsoDateTimeFilter):
 
 
 class IntegerFilter(filters.NumberFilter):
-    """A whole number within the range of the column it filters (the database's limits).
+    """A whole number within the range of the column it filters, else a 400.
 
-    django-filter's NumberFilter takes any decimal up to 1e50, which PostgreSQL cannot compare
-    with an integer column and which is no id anyway.
+    django-filter's NumberFilter takes any decimal up to 1e50 ("1e5", "2.5", 10**40).
     """
 
     field_class = forms.IntegerField
 
-    def __init__(self, *args: Any, column_type: str = "BigIntegerField", **kwargs: Any) -> None:
-        self.column_type = column_type
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        low, high = integer_range(models.BigIntegerField())
+        kwargs.setdefault("min_value", low)
+        kwargs.setdefault("max_value", high)
         super().__init__(*args, **kwargs)
 
     def get_max_validator(self) -> None:
-        return None  # the range below replaces NumberFilter's 1e50
-
-    @property
-    def field(self) -> forms.Field:
-        if not hasattr(self, "_field"):
-            low, high = connection.ops.integer_field_range(self.column_type)
-            self.extra.setdefault("min_value", low)
-            self.extra.setdefault("max_value", high)
-        return super().field
+        return None  # max_value replaces NumberFilter's 1e50
 
 
-def _integer_filter(field: models.Field) -> dict[str, Any]:
-    return {"column_type": field.get_internal_type()}
+def _column_limits(field: models.Field) -> dict[str, int]:
+    low, high = integer_range(field)
+    return {"min_value": low, "max_value": high}
 
 
 FILTER_DEFAULTS = {
     **{
         field_class: (
-            {"filter_class": IntegerFilter, "extra": _integer_filter}
+            {"filter_class": IntegerFilter, "extra": _column_limits}
             if issubclass(field_class, (models.IntegerField, models.AutoField))
             else spec
         )
