@@ -5,6 +5,8 @@ from typing import Any
 from django.utils.translation import gettext as _
 from rest_framework import serializers
 
+from upstream.api_fields import DateTimeField, column_max
+
 from .models import Invoice, InvoiceItem
 from .services import EDITABLE_FIELDS
 
@@ -64,14 +66,20 @@ class InvoiceItemPatchSerializer(serializers.Serializer):
     `reason` for the change and `override` for a closed invoice."""
 
     invoice = serializers.PrimaryKeyRelatedField(queryset=Invoice.objects.all(), required=False)
-    sequence = serializers.IntegerField(min_value=0, required=False)
+    sequence = serializers.IntegerField(
+        min_value=0, max_value=column_max(InvoiceItem, "sequence"), required=False
+    )
     description = serializers.CharField(required=False, trim_whitespace=False)
-    quantity = serializers.IntegerField(min_value=1, required=False)
+    quantity = serializers.IntegerField(
+        min_value=1, max_value=column_max(InvoiceItem, "quantity"), required=False
+    )
     tax_exempt = serializers.BooleanField(required=False)
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, required=False)
     total = serializers.DecimalField(max_digits=14, decimal_places=2, required=False)
-    order_id = serializers.IntegerField(min_value=0, required=False)
-    due_date = serializers.DateTimeField(required=False, allow_null=True)
+    order_id = serializers.IntegerField(
+        min_value=0, max_value=column_max(InvoiceItem, "order_id"), required=False
+    )
+    due_date = DateTimeField(required=False, allow_null=True)
     attributes = serializers.DictField(required=False)
     version = serializers.IntegerField(min_value=1, required=False)
     reason = serializers.CharField(

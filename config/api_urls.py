@@ -1,8 +1,8 @@
 from importlib import import_module
 
-from rest_framework.routers import DefaultRouter
+from upstream.api_routers import Router
 
-router = DefaultRouter()
+router = Router()
 # Each app's api.py registers its own routes, so apps do not edit a shared list.
 for module in ("upstream.api", "subscriptions.api", "billing.api", "billqueries.api"):
     import_module(module).register_routes(router)

@@ -119,8 +119,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["upstream.api_permissions.IsStaffWithModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "upstream.api_pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["upstream.api_filters.FilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "upstream.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "upstream.api_errors.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
 }

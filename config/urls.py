@@ -1,7 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from upstream import api_errors
 
 admin.site.site_header = _("Finance back office")
 admin.site.site_title = _("Finance back office")
@@ -13,5 +15,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("config.api_urls")),
+    # Whatever else is under /api/ is a JSON 404, not the admin's catch-all below.
+    re_path(r"^api(?:/[\s\S]*)?\Z", api_errors.not_found),
     path("", admin.site.urls),
 ]
+
+handler500 = api_errors.server_error

@@ -1,11 +1,11 @@
 from django.shortcuts import get_object_or_404
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from upstream import api_filters
 from upstream.api_permissions import IsStaff
 from upstream.serializers import JobRefSerializer
 
@@ -51,9 +51,9 @@ class SubscriptionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(SubscriptionInvoiceSerializer(record).data, status=status.HTTP_201_CREATED)
 
 
-class SubscriptionInvoiceFilter(filters.FilterSet):
-    val_date_after = filters.IsoDateTimeFilter(field_name="val_date", lookup_expr="gte")
-    val_date_before = filters.IsoDateTimeFilter(field_name="val_date", lookup_expr="lte")
+class SubscriptionInvoiceFilter(api_filters.FilterSet):
+    val_date_after = api_filters.IsoDateTimeFilter(field_name="val_date", lookup_expr="gte")
+    val_date_before = api_filters.IsoDateTimeFilter(field_name="val_date", lookup_expr="lte")
 
     class Meta:
         model = SubscriptionInvoice

@@ -2,6 +2,8 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from upstream.api_fields import DateTimeField, column_max
+
 from .models import Subscription, SubscriptionInvoice
 
 
@@ -56,7 +58,11 @@ class StatusInputSerializer(serializers.Serializer):
 
 class BulkStatusInputSerializer(serializers.Serializer):
     ids = serializers.ListField(
-        child=serializers.IntegerField(), allow_empty=False, max_length=100_000
+        child=serializers.IntegerField(
+            min_value=1, max_value=column_max(SubscriptionInvoice, "pk")
+        ),
+        allow_empty=False,
+        max_length=100_000,
     )
     status = serializers.IntegerField()
     reason = reason_field()
@@ -68,9 +74,7 @@ class StatusAllInputSerializer(serializers.Serializer):
 
 
 class CreateInvoiceInputSerializer(serializers.Serializer):
-    val_date = serializers.DateTimeField(
-        input_formats=["iso-8601", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y"]
-    )
+    val_date = DateTimeField(input_formats=["iso-8601", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y"])
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
     agent_amount = serializers.DecimalField(
         max_digits=12, decimal_places=2, min_value=Decimal("0"), required=False, allow_null=True

@@ -1,19 +1,19 @@
 from django.shortcuts import get_object_or_404
-from django_filters import rest_framework as filters
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from . import api_filters
 from .api_permissions import IsStaff
 from .models import Job, UpstreamCall
 from .serializers import JobSerializer, UpstreamCallSerializer
 from .services import job_cancel, job_retry_failed
 
 
-class UpstreamCallFilter(filters.FilterSet):
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+class UpstreamCallFilter(api_filters.FilterSet):
+    created_after = api_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = api_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
 
     class Meta:
         model = UpstreamCall
