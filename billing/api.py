@@ -6,6 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from upstream.api_errors import Conflict
+from upstream.api_idempotency import idempotent
 from upstream.api_permissions import IsStaff
 
 from . import services
@@ -32,6 +33,7 @@ class InvoiceItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         return super().get_permissions()
 
     @extend_schema(request=InvoiceItemPatchSerializer, responses=InvoiceItemSerializer)
+    @idempotent
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         """Push `UpdateInvoiceItem` with the changed fields; 200 with the item as WiseCP returned
         it; 400 without a `reason` for a money change; 409 when `version` is not the current

@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from upstream.api_idempotency import idempotent
 from upstream.api_permissions import IsStaff
 
 from . import services
@@ -57,6 +58,7 @@ class BillQueryBatchViewSet(
         return BillQueryBatchSerializer
 
     @extend_schema(request=BatchInputSerializer, responses={202: BillQueryBatchSerializer})
+    @idempotent
     def create(self, request: Request, *args, **kwargs) -> Response:
         services.require_run_permission(request.user)  # 403 before any 400
         data = BatchInputSerializer(data=request.data)
@@ -87,6 +89,7 @@ class BillQueryBatchViewSet(
 
     @extend_schema(request=None, responses={202: BillQueryBatchSerializer})
     @action(detail=True, methods=["post"], url_path="rerun-failed")
+    @idempotent
     def rerun_failed(self, request: Request, pk: str | None = None) -> Response:
         batch = services.bill_query_batch_rerun_failed(
             get_object_or_404(BillQueryBatch, pk=pk), request.user

@@ -6,6 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from upstream import api_filters
+from upstream.api_idempotency import idempotent
 from upstream.api_permissions import IsStaff
 from upstream.serializers import JobRefSerializer
 
@@ -29,6 +30,7 @@ class SubscriptionViewSet(viewsets.ReadOnlyModelViewSet):
     @action(
         detail=True, methods=["post"], url_path="set-invoices-status", permission_classes=[IsStaff]
     )
+    @idempotent
     def set_invoices_status(self, request: Request, pk: str | None = None) -> Response:
         data = _valid(StatusAllInputSerializer, request)
         job = services.subscription_set_status_all(
@@ -40,6 +42,7 @@ class SubscriptionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response({"job": JobRefSerializer(job).data}, status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"], url_path="invoices", permission_classes=[IsStaff])
+    @idempotent
     def create_invoice(self, request: Request, pk: str | None = None) -> Response:
         data = _valid(CreateInvoiceInputSerializer, request)
         record = services.subscription_invoice_create(
@@ -66,6 +69,7 @@ class SubscriptionInvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = SubscriptionInvoiceFilter
 
     @action(detail=True, methods=["post"], url_path="set-status", permission_classes=[IsStaff])
+    @idempotent
     def set_status(self, request: Request, pk: str | None = None) -> Response:
         data = _valid(StatusInputSerializer, request)
         record = services.subscription_invoice_set_status(
@@ -81,6 +85,7 @@ class SubscriptionInvoiceViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(operation_id="subscription_invoices_set_status_bulk")
     @action(detail=False, methods=["post"], url_path="set-status", permission_classes=[IsStaff])
+    @idempotent
     def set_status_bulk(self, request: Request) -> Response:
         data = _valid(BulkStatusInputSerializer, request)
         records = SubscriptionInvoice.objects.filter(pk__in=data["ids"])

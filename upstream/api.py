@@ -5,6 +5,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import api_filters
+from .api_idempotency import idempotent
 from .api_permissions import IsStaff
 from .models import Job, UpstreamCall
 from .serializers import JobSerializer, UpstreamCallSerializer
@@ -39,11 +40,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return context
 
     @action(detail=True, methods=["post"], url_path="retry-failed", permission_classes=[IsStaff])
+    @idempotent
     def retry_failed(self, request: Request, pk: str | None = None) -> Response:
         job = job_retry_failed(job=get_object_or_404(Job, pk=pk), actor=request.user)
         return Response({"job": JobSerializer(job, context={"items_limit": 0}).data}, status=202)
 
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @idempotent
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         job = job_cancel(job=get_object_or_404(Job, pk=pk), actor=request.user)
         return Response({"job": JobSerializer(job, context={"items_limit": 0}).data})

@@ -635,7 +635,82 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
                 Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
                 job_enqueue(job)
             requeued += 1
-    return {"released": released, "requeued": requeued}
+    settled = settle_orphan_calls()
+    closed = close_abandoned_tasks()
+    return {
+        "released": released,
+        "requeued": requeued,
+        "calls_settled": settled,
+        "tasks_closed": closed,
+    }
+
+
+def settle_orphan_calls(limit: int = 1000) -> int:
+    """Finish call rows a killed process left pending, saying how their item was settled.
+
+    A pending row means the request may have left and its answer was never recorded. Its item
+    is settled by reading the record back (release_expired_leases, then the runner); once the
+    item is done, the row is closed as in doubt with that outcome. Rows of items still in flight
+    are left for a later sweep.
+    """
+    now = timezone.now()
+    orphans = (
+        UpstreamCall.objects.filter(outcome="pending", created_at__lt=now - _lease())
+        .select_related("job_item")
+        .order_by("id")[:limit]
+    )
+    count = 0
+    for call in orphans:
+        item = call.job_item
+        if item is not None and item.state != JobItem.State.DONE:
+            continue
+        if item is None:
+            note = _("The process stopped before the answer was recorded.")
+        else:
+            note = _(
+                "The process stopped before the answer was recorded. Read back afterwards: "
+                "%(outcome)s. %(message)s"
+            ) % {"outcome": item.get_outcome_display(), "message": item.message}
+        count += UpstreamCall.objects.filter(pk=call.pk, outcome="pending").update(
+            outcome="in_doubt", error=note.strip()
+        )
+    return count
+
+
+def close_abandoned_tasks() -> int:
+    """Task rows a killed db_worker left RUNNING (django-tasks-db keeps no lease of its own).
+
+    A job's task is abandoned once the job is finished or nothing has worked on it for a lease;
+    a sweep's task once it has run for longer than a few sweep intervals.
+    """
+    from django.apps import apps
+
+    if not apps.is_installed("django_tasks_db"):
+        return 0
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    now = timezone.now()
+    running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING)
+    stale_jobs = Job.objects.filter(
+        Q(state__in=Job.FINISHED_STATES) | Q(heartbeat_at__lt=now - _lease())
+    ).exclude(task_id="")
+    job_tasks = running.filter(task_path__endswith=".job_run").filter(
+        id__in=[task_id for task_id in stale_jobs.values_list("task_id", flat=True)]
+    )
+    sweep_tasks = running.filter(
+        task_path__endswith=".jobs_sweep",
+        started_at__lt=now - 3 * timedelta(seconds=settings.JOBS_SWEEP_INTERVAL_SECONDS),
+    )
+    closed = 0
+    for tasks in (job_tasks, sweep_tasks):
+        closed += tasks.update(
+            status=TaskResultStatus.FAILED,
+            finished_at=now,
+            exception_class_path="upstream.runner.WorkerStopped",
+            traceback="The worker stopped while running this task; closed by the sweep.",
+        )
+    return closed
 
 
 def _task_waiting(job: Job) -> bool:

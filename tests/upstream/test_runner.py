@@ -181,7 +181,7 @@ def test_sweep_releases_expired_leases_and_requeues_a_silent_job(
     with mock.patch("upstream.services.job_enqueue") as enqueue:
         result = runner.sweep()
 
-    assert result == {"released": 3, "requeued": 1}
+    assert result == {"released": 3, "requeued": 1, "calls_settled": 0, "tasks_closed": 0}
     enqueue.assert_called_once()
     assert set(job.items.values_list("state", "in_doubt")) == {("pending", True)}
 
@@ -190,7 +190,12 @@ def test_sweep_leaves_a_live_job_alone(sandbox, mirror, operator):
     job = queued_job(waiting_records(2), operator)
     Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, heartbeat_at=timezone.now())
     with mock.patch("upstream.services.job_enqueue") as enqueue:
-        assert runner.sweep() == {"released": 0, "requeued": 0}
+        assert runner.sweep() == {
+            "released": 0,
+            "requeued": 0,
+            "calls_settled": 0,
+            "tasks_closed": 0,
+        }
     enqueue.assert_not_called()
 
 
