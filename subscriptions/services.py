@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 
 from upstream.errors import UpstreamRejectedError
 from upstream.models import Job
-from upstream.operations import push_single
+from upstream.operations import operation_seen, push_single
 from upstream.services import NewItem, User, job_create
 
 from .jobs import (
@@ -297,67 +297,47 @@ def subscription_invoice_create(
     """
     _require(actor, PERM_CREATE_INVOICE)
     invoice_no = (invoice_no or "").strip()
-    errors = invoice_create_verdict(
-        subscription=subscription,
-        val_date=val_date,
-        amount=amount,
-        agent_amount=agent_amount,
-        company_amount=company_amount,
-        invoice_no=invoice_no,
-        currency=currency,
-    ).errors(allow_duplicate=allow_duplicate)
-    if not (reason or "").strip():
-        errors["reason"] = [_("Give a reason for the change.")]
-    if errors:
-        raise ValidationError(errors)
+    # A double submit is answered from the first operation (never created twice), so the
+    # duplicate checks below, which would now see the first record, are not asked again.
+    if not operation_seen(actor, idempotency_key):
+        errors = invoice_create_verdict(
+            subscription=subscription,
+            val_date=val_date,
+            amount=amount,
+            agent_amount=agent_amount,
+            company_amount=company_amount,
+            invoice_no=invoice_no,
+            currency=currency,
+        ).errors(allow_duplicate=allow_duplicate)
+        if not (reason or "").strip():
+            errors["reason"] = [_("Give a reason for the change.")]
+        if errors:
+            raise ValidationError(errors)
     # Fixed once per operation: a resend of this create is refused by Paynet as a duplicate and
     # settled by reading back, so one operation never makes two records.
     invoice_no = invoice_no or _new_invoice_no()
+    payload = {
+        "subscription_id": subscription.subscription_id,
+        "invoice_no": invoice_no,
+        "val_date": val_date.isoformat(),
+        "amount": str(amount),
+        "agent_amount": None if agent_amount is None else str(agent_amount),
+        "company_amount": None if company_amount is None else str(company_amount),
+    }
     try:
-        done = _create_push(
-            subscription,
-            invoice_no,
-            val_date,
-            amount,
-            agent_amount,
-            company_amount,
-            actor,
-            reason,
-            idempotency_key,
+        done = push_single(
+            kind=CREATE_INVOICE_KIND,
+            target=subscription,
+            target_repr=invoice_no,
+            payload=payload,
+            actor=actor,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            title=_("Create payment record %(no)s for %(subscription)s")
+            % {"no": invoice_no, "subscription": subscription},
         )
     except UpstreamRejectedError as error:
         if error.upstream_code == CODE_DUPLICATE:
             raise ValidationError({"invoice_no": str(error)}) from error
         raise
     return SubscriptionInvoice.objects.get(pk=done.data["record"])
-
-
-def _create_push(
-    subscription,
-    invoice_no,
-    val_date,
-    amount,
-    agent_amount,
-    company_amount,
-    actor,
-    reason,
-    idempotency_key,
-):
-    return push_single(
-        kind=CREATE_INVOICE_KIND,
-        target=subscription,
-        target_repr=invoice_no,
-        payload={
-            "subscription_id": subscription.subscription_id,
-            "invoice_no": invoice_no,
-            "val_date": val_date.isoformat(),
-            "amount": str(amount),
-            "agent_amount": None if agent_amount is None else str(agent_amount),
-            "company_amount": None if company_amount is None else str(company_amount),
-        },
-        actor=actor,
-        reason=reason,
-        idempotency_key=idempotency_key,
-        title=_("Create payment record %(no)s for %(subscription)s")
-        % {"no": invoice_no, "subscription": subscription},
-    )

@@ -148,6 +148,18 @@ def _read_back_now(job: Job, handler: JobHandler, item: WorkItem, result: WorkRe
     )
 
 
+def operation_seen(actor: User | None, idempotency_key: str) -> bool:
+    """Was an operation already started with this key (a double submit, a client retry)?
+
+    Services skip their "would this duplicate something?" checks then: the repeat is answered
+    from the first operation, never sent again.
+    """
+    key = (idempotency_key or "").strip()[:100]
+    if not key or actor is None or not actor.is_authenticated:
+        return False
+    return Job.objects.filter(created_by=actor, idempotency_key=key).exists()
+
+
 class _Busy(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)

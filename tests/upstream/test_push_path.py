@@ -1,0 +1,373 @@
+"""One path for every push: recorded before sending, one push at a time per record, exactly once.
+
+Real HTTP against the sandbox; its ledger says what reached the upstream.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from subscriptions.client import PaynetClient
+from subscriptions.models import InvoiceStatus as S
+from subscriptions.models import SubscriptionInvoice
+from subscriptions.services import (
+    subscription_invoice_create,
+    subscription_invoice_set_status,
+    subscription_invoice_set_status_bulk,
+)
+from subscriptions.sync import paynet_sync
+from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
+from upstream import operations, runner, tasks
+from upstream.errors import PushConflict
+from upstream.models import IdempotencyRecord, Job, JobItem, RecordClaim, UpstreamCall
+
+VAL_DATE = timezone.now() + timedelta(days=30)
+
+
+@pytest.fixture
+def mirror(sandbox, db):
+    paynet_sync()
+    return sandbox
+
+
+@pytest.fixture
+def no_pause(monkeypatch):
+    monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr(operations, "CLAIM_WAIT_SECONDS", 0.2)
+
+
+def status_writes(sandbox) -> list[str]:
+    return [e["request"]["invoice_no"] for e in sandbox.ledger("paynet", "invoice_status_update")]
+
+
+def queued_job(records, actor, status=S.CANCEL) -> Job:
+    with mock.patch("upstream.services.job_enqueue"):
+        return subscription_invoice_set_status_bulk(
+            records=records, status=status, actor=actor, reason="test"
+        )
+
+
+def waiting(n: int):
+    ids = list(
+        SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk").values_list("pk")[:n]
+    )
+    return SubscriptionInvoice.objects.filter(pk__in=[i for (i,) in ids])
+
+
+# Recorded before it is sent ----------------------------------------------------------------
+
+
+def test_single_push_is_an_operation_with_actor_reason_and_its_call(mirror, operator):
+    record = a_record(S.WAITING)
+
+    subscription_invoice_set_status(
+        record=record, status=S.CANCEL, actor=operator, reason="Müşteri iptal etti"
+    )
+
+    job = Job.objects.get()
+    assert (job.inline, job.kind, job.state) == (True, "paynet.invoice_status", "succeeded")
+    assert (job.created_by, job.reason) == (operator, "Müşteri iptal etti")
+    item = job.items.get()
+    call = UpstreamCall.objects.get(operation="invoice_status_update")
+    assert (item.outcome, item.call_id, call.job_item_id, call.outcome) == (
+        "ok",
+        call.pk,
+        item.pk,
+        "ok",
+    )
+    assert call.request["invoice_no"] == record.invoice_no
+    assert not RecordClaim.objects.exists()
+
+
+def test_claimed_items_have_their_call_committed_pending_before_anything_is_sent(mirror, operator):
+    job = queued_job(waiting(3), operator)
+
+    claimed = runner.claim_items(job, "worker-a", 10)
+
+    assert len(claimed) == 3 and mirror.ledger("paynet") == []
+    pending = UpstreamCall.objects.filter(job=job, outcome="pending")
+    assert sorted(pending.values_list("pk", flat=True)) == sorted(i.call_id for i in claimed)
+    assert set(pending.values_list("job_item_id", flat=True)) == {i.id for i in claimed}
+    assert RecordClaim.objects.filter(holder="worker-a").count() == 3
+
+
+def test_web_process_killed_mid_push_is_settled_by_the_sweep(mirror, operator, no_pause):
+    record = a_record(S.WAITING)
+    original = PaynetClient.invoice_status_update
+
+    def send_then_die(self, **kwargs):
+        original(self, **kwargs)
+        raise KeyboardInterrupt  # the process dies after the request left, before any answer
+
+    with (
+        mock.patch.object(PaynetClient, "invoice_status_update", send_then_die),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        subscription_invoice_set_status(
+            record=record, status=S.CANCEL, actor=operator, reason="test"
+        )
+
+    job = Job.objects.get()
+    item = job.items.get()
+    assert (job.state, item.state) == ("running", "sending")
+    (call,) = UpstreamCall.objects.filter(operation="invoice_status_update")
+    assert call.outcome == "pending"  # the evidence the sweep starts from
+    record.refresh_from_db()
+    assert record.status == S.WAITING
+
+    # The lease runs out; the sweep reads the record back through the worker.
+    past = timezone.now() - timedelta(hours=1)
+    JobItem.objects.filter(pk=item.pk).update(lease_until=past)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=past)
+    UpstreamCall.objects.filter(pk=call.pk).update(created_at=past)
+    with mock.patch("upstream.services.job_enqueue"):
+        assert runner.sweep()["released"] == 1
+    runner.run_job(job.pk)
+    result = runner.sweep()
+
+    job.refresh_from_db()
+    record.refresh_from_db()
+    call.refresh_from_db()
+    assert job.state == "succeeded" and record.status == S.CANCEL
+    assert status_writes(mirror) == [record.invoice_no]  # applied once, never resent
+    assert result["calls_settled"] == 1
+    assert call.outcome == "in_doubt" and "Read back afterwards: OK" in call.error
+
+
+def test_a_crash_after_the_write_went_out_is_in_doubt_not_failed(mirror, operator, no_pause):
+    job = queued_job(waiting(1), operator)
+    handler = runner.handler_for(job.kind)
+
+    def push_then_crash(client, item):
+        type(handler).push(handler, client, item)
+        raise ValueError("bug after the write")
+
+    with mock.patch.object(handler, "push", push_then_crash):
+        claimed = runner.claim_items(job, "w", 1, handler)
+        result = runner._work(job, handler, claimed[0])
+
+    assert result.outcome == JobItem.Outcome.IN_DOUBT
+    runner.flush_results(job, handler, "w", [result])
+    item = job.items.get()
+    assert (item.state, item.in_doubt) == ("pending", True)
+    runner.run_job(job.pk)  # read back: it landed, so it is not sent again
+    assert len(status_writes(mirror)) == 1
+    assert job.items.get().outcome == "ok"
+
+
+def test_a_long_retry_after_reschedules_the_item(mirror, operator, no_pause):
+    mirror.faults(
+        {"kind": "rate_limit", "seconds": 30, "operation": "invoice_status_update", "times": 9}
+    )
+    job = queued_job(waiting(1), operator)
+    handler = runner.handler_for(job.kind)
+
+    claimed = runner.claim_items(job, "w", 1, handler)
+    result = runner._work(job, handler, claimed[0])
+    runner.flush_results(job, handler, "w", [result])
+
+    item = job.items.get()
+    assert (item.state, item.outcome, item.in_doubt) == ("pending", "", False)
+    assert timedelta(seconds=25) < item.lease_until - timezone.now() <= timedelta(seconds=30)
+    assert "Sent again after 30 s" in item.message
+    assert status_writes(mirror) == []
+
+
+# One push at a time per record ---------------------------------------------------------------
+
+
+def test_a_single_push_waits_for_a_job_holding_the_record_then_is_refused(
+    mirror, operator, no_pause
+):
+    records = waiting(2)
+    job = queued_job(records, operator)
+    runner.claim_items(job, "worker-a", 10)
+    record = records.first()
+
+    with pytest.raises(PushConflict) as refused:
+        subscription_invoice_set_status(
+            record=record, status=S.EXTERNAL_CHARGED, actor=operator, reason="test"
+        )
+
+    assert "being sent right now" in str(refused.value)
+    assert mirror.ledger("paynet") == []
+    assert Job.objects.filter(inline=True).count() == 0  # nothing recorded for the refusal
+
+
+def test_a_job_never_writes_its_stale_target_over_a_newer_change(mirror, operator, no_pause):
+    records = waiting(3)
+    job = queued_job(records, operator)  # previewed: waiting -> cancelled
+    changed = records.order_by("pk").first()
+    subscription_invoice_set_status(
+        record=changed, status=S.EXTERNAL_CHARGED, actor=operator, reason="paid at the desk"
+    )
+
+    runner.run_job(job.pk)
+
+    job.refresh_from_db()
+    changed.refresh_from_db()
+    assert (job.state, job.succeeded, job.skipped, job.failed) == ("succeeded", 2, 1, 0)
+    assert changed.status == S.EXTERNAL_CHARGED
+    assert upstream_record(mirror, changed)["status"] == S.EXTERNAL_CHARGED
+    skipped = job.items.get(outcome="skipped")
+    assert "changed since the preview" in skipped.message
+    assert not UpstreamCall.objects.filter(job_item=skipped).exists()  # nothing was sent
+    assert status_writes(mirror).count(changed.invoice_no) == 1  # only the operator's change
+
+
+# Exactly once --------------------------------------------------------------------------------
+
+
+def test_a_double_submitted_create_makes_one_record(mirror, operator):
+    subscription = a_subscription(fixed=False)
+    kwargs = {
+        "subscription": subscription,
+        "val_date": VAL_DATE,
+        "amount": Decimal("75.00"),
+        "actor": operator,
+        "reason": "test",
+        "idempotency_key": "form-token-1",
+    }
+
+    first = subscription_invoice_create(**kwargs)
+    second = subscription_invoice_create(**kwargs)
+
+    assert first.pk == second.pk
+    assert len(mirror.ledger("paynet", "create_invoice")) == 1
+    assert Job.objects.filter(kind="paynet.create_invoice").count() == 1
+
+
+def test_a_create_carries_a_generated_invoice_no_when_staff_leave_it_empty(mirror, operator):
+    record = subscription_invoice_create(
+        subscription=a_subscription(fixed=False),
+        val_date=VAL_DATE,
+        amount=Decimal("12.00"),
+        actor=operator,
+        reason="test",
+    )
+
+    (write,) = mirror.ledger("paynet", "create_invoice")
+    assert write["request"]["invoice_no"] == record.invoice_no
+    assert record.invoice_no.startswith("9") and len(record.invoice_no) == 10
+    job = Job.objects.get(kind="paynet.create_invoice")
+    assert job.items.get().payload["invoice_no"] == record.invoice_no
+
+
+def test_api_replays_the_first_answer_for_a_repeated_key_and_sends_nothing(mirror, api_operator):
+    record = a_record(S.WAITING)
+    url = f"/api/subscription-invoices/{record.pk}/set-status/"
+    body = {"status": int(S.CANCEL), "reason": "test"}
+
+    first = api_operator.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = api_operator.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert status_writes(mirror) == [record.invoice_no]
+    assert IdempotencyRecord.objects.get().status_code == 200
+
+
+def test_api_refuses_a_reused_key_with_another_body(mirror, api_operator):
+    record = a_record(S.WAITING)
+    url = f"/api/subscription-invoices/{record.pk}/set-status/"
+    api_operator.post(
+        url, {"status": int(S.CANCEL), "reason": "a"}, format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+    )
+
+    other = api_operator.post(
+        url,
+        {"status": int(S.EXTERNAL_CHARGED), "reason": "a"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-2",
+    )
+
+    assert other.status_code == 409
+    assert "another request" in other.json()["detail"]
+    assert len(status_writes(mirror)) == 1
+
+
+def test_api_answers_409_while_another_push_holds_the_record(mirror, api_operator, no_pause):
+    record = a_record(S.WAITING)
+    from tests.conftest import hold_claim
+
+    hold_claim(record)
+
+    response = api_operator.post(
+        f"/api/subscription-invoices/{record.pk}/set-status/",
+        {"status": int(S.CANCEL), "reason": "test"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-3",
+    )
+
+    assert response.status_code == 409
+    assert response["Content-Type"] == "application/json"
+    assert mirror.ledger("paynet") == []
+    assert not IdempotencyRecord.objects.exists()  # a busy answer is not kept: retry may pass
+
+
+def test_api_answers_202_with_the_job_when_the_answer_never_came(mirror, api_operator):
+    record = a_record(S.WAITING)
+    mirror.faults({"kind": "drop", "operation": "invoice_status_update", "times": 1})
+    mirror.faults(
+        {"kind": "drop", "operation": "invoice_status_update", "times": 1},
+        {"kind": "status", "status": 503, "operation": "invoice_list", "times": 3},
+    )
+
+    response = api_operator.post(
+        f"/api/subscription-invoices/{record.pk}/set-status/",
+        {"status": int(S.CANCEL), "reason": "test"},
+        format="json",
+    )
+
+    assert response.status_code == 202
+    body = response.json()
+    job = Job.objects.get(pk=body["job"]["id"])
+    assert job.inline and body["job"]["state"] == "running"
+    assert "being checked" in body["detail"]
+
+
+# The sweep -----------------------------------------------------------------------------------
+
+
+def test_the_periodic_sweep_survives_a_failed_run_and_is_never_doubled(db, settings):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+    with (
+        mock.patch.object(runner, "sweep", side_effect=RuntimeError("database went away")),
+        pytest.raises(RuntimeError),
+    ):
+        tasks.jobs_sweep.call(reschedule=True)
+    tasks.jobs_sweep.call(reschedule=True)
+
+    waiting_sweeps = DBTaskResult.objects.filter(
+        status=TaskResultStatus.READY, task_path__endswith=".jobs_sweep"
+    )
+    assert waiting_sweeps.count() == 1
+    assert waiting_sweeps.get().run_after > timezone.now()
+
+
+def test_the_sweep_closes_a_task_a_killed_worker_left_running(mirror, operator, settings):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    job = queued_job(waiting(1), operator)
+    task = tasks.job_run.enqueue(job.pk)
+    DBTaskResult.objects.filter(pk=task.id).update(
+        status=TaskResultStatus.RUNNING, started_at=timezone.now()
+    )
+    Job.objects.filter(pk=job.pk).update(
+        task_id=str(task.id), state="running", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+
+    result = runner.sweep(enqueue=False)
+
+    assert result["tasks_closed"] == 1
+    row = DBTaskResult.objects.get(pk=task.id)
+    assert row.status == TaskResultStatus.FAILED and "sweep" in row.traceback
