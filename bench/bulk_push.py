@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, sandbox_url: str, workdir: Path) -> None:
     started = time.perf_counter()
     for record in SubscriptionInvoice.objects.filter(pk__in=naive).select_related("subscription"):
         subscription_invoice_set_status(
-            record=record, status=InvoiceStatus.DONE_UNSUCCEED, actor=actor
+            record=record, status=InvoiceStatus.DONE_UNSUCCEED, actor=actor, reason="benchmark"
         )
     naive_elapsed = time.perf_counter() - started
     naive_rate = len(naive) / naive_elapsed

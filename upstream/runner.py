@@ -7,6 +7,7 @@ local change never exists without the upstream's confirmation and its recorded c
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -48,22 +49,6 @@ CLAIM_BUSY_PAUSE = timedelta(seconds=1)
 LONG_WAIT = timedelta(seconds=5)
 # A Retry-After up to this long re-schedules the item; a longer one fails it with the reason.
 MAX_RETRY_AFTER = 3600
-CALL_FIELDS = [
-    "operation",
-    "method",
-    "url",
-    "request_headers",
-    "request",
-    "status_code",
-    "response",
-    "upstream_code",
-    "upstream_message",
-    "outcome",
-    "error",
-    "duration_ms",
-    "attempt",
-    "created_at",
-]
 
 
 def new_worker_id() -> str:
@@ -353,10 +338,7 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
         )
         if connection.features.has_select_for_update:
             mine = mine.select_for_update()
-        items = {
-            pk: (attempts, call_id)
-            for pk, attempts, call_id in mine.values_list("id", "attempts", "call_id")
-        }
+        items = dict(mine.values_list("id", "attempts"))
         # A result whose lease was taken over by another worker is not ours to write.
         release_records(
             holder=worker_id,
@@ -383,9 +365,8 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                     finished_calls.append(call)
                 else:
                     new_calls.append(call)
+        new_calls += _finish_reserved_calls(finished_calls)
         UpstreamCall.objects.bulk_create(new_calls, batch_size=500)
-        if finished_calls:
-            UpstreamCall.objects.bulk_update(finished_calls, CALL_FIELDS, batch_size=500)
         unused = [
             r.item.call_id
             for r in results
@@ -394,22 +375,20 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
         if unused:
             # Reserved for a write that was never sent (read back, skipped): no call happened.
             UpstreamCall.objects.filter(pk__in=unused, outcome="pending", url="").delete()
-        last_call: dict[int, int] = {}
-        for call in sorted(finished_calls + new_calls, key=lambda c: (c.created_at, c.pk or 0)):
-            last_call[call.job_item_id] = call.pk
+        called = {call.job_item_id for call in finished_calls + new_calls}
 
         ok = [r for r in results if r.outcome == JobItem.Outcome.OK]
         if ok:
             handler.apply(ok)
 
-        # Most results share their state, outcome and message: one UPDATE per such group, and
-        # a bulk_update only for what differs per item (its call and result). Building one CASE
-        # per field for every row costs more CPU than the pushes themselves.
+        # Most results share their state, outcome, message and result: one UPDATE per such group.
+        # Building one CASE per field for every row (bulk_update) costs more CPU than the pushes.
         groups: dict[tuple, list[int]] = defaultdict(list)
-        per_item = []
+        by_result: dict[str, list[int]] = defaultdict(list)
+        with_call: list[int] = []
         succeeded = failed = skipped = 0
         for r in results:
-            attempts, call_id = items[r.item.id]
+            attempts = items[r.item.id]
             code = str(r.upstream_code)[:32]
             if r.retry_after is not None:
                 # The upstream asked us to wait: nothing was applied, send it again later.
@@ -428,9 +407,9 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 else:
                     failed += 1
             groups[key].append(r.item.id)
-            per_item.append(
-                JobItem(id=r.item.id, call_id=last_call.get(r.item.id, call_id), result=r.result)
-            )
+            by_result[json.dumps(r.result, sort_keys=True, default=str)].append(r.item.id)
+            if r.item.id in called:
+                with_call.append(r.item.id)
         for (state, outcome, in_doubt, message, code, lease, finished), ids in groups.items():
             JobItem.objects.filter(id__in=ids).update(
                 state=state,
@@ -443,13 +422,47 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 claimed_by="",
                 attempts=F("attempts") + 1,
             )
-        JobItem.objects.bulk_update(per_item, ["call", "result"], batch_size=500)
+        for result, ids in by_result.items():
+            JobItem.objects.filter(id__in=ids).update(result=json.loads(result))
+        if with_call:
+            # The item's last call: the newest row written for it.
+            JobItem.objects.filter(id__in=with_call).update(
+                call_id=Subquery(
+                    UpstreamCall.objects.filter(job_item_id=OuterRef("pk"))
+                    .order_by("-created_at", "-id")
+                    .values("id")[:1]
+                )
+            )
         Job.objects.filter(pk=job.pk).update(
             succeeded=F("succeeded") + succeeded,
             failed=F("failed") + failed,
             skipped=F("skipped") + skipped,
             heartbeat_at=now,
         )
+
+
+def _finish_reserved_calls(calls: list[UpstreamCall]) -> list[UpstreamCall]:
+    """Finish pending call rows in place; return the calls whose row is no longer pending.
+
+    Each pending row is replaced, in the caller's transaction, by its finished row under the
+    same id: one DELETE and one INSERT instead of an UPDATE with a CASE per field and row. A row
+    the sweep already closed (its process looked dead) keeps its note, and the real answer is
+    added as a row of its own.
+    """
+    if not calls:
+        return []
+    pending = set(
+        UpstreamCall.objects.filter(pk__in=[c.pk for c in calls], outcome="pending").values_list(
+            "pk", flat=True
+        )
+    )
+    UpstreamCall.objects.filter(pk__in=pending).delete()
+    finished = [c for c in calls if c.pk in pending]
+    UpstreamCall.objects.bulk_create(finished, batch_size=500)
+    late = [c for c in calls if c.pk not in pending]
+    for call in late:
+        call.pk = None
+    return late
 
 
 def cancel_pending_items(job: Job) -> int:
