@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy
 from upstream.admin_filters import DateRangeFilter, InputFilter
 from upstream.admin_tools import (
     CsvExportMixin,
+    RecordOperationsMixin,
     confirmation_page,
     error_text,
     in_doubt_message,
@@ -250,7 +251,7 @@ class InvoiceAdmin(MirrorAdmin):
 
 
 @admin.register(InvoiceItem)
-class InvoiceItemAdmin(MirrorAdmin):
+class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
     list_display = (
         "wisecp_id",
         "short_description",

@@ -15,6 +15,7 @@ from upstream.admin_tools import (
     CsvExportMixin,
     PushOutcome,
     ReadOnlyMixin,
+    RecordOperationsMixin,
     confirmation_page,
     money_column,
     push_one,
@@ -81,7 +82,7 @@ class SubscriptionInvoiceInline(admin.TabularInline):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(MirrorAdmin):
+class SubscriptionAdmin(RecordOperationsMixin, MirrorAdmin):
     list_display = (
         "reference_no",
         "name_surname",
@@ -254,7 +255,7 @@ class SubscriptionAdmin(MirrorAdmin):
 
 
 @admin.register(SubscriptionInvoice)
-class SubscriptionInvoiceAdmin(MirrorAdmin):
+class SubscriptionInvoiceAdmin(RecordOperationsMixin, MirrorAdmin):
     list_display = (
         "invoice_no",
         "invoice_id",

@@ -100,7 +100,7 @@ class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
         "created_at",
         "finished_at",
     )
-    list_filter = ("state", "kind", ("created_at", admin.DateFieldListFilter))
+    list_filter = ("state", "kind", "inline", ("created_at", admin.DateFieldListFilter))
     search_fields = ("title", "reason", "=id")
     list_select_related = ("created_by",)
     change_form_template = "admin/upstream/job/progress.html"
@@ -113,6 +113,8 @@ class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
         "succeeded",
         "failed",
         "cancelled",
+        "skipped",
+        "inline",
         "created_at",
         "finished_at",
         "reason",
@@ -177,6 +179,7 @@ class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
             "job": job,
             "failures": failures,
             "failure_count": job.items.filter(outcome__in=JobItem.FAILED_OUTCOMES).count(),
+            "skipped": job.items.filter(outcome=JobItem.Outcome.SKIPPED).order_by("position")[:500],
             "recent": recent,
             "can_push": can_push,
             "has_view_permission": True,
@@ -201,6 +204,7 @@ class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
                 "succeeded": job.succeeded,
                 "failed": job.failed,
                 "cancelled": job.cancelled,
+                "skipped": job.skipped,
                 "percent": job.percent,
                 "finished": job.is_finished,
             }

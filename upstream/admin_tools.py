@@ -252,3 +252,27 @@ def push_one(
         text = str(error) or _("You do not have permission to make this change.")
         modeladmin.message_user(request, text, messages.ERROR)
     return PushOutcome.REFUSED, None
+
+
+def record_operations(model: type[Model], pk: Any, *, limit: int = 20) -> list[Any]:
+    """The latest pushes of one record (single or in a job), with who, why and the outcome."""
+    from .models import JobItem
+
+    return list(
+        JobItem.objects.filter(target_type=model._meta.label_lower, target_id=str(pk))
+        .select_related("job", "job__created_by")
+        .order_by("-id")[:limit]
+    )
+
+
+class RecordOperationsMixin:
+    """Shows on a mirrored record's page the changes sent for it (template:
+    admin/upstream/record_change_form.html)."""
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None
+    ) -> HttpResponse:
+        context = {"record_operations": record_operations(self.model, object_id)}
+        return super().change_view(
+            request, object_id, form_url, {**context, **(extra_context or {})}
+        )

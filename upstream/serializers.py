@@ -69,6 +69,8 @@ class JobSerializer(serializers.ModelSerializer):
             "succeeded",
             "failed",
             "cancelled",
+            "skipped",
+            "inline",
             "created_at",
             "started_at",
             "finished_at",

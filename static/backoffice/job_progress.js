@@ -19,6 +19,7 @@
         set("job-succeeded", job.succeeded);
         set("job-failed", job.failed);
         set("job-cancelled", job.cancelled);
+        set("job-skipped", job.skipped);
         if (job.finished) { window.location.reload(); return; }
       }
     } catch (e) { /* the next tick tries again */ }

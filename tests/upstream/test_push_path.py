@@ -10,6 +10,7 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -371,3 +372,39 @@ def test_the_sweep_closes_a_task_a_killed_worker_left_running(mirror, operator, 
     assert result["tasks_closed"] == 1
     row = DBTaskResult.objects.get(pk=task.id)
     assert row.status == TaskResultStatus.FAILED and "sweep" in row.traceback
+
+
+def test_the_record_page_shows_who_changed_it_why_and_the_job(mirror, operator, operator_client):
+    record = a_record(S.WAITING)
+    subscription_invoice_set_status(
+        record=record, status=S.CANCEL, actor=operator, reason="Müşteri iptal etti"
+    )
+    job = Job.objects.get()
+
+    page = operator_client.get(
+        reverse("admin:subscriptions_subscriptioninvoice_change", args=[record.pk])
+    )
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert 'id="record-operations"' in html
+    assert "Müşteri iptal etti" in html and "operator" in html
+    assert reverse("admin:upstream_job_change", args=[job.pk]) in html
+
+
+def test_the_job_page_lists_items_skipped_as_changed_since_the_preview(
+    mirror, operator, operator_client, no_pause
+):
+    records = waiting(2)
+    job = queued_job(records, operator)
+    changed = records.order_by("pk").first()
+    subscription_invoice_set_status(
+        record=changed, status=S.EXTERNAL_CHARGED, actor=operator, reason="paid"
+    )
+    runner.run_job(job.pk)
+
+    page = operator_client.get(reverse("admin:upstream_job_change", args=[job.pk]))
+
+    html = page.content.decode()
+    assert 'id="job-skipped">1<' in html
+    assert 'id="job-skipped-items"' in html and changed.invoice_no in html
