@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -650,3 +651,28 @@ def test_bulk_update_still_needs_a_reason(sandbox, synced, operator) -> None:
             actor=operator,
             reason=" ",
         )
+
+
+def test_a_bulk_job_skips_an_item_edited_since_the_preview(sandbox, synced, operator) -> None:
+    a, b = InvoiceItem.objects.filter(due_date__isnull=False).order_by("wisecp_id")[:2]
+    new_due = datetime(2031, 1, 31, 23, 59, 59, tzinfo=ISTANBUL)
+    with mock.patch("upstream.services.job_enqueue"):
+        job = invoice_item_bulk_update(
+            items=InvoiceItem.objects.filter(pk__in=[a.pk, b.pk]),
+            action="due_date",
+            value=new_due,
+            actor=operator,
+            reason="yeni vade",
+        )
+    # Someone saves item b in between: its version moves on.
+    push(b, operator, description="Elle düzeltildi")
+
+    runner.run_job(job.pk)
+
+    job.refresh_from_db()
+    assert (job.succeeded, job.skipped, job.failed) == (1, 1, 0)
+    skipped = job.items.get(outcome="skipped")
+    assert skipped.target_id == str(b.pk) and "changed since the preview" in skipped.message
+    puts = [p["item_id"] for p in item_puts(sandbox) if "due_date" in p["request"]]
+    assert puts == [a.wisecp_id]  # b's stale due date was never sent
+    assert InvoiceItem.objects.get(pk=b.pk).description == "Elle düzeltildi"
