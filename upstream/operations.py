@@ -99,6 +99,8 @@ def push_single(
         except IntegrityError:
             if not key:
                 raise
+            if _release_failed_key(actor, key):
+                continue  # the first try was refused and changed nothing: this is a new try
             return _repeat(actor, key, kind, target)
 
     result = _work(job, handler, item)
@@ -157,7 +159,8 @@ def operation_seen(actor: User | None, idempotency_key: str) -> bool:
     key = (idempotency_key or "").strip()[:100]
     if not key or actor is None or not actor.is_authenticated:
         return False
-    return Job.objects.filter(created_by=actor, idempotency_key=key).exists()
+    job = Job.objects.filter(created_by=actor, idempotency_key=key).first()
+    return job is not None and not _failed_cleanly(job)
 
 
 class _Busy(Exception):
@@ -249,6 +252,32 @@ def _finished(job: Job, result: WorkResult) -> SingleResult:
     if result.error is not None and not isinstance(result.error, UpstreamError):
         raise result.error
     raise UpstreamRejectedError(item.message)
+
+
+def _failed_cleanly(job: Job) -> bool:
+    """Finished, and every item refused or failed before anything could have been applied."""
+    return (
+        job.is_finished
+        and not job.items.exclude(
+            outcome__in=[JobItem.Outcome.REJECTED, JobItem.Outcome.FAILED]
+        ).exists()
+    )
+
+
+def _release_failed_key(actor: User, key: str) -> bool:
+    """Free a key whose operation was refused or failed before anything could have applied.
+
+    A form that Paynet refused is corrected and sent again with the same one-time token; only an
+    operation that succeeded, is still running or is in doubt answers a repeat of its key.
+    """
+    job = Job.objects.filter(created_by=actor, idempotency_key=key).first()
+    if job is None or not _failed_cleanly(job):
+        return False
+    return bool(
+        Job.objects.filter(pk=job.pk, idempotency_key=key).update(
+            idempotency_key=f"{key[:80]}#retried-{job.pk}"
+        )
+    )
 
 
 def _repeat(actor: User, key: str, kind: str, target: Model) -> SingleResult:

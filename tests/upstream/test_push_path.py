@@ -26,7 +26,7 @@ from subscriptions.services import (
 from subscriptions.sync import paynet_sync
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
 from upstream import operations, runner, tasks
-from upstream.errors import PushConflict
+from upstream.errors import PushConflict, UpstreamRejectedError
 from upstream.models import IdempotencyRecord, Job, JobItem, RecordClaim, UpstreamCall
 
 VAL_DATE = timezone.now() + timedelta(days=30)
@@ -408,3 +408,25 @@ def test_the_job_page_lists_items_skipped_as_changed_since_the_preview(
     html = page.content.decode()
     assert 'id="job-skipped">1<' in html
     assert 'id="job-skipped-items"' in html and changed.invoice_no in html
+
+
+def test_a_form_refused_by_paynet_can_be_sent_again_with_its_token(mirror, operator):
+    subscription = a_subscription(fixed=False)
+    kwargs = {
+        "subscription": subscription,
+        "val_date": VAL_DATE,
+        "amount": Decimal("33.00"),
+        "actor": operator,
+        "reason": "test",
+        "idempotency_key": "form-token-2",
+    }
+    mirror.faults({"kind": "reject", "operation": "create_invoice", "message": "Bayi bloke"})
+    with pytest.raises(UpstreamRejectedError):
+        subscription_invoice_create(**kwargs)
+    mirror.faults()
+
+    record = subscription_invoice_create(**kwargs)
+
+    assert len(mirror.ledger("paynet", "create_invoice")) == 1
+    assert record.amount == Decimal("33.00")
+    assert Job.objects.filter(kind="paynet.create_invoice").count() == 2
