@@ -857,6 +857,7 @@ def test_progress_json_reports_the_counts(
         "succeeded": 5,
         "failed": 1,
         "cancelled": 0,
+        "skipped": 0,
         "percent": 100,
         "finished": True,
     }
