@@ -371,3 +371,25 @@ def test_the_sweep_closes_a_task_a_killed_worker_left_running(mirror, operator, 
     assert result["tasks_closed"] == 1
     row = DBTaskResult.objects.get(pk=task.id)
     assert row.status == TaskResultStatus.FAILED and "sweep" in row.traceback
+
+
+@pytest.mark.parametrize("heartbeat", ["stale", "never"])
+def test_the_sweep_closes_the_dead_task_of_a_job_it_requeues(mirror, operator, settings, heartbeat):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    job = queued_job(waiting(1), operator)
+    task = tasks.job_run.enqueue(job.pk)
+    DBTaskResult.objects.filter(pk=task.id).update(
+        status=TaskResultStatus.RUNNING, started_at=timezone.now()
+    )
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(pk=job.pk).update(
+        task_id=str(task.id),
+        created_at=an_hour_ago,
+        # "never": the worker was killed between taking the task and its first heartbeat.
+        heartbeat_at=an_hour_ago if heartbeat == "stale" else None,
+    )
+
+    result = runner.sweep()  # re-queues the job: its task_id then names the new task
+
+    assert (result["requeued"], result["tasks_closed"]) == (1, 1)
+    assert DBTaskResult.objects.get(pk=task.id).status == TaskResultStatus.FAILED
