@@ -44,6 +44,7 @@ messages: install
 bench: install
 	$(BIN)/python bench/bulk_push.py
 	$(BIN)/python bench/bill_queries.py
+	$(BIN)/python bench/crash_safety.py
 
 # Re-pin the whole dependency tree from requirements*.in.
 lock:

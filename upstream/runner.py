@@ -629,6 +629,9 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
     from .services import job_enqueue
 
     released = release_expired_leases()
+    # Before any re-queue: a re-queued job's task_id names its new task and its heartbeat is
+    # fresh, so the task row its killed worker left running would never be closed afterwards.
+    closed = close_abandoned_tasks()
     stale_before = timezone.now() - _lease()
     requeued = 0
     candidates = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING]).filter(
@@ -649,7 +652,7 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
                 job_enqueue(job)
             requeued += 1
     settled = settle_orphan_calls()
-    closed = close_abandoned_tasks()
+    closed += close_abandoned_tasks()  # the tasks of jobs finalized above
     return {
         "released": released,
         "requeued": requeued,
@@ -705,8 +708,11 @@ def close_abandoned_tasks() -> int:
 
     now = timezone.now()
     running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING)
+    # The same "gone quiet" as sweep()'s: a worker killed before its first heartbeat leaves none.
     stale_jobs = Job.objects.filter(
-        Q(state__in=Job.FINISHED_STATES) | Q(heartbeat_at__lt=now - _lease())
+        Q(state__in=Job.FINISHED_STATES)
+        | Q(heartbeat_at__lt=now - _lease())
+        | Q(heartbeat_at__isnull=True, created_at__lt=now - _lease())
     ).exclude(task_id="")
     job_tasks = running.filter(task_path__endswith=".job_run").filter(
         id__in=[task_id for task_id in stale_jobs.values_list("task_id", flat=True)]

@@ -430,3 +430,25 @@ def test_a_form_refused_by_paynet_can_be_sent_again_with_its_token(mirror, opera
     assert len(mirror.ledger("paynet", "create_invoice")) == 1
     assert record.amount == Decimal("33.00")
     assert Job.objects.filter(kind="paynet.create_invoice").count() == 2
+
+
+@pytest.mark.parametrize("heartbeat", ["stale", "never"])
+def test_the_sweep_closes_the_dead_task_of_a_job_it_requeues(mirror, operator, settings, heartbeat):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    job = queued_job(waiting(1), operator)
+    task = tasks.job_run.enqueue(job.pk)
+    DBTaskResult.objects.filter(pk=task.id).update(
+        status=TaskResultStatus.RUNNING, started_at=timezone.now()
+    )
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(pk=job.pk).update(
+        task_id=str(task.id),
+        created_at=an_hour_ago,
+        # "never": the worker was killed between taking the task and its first heartbeat.
+        heartbeat_at=an_hour_ago if heartbeat == "stale" else None,
+    )
+
+    result = runner.sweep()  # re-queues the job: its task_id then names the new task
+
+    assert (result["requeued"], result["tasks_closed"]) == (1, 1)
+    assert DBTaskResult.objects.get(pk=task.id).status == TaskResultStatus.FAILED

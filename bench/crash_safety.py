@@ -1,0 +1,657 @@
+"""Kill workers and web processes mid-push at random; prove every change landed exactly once.
+
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_crash \\
+        .venv/bin/python bench/crash_safety.py [--jobs 6] [--items 500] [--singles 12] [--seed 1]
+
+Runs on PostgreSQL (the database named by BENCH_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/bench_crash, is dropped and recreated): several real
+`manage.py db_worker` processes work on jobs on the same database, as in production. SQLite is
+not supported (several writer processes on one SQLite file is not a deployment we run).
+
+What it does, against the sandbox in its own process at `--latency-ms 50`:
+
+1. Seeds `jobs * items + singles` waiting Paynet payment records in the sandbox and syncs them.
+   Creates `--jobs` status-change jobs of `--items` records each (alternately waiting -> cancelled
+   and waiting -> not charged, so every item changes its record), queued for the task workers.
+2. Runs `--workers` `db_worker` processes (JOBS_LEASE_SECONDS=4, PAYNET_CONCURRENCY=4, chunks of
+   16) and SIGKILLs a random live one every 0.5-2 s (at most `--worker-kills`), restarting it a
+   moment later. `manage.py jobs_sweep` runs every 2 s (in this process) and the self-repeating
+   sweep task is queued on the workers too (JOBS_SWEEP_INTERVAL_SECONDS=2).
+3. Meanwhile `--singles` single pushes (`subscription_invoice_set_status`, status -> cancelled,
+   the same service the admin form and `POST /api/subscription-invoices/{pk}/set-status/` call)
+   each run in a child Python process with django.setup(). The sandbox holds that record's
+   `invoice_status_update` for 1.5 s more (a latency fault); once the push's pending call row is
+   committed, the child is SIGKILLed after a random 0-1.7 s: before the request reached the
+   sandbox, while it waits there, or after the answer came but before it was written down.
+4. Runs until every job (the bulk ones and the single pushes' one-item jobs) is finished, then
+   waits past the lease and sweeps once more so orphaned pending call rows are settled, stops
+   the workers and checks every operation against the sandbox.
+
+The figures, per operation (a job item, or a single push = the item of its one-item job; each
+operation targets its own record, no record is targeted twice):
+
+- kills: SIGKILLs sent to live processes (workers + single-push processes). A single-push
+  process that had already exited when its kill was due is not counted.
+- items: operations (job items + single pushes).
+- applied_twice: operations whose record the sandbox ledger shows more than one accepted
+  `invoice_status_update` for (any write of that record counts, including a resend of the status
+  it already had: each operation must reach the upstream at most once).
+- lost: operations that, once everything is terminal, are OK in our database while the
+  sandbox's record is not in the target status; or whose change the sandbox has (its record is
+  in the target status) while our item is not OK or our mirror's status differs from the
+  sandbox's.
+- unlogged_writes: writes the sandbox accepted that our call log cannot account for. Per record:
+  max(0, ledger writes - call rows), where the call rows are the `invoice_status_update` rows
+  for that record (target_id) in any outcome except `rejected` (a refusal writes nothing); plus
+  every ledger write of a record no operation targeted.
+- non_terminal: job items not DONE + jobs not finished (bulk and single-push) + call rows still
+  `pending` after the final sweep.
+
+Exits 1 if applied_twice, lost, unlogged_writes or non_terminal is not 0 (or the run timed out).
+Figures also go to bench/results/crash_safety-<time>.json.
+Last line: kills=<n> items=<n> applied_twice=<n> lost=<n> unlogged_writes=<n> non_terminal=<n>
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_crash"
+LEASE_SECONDS = 4
+SWEEP_EVERY = 2.0
+SINGLE_EXTRA_LATENCY = 1.5  # seconds the sandbox holds a single push's write
+KILL_GAP = (0.5, 2.0)  # seconds between worker kills
+RESTART_GAP = (0.2, 1.0)  # seconds before a killed worker is started again
+MIN_WORKER_AGE = 1.5  # a worker is killed only once it had time to start and claim work
+MIN_KILLS = 30  # fewer and the run says so
+WORKER_ENV = {
+    "TASKS_BACKEND": "database",
+    "JOBS_LEASE_SECONDS": str(LEASE_SECONDS),
+    "JOBS_CHUNK_SIZE": "16",
+    "JOBS_SWEEP_INTERVAL_SECONDS": "2",
+    "PAYNET_CONCURRENCY": "4",
+    "UPSTREAM_CONNECT_TIMEOUT": "1",
+    "UPSTREAM_READ_TIMEOUT": "4",
+    "UPSTREAM_BACKOFF_BASE": "0.05",
+    "UPSTREAM_BACKOFF_CAP": "0.5",
+    "UPSTREAM_MAX_ATTEMPTS": "3",
+    "DJANGO_LOG_LEVEL": "WARNING",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fresh_postgres(url: str) -> None:
+    """Drop and recreate the named PostgreSQL database so every run starts empty."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username,
+        password=parts.password,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class Children:
+    """Every process the bench starts, each in its own process group, all killed at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen] = []
+        self.lock = threading.Lock()
+
+    def start(self, args: list[str], log_name: str) -> subprocess.Popen:
+        log = (self.workdir / log_name).open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        with self.lock:
+            self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def sigkill(proc: subprocess.Popen) -> bool:
+        """SIGKILL the process group; True if the process was still alive."""
+        if proc.poll() is not None:
+            return False
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        proc.wait(10)
+        return True
+
+    def stop_all(self) -> None:
+        with self.lock:
+            procs = list(self.procs)
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def push_one(pk: int, key: str) -> None:
+    """The child "web process": one single push through the service, as a request would."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    from subscriptions.models import InvoiceStatus, SubscriptionInvoice
+    from subscriptions.services import subscription_invoice_set_status
+
+    actor = get_user_model().objects.get(username="bench")
+    record = SubscriptionInvoice.objects.get(pk=pk)
+    try:
+        subscription_invoice_set_status(
+            record=record,
+            status=InvoiceStatus.CANCEL,
+            actor=actor,
+            reason="bench",
+            idempotency_key=key,
+        )
+        print(f"push {pk}: done", flush=True)
+    except Exception as error:  # reported, the bench judges the outcome from the database
+        print(f"push {pk}: {type(error).__name__}: {error}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=6)
+    parser.add_argument("--items", type=int, default=500, help="items per job")
+    parser.add_argument("--singles", type=int, default=12, help="single pushes killed mid-request")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-kills", type=int, default=40, help="at most this many")
+    parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument("--seed", type=int, default=1, help="seeds the kill schedule")
+    parser.add_argument("--timeout", type=float, default=420, help="seconds for the whole run")
+    parser.add_argument("--push-one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--key", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.push_one is not None:
+        push_one(args.push_one, args.key)
+        return
+
+    url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL
+    if not url.startswith("postgres"):
+        sys.exit("crash_safety.py needs PostgreSQL: set BENCH_DATABASE_URL=postgres://...")
+    fresh_postgres(url)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-crash-"))
+    port = free_port()
+    sandbox_url = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": url,
+            "SANDBOX_URL": sandbox_url,
+            **WORKER_ENV,
+        }
+    )
+    children = Children(workdir)
+    try:
+        children.start(
+            [
+                "manage.py",
+                "sandbox",
+                "--port",
+                str(port),
+                "--latency-ms",
+                str(args.latency_ms),
+            ],
+            "sandbox.log",
+        )
+        ok = run(args, sandbox_url, workdir, children)
+    finally:
+        children.stop_all()
+    if not ok:
+        sys.exit(1)
+
+
+class Bench:
+    def __init__(self, args, sandbox_url: str, workdir: Path, children: Children) -> None:
+        import requests
+
+        self.args = args
+        self.sandbox_url = sandbox_url
+        self.workdir = workdir
+        self.children = children
+        self.http = requests.Session()
+        self.rng = random.Random(args.seed)
+        self.lock = threading.Lock()
+        self.worker_kills = 0
+        self.worker_kills_mid_send = 0
+        self.web_kills = 0
+        self.web_finished_first = 0
+        self.single_notes: list[str] = []
+        self.worker_starts = 0
+
+    def sandbox(self, method: str, path: str, **kwargs):
+        response = self.http.request(method, f"{self.sandbox_url}/_sandbox{path}", **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    # --- workers ---------------------------------------------------------------------------
+
+    def start_worker(self, slot: int) -> subprocess.Popen:
+        self.worker_starts += 1
+        return self.children.start(
+            [
+                "manage.py",
+                "db_worker",
+                "--interval",
+                "0.1",
+                "--no-startup-delay",
+                "--no-reload",
+            ],
+            f"worker{slot}.log",
+        )
+
+    def kill_worker(self, proc: subprocess.Popen) -> None:
+        from upstream.models import JobItem
+
+        sending = JobItem.objects.filter(
+            state=JobItem.State.SENDING, claimed_by__contains=f":{proc.pid}:"
+        ).count()
+        if self.children.sigkill(proc):
+            self.worker_kills += 1
+            self.worker_kills_mid_send += sending > 0
+
+    # --- single pushes, killed mid-request ---------------------------------------------------
+
+    def singles(self, records: list, stop: threading.Event) -> None:
+        from django.db import connection
+
+        from upstream.models import UpstreamCall
+
+        try:
+            for record in records:
+                if stop.wait(self.rng.uniform(1.0, 3.0)):
+                    return
+                self.sandbox(
+                    "POST",
+                    "/faults",
+                    json={
+                        "replace": False,
+                        "rules": [
+                            {
+                                "kind": "latency",
+                                "seconds": SINGLE_EXTRA_LATENCY,
+                                "service": "paynet",
+                                "operation": "invoice_status_update",
+                                "match": {"invoice_no": record.invoice_no},
+                                "times": 1,
+                            }
+                        ],
+                    },
+                )
+                delay = self.rng.uniform(0, SINGLE_EXTRA_LATENCY + 0.2)
+                proc = self.children.start(
+                    [
+                        "bench/crash_safety.py",
+                        "--push-one",
+                        str(record.pk),
+                        "--key",
+                        f"bench-{record.pk}",
+                    ],
+                    "singles.log",
+                )
+                calls = UpstreamCall.objects.filter(
+                    operation="invoice_status_update", target_id=str(record.pk)
+                )
+                deadline = time.monotonic() + 60
+                while not calls.exists() and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(delay)
+                if self.children.sigkill(proc):
+                    with self.lock:
+                        self.web_kills += 1
+                    self.single_notes.append(f"{record.pk}: killed {delay:.2f}s after its call row")
+                else:
+                    self.web_finished_first += 1
+                    self.single_notes.append(f"{record.pk}: exited before its kill ({delay:.2f}s)")
+        finally:
+            connection.close()
+
+    # --- the run -----------------------------------------------------------------------------
+
+    def sweep(self) -> str:
+        from django.core.management import call_command
+
+        out = io.StringIO()
+        call_command("jobs_sweep", stdout=out)
+        return out.getvalue().strip()
+
+
+def run(args, sandbox_url: str, workdir: Path, children: Children) -> bool:
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+
+    from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
+    from subscriptions.services import subscription_invoice_set_status_bulk
+    from subscriptions.sync import paynet_sync
+    from upstream.models import Job
+
+    bench = Bench(args, sandbox_url, workdir, children)
+    started = time.monotonic()
+    deadline = started + args.timeout
+    for _ in range(200):
+        try:
+            bench.sandbox("GET", "/health", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+    per_sub = 20
+    needed = args.jobs * args.items + args.singles
+    seeded = bench.sandbox(
+        "POST",
+        "/state/paynet",
+        json={
+            "command": "seed_bulk",
+            "subscriptions": -(-needed // per_sub),
+            "records_per_subscription": per_sub,
+        },
+    )
+    call_command("migrate", verbosity=0)
+    actor = get_user_model().objects.create_superuser("bench", password=None)
+    paynet_sync()
+    ids = list(
+        SubscriptionInvoice.objects.filter(
+            subscription__in=Subscription.objects.filter(
+                subscription_id__in=seeded["subscriptions"]
+            ),
+            status=InvoiceStatus.WAITING,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    assert len(ids) >= needed, f"seeded {len(ids)} waiting records, need {needed}"
+    single_ids = ids[: args.singles]
+    targets = [InvoiceStatus.CANCEL, InvoiceStatus.DONE_UNSUCCEED]
+    for n in range(args.jobs):
+        chunk = ids[args.singles + n * args.items : args.singles + (n + 1) * args.items]
+        subscription_invoice_set_status_bulk(
+            records=SubscriptionInvoice.objects.filter(pk__in=chunk),
+            status=targets[n % 2],
+            actor=actor,
+            reason="bench: crash safety",
+        )
+    call_command("jobs_sweep", schedule=True, stdout=io.StringIO())
+    setup_s = time.monotonic() - started
+    print(f"setup: {setup_s:.1f}s, logs in {workdir}", flush=True)
+
+    workers: dict[int, subprocess.Popen | None] = {}
+    born: dict[int, float] = {}
+    restart_at: dict[int, float] = {}
+    for slot in range(args.workers):
+        workers[slot] = bench.start_worker(slot)
+        born[slot] = time.monotonic()
+    stop = threading.Event()
+    singles = threading.Thread(
+        target=bench.singles,
+        args=(list(SubscriptionInvoice.objects.filter(pk__in=single_ids).order_by("pk")), stop),
+        daemon=True,
+    )
+    singles.start()
+    run_started = time.monotonic()
+    next_kill = run_started + bench.rng.uniform(*KILL_GAP)
+    next_sweep = run_started + SWEEP_EVERY
+    sweeps = 0
+    timed_out = False
+    bulk_done_at = None
+    try:
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                timed_out = True
+                break
+            for slot, at in list(restart_at.items()):
+                if now >= at:
+                    workers[slot] = bench.start_worker(slot)
+                    born[slot] = now
+                    del restart_at[slot]
+            unfinished = Job.objects.exclude(state__in=Job.FINISHED_STATES)
+            bulk_left = unfinished.filter(inline=False).exists()
+            if bulk_left and bench.worker_kills < args.worker_kills and now >= next_kill:
+                live = [
+                    s
+                    for s, p in workers.items()
+                    if p is not None and p.poll() is None and now - born[s] >= MIN_WORKER_AGE
+                ]
+                if live:
+                    slot = bench.rng.choice(live)
+                    bench.kill_worker(workers[slot])
+                    workers[slot] = None
+                    restart_at[slot] = now + bench.rng.uniform(*RESTART_GAP)
+                    next_kill = now + bench.rng.uniform(*KILL_GAP)
+            if not bulk_left and bulk_done_at is None:
+                bulk_done_at = now
+            if now >= next_sweep:
+                bench.sweep()
+                sweeps += 1
+                next_sweep = now + SWEEP_EVERY
+            for slot, proc in workers.items():
+                if proc is not None and proc.poll() is not None and slot not in restart_at:
+                    print(f"worker {slot} exited by itself ({proc.returncode})", flush=True)
+                    workers[slot] = None
+                    restart_at[slot] = now + 1
+            if not singles.is_alive() and not unfinished.exists():
+                break
+            time.sleep(0.1)
+        run_s = time.monotonic() - run_started
+        # Orphaned pending call rows are settled once they are older than the lease.
+        if not timed_out:
+            time.sleep(LEASE_SECONDS + 1)
+            bench.sweep()
+            sweeps += 1
+    finally:
+        stop.set()
+        singles.join(30)
+        for proc in workers.values():
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in workers.values():
+            if proc is not None:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    Children.sigkill(proc)
+
+    figures, details = check(bench)
+    result = {
+        "database": connection.vendor,
+        "jobs": args.jobs,
+        "items_per_job": args.items,
+        "single_pushes": args.singles,
+        "workers": args.workers,
+        "latency_ms": args.latency_ms,
+        "lease_s": LEASE_SECONDS,
+        "seed": args.seed,
+        "setup_s": round(setup_s, 1),
+        "run_s": round(run_s, 1),
+        "bulk_jobs_done_after_s": round(bulk_done_at - run_started, 1) if bulk_done_at else None,
+        "worker_starts": bench.worker_starts,
+        "worker_kills": bench.worker_kills,
+        "worker_kills_while_sending": bench.worker_kills_mid_send,
+        "web_kills": bench.web_kills,
+        "web_exited_before_kill": bench.web_finished_first,
+        "sweeps_run_here": sweeps,
+        "timed_out": timed_out,
+        **details,
+        **figures,
+    }
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"crash_safety-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
+        json.dumps({**result, "single_pushes_log": bench.single_notes}, indent=2)
+    )
+    print()
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    bad = [k for k in ("applied_twice", "lost", "unlogged_writes", "non_terminal") if figures[k]]
+    ok = not bad and not timed_out
+    if figures["kills"] < MIN_KILLS:
+        print(f"warning: only {figures['kills']} kills (aim: {MIN_KILLS}); raise --jobs or --items")
+    print(
+        f"checks: {'ok' if ok else 'FAILED'} (every change applied once, logged, settled)"
+        + (f"; failing: {', '.join(bad)}" if bad else "")
+        + ("; TIMED OUT" if timed_out else "")
+    )
+    print(
+        f"kills={figures['kills']} items={figures['items']} "
+        f"applied_twice={figures['applied_twice']} lost={figures['lost']} "
+        f"unlogged_writes={figures['unlogged_writes']} non_terminal={figures['non_terminal']}"
+    )
+    return ok
+
+
+def check(bench: Bench) -> tuple[dict, dict]:
+    """Compare every operation with the sandbox's ledger and state, and with the call log."""
+    from django.db.models import Count
+
+    from subscriptions.jobs import INVOICE_STATUS_KIND
+    from subscriptions.models import SubscriptionInvoice
+    from upstream.models import Job, JobItem, UpstreamCall
+
+    ledger = bench.sandbox(
+        "GET", "/ledger", params={"service": "paynet", "operation": "invoice_status_update"}
+    )
+    writes = Counter(e["invoice_no"] for e in ledger)
+    upstream_status = {
+        r["invoice_no"]: r["status"] for r in bench.sandbox("GET", "/state/paynet")["records"]
+    }
+    items = list(
+        JobItem.objects.filter(job__kind=INVOICE_STATUS_KIND).select_related("job").order_by("pk")
+    )
+    mirror = dict(
+        SubscriptionInvoice.objects.filter(pk__in=[int(i.target_id) for i in items]).values_list(
+            "pk", "status"
+        )
+    )
+    call_rows = dict(
+        UpstreamCall.objects.filter(operation="invoice_status_update")
+        .exclude(outcome="rejected")
+        .values("target_id")
+        .annotate(n=Count("id"))
+        .values_list("target_id", "n")
+    )
+    applied_twice, lost, unlogged = [], [], []
+    unlogged_count = 0
+    outcomes: Counter = Counter()
+    targeted = set()
+    for item in items:
+        no, target = item.payload["invoice_no"], int(item.payload["status"])
+        targeted.add(no)
+        outcomes[f"{'single' if item.job.inline else 'job'}:{item.state}:{item.outcome}"] += 1
+        ok = item.state == JobItem.State.DONE and item.outcome == JobItem.Outcome.OK
+        there = upstream_status.get(no)
+        applied = there == target
+        ours = mirror.get(int(item.target_id))
+        where = f"item {item.pk} (job {item.job_id}, record {item.target_id}, no {no})"
+        if writes[no] > 1:
+            applied_twice.append(f"{where}: {writes[no]} ledger writes")
+        if ok and not applied:
+            lost.append(f"{where}: OK here, sandbox status {there}, target {target}")
+        elif applied and (not ok or ours != there):
+            lost.append(
+                f"{where}: applied upstream, item {item.state}/{item.outcome or '-'}, "
+                f"mirror {ours} vs sandbox {there}"
+            )
+        logged = call_rows.get(item.target_id, 0)
+        if writes[no] > logged:
+            unlogged_count += writes[no] - logged
+            unlogged.append(f"{where}: {writes[no]} ledger writes, {logged} call rows")
+    foreign = sum(n for no, n in writes.items() if no not in targeted)
+    unfinished_jobs = Job.objects.exclude(state__in=Job.FINISHED_STATES)
+    not_done = sum(1 for i in items if i.state != JobItem.State.DONE)
+    jobs_open = unfinished_jobs.filter(inline=False).count()
+    singles_open = unfinished_jobs.filter(inline=True).count()
+    pending_calls = UpstreamCall.objects.filter(outcome="pending").count()
+    call_outcomes = dict(
+        UpstreamCall.objects.filter(operation="invoice_status_update")
+        .values("outcome")
+        .annotate(n=Count("id"))
+        .values_list("outcome", "n")
+    )
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    tasks_running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).count()
+    figures = {
+        "kills": bench.worker_kills + bench.web_kills,
+        "items": len(items),
+        "applied_twice": len(applied_twice),
+        "lost": len(lost),
+        "unlogged_writes": unlogged_count + foreign,
+        "non_terminal": not_done + jobs_open + singles_open + pending_calls,
+    }
+    details = {
+        "item_outcomes": dict(sorted(outcomes.items())),
+        "ledger_writes": len(ledger),
+        "ledger_records": len(writes),
+        "ledger_writes_of_untargeted_records": foreign,
+        "status_calls_by_outcome": call_outcomes,
+        "items_not_done": not_done,
+        "bulk_jobs_not_finished": jobs_open,
+        "single_push_jobs_not_finished": singles_open,
+        "calls_still_pending": pending_calls,
+        "task_rows_left_running": tasks_running,
+        "examples_applied_twice": applied_twice[:10],
+        "examples_lost": lost[:10],
+        "examples_unlogged": unlogged[:10],
+    }
+    return figures, details
+
+
+if __name__ == "__main__":
+    main()
