@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from upstream.client import Exchange, UpstreamClient
 from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
+from upstream.parsing import ParseError, json_money, parse_local
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,6 @@ CODE_NO_INSTITUTIONS = -23
 CODE_MALFORMED = -900  # sandbox-only: the request as a whole is malformed (§9 assumption 4)
 # Codes that refuse the whole request even on the single query, whose other codes are its result.
 REQUEST_LEVEL_CODES = frozenset({CODE_NOT_PERMITTED, CODE_BAD_CREDENTIALS, CODE_MALFORMED})
-CENT = Decimal("0.01")
 
 FOUND, NO_DEBT, FAILED = "found", "no_debt", "failed"
 
@@ -96,7 +96,7 @@ class InstitutionInfo:
     partial_amount: bool
 
 
-class UnreadableEntry(ValueError):
+class UnreadableEntry(ParseError):
     """One element of the answer is not what payofin.md §4 describes."""
 
 
@@ -129,31 +129,21 @@ def _as_int(value: Any) -> int | None:
 
 
 def to_decimal(value: Any) -> Decimal:
-    """An amount in lira. The shared client parses JSON numbers as floats; repr() gives back the
-    digits Payofin sent (exact for up to 15 significant digits, far beyond any bill)."""
-    if isinstance(value, bool) or value is None:
-        raise UnreadableEntry(f"not an amount: {value!r}")
-    text = repr(value) if isinstance(value, float) else str(value).strip()
+    """An amount in lira, the digits Payofin sent (payofin.md §4)."""
     try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise UnreadableEntry(f"not an amount: {value!r}") from None
-    if not amount.is_finite():
-        raise UnreadableEntry(f"not an amount: {value!r}")
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+        return json_money(value)
+    except ParseError as error:
+        raise UnreadableEntry(str(error)) from None
 
 
 def parse_exp_date(value: Any) -> date | None:
     """`expDate` is dd.MM.yyyy (§3), unlike the yyyy-mm-dd of requests."""
     if value in (None, ""):
         return None
-    text = str(value).strip()
-    for fmt, width in (("%d.%m.%Y", 10), ("%Y-%m-%d", 10)):
-        try:
-            return datetime.strptime(text[:width], fmt).date()
-        except ValueError:
-            continue
-    raise UnreadableEntry(f"expDate {value!r} is not dd.MM.yyyy")
+    try:
+        return parse_local(str(value).strip()[:10], ("%d.%m.%Y", "%Y-%m-%d")).date()
+    except ParseError:
+        raise UnreadableEntry(f"expDate {value!r} is not dd.MM.yyyy") from None
 
 
 def parse_bill(data: Any) -> Bill:

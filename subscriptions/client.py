@@ -6,15 +6,14 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.utils.translation import gettext as _
 
 from upstream.client import Exchange, UpstreamClient
 from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
+from upstream.parsing import format_local, json_decimal, json_money, parse_local
 
-ISTANBUL = ZoneInfo("Europe/Istanbul")
 DATETIME_FORMAT = "%d.%m.%Y %H:%M:%S"  # dd.MM.yyyy HH:mm:ss (paynet.md §4)
 DATE_FORMAT = "%d.%m.%Y"
 # invoice_list pages hold at most 100 rows (paynet.md §10, assumption 14).
@@ -32,22 +31,15 @@ def to_kurus(amount: Decimal) -> int:
 
 
 def from_kurus(value: Any) -> Decimal:
-    return (Decimal(str(value)) / 100).quantize(Decimal("0.01"))
+    return json_money(json_decimal(value) / 100)
 
 
 def format_datetime(value: datetime) -> str:
-    return value.astimezone(ISTANBUL).strftime(DATETIME_FORMAT)
+    return format_local(value, DATETIME_FORMAT)
 
 
 def parse_datetime(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    for fmt in (DATETIME_FORMAT, DATE_FORMAT):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=ISTANBUL)
-        except ValueError:
-            continue
-    raise ValueError(f"not a Paynet date: {value!r}")
+    return parse_local(value, (DATETIME_FORMAT, DATE_FORMAT)) if value else None
 
 
 def records_of(body: dict[str, Any]) -> list[dict[str, Any]]:
