@@ -21,6 +21,7 @@ from upstream.formatting import day
 from upstream.models import Job, RecordClaim
 from upstream.operations import push_single
 from upstream.services import DbCallRecorder, NewItem, User, job_create
+from upstream.verdicts import VerdictKind
 
 from . import rules
 from .client import ParseError, format_datetime, parse_datetime, to_wire
@@ -363,12 +364,6 @@ class BulkAction(StrEnum):
     DUE_DATE = "due_date"
     MOVE = "move"
     RENUMBER = "renumber"
-
-
-class VerdictKind(StrEnum):
-    CHANGE = "change"
-    SAME = "same"
-    BLOCKED = "blocked"
 
 
 @dataclass
