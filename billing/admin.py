@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy
 
 from upstream.admin_filters import DateRangeFilter, InputFilter
 from upstream.admin_tools import (
-    CsvExportMixin,
+    MirrorAdmin,
     confirmation_page,
     error_text,
     in_doubt_message,
@@ -127,16 +127,6 @@ class InvoiceNumberFilter(InputFilter):
         return queryset.filter(query)
 
 
-class MirrorAdmin(CsvExportMixin, admin.ModelAdmin):
-    """Mirrored rows change only through pushes and syncs: no local add or delete."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
 class InvoiceItemInline(admin.TabularInline):
     model = InvoiceItem
     fields = (
@@ -215,9 +205,6 @@ class InvoiceAdmin(MirrorAdmin):
     total_display = money_column(
         "total", currency_field="currency", description=gettext_lazy("total")
     )
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(item_total=Count("items"))
@@ -370,9 +357,6 @@ class InvoiceItemAdmin(MirrorAdmin):
         return pretty_json(obj.attributes)
 
     # The page is the mirror; edits go through the edit view ---------------------------------
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), "can_push": self.has_push_permission(request)}

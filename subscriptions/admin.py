@@ -12,9 +12,8 @@ from django.utils.translation import gettext_lazy
 
 from upstream.admin_filters import DateRangeFilter, InputFilter
 from upstream.admin_tools import (
-    CsvExportMixin,
+    MirrorAdmin,
     PushOutcome,
-    ReadOnlyMixin,
     confirmation_page,
     money_column,
     push_one,
@@ -31,8 +30,8 @@ from .sync import subscriptions_refresh
 CREATE_FORM_ONLY = ("reason", "idempotency_key", "allow_duplicate")
 
 
-class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
-    """Mirrored rows change only through pushes and syncs: no local add, edit or delete."""
+class PaynetMirrorAdmin(MirrorAdmin):
+    """Subscriptions and their records: refreshed from Paynet on demand."""
 
     def _refresh(self, request: HttpRequest, subscriptions: QuerySet[Subscription]) -> None:
         totals, done, failures = subscriptions_refresh(
@@ -81,7 +80,7 @@ class SubscriptionInvoiceInline(admin.TabularInline):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(MirrorAdmin):
+class SubscriptionAdmin(PaynetMirrorAdmin):
     list_display = (
         "reference_no",
         "name_surname",
@@ -254,7 +253,7 @@ class SubscriptionAdmin(MirrorAdmin):
 
 
 @admin.register(SubscriptionInvoice)
-class SubscriptionInvoiceAdmin(MirrorAdmin):
+class SubscriptionInvoiceAdmin(PaynetMirrorAdmin):
     list_display = (
         "invoice_no",
         "invoice_id",

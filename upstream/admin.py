@@ -10,18 +10,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .admin_tools import CsvExportMixin, ReadOnlyMixin, pretty_json
+from .admin_tools import MirrorAdmin, pretty_json
 from .handlers import handler_for
 from .models import Job, JobItem, UpstreamCall
 from .services import job_cancel, job_retry_failed
 
 
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """The call log and job items are written only by services: nobody edits them here."""
-
-
 @admin.register(UpstreamCall)
-class UpstreamCallAdmin(CsvExportMixin, ReadOnlyAdmin):
+class UpstreamCallAdmin(MirrorAdmin):
     list_display = (
         "id",
         "created_at",
@@ -89,7 +85,7 @@ class UpstreamCallAdmin(CsvExportMixin, ReadOnlyAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
+class JobAdmin(MirrorAdmin):
     list_display = (
         "id",
         "title",
@@ -233,7 +229,7 @@ class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
 
 
 @admin.register(JobItem)
-class JobItemAdmin(CsvExportMixin, ReadOnlyAdmin):
+class JobItemAdmin(MirrorAdmin):
     list_display = (
         "job",
         "position",

@@ -139,6 +139,11 @@ class CsvExportMixin:
         return csv_response(f"{slugify(opts.verbose_name_plural)}-{stamp}.csv", header, rows())
 
 
+class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
+    """Rows we do not own: an upstream's mirror, or the record of what it was sent and what it
+    answered. Viewed and exported here; they change only through pushes, queries and syncs."""
+
+
 def confirmation_page(
     request: HttpRequest,
     modeladmin: admin.ModelAdmin,
