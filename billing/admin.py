@@ -14,12 +14,10 @@ from django.utils.translation import gettext_lazy
 from upstream.admin_filters import DateRangeFilter, InputFilter
 from upstream.admin_tools import (
     MirrorAdmin,
-    confirmation_page,
-    error_text,
+    confirm_then_start,
     in_doubt_message,
     money_column,
     pretty_json,
-    start_job,
 )
 from upstream.claims import claim_holder
 from upstream.errors import PushConflict, PushInDoubt, UpstreamError
@@ -491,39 +489,26 @@ class InvoiceItemAdmin(MirrorAdmin):
         form_class: type[BulkActionForm],
         title: str,
     ) -> HttpResponse | None:
-        step = request.POST.get("step")
-        form = form_class(request.POST if step else None)
-        if step == "confirm" and form.is_valid():
-            started = start_job(
-                self,
-                request,
-                lambda: services.invoice_item_bulk_update(
-                    items=queryset,
-                    action=action,
-                    value=form.value,
-                    actor=request.user,
-                    reason=form.cleaned_data["reason"],
-                ),
-            )
-            if started:
-                return started
-        preview = None
-        if form.value_ready():
-            try:
-                preview = services.invoice_item_bulk_preview(
-                    items=queryset, action=action, value=form.value
-                )
-            except ValidationError as error:
-                form.add_error(None, error_text(error))
-        return confirmation_page(
-            request,
+        return confirm_then_start(
             self,
+            request,
             queryset,
+            form_class=form_class,
+            preview=lambda form: (
+                services.invoice_item_bulk_preview(items=queryset, action=action, value=form.value)
+                if form.value_ready()
+                else None
+            ),
+            start=lambda form: services.invoice_item_bulk_update(
+                items=queryset,
+                action=action,
+                value=form.value,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            ),
             template="admin/billing/confirm_bulk.html",
             title=title,
             action=action_names[action],
-            form=form,
-            preview=preview,
         )
 
     @admin.action(description=gettext_lazy("Set due date…"), permissions=["push"])

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
@@ -14,10 +17,9 @@ from upstream.admin_filters import DateRangeFilter, InputFilter
 from upstream.admin_tools import (
     MirrorAdmin,
     PushOutcome,
-    confirmation_page,
+    confirm_then_start,
     money_column,
     push_one,
-    start_job,
 )
 from upstream.services import DbCallRecorder
 
@@ -53,6 +55,13 @@ class PaynetMirrorAdmin(MirrorAdmin):
                 },
                 messages.SUCCESS,
             )
+
+
+def _status_preview(form: StatusChangeForm, preview: Callable[[int], Any]) -> Any:
+    # Keep the preview when only the reason is missing, so its error shows next to it.
+    form.is_valid()
+    status = getattr(form, "cleaned_data", {}).get("status")
+    return None if status is None else preview(status)
 
 
 class SubscriptionReferenceFilter(InputFilter):
@@ -137,39 +146,27 @@ class SubscriptionAdmin(PaynetMirrorAdmin):
     def change_all_invoices_status(
         self, request: HttpRequest, queryset: QuerySet
     ) -> HttpResponse | None:
-        step = request.POST.get("step")
-        form = StatusChangeForm(request.POST if step else None)
-        if step == "confirm" and form.is_valid():
-            started = start_job(
-                self,
-                request,
-                lambda: services.subscription_set_status_all(
-                    subscriptions=queryset,
-                    status=form.cleaned_data["status"],
-                    actor=request.user,
-                    reason=form.cleaned_data["reason"],
-                ),
-            )
-            if started:
-                return started
-        preview = None
-        form.is_valid()
-        # Keep the preview when only the reason is missing, so its error shows next to it.
-        status = getattr(form, "cleaned_data", {}).get("status")
-        if status is not None:
-            preview = services.subscription_status_all_preview(
-                subscriptions=queryset, status=status
-            )
         subscriptions = queryset.annotate(invoice_total=Count("invoices")).order_by("pk")
-        return confirmation_page(
-            request,
+        return confirm_then_start(
             self,
+            request,
             queryset,
+            form_class=StatusChangeForm,
+            preview=lambda form: _status_preview(
+                form,
+                lambda status: services.subscription_status_all_preview(
+                    subscriptions=queryset, status=status
+                ),
+            ),
+            start=lambda form: services.subscription_set_status_all(
+                subscriptions=queryset,
+                status=form.cleaned_data["status"],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            ),
             template="admin/subscriptions/confirm_status_all.html",
             title=_("Change status of all payment records"),
             action="change_all_invoices_status",
-            form=form,
-            preview=preview,
             subscriptions=subscriptions[:200],
         )
 
@@ -320,36 +317,26 @@ class SubscriptionInvoiceAdmin(PaynetMirrorAdmin):
 
     @admin.action(description=gettext_lazy("Change status…"), permissions=["push_status"])
     def change_status(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        step = request.POST.get("step")
-        form = StatusChangeForm(request.POST if step else None)
-        if step == "confirm" and form.is_valid():
-            started = start_job(
-                self,
-                request,
-                lambda: services.subscription_invoice_set_status_bulk(
-                    records=queryset,
-                    status=form.cleaned_data["status"],
-                    actor=request.user,
-                    reason=form.cleaned_data["reason"],
-                ),
-            )
-            if started:
-                return started
-        preview = None
-        form.is_valid()
-        # Keep the preview when only the reason is missing, so its error shows next to it.
-        status = getattr(form, "cleaned_data", {}).get("status")
-        if status is not None:
-            preview = services.subscription_invoice_status_preview(records=queryset, status=status)
-        return confirmation_page(
-            request,
+        return confirm_then_start(
             self,
+            request,
             queryset,
+            form_class=StatusChangeForm,
+            preview=lambda form: _status_preview(
+                form,
+                lambda status: services.subscription_invoice_status_preview(
+                    records=queryset, status=status
+                ),
+            ),
+            start=lambda form: services.subscription_invoice_set_status_bulk(
+                records=queryset,
+                status=form.cleaned_data["status"],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            ),
             template="admin/subscriptions/confirm_status.html",
             title=_("Change status of payment records"),
             action="change_status",
-            form=form,
-            preview=preview,
         )
 
     @admin.action(description=gettext_lazy("Refresh from Paynet"), permissions=["sync"])
