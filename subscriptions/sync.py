@@ -154,7 +154,7 @@ def subscription_refresh(
 ) -> SyncCounts:
     """Re-read one subscription and its records from Paynet."""
     client = PaynetClient(recorder=recorder)
-    detail = client.subscription_detail(subscription_id=subscription.subscription_id).data
+    detail = client.subscription_detail(subscription_id=subscription.subscription_id)
     records = list(client.iter_invoices(subscription_id=subscription.subscription_id))
     with transaction.atomic():
         _, counts = subscription_upsert({**detail, "subscription_id": subscription.subscription_id})

@@ -33,7 +33,9 @@ OK_MESSAGE = "Başarılı Islem"
 
 
 def ok(**extra: Any) -> tuple[int, dict[str, Any]]:
-    return 200, {"object_name": "x", "code": 0, "message": OK_MESSAGE, **extra}
+    # List answers carry their records in `data` (or `Data`): an empty list unless given.
+    records = {} if {"data", "Data"} & set(extra) else {"data": []}
+    return 200, {"object_name": "x", "code": 0, "message": OK_MESSAGE, **records, **extra}
 
 
 def error_object(status: int, type_: str, message: str, result_code: int) -> tuple[int, dict]:
@@ -177,11 +179,11 @@ def test_every_request_carries_the_raw_secret_after_basic(operation, call, expec
 def test_recorded_request_headers_hide_the_secret():
     r = rig([ok()])
 
-    exchange = r.client.invoice_status_update(status=5, invoice_no="11400505")
+    r.client.invoice_status_update(status=5, invoice_no="11400505")
 
+    (exchange,) = r.recorder.exchanges
     assert exchange.request_headers["Authorization"] == "***"
     assert SECRET not in json.dumps(exchange.request_headers)
-    assert r.recorder.exchanges[0].request_headers["Authorization"] == "***"
 
 
 def test_base_url_with_trailing_slash_gives_the_same_path():
@@ -301,16 +303,17 @@ def test_record_array_is_read_from_data_or_Data(key):
     assert [row["invoice_id"] for row in got] == [101, 102]
 
 
-def test_ok_answer_gives_the_parsed_body_and_code_zero():
+def test_ok_answer_gives_the_parsed_body_and_records_code_zero():
     r = rig([ok(total=3)])
 
-    exchange = r.client.invoice_list(subscription_id=SUB_ID)
+    data = r.client.invoice_list(subscription_id=SUB_ID)
 
+    assert data["total"] == 3
+    (exchange,) = r.recorder.exchanges
     assert exchange.outcome == "ok"
     assert exchange.status_code == 200
     assert exchange.upstream_code == "0"
     assert exchange.upstream_message == OK_MESSAGE
-    assert exchange.data["total"] == 3
 
 
 # --- error mapping -------------------------------------------------------------------------
@@ -438,9 +441,8 @@ def test_5xx_on_a_read_is_retried_with_backoff_until_attempts_run_out():
 def test_5xx_then_success_returns_the_answer():
     r = rig([SERVER_ERROR, ok(data=[], has_more=False)])
 
-    exchange = r.client.invoice_list(subscription_id=SUB_ID)
-
-    assert exchange.outcome == "ok" and r.attempts == 2
+    assert r.client.invoice_list(subscription_id=SUB_ID)["data"] == []
+    assert r.recorder.exchanges[-1].outcome == "ok" and r.attempts == 2
 
 
 def test_5xx_on_an_idempotent_status_update_is_retried():
@@ -787,3 +789,14 @@ def test_retry_delay_jitter_draws_from_zero_to_the_window():
 
 def test_retry_delay_ignores_errors_it_does_not_know():
     assert delay(UpstreamError("?")) is None
+
+
+def test_a_list_answer_without_its_records_is_untrusted_and_recorded_as_failed():
+    body = {"object_name": "x", "code": 0, "message": OK_MESSAGE, "has_more": False}
+    r = rig([(200, body)] * 3)
+
+    with pytest.raises(UpstreamResponseError) as info:
+        list(r.client.iter_invoices(subscription_id=SUB_ID))
+
+    assert str(info.value) == "Paynet answered without the list of records."
+    assert [e.outcome for e in r.recorder.exchanges] == ["failed"] * 3
