@@ -115,7 +115,7 @@ def parse_invoice_page(raw: Any) -> dict[str, Any]:
 
 
 def to_wire(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """Item fields as UpdateInvoiceItem/CreateInvoiceItem take them (wisecp.md §5.1)."""
+    """Item fields as UpdateInvoiceItem takes them (wisecp.md §5.1)."""
     body: dict[str, Any] = {}
     for name, value in changes.items():
         if name == "due_date":
@@ -264,32 +264,9 @@ class WiseCPClient(UpstreamClient):
             mutating=True,
         ).data
 
-    def create_invoice_item(self, invoice_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
-        # No idempotency in the legacy API (wisecp.md §8): a create without an answer is in
-        # doubt and must be looked for before it is sent again.
-        return self.request(
-            "CreateInvoiceItem",
-            "POST",
-            f"Billing/CreateInvoiceItem/{int(invoice_id)}",
-            json_body=to_wire(fields),
-            idempotent=False,
-            mutating=True,
-        ).data
-
-    def delete_invoice_item(self, item_id: int) -> None:
-        # Path inferred from DeleteInvoice (wisecp.md §5.3). A repeat would answer 404.
-        self.request(
-            "DeleteInvoiceItem",
-            "DELETE",
-            f"Billing/DeleteInvoiceItem/{int(item_id)}",
-            idempotent=False,
-            mutating=True,
-        )
-
 
 _PARSERS = {
     "GetInvoices": parse_invoice_page,
     "GetInvoice": parse_invoice,
     "UpdateInvoiceItem": parse_item,
-    "CreateInvoiceItem": parse_item,
 }

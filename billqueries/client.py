@@ -22,12 +22,7 @@ MAX_QUERIES = 15  # per multiple query (payofin.md §4)
 MAX_FIRM_REF_LEN = 15  # firmRefNo (payofin.md §4)
 CODE_OK = 1
 CODE_NO_DEBT = -1
-CODE_NOT_PERMITTED = -7  # also the IP allow-list refusal (§9 assumption 3)
 CODE_BAD_CREDENTIALS = -22
-CODE_NO_INSTITUTIONS = -23
-CODE_MALFORMED = -900  # sandbox-only: the request as a whole is malformed (§9 assumption 4)
-# Codes that refuse the whole request even on the single query, whose other codes are its result.
-REQUEST_LEVEL_CODES = frozenset({CODE_NOT_PERMITTED, CODE_BAD_CREDENTIALS, CODE_MALFORMED})
 
 FOUND, NO_DEBT, FAILED = "found", "no_debt", "failed"
 
@@ -320,10 +315,6 @@ class PayofinClient(UpstreamClient):
         if not failed:
             self._check_shape(exchange, body)
             return
-        if exchange.operation == "invoicequery" and code not in REQUEST_LEVEL_CODES:
-            return  # the single query's own result (-1 no debt, -14 ...), not a refusal
-        if exchange.operation == "sootListByType" and code == CODE_NO_INSTITUTIONS:
-            return  # nothing matches the filter: an empty list (§9 assumption 12)
         raise UpstreamRejectedError(
             _("Payofin refused the request: %(message)s (code %(code)s)")
             % {"message": message or _("no message"), "code": code},
@@ -341,9 +332,7 @@ class PayofinClient(UpstreamClient):
                 )
             # No top-level code exists for this answer (§4): the log shows the entries' codes.
             exchange.upstream_message = _summary(entries)
-        elif exchange.operation in ("sootlist", "sootListByType") and not isinstance(
-            ci_get(body, "sootList"), list
-        ):
+        elif exchange.operation == "sootlist" and not isinstance(ci_get(body, "sootList"), list):
             raise UpstreamResponseError(
                 _("Payofin answered without an institution list."), exchange=exchange
             )
@@ -395,43 +384,12 @@ class PayofinClient(UpstreamClient):
             )
         return match_by_position(queries, entries)
 
-    def invoice_query(self, query: BillQuery) -> QueryResult:
-        """Query one subscriber; `sootCode` is an integer here (§5.3)."""
-        exchange = self._request(
-            "invoicequery",
-            "POST",
-            {
-                "sootCode": int(query.soot_code),
-                "subscriberNo": query.subscriber_no,
-                "additionalNo": query.additional_no or "",
-                "firmRefNo": query.firm_ref_no,
-            },
-        )
-        return match_by_position([query], [exchange.data])[0]
-
     # Catalogue -----------------------------------------------------------------------------
 
     def sootlist(self) -> list[InstitutionInfo]:
         exchange = self._request("sootlist", "GET")
-        return self._institutions(exchange)
-
-    def soot_list_by_type(
-        self, *, soot_type_code: int | None = None, city_code: int | None = None
-    ) -> list[InstitutionInfo]:
-        body: dict[str, int] = {}
-        if soot_type_code:
-            body["sootTypeCode"] = int(soot_type_code)
-        if city_code:
-            body["cityCode"] = int(city_code)
-        exchange = self._request("sootListByType", "POST", body)
-        return self._institutions(exchange)
-
-    def _institutions(self, exchange: Exchange) -> list[InstitutionInfo]:
-        rows = ci_get(exchange.data, "sootList", default=None)
-        if not isinstance(rows, list):
-            return []  # -23: nothing to list
         try:
-            return [parse_institution(row) for row in rows]
+            return [parse_institution(row) for row in ci_get(exchange.data, "sootList")]
         except UnreadableEntry as error:
             raise UpstreamResponseError(
                 _("Payofin's institution list is unreadable (%(error)s).") % {"error": error},

@@ -214,14 +214,6 @@ class PaynetClient(UpstreamClient):
             body["reference_no"] = reference_no
         return self._post("invoice_list", body, idempotent=True, mutating=False).data
 
-    def invoice_attempt_list(self, *, invoice_id: str = "", invoice_no: str = "") -> dict[str, Any]:
-        return self._post(
-            "invoice_attempt_list",
-            {"invoice_id": invoice_id, "invoice_no": invoice_no},
-            idempotent=True,
-            mutating=False,
-        ).data
-
     # Paging helpers ----------------------------------------------------------------------------
 
     def iter_subscriptions(self, *, datab: date, datbi: date) -> Iterator[dict[str, Any]]:

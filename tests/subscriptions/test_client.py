@@ -144,12 +144,6 @@ OPERATIONS = [
         {"subscription_id": SUB_ID, "limit": 100, "starting_after": 0},
         id="invoice_list",
     ),
-    pytest.param(
-        "invoice_attempt_list",
-        lambda c: c.invoice_attempt_list(invoice_id="120", invoice_no="12"),
-        {"invoice_id": "120", "invoice_no": "12"},
-        id="invoice_attempt_list",
-    ),
 ]
 
 
