@@ -126,6 +126,18 @@ def api_viewer(viewer):
     return api
 
 
+@pytest.fixture
+def queued_tasks(settings) -> list:
+    """Tasks are enqueued and never run (django_tasks' dummy backend); returns what was queued.
+
+    django_tasks builds its backends again when TASKS changes, so this one holds from here on.
+    """
+    from django_tasks import task_backends
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    return task_backends["default"].results
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
