@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
@@ -35,6 +36,37 @@ CREATE_FORM_ONLY = ("reason", "idempotency_key", "allow_duplicate")
 class PaynetMirrorAdmin(MirrorAdmin):
     """Subscriptions and their records: refreshed from Paynet on demand."""
 
+    def _status_action(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        *,
+        preview: Callable[[int], Any],
+        push: Callable[..., Any],
+        **page: Any,
+    ) -> HttpResponse:
+        """Target status and reason, the verdict per record, then a job: both status actions."""
+
+        def shown(form: StatusChangeForm) -> Any:
+            # Keep the preview when only the reason is missing, so its error shows next to it.
+            form.is_valid()
+            status = getattr(form, "cleaned_data", {}).get("status")
+            return None if status is None else preview(status)
+
+        return confirm_then_start(
+            self,
+            request,
+            queryset,
+            form_class=StatusChangeForm,
+            preview=shown,
+            start=lambda form: push(
+                status=form.cleaned_data["status"],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            ),
+            **page,
+        )
+
     def _refresh(self, request: HttpRequest, subscriptions: QuerySet[Subscription]) -> None:
         totals, done, failures = subscriptions_refresh(
             subscriptions, recorder=DbCallRecorder(actor=request.user)
@@ -55,13 +87,6 @@ class PaynetMirrorAdmin(MirrorAdmin):
                 },
                 messages.SUCCESS,
             )
-
-
-def _status_preview(form: StatusChangeForm, preview: Callable[[int], Any]) -> Any:
-    # Keep the preview when only the reason is missing, so its error shows next to it.
-    form.is_valid()
-    status = getattr(form, "cleaned_data", {}).get("status")
-    return None if status is None else preview(status)
 
 
 class SubscriptionReferenceFilter(InputFilter):
@@ -147,23 +172,13 @@ class SubscriptionAdmin(PaynetMirrorAdmin):
         self, request: HttpRequest, queryset: QuerySet
     ) -> HttpResponse | None:
         subscriptions = queryset.annotate(invoice_total=Count("invoices")).order_by("pk")
-        return confirm_then_start(
-            self,
+        return self._status_action(
             request,
             queryset,
-            form_class=StatusChangeForm,
-            preview=lambda form: _status_preview(
-                form,
-                lambda status: services.subscription_status_all_preview(
-                    subscriptions=queryset, status=status
-                ),
+            preview=lambda status: services.subscription_status_all_preview(
+                subscriptions=queryset, status=status
             ),
-            start=lambda form: services.subscription_set_status_all(
-                subscriptions=queryset,
-                status=form.cleaned_data["status"],
-                actor=request.user,
-                reason=form.cleaned_data["reason"],
-            ),
+            push=partial(services.subscription_set_status_all, subscriptions=queryset),
             template="admin/subscriptions/confirm_status_all.html",
             title=_("Change status of all payment records"),
             action="change_all_invoices_status",
@@ -317,23 +332,13 @@ class SubscriptionInvoiceAdmin(PaynetMirrorAdmin):
 
     @admin.action(description=gettext_lazy("Change status…"), permissions=["push_status"])
     def change_status(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return confirm_then_start(
-            self,
+        return self._status_action(
             request,
             queryset,
-            form_class=StatusChangeForm,
-            preview=lambda form: _status_preview(
-                form,
-                lambda status: services.subscription_invoice_status_preview(
-                    records=queryset, status=status
-                ),
+            preview=lambda status: services.subscription_invoice_status_preview(
+                records=queryset, status=status
             ),
-            start=lambda form: services.subscription_invoice_set_status_bulk(
-                records=queryset,
-                status=form.cleaned_data["status"],
-                actor=request.user,
-                reason=form.cleaned_data["reason"],
-            ),
+            push=partial(services.subscription_invoice_set_status_bulk, records=queryset),
             template="admin/subscriptions/confirm_status.html",
             title=_("Change status of payment records"),
             action="change_status",
