@@ -13,14 +13,12 @@ from django.utils.translation import gettext_lazy
 
 from upstream.admin_filters import DateRangeFilter, InputFilter
 from upstream.admin_tools import (
-    CsvExportMixin,
+    MirrorAdmin,
     RecordOperationsMixin,
-    confirmation_page,
-    error_text,
+    confirm_then_start,
     in_doubt_message,
     money_column,
     pretty_json,
-    start_job,
 )
 from upstream.claims import claim_holder
 from upstream.errors import PushConflict, PushInDoubt, UpstreamError
@@ -128,16 +126,6 @@ class InvoiceNumberFilter(InputFilter):
         return queryset.filter(query)
 
 
-class MirrorAdmin(CsvExportMixin, admin.ModelAdmin):
-    """Mirrored rows change only through pushes and syncs: no local add or delete."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
 class InvoiceItemInline(admin.TabularInline):
     model = InvoiceItem
     fields = (
@@ -216,9 +204,6 @@ class InvoiceAdmin(MirrorAdmin):
     total_display = money_column(
         "total", currency_field="currency", description=gettext_lazy("total")
     )
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(item_total=Count("items"))
@@ -372,9 +357,6 @@ class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
 
     # The page is the mirror; edits go through the edit view ---------------------------------
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), "can_push": self.has_push_permission(request)}
         return super().change_view(request, object_id, form_url, extra_context)
@@ -508,39 +490,26 @@ class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
         form_class: type[BulkActionForm],
         title: str,
     ) -> HttpResponse | None:
-        step = request.POST.get("step")
-        form = form_class(request.POST if step else None)
-        if step == "confirm" and form.is_valid():
-            started = start_job(
-                self,
-                request,
-                lambda: services.invoice_item_bulk_update(
-                    items=queryset,
-                    action=action,
-                    value=form.value,
-                    actor=request.user,
-                    reason=form.cleaned_data["reason"],
-                ),
-            )
-            if started:
-                return started
-        preview = None
-        if form.value_ready():
-            try:
-                preview = services.invoice_item_bulk_preview(
-                    items=queryset, action=action, value=form.value
-                )
-            except ValidationError as error:
-                form.add_error(None, error_text(error))
-        return confirmation_page(
-            request,
+        return confirm_then_start(
             self,
+            request,
             queryset,
+            form_class=form_class,
+            preview=lambda form: (
+                services.invoice_item_bulk_preview(items=queryset, action=action, value=form.value)
+                if form.value_ready()
+                else None
+            ),
+            start=lambda form: services.invoice_item_bulk_update(
+                items=queryset,
+                action=action,
+                value=form.value,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            ),
             template="admin/billing/confirm_bulk.html",
             title=title,
             action=action_names[action],
-            form=form,
-            preview=preview,
         )
 
     @admin.action(description=gettext_lazy("Set due date…"), permissions=["push"])

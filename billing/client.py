@@ -9,45 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.utils.translation import gettext as _
 
 from upstream.client import Exchange, UpstreamClient
 from upstream.errors import UpstreamRejectedError, UpstreamResponseError
+from upstream.parsing import ISTANBUL, ParseError, format_local, json_money, parse_local
 
-ISTANBUL = ZoneInfo("Europe/Istanbul")
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # PHP Y-m-d H:i:s (wisecp.md §3)
 ZERO_DATE = "0000-00-00 00:00:00"
-CENT = Decimal("0.01")
 PAGE_LIMIT = 50  # GetInvoices clamps limit to 1-50 (wisecp.md §6.2)
 MONEY_FIELDS = ("amount", "total")
 
 
-class ParseError(ValueError):
-    pass
-
-
 def to_money(value: Any) -> Decimal:
-    """A JSON number (or Decimal/str) as Decimal rounded half-up to the cent.
-
-    WiseCP prints computed amounts as the exact value of the binary double (wisecp.md §3:
-    3.779999999999999804600747665972448885440826416015625 for 3.78). json gives us that double;
-    its shortest repr is the decimal the upstream meant, so 2.675 stays 2.675 and rounds to 2.68
-    instead of 2.67 as the exact expansion (2.67499...) would.
-    """
-    if isinstance(value, bool) or value is None:
-        raise ParseError(f"not an amount: {value!r}")
-    try:
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
-    except InvalidOperation:
-        raise ParseError(f"not an amount: {value!r}") from None
-    if not number.is_finite():
-        raise ParseError(f"not an amount: {value!r}")
-    return number.quantize(CENT, rounding=ROUND_HALF_UP) + 0  # "+ 0" turns -0.00 into 0.00
+    """WiseCP prints computed amounts as the exact value of the binary double (wisecp.md §3:
+    3.779999999999999804600747665972448885440826416015625 for 3.78); read it as the cent meant."""
+    return json_money(value)
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -55,10 +36,7 @@ def parse_datetime(value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ParseError(f"not a WiseCP date: {value!r}")
-    try:
-        return datetime.strptime(value, DATETIME_FORMAT).replace(tzinfo=ISTANBUL)
-    except ValueError:
-        raise ParseError(f"not a WiseCP date: {value!r}") from None
+    return parse_local(value, (DATETIME_FORMAT,))
 
 
 def format_datetime(value: datetime | date | None) -> str:
@@ -67,9 +45,7 @@ def format_datetime(value: datetime | date | None) -> str:
         return ZERO_DATE
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day, 23, 59, 59, tzinfo=ISTANBUL)
-    elif value.tzinfo is None:
-        value = value.replace(tzinfo=ISTANBUL)
-    return value.astimezone(ISTANBUL).strftime(DATETIME_FORMAT)
+    return format_local(value, DATETIME_FORMAT)
 
 
 def _int(value: Any) -> int:
@@ -139,7 +115,7 @@ def parse_invoice_page(raw: Any) -> dict[str, Any]:
 
 
 def to_wire(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """Item fields as UpdateInvoiceItem/CreateInvoiceItem take them (wisecp.md §5.1)."""
+    """Item fields as UpdateInvoiceItem takes them (wisecp.md §5.1)."""
     body: dict[str, Any] = {}
     for name, value in changes.items():
         if name == "due_date":
@@ -288,32 +264,9 @@ class WiseCPClient(UpstreamClient):
             mutating=True,
         ).data
 
-    def create_invoice_item(self, invoice_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
-        # No idempotency in the legacy API (wisecp.md §8): a create without an answer is in
-        # doubt and must be looked for before it is sent again.
-        return self.request(
-            "CreateInvoiceItem",
-            "POST",
-            f"Billing/CreateInvoiceItem/{int(invoice_id)}",
-            json_body=to_wire(fields),
-            idempotent=False,
-            mutating=True,
-        ).data
-
-    def delete_invoice_item(self, item_id: int) -> None:
-        # Path inferred from DeleteInvoice (wisecp.md §5.3). A repeat would answer 404.
-        self.request(
-            "DeleteInvoiceItem",
-            "DELETE",
-            f"Billing/DeleteInvoiceItem/{int(item_id)}",
-            idempotent=False,
-            mutating=True,
-        )
-
 
 _PARSERS = {
     "GetInvoices": parse_invoice_page,
     "GetInvoice": parse_invoice,
     "UpdateInvoiceItem": parse_item,
-    "CreateInvoiceItem": parse_item,
 }

@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -20,7 +20,8 @@ from upstream.errors import PushConflict, UpstreamError
 from upstream.formatting import day
 from upstream.models import Job, RecordClaim
 from upstream.operations import push_single
-from upstream.services import DbCallRecorder, NewItem, User, job_create
+from upstream.services import DbCallRecorder, NewItem, User, actor_require, job_create
+from upstream.verdicts import VerdictKind
 
 from . import rules
 from .client import ParseError, format_datetime, parse_datetime, to_wire
@@ -53,9 +54,8 @@ ConflictError = PushConflict
 InvoiceClosed = rules.InvoiceClosed
 
 
-def _require(actor: User | None, perm: str = PERM_PUSH_ITEM) -> None:
-    if actor is None or not actor.has_perm(perm):
-        raise PermissionDenied(_("You do not have permission to change invoice items at WiseCP."))
+def _require(actor: User, perm: str = PERM_PUSH_ITEM) -> None:
+    actor_require(actor, perm, _("You do not have permission to change invoice items at WiseCP."))
 
 
 # Validation --------------------------------------------------------------------------------
@@ -363,12 +363,6 @@ class BulkAction(StrEnum):
     DUE_DATE = "due_date"
     MOVE = "move"
     RENUMBER = "renumber"
-
-
-class VerdictKind(StrEnum):
-    CHANGE = "change"
-    SAME = "same"
-    BLOCKED = "blocked"
 
 
 @dataclass

@@ -8,7 +8,6 @@ answered after the sync's read.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
@@ -18,6 +17,7 @@ from django.utils import timezone
 
 from upstream.claims import live_claims
 from upstream.client import CallRecorder
+from upstream.sync import SyncCounts
 
 from .client import ISTANBUL, WiseCPClient
 from .models import Invoice, InvoiceItem
@@ -51,20 +51,6 @@ ITEM_FIELDS = (
     "due_date",
     "attributes",
 )
-
-
-@dataclass
-class SyncCounts:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-
-    def add(self, other: SyncCounts) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.deleted += other.deleted
 
 
 def _fresher(row_synced_at: datetime | None, read_at: datetime) -> bool:

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.admin_tools import CsvExportMixin, ReadOnlyMixin, error_text, money_column
+from upstream.admin_tools import MirrorAdmin, error_text, money_column, run_and_report
 from upstream.errors import UpstreamError
 from upstream.formatting import money
 from upstream.services import DbCallRecorder
@@ -28,7 +28,7 @@ PREVIEW_SAMPLE = 50
 
 
 @admin.register(Institution)
-class InstitutionAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
+class InstitutionAdmin(MirrorAdmin):
     list_display = (
         "soot_code",
         "name",
@@ -143,7 +143,7 @@ class BillDebtInline(admin.TabularInline):
 
 
 @admin.register(BillQueryLine)
-class BillQueryLineAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
+class BillQueryLineAdmin(MirrorAdmin):
     list_display = (
         "batch_link",
         "position",
@@ -223,7 +223,7 @@ class BillQueryLineAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
 
 
 @admin.register(BillQueryBatch)
-class BillQueryBatchAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
+class BillQueryBatchAdmin(MirrorAdmin):
     list_display = (
         "id",
         "created_at",
@@ -455,14 +455,12 @@ class BillQueryBatchAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
     def rerun_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         batch = self._batch(request, pk)
         if request.method == "POST":
-            try:
-                services.bill_query_batch_rerun_failed(batch, request.user)
-            except (ValidationError, PermissionDenied) as error:
-                self.message_user(request, error_text(error), messages.ERROR)
-            else:
-                self.message_user(
-                    request, _("The failed lines are queued again."), messages.SUCCESS
-                )
+            run_and_report(
+                self,
+                request,
+                lambda: services.bill_query_batch_rerun_failed(batch, request.user),
+                _("The failed lines are queued again."),
+            )
         return HttpResponseRedirect(
             reverse("admin:billqueries_billquerybatch_change", args=[batch.pk])
         )

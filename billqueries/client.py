@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from upstream.client import Exchange, UpstreamClient
 from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
+from upstream.parsing import ParseError, json_money, parse_local
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +22,7 @@ MAX_QUERIES = 15  # per multiple query (payofin.md §4)
 MAX_FIRM_REF_LEN = 15  # firmRefNo (payofin.md §4)
 CODE_OK = 1
 CODE_NO_DEBT = -1
-CODE_NOT_PERMITTED = -7  # also the IP allow-list refusal (§9 assumption 3)
 CODE_BAD_CREDENTIALS = -22
-CODE_NO_INSTITUTIONS = -23
-CODE_MALFORMED = -900  # sandbox-only: the request as a whole is malformed (§9 assumption 4)
-# Codes that refuse the whole request even on the single query, whose other codes are its result.
-REQUEST_LEVEL_CODES = frozenset({CODE_NOT_PERMITTED, CODE_BAD_CREDENTIALS, CODE_MALFORMED})
-CENT = Decimal("0.01")
 
 FOUND, NO_DEBT, FAILED = "found", "no_debt", "failed"
 
@@ -96,7 +91,7 @@ class InstitutionInfo:
     partial_amount: bool
 
 
-class UnreadableEntry(ValueError):
+class UnreadableEntry(ParseError):
     """One element of the answer is not what payofin.md §4 describes."""
 
 
@@ -129,31 +124,21 @@ def _as_int(value: Any) -> int | None:
 
 
 def to_decimal(value: Any) -> Decimal:
-    """An amount in lira. The shared client parses JSON numbers as floats; repr() gives back the
-    digits Payofin sent (exact for up to 15 significant digits, far beyond any bill)."""
-    if isinstance(value, bool) or value is None:
-        raise UnreadableEntry(f"not an amount: {value!r}")
-    text = repr(value) if isinstance(value, float) else str(value).strip()
+    """An amount in lira, the digits Payofin sent (payofin.md §4)."""
     try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise UnreadableEntry(f"not an amount: {value!r}") from None
-    if not amount.is_finite():
-        raise UnreadableEntry(f"not an amount: {value!r}")
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+        return json_money(value)
+    except ParseError as error:
+        raise UnreadableEntry(str(error)) from None
 
 
 def parse_exp_date(value: Any) -> date | None:
     """`expDate` is dd.MM.yyyy (§3), unlike the yyyy-mm-dd of requests."""
     if value in (None, ""):
         return None
-    text = str(value).strip()
-    for fmt, width in (("%d.%m.%Y", 10), ("%Y-%m-%d", 10)):
-        try:
-            return datetime.strptime(text[:width], fmt).date()
-        except ValueError:
-            continue
-    raise UnreadableEntry(f"expDate {value!r} is not dd.MM.yyyy")
+    try:
+        return parse_local(str(value).strip()[:10], ("%d.%m.%Y", "%Y-%m-%d")).date()
+    except ParseError:
+        raise UnreadableEntry(f"expDate {value!r} is not dd.MM.yyyy") from None
 
 
 def parse_bill(data: Any) -> Bill:
@@ -330,10 +315,6 @@ class PayofinClient(UpstreamClient):
         if not failed:
             self._check_shape(exchange, body)
             return
-        if exchange.operation == "invoicequery" and code not in REQUEST_LEVEL_CODES:
-            return  # the single query's own result (-1 no debt, -14 ...), not a refusal
-        if exchange.operation == "sootListByType" and code == CODE_NO_INSTITUTIONS:
-            return  # nothing matches the filter: an empty list (§9 assumption 12)
         raise UpstreamRejectedError(
             _("Payofin refused the request: %(message)s (code %(code)s)")
             % {"message": message or _("no message"), "code": code},
@@ -351,9 +332,7 @@ class PayofinClient(UpstreamClient):
                 )
             # No top-level code exists for this answer (§4): the log shows the entries' codes.
             exchange.upstream_message = _summary(entries)
-        elif exchange.operation in ("sootlist", "sootListByType") and not isinstance(
-            ci_get(body, "sootList"), list
-        ):
+        elif exchange.operation == "sootlist" and not isinstance(ci_get(body, "sootList"), list):
             raise UpstreamResponseError(
                 _("Payofin answered without an institution list."), exchange=exchange
             )
@@ -405,43 +384,12 @@ class PayofinClient(UpstreamClient):
             )
         return match_by_position(queries, entries)
 
-    def invoice_query(self, query: BillQuery) -> QueryResult:
-        """Query one subscriber; `sootCode` is an integer here (§5.3)."""
-        exchange = self._request(
-            "invoicequery",
-            "POST",
-            {
-                "sootCode": int(query.soot_code),
-                "subscriberNo": query.subscriber_no,
-                "additionalNo": query.additional_no or "",
-                "firmRefNo": query.firm_ref_no,
-            },
-        )
-        return match_by_position([query], [exchange.data])[0]
-
     # Catalogue -----------------------------------------------------------------------------
 
     def sootlist(self) -> list[InstitutionInfo]:
         exchange = self._request("sootlist", "GET")
-        return self._institutions(exchange)
-
-    def soot_list_by_type(
-        self, *, soot_type_code: int | None = None, city_code: int | None = None
-    ) -> list[InstitutionInfo]:
-        body: dict[str, int] = {}
-        if soot_type_code:
-            body["sootTypeCode"] = int(soot_type_code)
-        if city_code:
-            body["cityCode"] = int(city_code)
-        exchange = self._request("sootListByType", "POST", body)
-        return self._institutions(exchange)
-
-    def _institutions(self, exchange: Exchange) -> list[InstitutionInfo]:
-        rows = ci_get(exchange.data, "sootList", default=None)
-        if not isinstance(rows, list):
-            return []  # -23: nothing to list
         try:
-            return [parse_institution(row) for row in rows]
+            return [parse_institution(row) for row in ci_get(exchange.data, "sootList")]
         except UnreadableEntry as error:
             raise UpstreamResponseError(
                 _("Payofin's institution list is unreadable (%(error)s).") % {"error": error},

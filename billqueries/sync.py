@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import date
 from typing import Any
 
@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from upstream.client import CallRecorder
+from upstream.sync import SyncCounts
 
 from .client import InstitutionInfo, PayofinClient
 from .models import Institution
@@ -27,14 +28,6 @@ SYNCED_FIELDS = [
     "active",
     "synced_at",
 ]
-
-
-@dataclass
-class SyncCounts:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _fields(info: InstitutionInfo) -> dict[str, Any]:

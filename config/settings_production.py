@@ -27,6 +27,9 @@ from .settings import *  # noqa: E402,F403
 from .settings import env  # noqa: E402
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# The simulator of the three upstreams is for development and tests; nothing in the product
+# imports it, and its `manage.py sandbox` command must not exist where real money moves.
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "sandbox"]  # noqa: F405
 if len(SECRET_KEY) < 50:  # noqa: F405
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 random characters.")
 

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
@@ -12,14 +16,12 @@ from django.utils.translation import gettext_lazy
 
 from upstream.admin_filters import DateRangeFilter, InputFilter
 from upstream.admin_tools import (
-    CsvExportMixin,
+    MirrorAdmin,
     PushOutcome,
-    ReadOnlyMixin,
     RecordOperationsMixin,
-    confirmation_page,
+    confirm_then_start,
     money_column,
     push_one,
-    start_job,
 )
 from upstream.services import DbCallRecorder
 
@@ -32,8 +34,39 @@ from .sync import subscriptions_refresh
 CREATE_FORM_ONLY = ("reason", "idempotency_key", "allow_duplicate")
 
 
-class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
-    """Mirrored rows change only through pushes and syncs: no local add, edit or delete."""
+class PaynetMirrorAdmin(MirrorAdmin):
+    """Subscriptions and their records: refreshed from Paynet on demand."""
+
+    def _status_action(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        *,
+        preview: Callable[[int], Any],
+        push: Callable[..., Any],
+        **page: Any,
+    ) -> HttpResponse:
+        """Target status and reason, the verdict per record, then a job: both status actions."""
+
+        def shown(form: StatusChangeForm) -> Any:
+            # Keep the preview when only the reason is missing, so its error shows next to it.
+            form.is_valid()
+            status = getattr(form, "cleaned_data", {}).get("status")
+            return None if status is None else preview(status)
+
+        return confirm_then_start(
+            self,
+            request,
+            queryset,
+            form_class=StatusChangeForm,
+            preview=shown,
+            start=lambda form: push(
+                status=form.cleaned_data["status"],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            ),
+            **page,
+        )
 
     def _refresh(self, request: HttpRequest, subscriptions: QuerySet[Subscription]) -> None:
         totals, done, failures = subscriptions_refresh(
@@ -82,7 +115,7 @@ class SubscriptionInvoiceInline(admin.TabularInline):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(RecordOperationsMixin, MirrorAdmin):
+class SubscriptionAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
     list_display = (
         "reference_no",
         "name_surname",
@@ -139,39 +172,17 @@ class SubscriptionAdmin(RecordOperationsMixin, MirrorAdmin):
     def change_all_invoices_status(
         self, request: HttpRequest, queryset: QuerySet
     ) -> HttpResponse | None:
-        step = request.POST.get("step")
-        form = StatusChangeForm(request.POST if step else None)
-        if step == "confirm" and form.is_valid():
-            started = start_job(
-                self,
-                request,
-                lambda: services.subscription_set_status_all(
-                    subscriptions=queryset,
-                    status=form.cleaned_data["status"],
-                    actor=request.user,
-                    reason=form.cleaned_data["reason"],
-                ),
-            )
-            if started:
-                return started
-        preview = None
-        form.is_valid()
-        # Keep the preview when only the reason is missing, so its error shows next to it.
-        status = getattr(form, "cleaned_data", {}).get("status")
-        if status is not None:
-            preview = services.subscription_status_all_preview(
-                subscriptions=queryset, status=status
-            )
         subscriptions = queryset.annotate(invoice_total=Count("invoices")).order_by("pk")
-        return confirmation_page(
+        return self._status_action(
             request,
-            self,
             queryset,
+            preview=lambda status: services.subscription_status_all_preview(
+                subscriptions=queryset, status=status
+            ),
+            push=partial(services.subscription_set_status_all, subscriptions=queryset),
             template="admin/subscriptions/confirm_status_all.html",
             title=_("Change status of all payment records"),
             action="change_all_invoices_status",
-            form=form,
-            preview=preview,
             subscriptions=subscriptions[:200],
         )
 
@@ -255,7 +266,7 @@ class SubscriptionAdmin(RecordOperationsMixin, MirrorAdmin):
 
 
 @admin.register(SubscriptionInvoice)
-class SubscriptionInvoiceAdmin(RecordOperationsMixin, MirrorAdmin):
+class SubscriptionInvoiceAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
     list_display = (
         "invoice_no",
         "invoice_id",
@@ -322,36 +333,16 @@ class SubscriptionInvoiceAdmin(RecordOperationsMixin, MirrorAdmin):
 
     @admin.action(description=gettext_lazy("Change status…"), permissions=["push_status"])
     def change_status(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        step = request.POST.get("step")
-        form = StatusChangeForm(request.POST if step else None)
-        if step == "confirm" and form.is_valid():
-            started = start_job(
-                self,
-                request,
-                lambda: services.subscription_invoice_set_status_bulk(
-                    records=queryset,
-                    status=form.cleaned_data["status"],
-                    actor=request.user,
-                    reason=form.cleaned_data["reason"],
-                ),
-            )
-            if started:
-                return started
-        preview = None
-        form.is_valid()
-        # Keep the preview when only the reason is missing, so its error shows next to it.
-        status = getattr(form, "cleaned_data", {}).get("status")
-        if status is not None:
-            preview = services.subscription_invoice_status_preview(records=queryset, status=status)
-        return confirmation_page(
+        return self._status_action(
             request,
-            self,
             queryset,
+            preview=lambda status: services.subscription_invoice_status_preview(
+                records=queryset, status=status
+            ),
+            push=partial(services.subscription_invoice_set_status_bulk, records=queryset),
             template="admin/subscriptions/confirm_status.html",
             title=_("Change status of payment records"),
             action="change_status",
-            form=form,
-            preview=preview,
         )
 
     @admin.action(description=gettext_lazy("Refresh from Paynet"), permissions=["sync"])

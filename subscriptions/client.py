@@ -6,20 +6,21 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.utils.translation import gettext as _
 
 from upstream.client import Exchange, UpstreamClient
 from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
+from upstream.parsing import format_local, json_decimal, json_money, parse_local
 
-ISTANBUL = ZoneInfo("Europe/Istanbul")
 DATETIME_FORMAT = "%d.%m.%Y %H:%M:%S"  # dd.MM.yyyy HH:mm:ss (paynet.md §4)
 DATE_FORMAT = "%d.%m.%Y"
 # invoice_list pages hold at most 100 rows (paynet.md §10, assumption 14).
 PAGE_LIMIT = 100
 CODE_OK = 0
+# Operations whose answer must hold the record array (paynet.md §6).
+LIST_OPERATIONS = frozenset({"list", "invoice_list"})
 CODE_UNAUTHORIZED = 7
 
 
@@ -32,22 +33,15 @@ def to_kurus(amount: Decimal) -> int:
 
 
 def from_kurus(value: Any) -> Decimal:
-    return (Decimal(str(value)) / 100).quantize(Decimal("0.01"))
+    return json_money(json_decimal(value) / 100)
 
 
 def format_datetime(value: datetime) -> str:
-    return value.astimezone(ISTANBUL).strftime(DATETIME_FORMAT)
+    return format_local(value, DATETIME_FORMAT)
 
 
 def parse_datetime(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    for fmt in (DATETIME_FORMAT, DATE_FORMAT):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=ISTANBUL)
-        except ValueError:
-            continue
-    raise ValueError(f"not a Paynet date: {value!r}")
+    return parse_local(value, (DATETIME_FORMAT, DATE_FORMAT)) if value else None
 
 
 def records_of(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,6 +89,14 @@ class PaynetClient(UpstreamClient):
             ) from None
         exchange.upstream_code = str(code)
         if code == CODE_OK:
+            if exchange.operation in LIST_OPERATIONS and not isinstance(
+                body.get("data", body.get("Data")), list
+            ):
+                # "code 0" without a list says nothing about the records: never read it as
+                # "none there", or a read-back would call an applied write lost.
+                raise UpstreamResponseError(
+                    _("Paynet answered without the list of records."), exchange=exchange
+                )
             return
         # Business failures arrive as HTTP 200 with code != 0 (paynet.md §2).
         message = _("Paynet refused: %(message)s (code %(code)s)") % {
@@ -121,24 +123,24 @@ class PaynetClient(UpstreamClient):
 
     def invoice_status_update(
         self, *, status: int, invoice_id: str = "", invoice_no: str = ""
-    ) -> Exchange:
+    ) -> dict[str, Any]:
         # Setting a status a record already has is a no-op, so a resend is harmless.
         return self._post(
             "invoice_status_update",
             {"invoice_id": invoice_id, "invoice_no": invoice_no, "status": int(status)},
             idempotent=True,
             mutating=True,
-        )
+        ).data
 
     def invoices_status_update_all(
         self, *, status: int, subscription_id: str = "", reference_no: str = ""
-    ) -> Exchange:
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"status": int(status)}
         if subscription_id:
             body["subscription_id"] = subscription_id
         else:
             body["reference_no"] = reference_no
-        return self._post("invoices_status_update_all", body, idempotent=True, mutating=True)
+        return self._post("invoices_status_update_all", body, idempotent=True, mutating=True).data
 
     def create_invoice(
         self,
@@ -151,7 +153,7 @@ class PaynetClient(UpstreamClient):
         company_amount: Decimal | None = None,
         invoice_no: str = "",
         currency: str = "TRY",
-    ) -> Exchange:
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "val_date": format_datetime(val_date),
             "amount": to_kurus(amount),
@@ -168,13 +170,13 @@ class PaynetClient(UpstreamClient):
         if invoice_no:
             body["invoice_no"] = invoice_no
         # No idempotency key exists: a create that got no answer is read back, never resent.
-        return self._post("create_invoice", body, idempotent=False, mutating=True)
+        return self._post("create_invoice", body, idempotent=False, mutating=True).data
 
     # Reads -------------------------------------------------------------------------------------
 
     def subscription_list(
         self, *, datab: date, datbi: date, starting_after: int = 0, limit: int = PAGE_LIMIT
-    ) -> Exchange:
+    ) -> dict[str, Any]:
         return self._post(
             "list",
             {
@@ -185,15 +187,17 @@ class PaynetClient(UpstreamClient):
             },
             idempotent=True,
             mutating=False,
-        )
+        ).data
 
-    def subscription_detail(self, *, subscription_id: str = "", reference_no: str = "") -> Exchange:
+    def subscription_detail(
+        self, *, subscription_id: str = "", reference_no: str = ""
+    ) -> dict[str, Any]:
         body = (
             {"subscription_id": subscription_id}
             if subscription_id
             else {"reference_no": reference_no}
         )
-        return self._post("subscription_detail", body, idempotent=True, mutating=False)
+        return self._post("subscription_detail", body, idempotent=True, mutating=False).data
 
     def invoice_list(
         self,
@@ -202,21 +206,13 @@ class PaynetClient(UpstreamClient):
         reference_no: str = "",
         starting_after: int = 0,
         limit: int = PAGE_LIMIT,
-    ) -> Exchange:
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"limit": limit, "starting_after": starting_after}
         if subscription_id:
             body["subscription_id"] = subscription_id
         else:
             body["reference_no"] = reference_no
-        return self._post("invoice_list", body, idempotent=True, mutating=False)
-
-    def invoice_attempt_list(self, *, invoice_id: str = "", invoice_no: str = "") -> Exchange:
-        return self._post(
-            "invoice_attempt_list",
-            {"invoice_id": invoice_id, "invoice_no": invoice_no},
-            idempotent=True,
-            mutating=False,
-        )
+        return self._post("invoice_list", body, idempotent=True, mutating=False).data
 
     # Paging helpers ----------------------------------------------------------------------------
 
@@ -242,14 +238,7 @@ class PaynetClient(UpstreamClient):
         # Paging is by row index, not by id (paynet.md §6.1, §10 assumption 15).
         offset = 0
         while True:
-            exchange = fetch(offset)
-            body = exchange.data
-            if not isinstance(body.get("data", body.get("Data")), list):
-                # "code 0" without a list says nothing about the records: never read it as
-                # "none there", or a read-back would call an applied write lost.
-                raise UpstreamResponseError(
-                    _("Paynet answered without the list of records."), exchange=exchange
-                )
+            body = fetch(offset)
             rows = records_of(body)
             yield from rows
             if not body.get("has_more") or not rows:

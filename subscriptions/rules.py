@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
+
+from upstream.verdicts import Verdict, VerdictKind
 
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 
@@ -21,18 +22,6 @@ from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 ALLOWED_TARGETS = frozenset({0, 2, 4, 5, 6})
 # Money taken, or a deleted record: never changed again.
 FINAL_STATUSES = frozenset({InvoiceStatus.DONE_SUCCEED, InvoiceStatus.DELETED})
-
-
-class VerdictKind(StrEnum):
-    CHANGE = "change"
-    SAME = "same"
-    BLOCKED = "blocked"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    kind: VerdictKind
-    reason: str = ""
 
 
 def status_target_error(target: int) -> str | None:

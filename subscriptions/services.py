@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet, Sum
 from django.utils.translation import gettext as _
 
 from upstream.errors import UpstreamRejectedError
 from upstream.models import Job
 from upstream.operations import operation_seen, push_single
-from upstream.services import NewItem, User, job_create
+from upstream.services import NewItem, User, actor_require, job_create
 
 from .jobs import (
     CODE_DUPLICATE,
@@ -40,8 +40,7 @@ PREVIEW_SAMPLE = 200
 
 
 def _require(actor: User, perm: str) -> None:
-    if not actor.has_perm(perm):
-        raise PermissionDenied(_("You do not have permission to make this change at Paynet."))
+    actor_require(actor, perm, _("You do not have permission to make this change at Paynet."))
 
 
 def _status_target(status: int) -> InvoiceStatus:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -12,26 +11,13 @@ from django.utils import timezone
 
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamAuthError, UpstreamError, UpstreamTransportError
+from upstream.sync import SyncCounts
 
 from .client import PaynetClient, from_kurus, parse_datetime
 from .models import Subscription, SubscriptionInvoice
 
 # subscription/list needs a date range (paynet.md §6.1); this one covers any subscription.
 EPOCH = date(2000, 1, 1)
-
-
-@dataclass
-class SyncCounts:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    changes: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, other: SyncCounts) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.changes += other.changes
 
 
 def _subscription_fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +154,7 @@ def subscription_refresh(
 ) -> SyncCounts:
     """Re-read one subscription and its records from Paynet."""
     client = PaynetClient(recorder=recorder)
-    detail = client.subscription_detail(subscription_id=subscription.subscription_id).data
+    detail = client.subscription_detail(subscription_id=subscription.subscription_id)
     records = list(client.iter_invoices(subscription_id=subscription.subscription_id))
     with transaction.atomic():
         _, counts = subscription_upsert({**detail, "subscription_id": subscription.subscription_id})

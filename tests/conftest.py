@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from django.conf import settings
 from django.contrib.auth.models import Group
 
 from sandbox.server import SandboxHTTPServer, start_in_thread
@@ -42,6 +43,14 @@ class SandboxControl:
 
     def state(self, service: str) -> dict:
         return self.http.get(f"{self.url}/_sandbox/state/{service}").json()
+
+    def wisecp_delete_item(self, item_id: int) -> None:
+        """Someone else deletes an item at WiseCP; the product itself never deletes one."""
+        response = self.http.delete(
+            f"{self.url}/wisecp/api/Billing/DeleteInvoiceItem/{item_id}",
+            headers={"Apikey": settings.WISECP_API_KEY, "Content-Type": "application/json"},
+        )
+        response.raise_for_status()
 
     def command(self, service: str, **data) -> dict:
         response = self.http.post(f"{self.url}/_sandbox/state/{service}", json=data)
@@ -115,6 +124,18 @@ def api_viewer(viewer):
     api = APIClient()
     api.force_authenticate(viewer)
     return api
+
+
+@pytest.fixture
+def queued_tasks(settings) -> list:
+    """Tasks are enqueued and never run (django_tasks' dummy backend); returns what was queued.
+
+    django_tasks builds its backends again when TASKS changes, so this one holds from here on.
+    """
+    from django_tasks import task_backends
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+    return task_backends["default"].results
 
 
 def in_ci() -> bool:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -10,18 +10,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .admin_tools import CsvExportMixin, ReadOnlyMixin, pretty_json
+from .admin_tools import MirrorAdmin, pretty_json, run_and_report
 from .handlers import handler_for
 from .models import Job, JobItem, UpstreamCall
 from .services import job_cancel, job_retry_failed
 
 
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """The call log and job items are written only by services: nobody edits them here."""
-
-
 @admin.register(UpstreamCall)
-class UpstreamCallAdmin(CsvExportMixin, ReadOnlyAdmin):
+class UpstreamCallAdmin(MirrorAdmin):
     list_display = (
         "id",
         "created_at",
@@ -89,7 +85,7 @@ class UpstreamCallAdmin(CsvExportMixin, ReadOnlyAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
+class JobAdmin(MirrorAdmin):
     list_display = (
         "id",
         "title",
@@ -216,13 +212,7 @@ class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
         job = get_object_or_404(Job, pk=pk)
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
-        try:
-            service(job=job, actor=request.user)
-        except (ValidationError, PermissionDenied) as error:
-            text = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
-            self.message_user(request, text, messages.ERROR)
-        else:
-            self.message_user(request, done_message, messages.SUCCESS)
+        run_and_report(self, request, lambda: service(job=job, actor=request.user), done_message)
         return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
 
     def retry_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -237,7 +227,7 @@ class JobAdmin(CsvExportMixin, ReadOnlyAdmin):
 
 
 @admin.register(JobItem)
-class JobItemAdmin(CsvExportMixin, ReadOnlyAdmin):
+class JobItemAdmin(MirrorAdmin):
     list_display = (
         "job",
         "position",

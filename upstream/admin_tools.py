@@ -139,6 +139,11 @@ class CsvExportMixin:
         return csv_response(f"{slugify(opts.verbose_name_plural)}-{stamp}.csv", header, rows())
 
 
+class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
+    """Rows we do not own: an upstream's mirror, or the record of what it was sent and what it
+    answered. Viewed and exported here; they change only through pushes, queries and syncs."""
+
+
 def confirmation_page(
     request: HttpRequest,
     modeladmin: admin.ModelAdmin,
@@ -195,6 +200,61 @@ def start_job(
         request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
     )
     return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
+
+
+def confirm_then_start(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    form_class: type[forms.Form],
+    preview: Callable[[Any], Any],
+    start: Callable[[Any], Any],
+    template: str,
+    title: str,
+    action: str,
+    **context: Any,
+) -> HttpResponse:
+    """A bulk action in two steps: the confirmation page with its preview, then the job.
+
+    `preview(form)` says what would change (None while the form cannot tell yet) and sends
+    nothing; `start(form)` calls the service that queues the job, only on the confirming POST.
+    """
+    step = request.POST.get("step")
+    form = form_class(request.POST if step else None)
+    if step == "confirm" and form.is_valid():
+        started = start_job(modeladmin, request, lambda: start(form))
+        if started:
+            return started
+    try:
+        shown = preview(form)
+    except ValidationError as error:
+        form.add_error(None, error_text(error))
+        shown = None
+    return confirmation_page(
+        request,
+        modeladmin,
+        queryset,
+        template=template,
+        title=title,
+        action=action,
+        form=form,
+        preview=shown,
+        **context,
+    )
+
+
+def run_and_report(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, run: Callable[[], Any], done: str
+) -> bool:
+    """Call a service from an admin button: its refusal as an error, else `done` as a success."""
+    try:
+        run()
+    except (ValidationError, PermissionDenied) as error:
+        modeladmin.message_user(request, error_text(error), messages.ERROR)
+        return False
+    modeladmin.message_user(request, done, messages.SUCCESS)
+    return True
 
 
 def form_add_errors(form: forms.Form, error: ValidationError) -> None:

@@ -1,6 +1,13 @@
 """The base of every upstream client: one pooled session per upstream, timeouts, error mapping,
 redaction and the retry rules of shared/ARCHITECTURE.md. No ORM here: a CallRecorder decides
 where exchanges are written.
+
+The contract of every client (PaynetClient, WiseCPClient, PayofinClient): each public operation
+method returns the upstream's answer parsed (a dict, a list or a typed value; None when the
+answer carries nothing) or raises a typed UpstreamError. The Exchange, what was sent and what
+came back, is for the recorder and travels on the error (`error.exchange`); it never reaches the
+caller of an operation. `request()` returns it to the client's own methods only, and a client
+checks an answer's shape in `interpret`, so a malformed answer is recorded as failed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,14 @@
-"""Call recording and job bookkeeping shared by every integration."""
+"""Call recording and job bookkeeping shared by every integration.
+
+Who acts (`actor`), the same in every service:
+- `actor=None` is the system itself: a sync, the sweep, the worker, a management command. It
+  passes no permission check and puts no person on the record (call, job, batch). Only code
+  that really runs without a person may pass None; a service that takes `actor: User | None`
+  says so in its signature.
+- A person is a User (`actor: User`): every user-facing service requires one and checks its
+  permission with `actor_require`, which refuses None too, so a missing actor is never mistaken
+  for the system.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +31,22 @@ from .models import Job, JobItem, UpstreamCall
 logger = logging.getLogger(__name__)
 
 User = AbstractBaseUser | AnonymousUser
+
+
+def actor_allowed(actor: User | None, perm: str) -> bool:
+    """May this actor do it? The system (None) always may; a person needs the permission."""
+    return actor is None or actor.has_perm(perm)
+
+
+def actor_require(actor: User, perm: str, message: str) -> None:
+    """A user-facing service's check: a person holding `perm`. None is refused, not the system."""
+    if actor is None or not actor.has_perm(perm):
+        raise PermissionDenied(message)
+
+
+def actor_id_of(actor: User | None) -> int | None:
+    """The person to put on a record; None for the system (or an anonymous user)."""
+    return actor.pk if actor is not None and actor.is_authenticated else None
 
 
 def target_of(obj: Model | None) -> tuple[str, str]:
@@ -74,7 +100,7 @@ class DbCallRecorder:
     def __init__(
         self, *, actor: User | None = None, target: Model | None = None, target_repr: str = ""
     ) -> None:
-        self.actor_id = actor.pk if actor is not None and actor.is_authenticated else None
+        self.actor_id = actor_id_of(actor)
         self.target_type, self.target_id = target_of(target)
         self.target_repr = target_repr or (str(target) if target is not None else "")
         self.calls: list[UpstreamCall] = []
@@ -128,7 +154,7 @@ def job_create(
 ) -> Job:
     """Create a job with one item per record and enqueue it once the transaction commits."""
     handler = handler_for(kind)
-    if actor is not None and not actor.has_perm(handler.permission):
+    if not actor_allowed(actor, handler.permission):
         raise PermissionDenied(_("You do not have permission to run this change."))
     items = list(items)
     if not items:
@@ -177,8 +203,11 @@ def job_enqueue(job: Job, *, run_after: datetime | None = None) -> None:
 
 
 def job_cancel(*, job: Job, actor: User) -> Job:
-    if not actor.has_perm(handler_for(job.kind).permission):
-        raise PermissionDenied(_("You do not have permission to cancel this job."))
+    actor_require(
+        actor,
+        handler_for(job.kind).permission,
+        _("You do not have permission to cancel this job."),
+    )
     if job.is_finished:
         raise ValidationError(_("The job has already finished."))
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)
@@ -195,8 +224,9 @@ def job_cancel(*, job: Job, actor: User) -> Job:
 
 def job_retry_failed(*, job: Job, actor: User) -> Job:
     """Queue the rejected, failed and in-doubt items again (in-doubt ones are read back first)."""
-    if not actor.has_perm(handler_for(job.kind).permission):
-        raise PermissionDenied(_("You do not have permission to retry this job."))
+    actor_require(
+        actor, handler_for(job.kind).permission, _("You do not have permission to retry this job.")
+    )
     if not job.is_finished:
         raise ValidationError(_("The job is still running; retry when it has finished."))
     with transaction.atomic():

@@ -298,17 +298,3 @@ def test_refused_connection_is_not_in_doubt(fake_session) -> None:
         client.update_invoice_item(572, {"sequence": 2})
 
     assert not caught.value.in_doubt
-
-
-def test_create_is_never_retried_after_a_timeout(fake_session) -> None:
-    client, transport, _ = make_client(
-        fake_session, requests.exceptions.ReadTimeout("read timed out")
-    )
-
-    with pytest.raises(UpstreamTransportError) as caught:
-        client.create_invoice_item(367, {"description": "Kurulum", "amount": Decimal("250")})
-
-    assert caught.value.in_doubt
-    assert len(transport.sent) == 1
-    assert transport.sent[0].method == "POST"
-    assert transport.sent[0].url == API_URL + "Billing/CreateInvoiceItem/367"

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from billing import rules
-from billing.client import ISTANBUL, WiseCPClient
+from billing.client import ISTANBUL
 from billing.models import Invoice, InvoiceItem
 from billing.services import (
     ConflictError,
@@ -290,7 +290,7 @@ def test_403_ip_not_allowed(sandbox, item, operator) -> None:
 
 
 def test_404_item_deleted_upstream(sandbox, item, operator) -> None:
-    WiseCPClient().delete_invoice_item(item.wisecp_id)
+    sandbox.wisecp_delete_item(item.wisecp_id)
     before = mirror_of(item)
 
     with pytest.raises(UpstreamRejectedError) as caught:

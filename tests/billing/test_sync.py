@@ -40,7 +40,7 @@ def test_first_sync_creates_then_nothing_changes(sandbox, db) -> None:
 def test_sync_reports_updates_and_removals(sandbox, synced) -> None:
     client = WiseCPClient()
     client.update_invoice_item(ITEM_ID, {"description": "Değişti", "total": 10, "amount": 10})
-    client.delete_invoice_item(1504)
+    sandbox.wisecp_delete_item(1504)
 
     counts = wisecp_sync()
 

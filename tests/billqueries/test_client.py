@@ -231,29 +231,3 @@ def test_sootlist_parses_fields_as_object_or_list(fake_client) -> None:
         True,
     )
     assert telekom.additional_no_required is True and telekom.mask == "9999999999"
-
-
-def test_soot_list_by_type_posts_filters_and_minus_23_is_empty(fake_client) -> None:
-    client, transport = fake_client(
-        (200, {"result": False, "resultCode": -23, "resultMessage": "Yok", "sootList": []})
-    )
-    assert client.soot_list_by_type(soot_type_code=2, city_code=34) == []
-    assert transport.sent[0].url.endswith("/invoices/sootListByType")
-    assert transport.bodies()[-1] == {"sootTypeCode": 2, "cityCode": 34}
-
-
-def test_single_invoice_query_sends_integer_soot_code(fake_client) -> None:
-    client, transport = fake_client(
-        (
-            200,
-            {
-                "result": False,
-                "resultCode": -1,
-                "resultMessage": "Abone Numarasına Ait Borç Kaydı Bulunmamaktadır",
-                "invoiceList": [],
-            },
-        )
-    )
-    result = client.invoice_query(BillQuery(1, "1345600", "", "R1"))
-    assert transport.bodies()[-1]["sootCode"] == 1
-    assert result.outcome == NO_DEBT

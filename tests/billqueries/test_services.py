@@ -265,14 +265,15 @@ def test_credentials_refused_fails_the_whole_batch(
     assert calls.count() == 2 and set(calls.values_list("upstream_code", flat=True)) == {"-22"}
 
 
-def test_rerun_needs_failed_lines_and_the_permission(
-    sandbox, institutions, run_batch, viewer
+def test_rerun_needs_a_person_with_the_permission_and_failed_lines(
+    sandbox, institutions, run_batch, viewer, operator
 ) -> None:
     batch = run_batch([line(1, "01345677000")])
-    with pytest.raises(PermissionDenied):
-        bill_query_batch_rerun_failed(batch, viewer)
+    for actor in (viewer, None):  # re-running is a person's action, never the system's
+        with pytest.raises(PermissionDenied):
+            bill_query_batch_rerun_failed(batch, actor)
     with pytest.raises(ValidationError, match="no failed lines"):
-        bill_query_batch_rerun_failed(batch, None)
+        bill_query_batch_rerun_failed(batch, operator)
 
 
 def test_firm_ref_no_is_unique_and_at_most_15_characters() -> None:

@@ -21,11 +21,12 @@ from django.utils.translation import gettext as _
 
 from subscriptions import services
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
-from subscriptions.rules import VerdictKind, status_verdict
+from subscriptions.rules import status_verdict
 from subscriptions.services import subscription_invoice_set_status_bulk
 from tests.subscriptions.helpers import a_record, a_subscription
 from upstream.errors import PushConflict, PushInDoubt
 from upstream.models import Job, JobItem, UpstreamCall
+from upstream.verdicts import VerdictKind
 
 S = InvoiceStatus
 ISTANBUL = ZoneInfo("Europe/Istanbul")

@@ -8,9 +8,10 @@ from rest_framework.test import APIClient
 
 from subscriptions import services
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
-from subscriptions.rules import VerdictKind, status_verdict
+from subscriptions.rules import status_verdict
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
 from upstream.models import Job, UpstreamCall
+from upstream.verdicts import VerdictKind
 
 S = InvoiceStatus
 INVOICES = "/api/subscription-invoices/"

@@ -17,7 +17,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 from subscriptions.client import PaynetClient, from_kurus, to_kurus
 from subscriptions.models import InvoiceStatus
 from tests.fakes import FakeTransport, fake_session
-from upstream.client import Exchange, ListRecorder, retry_delay
+from upstream.client import ListRecorder
 from upstream.errors import (
     UpstreamAuthError,
     UpstreamError,
@@ -33,7 +33,9 @@ OK_MESSAGE = "Başarılı Islem"
 
 
 def ok(**extra: Any) -> tuple[int, dict[str, Any]]:
-    return 200, {"object_name": "x", "code": 0, "message": OK_MESSAGE, **extra}
+    # List answers carry their records in `data` (or `Data`): an empty list unless given.
+    records = {} if {"data", "Data"} & set(extra) else {"data": []}
+    return 200, {"object_name": "x", "code": 0, "message": OK_MESSAGE, **records, **extra}
 
 
 def error_object(status: int, type_: str, message: str, result_code: int) -> tuple[int, dict]:
@@ -142,12 +144,6 @@ OPERATIONS = [
         {"subscription_id": SUB_ID, "limit": 100, "starting_after": 0},
         id="invoice_list",
     ),
-    pytest.param(
-        "invoice_attempt_list",
-        lambda c: c.invoice_attempt_list(invoice_id="120", invoice_no="12"),
-        {"invoice_id": "120", "invoice_no": "12"},
-        id="invoice_attempt_list",
-    ),
 ]
 
 
@@ -177,11 +173,11 @@ def test_every_request_carries_the_raw_secret_after_basic(operation, call, expec
 def test_recorded_request_headers_hide_the_secret():
     r = rig([ok()])
 
-    exchange = r.client.invoice_status_update(status=5, invoice_no="11400505")
+    r.client.invoice_status_update(status=5, invoice_no="11400505")
 
+    (exchange,) = r.recorder.exchanges
     assert exchange.request_headers["Authorization"] == "***"
     assert SECRET not in json.dumps(exchange.request_headers)
-    assert r.recorder.exchanges[0].request_headers["Authorization"] == "***"
 
 
 def test_base_url_with_trailing_slash_gives_the_same_path():
@@ -301,16 +297,17 @@ def test_record_array_is_read_from_data_or_Data(key):
     assert [row["invoice_id"] for row in got] == [101, 102]
 
 
-def test_ok_answer_gives_the_parsed_body_and_code_zero():
+def test_ok_answer_gives_the_parsed_body_and_records_code_zero():
     r = rig([ok(total=3)])
 
-    exchange = r.client.invoice_list(subscription_id=SUB_ID)
+    data = r.client.invoice_list(subscription_id=SUB_ID)
 
+    assert data["total"] == 3
+    (exchange,) = r.recorder.exchanges
     assert exchange.outcome == "ok"
     assert exchange.status_code == 200
     assert exchange.upstream_code == "0"
     assert exchange.upstream_message == OK_MESSAGE
-    assert exchange.data["total"] == 3
 
 
 # --- error mapping -------------------------------------------------------------------------
@@ -438,9 +435,8 @@ def test_5xx_on_a_read_is_retried_with_backoff_until_attempts_run_out():
 def test_5xx_then_success_returns_the_answer():
     r = rig([SERVER_ERROR, ok(data=[], has_more=False)])
 
-    exchange = r.client.invoice_list(subscription_id=SUB_ID)
-
-    assert exchange.outcome == "ok" and r.attempts == 2
+    assert r.client.invoice_list(subscription_id=SUB_ID)["data"] == []
+    assert r.recorder.exchanges[-1].outcome == "ok" and r.attempts == 2
 
 
 def test_5xx_on_an_idempotent_status_update_is_retried():
@@ -681,109 +677,12 @@ def test_no_error_text_or_recorded_exchange_holds_the_secret(answer):
     assert info.value.exchange.call_id is None  # no DB recorder here; nothing to point at
 
 
-# --- retry_delay, rule by rule -------------------------------------------------------------
+def test_a_list_answer_without_its_records_is_untrusted_and_recorded_as_failed():
+    body = {"object_name": "x", "code": 0, "message": OK_MESSAGE, "has_more": False}
+    r = rig([(200, body)] * 3)
 
+    with pytest.raises(UpstreamResponseError) as info:
+        list(r.client.iter_invoices(subscription_id=SUB_ID))
 
-def _exchange(status: int | None = None) -> Exchange:
-    return Exchange(
-        service="paynet",
-        operation="op",
-        method="POST",
-        url="u",
-        request_headers={},
-        request_body=None,
-        status_code=status,
-    )
-
-
-def delay(
-    error: UpstreamError,
-    *,
-    attempt: int = 1,
-    idempotent: bool = True,
-    mutating: bool = False,
-    **kw: Any,
-) -> Any:
-    options = {
-        "attempt": attempt,
-        "max_attempts": 3,
-        "idempotent": idempotent,
-        "mutating": mutating,
-        "base": 0.5,
-        "cap": 8.0,
-        "rng": lambda low, high: high,  # the top of the jitter window
-        **kw,
-    }
-    return retry_delay(error, **options)
-
-
-def server_error(status: int = 500) -> UpstreamResponseError:
-    return UpstreamResponseError("x", exchange=_exchange(status))
-
-
-def test_retry_delay_never_retries_a_clear_rejection():
-    assert delay(UpstreamRejectedError("no", exchange=_exchange(400))) is None
-
-
-def test_retry_delay_never_retries_an_auth_error():
-    assert delay(UpstreamAuthError("no", exchange=_exchange(401))) is None
-
-
-def test_retry_delay_gives_up_when_attempts_are_spent():
-    assert delay(server_error(), attempt=3) is None
-    assert delay(server_error(), attempt=2) is not None
-
-
-def test_retry_delay_retries_5xx_only_when_the_operation_is_idempotent():
-    assert delay(server_error(503), idempotent=True, mutating=True) == 0.5
-    assert delay(server_error(503), idempotent=False, mutating=True) is None
-
-
-def test_retry_delay_retries_an_unreadable_200_of_a_read_but_never_of_a_write():
-    assert delay(server_error(200), mutating=False) == 0.5
-    # The write may have been applied: it is settled by reading back, not resent.
-    assert delay(server_error(200), idempotent=True, mutating=True) is None
-
-
-def test_retry_delay_retries_a_request_that_never_left_even_if_not_idempotent():
-    error = UpstreamTransportError("refused", sent=False)
-    assert delay(error, idempotent=False) == 0.5
-    assert delay(error, idempotent=False, mutating=True) == 0.5
-
-
-def test_retry_delay_retries_a_sent_read_but_never_a_sent_write():
-    error = UpstreamTransportError("timeout", sent=True)
-    assert delay(error, mutating=False) == 0.5
-    assert delay(error, idempotent=True, mutating=True) is None
-    assert delay(error, idempotent=False, mutating=True) is None
-
-
-def test_retry_delay_honours_retry_after_even_for_a_create():
-    error = UpstreamResponseError("slow down", exchange=_exchange(429), retry_after=3)
-    assert delay(error, idempotent=False, mutating=True) == 3
-
-
-def test_retry_delay_gives_up_when_retry_after_exceeds_the_cap():
-    error = UpstreamResponseError("slow down", exchange=_exchange(429), retry_after=30)
-    assert delay(error) is None
-
-
-def test_retry_delay_backoff_doubles_per_attempt_and_is_capped():
-    error = UpstreamTransportError("refused", sent=False)
-    tops = [delay(error, attempt=n, max_attempts=10, cap=3.0) for n in range(1, 6)]
-    assert tops == [0.5, 1.0, 2.0, 3.0, 3.0]
-
-
-def test_retry_delay_jitter_draws_from_zero_to_the_window():
-    seen: list[tuple[float, float]] = []
-
-    def rng(low: float, high: float) -> float:
-        seen.append((low, high))
-        return 0.123
-
-    assert delay(server_error(), attempt=2, rng=rng) == 0.123
-    assert seen == [(0, 1.0)]
-
-
-def test_retry_delay_ignores_errors_it_does_not_know():
-    assert delay(UpstreamError("?")) is None
+    assert str(info.value) == "Paynet answered without the list of records."
+    assert [e.outcome for e in r.recorder.exchanges] == ["failed"] * 3

@@ -10,12 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
-from subscriptions.rules import (
-    VerdictKind,
-    invoice_create_verdict,
-    invoice_split,
-    status_verdict,
-)
+from subscriptions.rules import invoice_create_verdict, invoice_split, status_verdict
 from subscriptions.services import (
     subscription_invoice_create,
     subscription_invoice_create_preview,
@@ -33,6 +28,7 @@ from upstream.errors import (
 )
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.services import job_retry_failed
+from upstream.verdicts import VerdictKind
 
 S = InvoiceStatus
 

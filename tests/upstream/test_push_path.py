@@ -48,11 +48,15 @@ def status_writes(sandbox) -> list[str]:
     return [e["request"]["invoice_no"] for e in sandbox.ledger("paynet", "invoice_status_update")]
 
 
+@pytest.fixture(autouse=True)
+def _jobs_queued_not_run(queued_tasks):
+    """A job created here is queued and never runs by itself: each test decides who runs it."""
+
+
 def queued_job(records, actor, status=S.CANCEL) -> Job:
-    with mock.patch("upstream.services.job_enqueue"):
-        return subscription_invoice_set_status_bulk(
-            records=records, status=status, actor=actor, reason="test"
-        )
+    return subscription_invoice_set_status_bulk(
+        records=records, status=status, actor=actor, reason="test"
+    )
 
 
 def waiting(n: int):
@@ -128,8 +132,7 @@ def test_web_process_killed_mid_push_is_settled_by_the_sweep(mirror, operator, n
     JobItem.objects.filter(pk=item.pk).update(lease_until=past)
     Job.objects.filter(pk=job.pk).update(heartbeat_at=past)
     UpstreamCall.objects.filter(pk=call.pk).update(created_at=past)
-    with mock.patch("upstream.services.job_enqueue"):
-        assert runner.sweep()["released"] == 1
+    assert runner.sweep()["released"] == 1  # requeued, not run: the worker is called next
     runner.run_job(job.pk)
     result = runner.sweep()
 

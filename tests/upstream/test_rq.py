@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
@@ -42,7 +41,7 @@ def manage(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedP
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_job_queued_in_redis_is_run_by_an_rq_worker(sandbox, operator):
+def test_a_job_queued_in_redis_is_run_by_an_rq_worker(sandbox, operator, queued_tasks):
     require_or_skip(redis_reachable(), "Redis at 127.0.0.1:6379")
     paynet_sync()
     ids = list(
@@ -51,10 +50,11 @@ def test_a_job_queued_in_redis_is_run_by_an_rq_worker(sandbox, operator):
         .values_list("pk", flat=True)[:12]
     )
     records = SubscriptionInvoice.objects.filter(pk__in=ids)
-    with mock.patch("upstream.services.job_enqueue"):
-        job = subscription_invoice_set_status_bulk(
-            records=records, status=InvoiceStatus.CANCEL, actor=operator, reason="rq"
-        )
+    # Created here, queued only in the dummy backend: the job reaches Redis below.
+    job = subscription_invoice_set_status_bulk(
+        records=records, status=InvoiceStatus.CANCEL, actor=operator, reason="rq"
+    )
+    assert [t.args[0] for t in queued_tasks] == [job.pk]
     env = worker_env(sandbox.url, TASKS_BACKEND="rq", REDIS_URL=REDIS_URL)
     flushed = manage(
         env, "shell", "-c", "import django_rq; django_rq.get_connection('default').flushdb()"

@@ -12,6 +12,7 @@ from unittest import mock
 
 import pytest
 from django.utils import timezone
+from django_tasks import TaskResultStatus
 
 from subscriptions.models import InvoiceStatus, SubscriptionInvoice
 from subscriptions.services import subscription_invoice_set_status_bulk
@@ -34,12 +35,20 @@ def waiting_records(n: int):
     return SubscriptionInvoice.objects.filter(pk__in=ids)
 
 
+@pytest.fixture(autouse=True)
+def _jobs_queued_not_run(queued_tasks):
+    """A job created here is queued and never runs by itself: each test decides who runs it."""
+
+
 def queued_job(records, actor, status=InvoiceStatus.CANCEL) -> Job:
-    # Create without enqueueing, so each test decides who runs it.
-    with mock.patch("upstream.services.job_enqueue"):
-        return subscription_invoice_set_status_bulk(
-            records=records, status=status, actor=actor, reason="test"
-        )
+    return subscription_invoice_set_status_bulk(
+        records=records, status=status, actor=actor, reason="test"
+    )
+
+
+def queued_job_ids(queued_tasks) -> list[int]:
+    assert all(t.status == TaskResultStatus.READY for t in queued_tasks), "queued, not run"
+    return [t.args[0] for t in queued_tasks if t.task.name == "job_run"]
 
 
 def paynet_writes(sandbox) -> list[str]:
@@ -123,7 +132,7 @@ def test_unanswered_push_is_settled_by_reading_back(sandbox, mirror, operator, s
 
 
 def test_rejected_items_fail_with_the_upstream_message_and_can_be_retried(
-    sandbox, mirror, operator
+    sandbox, mirror, operator, queued_tasks, django_capture_on_commit_callbacks
 ):
     records = waiting_records(5)
     target = records.first()
@@ -140,9 +149,9 @@ def test_rejected_items_fail_with_the_upstream_message_and_can_be_retried(
     assert target.status == InvoiceStatus.WAITING, "a rejected push must not change the mirror"
 
     sandbox.faults()
-    with mock.patch("upstream.services.job_enqueue") as enqueue:
+    with django_capture_on_commit_callbacks(execute=True):
         job_retry_failed(job=job, actor=operator)
-    enqueue.assert_called_once()
+    assert queued_job_ids(queued_tasks) == [job.pk]
     runner.run_job(job.pk)
     job.refresh_from_db()
     assert (job.state, job.succeeded, job.failed) == (Job.State.SUCCEEDED, 5, 0)
@@ -170,7 +179,7 @@ def test_viewer_cannot_retry_or_cancel(sandbox, mirror, operator, viewer):
 
 
 def test_sweep_releases_expired_leases_and_requeues_a_silent_job(
-    sandbox, mirror, operator, settings
+    sandbox, mirror, operator, settings, queued_tasks, django_capture_on_commit_callbacks
 ):
     job = queued_job(waiting_records(3), operator)
     runner.claim_items(job, "dead-worker", 3)
@@ -178,25 +187,27 @@ def test_sweep_releases_expired_leases_and_requeues_a_silent_job(
     JobItem.objects.filter(job=job).update(lease_until=stale)
     Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, heartbeat_at=stale)
 
-    with mock.patch("upstream.services.job_enqueue") as enqueue:
+    with django_capture_on_commit_callbacks(execute=True):
         result = runner.sweep()
 
     assert result == {"released": 3, "requeued": 1, "calls_settled": 0, "tasks_closed": 0}
-    enqueue.assert_called_once()
+    assert queued_job_ids(queued_tasks) == [job.pk]
     assert set(job.items.values_list("state", "in_doubt")) == {("pending", True)}
 
 
-def test_sweep_leaves_a_live_job_alone(sandbox, mirror, operator):
+def test_sweep_leaves_a_live_job_alone(
+    sandbox, mirror, operator, queued_tasks, django_capture_on_commit_callbacks
+):
     job = queued_job(waiting_records(2), operator)
     Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, heartbeat_at=timezone.now())
-    with mock.patch("upstream.services.job_enqueue") as enqueue:
+    with django_capture_on_commit_callbacks(execute=True):
         assert runner.sweep() == {
             "released": 0,
             "requeued": 0,
             "calls_settled": 0,
             "tasks_closed": 0,
         }
-    enqueue.assert_not_called()
+    assert queued_job_ids(queued_tasks) == []
 
 
 # A real worker process, killed mid-job ---------------------------------------------------------

@@ -48,3 +48,18 @@ def test_production_settings_refuse_to_start_without_secrets():
     assert result.returncode != 0
     assert "PAYNET_SECRET_KEY" in result.stderr
     assert "sck_live_example" not in result.stderr
+
+
+def test_production_settings_leave_the_sandbox_out():
+    result = manage(
+        PRODUCTION_ENV,
+        "shell",
+        "--verbosity",
+        "0",
+        "-c",
+        "from django.conf import settings; from django.core.management import get_commands; "
+        "print('sandbox' in settings.INSTALLED_APPS, 'sandbox' in get_commands(), "
+        "'billqueries_demo' in get_commands())",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == ["False", "False", "True"]
