@@ -6,6 +6,7 @@ kind serves them all; the payload carries the wire-form change.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError
-from upstream.handlers import JobHandler, WorkItem, WorkResult, register
+from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
 
 from .client import WiseCPClient, changes_applied
 from .models import InvoiceItem
@@ -49,6 +50,20 @@ def _find_item(invoice: dict[str, Any], item_id: int) -> dict[str, Any] | None:
     return next((i for i in invoice["items"] or [] if i["wisecp_id"] == item_id), None)
 
 
+@dataclass(frozen=True)
+class ItemUpdate(Payload):
+    """UpdateInvoiceItem with only the changed fields, in wire form (`owner_id` moves it).
+
+    `version` is the item's version when the change was previewed or the form was opened.
+    """
+
+    item_id: int
+    invoice_id: int
+    changes: dict[str, Any]
+    version: int | None = None
+    summary: str = ""
+
+
 @register
 class InvoiceItemUpdateHandler(JobHandler):
     kind = INVOICE_ITEM_UPDATE_KIND
@@ -56,6 +71,7 @@ class InvoiceItemUpdateHandler(JobHandler):
     permission = PERM_PUSH_ITEM
     service = "wisecp"
     operation = "UpdateInvoiceItem"
+    payload_type = ItemUpdate
 
     def recheck(self, items: list[WorkItem]) -> dict[int, str]:
         # Every write to the row bumps its version: a newer one means the item changed since
@@ -67,14 +83,15 @@ class InvoiceItemUpdateHandler(JobHandler):
         )
         stale = {}
         for item in items:
+            p = self.payload(item)
             version = current.get(int(item.target_id))
             if version is None:
                 stale[item.id] = _("The invoice item is no longer in the mirror.")
-            elif "version" in item.payload and version != item.payload["version"]:
+            elif p.version is not None and version != p.version:
                 stale[item.id] = _(
                     "Not sent: the invoice item changed since the preview (version %(then)s, "
                     "now %(now)s). Reload it and make the change again."
-                ) % {"then": item.payload["version"], "now": version}
+                ) % {"then": p.version, "now": version}
         return stale
 
     def concurrency(self) -> int:
@@ -84,26 +101,26 @@ class InvoiceItemUpdateHandler(JobHandler):
         return WiseCPClient(recorder=recorder)
 
     def push(self, client: WiseCPClient, item: WorkItem) -> Any:
-        p = item.payload
+        p = self.payload(item)
         item_at = timezone.now()
-        data = client.update_invoice_item(p["item_id"], p["changes"])
+        data = client.update_invoice_item(p.item_id, p.changes)
         reads, problems = [], []
-        if TOTALS_FIELDS & p["changes"].keys():
+        if TOTALS_FIELDS & p.changes.keys():
             # WiseCP recomputes the invoices' totals (wisecp.md §10.8): read them.
-            reads, problems = read_invoices(client, [p["invoice_id"], data["owner_id"]])
+            reads, problems = read_invoices(client, [p.invoice_id, data["owner_id"]])
         return {"item": data, "item_at": item_at, "invoices": reads, "problems": problems}
 
     def settle(self, client: WiseCPClient, item: WorkItem) -> Any | None:
-        p = item.payload
-        owner = p["changes"].get("owner_id", p["invoice_id"])
+        p = self.payload(item)
+        owner = p.changes.get("owner_id", p.invoice_id)
         read_at = timezone.now()
         invoice = client.get_invoice(owner)
-        found = _find_item(invoice, p["item_id"])
-        if found is None or not changes_applied(found, p["changes"]):
+        found = _find_item(invoice, p.item_id)
+        if found is None or not changes_applied(found, p.changes):
             return None
         reads, problems = [(invoice, read_at)], []
-        if owner != p["invoice_id"] and TOTALS_FIELDS & p["changes"].keys():
-            more, problems = read_invoices(client, [p["invoice_id"]])
+        if owner != p.invoice_id and TOTALS_FIELDS & p.changes.keys():
+            more, problems = read_invoices(client, [p.invoice_id])
             reads += more
         return {"item": found, "item_at": read_at, "invoices": reads, "problems": problems}
 
@@ -111,7 +128,7 @@ class InvoiceItemUpdateHandler(JobHandler):
         items_write([(r.data["item"], r.data["item_at"]) for r in results])
         invoices_write(read for r in results for read in r.data["invoices"])
         for r in results:
-            r.result = {"summary": r.item.payload.get("summary", "")}
+            r.result = {"summary": self.payload(r.item).summary}
             if r.data["problems"]:
                 note = _("Invoice totals not refreshed: %(errors)s") % {
                     "errors": " ".join(r.data["problems"])

@@ -25,7 +25,7 @@ from upstream.verdicts import VerdictKind
 
 from . import rules
 from .client import ParseError, format_datetime, parse_datetime, to_wire
-from .jobs import INVOICE_ITEM_UPDATE_KIND, PERM_PUSH_ITEM
+from .jobs import INVOICE_ITEM_UPDATE_KIND, PERM_PUSH_ITEM, ItemUpdate
 from .models import Invoice, InvoiceItem
 from .sync import SyncCounts, invoice_refresh
 
@@ -341,13 +341,13 @@ def invoice_item_update(
         kind=INVOICE_ITEM_UPDATE_KIND,
         target=item,
         target_repr=f"{item.invoice} · {item}",
-        payload={
-            "item_id": item.wisecp_id,
-            "invoice_id": item.invoice.wisecp_id,
-            "changes": to_wire(change.fields),
-            "version": expected_version,
-            "summary": ", ".join(change.names),
-        },
+        payload=ItemUpdate(
+            item_id=item.wisecp_id,
+            invoice_id=item.invoice.wisecp_id,
+            changes=to_wire(change.fields),
+            version=expected_version,
+            summary=", ".join(change.names),
+        ).to_json(),
         actor=actor,
         reason=reason,
         idempotency_key=idempotency_key,
@@ -504,13 +504,13 @@ def invoice_item_bulk_update(
         NewItem(
             target=row.item,
             target_repr=f"{row.item.invoice} · {row.item}",
-            payload={
-                "item_id": row.item.wisecp_id,
-                "invoice_id": row.item.invoice.wisecp_id,
-                "changes": row.changes,
-                "version": row.item.version,
-                "summary": f"{row.current} → {row.new}",
-            },
+            payload=ItemUpdate(
+                item_id=row.item.wisecp_id,
+                invoice_id=row.item.invoice.wisecp_id,
+                changes=row.changes,
+                version=row.item.version,
+                summary=f"{row.current} → {row.new}",
+            ).to_json(),
         )
         for row in preview.rows
         if row.kind == VerdictKind.CHANGE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from upstream.client import CallRecorder
-from upstream.handlers import JobHandler, WorkItem, WorkResult, register
+from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
 from upstream.models import Job, JobItem
 
 from .client import BillQuery, PayofinClient, QueryResult
@@ -47,11 +48,23 @@ DEBT_FIELDS = [
 ]
 
 
+@dataclass(frozen=True)
+class QueryChunk(Payload):
+    """One multipleinvoicequery: up to 15 lines, matched to the answer by position."""
+
+    batch_id: int
+    line_ids: list[int]
+    queries: list[dict[str, Any]]
+
+
 @register
 class BillQueryHandler(JobHandler):
     kind = BILL_QUERY_KIND
     target_type = "billqueries.billquerybatch"
     permission = PERM_RUN
+    payload_type = QueryChunk
+    # A query changes nothing at Payofin, and a batch's chunks run side by side.
+    claims_records = False
 
     def concurrency(self) -> int:
         return settings.PAYOFIN_CONCURRENCY
@@ -61,7 +74,7 @@ class BillQueryHandler(JobHandler):
 
     def push(self, client: PayofinClient, item: WorkItem) -> list[QueryResult]:
         # Runs in a worker thread: everything it sends is in the payload, no ORM here.
-        queries = [BillQuery(**q) for q in item.payload["queries"]]
+        queries = [BillQuery(**q) for q in self.payload(item).queries]
         return client.multiple_invoice_query(queries)
 
     def settle(self, client: PayofinClient, item: WorkItem) -> Any | None:
@@ -71,14 +84,15 @@ class BillQueryHandler(JobHandler):
     def apply(self, results: list[WorkResult]) -> None:
         """Write each line's answer and its bills; a line's earlier bills are replaced."""
         now = timezone.now()
-        line_ids = [i for r in results for i in r.item.payload["line_ids"]]
+        line_ids = [i for r in results for i in self.payload(r.item).line_ids]
         existing = set(BillQueryLine.objects.filter(pk__in=line_ids).values_list("pk", flat=True))
         BillDebt.objects.filter(line_id__in=line_ids).delete()
         updates: list[list[Any]] = []
         debts: list[list[Any]] = []
         for r in results:
             counts: Counter[str] = Counter()
-            pairs = zip(r.item.payload["line_ids"], r.item.payload["queries"], r.data, strict=True)
+            chunk = self.payload(r.item)
+            pairs = zip(chunk.line_ids, chunk.queries, r.data, strict=True)
             for line_id, query, answer in pairs:
                 if line_id not in existing:
                     continue
@@ -136,7 +150,7 @@ class BillQueryHandler(JobHandler):
         # per line, which halved what bench/bill_queries.py measured.
         _execute_many(BillQueryLine, LINE_RESULT_FIELDS, updates, update=True)
         _execute_many(BillDebt, DEBT_FIELDS, debts)
-        batch_ids = {r.item.payload["batch_id"] for r in results}
+        batch_ids = {self.payload(r.item).batch_id for r in results}
         BillQueryBatch.objects.filter(pk__in=batch_ids, state=BillQueryBatch.State.QUEUED).update(
             state=BillQueryBatch.State.RUNNING
         )

@@ -13,7 +13,7 @@ from django.utils.translation import ngettext
 from upstream.services import NewItem, User, actor_allowed, actor_require, job_create
 
 from .client import MAX_FIRM_REF_LEN, MAX_QUERIES
-from .jobs import BILL_QUERY_KIND, PERM_RUN, batch_recount
+from .jobs import BILL_QUERY_KIND, PERM_RUN, QueryChunk, batch_recount
 from .models import BillQueryBatch, BillQueryLine
 from .parsing import InvalidLine, ParsedLine, parse_dicts, parse_input
 
@@ -200,10 +200,10 @@ def _queue(
                 target=batch,
                 target_repr=_("Batch #%(batch)s, lines %(first)s–%(last)s")
                 % {"batch": batch.pk, "first": chunk[0].position, "last": chunk[-1].position},
-                payload={
-                    "batch_id": batch.pk,
-                    "line_ids": [line.pk for line in chunk],
-                    "queries": [
+                payload=QueryChunk(
+                    batch_id=batch.pk,
+                    line_ids=[line.pk for line in chunk],
+                    queries=[
                         {
                             "soot_code": line.soot_code,
                             "subscriber_no": line.subscriber_no,
@@ -212,7 +212,7 @@ def _queue(
                         }
                         for line in chunk
                     ],
-                },
+                ).to_json(),
             )
         )
     title = (

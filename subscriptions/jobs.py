@@ -1,7 +1,10 @@
-"""Bulk Paynet pushes as job kinds: what each item sends, how it is read back, how it is applied."""
+"""Paynet pushes as job kinds, one definition each: the typed payload, the re-check against the
+preview, the push, the read-back and the apply. A single push runs the same kind inline
+(upstream.operations.push_single); a bulk push runs many items in the worker."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
-from upstream.handlers import JobHandler, WorkItem, WorkResult, register
+from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
 
 from .client import PaynetClient, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
@@ -32,6 +35,40 @@ def _label(status: Any) -> str:
 
 
 SUBSCRIPTION_STATUS_ALL_KIND = "paynet.subscription_status_all"
+CREATE_INVOICE_KIND = "paynet.create_invoice"
+
+
+@dataclass(frozen=True)
+class StatusChange(Payload):
+    """One record to a new status; `from_status` is what the preview saw."""
+
+    invoice_id: str
+    invoice_no: str
+    subscription_id: str
+    status: int
+    from_status: int | None = None
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class StatusAllChange(Payload):
+    """Every record of a subscription to one status (invoices_status_update_all)."""
+
+    subscription_id: str
+    status: int
+    reference_no: str = ""
+
+
+@dataclass(frozen=True)
+class NewInvoice(Payload):
+    """A variable-amount record; `invoice_no` is fixed when the operation is recorded."""
+
+    subscription_id: str
+    invoice_no: str
+    val_date: datetime
+    amount: Decimal
+    agent_amount: Decimal | None = None
+    company_amount: Decimal | None = None
 
 
 class _PaynetHandler(JobHandler):
@@ -50,6 +87,7 @@ class InvoiceStatusHandler(_PaynetHandler):
     target_type = "subscriptions.subscriptioninvoice"
     permission = "subscriptions.push_invoice_status"
     operation = "invoice_status_update"
+    payload_type = StatusChange
 
     def recheck(self, items: list[WorkItem]) -> dict[int, str]:
         # The job sends the status chosen at the preview; if the record moved on since (a single
@@ -61,37 +99,35 @@ class InvoiceStatusHandler(_PaynetHandler):
         )
         stale = {}
         for item in items:
-            p = item.payload
+            p = self.payload(item)
             now = current.get(int(item.target_id))
             if now is None:
                 stale[item.id] = _("The payment record is no longer in the mirror.")
-            elif "from_status" in p and now != p["from_status"]:
+            elif p.from_status is not None and now != p.from_status:
                 stale[item.id] = _(
                     "Not sent: the record changed since the preview (%(then)s, now %(now)s)."
-                ) % {"then": _label(p["from_status"]), "now": _label(now)}
-            elif (verdict := status_verdict(now, p["status"])).kind != VerdictKind.CHANGE:
+                ) % {"then": _label(p.from_status), "now": _label(now)}
+            elif (verdict := status_verdict(now, p.status)).kind != VerdictKind.CHANGE:
                 stale[item.id] = verdict.reason
         return stale
 
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
-        p = item.payload
+        p = self.payload(item)
         client.invoice_status_update(
-            invoice_id=p["invoice_id"], invoice_no=p["invoice_no"], status=p["status"]
+            invoice_id=p.invoice_id, invoice_no=p.invoice_no, status=p.status
         )
-        return p["status"]
+        return p.status
 
     def settle(self, client: PaynetClient, item: WorkItem) -> Any | None:
-        p = item.payload
-        now = client.invoice_status(
-            subscription_id=p["subscription_id"], invoice_id=p["invoice_id"]
-        )
-        return p["status"] if now == int(p["status"]) else None
+        p = self.payload(item)
+        now = client.invoice_status(subscription_id=p.subscription_id, invoice_id=p.invoice_id)
+        return p.status if now == int(p.status) else None
 
     def apply(self, results: list[WorkResult]) -> None:
         by_status: dict[int, list[int]] = {}
         for r in results:
             by_status.setdefault(int(r.data), []).append(int(r.item.target_id))
-            r.result = {"from": r.item.payload.get("from_status"), "to": int(r.data)}
+            r.result = {"from": self.payload(r.item).from_status, "to": int(r.data)}
         now = timezone.now()
         for status, ids in by_status.items():
             SubscriptionInvoice.objects.filter(pk__in=ids).update(status=status, synced_at=now)
@@ -108,25 +144,24 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
     target_type = "subscriptions.subscription"
     permission = "subscriptions.push_subscription_invoices_status"
     operation = "invoices_status_update_all"
+    payload_type = StatusAllChange
 
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
-        p = item.payload
-        client.invoices_status_update_all(subscription_id=p["subscription_id"], status=p["status"])
+        p = self.payload(item)
+        client.invoices_status_update_all(subscription_id=p.subscription_id, status=p.status)
         # The answer says nothing per record (paynet.md §5.3): read them back to reconcile.
         try:
-            return list(client.iter_invoices(subscription_id=p["subscription_id"]))
+            return list(client.iter_invoices(subscription_id=p.subscription_id))
         except UpstreamError as error:
             error.in_doubt = True  # applied, not yet read back
             raise
 
     def settle(self, client: PaynetClient, item: WorkItem) -> Any | None:
-        p = item.payload
-        rows = list(client.iter_invoices(subscription_id=p["subscription_id"]))
+        p = self.payload(item)
+        rows = list(client.iter_invoices(subscription_id=p.subscription_id))
         # Applied if no record that the rules let change is left in another status.
         pending = [
-            r
-            for r in rows
-            if status_verdict(int(r["status"]), p["status"]).kind == VerdictKind.CHANGE
+            r for r in rows if status_verdict(int(r["status"]), p.status).kind == VerdictKind.CHANGE
         ]
         return None if pending else rows
 
@@ -138,7 +173,7 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
                 "changed": counts.changes,
                 "unchanged": counts.unchanged,
                 "created": counts.created,
-                "status": r.item.payload["status"],
+                "status": self.payload(r.item).status,
             }
 
     def describe(self, result: dict[str, Any]) -> str:
@@ -151,23 +186,20 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
         return "; ".join(changes)
 
 
-CREATE_INVOICE_KIND = "paynet.create_invoice"
-
-
-def _find_created(client: PaynetClient, p: dict[str, Any]) -> dict[str, Any] | None:
+def _find_created(client: PaynetClient, p: NewInvoice) -> dict[str, Any] | None:
     return next(
         (
             row
-            for row in client.iter_invoices(subscription_id=p["subscription_id"])
-            if str(row.get("invoice_no")) == p["invoice_no"]
+            for row in client.iter_invoices(subscription_id=p.subscription_id)
+            if str(row.get("invoice_no")) == p.invoice_no
         ),
         None,
     )
 
 
-def _same_record(row: dict[str, Any], p: dict[str, Any]) -> bool:
+def _same_record(row: dict[str, Any], p: NewInvoice) -> bool:
     # An invoice_no we generated is ours; one staff typed may be someone else's record.
-    return to_kurus(Decimal(p["amount"])) == int(row.get("amount") or 0)
+    return to_kurus(p.amount) == int(row.get("amount") or 0)
 
 
 @register
@@ -182,17 +214,18 @@ class CreateInvoiceHandler(_PaynetHandler):
     target_type = "subscriptions.subscription"
     permission = "subscriptions.push_create_invoice"
     operation = "create_invoice"
+    payload_type = NewInvoice
 
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
-        p = item.payload
+        p = self.payload(item)
         try:
             client.create_invoice(
-                subscription_id=p["subscription_id"],
-                val_date=datetime.fromisoformat(p["val_date"]),
-                amount=Decimal(p["amount"]),
-                agent_amount=_decimal(p.get("agent_amount")),
-                company_amount=_decimal(p.get("company_amount")),
-                invoice_no=p["invoice_no"],
+                subscription_id=p.subscription_id,
+                val_date=p.val_date,
+                amount=p.amount,
+                agent_amount=p.agent_amount,
+                company_amount=p.company_amount,
+                invoice_no=p.invoice_no,
                 currency="TRY",
             )
         except UpstreamRejectedError as error:
@@ -201,7 +234,7 @@ class CreateInvoiceHandler(_PaynetHandler):
             found = _find_created(client, p)
             if found is None or not _same_record(found, p):
                 raise UpstreamRejectedError(
-                    _("Paynet already has a payment record %(no)s.") % {"no": p["invoice_no"]},
+                    _("Paynet already has a payment record %(no)s.") % {"no": p.invoice_no},
                     exchange=error.exchange,
                 ) from error
             return found
@@ -212,16 +245,19 @@ class CreateInvoiceHandler(_PaynetHandler):
             error.in_doubt = True
             raise
         if found is None:
-            # Confirmed with code 0 but not listed: we cannot tell yet; read back later.
-            raise UpstreamResponseError(
+            # Confirmed with code 0 but not listed yet: it exists; settle it by reading back.
+            error = UpstreamResponseError(
                 _("Paynet confirmed payment record %(no)s but does not list it yet.")
-                % {"no": p["invoice_no"]}
+                % {"no": p.invoice_no}
             )
+            error.in_doubt = True
+            raise error
         return found
 
     def settle(self, client: PaynetClient, item: WorkItem) -> Any | None:
-        found = _find_created(client, item.payload)
-        return found if found is not None and _same_record(found, item.payload) else None
+        p = self.payload(item)
+        found = _find_created(client, p)
+        return found if found is not None and _same_record(found, p) else None
 
     def apply(self, results: list[WorkResult]) -> None:
         subs = Subscription.objects.in_bulk([int(r.item.target_id) for r in results])
@@ -235,7 +271,3 @@ class CreateInvoiceHandler(_PaynetHandler):
         if "invoice_no" not in result:
             return ""
         return _("Payment record %(no)s created") % {"no": result["invoice_no"]}
-
-
-def _decimal(value: Any) -> Decimal | None:
-    return None if value in (None, "") else Decimal(str(value))

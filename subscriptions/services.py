@@ -21,6 +21,9 @@ from .jobs import (
     CREATE_INVOICE_KIND,
     INVOICE_STATUS_KIND,
     SUBSCRIPTION_STATUS_ALL_KIND,
+    NewInvoice,
+    StatusAllChange,
+    StatusChange,
 )
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .rules import (
@@ -145,14 +148,14 @@ def _require_reason(reason: str) -> None:
 
 
 def _status_payload(record: SubscriptionInvoice, target: InvoiceStatus) -> dict:
-    return {
-        "invoice_id": record.invoice_id,
-        "invoice_no": record.invoice_no,
-        "subscription_id": record.subscription.subscription_id,
-        "from_status": record.status,
-        "status": int(target),
-        "amount": str(record.amount),
-    }
+    return StatusChange(
+        invoice_id=record.invoice_id,
+        invoice_no=record.invoice_no,
+        subscription_id=record.subscription.subscription_id,
+        status=int(target),
+        from_status=record.status,
+        amount=record.amount,
+    ).to_json()
 
 
 def subscription_invoice_set_status_bulk(
@@ -198,11 +201,11 @@ def subscription_set_status_all(
         NewItem(
             target=sub,
             target_repr=str(sub),
-            payload={
-                "subscription_id": sub.subscription_id,
-                "reference_no": sub.reference_no,
-                "status": int(target),
-            },
+            payload=StatusAllChange(
+                subscription_id=sub.subscription_id,
+                reference_no=sub.reference_no,
+                status=int(target),
+            ).to_json(),
         )
         for sub in subscriptions.order_by("pk")
     ]
@@ -315,14 +318,14 @@ def subscription_invoice_create(
     # Fixed once per operation: a resend of this create is refused by Paynet as a duplicate and
     # settled by reading back, so one operation never makes two records.
     invoice_no = invoice_no or _new_invoice_no()
-    payload = {
-        "subscription_id": subscription.subscription_id,
-        "invoice_no": invoice_no,
-        "val_date": val_date.isoformat(),
-        "amount": str(amount),
-        "agent_amount": None if agent_amount is None else str(agent_amount),
-        "company_amount": None if company_amount is None else str(company_amount),
-    }
+    payload = NewInvoice(
+        subscription_id=subscription.subscription_id,
+        invoice_no=invoice_no,
+        val_date=val_date,
+        amount=amount,
+        agent_amount=agent_amount,
+        company_amount=company_amount,
+    ).to_json()
     try:
         done = push_single(
             kind=CREATE_INVOICE_KIND,

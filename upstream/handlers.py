@@ -6,10 +6,52 @@ runner's thread, inside the transaction that marks the items done.
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Self
 
 from .client import CallRecorder, Exchange, UpstreamClient
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What one item of a kind sends, typed. Stored on the JobItem as JSON (`to_json`), read
+    back by the handler in the worker (`from_json`): the only shape the two paths share."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                values[f.name] = _from_json(data[f.name], hints[f.name])
+        return cls(**values)
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _from_json(value: Any, hint: Any) -> Any:
+    if value is None:
+        return None
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if Decimal in options:
+        return Decimal(str(value))
+    if datetime in options:
+        return datetime.fromisoformat(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -43,6 +85,8 @@ class WorkResult:
 
 class JobHandler:
     kind: ClassVar[str]
+    # The kind's typed payload; `payload(item)` reads an item's JSON back into it.
+    payload_type: ClassVar[type[Payload] | None] = None
     target_type: ClassVar[str]
     # The permission a user needs to create or retry this kind of job.
     permission: ClassVar[str]
@@ -50,12 +94,17 @@ class JobHandler:
     # for it before the request leaves. Empty for kinds that only read.
     service: ClassVar[str] = ""
     operation: ClassVar[str] = ""
+    # Writes claim their record (one push at a time per record); a read-only kind need not.
+    claims_records: ClassVar[bool] = True
 
     def concurrency(self) -> int:
         return 4
 
     def make_client(self, recorder: CallRecorder) -> UpstreamClient:
         raise NotImplementedError
+
+    def payload(self, item: WorkItem) -> Any:
+        return self.payload_type.from_json(item.payload) if self.payload_type else item.payload
 
     def recheck(self, items: list[WorkItem]) -> dict[int, str]:
         """Just before sending: items whose record no longer matches what was previewed.

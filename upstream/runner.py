@@ -83,12 +83,16 @@ def claim_items(
         rows = list(pending.values("id", "target_id", "target_repr", "payload", "in_doubt")[:limit])
         if not rows:
             return []
-        ours = claim_records(
-            handler.target_type,
-            [r["target_id"] for r in rows],
-            holder=worker_id,
-            until=lease_until,
-            job_items={r["target_id"]: r["id"] for r in rows},
+        ours = (
+            claim_records(
+                handler.target_type,
+                [r["target_id"] for r in rows],
+                holder=worker_id,
+                until=lease_until,
+                job_items={r["target_id"]: r["id"] for r in rows},
+            )
+            if handler.claims_records
+            else {r["target_id"] for r in rows}
         )
         busy = [r["id"] for r in rows if r["target_id"] not in ours]
         rows = [r for r in rows if r["target_id"] in ours]
