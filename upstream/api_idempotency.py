@@ -67,7 +67,12 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
                     created_at=now,
                 )
         except IntegrityError:
-            return _replay(request, key, digest)
+            replayed = _replay(request, key, digest)
+            if replayed is not None:
+                return replayed
+            # The first request died without an answer: run again. The operation it recorded
+            # under the same key answers for it (done, or in doubt), so nothing is sent twice.
+            return wrapper(self, request, *args, **kwargs)
         try:
             response = view(self, request, *args, **kwargs)
         except Exception as exc:
@@ -84,15 +89,15 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
     return wrapper
 
 
-def _replay(request: Request, key: str, digest: str) -> Response:
+def _replay(request: Request, key: str, digest: str) -> Response | None:
+    """The stored answer, a 409, or None when the first request is gone (run it again)."""
+    from .operations import inline_lease
+
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         record = IdempotencyRecord.objects.filter(user=request.user, key=key).first()
         if record is None:
-            return Response(
-                {"detail": "The first request with this Idempotency-Key did not finish; retry."},
-                status=status.HTTP_409_CONFLICT,
-            )
+            return None
         if record.body_hash != digest:
             return Response(
                 {"detail": f"This {HEADER} was already used with another request."},
@@ -104,6 +109,10 @@ def _replay(request: Request, key: str, digest: str) -> Response:
                 status=record.status_code,
                 headers={"Idempotent-Replayed": "true"},
             )
+        if record.created_at < timezone.now() - inline_lease():
+            # Older than any request could run: its process died before it stored an answer.
+            IdempotencyRecord.objects.filter(pk=record.pk, status_code__isnull=True).delete()
+            return None
         if time.monotonic() >= deadline:
             return Response(
                 {"detail": f"A request with this {HEADER} is still being processed."},

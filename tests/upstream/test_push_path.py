@@ -455,3 +455,20 @@ def test_the_sweep_closes_the_dead_task_of_a_job_it_requeues(mirror, operator, s
 
     assert (result["requeued"], result["tasks_closed"]) == (1, 1)
     assert DBTaskResult.objects.get(pk=task.id).status == TaskResultStatus.FAILED
+
+
+def test_api_key_of_a_request_that_died_is_answered_from_its_operation(mirror, api_operator):
+    record = a_record(S.WAITING)
+    url = f"/api/subscription-invoices/{record.pk}/set-status/"
+    body = {"status": int(S.CANCEL), "reason": "test"}
+    api_operator.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k-died")
+    # As if the web process had been killed after pushing, before storing its answer.
+    IdempotencyRecord.objects.update(
+        status_code=None, response=None, created_at=timezone.now() - timedelta(hours=1)
+    )
+
+    again = api_operator.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k-died")
+
+    assert again.status_code == 200 and again.json()["status"] == S.CANCEL
+    assert status_writes(mirror) == [record.invoice_no]  # answered from the operation
+    assert IdempotencyRecord.objects.get().status_code == 200
