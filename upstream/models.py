@@ -38,6 +38,8 @@ class UpstreamCall(models.Model):
     error = models.TextField(_("error"), blank=True)
     duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
     attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
+    # The request changes upstream state: a row left pending by a dead process is in doubt.
+    mutating = models.BooleanField(_("changes upstream state"), default=False)
     created_at = models.DateTimeField(_("created at"), db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,

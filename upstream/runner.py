@@ -129,6 +129,7 @@ def _reserve_calls(
                 method="",
                 url="",
                 outcome="pending",
+                mutating=True,
                 created_at=now,
                 actor_id=job.created_by_id,
                 job_id=job.pk,
@@ -153,10 +154,10 @@ def _reserve_calls(
 
 
 class CallReserver:
-    """Commits pending call rows for writes that worker threads are about to send.
+    """Commits pending call rows for requests that worker threads are about to send.
 
-    Worker threads never touch the database: a thread that needs a pending row (a retried
-    write) asks the runner's thread, which inserts and commits it, then lets the thread send.
+    Worker threads never touch the database: a thread that needs a pending row (a read-back, a
+    retried write) asks the runner's thread, which inserts and commits it, then lets it send.
     """
 
     def __init__(self) -> None:
@@ -191,9 +192,9 @@ def insert_call(call: UpstreamCall) -> int:
 class JobRecorder:
     """Where an item's exchanges go.
 
-    The item's write uses the pending row committed when the item was claimed; any further
-    write (a retried attempt) gets its own pending row committed before it leaves. Reads are kept
-    in memory and written with the results.
+    The item's write uses the pending row committed when the item was claimed; any other
+    request (a retried attempt, a read-back) gets its own pending row committed before it
+    leaves. Every row is finished with the results.
     """
 
     def __init__(
@@ -212,12 +213,11 @@ class JobRecorder:
         self.wrote = False
 
     def started(self, exchange: Exchange) -> None:
-        if not exchange.mutating:
-            return
-        self.wrote = True
-        if self.reserved is not None:
-            exchange.call_id, self.reserved = self.reserved, None
-            return
+        if exchange.mutating:
+            self.wrote = True
+            if self.reserved is not None:
+                exchange.call_id, self.reserved = self.reserved, None
+                return
         exchange.call_id = self.reserve(
             upstream_call_from_exchange(
                 exchange,
@@ -691,8 +691,9 @@ def settle_orphan_calls(limit: int = 1000) -> int:
                 "The process stopped before the answer was recorded. Read back afterwards: "
                 "%(outcome)s. %(message)s"
             ) % {"outcome": item.get_outcome_display(), "message": item.message}
+        # A read that never answered changed nothing: it simply failed.
         count += UpstreamCall.objects.filter(pk=call.pk, outcome="pending").update(
-            outcome="in_doubt", error=note.strip()
+            outcome="in_doubt" if call.mutating else "failed", error=note.strip()
         )
     return count
 

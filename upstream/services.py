@@ -80,6 +80,7 @@ def upstream_call_from_exchange(
         error=exchange.error,
         duration_ms=exchange.duration_ms,
         attempt=exchange.attempt,
+        mutating=exchange.mutating,
         created_at=exchange.started_at,
         actor_id=actor_id,
         job_id=job_id,

@@ -472,3 +472,26 @@ def test_api_key_of_a_request_that_died_is_answered_from_its_operation(mirror, a
     assert again.status_code == 200 and again.json()["status"] == S.CANCEL
     assert status_writes(mirror) == [record.invoice_no]  # answered from the operation
     assert IdempotencyRecord.objects.get().status_code == 200
+
+
+def test_a_jobs_read_back_is_recorded_pending_before_it_is_sent(mirror, operator, no_pause):
+    job = queued_job(waiting(1), operator)
+    handler = runner.handler_for(job.kind)
+    claimed = runner.claim_items(job, "w", 1, handler)
+    JobItem.objects.filter(pk=claimed[0].id).update(in_doubt=True)
+    item = runner.replace(claimed[0], in_doubt=True)
+    reserved = []
+
+    def reserve(call):
+        # The runner's thread commits this before the worker thread may send the request.
+        assert call.outcome == "pending" and mirror.ledger("paynet") == []
+        reserved.append(runner.insert_call(call))
+        return reserved[-1]
+
+    result = runner._work(job, handler, item, reserve)
+    runner.flush_results(job, handler, "w", [result])
+
+    reads = UpstreamCall.objects.filter(operation="invoice_list")
+    assert list(reads.values_list("pk", flat=True)) == reserved  # finished in place
+    assert set(reads.values_list("outcome", "mutating")) == {("ok", False)}
+    assert UpstreamCall.objects.filter(operation="invoice_status_update", outcome="ok").count() == 1
