@@ -620,6 +620,15 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     return {"succeeded": job.succeeded, "failed": job.failed, "cancelled": job.cancelled}
 
 
+def _is_uuid(value: str) -> bool:
+    # Task ids of other backends (RQ, immediate, dummy) are not the database backend's UUIDs.
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def _defer(job: Job, run_after: datetime) -> None:
     from .services import job_enqueue
 
@@ -629,13 +638,35 @@ def _defer(job: Job, run_after: datetime) -> None:
 
 
 def sweep(*, enqueue: bool = True) -> dict[str, int]:
-    """Reclaim expired leases and re-enqueue jobs whose worker has gone quiet."""
-    from .services import job_enqueue
-
-    released = release_expired_leases()
+    """Reclaim expired leases, re-enqueue jobs whose worker has gone quiet, settle what killed
+    processes left behind. Each stage runs on its own: one that fails is logged and the others
+    still run, so no single bad row can stop the sweep."""
+    released = _stage("release leases", release_expired_leases)
     # Before any re-queue: a re-queued job's task_id names its new task and its heartbeat is
     # fresh, so the task row its killed worker left running would never be closed afterwards.
-    closed = close_abandoned_tasks()
+    closed = _stage("close tasks", close_abandoned_tasks)
+    requeued = _stage("requeue jobs", lambda: requeue_stalled_jobs(enqueue=enqueue))
+    settled = _stage("settle calls", settle_orphan_calls)
+    closed += _stage("close tasks", close_abandoned_tasks)  # the tasks of jobs finalized above
+    return {
+        "released": released,
+        "requeued": requeued,
+        "calls_settled": settled,
+        "tasks_closed": closed,
+    }
+
+
+def _stage(name: str, work: Callable[[], int]) -> int:
+    try:
+        return work()
+    except Exception:
+        logger.exception("sweep: %s failed; the other stages go on", name)
+        return 0
+
+
+def requeue_stalled_jobs(*, enqueue: bool = True) -> int:
+    from .services import job_enqueue
+
     stale_before = timezone.now() - _lease()
     requeued = 0
     candidates = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING]).filter(
@@ -655,14 +686,7 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
                 Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
                 job_enqueue(job)
             requeued += 1
-    settled = settle_orphan_calls()
-    closed += close_abandoned_tasks()  # the tasks of jobs finalized above
-    return {
-        "released": released,
-        "requeued": requeued,
-        "calls_settled": settled,
-        "tasks_closed": closed,
-    }
+    return requeued
 
 
 def settle_orphan_calls(limit: int = 1000) -> int:
@@ -704,11 +728,11 @@ def close_abandoned_tasks() -> int:
     A job's task is abandoned once the job is finished or nothing has worked on it for a lease;
     a sweep's task once it has run for longer than a few sweep intervals.
     """
-    from django.apps import apps
+    from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, TaskResultStatus, task_backends
 
-    if not apps.is_installed("django_tasks_db"):
-        return 0
-    from django_tasks import TaskResultStatus
+    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    if type(backend).__module__.split(".")[0] != "django_tasks_db":
+        return 0  # only the database backend keeps task rows here
     from django_tasks_db.models import DBTaskResult
 
     now = timezone.now()
@@ -720,7 +744,7 @@ def close_abandoned_tasks() -> int:
         | Q(heartbeat_at__isnull=True, created_at__lt=now - _lease())
     ).exclude(task_id="")
     job_tasks = running.filter(task_path__endswith=".job_run").filter(
-        id__in=[task_id for task_id in stale_jobs.values_list("task_id", flat=True)]
+        id__in=[t for t in stale_jobs.values_list("task_id", flat=True) if _is_uuid(t)]
     )
     sweep_tasks = running.filter(
         task_path__endswith=".jobs_sweep",

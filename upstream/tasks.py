@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -9,6 +10,8 @@ from django.utils import timezone
 from django_tasks import task
 
 from . import runner
+
+logger = logging.getLogger(__name__)
 
 
 @task()
@@ -23,9 +26,20 @@ def jobs_sweep(reschedule: bool = False) -> dict[str, int]:
     The next run is queued before this one works, so neither a failed run nor a worker killed
     in the middle of it ends the chain; a sweep already waiting is never doubled.
     """
-    if reschedule:
+    scheduled = reschedule and _schedule_safely()
+    result = runner.sweep()
+    if reschedule and not scheduled:
+        _schedule_safely()  # a blip at the start must not end the chain
+    return result
+
+
+def _schedule_safely() -> bool:
+    try:
         schedule_next_sweep()
-    return runner.sweep()
+    except Exception:
+        logger.exception("could not queue the next periodic sweep")
+        return False
+    return True
 
 
 def schedule_next_sweep() -> bool:

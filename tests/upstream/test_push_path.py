@@ -495,3 +495,20 @@ def test_a_jobs_read_back_is_recorded_pending_before_it_is_sent(mirror, operator
     assert list(reads.values_list("pk", flat=True)) == reserved  # finished in place
     assert set(reads.values_list("outcome", "mutating")) == {("ok", False)}
     assert UpstreamCall.objects.filter(operation="invoice_status_update", outcome="ok").count() == 1
+
+
+def test_a_job_queued_by_another_task_backend_does_not_stop_the_sweep(
+    mirror, operator, settings, django_capture_on_commit_callbacks
+):
+    # RQ (and the immediate and dummy backends) name their tasks with ids that are not UUIDs.
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    job = queued_job(waiting(1), operator)
+    Job.objects.filter(pk=job.pk).update(
+        task_id="tLYpRq7x2k3", state="running", heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = runner.sweep()
+
+    assert result["requeued"] == 1
+    assert DBTaskResult.objects.filter(task_path__endswith=".job_run").count() == 1
