@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .models import Invoice, InvoiceItem
+from .services import INT_LIMIT
 
 
 class InvoiceItemEditForm(forms.Form):
@@ -25,7 +26,7 @@ class InvoiceItemEditForm(forms.Form):
         strip=False,
         widget=widgets.AdminTextareaWidget(attrs={"rows": 2}),
     )
-    quantity = forms.IntegerField(label=_("Quantity"), min_value=1)
+    quantity = forms.IntegerField(label=_("Quantity"), min_value=1, max_value=INT_LIMIT)
     amount = forms.DecimalField(
         label=_("Unit price"), max_digits=14, decimal_places=2, localize=True
     )
@@ -37,9 +38,12 @@ class InvoiceItemEditForm(forms.Form):
         help_text=_("Leave it as it is to send quantity × unit price when either changes."),
     )
     tax_exempt = forms.BooleanField(label=_("Tax exempt"), required=False)
-    sequence = forms.IntegerField(label=_("Sequence"), min_value=0)
+    sequence = forms.IntegerField(label=_("Sequence"), min_value=0, max_value=INT_LIMIT)
     order_id = forms.IntegerField(
-        label=_("Linked service id"), min_value=0, help_text=_("0 = not linked to a service.")
+        label=_("Linked service id"),
+        min_value=0,
+        max_value=INT_LIMIT,
+        help_text=_("0 = not linked to a service."),
     )
     due_date = forms.SplitDateTimeField(
         label=_("Due date"),

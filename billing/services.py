@@ -46,6 +46,7 @@ EDITABLE_FIELDS = (
     "attributes",
 )
 MONEY_LIMIT = Decimal("999999999999.99")  # Decimal(14, 2)
+INT_LIMIT = 2_147_483_647  # a 32-bit integer column
 PREVIEW_SAMPLE = 200
 
 
@@ -66,6 +67,9 @@ def _strict_int(value: Any, *, minimum: int) -> int:
         raise ValidationError(_("Enter a whole number."))
     if value < minimum:
         raise ValidationError(_("Enter a number of at least %(minimum)s.") % {"minimum": minimum})
+    if value > INT_LIMIT:
+        # The mirror's integer columns: a bigger value would reach WiseCP and fail here.
+        raise ValidationError(_("Enter a number of at most %(maximum)s.") % {"maximum": INT_LIMIT})
     return value
 
 

@@ -381,9 +381,7 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
             UpstreamCall.objects.filter(pk__in=unused, outcome="pending", url="").delete()
         called = {call.job_item_id for call in finished_calls + new_calls}
 
-        ok = [r for r in results if r.outcome == JobItem.Outcome.OK]
-        if ok:
-            handler.apply(ok)
+        _apply(handler, [r for r in results if r.outcome == JobItem.Outcome.OK])
 
         # Most results share their state, outcome, message and result: one UPDATE per such group.
         # Building one CASE per field for every row (bulk_update) costs more CPU than the pushes.
@@ -443,6 +441,31 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
             skipped=F("skipped") + skipped,
             heartbeat_at=now,
         )
+
+
+def _apply(handler: JobHandler, ok: list[WorkResult]) -> None:
+    """Write confirmed changes to the mirror; a result whose write fails does not take the
+    others (or the call log) with it: it is kept in doubt, to be read back and applied again."""
+    if not ok:
+        return
+    try:
+        with transaction.atomic():
+            handler.apply(ok)
+        return
+    except Exception:
+        logger.exception("applying %s results failed; applying them one by one", len(ok))
+    for r in ok:
+        try:
+            with transaction.atomic():
+                handler.apply([r])
+        except Exception as error:
+            logger.exception("applying the result of job item %s failed", r.item.id)
+            r.outcome = JobItem.Outcome.IN_DOUBT
+            r.error = error
+            r.message = _(
+                "The upstream confirmed the change, but writing it here failed (%(error)s); "
+                "it will be read back and written again."
+            ) % {"error": type(error).__name__}
 
 
 def _finish_reserved_calls(calls: list[UpstreamCall]) -> list[UpstreamCall]:

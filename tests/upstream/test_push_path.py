@@ -512,3 +512,31 @@ def test_a_job_queued_by_another_task_backend_does_not_stop_the_sweep(
 
     assert result["requeued"] == 1
     assert DBTaskResult.objects.filter(task_path__endswith=".job_run").count() == 1
+
+
+def test_a_result_that_cannot_be_written_here_stays_in_doubt_and_spares_the_others(
+    mirror, operator, no_pause
+):
+    job = queued_job(waiting(3), operator)
+    handler = runner.handler_for(job.kind)
+    claimed = runner.claim_items(job, "w", 3, handler)
+    results = [runner._work(job, handler, item) for item in claimed]
+    bad = claimed[1]
+    original = type(handler).apply
+
+    def apply_but_not_the_bad_one(results):
+        if any(r.item.id == bad.id for r in results):
+            raise OverflowError("mirror column too small")
+        original(handler, results)
+
+    with mock.patch.object(handler, "apply", apply_but_not_the_bad_one):
+        runner.flush_results(job, handler, "w", results)
+
+    items = {i.pk: i for i in job.items.all()}
+    assert [items[c.id].outcome for c in claimed] == ["ok", "", "ok"]
+    assert (items[bad.id].state, items[bad.id].in_doubt) == ("pending", True)
+    assert "writing it here failed" in items[bad.id].message
+    assert UpstreamCall.objects.filter(job=job, outcome="ok").count() == 3  # all calls kept
+    runner.run_job(job.pk)  # read back: it is there, applied now
+    assert job.items.get(pk=bad.id).outcome == "ok"
+    assert len(status_writes(mirror)) == 3
