@@ -83,6 +83,8 @@ def claim_items(
         rows = list(pending.values("id", "target_id", "target_repr", "payload", "in_doubt")[:limit])
         if not rows:
             return []
+        # An in-doubt item kept its record claimed while it waited: it takes its claim back.
+        RecordClaim.objects.filter(holder__in=[item_holder(r["id"]) for r in rows]).delete()
         ours = (
             claim_records(
                 handler.target_type,
@@ -343,12 +345,8 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
         if connection.features.has_select_for_update:
             mine = mine.select_for_update()
         items = dict(mine.values_list("id", "attempts"))
+        all_targets = [r.item.target_id for r in results]
         # A result whose lease was taken over by another worker is not ours to write.
-        release_records(
-            holder=worker_id,
-            target_type=handler.target_type,
-            target_ids=[r.item.target_id for r in results],
-        )
         results = [r for r in results if r.item.id in items]
         finished_calls, new_calls = [], []
         used_reserved: set[int] = set()
@@ -389,6 +387,7 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
         by_result: dict[str, list[int]] = defaultdict(list)
         with_call: list[int] = []
         succeeded = failed = skipped = 0
+        keep_claimed: list[WorkItem] = []
         for r in results:
             attempts = items[r.item.id]
             code = str(r.upstream_code)[:32]
@@ -397,8 +396,10 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 lease = now + timedelta(seconds=r.retry_after)
                 key = (JobItem.State.PENDING, "", r.item.in_doubt, r.message, code, lease, None)
             elif r.outcome == JobItem.Outcome.IN_DOUBT and attempts + 1 < MAX_ITEM_ATTEMPTS:
-                # Read it back a little later before anything is sent again.
+                # Read it back a little later before anything is sent again; until then the
+                # record stays claimed, so no other push goes out on a mirror that may be wrong.
                 key = (JobItem.State.PENDING, "", True, r.message, code, now + IN_DOUBT_PAUSE, None)
+                keep_claimed.append(r.item)
             else:
                 in_doubt = r.outcome == JobItem.Outcome.IN_DOUBT
                 key = (JobItem.State.DONE, r.outcome, in_doubt, r.message, code, None, now)
@@ -441,6 +442,11 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
             skipped=F("skipped") + skipped,
             heartbeat_at=now,
         )
+        for item in keep_claimed:
+            RecordClaim.objects.filter(
+                holder=worker_id, target_type=handler.target_type, target_id=item.target_id
+            ).update(holder=item_holder(item.id), job_item_id=item.id, until=now + _lease())
+        release_records(holder=worker_id, target_type=handler.target_type, target_ids=all_targets)
 
 
 def _apply(handler: JobHandler, ok: list[WorkResult]) -> None:
@@ -492,8 +498,17 @@ def _finish_reserved_calls(calls: list[UpstreamCall]) -> list[UpstreamCall]:
     return late
 
 
+def item_holder(item_id: int) -> str:
+    """Who holds a record claim kept for an item between its attempts (in doubt)."""
+    return f"item:{item_id}"
+
+
 def cancel_pending_items(job: Job) -> int:
-    return JobItem.objects.filter(job_id=job.pk, state=JobItem.State.PENDING).update(
+    pending = JobItem.objects.filter(job_id=job.pk, state=JobItem.State.PENDING)
+    RecordClaim.objects.filter(
+        holder__in=[item_holder(pk) for pk in pending.values_list("pk", flat=True)]
+    ).delete()
+    return pending.update(
         state=JobItem.State.DONE,
         outcome=JobItem.Outcome.CANCELLED,
         message=_("Cancelled before it was sent."),

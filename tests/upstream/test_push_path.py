@@ -26,7 +26,7 @@ from subscriptions.services import (
 from subscriptions.sync import paynet_sync
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
 from upstream import operations, runner, tasks
-from upstream.errors import PushConflict, UpstreamRejectedError
+from upstream.errors import PushConflict, PushInDoubt, UpstreamRejectedError
 from upstream.models import IdempotencyRecord, Job, JobItem, RecordClaim, UpstreamCall
 
 VAL_DATE = timezone.now() + timedelta(days=30)
@@ -540,3 +540,27 @@ def test_a_result_that_cannot_be_written_here_stays_in_doubt_and_spares_the_othe
     runner.run_job(job.pk)  # read back: it is there, applied now
     assert job.items.get(pk=bad.id).outcome == "ok"
     assert len(status_writes(mirror)) == 3
+
+
+def test_a_push_in_doubt_keeps_its_record_until_it_is_settled(mirror, operator, no_pause):
+    record = a_record(S.WAITING)
+    # The write lands but its answer is lost, and the read-back in the request fails too.
+    mirror.faults(
+        {"kind": "drop", "apply": True, "operation": "invoice_status_update", "times": 1},
+        {"kind": "status", "status": 503, "operation": "invoice_list", "times": 3},
+    )
+    with pytest.raises(PushInDoubt) as first:
+        subscription_invoice_set_status(
+            record=record, status=S.CANCEL, actor=operator, reason="test"
+        )
+
+    with pytest.raises(PushConflict):  # no second push on a mirror that may be wrong
+        subscription_invoice_set_status(
+            record=record, status=S.EXTERNAL_CHARGED, actor=operator, reason="test"
+        )
+
+    runner.run_job(first.value.job.pk)  # the worker reads back: it landed
+    record.refresh_from_db()
+    assert record.status == S.CANCEL and first.value.job.items.get().outcome == "ok"
+    assert not RecordClaim.objects.exists()
+    assert status_writes(mirror) == [record.invoice_no]
