@@ -13,13 +13,14 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from upstream.claims import live_claim_ids
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
 
-from .client import PaynetClient, to_kurus
+from .client import PaynetClient, parse_datetime, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
-from .rules import VerdictKind, status_verdict
+from .rules import VerdictKind, invoice_create_verdict, status_verdict
 from .sync import invoices_reconcile
 
 INVOICE_STATUS_KIND = "paynet.invoice_status"
@@ -57,6 +58,8 @@ class StatusAllChange(Payload):
     subscription_id: str
     status: int
     reference_no: str = ""
+    # invoice_id -> status, as the preview saw the subscription's records.
+    seen: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class NewInvoice(Payload):
     amount: Decimal
     agent_amount: Decimal | None = None
     company_amount: Decimal | None = None
+    # We made the number up (staff left it empty): a duplicate of it can only be our own resend.
+    generated: bool = False
+    allow_duplicate: bool = False
 
 
 class _PaynetHandler(JobHandler):
@@ -111,6 +117,16 @@ class InvoiceStatusHandler(_PaynetHandler):
                 stale[item.id] = verdict.reason
         return stale
 
+    def busy(self, items: list[WorkItem]) -> set[int]:
+        # A change of all records of the subscription, or a create on it, is in flight.
+        parents = dict(
+            SubscriptionInvoice.objects.filter(
+                pk__in=[int(i.target_id) for i in items]
+            ).values_list("pk", "subscription_id")
+        )
+        held = live_claim_ids(Subscription, parents.values())
+        return {i.id for i in items if parents.get(int(i.target_id)) in held}
+
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
         p = self.payload(item)
         client.invoice_status_update(
@@ -145,6 +161,37 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
     permission = "subscriptions.push_subscription_invoices_status"
     operation = "invoices_status_update_all"
     payload_type = StatusAllChange
+
+    def recheck(self, items: list[WorkItem]) -> dict[int, str]:
+        # The preview showed each record's verdict; a record changed since would be overwritten.
+        stale = {}
+        for item in items:
+            seen = self.payload(item).seen
+            if seen is None:
+                continue
+            now = dict(
+                SubscriptionInvoice.objects.filter(subscription_id=int(item.target_id)).values_list(
+                    "invoice_id", "status"
+                )
+            )
+            changed = sorted(k for k in now.keys() | seen.keys() if now.get(k) != seen.get(k))
+            if changed:
+                stale[item.id] = _(
+                    "Not sent: %(count)s payment records of this subscription changed since the "
+                    "preview."
+                ) % {"count": len(changed)}
+        return stale
+
+    def busy(self, items: list[WorkItem]) -> set[int]:
+        # Single pushes of its records are in flight: wait for them rather than race them.
+        held = set()
+        for item in items:
+            records = SubscriptionInvoice.objects.filter(
+                subscription_id=int(item.target_id)
+            ).values_list("pk", flat=True)
+            if live_claim_ids(SubscriptionInvoice, records):
+                held.add(item.id)
+        return held
 
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
         p = self.payload(item)
@@ -198,8 +245,12 @@ def _find_created(client: PaynetClient, p: NewInvoice) -> dict[str, Any] | None:
 
 
 def _same_record(row: dict[str, Any], p: NewInvoice) -> bool:
-    # An invoice_no we generated is ours; one staff typed may be someone else's record.
-    return to_kurus(p.amount) == int(row.get("amount") or 0)
+    """Is the record Paynet lists under our number the one this operation asked for?"""
+    try:
+        val_date = parse_datetime(str(row.get("val_date") or ""))
+    except ValueError:
+        return False
+    return to_kurus(p.amount) == int(row.get("amount") or 0) and val_date == p.val_date
 
 
 @register
@@ -216,6 +267,31 @@ class CreateInvoiceHandler(_PaynetHandler):
     operation = "create_invoice"
     payload_type = NewInvoice
 
+    def recheck(self, items: list[WorkItem]) -> dict[int, str]:
+        # The create's rules again, against the mirror as it is now: a retry a day later, or
+        # after the same record was created another way, must not create it twice.
+        subs = Subscription.objects.in_bulk([int(i.target_id) for i in items])
+        stale = {}
+        for item in items:
+            p = self.payload(item)
+            subscription = subs.get(int(item.target_id))
+            if subscription is None:
+                stale[item.id] = _("The subscription is no longer in the mirror.")
+                continue
+            errors = invoice_create_verdict(
+                subscription=subscription,
+                val_date=p.val_date,
+                amount=p.amount,
+                agent_amount=p.agent_amount,
+                company_amount=p.company_amount,
+                invoice_no=p.invoice_no,
+            ).errors(allow_duplicate=p.allow_duplicate)
+            if errors:
+                stale[item.id] = _("Not sent: %(errors)s") % {
+                    "errors": " ".join(m for messages in errors.values() for m in messages)
+                }
+        return stale
+
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
         p = self.payload(item)
         try:
@@ -231,6 +307,12 @@ class CreateInvoiceHandler(_PaynetHandler):
         except UpstreamRejectedError as error:
             if error.upstream_code != CODE_DUPLICATE:
                 raise
+            if not (p.generated or item.in_doubt):
+                # A number staff typed that Paynet already has: someone else's record.
+                raise UpstreamRejectedError(
+                    _("Paynet already has a payment record %(no)s.") % {"no": p.invoice_no},
+                    exchange=error.exchange,
+                ) from error
             found = _find_created(client, p)
             if found is None or not _same_record(found, p):
                 raise UpstreamRejectedError(

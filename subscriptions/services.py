@@ -205,6 +205,7 @@ def subscription_set_status_all(
                 subscription_id=sub.subscription_id,
                 reference_no=sub.reference_no,
                 status=int(target),
+                seen=dict(sub.invoices.values_list("invoice_id", "status")),
             ).to_json(),
         )
         for sub in subscriptions.order_by("pk")
@@ -317,6 +318,7 @@ def subscription_invoice_create(
             raise ValidationError(errors)
     # Fixed once per operation: a resend of this create is refused by Paynet as a duplicate and
     # settled by reading back, so one operation never makes two records.
+    generated = not invoice_no
     invoice_no = invoice_no or _new_invoice_no()
     payload = NewInvoice(
         subscription_id=subscription.subscription_id,
@@ -325,6 +327,8 @@ def subscription_invoice_create(
         amount=amount,
         agent_amount=agent_amount,
         company_amount=company_amount,
+        generated=generated,
+        allow_duplicate=allow_duplicate,
     ).to_json()
     try:
         done = push_single(

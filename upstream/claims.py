@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.db.models import CharField, Model, OuterRef, QuerySet
@@ -86,6 +87,19 @@ def live_claims(model: type[Model]) -> QuerySet[RecordClaim]:
         target_id=Cast(OuterRef("pk"), output_field=CharField()),
         until__gte=timezone.now(),
     )
+
+
+def live_claim_ids(model: type[Model], pks: Iterable[Any]) -> set[Any]:
+    """Which of these rows of `model` another push holds right now (pks as given)."""
+    by_text = {str(pk): pk for pk in pks}
+    if not by_text:
+        return set()
+    held = RecordClaim.objects.filter(
+        target_type=model._meta.label_lower,
+        target_id__in=list(by_text),
+        until__gte=timezone.now(),
+    ).values_list("target_id", flat=True)
+    return {by_text[t] for t in held}
 
 
 def claim_holder(target_type: str, target_id: str) -> RecordClaim | None:

@@ -114,6 +114,11 @@ class JobHandler:
         """
         return {}
 
+    def busy(self, items: list[WorkItem]) -> set[int]:
+        """Items whose record another kind of push holds (e.g. all records of a subscription);
+        they wait like items whose own record is claimed. Runs with their records claimed."""
+        return set()
+
     def push(self, client: UpstreamClient, item: WorkItem) -> Any:
         """Send the item's change; return what apply() needs. Raise UpstreamError on failure."""
         raise NotImplementedError

@@ -230,6 +230,12 @@ def _start(
             payload=payload,
             in_doubt=False,
         )
+        if handler.busy([item]):
+            transaction.set_rollback(True)
+            raise _Busy(
+                _("Another change of %(record)s is being sent right now. Try again in a moment.")
+                % {"record": target_repr}
+            )
         stale = handler.recheck([item]).get(item.id)
         if stale:
             transaction.set_rollback(True)

@@ -98,6 +98,15 @@ def claim_items(
         )
         busy = [r["id"] for r in rows if r["target_id"] not in ours]
         rows = [r for r in rows if r["target_id"] in ours]
+        held = handler.busy([WorkItem(**r) for r in rows]) if rows else set()
+        if held:
+            release_records(
+                holder=worker_id,
+                target_type=handler.target_type,
+                target_ids=[r["target_id"] for r in rows if r["id"] in held],
+            )
+            busy += list(held)
+            rows = [r for r in rows if r["id"] not in held]
         if busy:
             JobItem.objects.filter(id__in=busy).update(
                 lease_until=now + CLAIM_BUSY_PAUSE,

@@ -232,6 +232,17 @@ def job_retry_failed(*, job: Job, actor: User) -> Job:
         raise ValidationError(_("The job is still running; retry when it has finished."))
     with transaction.atomic():
         failed = JobItem.objects.filter(job=job, outcome__in=JobItem.FAILED_OUTCOMES)
+        if job.inline:
+            # A single change that was refused is corrected and sent again from its form (where
+            # the rules are checked again); here only one whose outcome is unknown is settled.
+            failed = failed.filter(outcome=JobItem.Outcome.IN_DOUBT)
+            if not failed.exists():
+                raise ValidationError(
+                    _(
+                        "A single change that was refused is not retried here: make it again "
+                        "from the record's page."
+                    )
+                )
         count = failed.count()
         if not count:
             raise ValidationError(_("The job has no failed items to retry."))

@@ -10,6 +10,7 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 from django_tasks import TaskResultStatus
@@ -17,17 +18,19 @@ from django_tasks_db.models import DBTaskResult
 
 from subscriptions.client import PaynetClient
 from subscriptions.models import InvoiceStatus as S
-from subscriptions.models import SubscriptionInvoice
+from subscriptions.models import Subscription, SubscriptionInvoice
 from subscriptions.services import (
     subscription_invoice_create,
     subscription_invoice_set_status,
     subscription_invoice_set_status_bulk,
+    subscription_set_status_all,
 )
 from subscriptions.sync import paynet_sync
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
 from upstream import operations, runner, tasks
 from upstream.errors import PushConflict, PushInDoubt, UpstreamRejectedError
 from upstream.models import IdempotencyRecord, Job, JobItem, RecordClaim, UpstreamCall
+from upstream.services import job_retry_failed
 
 VAL_DATE = timezone.now() + timedelta(days=30)
 
@@ -564,3 +567,126 @@ def test_a_push_in_doubt_keeps_its_record_until_it_is_settled(mirror, operator, 
     assert record.status == S.CANCEL and first.value.job.items.get().outcome == "ok"
     assert not RecordClaim.objects.exists()
     assert status_writes(mirror) == [record.invoice_no]
+
+
+def test_a_refused_single_create_cannot_be_retried_into_a_second_record(mirror, operator):
+    subscription = a_subscription(fixed=False)
+    kwargs = {
+        "subscription": subscription,
+        "val_date": VAL_DATE,
+        "amount": Decimal("41.00"),
+        "actor": operator,
+        "reason": "test",
+        "idempotency_key": "form-token-3",
+    }
+    mirror.faults({"kind": "reject", "operation": "create_invoice", "message": "Bayi bloke"})
+    with pytest.raises(UpstreamRejectedError):
+        subscription_invoice_create(**kwargs)
+    mirror.faults()
+    subscription_invoice_create(**kwargs)  # the form sent again: created once
+    first = Job.objects.filter(kind="paynet.create_invoice").order_by("pk").first()
+
+    with pytest.raises(ValidationError) as refused:
+        job_retry_failed(job=first, actor=operator)
+
+    assert "not retried here" in str(refused.value)
+    assert len(mirror.ledger("paynet", "create_invoice")) == 1
+
+
+def test_a_create_retried_later_is_checked_again_and_skipped_as_a_duplicate(
+    mirror, operator, no_pause
+):
+    subscription = a_subscription(fixed=False)
+    job = Job.objects.create(kind="paynet.create_invoice", title="t", created_by=operator)
+    payload = {
+        "subscription_id": subscription.subscription_id,
+        "invoice_no": "9000000001",
+        "val_date": VAL_DATE.isoformat(),
+        "amount": "55.00",
+        "generated": True,
+    }
+    JobItem.objects.create(
+        job=job,
+        position=1,
+        target_type="subscriptions.subscription",
+        target_id=str(subscription.pk),
+        target_repr="x",
+        payload=payload,
+    )
+    # Meanwhile the same record (day and amount) was created another way.
+    subscription_invoice_create(
+        subscription=subscription,
+        val_date=VAL_DATE,
+        amount=Decimal("55.00"),
+        actor=operator,
+        reason="test",
+    )
+
+    runner.run_job(job.pk)
+
+    item = job.items.get()
+    assert item.outcome == "skipped" and "same charge date and amount" in item.message
+    assert len(mirror.ledger("paynet", "create_invoice")) == 1
+
+
+def test_a_typed_number_paynet_already_has_is_refused_not_taken_for_ours(mirror, operator):
+    subscription = a_subscription(fixed=False)
+    existing = subscription.invoices.first()
+    number, amount = existing.invoice_no, existing.amount
+    existing.delete()  # Paynet has it; the mirror does not (not synced yet)
+
+    with pytest.raises(ValidationError) as refused:
+        subscription_invoice_create(
+            subscription=subscription,
+            val_date=VAL_DATE,
+            amount=amount,
+            invoice_no=number,
+            actor=operator,
+            reason="test",
+        )
+
+    assert "already has a payment record" in str(refused.value)
+    assert not subscription.invoices.filter(invoice_no=number).exists()
+
+
+def test_status_of_all_records_and_single_pushes_of_them_exclude_each_other(
+    mirror, operator, no_pause
+):
+    record = a_record(S.WAITING)
+    subscription = record.subscription
+    job = subscription_set_status_all(
+        subscriptions=Subscription.objects.filter(pk=subscription.pk),
+        status=S.CANCEL,
+        actor=operator,
+        reason="all",
+    )
+    runner.claim_items(job, "worker-a", 1)  # the job is about to send
+
+    with pytest.raises(PushConflict):
+        subscription_invoice_set_status(
+            record=record, status=S.EXTERNAL_CHARGED, actor=operator, reason="desk"
+        )
+    assert mirror.ledger("paynet") == []
+
+
+def test_status_of_all_records_is_skipped_when_a_record_changed_since_the_preview(
+    mirror, operator, no_pause
+):
+    record = a_record(S.WAITING)
+    job = subscription_set_status_all(
+        subscriptions=Subscription.objects.filter(pk=record.subscription_id),
+        status=S.CANCEL,
+        actor=operator,
+        reason="all",
+    )
+    subscription_invoice_set_status(
+        record=record, status=S.EXTERNAL_CHARGED, actor=operator, reason="paid at the desk"
+    )
+
+    runner.run_job(job.pk)
+
+    item = job.items.get()
+    assert item.outcome == "skipped" and "changed since the" in item.message
+    assert mirror.ledger("paynet", "invoices_status_update_all") == []
+    record.refresh_from_db()
+    assert record.status == S.EXTERNAL_CHARGED
