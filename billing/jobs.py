@@ -18,8 +18,9 @@ from upstream.client import CallRecorder
 from upstream.errors import UpstreamError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
 
+from . import rules
 from .client import WiseCPClient, changes_applied
-from .models import InvoiceItem
+from .models import Invoice, InvoiceItem
 from .sync import invoices_write, items_write
 
 INVOICE_ITEM_UPDATE_KIND = "wisecp.invoice_item_update"
@@ -62,6 +63,8 @@ class ItemUpdate(Payload):
     changes: dict[str, Any]
     version: int | None = None
     summary: str = ""
+    # A permitted user chose to change money on a closed invoice (with a reason).
+    override: bool = False
 
 
 @register
@@ -76,22 +79,37 @@ class InvoiceItemUpdateHandler(JobHandler):
     def recheck(self, items: list[WorkItem]) -> dict[int, str]:
         # Every write to the row bumps its version: a newer one means the item changed since
         # the preview (a single save, a sync), and this change must not be sent over it.
-        current = dict(
-            InvoiceItem.objects.filter(pk__in=[int(i.target_id) for i in items]).values_list(
-                "pk", "version"
-            )
+        current = InvoiceItem.objects.select_related("invoice").in_bulk(
+            [int(i.target_id) for i in items]
+        )
+        payloads = {item.id: self.payload(item) for item in items}
+        targets = Invoice.objects.in_bulk(
+            [p.changes["owner_id"] for p in payloads.values() if "owner_id" in p.changes],
+            field_name="wisecp_id",
         )
         stale = {}
         for item in items:
-            p = self.payload(item)
-            version = current.get(int(item.target_id))
-            if version is None:
+            p = payloads[item.id]
+            row = current.get(int(item.target_id))
+            if row is None:
                 stale[item.id] = _("The invoice item is no longer in the mirror.")
-            elif p.version is not None and version != p.version:
+                continue
+            if p.version is not None and row.version != p.version:
                 stale[item.id] = _(
                     "Not sent: the invoice item changed since the preview (version %(then)s, "
                     "now %(now)s). Reload it and make the change again."
-                ) % {"then": p.version, "now": version}
+                ) % {"then": p.version, "now": row.version}
+                continue
+            # The rules again, on the invoices as they are now (one may have been paid since).
+            names = ["invoice" if name == "owner_id" else name for name in p.changes]
+            target = targets.get(p.changes["owner_id"]) if "owner_id" in p.changes else None
+            blocks = rules.move_blocks(row.invoice, target) if target is not None else []
+            if not p.override:
+                blocks += rules.closed_blocks(row, names, target)
+            if blocks:
+                stale[item.id] = _("Not sent: %(errors)s") % {
+                    "errors": " ".join(block.message for block in blocks)
+                }
         return stale
 
     def concurrency(self) -> int:

@@ -351,6 +351,7 @@ def invoice_item_update(
             changes=to_wire(change.fields),
             version=expected_version,
             summary=", ".join(change.names),
+            override=override,
         ).to_json(),
         actor=actor,
         reason=reason,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -653,17 +652,18 @@ def test_bulk_update_still_needs_a_reason(sandbox, synced, operator) -> None:
         )
 
 
-def test_a_bulk_job_skips_an_item_edited_since_the_preview(sandbox, synced, operator) -> None:
+def test_a_bulk_job_skips_an_item_edited_since_the_preview(
+    sandbox, synced, operator, queued_tasks
+) -> None:
     a, b = InvoiceItem.objects.filter(due_date__isnull=False).order_by("wisecp_id")[:2]
     new_due = datetime(2031, 1, 31, 23, 59, 59, tzinfo=ISTANBUL)
-    with mock.patch("upstream.services.job_enqueue"):
-        job = invoice_item_bulk_update(
-            items=InvoiceItem.objects.filter(pk__in=[a.pk, b.pk]),
-            action="due_date",
-            value=new_due,
-            actor=operator,
-            reason="yeni vade",
-        )
+    job = invoice_item_bulk_update(
+        items=InvoiceItem.objects.filter(pk__in=[a.pk, b.pk]),
+        action="due_date",
+        value=new_due,
+        actor=operator,
+        reason="yeni vade",
+    )
     # Someone saves item b in between: its version moves on.
     push(b, operator, description="Elle düzeltildi")
 
@@ -676,3 +676,24 @@ def test_a_bulk_job_skips_an_item_edited_since_the_preview(sandbox, synced, oper
     puts = [p["item_id"] for p in item_puts(sandbox) if "due_date" in p["request"]]
     assert puts == [a.wisecp_id]  # b's stale due date was never sent
     assert InvoiceItem.objects.get(pk=b.pk).description == "Elle düzeltildi"
+
+
+def test_a_bulk_move_is_skipped_when_its_invoice_was_paid_since_the_preview(
+    sandbox, synced, operator, target_invoice, queued_tasks
+) -> None:
+    item = InvoiceItem.objects.get(wisecp_id=ITEM_ID)
+    job = invoice_item_bulk_update(
+        items=InvoiceItem.objects.filter(pk=item.pk),
+        action="move",
+        value=target_invoice,
+        actor=operator,
+        reason="yanlış fatura",
+    )
+    # A refresh shows the source invoice paid before the job gets to it.
+    Invoice.objects.filter(wisecp_id=SOURCE_INVOICE_ID).update(status="paid")
+
+    runner.run_job(job.pk)
+
+    skipped = job.items.get()
+    assert skipped.outcome == "skipped" and "Not sent" in skipped.message
+    assert item_puts(sandbox) == []

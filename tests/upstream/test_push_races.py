@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import timedelta
-from unittest import mock
 
 import pytest
 from django.db import close_old_connections, connections
@@ -31,7 +30,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def mirror(sandbox, monkeypatch):
+def mirror(sandbox, monkeypatch, queued_tasks):
     require_postgres()
     monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
     paynet_sync()
@@ -121,13 +120,12 @@ def test_a_second_push_that_waits_sees_the_first_and_does_not_overwrite_it(mirro
 
 def test_single_pushes_beside_a_job_never_leave_the_mirror_wrong(mirror, operator):
     pks = waiting_pks(40)
-    with mock.patch("upstream.services.job_enqueue"):
-        job = subscription_invoice_set_status_bulk(
-            records=SubscriptionInvoice.objects.filter(pk__in=pks),
-            status=S.CANCEL,
-            actor=operator,
-            reason="bulk",
-        )
+    job = subscription_invoice_set_status_bulk(
+        records=SubscriptionInvoice.objects.filter(pk__in=pks),
+        status=S.CANCEL,
+        actor=operator,
+        reason="bulk",
+    )
     later = pks[::4]  # the operator changes some of them while the job runs
 
     def run_job() -> dict:
@@ -152,15 +150,14 @@ def test_two_jobs_over_the_same_records_push_each_record_once(mirror, operator):
     pks = waiting_pks(30)
     jobs = []
     for status in (S.CANCEL, S.DONE_UNSUCCEED):
-        with mock.patch("upstream.services.job_enqueue"):
-            jobs.append(
-                subscription_invoice_set_status_bulk(
-                    records=SubscriptionInvoice.objects.filter(pk__in=pks),
-                    status=status,
-                    actor=operator,
-                    reason="bulk",
-                )
+        jobs.append(
+            subscription_invoice_set_status_bulk(
+                records=SubscriptionInvoice.objects.filter(pk__in=pks),
+                status=status,
+                actor=operator,
+                reason="bulk",
             )
+        )
 
     results = together(*[(lambda j=j: runner.run_job(j.pk)) for j in jobs])
 
