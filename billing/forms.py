@@ -13,6 +13,13 @@ from .models import Invoice, InvoiceItem
 from .services import INT_LIMIT
 
 
+class InvoiceAutocomplete(widgets.AutocompleteSelect):
+    def optgroups(self, name: str, value: Any, attr: Any = None) -> Any:
+        # A forged, non-numeric or out-of-range id is an error on the form, not a crash here.
+        value = [v for v in value if str(v).isdigit() and len(str(v)) <= 18]
+        return super().optgroups(name, value, attr)
+
+
 class InvoiceItemEditForm(forms.Form):
     """The fields staff may change at WiseCP, with the version they read and a reason.
 
@@ -93,9 +100,7 @@ class InvoiceItemEditForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.item = item
         invoice = self.fields["invoice"]
-        invoice.widget = widgets.AutocompleteSelect(
-            InvoiceItem._meta.get_field("invoice"), admin_site
-        )
+        invoice.widget = InvoiceAutocomplete(InvoiceItem._meta.get_field("invoice"), admin_site)
         invoice.widget.choices = invoice.choices
         if not may_override:
             del self.fields["override"]

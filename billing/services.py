@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from upstream.errors import PushConflict, UpstreamError
 from upstream.formatting import day
 from upstream.models import Job, RecordClaim
-from upstream.operations import push_single
+from upstream.operations import operation_seen, push_single, repeat_single
 from upstream.services import DbCallRecorder, NewItem, User, actor_require, job_create
 from upstream.verdicts import VerdictKind
 
@@ -333,6 +333,13 @@ def invoice_item_update(
     database transaction may stay open across the HTTP request.
     """
     _require(actor)
+    if operation_seen(actor, idempotency_key):
+        # A double submit: answered as the first was (its change already made the version
+        # move on, so the checks below would call the user's own change stale).
+        repeat_single(
+            actor=actor, idempotency_key=idempotency_key, kind=INVOICE_ITEM_UPDATE_KIND, target=item
+        )
+        return InvoiceItem.objects.select_related("invoice").get(pk=item.pk)
     item = InvoiceItem.objects.select_related("invoice").get(pk=item.pk)
     change = invoice_item_changes(item=item, changes=changes)
     invoice_item_check(item=item, change=change, actor=actor, reason=reason, override=override)

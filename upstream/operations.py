@@ -101,7 +101,7 @@ def push_single(
                 raise
             if _release_failed_key(actor, key):
                 continue  # the first try was refused and changed nothing: this is a new try
-            return _repeat(actor, key, kind, target)
+            return _repeat(actor, key, kind, target, payload)
 
     result = _work(job, handler, item)
     if result.outcome == JobItem.Outcome.IN_DOUBT:
@@ -286,11 +286,30 @@ def _release_failed_key(actor: User, key: str) -> bool:
     )
 
 
-def _repeat(actor: User, key: str, kind: str, target: Model) -> SingleResult:
+def repeat_single(*, actor: User, idempotency_key: str, kind: str, target: Model) -> SingleResult:
+    """Answer a repeated form submit from its first operation (the caller knows it is one)."""
+    return _repeat(actor, idempotency_key.strip()[:100], kind, target, None)
+
+
+def _fingerprint(payload: dict[str, Any]) -> dict[str, Any]:
+    # A number we generated differs on every submit of the same form: it is not what was asked.
+    if payload.get("generated"):
+        return {k: v for k, v in payload.items() if k != "invoice_no"}
+    return payload
+
+
+def _repeat(
+    actor: User, key: str, kind: str, target: Model, payload: dict[str, Any] | None
+) -> SingleResult:
     """The same form or Idempotency-Key again: answer as the first did, send nothing."""
     job = Job.objects.get(created_by=actor, idempotency_key=key)
     item = job.items.first()
-    if job.kind != kind or item is None or item.target_id != str(target.pk):
+    if (
+        job.kind != kind
+        or item is None
+        or item.target_id != str(target.pk)
+        or (payload is not None and _fingerprint(item.payload) != _fingerprint(payload))
+    ):
         raise PushConflict(_("This key was already used for another change."))
     deadline = time.monotonic() + DUPLICATE_WAIT_SECONDS
     while not job.is_finished and time.monotonic() < deadline:

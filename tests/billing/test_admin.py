@@ -801,3 +801,25 @@ def test_select_across_works(operator_client, sandbox, synced) -> None:
     again = operator_client.post(url, form_data(response, "bulk-confirm", step="preview"))
     assert again.status_code == 200
     assert set(_verdicts(again)) == {i.pk for i in items}
+
+
+def test_a_double_clicked_confirm_saves_once_and_reports_success_twice(
+    operator_client, sandbox, item
+) -> None:
+    preview = _preview(operator_client, item, description="Çift tık", reason="x")
+    data = form_data(preview, "item-confirm-form", step="confirm")
+
+    first = operator_client.post(edit_url(item), data)
+    again = operator_client.post(edit_url(item), data, follow=True)
+
+    assert first.status_code == 302
+    assert again.status_code == 200
+    assert not any("changed since you opened it" in m for m in messages_of(again))
+    assert len(item_puts(sandbox)) == 1
+
+
+def test_a_forged_target_invoice_is_a_form_error_not_a_crash(operator_client, item) -> None:
+    response = _preview(operator_client, item, invoice="abc", reason="x")
+
+    assert response.status_code == 200
+    assert "invoice" in response.context["form"].errors

@@ -690,3 +690,18 @@ def test_status_of_all_records_is_skipped_when_a_record_changed_since_the_previe
     assert mirror.ledger("paynet", "invoices_status_update_all") == []
     record.refresh_from_db()
     assert record.status == S.EXTERNAL_CHARGED
+
+
+def test_a_key_reused_for_another_change_of_the_same_record_is_refused(mirror, operator):
+    record = a_record(S.WAITING)
+    subscription_invoice_set_status(
+        record=record, status=S.CANCEL, actor=operator, reason="r", idempotency_key="k-9"
+    )
+
+    with pytest.raises(PushConflict) as refused:
+        subscription_invoice_set_status(
+            record=record, status=S.WAITING, actor=operator, reason="r", idempotency_key="k-9"
+        )
+
+    assert "already used for another change" in str(refused.value)
+    assert len(status_writes(mirror)) == 1
