@@ -21,7 +21,7 @@ from upstream.formatting import day
 from upstream.models import Job, RecordClaim
 from upstream.operations import operation_seen, push_single, repeat_single
 from upstream.services import DbCallRecorder, NewItem, User, actor_require, job_create
-from upstream.verdicts import VerdictKind
+from upstream.verdicts import Preview, Verdict, VerdictKind
 
 from . import rules
 from .client import ParseError, format_datetime, parse_datetime, to_wire
@@ -388,35 +388,20 @@ class BulkRow:
 
 
 @dataclass
-class BulkPreview:
+class BulkPreview(Preview):
     """What a bulk action would do to each item, before anything is sent."""
 
-    action: BulkAction
-    value_label: str
+    action: BulkAction | None = None
+    value_label: str = ""
     rows: list[BulkRow] = field(default_factory=list)
 
-    def count(self, kind: str) -> int:
-        return sum(1 for row in self.rows if row.kind == kind)
-
-    @property
-    def will_change(self) -> int:
-        return self.count(VerdictKind.CHANGE)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return {kind.value: self.count(kind) for kind in VerdictKind}
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            self.tally(Verdict(row.kind, row.reason))
 
     @property
     def sample(self) -> list[BulkRow]:
         return self.rows[:PREVIEW_SAMPLE]
-
-    @property
-    def blocked_reasons(self) -> dict[str, int]:
-        reasons: dict[str, int] = {}
-        for row in self.rows:
-            if row.kind == VerdictKind.BLOCKED:
-                reasons[row.reason] = reasons.get(row.reason, 0) + 1
-        return reasons
 
 
 def _bulk_value(action: BulkAction, value: Any) -> Any:

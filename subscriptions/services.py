@@ -15,6 +15,7 @@ from upstream.errors import UpstreamRejectedError
 from upstream.models import Job
 from upstream.operations import operation_seen, push_single
 from upstream.services import NewItem, User, actor_require, job_create
+from upstream.verdicts import Preview
 
 from .jobs import (
     CODE_DUPLICATE,
@@ -53,22 +54,12 @@ def _status_target(status: int) -> InvoiceStatus:
 
 
 @dataclass
-class StatusPreview:
+class StatusPreview(Preview):
     """What a status change would do to each selected record, before anything is sent."""
 
-    status: InvoiceStatus
-    counts: dict[str, int] = field(default_factory=dict)
+    status: InvoiceStatus | None = None
     change_total: Decimal = Decimal("0")
     sample: list[tuple[SubscriptionInvoice, Verdict]] = field(default_factory=list)
-    blocked_reasons: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def will_change(self) -> int:
-        return self.counts.get(VerdictKind.CHANGE, 0)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 def subscription_invoice_status_preview(
@@ -79,13 +70,9 @@ def subscription_invoice_status_preview(
     rows = records.order_by().values("status").annotate(n=Count("id"), total=Sum("amount"))
     for row in rows:
         verdict = status_verdict(row["status"], target)
-        preview.counts[verdict.kind] = preview.counts.get(verdict.kind, 0) + row["n"]
+        preview.tally(verdict, row["n"])
         if verdict.kind == VerdictKind.CHANGE:
             preview.change_total += row["total"] or Decimal("0")
-        if verdict.kind == VerdictKind.BLOCKED:
-            preview.blocked_reasons[verdict.reason] = (
-                preview.blocked_reasons.get(verdict.reason, 0) + row["n"]
-            )
     for record in records.select_related("subscription").order_by("val_date", "pk")[
         :PREVIEW_SAMPLE
     ]:

@@ -749,7 +749,7 @@ def test_status_all_preview_judges_every_record_of_the_subscriptions(mirror):
 
     preview = subscription_status_all_preview(subscriptions=subs, status=S.DONE_UNSUCCEED)
 
-    expected: dict[str, int] = {}
+    expected: dict[str, int] = {kind.value: 0 for kind in VerdictKind}
     total = Decimal("0")
     for record in records:
         kind = status_verdict(record.status, S.DONE_UNSUCCEED).kind
