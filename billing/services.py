@@ -323,14 +323,15 @@ def invoice_item_update(
 ) -> InvoiceItem:
     """Push `UpdateInvoiceItem` with the fields that really changed; mirror WiseCP's answer.
 
-    Refused with ConflictError when the item is no longer at `expected_version` or another save
+    The same operation as a bulk job's item (kind `wisecp.invoice_item_update`), run inline.
+    Refused with ConflictError when the item is no longer at `expected_version` or another push
     of it is in flight. A move (`invoice`) sends `owner_id`; when totals change, the affected
-    invoices are read back with GetInvoice and their totals written. An answer that never came
-    is settled by reading the item back. On any refusal or failure the mirror is unchanged and
-    the error (UpstreamError, ValidationError) is raised for the caller to show.
+    invoices are read back with GetInvoice and their totals written. On a refusal or failure
+    the mirror is unchanged and the error (UpstreamError, ValidationError) is raised; an answer
+    that never came raises PushInDoubt with the job that settles it by reading back.
 
-    Call it outside a transaction: the lock and the call log are committed on their own, and no
-    database transaction may stay open across the HTTP request.
+    Call it outside a transaction: the operation, the claim and the call log are committed on
+    their own, and no database transaction may stay open across the HTTP request.
     """
     _require(actor)
     if operation_seen(actor, idempotency_key):

@@ -1,4 +1,4 @@
-"""The push lock across database connections (PostgreSQL: real concurrent transactions).
+"""The record claim across database connections (PostgreSQL: real concurrent transactions).
 
 SQLite's test database cannot show two connections racing, so these run in the PostgreSQL pass.
 """
