@@ -1,10 +1,14 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
@@ -13,7 +17,7 @@ from django.utils.translation import gettext_lazy
 from .admin_tools import MirrorAdmin, pretty_json, run_and_report
 from .handlers import handler_for
 from .models import Job, JobItem, UpstreamCall
-from .services import job_cancel, job_retry_failed
+from .services import job_cancel, job_resume_cancelled, job_retry_failed
 
 
 @admin.register(UpstreamCall)
@@ -121,8 +125,8 @@ class JobAdmin(MirrorAdmin):
         return format_html(
             '<progress max="{}" value="{}"></progress> {}/{}',
             obj.total or 1,
-            obj.done,
-            obj.done,
+            obj.processed,
+            obj.processed,
             obj.total,
         )
 
@@ -143,6 +147,11 @@ class JobAdmin(MirrorAdmin):
                 "<int:pk>/cancel/",
                 self.admin_site.admin_view(self.cancel_view),
                 name="{}_{}_cancel".format(*info),
+            ),
+            path(
+                "<int:pk>/resume/",
+                self.admin_site.admin_view(self.resume_view),
+                name="{}_{}_resume".format(*info),
             ),
             *super().get_urls(),
         ]
@@ -201,28 +210,93 @@ class JobAdmin(MirrorAdmin):
                 "failed": job.failed,
                 "cancelled": job.cancelled,
                 "skipped": job.skipped,
+                "processed": job.processed,
                 "percent": job.percent,
                 "finished": job.is_finished,
             }
         )
 
-    def _post_action(
-        self, request: HttpRequest, pk: int, service, done_message: str
+    def _confirmed_action(
+        self,
+        request: HttpRequest,
+        pk: int,
+        service: Callable[..., Any],
+        *,
+        title: str,
+        question: str,
+        button: str,
+        done_message: str,
     ) -> HttpResponse:
+        """Nothing happens on the first request: a page says what will, and asks to confirm."""
         job = get_object_or_404(Job, pk=pk)
-        if request.method != "POST":
-            return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
-        run_and_report(self, request, lambda: service(job=job, actor=request.user), done_message)
-        return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
+        back = HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
+        if not request.user.has_perm(handler_for(job.kind).permission):
+            self.message_user(
+                request, _("You do not have permission to change this job."), messages.ERROR
+            )
+            return back
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            run_and_report(
+                self, request, lambda: service(job=job, actor=request.user), done_message
+            )
+            return back
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "job": job,
+            "title": title,
+            "question": question,
+            "button": button,
+        }
+        return TemplateResponse(request, "admin/upstream/job/confirm_action.html", context)
 
     def retry_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        return self._post_action(
-            request, pk, job_retry_failed, _("The failed items are queued again.")
+        count = JobItem.objects.filter(job_id=pk, outcome__in=JobItem.FAILED_OUTCOMES).count()
+        return self._confirmed_action(
+            request,
+            pk,
+            job_retry_failed,
+            title=_("Retry failed items"),
+            question=_(
+                "Send the %(count)s failed items again? Items whose outcome is unknown are read "
+                "back first and sent only if the change is not there; items whose record changed "
+                "since the preview are skipped."
+            )
+            % {"count": count},
+            button=_("Yes, retry them"),
+            done_message=_("The failed items are queued again."),
         )
 
     def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        return self._post_action(
-            request, pk, job_cancel, _("Cancelling: items not yet sent will not be sent.")
+        count = JobItem.objects.filter(job_id=pk, state=JobItem.State.PENDING).count()
+        return self._confirmed_action(
+            request,
+            pk,
+            job_cancel,
+            title=_("Cancel job"),
+            question=_(
+                "Stop the job? The %(count)s items not yet sent will not be sent; items already "
+                "on their way finish. You can resume the cancelled items later."
+            )
+            % {"count": count},
+            button=_("Yes, cancel the job"),
+            done_message=_("Cancelling: items not yet sent will not be sent."),
+        )
+
+    def resume_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        count = JobItem.objects.filter(job_id=pk, outcome=JobItem.Outcome.CANCELLED).count()
+        return self._confirmed_action(
+            request,
+            pk,
+            job_resume_cancelled,
+            title=_("Resume cancelled items"),
+            question=_(
+                "Send the %(count)s cancelled items now? Each is checked against its record just "
+                "before sending; one that changed since the preview is skipped."
+            )
+            % {"count": count},
+            button=_("Yes, resume them"),
+            done_message=_("The cancelled items are queued again."),
         )
 
 

@@ -125,6 +125,24 @@ class Job(models.Model):
     skipped = models.PositiveIntegerField(_("skipped"), default=0)
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
     task_id = models.CharField(_("task id"), max_length=64, blank=True)
+    # Who last retried or resumed the job, and who cancelled it (the creator is created_by).
+    retried_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("retried by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    retried_at = models.DateTimeField(_("retried at"), null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("cancelled by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
     # A single push (an admin form, one API call) is a job of one item run in the request.
     inline = models.BooleanField(_("single push"), default=False)
     # A form's one-time token or an API Idempotency-Key: the same key never makes a second job.
@@ -154,8 +172,14 @@ class Job(models.Model):
         return self.state in self.FINISHED_STATES
 
     @property
+    def processed(self) -> int:
+        """Items that went through (sent, or skipped by the re-check); cancelled ones did not."""
+        return self.succeeded + self.failed + self.skipped
+
+    @property
     def percent(self) -> int:
-        return int(100 * self.done / self.total) if self.total else 100
+        # A cancelled job must not look complete: the bar shows what was processed.
+        return int(100 * self.processed / self.total) if self.total else 100
 
 
 class JobItem(models.Model):

@@ -411,7 +411,15 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 keep_claimed.append(r.item)
             else:
                 in_doubt = r.outcome == JobItem.Outcome.IN_DOUBT
-                key = (JobItem.State.DONE, r.outcome, in_doubt, r.message, code, None, now)
+                message = r.message
+                if in_doubt:
+                    # Say what happens next: nothing, until someone asks for a read-back.
+                    message = _(
+                        "%(error)s Reading back did not settle it, so nothing was sent again. "
+                        "“Retry failed items” reads the record back first and sends only if the "
+                        "change is not there."
+                    ) % {"error": message}
+                key = (JobItem.State.DONE, r.outcome, in_doubt, message, code, None, now)
                 if r.outcome == JobItem.Outcome.OK:
                     succeeded += 1
                 elif r.outcome == JobItem.Outcome.SKIPPED:

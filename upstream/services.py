@@ -22,6 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Model
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .client import Exchange
@@ -211,7 +212,7 @@ def job_cancel(*, job: Job, actor: User) -> Job:
     )
     if job.is_finished:
         raise ValidationError(_("The job has already finished."))
-    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True, cancelled_by=actor)
     job.refresh_from_db()
     if job.state == Job.State.QUEUED:
         # Nothing runs it yet: cancel the waiting items now rather than waiting for a worker.
@@ -259,6 +260,41 @@ def job_retry_failed(*, job: Job, actor: User) -> Job:
             failed=0,
             finished_at=None,
             cancel_requested=False,
+            retried_by=actor,
+            retried_at=timezone.now(),
+        )
+        job_enqueue(job)
+    job.refresh_from_db()
+    return job
+
+
+def job_resume_cancelled(*, job: Job, actor: User) -> Job:
+    """Queue a cancelled job's unsent items again; each is re-checked against its record just
+    before sending, so one that changed meanwhile is skipped, not sent stale."""
+    actor_require(
+        actor, handler_for(job.kind).permission, _("You do not have permission to resume this job.")
+    )
+    if not job.is_finished:
+        raise ValidationError(_("The job is still running."))
+    with transaction.atomic():
+        cancelled = JobItem.objects.filter(job=job, outcome=JobItem.Outcome.CANCELLED)
+        if not cancelled.exists():
+            raise ValidationError(_("The job has no cancelled items to resume."))
+        cancelled.update(
+            state=JobItem.State.PENDING,
+            outcome=JobItem.Outcome.NONE,
+            message="",
+            finished_at=None,
+            lease_until=None,
+            claimed_by="",
+        )
+        Job.objects.filter(pk=job.pk).update(
+            state=Job.State.QUEUED,
+            cancelled=0,
+            finished_at=None,
+            cancel_requested=False,
+            retried_by=actor,
+            retried_at=timezone.now(),
         )
         job_enqueue(job)
     job.refresh_from_db()

@@ -11,7 +11,7 @@
         const job = await response.json();
         const bar = document.getElementById("job-bar");
         bar.max = job.total || 1;
-        bar.value = job.done;
+        bar.value = job.processed;
         set("job-percent", job.percent + "%");
         set("job-state", job.state_label);
         document.getElementById("job-state").dataset.state = job.state;

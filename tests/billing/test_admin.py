@@ -735,7 +735,7 @@ def test_failed_item_is_reported_and_retried(
     assert "Kalem şu an düzenlenemez" in page.content.decode()
 
     with django_capture_on_commit_callbacks(execute=True):
-        operator_client.post(reverse("admin:upstream_job_retry", args=[job.pk]))
+        operator_client.post(reverse("admin:upstream_job_retry", args=[job.pk]), {"confirm": "yes"})
 
     job.refresh_from_db()
     assert (job.state, job.succeeded, job.failed) == ("succeeded", 3, 0)

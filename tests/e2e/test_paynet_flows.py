@@ -226,6 +226,9 @@ def test_rejected_item_is_listed_and_retrying_it_finishes_the_job(
     retry = page.locator("#job-retry")
     expect(retry).to_be_visible()
     retry.click()
+    # Nothing happens before the confirmation page is answered.
+    expect(page.locator("#job-confirm-question")).to_contain_text("1")
+    page.click("#job-confirm-button")
     expect(page.locator("#job-state")).to_have_attribute("data-state", "succeeded", timeout=60_000)
     expect(page.locator("#job-failed")).to_have_text("0")
     expect(page.locator("#job-done")).to_have_text(str(job.total))

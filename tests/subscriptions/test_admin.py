@@ -798,7 +798,9 @@ def test_job_page_shows_counts_failures_and_retries_them(
 
     mirror.faults()
     with django_capture_on_commit_callbacks(execute=True):
-        retried = operator_client.post(reverse("admin:upstream_job_retry", args=[job.pk]))
+        retried = operator_client.post(
+            reverse("admin:upstream_job_retry", args=[job.pk]), {"confirm": "yes"}
+        )
 
     assert retried.status_code == 302 and retried.url == job_url(job)
     job.refresh_from_db()
@@ -832,7 +834,9 @@ def test_queued_job_can_be_cancelled_from_its_page(mirror, operator, operator_cl
     html = operator_client.get(job_url(job)).content.decode()
     assert 'id="job-cancel"' in html
 
-    response = operator_client.post(reverse("admin:upstream_job_cancel", args=[job.pk]))
+    response = operator_client.post(
+        reverse("admin:upstream_job_cancel", args=[job.pk]), {"confirm": "yes"}
+    )
 
     assert response.status_code == 302
     job.refresh_from_db()
@@ -859,6 +863,7 @@ def test_progress_json_reports_the_counts(
         "failed": 1,
         "cancelled": 0,
         "skipped": 0,
+        "processed": 6,
         "percent": 100,
         "finished": True,
     }

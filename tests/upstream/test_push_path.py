@@ -705,3 +705,66 @@ def test_a_key_reused_for_another_change_of_the_same_record_is_refused(mirror, o
 
     assert "already used for another change" in str(refused.value)
     assert len(status_writes(mirror)) == 1
+
+
+# The job page: confirm, who, resume ------------------------------------------------------------
+
+
+def test_cancel_asks_first_records_who_and_the_cancelled_items_can_be_resumed(
+    mirror, operator, operator_client, no_pause
+):
+    job = queued_job(waiting(4), operator)
+    cancel = reverse("admin:upstream_job_cancel", args=[job.pk])
+
+    asked = operator_client.post(cancel)  # the button: a page that asks, nothing happens yet
+
+    assert asked.status_code == 200 and 'id="job-confirm-button"' in asked.content.decode()
+    job.refresh_from_db()
+    assert job.state == "queued"
+
+    operator_client.post(cancel, {"confirm": "yes"})
+    job.refresh_from_db()
+    assert (job.state, job.cancelled, job.cancelled_by) == ("cancelled", 4, operator)
+    page = operator_client.get(reverse("admin:upstream_job_change", args=[job.pk])).content
+    assert b'value="0"' in page and b"0%" in page  # a cancelled job does not look complete
+    assert b'id="job-resume"' in page
+
+    resume = reverse("admin:upstream_job_resume", args=[job.pk])
+    operator_client.post(resume, {"confirm": "yes"})
+    job.refresh_from_db()
+    assert (job.state, job.cancelled, job.retried_by) == ("queued", 0, operator)
+    runner.run_job(job.pk)
+    job.refresh_from_db()
+    assert (job.state, job.succeeded) == ("succeeded", 4)
+    assert len(status_writes(mirror)) == 4
+
+
+def test_retry_is_confirmed_and_records_who_retried(mirror, operator, operator_client, no_pause):
+    mirror.faults({"kind": "reject", "operation": "invoice_status_update", "times": 1})
+    job = queued_job(waiting(2), operator)
+    runner.run_job(job.pk)
+    retry = reverse("admin:upstream_job_retry", args=[job.pk])
+
+    asked = operator_client.post(retry)
+    assert "Send the 1 failed items again?" in asked.content.decode()
+    operator_client.post(retry, {"confirm": "yes"})
+
+    job.refresh_from_db()
+    assert job.retried_by == operator and job.retried_at is not None
+    page = operator_client.get(reverse("admin:upstream_job_change", args=[job.pk])).content
+    assert b"Retried by" in page
+
+
+def test_an_item_left_in_doubt_says_what_happens_next(mirror, operator, no_pause, monkeypatch):
+    monkeypatch.setattr(runner, "MAX_ITEM_ATTEMPTS", 1)
+    mirror.faults(
+        {"kind": "drop", "operation": "invoice_status_update"},
+        {"kind": "status", "status": 503, "operation": "invoice_list"},
+    )
+    job = queued_job(waiting(1), operator)
+
+    runner.run_job(job.pk)
+
+    item = job.items.get()
+    assert item.outcome == "in_doubt"
+    assert "nothing was sent again" in item.message and "Retry failed items" in item.message
