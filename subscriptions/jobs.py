@@ -162,19 +162,26 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
     operation = "invoices_status_update_all"
     payload_type = StatusAllChange
 
+    def _records(self, items: list[WorkItem]) -> dict[int, dict[str, tuple[int, int]]]:
+        """The mirror's records of these items' subscriptions: invoice_id -> (pk, status)."""
+        by_sub: dict[int, dict[str, tuple[int, int]]] = {int(i.target_id): {} for i in items}
+        rows = SubscriptionInvoice.objects.filter(subscription_id__in=by_sub).values_list(
+            "subscription_id", "invoice_id", "pk", "status"
+        )
+        for sub, invoice_id, pk, status in rows:
+            by_sub[sub][invoice_id] = (pk, status)
+        return by_sub
+
     def recheck(self, items: list[WorkItem]) -> dict[int, str]:
         # The preview showed each record's verdict; a record changed since would be overwritten.
+        records = self._records(items)
         stale = {}
         for item in items:
             seen = self.payload(item).seen
             if seen is None:
                 continue
-            now = dict(
-                SubscriptionInvoice.objects.filter(subscription_id=int(item.target_id)).values_list(
-                    "invoice_id", "status"
-                )
-            )
-            changed = sorted(k for k in now.keys() | seen.keys() if now.get(k) != seen.get(k))
+            now = {k: status for k, (_pk, status) in records[int(item.target_id)].items()}
+            changed = [k for k in now.keys() | seen.keys() if now.get(k) != seen.get(k)]
             if changed:
                 stale[item.id] = _(
                     "Not sent: %(count)s payment records of this subscription changed since the "
@@ -184,14 +191,15 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
 
     def busy(self, items: list[WorkItem]) -> set[int]:
         # Single pushes of its records are in flight: wait for them rather than race them.
-        held = set()
-        for item in items:
-            records = SubscriptionInvoice.objects.filter(
-                subscription_id=int(item.target_id)
-            ).values_list("pk", flat=True)
-            if live_claim_ids(SubscriptionInvoice, records):
-                held.add(item.id)
-        return held
+        records = self._records(items)
+        held = live_claim_ids(
+            SubscriptionInvoice, [pk for r in records.values() for pk, _status in r.values()]
+        )
+        return {
+            item.id
+            for item in items
+            if any(pk in held for pk, _status in records[int(item.target_id)].values())
+        }
 
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
         p = self.payload(item)

@@ -21,7 +21,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -248,22 +248,7 @@ def job_retry_failed(*, job: Job, actor: User) -> Job:
         if not count:
             raise ValidationError(_("The job has no failed items to retry."))
         failed.filter(outcome=JobItem.Outcome.IN_DOUBT).update(in_doubt=True)
-        failed.update(
-            state=JobItem.State.PENDING,
-            outcome=JobItem.Outcome.NONE,
-            finished_at=None,
-            lease_until=None,
-            claimed_by="",
-        )
-        Job.objects.filter(pk=job.pk).update(
-            state=Job.State.QUEUED,
-            failed=0,
-            finished_at=None,
-            cancel_requested=False,
-            retried_by=actor,
-            retried_at=timezone.now(),
-        )
-        job_enqueue(job)
+        _requeue(job, failed, actor, failed=0)
     job.refresh_from_db()
     return job
 
@@ -280,22 +265,30 @@ def job_resume_cancelled(*, job: Job, actor: User) -> Job:
         cancelled = JobItem.objects.filter(job=job, outcome=JobItem.Outcome.CANCELLED)
         if not cancelled.exists():
             raise ValidationError(_("The job has no cancelled items to resume."))
-        cancelled.update(
-            state=JobItem.State.PENDING,
-            outcome=JobItem.Outcome.NONE,
-            message="",
-            finished_at=None,
-            lease_until=None,
-            claimed_by="",
-        )
-        Job.objects.filter(pk=job.pk).update(
-            state=Job.State.QUEUED,
-            cancelled=0,
-            finished_at=None,
-            cancel_requested=False,
-            retried_by=actor,
-            retried_at=timezone.now(),
-        )
-        job_enqueue(job)
+        _requeue(job, cancelled, actor, cancelled=0, message="")
     job.refresh_from_db()
     return job
+
+
+def _requeue(
+    job: Job, items: QuerySet[JobItem], actor: User, *, message: str | None = None, **counts: int
+) -> None:
+    """Put finished items back to pending and the job back in the queue (caller's transaction)."""
+    item_fields: dict[str, object] = {"message": message} if message is not None else {}
+    items.update(
+        state=JobItem.State.PENDING,
+        outcome=JobItem.Outcome.NONE,
+        finished_at=None,
+        lease_until=None,
+        claimed_by="",
+        **item_fields,
+    )
+    Job.objects.filter(pk=job.pk).update(
+        state=Job.State.QUEUED,
+        finished_at=None,
+        cancel_requested=False,
+        retried_by=actor,
+        retried_at=timezone.now(),
+        **counts,
+    )
+    job_enqueue(job)
