@@ -14,7 +14,8 @@ from django.utils.translation import gettext as _
 from upstream.errors import UpstreamRejectedError
 from upstream.models import Job
 from upstream.operations import operation_seen, push_single
-from upstream.services import NewItem, User, actor_require, job_create
+from upstream.selection import job_create_frozen
+from upstream.services import User, actor_require
 from upstream.verdicts import Preview
 
 from .jobs import (
@@ -23,8 +24,8 @@ from .jobs import (
     INVOICE_STATUS_KIND,
     SUBSCRIPTION_STATUS_ALL_KIND,
     NewInvoice,
-    StatusAllChange,
     StatusChange,
+    statuses_fingerprint_sql,
 )
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .rules import (
@@ -33,6 +34,7 @@ from .rules import (
     VerdictKind,
     invoice_create_verdict,
     invoice_split,
+    status_change_filter,
     status_target_error,
     status_verdict,
 )
@@ -148,28 +150,24 @@ def _status_payload(record: SubscriptionInvoice, target: InvoiceStatus) -> dict:
 def subscription_invoice_set_status_bulk(
     *, records: QuerySet[SubscriptionInvoice], status: int, actor: User, reason: str
 ) -> Job:
-    """Queue `invoice_status_update` for every selected record the rules let change."""
+    """Queue `invoice_status_update` for every selected record the rules let change.
+
+    The selection is frozen as it is now (upstream/selection.py): the same few statements for
+    500 or 50,000 records; the worker writes the items, and each is re-checked against the
+    status the launch saw before it is sent.
+    """
     _require(actor, PERM_INVOICE_STATUS)
     target = _status_target(status)
     if not reason.strip():
         raise ValidationError(_("Give a reason for the change."))
-    items = []
-    rows = records.select_related("subscription").order_by("val_date", "pk")
-    for record in rows.iterator(chunk_size=2000):
-        if status_verdict(record.status, target).kind != VerdictKind.CHANGE:
-            continue
-        items.append(
-            NewItem(
-                target=record,
-                target_repr=record.invoice_no,
-                payload=_status_payload(record, target),
-            )
-        )
-    return job_create(
+    return job_create_frozen(
         kind=INVOICE_STATUS_KIND,
-        title=_("Set %(count)s payment records to “%(status)s”")
-        % {"count": len(items), "status": target.label},
-        items=items,
+        queryset=records.filter(status_change_filter(target)),
+        tag="status",
+        title=lambda count: (
+            _("Set %(count)s payment records to “%(status)s”")
+            % {"count": count, "status": target.label}
+        ),
         actor=actor,
         params={"status": int(target)},
         reason=reason.strip(),
@@ -184,24 +182,14 @@ def subscription_set_status_all(
     target = _status_target(status)
     if not reason.strip():
         raise ValidationError(_("Give a reason for the change."))
-    items = [
-        NewItem(
-            target=sub,
-            target_repr=str(sub),
-            payload=StatusAllChange(
-                subscription_id=sub.subscription_id,
-                reference_no=sub.reference_no,
-                status=int(target),
-                seen=dict(sub.invoices.values_list("invoice_id", "status")),
-            ).to_json(),
-        )
-        for sub in subscriptions.order_by("pk")
-    ]
-    return job_create(
+    return job_create_frozen(
         kind=SUBSCRIPTION_STATUS_ALL_KIND,
-        title=_("Set all payment records of %(count)s subscriptions to “%(status)s”")
-        % {"count": len(items), "status": target.label},
-        items=items,
+        queryset=subscriptions.annotate(fingerprint=statuses_fingerprint_sql()),
+        tag="fingerprint",
+        title=lambda count: (
+            _("Set all payment records of %(count)s subscriptions to “%(status)s”")
+            % {"count": count, "status": target.label}
+        ),
         actor=actor,
         params={"status": int(target)},
         reason=reason.strip(),

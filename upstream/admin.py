@@ -211,6 +211,7 @@ class JobAdmin(MirrorAdmin):
                 "cancelled": job.cancelled,
                 "skipped": job.skipped,
                 "processed": job.processed,
+                "prepared": job.prepared,
                 "percent": job.percent,
                 "finished": job.is_finished,
             }

@@ -84,11 +84,18 @@ class UpstreamCall(models.Model):
         return f"{self.service} {self.operation} #{self.pk} ({self.outcome})"
 
 
+class JobManager(models.Manager["Job"]):
+    def get_queryset(self) -> models.QuerySet[Job]:
+        return super().get_queryset().defer("selection")
+
+
 class Job(models.Model):
     """A bulk push: one JobItem per record, worked through by the task worker."""
 
     class State(models.TextChoices):
         QUEUED = "queued", _("Queued")
+        # Writing the items of a frozen selection (upstream/selection.py) before sending.
+        PREPARING = "preparing", _("Preparing")
         RUNNING = "running", _("Running")
         SUCCEEDED = "succeeded", _("Succeeded")
         PARTIALLY_FAILED = "partially_failed", _("Partially failed")
@@ -96,6 +103,7 @@ class Job(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
 
     FINISHED_STATES = (State.SUCCEEDED, State.PARTIALLY_FAILED, State.FAILED, State.CANCELLED)
+    ACTIVE_STATES = (State.QUEUED, State.PREPARING, State.RUNNING)
 
     kind = models.CharField(_("kind"), max_length=64, db_index=True)
     title = models.CharField(_("title"), max_length=200)
@@ -147,6 +155,13 @@ class Job(models.Model):
     inline = models.BooleanField(_("single push"), default=False)
     # A form's one-time token or an API Idempotency-Key: the same key never makes a second job.
     idempotency_key = models.CharField(_("idempotency key"), max_length=100, blank=True)
+    # The records as launched ("id:tag,…", upstream/selection.py), expanded into items by the
+    # worker; `prepared` counts the entries already written as items (None: the items were
+    # written when the job was created). Deferred by default: it can be megabytes.
+    selection = models.TextField(_("frozen selection"), blank=True)
+    prepared = models.PositiveIntegerField(_("prepared"), null=True, blank=True)
+
+    objects = JobManager()
 
     class Meta:
         verbose_name = _("job")
@@ -170,6 +185,15 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in self.FINISHED_STATES
+
+    @property
+    def is_preparing(self) -> bool:
+        return self.state == self.State.PREPARING
+
+    @property
+    def is_prepared(self) -> bool:
+        """Every item is written (a frozen selection's entries are all expanded)."""
+        return self.prepared is None or self.prepared >= self.total
 
     @property
     def processed(self) -> int:

@@ -32,6 +32,7 @@ from .client import Exchange
 from .errors import UpstreamError, UpstreamResponseError
 from .handlers import JobHandler, WorkItem, WorkResult, handler_for
 from .models import Job, JobItem, RecordClaim, UpstreamCall
+from .selection import prepare_job
 from .services import upstream_call_from_exchange
 
 logger = logging.getLogger(__name__)
@@ -543,6 +544,8 @@ def job_finalize(job_id: int) -> bool:
         job = jobs.get()
         if job.is_finished:
             return True
+        if not job.is_prepared:
+            return False  # items of its frozen selection are still to be written
         items = JobItem.objects.filter(job_id=job_id)
         if items.filter(state__in=[JobItem.State.PENDING, JobItem.State.SENDING]).exists():
             return False
@@ -605,9 +608,15 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
         return {"succeeded": job.succeeded, "failed": job.failed}
     handler = handler_for(job.kind)
     release_expired_leases(job_id)
+    unprepared = not job.is_prepared
     Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
-        state=Job.State.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+        state=Job.State.PREPARING if unprepared else Job.State.RUNNING,
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
     )
+    if unprepared:
+        prepare_job(job_id)
+    Job.objects.filter(pk=job_id, state=Job.State.PREPARING).update(state=Job.State.RUNNING)
     concurrency = max(1, handler.concurrency())
     chunk = max(settings.JOBS_CHUNK_SIZE, concurrency)
     lease_renew_every = settings.JOBS_LEASE_SECONDS / 3
@@ -724,7 +733,7 @@ def requeue_stalled_jobs(*, enqueue: bool = True) -> int:
 
     stale_before = timezone.now() - _lease()
     requeued = 0
-    candidates = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING]).filter(
+    candidates = Job.objects.filter(state__in=Job.ACTIVE_STATES).filter(
         Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True, created_at__lt=stale_before)
     )
     for job in candidates:
@@ -733,8 +742,8 @@ def requeue_stalled_jobs(*, enqueue: bool = True) -> int:
         ).exists()
         if live:
             continue
-        if not JobItem.objects.filter(job=job, state=JobItem.State.PENDING).exists():
-            job_finalize(job.pk)
+        pending = JobItem.objects.filter(job=job, state=JobItem.State.PENDING)
+        if not pending.exists() and job_finalize(job.pk):
             continue
         if enqueue and not _task_waiting(job):
             with transaction.atomic():

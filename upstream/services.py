@@ -215,9 +215,12 @@ def job_cancel(*, job: Job, actor: User) -> Job:
     Job.objects.filter(pk=job.pk).update(cancel_requested=True, cancelled_by=actor)
     job.refresh_from_db()
     if job.state == Job.State.QUEUED:
-        # Nothing runs it yet: cancel the waiting items now rather than waiting for a worker.
+        # Nothing runs it yet: cancel the waiting items now rather than waiting for a worker
+        # (a frozen selection's remaining entries are written as cancelled items first).
         from .runner import cancel_pending_items, job_finalize
+        from .selection import prepare_job
 
+        prepare_job(job.pk)
         cancel_pending_items(job)
         job_finalize(job.pk)
         job.refresh_from_db()

@@ -864,6 +864,7 @@ def test_progress_json_reports_the_counts(
         "cancelled": 0,
         "skipped": 0,
         "processed": 6,
+        "prepared": 6,
         "percent": 100,
         "finished": True,
     }

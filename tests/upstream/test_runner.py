@@ -20,6 +20,7 @@ from subscriptions.sync import paynet_sync
 from tests.conftest import require_postgres, worker_env
 from upstream import runner
 from upstream.models import Job, JobItem, UpstreamCall
+from upstream.selection import prepare_job
 from upstream.services import job_cancel, job_retry_failed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,9 +42,12 @@ def _jobs_queued_not_run(queued_tasks):
 
 
 def queued_job(records, actor, status=InvoiceStatus.CANCEL) -> Job:
-    return subscription_invoice_set_status_bulk(
+    """A bulk job with its items written (the worker would expand the selection first)."""
+    job = subscription_invoice_set_status_bulk(
         records=records, status=status, actor=actor, reason="test"
     )
+    prepare_job(job.pk)
+    return job
 
 
 def queued_job_ids(queued_tasks) -> list[int]:
