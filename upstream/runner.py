@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, reset_queries, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -667,6 +667,7 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 flush_results(job, handler, worker_id, buffer)
                 buffer = []
                 last_flush = now
+                forget_queries()
             if now - last_renew >= lease_renew_every:
                 renewed_until = timezone.now() + _lease()
                 JobItem.objects.filter(claimed_by=worker_id, state=JobItem.State.SENDING).update(
@@ -681,7 +682,14 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
         cancel_pending_items(job)
     job_finalize(job_id)
     job.refresh_from_db()
+    forget_queries()
     return {"succeeded": job.succeeded, "failed": job.failed, "cancelled": job.cancelled}
+
+
+def forget_queries() -> None:
+    """A worker lives for days: with DEBUG on, Django would keep the SQL of every item it ran."""
+    if settings.DEBUG:
+        reset_queries()
 
 
 def _is_uuid(value: str) -> bool:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import reset_queries, transaction
 from django.db.models import Aggregate, CharField, Count, F, QuerySet, TextField, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
@@ -128,6 +129,8 @@ def prepare_job(job_id: int, *, chunk: int = EXPAND_CHUNK) -> int:
                 batch_size=1000,
             )
             written += len(part)
+        if settings.DEBUG:
+            reset_queries()  # a worker with DEBUG on must not keep every chunk's SQL
 
 
 def _progress(job_id: int) -> tuple[int, bool]:

@@ -264,3 +264,16 @@ def test_any_one_status_change_moves_the_fingerprint():
             changed[i] = (base[i][0], status)
             if status != base[i][1]:
                 assert statuses_fingerprint(changed) != statuses_fingerprint(base)
+
+
+def test_a_worker_with_debug_on_keeps_no_query_log(mirror, operator, settings):
+    settings.DEBUG = True
+    job = launch(waiting(5), operator)
+    connection.queries_log.clear()
+
+    with mock.patch.object(selection, "EXPAND_CHUNK", 2):
+        runner.run_job(job.pk)
+
+    kept = len(connection.queries_log)
+    assert Job.objects.get(pk=job.pk).succeeded == 5
+    assert kept == 0
