@@ -64,6 +64,7 @@ class PaynetMirrorAdmin(MirrorAdmin):
                 status=form.cleaned_data["status"],
                 actor=request.user,
                 reason=form.cleaned_data["reason"],
+                upto=form.cleaned_data["upto"],
             ),
             **page,
         )

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Max, QuerySet, Sum
 from django.utils.translation import gettext as _
 
 from upstream.errors import UpstreamRejectedError
@@ -61,6 +61,9 @@ class StatusPreview(Preview):
 
     status: InvoiceStatus | None = None
     change_total: Decimal = Decimal("0")
+    # The highest id the preview saw: the confirm sends it back so that records created after
+    # the preview are not in the job.
+    upto: int | None = None
     sample: list[tuple[SubscriptionInvoice, Verdict]] = field(default_factory=list)
 
 
@@ -69,10 +72,15 @@ def subscription_invoice_status_preview(
 ) -> StatusPreview:
     target = _status_target(status)
     preview = StatusPreview(status=target)
-    rows = records.order_by().values("status").annotate(n=Count("id"), total=Sum("amount"))
+    rows = (
+        records.order_by()
+        .values("status")
+        .annotate(n=Count("id"), total=Sum("amount"), top=Max("id"))
+    )
     for row in rows:
         verdict = status_verdict(row["status"], target)
         preview.tally(verdict, row["n"])
+        preview.upto = max(preview.upto or 0, row["top"])
         if verdict.kind == VerdictKind.CHANGE:
             preview.change_total += row["total"] or Decimal("0")
     for record in records.select_related("subscription").order_by("val_date", "pk")[
@@ -87,9 +95,11 @@ def subscription_status_all_preview(
 ) -> StatusPreview:
     """What "change status of all payment records" would do, judged per record from the mirror
     with the same rules as a single change (Paynet applies them record by record, §5.3)."""
-    return subscription_invoice_status_preview(
+    preview = subscription_invoice_status_preview(
         records=SubscriptionInvoice.objects.filter(subscription__in=subscriptions), status=status
     )
+    preview.upto = subscriptions.aggregate(top=Max("pk"))["top"]
+    return preview
 
 
 def subscription_invoice_set_status(
@@ -148,18 +158,26 @@ def _status_payload(record: SubscriptionInvoice, target: InvoiceStatus) -> dict:
 
 
 def subscription_invoice_set_status_bulk(
-    *, records: QuerySet[SubscriptionInvoice], status: int, actor: User, reason: str
+    *,
+    records: QuerySet[SubscriptionInvoice],
+    status: int,
+    actor: User,
+    reason: str,
+    upto: int | None = None,
 ) -> Job:
     """Queue `invoice_status_update` for every selected record the rules let change.
 
     The selection is frozen as it is now (upstream/selection.py): the same few statements for
     500 or 50,000 records; the worker writes the items, and each is re-checked against the
-    status the launch saw before it is sent.
+    status the launch saw before it is sent. `upto` is the preview's highest id: records
+    created after the preview are left out.
     """
     _require(actor, PERM_INVOICE_STATUS)
     target = _status_target(status)
     if not reason.strip():
         raise ValidationError(_("Give a reason for the change."))
+    if upto is not None:
+        records = records.filter(pk__lte=upto)
     return job_create_frozen(
         kind=INVOICE_STATUS_KIND,
         queryset=records.filter(status_change_filter(target)),
@@ -175,13 +193,23 @@ def subscription_invoice_set_status_bulk(
 
 
 def subscription_set_status_all(
-    *, subscriptions: QuerySet[Subscription], status: int, actor: User, reason: str
+    *,
+    subscriptions: QuerySet[Subscription],
+    status: int,
+    actor: User,
+    reason: str,
+    upto: int | None = None,
 ) -> Job:
-    """Queue `invoices_status_update_all` per subscription; each is reconciled from invoice_list."""
+    """Queue `invoices_status_update_all` per subscription; each is reconciled from invoice_list.
+
+    `upto` is the preview's highest subscription id (later ones are left out).
+    """
     _require(actor, PERM_STATUS_ALL)
     target = _status_target(status)
     if not reason.strip():
         raise ValidationError(_("Give a reason for the change."))
+    if upto is not None:
+        subscriptions = subscriptions.filter(pk__lte=upto)
     return job_create_frozen(
         kind=SUBSCRIPTION_STATUS_ALL_KIND,
         queryset=subscriptions.annotate(fingerprint=statuses_fingerprint_sql()),

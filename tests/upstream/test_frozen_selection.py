@@ -20,6 +20,7 @@ from subscriptions.models import Subscription, SubscriptionInvoice
 from subscriptions.services import (
     subscription_invoice_set_status_bulk,
     subscription_set_status_all,
+    subscription_status_all_preview,
 )
 from subscriptions.sync import paynet_sync
 from upstream import runner, selection
@@ -277,3 +278,49 @@ def test_a_worker_with_debug_on_keeps_no_query_log(mirror, operator, settings):
     kept = len(connection.queries_log)
     assert Job.objects.get(pk=job.pk).succeeded == 5
     assert kept == 0
+
+
+def test_a_record_created_after_the_preview_is_not_in_the_job(mirror, operator, operator_client):
+    from tests.subscriptions.test_admin import action_post, post_back
+
+    url = f"{INVOICES}?status__exact=0"
+    waiting_before = set(
+        SubscriptionInvoice.objects.filter(status=S.WAITING).values_list("pk", flat=True)
+    )
+    on_page = [obj.pk for obj in operator_client.get(url).context["cl"].result_list]
+    first = operator_client.post(url, action_post(on_page, select_across="1"))
+    preview = post_back(operator_client, url, first, "status-confirm", step="preview", status=5)
+    assert preview.context["preview"].upto == max(waiting_before)
+    template = SubscriptionInvoice.objects.get(pk=on_page[0])
+    later = SubscriptionInvoice.objects.create(
+        subscription=template.subscription,
+        invoice_id="after-preview",
+        invoice_no="AFTER-1",
+        amount=10,
+        status=S.WAITING,
+    )
+
+    done = post_back(operator_client, url, preview, "status-confirm", step="confirm", reason="r")
+
+    assert done.status_code == 302
+    job = Job.objects.get()
+    assert job.total == len(waiting_before)
+    frozen = {pk for pk, _tag in selection.parse(Job.objects.only("selection").get().selection)}
+    assert frozen == waiting_before and later.pk not in frozen
+
+
+def test_status_of_all_records_leaves_out_subscriptions_newer_than_the_preview(mirror, operator):
+    subs = Subscription.objects.filter(invoices__status=S.WAITING).distinct().order_by("pk")
+    first, second = list(subs[:2])
+    selected = Subscription.objects.filter(pk__in=[first.pk, second.pk])
+    preview = subscription_status_all_preview(subscriptions=selected, status=S.CANCEL)
+    assert preview.upto == second.pk
+
+    job = subscription_set_status_all(
+        subscriptions=selected, status=S.CANCEL, actor=operator, reason="r", upto=first.pk
+    )
+
+    assert [pk for pk, _t in selection.parse(Job.objects.only("selection").get().selection)] == [
+        first.pk
+    ]
+    assert job.total == 1
