@@ -234,7 +234,7 @@ class SubscriptionAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
                     return HttpResponseRedirect(
                         reverse("admin:subscriptions_subscriptioninvoice_change", args=[record.pk])
                     )
-                if outcome == PushOutcome.IN_DOUBT:
+                if outcome in (PushOutcome.IN_DOUBT, PushOutcome.AWAITING_APPROVAL):
                     return HttpResponseRedirect(
                         reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
                     )

@@ -137,6 +137,7 @@ def subscription_invoice_set_status(
         idempotency_key=idempotency_key,
         title=_("Set payment record %(no)s to “%(status)s”")
         % {"no": record.invoice_no, "status": target.label},
+        amount=record.amount,
     )
     return SubscriptionInvoice.objects.select_related("subscription").get(pk=record.pk)
 
@@ -182,6 +183,7 @@ def subscription_invoice_set_status_bulk(
         kind=INVOICE_STATUS_KIND,
         queryset=records.filter(status_change_filter(target)),
         tag="status",
+        amount="amount",
         title=lambda count: (
             _("Set %(count)s payment records to “%(status)s”")
             % {"count": count, "status": target.label}
@@ -210,10 +212,16 @@ def subscription_set_status_all(
         raise ValidationError(_("Give a reason for the change."))
     if upto is not None:
         subscriptions = subscriptions.filter(pk__lte=upto)
+    # What the approval thresholds weigh: the records that will change, not the subscriptions.
+    changing = SubscriptionInvoice.objects.filter(
+        status_change_filter(target), subscription__in=subscriptions
+    ).aggregate(n=Count("pk"), amount=Sum("amount"))
     return job_create_frozen(
         kind=SUBSCRIPTION_STATUS_ALL_KIND,
         queryset=subscriptions.annotate(fingerprint=statuses_fingerprint_sql()),
         tag="fingerprint",
+        extra_amount=changing["amount"] or Decimal("0"),
+        approval_count=changing["n"],
         title=lambda count: (
             _("Set all payment records of %(count)s subscriptions to “%(status)s”")
             % {"count": count, "status": target.label}
@@ -344,6 +352,7 @@ def subscription_invoice_create(
             idempotency_key=idempotency_key,
             title=_("Create payment record %(no)s for %(subscription)s")
             % {"no": invoice_no, "subscription": subscription},
+            amount=amount,
         )
     except UpstreamRejectedError as error:
         if error.upstream_code == CODE_DUPLICATE:

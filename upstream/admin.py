@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .admin_approvals import ApprovalAdminMixin, AwaitingMyApprovalFilter
 from .admin_tools import MirrorAdmin, pretty_json, run_and_report
 from .handlers import handler_for
 from .models import Job, JobItem, UpstreamCall
@@ -89,7 +90,7 @@ class UpstreamCallAdmin(MirrorAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(MirrorAdmin):
+class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
     list_display = (
         "id",
         "title",
@@ -100,7 +101,13 @@ class JobAdmin(MirrorAdmin):
         "created_at",
         "finished_at",
     )
-    list_filter = ("state", "kind", "inline", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        AwaitingMyApprovalFilter,
+        "state",
+        "kind",
+        "inline",
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("title", "reason", "=id")
     list_select_related = ("created_by",)
     change_form_template = "admin/upstream/job/progress.html"
@@ -153,6 +160,7 @@ class JobAdmin(MirrorAdmin):
                 self.admin_site.admin_view(self.resume_view),
                 name="{}_{}_resume".format(*info),
             ),
+            *self.approval_urls(),
             *super().get_urls(),
         ]
 
@@ -189,6 +197,7 @@ class JobAdmin(MirrorAdmin):
             "can_push": can_push,
             "has_view_permission": True,
             "original": job,
+            **self.approval_context(request, job),
             **(extra_context or {}),
         }
         from django.template.response import TemplateResponse
@@ -270,6 +279,9 @@ class JobAdmin(MirrorAdmin):
 
     def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         count = JobItem.objects.filter(job_id=pk, state=JobItem.State.PENDING).count()
+        job = get_object_or_404(Job, pk=pk)
+        if job.prepared is not None:
+            count += max(job.total - job.prepared, 0)  # frozen entries not yet written as items
         return self._confirmed_action(
             request,
             pk,

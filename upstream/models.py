@@ -93,6 +93,8 @@ class Job(models.Model):
     """A bulk push: one JobItem per record, worked through by the task worker."""
 
     class State(models.TextChoices):
+        # Over an approval threshold: nothing is sent until a second person approves it.
+        AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval")
         QUEUED = "queued", _("Queued")
         # Writing the items of a frozen selection (upstream/selection.py) before sending.
         PREPARING = "preparing", _("Preparing")
@@ -101,8 +103,17 @@ class Job(models.Model):
         PARTIALLY_FAILED = "partially_failed", _("Partially failed")
         FAILED = "failed", _("Failed")
         CANCELLED = "cancelled", _("Cancelled")
+        REJECTED = "rejected", _("Rejected")
+        EXPIRED = "expired", _("Expired")
 
-    FINISHED_STATES = (State.SUCCEEDED, State.PARTIALLY_FAILED, State.FAILED, State.CANCELLED)
+    FINISHED_STATES = (
+        State.SUCCEEDED,
+        State.PARTIALLY_FAILED,
+        State.FAILED,
+        State.CANCELLED,
+        State.REJECTED,
+        State.EXPIRED,
+    )
     ACTIVE_STATES = (State.QUEUED, State.PREPARING, State.RUNNING)
 
     kind = models.CharField(_("kind"), max_length=64, db_index=True)
@@ -161,12 +172,32 @@ class Job(models.Model):
     selection = models.TextField(_("frozen selection"), blank=True)
     prepared = models.PositiveIntegerField(_("prepared"), null=True, blank=True)
 
+    # What the preview totalled (₺), for the approval thresholds and the approver's page.
+    amount = models.DecimalField(
+        _("amount"), max_digits=16, decimal_places=2, null=True, blank=True
+    )
+    # Four-eyes approval (upstream/approvals.py): who decided, when, and why a rejection.
+    approval_expires_at = models.DateTimeField(_("approval expires at"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("approved or rejected by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(_("approved or rejected at"), null=True, blank=True)
+    rejection_reason = models.TextField(_("rejection reason"), blank=True)
+
     objects = JobManager()
 
     class Meta:
         verbose_name = _("job")
         verbose_name_plural = _("jobs")
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("approve_job", _("Can approve or reject a job another person started")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["created_by", "idempotency_key"],
@@ -185,6 +216,10 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in self.FINISHED_STATES
+
+    @property
+    def is_awaiting_approval(self) -> bool:
+        return self.state == self.State.AWAITING_APPROVAL
 
     @property
     def is_preparing(self) -> bool:

@@ -27,6 +27,7 @@ from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .approvals import expire_approvals
 from .claims import claim_records, release_records, renew_claims
 from .client import Exchange
 from .errors import UpstreamError, UpstreamResponseError
@@ -720,11 +721,13 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
     requeued = _stage("requeue jobs", lambda: requeue_stalled_jobs(enqueue=enqueue))
     settled = _stage("settle calls", settle_orphan_calls)
     closed += _stage("close tasks", close_abandoned_tasks)  # the tasks of jobs finalized above
+    expired = _stage("expire approvals", expire_approvals)
     return {
         "released": released,
         "requeued": requeued,
         "calls_settled": settled,
         "tasks_closed": closed,
+        "approvals_expired": expired,
     }
 
 

@@ -11,17 +11,19 @@ the handler's re-check exactly as it would be for an item written at once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import reset_queries, transaction
-from django.db.models import Aggregate, CharField, Count, F, QuerySet, TextField, Value
+from django.db.models import Aggregate, CharField, Count, F, QuerySet, Sum, TextField, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .approvals import approval_fields
 from .handlers import handler_for
 from .models import Job, JobItem
 from .services import User, actor_allowed, job_enqueue
@@ -42,13 +44,19 @@ class _JoinIds(Aggregate):
         )
 
 
-def freeze(queryset: QuerySet, tag: str | None = None) -> tuple[int, str]:
-    """(how many, "id[:tag],…") of the queryset, computed in the database in one query."""
+def freeze(
+    queryset: QuerySet, tag: str | None = None, amount: str | None = None
+) -> tuple[int, str, Decimal | None]:
+    """(how many, "id[:tag],…", the sum of `amount`) of the queryset, in one query."""
     entry: Any = Cast("pk", CharField())
     if tag:
         entry = Concat(entry, Value(":"), Cast(F(tag), CharField()), output_field=CharField())
-    row = queryset.order_by().aggregate(n=Count("pk"), ids=_JoinIds(entry))
-    return row["n"] or 0, row["ids"] or ""
+    totals: dict[str, Any] = {"n": Count("pk"), "ids": _JoinIds(entry)}
+    if amount:
+        totals["amount"] = Sum(amount)
+    row = queryset.order_by().aggregate(**totals)
+    total = (row.get("amount") or Decimal("0")) if amount else None
+    return row["n"] or 0, row["ids"] or "", total
 
 
 def parse(selection: str) -> list[tuple[int, str]]:
@@ -70,19 +78,27 @@ def job_create_frozen(
     params: dict[str, Any] | None = None,
     reason: str = "",
     tag: str | None = None,
+    amount: str | None = None,
+    extra_amount: Decimal | None = None,
+    approval_count: int | None = None,
 ) -> Job:
     """Create a job over the queryset's records as they are now, and queue it.
 
     The same statements whatever the selection's size: one aggregate, one insert, the enqueue.
-    `tag` names the field whose current value each item will be re-checked against.
+    `tag` names the field whose current value each item will be re-checked against; `amount`
+    the field whose sum is the job's ₺ total (or `extra_amount` gives it). A job over an
+    approval threshold (by its count, or `approval_count` records it changes, or its ₺) waits
+    for a second person instead of being queued.
     """
     handler = handler_for(kind)
     if not actor_allowed(actor, handler.permission):
         raise PermissionDenied(_("You do not have permission to run this change."))
     with transaction.atomic():
-        count, ids = freeze(queryset, tag)
+        count, ids, total = freeze(queryset, tag, amount)
         if not count:
             raise ValidationError(_("Nothing to send: no record would change."))
+        if extra_amount is not None:
+            total = (total or Decimal("0")) + extra_amount
         job = Job.objects.create(
             kind=kind,
             title=title(count)[:200],
@@ -92,8 +108,11 @@ def job_create_frozen(
             total=count,
             selection=ids,
             prepared=0,
+            amount=total,
+            **approval_fields(max(count, approval_count or 0), total),
         )
-        job_enqueue(job)
+        if job.state == Job.State.QUEUED:
+            job_enqueue(job)
     return job
 
 

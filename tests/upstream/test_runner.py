@@ -194,7 +194,13 @@ def test_sweep_releases_expired_leases_and_requeues_a_silent_job(
     with django_capture_on_commit_callbacks(execute=True):
         result = runner.sweep()
 
-    assert result == {"released": 3, "requeued": 1, "calls_settled": 0, "tasks_closed": 0}
+    assert result == {
+        "released": 3,
+        "requeued": 1,
+        "calls_settled": 0,
+        "tasks_closed": 0,
+        "approvals_expired": 0,
+    }
     assert queued_job_ids(queued_tasks) == [job.pk]
     assert set(job.items.values_list("state", "in_doubt")) == {("pending", True)}
 
@@ -210,6 +216,7 @@ def test_sweep_leaves_a_live_job_alone(
             "requeued": 0,
             "calls_settled": 0,
             "tasks_closed": 0,
+            "approvals_expired": 0,
         }
     assert queued_job_ids(queued_tasks) == []
 
