@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -14,12 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from upstream.admin_tools import csv_response
+from upstream.exports import DATE_FORMAT, DATETIME_FORMAT, MONEY_FORMAT, xlsx_response
 
 from .models import BillQueryBatch, BillQueryLine
-
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-MONEY_FORMAT = "#,##0.00"
-DATE_FORMAT = "DD.MM.YYYY"
 
 
 def header() -> list[str]:
@@ -106,36 +102,9 @@ def batch_csv(batch: BillQueryBatch, lines: QuerySet[BillQueryLine]) -> Streamin
 
 
 def batch_xlsx(batch: BillQueryBatch, lines: QuerySet[BillQueryLine]) -> HttpResponse:
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(_("Bill queries")[:31])
-    sheet.freeze_panes = "A2"
-    bold = Font(bold=True)
-    head = []
-    for title in header():
-        cell = WriteOnlyCell(sheet, value=title)
-        cell.font = bold
-        head.append(cell)
-    sheet.append(head)
-    for row in rows(lines):
-        cells = []
-        for i, value in enumerate(row):
-            if hasattr(value, "tzinfo") and hasattr(value, "hour"):
-                value = value.replace(tzinfo=None)  # Excel has no time zones: local time
-            cell = WriteOnlyCell(sheet, value=value)
-            if i in MONEY_COLUMNS and value is not None:
-                cell.number_format = MONEY_FORMAT
-            elif i in DATE_COLUMNS and value is not None:
-                cell.number_format = DATE_FORMAT
-            elif i == len(row) - 1 and value is not None:
-                cell.number_format = "DD.MM.YYYY HH:MM"
-            cells.append(cell)
-        sheet.append(cells)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    response = HttpResponse(buffer.getvalue(), content_type=XLSX_TYPE)
-    response["Content-Disposition"] = f'attachment; filename="{_filename(batch, "xlsx")}"'
-    return response
+    formats = {i: MONEY_FORMAT for i in MONEY_COLUMNS}
+    formats.update({i: DATE_FORMAT for i in DATE_COLUMNS})
+    formats[len(header()) - 1] = DATETIME_FORMAT
+    return xlsx_response(
+        _filename(batch, "xlsx"), _("Bill queries"), header(), rows(lines), formats
+    )

@@ -52,6 +52,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "upstream.notices.JobNoticeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -69,6 +70,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "upstream.context_processors.upstream_modes",
             ],
         },
     },
@@ -165,6 +167,15 @@ if TASKS_BACKEND == "rq":
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)
 JOBS_CHUNK_SIZE = env.int("JOBS_CHUNK_SIZE", default=64)
 JOBS_SWEEP_INTERVAL_SECONDS = env.int("JOBS_SWEEP_INTERVAL_SECONDS", default=30)
+# Where staff reach the back office (links in e-mails), and how mail is sent (console locally).
+BACKOFFICE_URL = env("BACKOFFICE_URL", default="http://127.0.0.1:8000")
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="backoffice@localhost")
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 # Four-eyes approval: a push of this many records, or of this many ₺, waits for a second person.
 APPROVAL_MIN_ITEMS = env.int("APPROVAL_MIN_ITEMS", default=100)
 APPROVAL_MIN_AMOUNT = Decimal(env.str("APPROVAL_MIN_AMOUNT", default="50000"))

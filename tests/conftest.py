@@ -231,3 +231,11 @@ def hold_claim(obj, *, holder: str = "another-push", seconds: float = 30):
         holder=holder,
         until=timezone.now() + timedelta(seconds=seconds),
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The dashboard caches whole-table totals for a minute: no test sees another's."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -6,7 +6,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from .admin_approvals import ApprovalAdminMixin, AwaitingMyApprovalFilter
 from .admin_tools import MirrorAdmin, pretty_json, run_and_report
+from .exports import job_results_csv, job_results_xlsx
 from .handlers import handler_for
 from .models import Job, JobItem, UpstreamCall
 from .services import job_cancel, job_resume_cancelled, job_retry_failed
@@ -160,6 +161,11 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
                 self.admin_site.admin_view(self.resume_view),
                 name="{}_{}_resume".format(*info),
             ),
+            path(
+                "<int:pk>/results.<str:fmt>",
+                self.admin_site.admin_view(self.results_view),
+                name="{}_{}_results".format(*info),
+            ),
             *self.approval_urls(),
             *super().get_urls(),
         ]
@@ -203,6 +209,17 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
         from django.template.response import TemplateResponse
 
         return TemplateResponse(request, self.change_form_template, context)
+
+    def results_view(self, request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+        """Every item's result, as CSV (Turkish text formats) or Excel."""
+        job = get_object_or_404(Job, pk=pk)
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        if fmt == "csv":
+            return job_results_csv(job)
+        if fmt == "xlsx":
+            return job_results_xlsx(job)
+        raise Http404
 
     def progress_json(self, request: HttpRequest, pk: int) -> JsonResponse:
         job = get_object_or_404(Job, pk=pk)

@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from .handlers import handler_for
 from .models import Job, JobItem
 from .modes import upstream_mode
+from .notices import job_finished_announce
 from .services import User, actor_id_of, job_enqueue
 
 PERM_APPROVE = "upstream.approve_job"
@@ -146,6 +147,8 @@ def _close(jobs: QuerySet[Job], state: str, **fields: object) -> None:
         finished_at=now,
     )
     jobs.update(state=state, finished_at=now, cancelled=cancelled, **fields)
+    for job in jobs:
+        job_finished_announce(job)
 
 
 def count_confirmation_required(job: Job) -> bool:

@@ -366,3 +366,31 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} {self.method} {self.path}"
+
+
+class JobNotice(models.Model):
+    """A finished job, announced to its creator on their next page (and by e-mail)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    job = models.ForeignKey(
+        Job, verbose_name=_("job"), on_delete=models.CASCADE, related_name="notices"
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    seen_at = models.DateTimeField(_("seen at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("job notice")
+        verbose_name_plural = _("job notices")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "job"], name="jobnotice_unique_user_job"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["user"], condition=models.Q(seen_at__isnull=True), name="jobnotice_unseen"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.job}"

@@ -135,7 +135,7 @@ def push_single(
         result.outcome = JobItem.Outcome.FAILED
     flush_results(job, handler, holder, [result])
     release_records(holder=holder)
-    if job_finalize(job.pk):
+    if job_finalize(job.pk, announce=False):
         job.refresh_from_db()
         return _finished(job, result)
     # In doubt: the worker reads the record back (after a short pause) and settles the job.

@@ -33,6 +33,7 @@ from .client import Exchange
 from .errors import UpstreamError, UpstreamResponseError
 from .handlers import JobHandler, WorkItem, WorkResult, handler_for
 from .models import Job, JobItem, RecordClaim, UpstreamCall
+from .notices import job_finished_announce
 from .selection import prepare_job
 from .services import upstream_call_from_exchange
 
@@ -536,8 +537,12 @@ def cancel_pending_items(job: Job) -> int:
     )
 
 
-def job_finalize(job_id: int) -> bool:
-    """Close the job if no item is left to do; the counters are recounted from the items."""
+def job_finalize(job_id: int, *, announce: bool = True) -> bool:
+    """Close the job if no item is left to do; the counters are recounted from the items.
+
+    Its creator is told (a notice and an e-mail) unless `announce` is off: a single push answered
+    in its own request has said how it went already.
+    """
     with transaction.atomic():
         jobs = Job.objects.filter(pk=job_id)
         if connection.features.has_select_for_update:
@@ -575,6 +580,8 @@ def job_finalize(job_id: int) -> bool:
             handler = None
         if handler is not None:
             handler.finished(job)
+        if announce:
+            job_finished_announce(job)
     return True
 
 

@@ -10,6 +10,14 @@ def money(value, currency: str = "TRY") -> str:
     return format_money(value, currency or "TRY")
 
 
+@register.inclusion_tag("admin/upstream/_operations.html", takes_context=True)
+def operations_dashboard(context) -> dict:
+    """The admin index: counts for the reader, upstream health, charts (upstream/dashboard.py)."""
+    from upstream.dashboard import dashboard
+
+    return dashboard(context["request"].user)
+
+
 @register.inclusion_tag("admin/upstream/_dashboard.html", takes_context=True)
 def upstream_dashboard(context) -> dict:
     """The index page's summary: the latest jobs and the calls that need a look today."""

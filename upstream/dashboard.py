@@ -1,0 +1,260 @@
+"""The operations dashboard's figures: a few aggregates over indexed time windows.
+
+Every query is bounded by an indexed column (created_at, queried_at, status) or cached briefly,
+so the page stays fast with millions of rows behind it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate, TruncHour
+from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+
+from .approvals import awaiting_for
+from .charts import Series, legend, stacked_bars
+from .formatting import money
+from .models import Job, JobItem, Service, UpstreamCall
+
+DAYS = 14
+HOURS = 24
+# Totals over whole tables (payment records by status) are cached this long per process.
+TOTALS_CACHE_SECONDS = 60
+
+
+@dataclass
+class Chart:
+    title: str
+    svg: Any
+    legend: Any
+    empty: bool
+    key: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _days(now: datetime) -> list[date]:
+    today = timezone.localdate(now)
+    return [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
+
+
+def _short(day: date) -> str:
+    return formats.date_format(day, "d.m")
+
+
+def jobs_per_day(now: datetime) -> Chart:
+    days = _days(now)
+    since = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
+    rows = (
+        Job.objects.filter(created_at__gte=since)
+        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        .values("day", "state")
+        .annotate(n=Count("id"))
+    )
+    groups = {
+        "succeeded": (_("Succeeded"), {Job.State.SUCCEEDED}),
+        "partial": (_("Partially failed"), {Job.State.PARTIALLY_FAILED}),
+        "failed": (_("Failed"), {Job.State.FAILED}),
+        "stopped": (
+            _("Cancelled, rejected or expired"),
+            {Job.State.CANCELLED, Job.State.REJECTED, Job.State.EXPIRED},
+        ),
+        "open": (_("Not finished"), set(Job.ACTIVE_STATES) | {Job.State.AWAITING_APPROVAL}),
+    }
+    counts: dict[str, dict[date, int]] = {key: defaultdict(int) for key in groups}
+    for row in rows:
+        for key, (_label, states) in groups.items():
+            if row["state"] in states:
+                counts[key][row["day"]] += row["n"]
+    series = [
+        Series(label, key, [counts[key][d] for d in days]) for key, (label, _s) in groups.items()
+    ]
+    title = _("Jobs per day by outcome")
+    return Chart(
+        title,
+        stacked_bars([_short(d) for d in days], series, title=title, label_every=2),
+        legend(series),
+        not any(any(s.values) for s in series),
+        "jobs",
+    )
+
+
+def _percentile(values: list[int], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)])
+
+
+def calls_per_hour(now: datetime, service: str, label: str) -> Chart:
+    start = (now - timedelta(hours=HOURS - 1)).replace(minute=0, second=0, microsecond=0)
+    hours = [start + timedelta(hours=i) for i in range(HOURS)]
+    window = UpstreamCall.objects.filter(service=service, created_at__gte=start)
+    rows = (
+        window.annotate(hour=TruncHour("created_at"))
+        .values("hour", "outcome")
+        .annotate(n=Count("id"))
+    )
+    outcomes = {
+        "ok": _("OK"),
+        "rejected": _("Refused"),
+        "failed": _("Failed"),
+        "in_doubt": _("In doubt"),
+    }
+    counts: dict[str, dict[datetime, int]] = {k: defaultdict(int) for k in outcomes}
+    for row in rows:
+        key = row["outcome"] if row["outcome"] in outcomes else "in_doubt"
+        counts[key][row["hour"]] += row["n"]
+    durations: dict[datetime, list[int]] = defaultdict(list)
+    # The last day of one upstream's calls: its durations only (two small columns).
+    for hour, ms in window.annotate(hour=TruncHour("created_at")).values_list(
+        "hour", "duration_ms"
+    ):
+        durations[hour].append(ms)
+    series = [Series(text, key, [counts[key][h] for h in hours]) for key, text in outcomes.items()]
+    p95 = [_percentile(durations.get(h, []), 0.95) for h in hours]
+    title = _("%(service)s calls per hour, last 24 hours") % {"service": label}
+    line_label = _("p95 latency (ms)")
+    return Chart(
+        title,
+        stacked_bars(
+            [timezone.localtime(h).strftime("%H") for h in hours],
+            series,
+            title=title,
+            line=p95,
+            line_label=line_label,
+            line_format=lambda v: f"{v:g} ms",
+            label_every=3,
+        ),
+        legend(series, line_label),
+        not any(any(s.values) for s in series),
+        f"calls-{service}",
+    )
+
+
+def records_by_status() -> Chart:
+    from subscriptions.models import InvoiceStatus, SubscriptionInvoice
+
+    def compute() -> list[tuple[int, int, Decimal]]:
+        rows = (
+            SubscriptionInvoice.objects.order_by()
+            .values("status")
+            .annotate(n=Count("id"), total=Sum("amount"))
+        )
+        return [(r["status"], r["n"], r["total"] or Decimal("0")) for r in rows]
+
+    rows = cache.get_or_set("dashboard:records_by_status", compute, TOTALS_CACHE_SECONDS)
+    by_status = {status: (n, total) for status, n, total in rows}
+    categories = [str(s.label) for s in InvoiceStatus]
+    totals = [float(by_status.get(int(s), (0, 0))[1]) for s in InvoiceStatus]
+    series = [Series(_("Total (₺)"), "amount", totals)]
+    notes = [
+        f"{s.label}: {formats.number_format(by_status.get(int(s), (0, 0))[0], force_grouping=True)}"
+        f" · {money(by_status.get(int(s), (0, Decimal('0')))[1])}"
+        for s in InvoiceStatus
+    ]
+    title = _("Payment records by status, ₺ total")
+    return Chart(
+        title,
+        stacked_bars(
+            categories,
+            series,
+            title=title,
+            value_format=lambda v: money(Decimal(str(v))),
+            height=220,
+        ),
+        legend(series),
+        not rows,
+        "records",
+        notes,
+    )
+
+
+def bill_lines_per_day(now: datetime) -> Chart:
+    from billqueries.models import BillQueryLine
+
+    days = _days(now)
+    since = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
+    rows = (
+        BillQueryLine.objects.filter(queried_at__gte=since)
+        .annotate(day=TruncDate("queried_at", tzinfo=timezone.get_current_timezone()))
+        .values("day", "outcome")
+        .annotate(n=Count("id"))
+    )
+    outcomes = {
+        BillQueryLine.Outcome.FOUND: _("Debt found"),
+        BillQueryLine.Outcome.NO_DEBT: _("No debt"),
+        BillQueryLine.Outcome.FAILED: _("Failed"),
+    }
+    counts: dict[str, dict[date, int]] = {k: defaultdict(int) for k in outcomes}
+    for row in rows:
+        if row["outcome"] in counts:
+            counts[row["outcome"]][row["day"]] += row["n"]
+    series = [Series(text, key, [counts[key][d] for d in days]) for key, text in outcomes.items()]
+    title = _("Payofin lines per day")
+    return Chart(
+        title,
+        stacked_bars([_short(d) for d in days], series, title=title, label_every=2),
+        legend(series),
+        not any(any(s.values) for s in series),
+        "bill-lines",
+    )
+
+
+def my_counts(user: Any) -> list[dict[str, Any]]:
+    """The dashboard's three figures, each a link to the filtered list behind it."""
+    jobs = reverse("admin:upstream_job_changelist")
+    items = reverse("admin:upstream_jobitem_changelist")
+    mine_failed = Job.objects.filter(
+        created_by_id=user.pk,
+        state__in=[Job.State.FAILED, Job.State.PARTIALLY_FAILED],
+        created_at__gte=timezone.now() - timedelta(days=DAYS),
+    ).count()
+    in_doubt = JobItem.objects.filter(
+        Q(outcome=JobItem.Outcome.IN_DOUBT) | Q(in_doubt=True, state=JobItem.State.PENDING)
+    ).count()
+    return [
+        {
+            "key": "approval",
+            "label": _("Waiting for my approval"),
+            "count": awaiting_for(user).count(),
+            "url": f"{jobs}?approval=mine",
+        },
+        {
+            "key": "my-failed",
+            "label": _("My failed jobs (14 days)"),
+            "count": mine_failed,
+            "url": f"{jobs}?created_by__id__exact={user.pk}&state__in=failed,partially_failed",
+        },
+        {
+            "key": "in-doubt",
+            "label": _("Items in doubt"),
+            "count": in_doubt,
+            "url": f"{items}?outcome__exact=in_doubt",
+        },
+    ]
+
+
+def dashboard(user: Any) -> dict[str, Any]:
+    now = timezone.now()
+    charts = []
+    if user.has_perm("upstream.view_job"):
+        charts.append(jobs_per_day(now))
+    if user.has_perm("upstream.view_upstreamcall"):
+        charts += [calls_per_hour(now, value, label) for value, label in Service.choices]
+    if user.has_perm("subscriptions.view_subscriptioninvoice"):
+        charts.append(records_by_status())
+    if user.has_perm("billqueries.view_billqueryline"):
+        charts.append(bill_lines_per_day(now))
+    return {
+        "charts": charts,
+        "counts": my_counts(user) if user.has_perm("upstream.view_job") else [],
+    }
