@@ -126,6 +126,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "upstream.api_errors.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
 }
+# Lists (admin changelists, API lists) count their rows while PostgreSQL's planner expects that
+# to cost at most this much (its units, about one per page read; 2,000 is a few milliseconds);
+# above it they give the planner's estimate ("about 1,000,000"): upstream/pagination.py.
+LIST_COUNT_BUDGET = env.float("LIST_COUNT_BUDGET", default=2000.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Finance back office API",
     "DESCRIPTION": "Paynet subscriptions, WiseCP invoice items and Payofin bill queries.",
