@@ -14,10 +14,21 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .admin_filters import DateRangeFilter, catalogue_filter
+from .admin_lists import any_record_type, contains, exact, prefix
 from .admin_tools import MirrorAdmin, pretty_json, run_and_report
-from .handlers import handler_for
+from .client import operation_catalogue
+from .handlers import handler_for, registered_kinds
 from .models import Job, JobItem, UpstreamCall
 from .services import job_cancel, job_resume_cancelled, job_retry_failed
+
+
+def _call_operations() -> list[tuple[str, str]]:
+    return [(op, f"{service} · {op}") for service, op in operation_catalogue()]
+
+
+def _job_kinds() -> list[tuple[str, str]]:
+    return [(kind, kind) for kind in registered_kinds()]
 
 
 @admin.register(UpstreamCall)
@@ -35,11 +46,26 @@ class UpstreamCallAdmin(MirrorAdmin):
         "actor",
         "job",
     )
-    list_filter = ("service", "operation", "outcome", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("target_repr", "target_id", "upstream_message", "url", "=job__id")
+    list_filter = (
+        "service",
+        catalogue_filter("operation", gettext_lazy("operation"), _call_operations),
+        "outcome",
+        ("created_at", DateRangeFilter),
+    )
+    # Never a substring of the bodies: every search below is one index lookup.
+    search_matches = (
+        exact("id"),
+        exact("job_id"),
+        exact("target_id", within=any_record_type),
+        exact("upstream_code"),
+        prefix("target_repr"),
+    )
+    search_help_text = gettext_lazy(
+        "Call no, job no, record id or upstream code: exact match; record: starts with."
+    )
+    sortable_by = ("id", "created_at")
     list_select_related = ("actor", "job")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    list_defer = ("request_headers", "request", "response")
     csv_fields = (
         "id",
         "created_at",
@@ -100,8 +126,17 @@ class JobAdmin(MirrorAdmin):
         "created_at",
         "finished_at",
     )
-    list_filter = ("state", "kind", "inline", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("title", "reason", "=id")
+    list_filter = (
+        "state",
+        catalogue_filter("kind", gettext_lazy("kind"), _job_kinds),
+        "inline",
+        ("created_at", DateRangeFilter),
+    )
+    search_matches = (exact("id"), contains("title"), contains("reason"))
+    search_help_text = gettext_lazy(
+        "Job no: exact match; title, reason: contains (words of at least 3 letters)."
+    )
+    sortable_by = ("id", "created_at")
     list_select_related = ("created_by",)
     change_form_template = "admin/upstream/job/progress.html"
     csv_fields = (
@@ -312,11 +347,23 @@ class JobItemAdmin(MirrorAdmin):
         "message",
         "finished_at",
     )
-    list_filter = ("state", "outcome", "in_doubt", "job__kind")
-    search_fields = ("target_repr", "target_id", "message", "=job__id")
+    list_filter = (
+        "state",
+        "outcome",
+        "in_doubt",
+        catalogue_filter("job__kind", gettext_lazy("kind"), _job_kinds),
+    )
+    search_matches = (
+        exact("job_id"),
+        exact("target_id", within=any_record_type),
+        prefix("target_repr"),
+    )
+    search_help_text = gettext_lazy("Job no or record id: exact match; record: starts with.")
+    # Newest job first: the (job, position) index read backwards.
+    ordering = ("-job_id", "-position")
+    sortable_by = ("finished_at",)
     list_select_related = ("job",)
     raw_id_fields = ("job", "call")
-    show_full_result_count = False
     csv_fields = (
         "job",
         "position",
