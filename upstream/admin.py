@@ -61,7 +61,7 @@ class UpstreamCallAdmin(MirrorAdmin):
         prefix("target_repr"),
     )
     search_help_text = gettext_lazy(
-        "Call no, job no, record id or upstream code: exact match; record: starts with."
+        "Call no, job no, target id or upstream code: exact match; target: starts with."
     )
     sortable_by = ("id", "created_at")
     list_select_related = ("actor", "job")
@@ -358,7 +358,7 @@ class JobItemAdmin(MirrorAdmin):
         exact("target_id", within=any_record_type),
         prefix("target_repr"),
     )
-    search_help_text = gettext_lazy("Job no or record id: exact match; record: starts with.")
+    search_help_text = gettext_lazy("Job no or target id: exact match; target: starts with.")
     # Newest job first: the (job, position) index read backwards.
     ordering = ("-job_id", "-position")
     sortable_by = ("finished_at",)
