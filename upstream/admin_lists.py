@@ -25,7 +25,7 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib import admin
-from django.contrib.admin.views.main import SEARCH_VAR, ChangeList
+from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR, ChangeList
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
@@ -211,7 +211,16 @@ class ScaledChangeList(ChangeList):
             return None
         return super().get_ordering_field(field_name)
 
+    def _sortable(self, param: str) -> bool:
+        try:
+            return self.list_display[int(param.rpartition("-")[2])] in self.sortable_by
+        except (IndexError, ValueError):
+            return False
+
     def get_ordering(self, request: HttpRequest, queryset: QuerySet) -> list[Any]:
+        wanted = self.params.get(ORDER_VAR)
+        if wanted and not any(self._sortable(p) for p in wanted.split(".")):
+            self.params.pop(ORDER_VAR)  # nothing to sort by: the list's own order, not the pk
         ordering = super().get_ordering(request, queryset)
         if len(ordering) > 1 and ordering[-1] == "-pk" and not _descending(ordering[0]):
             ordering[-1] = "pk"
