@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import connections
 from django.db.models import QuerySet
@@ -63,7 +64,10 @@ def planner_estimate(queryset: QuerySet) -> Estimate | None:
             rows, pages = cursor.fetchone()
             if rows >= 0:
                 return Estimate(rows, pages * _PAGE_COST + rows * _ROW_COST)
-        sql, params = queryset.order_by().values("pk").query.sql_with_params()
+        try:
+            sql, params = queryset.order_by().values("pk").query.sql_with_params()
+        except EmptyResultSet:  # e.g. .none(): nothing to ask the planner about
+            return Estimate(0, 0.0)
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         (plan,) = cursor.fetchone()
     if isinstance(plan, str):

@@ -190,6 +190,13 @@ def test_postgres_estimates_a_whole_table_from_reltuples(settings):
     assert not counts_of(queries, "upstream_upstreamcall")
 
 
+@pytest.mark.django_db
+def test_an_empty_queryset_counts_nothing_without_asking_the_database():
+    assert EstimatedCountPaginator(UpstreamCall.objects.none(), 5).count == 0
+    if connection.vendor == "postgresql":
+        assert planner_estimate(UpstreamCall.objects.none()) == Estimate(0, 0.0)
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_postgres_estimates_a_filtered_list_with_explain(settings):
