@@ -22,7 +22,7 @@ from upstream.admin_tools import (
     pretty_json,
 )
 from upstream.claims import claim_holder
-from upstream.errors import PushConflict, PushInDoubt, UpstreamError
+from upstream.errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
 from upstream.formatting import day, money
 from upstream.querysets import related_count
 
@@ -486,7 +486,7 @@ class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
         except PushConflict as error:
             self.message_user(request, str(error), messages.ERROR)
             return None
-        except PushInDoubt as error:
+        except (PushInDoubt, AwaitingApproval) as error:
             self.message_user(request, in_doubt_message(error), messages.WARNING)
             return HttpResponseRedirect(self._item_url(item))
         except UpstreamError as error:

@@ -305,6 +305,11 @@ def _stale(expected_version: int, current_version: int) -> ConflictError:
     )
 
 
+def _new_total(item: InvoiceItem, fields: Mapping[str, Any]) -> Decimal:
+    value = fields.get("total", item.total)
+    return value if isinstance(value, Decimal) else item.total
+
+
 def invoice_item_version_check(*, item: InvoiceItem, expected_version: int) -> None:
     """ConflictError when the caller read an older version; for previews, before any push."""
     if expected_version != item.version:
@@ -364,6 +369,8 @@ def invoice_item_update(
         actor=actor,
         reason=reason,
         idempotency_key=idempotency_key,
+        # The money at stake: the item's total after the change (or as it is).
+        amount=max(item.total, _new_total(item, change.fields)),
         title=_("Update invoice item %(item)s") % {"item": item},
     )
     return InvoiceItem.objects.select_related("invoice").get(pk=item.pk)
@@ -519,6 +526,9 @@ def invoice_item_bulk_update(
         BulkAction.RENUMBER: _("Renumber %(count)s invoice items"),
     }
     return job_create(
+        amount=sum(
+            (row.item.total for row in preview.rows if row.kind == VerdictKind.CHANGE), Decimal("0")
+        ),
         kind=INVOICE_ITEM_UPDATE_KIND,
         title=titles[preview.action] % {"count": len(new_items), "value": preview.value_label},
         items=new_items,

@@ -3,6 +3,7 @@
 Production is `config.settings_production`, which takes these and refuses to start without secrets.
 """
 
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -170,6 +171,10 @@ if TASKS_BACKEND == "rq":
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)
 JOBS_CHUNK_SIZE = env.int("JOBS_CHUNK_SIZE", default=64)
 JOBS_SWEEP_INTERVAL_SECONDS = env.int("JOBS_SWEEP_INTERVAL_SECONDS", default=30)
+# Four-eyes approval: a push of this many records, or of this many ₺, waits for a second person.
+APPROVAL_MIN_ITEMS = env.int("APPROVAL_MIN_ITEMS", default=100)
+APPROVAL_MIN_AMOUNT = Decimal(env.str("APPROVAL_MIN_AMOUNT", default="50000"))
+APPROVAL_TTL_HOURS = env.float("APPROVAL_TTL_HOURS", default=24)
 
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=3.05)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=15.0)

@@ -42,7 +42,8 @@ for upstream in paynet wisecp payofin; do
 done
 $PY manage.py billqueries_demo || true
 
-$PY manage.py db_worker --interval 0.5 --no-reload >var/log/worker.log 2>&1 &
+# DEBUG off: a worker keeps no query log and shows no debug pages (it serves none).
+DJANGO_DEBUG=false $PY manage.py db_worker --interval 0.5 --no-reload >var/log/worker.log 2>&1 &
 pids+=($!)
 $PY manage.py jobs_sweep --schedule >/dev/null
 

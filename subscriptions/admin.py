@@ -66,6 +66,7 @@ class PaynetMirrorAdmin(MirrorAdmin):
                 status=form.cleaned_data["status"],
                 actor=request.user,
                 reason=form.cleaned_data["reason"],
+                upto=form.cleaned_data["upto"],
             ),
             **page,
         )
@@ -250,7 +251,7 @@ class SubscriptionAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
                     return HttpResponseRedirect(
                         reverse("admin:subscriptions_subscriptioninvoice_change", args=[record.pk])
                     )
-                if outcome == PushOutcome.IN_DOUBT:
+                if outcome in (PushOutcome.IN_DOUBT, PushOutcome.AWAITING_APPROVAL):
                     return HttpResponseRedirect(
                         reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
                     )

@@ -42,6 +42,8 @@ class StatusChangeForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
         help_text=_("Kept with the job so others can see why the change was made."),
     )
+    # The preview's highest id, posted back with the confirmation (records added later are out).
+    upto = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
     def clean(self):
         data = super().clean()

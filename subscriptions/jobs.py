@@ -10,6 +10,18 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db.models import (
+    BigIntegerField,
+    CharField,
+    Count,
+    F,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Cast, Coalesce, Concat, Mod
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -17,6 +29,7 @@ from upstream.claims import live_claim_ids
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.services import NewItem
 
 from .client import PaynetClient, parse_datetime, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
@@ -60,6 +73,44 @@ class StatusAllChange(Payload):
     reference_no: str = ""
     # invoice_id -> status, as the preview saw the subscription's records.
     seen: dict[str, int] | None = None
+    # `statuses_fingerprint` of its records when the job was launched (the items are written
+    # later, from a frozen selection): a record changed in between is caught too.
+    fingerprint: str = ""
+
+
+# A weight per record so that any one record's status change moves the sum.
+_FINGERPRINT_MOD = 9973
+
+
+def statuses_fingerprint(records: list[tuple[int, int]]) -> str:
+    """ "count.weighted sum" of (pk, status) pairs; the same as `statuses_fingerprint_sql`."""
+    total = sum(status * (pk % _FINGERPRINT_MOD + 1) for pk, status in records)
+    return f"{len(records)}.{total}"
+
+
+def statuses_fingerprint_sql() -> Coalesce:
+    """Per subscription (as an annotation): the fingerprint of its records' statuses."""
+    per_sub = (
+        SubscriptionInvoice.objects.filter(subscription=OuterRef("pk"))
+        .order_by()
+        .values("subscription")
+        .annotate(
+            fp=Concat(
+                Cast(Count("pk"), CharField()),
+                Value("."),
+                Cast(
+                    Cast(
+                        Sum(F("status") * (Mod(F("pk"), _FINGERPRINT_MOD) + 1)),
+                        BigIntegerField(),
+                    ),
+                    CharField(),
+                ),
+                output_field=CharField(),
+            )
+        )
+        .values("fp")
+    )
+    return Coalesce(Subquery(per_sub, output_field=CharField()), Value("0.0"))
 
 
 @dataclass(frozen=True)
@@ -117,6 +168,29 @@ class InvoiceStatusHandler(_PaynetHandler):
                 stale[item.id] = verdict.reason
         return stale
 
+    def expand_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset.select_related("subscription")
+
+    def expand(
+        self, records: list[SubscriptionInvoice], tags: dict[int, str], params: dict[str, Any]
+    ) -> dict[int, NewItem]:
+        # from_status is the status the launch saw, so the re-check skips a record moved since.
+        return {
+            r.pk: NewItem(
+                target=r,
+                target_repr=r.invoice_no,
+                payload=StatusChange(
+                    invoice_id=r.invoice_id,
+                    invoice_no=r.invoice_no,
+                    subscription_id=r.subscription.subscription_id,
+                    status=int(params["status"]),
+                    from_status=int(tags[r.pk]),
+                    amount=r.amount,
+                ).to_json(),
+            )
+            for r in records
+        }
+
     def busy(self, items: list[WorkItem]) -> set[int]:
         # A change of all records of the subscription, or a create on it, is in flight.
         parents = dict(
@@ -162,6 +236,32 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
     operation = "invoices_status_update_all"
     payload_type = StatusAllChange
 
+    def expand(
+        self, records: list[Subscription], tags: dict[int, str], params: dict[str, Any]
+    ) -> dict[int, NewItem]:
+        # What the mirror holds for each subscription's records when its item is written: the
+        # re-check just before sending skips a subscription whose records changed after that.
+        seen: dict[int, dict[str, int]] = {r.pk: {} for r in records}
+        rows = SubscriptionInvoice.objects.filter(subscription_id__in=seen).values_list(
+            "subscription_id", "invoice_id", "status"
+        )
+        for sub, invoice_id, status in rows:
+            seen[sub][invoice_id] = status
+        return {
+            r.pk: NewItem(
+                target=r,
+                target_repr=str(r),
+                payload=StatusAllChange(
+                    subscription_id=r.subscription_id,
+                    reference_no=r.reference_no,
+                    status=int(params["status"]),
+                    seen=seen[r.pk],
+                    fingerprint=tags[r.pk],
+                ).to_json(),
+            )
+            for r in records
+        }
+
     def _records(self, items: list[WorkItem]) -> dict[int, dict[str, tuple[int, int]]]:
         """The mirror's records of these items' subscriptions: invoice_id -> (pk, status)."""
         by_sub: dict[int, dict[str, tuple[int, int]]] = {int(i.target_id): {} for i in items}
@@ -177,16 +277,21 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
         records = self._records(items)
         stale = {}
         for item in items:
-            seen = self.payload(item).seen
-            if seen is None:
+            p = self.payload(item)
+            if p.seen is None:
                 continue
-            now = {k: status for k, (_pk, status) in records[int(item.target_id)].items()}
-            changed = [k for k in now.keys() | seen.keys() if now.get(k) != seen.get(k)]
+            current = records[int(item.target_id)]
+            now = {k: status for k, (_pk, status) in current.items()}
+            changed = [k for k in now.keys() | p.seen.keys() if now.get(k) != p.seen.get(k)]
             if changed:
                 stale[item.id] = _(
                     "Not sent: %(count)s payment records of this subscription changed since the "
                     "preview."
                 ) % {"count": len(changed)}
+            elif p.fingerprint and p.fingerprint != statuses_fingerprint(list(current.values())):
+                stale[item.id] = _(
+                    "Not sent: payment records of this subscription changed since the preview."
+                )
         return stale
 
     def busy(self, items: list[WorkItem]) -> set[int]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.db.models import Q
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
@@ -45,6 +46,11 @@ def status_verdict(current: int, target: int) -> Verdict:
             % {"status": InvoiceStatus(current).label},
         )
     return Verdict(VerdictKind.CHANGE)
+
+
+def status_change_filter(target: int) -> Q:
+    """The records `status_verdict(record.status, target)` lets change, as a database filter."""
+    return ~Q(status=target) & ~Q(status__in=FINAL_STATUSES)
 
 
 # --- creating a payment record (create_invoice, paynet.md §5.1) ---------------------------------

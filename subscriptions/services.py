@@ -8,13 +8,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Max, QuerySet, Sum
 from django.utils.translation import gettext as _
 
 from upstream.errors import UpstreamRejectedError
 from upstream.models import Job
 from upstream.operations import operation_seen, push_single
-from upstream.services import NewItem, User, actor_require, job_create
+from upstream.selection import job_create_frozen
+from upstream.services import User, actor_require
 from upstream.verdicts import Preview
 
 from .jobs import (
@@ -23,8 +24,8 @@ from .jobs import (
     INVOICE_STATUS_KIND,
     SUBSCRIPTION_STATUS_ALL_KIND,
     NewInvoice,
-    StatusAllChange,
     StatusChange,
+    statuses_fingerprint_sql,
 )
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .rules import (
@@ -33,6 +34,7 @@ from .rules import (
     VerdictKind,
     invoice_create_verdict,
     invoice_split,
+    status_change_filter,
     status_target_error,
     status_verdict,
 )
@@ -59,6 +61,9 @@ class StatusPreview(Preview):
 
     status: InvoiceStatus | None = None
     change_total: Decimal = Decimal("0")
+    # The highest id the preview saw: the confirm sends it back so that records created after
+    # the preview are not in the job.
+    upto: int | None = None
     sample: list[tuple[SubscriptionInvoice, Verdict]] = field(default_factory=list)
 
 
@@ -67,10 +72,15 @@ def subscription_invoice_status_preview(
 ) -> StatusPreview:
     target = _status_target(status)
     preview = StatusPreview(status=target)
-    rows = records.order_by().values("status").annotate(n=Count("id"), total=Sum("amount"))
+    rows = (
+        records.order_by()
+        .values("status")
+        .annotate(n=Count("id"), total=Sum("amount"), top=Max("id"))
+    )
     for row in rows:
         verdict = status_verdict(row["status"], target)
         preview.tally(verdict, row["n"])
+        preview.upto = max(preview.upto or 0, row["top"])
         if verdict.kind == VerdictKind.CHANGE:
             preview.change_total += row["total"] or Decimal("0")
     for record in records.select_related("subscription").order_by("val_date", "pk")[
@@ -85,9 +95,11 @@ def subscription_status_all_preview(
 ) -> StatusPreview:
     """What "change status of all payment records" would do, judged per record from the mirror
     with the same rules as a single change (Paynet applies them record by record, §5.3)."""
-    return subscription_invoice_status_preview(
+    preview = subscription_invoice_status_preview(
         records=SubscriptionInvoice.objects.filter(subscription__in=subscriptions), status=status
     )
+    preview.upto = subscriptions.aggregate(top=Max("pk"))["top"]
+    return preview
 
 
 def subscription_invoice_set_status(
@@ -125,6 +137,7 @@ def subscription_invoice_set_status(
         idempotency_key=idempotency_key,
         title=_("Set payment record %(no)s to “%(status)s”")
         % {"no": record.invoice_no, "status": target.label},
+        amount=record.amount,
     )
     return SubscriptionInvoice.objects.select_related("subscription").get(pk=record.pk)
 
@@ -146,30 +159,35 @@ def _status_payload(record: SubscriptionInvoice, target: InvoiceStatus) -> dict:
 
 
 def subscription_invoice_set_status_bulk(
-    *, records: QuerySet[SubscriptionInvoice], status: int, actor: User, reason: str
+    *,
+    records: QuerySet[SubscriptionInvoice],
+    status: int,
+    actor: User,
+    reason: str,
+    upto: int | None = None,
 ) -> Job:
-    """Queue `invoice_status_update` for every selected record the rules let change."""
+    """Queue `invoice_status_update` for every selected record the rules let change.
+
+    The selection is frozen as it is now (upstream/selection.py): the same few statements for
+    500 or 50,000 records; the worker writes the items, and each is re-checked against the
+    status the launch saw before it is sent. `upto` is the preview's highest id: records
+    created after the preview are left out.
+    """
     _require(actor, PERM_INVOICE_STATUS)
     target = _status_target(status)
     if not reason.strip():
         raise ValidationError(_("Give a reason for the change."))
-    items = []
-    rows = records.select_related("subscription").order_by("val_date", "pk")
-    for record in rows.iterator(chunk_size=2000):
-        if status_verdict(record.status, target).kind != VerdictKind.CHANGE:
-            continue
-        items.append(
-            NewItem(
-                target=record,
-                target_repr=record.invoice_no,
-                payload=_status_payload(record, target),
-            )
-        )
-    return job_create(
+    if upto is not None:
+        records = records.filter(pk__lte=upto)
+    return job_create_frozen(
         kind=INVOICE_STATUS_KIND,
-        title=_("Set %(count)s payment records to “%(status)s”")
-        % {"count": len(items), "status": target.label},
-        items=items,
+        queryset=records.filter(status_change_filter(target)),
+        tag="status",
+        amount="amount",
+        title=lambda count: (
+            _("Set %(count)s payment records to “%(status)s”")
+            % {"count": count, "status": target.label}
+        ),
         actor=actor,
         params={"status": int(target)},
         reason=reason.strip(),
@@ -177,31 +195,37 @@ def subscription_invoice_set_status_bulk(
 
 
 def subscription_set_status_all(
-    *, subscriptions: QuerySet[Subscription], status: int, actor: User, reason: str
+    *,
+    subscriptions: QuerySet[Subscription],
+    status: int,
+    actor: User,
+    reason: str,
+    upto: int | None = None,
 ) -> Job:
-    """Queue `invoices_status_update_all` per subscription; each is reconciled from invoice_list."""
+    """Queue `invoices_status_update_all` per subscription; each is reconciled from invoice_list.
+
+    `upto` is the preview's highest subscription id (later ones are left out).
+    """
     _require(actor, PERM_STATUS_ALL)
     target = _status_target(status)
     if not reason.strip():
         raise ValidationError(_("Give a reason for the change."))
-    items = [
-        NewItem(
-            target=sub,
-            target_repr=str(sub),
-            payload=StatusAllChange(
-                subscription_id=sub.subscription_id,
-                reference_no=sub.reference_no,
-                status=int(target),
-                seen=dict(sub.invoices.values_list("invoice_id", "status")),
-            ).to_json(),
-        )
-        for sub in subscriptions.order_by("pk")
-    ]
-    return job_create(
+    if upto is not None:
+        subscriptions = subscriptions.filter(pk__lte=upto)
+    # What the approval thresholds weigh: the records that will change, not the subscriptions.
+    changing = SubscriptionInvoice.objects.filter(
+        status_change_filter(target), subscription__in=subscriptions
+    ).aggregate(n=Count("pk"), amount=Sum("amount"))
+    return job_create_frozen(
         kind=SUBSCRIPTION_STATUS_ALL_KIND,
-        title=_("Set all payment records of %(count)s subscriptions to “%(status)s”")
-        % {"count": len(items), "status": target.label},
-        items=items,
+        queryset=subscriptions.annotate(fingerprint=statuses_fingerprint_sql()),
+        tag="fingerprint",
+        extra_amount=changing["amount"] or Decimal("0"),
+        approval_count=changing["n"],
+        title=lambda count: (
+            _("Set all payment records of %(count)s subscriptions to “%(status)s”")
+            % {"count": count, "status": target.label}
+        ),
         actor=actor,
         params={"status": int(target)},
         reason=reason.strip(),
@@ -328,6 +352,7 @@ def subscription_invoice_create(
             idempotency_key=idempotency_key,
             title=_("Create payment record %(no)s for %(subscription)s")
             % {"no": invoice_no, "subscription": subscription},
+            amount=amount,
         )
     except UpstreamRejectedError as error:
         if error.upstream_code == CODE_DUPLICATE:

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 
 from sandbox.server import SandboxHTTPServer, start_in_thread
-from upstream.groups import OPERATORS, VIEWERS, groups_ensure
+from upstream.groups import APPROVERS, OPERATORS, VIEWERS, groups_ensure
 
 
 class SandboxControl:
@@ -71,6 +71,7 @@ def sandbox(sandbox_server: SandboxHTTPServer, settings) -> SandboxControl:
     """A freshly reset sandbox, with every upstream setting pointed at it."""
     control = SandboxControl(sandbox_server)
     control.reset()
+    settings.SANDBOX_URL = sandbox_server.url
     settings.PAYNET_BASE_URL = f"{sandbox_server.url}/paynet"
     settings.WISECP_API_URL = f"{sandbox_server.url}/wisecp/api/"
     settings.PAYOFIN_BASE_URL = f"{sandbox_server.url}/payofin"
@@ -93,6 +94,13 @@ def operator(groups, django_user_model):
 def viewer(groups, django_user_model):
     user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
     user.groups.add(Group.objects.get(name=VIEWERS))
+    return user
+
+
+@pytest.fixture
+def approver(groups, django_user_model):
+    user = django_user_model.objects.create_user("approver", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=APPROVERS))
     return user
 
 
@@ -195,6 +203,7 @@ def worker_env(sandbox_url: str, **overrides: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DATABASE_URL": database_url(),
             "TASKS_BACKEND": "database",
+            "SANDBOX_URL": sandbox_url,
             "PAYNET_BASE_URL": f"{sandbox_url}/paynet",
             "WISECP_API_URL": f"{sandbox_url}/wisecp/api/",
             "PAYOFIN_BASE_URL": f"{sandbox_url}/payofin",

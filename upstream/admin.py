@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .admin_approvals import ApprovalAdminMixin, AwaitingMyApprovalFilter
 from .admin_filters import DateRangeFilter, catalogue_filter
 from .admin_lists import any_record_type, contains, exact, prefix
 from .admin_tools import MirrorAdmin, pretty_json, run_and_report
@@ -115,7 +116,7 @@ class UpstreamCallAdmin(MirrorAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(MirrorAdmin):
+class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
     list_display = (
         "id",
         "title",
@@ -127,6 +128,7 @@ class JobAdmin(MirrorAdmin):
         "finished_at",
     )
     list_filter = (
+        AwaitingMyApprovalFilter,
         "state",
         catalogue_filter("kind", gettext_lazy("kind"), _job_kinds),
         "inline",
@@ -188,6 +190,7 @@ class JobAdmin(MirrorAdmin):
                 self.admin_site.admin_view(self.resume_view),
                 name="{}_{}_resume".format(*info),
             ),
+            *self.approval_urls(),
             *super().get_urls(),
         ]
 
@@ -224,6 +227,7 @@ class JobAdmin(MirrorAdmin):
             "can_push": can_push,
             "has_view_permission": True,
             "original": job,
+            **self.approval_context(request, job),
             **(extra_context or {}),
         }
         from django.template.response import TemplateResponse
@@ -246,6 +250,7 @@ class JobAdmin(MirrorAdmin):
                 "cancelled": job.cancelled,
                 "skipped": job.skipped,
                 "processed": job.processed,
+                "prepared": job.prepared,
                 "percent": job.percent,
                 "finished": job.is_finished,
             }
@@ -304,6 +309,9 @@ class JobAdmin(MirrorAdmin):
 
     def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         count = JobItem.objects.filter(job_id=pk, state=JobItem.State.PENDING).count()
+        job = get_object_or_404(Job, pk=pk)
+        if job.prepared is not None:
+            count += max(job.total - job.prepared, 0)  # frozen entries not yet written as items
         return self._confirmed_action(
             request,
             pk,

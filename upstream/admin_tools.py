@@ -25,7 +25,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .admin_lists import ScaledListMixin
-from .errors import PushConflict, PushInDoubt, UpstreamError
+from .approvals import awaiting_message
+from .errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
 from .formatting import money
 from .redaction import redact
 
@@ -198,9 +199,12 @@ def start_job(
     except (ValidationError, PermissionDenied) as error:
         modeladmin.message_user(request, error_text(error), messages.ERROR)
         return None
-    modeladmin.message_user(
-        request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
-    )
+    if job.is_awaiting_approval:
+        modeladmin.message_user(request, awaiting_message(job), messages.WARNING)
+    else:
+        modeladmin.message_user(
+            request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
+        )
     return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
 
 
@@ -268,8 +272,9 @@ def form_add_errors(form: forms.Form, error: ValidationError) -> None:
         form.add_error(name if name in form.fields else None, messages_)
 
 
-def in_doubt_message(error: PushInDoubt) -> str:
-    """Not a failure: the push went out and is being settled; never "not done, try again"."""
+def in_doubt_message(error: PushInDoubt | AwaitingApproval) -> str:
+    """Not a failure: the push went out and is being settled, or waits for approval; never
+    "not done, try again". The message links to its job."""
     job = error.job
     return format_html(
         '{} <a href="{}">{}</a>',
@@ -282,6 +287,8 @@ def in_doubt_message(error: PushInDoubt) -> str:
 class PushOutcome(StrEnum):
     DONE = "done"
     IN_DOUBT = "in_doubt"
+    # Over an approval threshold: recorded, unsent, waiting for a second person.
+    AWAITING_APPROVAL = "awaiting_approval"
     REFUSED = "refused"
 
 
@@ -308,6 +315,9 @@ def push_one(
     except PushInDoubt as error:
         modeladmin.message_user(request, in_doubt_message(error), messages.WARNING)
         return PushOutcome.IN_DOUBT, error.job
+    except AwaitingApproval as error:
+        modeladmin.message_user(request, in_doubt_message(error), messages.WARNING)
+        return PushOutcome.AWAITING_APPROVAL, error.job
     except (PushConflict, UpstreamError) as error:
         modeladmin.message_user(request, str(error), messages.ERROR)
     except PermissionDenied as error:

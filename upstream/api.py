@@ -1,5 +1,6 @@
 from django.shortcuts import get_object_or_404
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -7,9 +8,19 @@ from rest_framework.response import Response
 from . import api_filters
 from .api_idempotency import idempotent
 from .api_permissions import IsStaff
+from .approvals import job_approve, job_reject
 from .models import Job, UpstreamCall
 from .serializers import JobSerializer, UpstreamCallSerializer
 from .services import job_cancel, job_retry_failed
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class ApproveSerializer(serializers.Serializer):
+    # Required for a live push over the threshold: the number of records, typed by the approver.
+    confirm_count = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 
 class UpstreamCallFilter(api_filters.FilterSet):
@@ -44,6 +55,32 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def retry_failed(self, request: Request, pk: str | None = None) -> Response:
         job = job_retry_failed(job=get_object_or_404(Job, pk=pk), actor=request.user)
         return Response({"job": JobSerializer(job, context={"items_limit": 0}).data}, status=202)
+
+    @extend_schema(request=ApproveSerializer, responses={202: None})
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @idempotent
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        body = ApproveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = job_approve(
+            job=get_object_or_404(Job, pk=pk),
+            actor=request.user,
+            confirm_count=body.validated_data["confirm_count"],
+        )
+        return Response({"job": JobSerializer(job, context={"items_limit": 0}).data}, status=202)
+
+    @extend_schema(request=RejectSerializer, responses={200: None})
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @idempotent
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        body = RejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = job_reject(
+            job=get_object_or_404(Job, pk=pk),
+            actor=request.user,
+            reason=body.validated_data["reason"],
+        )
+        return Response({"job": JobSerializer(job, context={"items_limit": 0}).data})
 
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
     @idempotent

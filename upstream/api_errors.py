@@ -15,7 +15,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import PushConflict, PushInDoubt, UpstreamError
+from .errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
 
 
 class Conflict(exceptions.APIException):
@@ -30,7 +30,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if exc.current_version is not None:
             body["current_version"] = exc.current_version
         return Response(body, status=status.HTTP_409_CONFLICT)
-    if isinstance(exc, PushInDoubt):
+    if isinstance(exc, PushInDoubt | AwaitingApproval):
         job = exc.job
         return Response(
             {"detail": exc.message, "job": {"id": job.pk, "state": job.state}},

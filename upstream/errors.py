@@ -99,3 +99,15 @@ class PushInDoubt(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class AwaitingApproval(Exception):
+    """The push is over an approval threshold: it waits, unsent, for a second person."""
+
+    def __init__(self, message: str, *, job: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.job = job
+
+    def __str__(self) -> str:
+        return self.message

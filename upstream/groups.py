@@ -1,4 +1,4 @@
-"""The two staff groups that exist after every migrate."""
+"""The staff groups that exist after every migrate."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ from django.contrib.auth.models import Group, Permission
 
 OPERATORS = "Finance operators"
 VIEWERS = "Finance viewers"
+# Operators who may also approve another person's push over the thresholds (four eyes).
+APPROVERS = "Finance approvers"
 FINANCE_APPS = ("upstream", "subscriptions", "billing", "billqueries")
 # Django's own model permissions; every other permission of these apps is a push or a run.
 _MODEL_ACTIONS = ("add_", "change_", "delete_", "view_")
 # Pushes operators do not get by default: a superuser grants them to named people.
-HELD_BACK = frozenset({"override_closed_invoice"})
+HELD_BACK = frozenset({"override_closed_invoice", "approve_job"})
 
 
 def groups_ensure(using: str = "default") -> None:
-    """Operators view and push; viewers only view. Re-running adds newly created permissions."""
+    """Operators view and push; viewers only view; approvers push and approve others' jobs.
+    Re-running adds newly created permissions."""
     for label in FINANCE_APPS:
         # Permissions are created per app after migrate; make sure ours exist before we read them.
         create_permissions(apps.get_app_config(label), verbosity=0, using=using)
@@ -31,3 +34,8 @@ def groups_ensure(using: str = "default") -> None:
     viewers.permissions.set(view)
     operators, _ = Group.objects.using(using).get_or_create(name=OPERATORS)
     operators.permissions.set(view + push)
+    approve = [
+        p for p in perms if p.codename == "approve_job" and p.content_type.app_label == "upstream"
+    ]
+    approvers, _ = Group.objects.using(using).get_or_create(name=APPROVERS)
+    approvers.permissions.set(view + push + approve)

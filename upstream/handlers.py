@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Self
 
+from django.db.models import Model, QuerySet
+
 from .client import CallRecorder, Exchange, UpstreamClient
 
 
@@ -102,6 +104,17 @@ class JobHandler:
 
     def make_client(self, recorder: CallRecorder) -> UpstreamClient:
         raise NotImplementedError
+
+    def expand_queryset(self, queryset: QuerySet) -> QuerySet:
+        """How a frozen selection's records are read for `expand` (e.g. with select_related)."""
+        return queryset
+
+    def expand(
+        self, records: list[Model], tags: dict[int, str], params: dict[str, Any]
+    ) -> dict[int, Any]:
+        """A frozen selection's chunk as items: {record pk: NewItem}. `tags[pk]` is the value
+        the launch saw (the item's re-check compares it); a record left out is skipped."""
+        raise NotImplementedError(f"{self.kind} is not launched from a frozen selection")
 
     def payload(self, item: WorkItem) -> Any:
         return self.payload_type.from_json(item.payload) if self.payload_type else item.payload

@@ -91,18 +91,37 @@ class UpstreamCall(models.Model):
         return f"{self.service} {self.operation} #{self.pk} ({self.outcome})"
 
 
+class JobManager(models.Manager["Job"]):
+    def get_queryset(self) -> models.QuerySet[Job]:
+        return super().get_queryset().defer("selection")
+
+
 class Job(models.Model):
     """A bulk push: one JobItem per record, worked through by the task worker."""
 
     class State(models.TextChoices):
+        # Over an approval threshold: nothing is sent until a second person approves it.
+        AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval")
         QUEUED = "queued", _("Queued")
+        # Writing the items of a frozen selection (upstream/selection.py) before sending.
+        PREPARING = "preparing", _("Preparing")
         RUNNING = "running", _("Running")
         SUCCEEDED = "succeeded", _("Succeeded")
         PARTIALLY_FAILED = "partially_failed", _("Partially failed")
         FAILED = "failed", _("Failed")
         CANCELLED = "cancelled", _("Cancelled")
+        REJECTED = "rejected", _("Rejected")
+        EXPIRED = "expired", _("Expired")
 
-    FINISHED_STATES = (State.SUCCEEDED, State.PARTIALLY_FAILED, State.FAILED, State.CANCELLED)
+    FINISHED_STATES = (
+        State.SUCCEEDED,
+        State.PARTIALLY_FAILED,
+        State.FAILED,
+        State.CANCELLED,
+        State.REJECTED,
+        State.EXPIRED,
+    )
+    ACTIVE_STATES = (State.QUEUED, State.PREPARING, State.RUNNING)
 
     kind = models.CharField(_("kind"), max_length=64, db_index=True)
     title = models.CharField(_("title"), max_length=200)
@@ -154,11 +173,38 @@ class Job(models.Model):
     inline = models.BooleanField(_("single push"), default=False)
     # A form's one-time token or an API Idempotency-Key: the same key never makes a second job.
     idempotency_key = models.CharField(_("idempotency key"), max_length=100, blank=True)
+    # The records as launched ("id:tag,…", upstream/selection.py), expanded into items by the
+    # worker; `prepared` counts the entries already written as items (None: the items were
+    # written when the job was created). Deferred by default: it can be megabytes.
+    selection = models.TextField(_("frozen selection"), blank=True)
+    prepared = models.PositiveIntegerField(_("prepared"), null=True, blank=True)
+
+    # What the preview totalled (₺), for the approval thresholds and the approver's page.
+    amount = models.DecimalField(
+        _("amount"), max_digits=16, decimal_places=2, null=True, blank=True
+    )
+    # Four-eyes approval (upstream/approvals.py): who decided, when, and why a rejection.
+    approval_expires_at = models.DateTimeField(_("approval expires at"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("approved or rejected by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(_("approved or rejected at"), null=True, blank=True)
+    rejection_reason = models.TextField(_("rejection reason"), blank=True)
+
+    objects = JobManager()
 
     class Meta:
         verbose_name = _("job")
         verbose_name_plural = _("jobs")
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("approve_job", _("Can approve or reject a job another person started")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["created_by", "idempotency_key"],
@@ -184,6 +230,19 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in self.FINISHED_STATES
+
+    @property
+    def is_awaiting_approval(self) -> bool:
+        return self.state == self.State.AWAITING_APPROVAL
+
+    @property
+    def is_preparing(self) -> bool:
+        return self.state == self.State.PREPARING
+
+    @property
+    def is_prepared(self) -> bool:
+        """Every item is written (a frozen selection's entries are all expanded)."""
+        return self.prepared is None or self.prepared >= self.total
 
     @property
     def processed(self) -> int:

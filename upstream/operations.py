@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -21,8 +22,15 @@ from django.db.models import Model
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .approvals import approval_fields, approval_needed, awaiting_message
 from .claims import claim_records, release_records
-from .errors import PushConflict, PushInDoubt, UpstreamError, UpstreamRejectedError
+from .errors import (
+    AwaitingApproval,
+    PushConflict,
+    PushInDoubt,
+    UpstreamError,
+    UpstreamRejectedError,
+)
 from .handlers import JobHandler, WorkItem, WorkResult, handler_for
 from .models import Job, JobItem
 from .runner import JobRecorder, _reserve_calls, _work, flush_results, job_finalize
@@ -64,17 +72,32 @@ def push_single(
     reason: str = "",
     idempotency_key: str = "",
     target_repr: str = "",
+    amount: Decimal | None = None,
 ) -> SingleResult:
     """Run one push now. Returns when the upstream confirmed it (or a read-back did).
 
     Raises PushConflict when another push holds the record or the record changed, the typed
     UpstreamError when the upstream refused or failed (nothing changed locally), and PushInDoubt
-    when no trustworthy answer came (the worker settles it by reading back).
+    when no trustworthy answer came (the worker settles it by reading back). A push of `amount`
+    ₺ over the approval threshold is not sent: it raises AwaitingApproval with its job.
     """
     handler = handler_for(kind)
     if actor is None or not actor.has_perm(handler.permission):
         raise PermissionDenied(_("You do not have permission to make this change."))
     key = (idempotency_key or "").strip()[:100]
+    if handler.operation and approval_needed(1, amount):
+        return _await_approval(
+            handler,
+            kind=kind,
+            target=target,
+            payload=payload,
+            actor=actor,
+            title=title,
+            reason=reason,
+            key=key,
+            target_repr=target_repr or str(target),
+            amount=amount,
+        )
     holder = f"web:{uuid.uuid4().hex}"
     deadline = time.monotonic() + CLAIM_WAIT_SECONDS
     while True:
@@ -125,6 +148,48 @@ def push_single(
         % {"error": result.message},
         job=job,
     )
+
+
+def _await_approval(
+    handler: JobHandler,
+    *,
+    kind: str,
+    target: Model,
+    payload: dict[str, Any],
+    actor: User,
+    title: str,
+    reason: str,
+    key: str,
+    target_repr: str,
+    amount: Decimal | None,
+) -> SingleResult:
+    """Record the push as a job of one item that waits for a second person; send nothing."""
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                kind=kind,
+                title=title[:200],
+                inline=True,
+                reason=reason.strip(),
+                created_by=actor if actor.is_authenticated else None,
+                idempotency_key=key,
+                total=1,
+                amount=amount,
+                **approval_fields(1, amount),
+            )
+            JobItem.objects.create(
+                job=job,
+                position=1,
+                target_type=handler.target_type,
+                target_id=str(target.pk),
+                target_repr=target_repr[:200],
+                payload=payload,
+            )
+    except IntegrityError:
+        if not key:
+            raise
+        return _repeat(actor, key, kind, target, payload)
+    raise AwaitingApproval(awaiting_message(job), job=job)
 
 
 def _read_back_now(job: Job, handler: JobHandler, item: WorkItem, result: WorkResult) -> WorkResult:
@@ -311,6 +376,8 @@ def _repeat(
         or (payload is not None and _fingerprint(item.payload) != _fingerprint(payload))
     ):
         raise PushConflict(_("This key was already used for another change."))
+    if job.is_awaiting_approval:
+        raise AwaitingApproval(awaiting_message(job), job=job)
     deadline = time.monotonic() + DUPLICATE_WAIT_SECONDS
     while not job.is_finished and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -22,16 +22,18 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, reset_queries, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .approvals import expire_approvals
 from .claims import claim_records, release_records, renew_claims
 from .client import Exchange
 from .errors import UpstreamError, UpstreamResponseError
 from .handlers import JobHandler, WorkItem, WorkResult, handler_for
 from .models import Job, JobItem, RecordClaim, UpstreamCall
+from .selection import prepare_job
 from .services import upstream_call_from_exchange
 
 logger = logging.getLogger(__name__)
@@ -543,6 +545,8 @@ def job_finalize(job_id: int) -> bool:
         job = jobs.get()
         if job.is_finished:
             return True
+        if not job.is_prepared:
+            return False  # items of its frozen selection are still to be written
         items = JobItem.objects.filter(job_id=job_id)
         if items.filter(state__in=[JobItem.State.PENDING, JobItem.State.SENDING]).exists():
             return False
@@ -605,9 +609,15 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
         return {"succeeded": job.succeeded, "failed": job.failed}
     handler = handler_for(job.kind)
     release_expired_leases(job_id)
+    unprepared = not job.is_prepared
     Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
-        state=Job.State.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+        state=Job.State.PREPARING if unprepared else Job.State.RUNNING,
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
     )
+    if unprepared:
+        prepare_job(job_id)
+    Job.objects.filter(pk=job_id, state=Job.State.PREPARING).update(state=Job.State.RUNNING)
     concurrency = max(1, handler.concurrency())
     chunk = max(settings.JOBS_CHUNK_SIZE, concurrency)
     lease_renew_every = settings.JOBS_LEASE_SECONDS / 3
@@ -658,6 +668,7 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 flush_results(job, handler, worker_id, buffer)
                 buffer = []
                 last_flush = now
+                forget_queries()
             if now - last_renew >= lease_renew_every:
                 renewed_until = timezone.now() + _lease()
                 JobItem.objects.filter(claimed_by=worker_id, state=JobItem.State.SENDING).update(
@@ -672,7 +683,14 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
         cancel_pending_items(job)
     job_finalize(job_id)
     job.refresh_from_db()
+    forget_queries()
     return {"succeeded": job.succeeded, "failed": job.failed, "cancelled": job.cancelled}
+
+
+def forget_queries() -> None:
+    """A worker lives for days: with DEBUG on, Django would keep the SQL of every item it ran."""
+    if settings.DEBUG:
+        reset_queries()
 
 
 def _is_uuid(value: str) -> bool:
@@ -703,11 +721,13 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
     requeued = _stage("requeue jobs", lambda: requeue_stalled_jobs(enqueue=enqueue))
     settled = _stage("settle calls", settle_orphan_calls)
     closed += _stage("close tasks", close_abandoned_tasks)  # the tasks of jobs finalized above
+    expired = _stage("expire approvals", expire_approvals)
     return {
         "released": released,
         "requeued": requeued,
         "calls_settled": settled,
         "tasks_closed": closed,
+        "approvals_expired": expired,
     }
 
 
@@ -724,7 +744,7 @@ def requeue_stalled_jobs(*, enqueue: bool = True) -> int:
 
     stale_before = timezone.now() - _lease()
     requeued = 0
-    candidates = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING]).filter(
+    candidates = Job.objects.filter(state__in=Job.ACTIVE_STATES).filter(
         Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True, created_at__lt=stale_before)
     )
     for job in candidates:
@@ -733,8 +753,8 @@ def requeue_stalled_jobs(*, enqueue: bool = True) -> int:
         ).exists()
         if live:
             continue
-        if not JobItem.objects.filter(job=job, state=JobItem.State.PENDING).exists():
-            job_finalize(job.pk)
+        pending = JobItem.objects.filter(job=job, state=JobItem.State.PENDING)
+        if not pending.exists() and job_finalize(job.pk):
             continue
         if enqueue and not _task_waiting(job):
             with transaction.atomic():

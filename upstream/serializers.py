@@ -54,6 +54,8 @@ class JobItemSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     done = serializers.IntegerField(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     items = serializers.SerializerMethodField()
 
     class Meta:
@@ -71,6 +73,13 @@ class JobSerializer(serializers.ModelSerializer):
             "cancelled",
             "skipped",
             "inline",
+            "prepared",
+            "amount",
+            "created_by",
+            "approval_expires_at",
+            "decided_by",
+            "decided_at",
+            "rejection_reason",
             "created_at",
             "started_at",
             "finished_at",

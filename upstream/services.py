@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -153,8 +154,14 @@ def job_create(
     actor: User | None,
     params: dict[str, Any] | None = None,
     reason: str = "",
+    amount: Decimal | None = None,
 ) -> Job:
-    """Create a job with one item per record and enqueue it once the transaction commits."""
+    """Create a job with one item per record and enqueue it once the transaction commits.
+
+    A write over an approval threshold (its count, or `amount` ₺) waits for a second person.
+    """
+    from .approvals import approval_fields
+
     handler = handler_for(kind)
     if not actor_allowed(actor, handler.permission):
         raise PermissionDenied(_("You do not have permission to run this change."))
@@ -169,6 +176,8 @@ def job_create(
             reason=reason,
             created_by=actor if actor is not None and actor.is_authenticated else None,
             total=len(items),
+            amount=amount,
+            **(approval_fields(len(items), amount) if handler.operation else {}),
         )
         JobItem.objects.bulk_create(
             [
@@ -184,7 +193,8 @@ def job_create(
             ],
             batch_size=1000,
         )
-        job_enqueue(job)
+        if job.state == Job.State.QUEUED:
+            job_enqueue(job)
     return job
 
 
@@ -214,10 +224,13 @@ def job_cancel(*, job: Job, actor: User) -> Job:
         raise ValidationError(_("The job has already finished."))
     Job.objects.filter(pk=job.pk).update(cancel_requested=True, cancelled_by=actor)
     job.refresh_from_db()
-    if job.state == Job.State.QUEUED:
-        # Nothing runs it yet: cancel the waiting items now rather than waiting for a worker.
+    if job.state in (Job.State.QUEUED, Job.State.AWAITING_APPROVAL):
+        # Nothing runs it yet: cancel the waiting items now rather than waiting for a worker
+        # (a frozen selection's remaining entries are written as cancelled items first).
         from .runner import cancel_pending_items, job_finalize
+        from .selection import prepare_job
 
+        prepare_job(job.pk)
         cancel_pending_items(job)
         job_finalize(job.pk)
         job.refresh_from_db()

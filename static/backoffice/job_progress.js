@@ -20,6 +20,8 @@
         set("job-failed", job.failed);
         set("job-cancelled", job.cancelled);
         set("job-skipped", job.skipped);
+        set("job-prepared", job.prepared || 0);
+        document.getElementById("job-preparing").hidden = job.state !== "preparing";
         if (job.finished) { window.location.reload(); return; }
       }
     } catch (e) { /* the next tick tries again */ }

@@ -126,8 +126,11 @@ def test_turkish_by_default_with_lira_amounts(new_page, mirror, operator):
 
 
 def test_bulk_status_change_shows_live_progress_and_pushes_each_record_once(
-    new_page, mirror, operator, task_worker, tmp_path
+    new_page, mirror, operator, task_worker, tmp_path, settings
 ):
+    # Under the approval thresholds: this test is about progress (test_approval_flow.py is not).
+    settings.APPROVAL_MIN_ITEMS = 10_000
+    settings.APPROVAL_MIN_AMOUNT = 10**9
     sandbox = mirror
     waiting = list(waiting_records().values_list("pk", flat=True))
     total = len(waiting)

@@ -282,8 +282,10 @@ def test_preview_of_a_selection_where_nothing_can_change_offers_no_confirm(mirro
 
 
 def test_select_all_covers_the_whole_filtered_result_not_just_the_page(
-    mirror, operator_client, django_capture_on_commit_callbacks
+    mirror, operator_client, django_capture_on_commit_callbacks, settings
 ):
+    settings.APPROVAL_MIN_ITEMS = 10_000  # this test is about the selection, not the approval
+    settings.APPROVAL_MIN_AMOUNT = 10**9
     waiting = set(SubscriptionInvoice.objects.filter(status=S.WAITING).values_list("pk", flat=True))
     url = f"{INVOICES}?status__exact=0"
     page = operator_client.get(url)
@@ -864,6 +866,7 @@ def test_progress_json_reports_the_counts(
         "cancelled": 0,
         "skipped": 0,
         "processed": 6,
+        "prepared": 6,
         "percent": 100,
         "finished": True,
     }

@@ -30,6 +30,7 @@ from tests.subscriptions.helpers import a_record, a_subscription, upstream_recor
 from upstream import operations, runner, tasks
 from upstream.errors import PushConflict, PushInDoubt, UpstreamRejectedError
 from upstream.models import IdempotencyRecord, Job, JobItem, RecordClaim, UpstreamCall
+from upstream.selection import prepare_job
 from upstream.services import job_retry_failed
 
 VAL_DATE = timezone.now() + timedelta(days=30)
@@ -57,9 +58,12 @@ def _jobs_queued_not_run(queued_tasks):
 
 
 def queued_job(records, actor, status=S.CANCEL) -> Job:
-    return subscription_invoice_set_status_bulk(
+    """A bulk job with its items written (the worker would expand the selection first)."""
+    job = subscription_invoice_set_status_bulk(
         records=records, status=status, actor=actor, reason="test"
     )
+    prepare_job(job.pk)
+    return job
 
 
 def waiting(n: int):
@@ -660,6 +664,7 @@ def test_status_of_all_records_and_single_pushes_of_them_exclude_each_other(
         actor=operator,
         reason="all",
     )
+    prepare_job(job.pk)
     runner.claim_items(job, "worker-a", 1)  # the job is about to send
 
     with pytest.raises(PushConflict):

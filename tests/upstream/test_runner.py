@@ -20,6 +20,7 @@ from subscriptions.sync import paynet_sync
 from tests.conftest import require_postgres, worker_env
 from upstream import runner
 from upstream.models import Job, JobItem, UpstreamCall
+from upstream.selection import prepare_job
 from upstream.services import job_cancel, job_retry_failed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,9 +42,12 @@ def _jobs_queued_not_run(queued_tasks):
 
 
 def queued_job(records, actor, status=InvoiceStatus.CANCEL) -> Job:
-    return subscription_invoice_set_status_bulk(
+    """A bulk job with its items written (the worker would expand the selection first)."""
+    job = subscription_invoice_set_status_bulk(
         records=records, status=status, actor=actor, reason="test"
     )
+    prepare_job(job.pk)
+    return job
 
 
 def queued_job_ids(queued_tasks) -> list[int]:
@@ -190,7 +194,13 @@ def test_sweep_releases_expired_leases_and_requeues_a_silent_job(
     with django_capture_on_commit_callbacks(execute=True):
         result = runner.sweep()
 
-    assert result == {"released": 3, "requeued": 1, "calls_settled": 0, "tasks_closed": 0}
+    assert result == {
+        "released": 3,
+        "requeued": 1,
+        "calls_settled": 0,
+        "tasks_closed": 0,
+        "approvals_expired": 0,
+    }
     assert queued_job_ids(queued_tasks) == [job.pk]
     assert set(job.items.values_list("state", "in_doubt")) == {("pending", True)}
 
@@ -206,6 +216,7 @@ def test_sweep_leaves_a_live_job_alone(
             "requeued": 0,
             "calls_settled": 0,
             "tasks_closed": 0,
+            "approvals_expired": 0,
         }
     assert queued_job_ids(queued_tasks) == []
 

@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandParser
 
-from upstream.groups import OPERATORS, VIEWERS
+from upstream.groups import APPROVERS, OPERATORS, VIEWERS
 
 
 class Command(BaseCommand):
@@ -13,14 +13,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="admin")
         parser.add_argument(
-            "--demo-users", action="store_true", help="also an operator and a viewer"
+            "--demo-users", action="store_true", help="also an operator, an approver and a viewer"
         )
 
     def handle(self, *args, username: str, demo_users: bool, **options) -> None:
         User = get_user_model()
         logins = [(username, None, True)]
         if demo_users:
-            logins += [("operator", OPERATORS, False), ("viewer", VIEWERS, False)]
+            logins += [
+                ("operator", OPERATORS, False),
+                ("approver", APPROVERS, False),
+                ("viewer", VIEWERS, False),
+            ]
         for name, group, superuser in logins:
             password = secrets.token_urlsafe(12)
             user, _ = User.objects.get_or_create(username=name)

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ('upstream', '0004_job_retried_cancelled_by'),
+        ('upstream', '0006_job_approval'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,24 @@
+"""Is an upstream the local sandbox or the real (live) service? Read from its base URL."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from django.conf import settings
+
+BASE_URL_SETTINGS = {
+    "paynet": "PAYNET_BASE_URL",
+    "wisecp": "WISECP_API_URL",
+    "payofin": "PAYOFIN_BASE_URL",
+}
+
+
+def upstream_mode(service: str) -> Literal["sandbox", "live"]:
+    """ "sandbox" when the service's base URL points at SANDBOX_URL, "live" otherwise."""
+    base = getattr(settings, BASE_URL_SETTINGS[service], "")
+    sandbox = settings.SANDBOX_URL.rstrip("/")
+    return "sandbox" if base.startswith(sandbox + "/") or base == sandbox else "live"
+
+
+def upstream_modes() -> dict[str, str]:
+    return {service: upstream_mode(service) for service in BASE_URL_SETTINGS}
