@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -11,7 +11,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.admin_filters import DateRangeFilter, InputFilter
+from upstream.admin_filters import DateRangeFilter, InputFilter, catalogue_filter
+from upstream.admin_lists import contains, exact
 from upstream.admin_tools import (
     MirrorAdmin,
     RecordOperationsMixin,
@@ -23,6 +24,7 @@ from upstream.admin_tools import (
 from upstream.claims import claim_holder
 from upstream.errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
 from upstream.formatting import day, money
+from upstream.querysets import related_count
 
 from . import rules, services
 from .forms import BulkActionForm, DueDateForm, InvoiceItemEditForm, MoveForm, RenumberForm
@@ -91,6 +93,19 @@ def edit_preview_rows(item: InvoiceItem, preview: services.ItemPreview) -> dict:
             for estimate in preview.invoices
         ],
     }
+
+
+# The currencies WiseCP invoices come in (wisecp.md §3): the currency filters offer these.
+CURRENCIES = ("TRY", "USD", "EUR", "GBP")
+
+
+def _currencies() -> list[tuple[str, str]]:
+    return [(code, code) for code in CURRENCIES]
+
+
+def _numbers(term: str) -> set[str]:
+    """WiseCP shows invoice numbers as "#302"; staff type "302" or "#302"."""
+    return {term, "#" + term.removeprefix("#")}
 
 
 class CustomerFilter(InputFilter):
@@ -169,10 +184,22 @@ class InvoiceAdmin(MirrorAdmin):
         "status",
         ("created_at_upstream", DateRangeFilter),
         ("due_date", DateRangeFilter),
-        "currency",
+        catalogue_filter("currency", gettext_lazy("currency"), _currencies),
         CustomerFilter,
     )
-    search_fields = ("number", "=wisecp_id", "full_name", "company_name", "items__description")
+    search_matches = (
+        exact("number", spellings=_numbers),
+        exact("wisecp_id"),
+        contains("full_name"),
+        contains("company_name"),
+    )
+    # Not the items' descriptions: a product name is on a great many items, and finding their
+    # invoices reads all of them. The item list searches descriptions and shows the invoice.
+    search_help_text = gettext_lazy(
+        "Invoice number or WiseCP id: exact match; customer or company: contains (words of at "
+        "least 3 letters)."
+    )
+    sortable_by = ("number", "wisecp_id", "created_at_upstream", "due_date")
     # Explicit, so the item edit's autocomplete pages a grouped (annotated) queryset in order.
     ordering = ("-created_at_upstream", "-id")
     actions = ["export_csv", "refresh_from_wisecp"]
@@ -206,13 +233,14 @@ class InvoiceAdmin(MirrorAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(item_total=Count("items"))
+        items = related_count(InvoiceItem, "invoice")
+        return super().get_queryset(request).annotate(item_total=items)
 
     @admin.display(description=gettext_lazy("customer"), ordering="full_name")
     def customer(self, obj: Invoice) -> str:
         return obj.customer
 
-    @admin.display(description=gettext_lazy("items"), ordering="item_total")
+    @admin.display(description=gettext_lazy("items"))
     def item_count(self, obj: Invoice) -> int:
         return obj.item_total
 
@@ -251,22 +279,28 @@ class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
         "order_id",
         "synced_at",
     )
-    list_select_related = ("invoice",)
+    list_select_related = ()
+    list_prefetch_related = ("invoice",)
     list_filter = (
         "tax_exempt",
         ("due_date", DateRangeFilter),
         "invoice__status",
-        "invoice__currency",
+        catalogue_filter("invoice__currency", gettext_lazy("currency"), _currencies),
         InvoiceNumberFilter,
         ItemCustomerFilter,
     )
-    search_fields = (
-        "description",
-        "=wisecp_id",
-        "invoice__number",
-        "invoice__full_name",
-        "invoice__company_name",
+    search_matches = (
+        exact("wisecp_id"),
+        exact("invoice__number", spellings=_numbers),
+        contains("description"),
+        contains("invoice__full_name"),
+        contains("invoice__company_name"),
     )
+    search_help_text = gettext_lazy(
+        "WiseCP id or invoice number: exact match; description, customer or company: "
+        "contains (words of at least 3 letters)."
+    )
+    sortable_by = ("wisecp_id", "due_date")
     actions = ["export_csv", "set_due_date", "move_to_invoice", "renumber_sequence"]
     list_per_page = 50
     list_max_show_all = 500

@@ -1,4 +1,3 @@
-from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
@@ -8,6 +7,7 @@ from rest_framework.response import Response
 from upstream.api_errors import Conflict
 from upstream.api_idempotency import idempotent
 from upstream.api_permissions import IsStaff
+from upstream.querysets import related_count
 
 from . import services
 from .models import Invoice, InvoiceItem
@@ -15,7 +15,9 @@ from .serializers import InvoiceItemPatchSerializer, InvoiceItemSerializer, Invo
 
 
 class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Invoice.objects.annotate(item_count=Count("items")).order_by("-wisecp_id")
+    queryset = Invoice.objects.annotate(item_count=related_count(InvoiceItem, "invoice")).order_by(
+        "-wisecp_id"
+    )
     serializer_class = InvoiceSerializer
     filterset_fields = ["wisecp_id", "status", "currency", "user_id"]
 

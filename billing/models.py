@@ -7,7 +7,10 @@ float noise, §3); dates are aware datetimes read in Europe/Istanbul, and the ze
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
+
+from upstream.indexes import TrigramIndex
 
 
 class InvoiceStatus(models.TextChoices):
@@ -22,20 +25,16 @@ class InvoiceStatus(models.TextChoices):
 class Invoice(models.Model):
     wisecp_id = models.PositiveIntegerField(_("WiseCP id"), unique=True)
     number = models.CharField(_("number"), max_length=64, db_index=True)
-    status = models.CharField(
-        _("status"), max_length=16, choices=InvoiceStatus.choices, db_index=True
-    )
-    currency = models.CharField(_("currency"), max_length=3, default="TRY", db_index=True)
+    status = models.CharField(_("status"), max_length=16, choices=InvoiceStatus.choices)
+    currency = models.CharField(_("currency"), max_length=3, default="TRY")
     subtotal = models.DecimalField(_("subtotal"), max_digits=14, decimal_places=2, default=0)
     tax = models.DecimalField(_("tax"), max_digits=14, decimal_places=2, default=0)
     total = models.DecimalField(_("total"), max_digits=14, decimal_places=2, default=0)
     tax_rate = models.DecimalField(_("tax rate (%)"), max_digits=6, decimal_places=2, default=0)
     taxfree = models.BooleanField(_("tax free"), default=False)
     taxation_type = models.CharField(_("taxation type"), max_length=16, blank=True)
-    created_at_upstream = models.DateTimeField(
-        _("created at WiseCP"), null=True, blank=True, db_index=True
-    )
-    due_date = models.DateTimeField(_("due date"), null=True, blank=True, db_index=True)
+    created_at_upstream = models.DateTimeField(_("created at WiseCP"), null=True, blank=True)
+    due_date = models.DateTimeField(_("due date"), null=True, blank=True)
     payment_date = models.DateTimeField(_("payment date"), null=True, blank=True)
     refund_date = models.DateTimeField(_("refund date"), null=True, blank=True)
     # The customer as the invoice snapshots it (wisecp.md §5.4): WiseCP's user id and names.
@@ -49,7 +48,21 @@ class Invoice(models.Model):
         verbose_name = _("invoice")
         verbose_name_plural = _("invoices")
         ordering = ["-created_at_upstream", "-id"]
-        indexes = [models.Index(fields=["user_id"], name="billing_inv_user_id_idx")]
+        indexes = [
+            models.Index(fields=["user_id"], name="billing_inv_user_id_idx"),
+            # The admin's list: its order, each filter with that order, the sortable columns,
+            # the customer search (upstream.admin_lists).
+            models.Index(fields=["created_at_upstream", "id"], name="inv_created_id_idx"),
+            models.Index(
+                fields=["status", "created_at_upstream", "id"], name="inv_status_created_idx"
+            ),
+            models.Index(
+                fields=["currency", "created_at_upstream", "id"], name="inv_currency_created_idx"
+            ),
+            models.Index(fields=["due_date", "id"], name="inv_due_date_id_idx"),
+            TrigramIndex(Upper("full_name"), name="inv_full_name_trgm"),
+            TrigramIndex(Upper("company_name"), name="inv_company_name_trgm"),
+        ]
         permissions = [
             ("sync_invoice", _("Can refresh invoices from WiseCP")),
         ]
@@ -76,7 +89,7 @@ class InvoiceItem(models.Model):
     order_id = models.PositiveIntegerField(
         _("linked service id"), default=0, help_text=_("0 = not linked to a service.")
     )
-    due_date = models.DateTimeField(_("due date"), null=True, blank=True, db_index=True)
+    due_date = models.DateTimeField(_("due date"), null=True, blank=True)
     attributes = models.JSONField(_("attributes"), default=dict, blank=True)
     # Local only. `version` grows with every write to the row, so a form opened on an older
     # version is refused instead of overwriting a change it never saw. A save in flight holds
@@ -90,6 +103,12 @@ class InvoiceItem(models.Model):
         ordering = ["-wisecp_id"]
         indexes = [
             models.Index(fields=["invoice", "sequence"], name="billing_item_inv_seq_idx"),
+            # The admin's and the API's list (ordered by wisecp_id, which is unique): filters,
+            # sortable columns, the description search (upstream.admin_lists).
+            models.Index(fields=["tax_exempt", "wisecp_id"], name="item_tax_exempt_idx"),
+            models.Index(fields=["due_date", "id"], name="item_due_date_id_idx"),
+            models.Index(fields=["order_id"], name="item_order_id_idx"),
+            TrigramIndex(Upper("description"), name="item_description_trgm"),
         ]
         permissions = [
             ("push_invoiceitem", _("Can push invoice item changes to WiseCP")),

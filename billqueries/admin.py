@@ -12,6 +12,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from upstream.admin_filters import DateRangeFilter
+from upstream.admin_lists import contains, exact
 from upstream.admin_tools import MirrorAdmin, error_text, money_column, run_and_report
 from upstream.errors import UpstreamError
 from upstream.formatting import money
@@ -157,10 +159,21 @@ class BillQueryLineAdmin(MirrorAdmin):
         "debt_total_display",
         "queried_at",
     )
-    list_filter = ("outcome", "state", ("institution", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("=subscriber_no", "=firm_ref_no", "=batch__id", "debts__invoice_no")
+    # The institutions come from their catalogue, not from a DISTINCT over the lines.
+    list_filter = ("outcome", "state", ("institution", admin.RelatedFieldListFilter))
+    search_matches = (
+        exact("subscriber_no"),
+        exact("firm_ref_no"),
+        exact("batch_id"),
+        exact("debts__invoice_no"),
+    )
+    search_help_text = gettext_lazy(
+        "Subscriber no, firm reference no, batch no or bill number: exact match."
+    )
+    # Newest batch first, its lines in order (the line_batch_desc_pos_idx index).
+    ordering = ("-batch_id", "position")
+    sortable_by = ("subscriber_no",)
     list_select_related = ("institution", "batch")
-    show_full_result_count = False
     inlines = [BillDebtInline]
     csv_fields = (
         "batch",
@@ -236,8 +249,12 @@ class BillQueryBatchAdmin(MirrorAdmin):
         "failed_count",
         "debt_total_display",
     )
-    list_filter = ("state", "source", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("=id", "filename", "created_by__username")
+    list_filter = ("state", "source", ("created_at", DateRangeFilter))
+    search_matches = (exact("id"), exact("created_by__username"), contains("filename"))
+    search_help_text = gettext_lazy(
+        "Batch no or user name: exact match; file name: contains (words of at least 3 letters)."
+    )
+    sortable_by = ("id", "created_at")
     actions = ["export_csv"]
     csv_fields = (
         "id",
@@ -254,7 +271,6 @@ class BillQueryBatchAdmin(MirrorAdmin):
         "finished_at",
     )
     list_select_related = ("created_by",)
-    date_hierarchy = "created_at"
     debt_total_display = money_column("debt_total", description=gettext_lazy("total debt"))
 
     @admin.display(description=gettext_lazy("progress"))

@@ -56,9 +56,7 @@ class BillQueryBatch(models.Model):
         XLSX = "xlsx", _("Excel file")
         API = "api", _("API")
 
-    state = models.CharField(
-        _("state"), max_length=10, choices=State.choices, default=State.QUEUED, db_index=True
-    )
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.QUEUED)
     source = models.CharField(_("source"), max_length=10, choices=Source.choices)
     filename = models.CharField(_("file name"), max_length=255, blank=True)
     created_by = models.ForeignKey(
@@ -92,6 +90,10 @@ class BillQueryBatch(models.Model):
         verbose_name = _("bill query batch")
         verbose_name_plural = _("bill query batches")
         ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["state", "created_at", "id"], name="batch_state_created_idx"),
+            models.Index(fields=["source", "created_at", "id"], name="batch_source_created_idx"),
+        ]
         permissions = [("run_billquery", _("Can run bill queries at Payofin"))]
 
     def __str__(self) -> str:
@@ -174,6 +176,12 @@ class BillQueryLine(models.Model):
         indexes = [
             models.Index(fields=["batch", "outcome"]),
             models.Index(fields=["soot_code", "subscriber_no"]),
+            # The admin's list: newest batch first, lines in order, and each filter with that
+            # order (upstream.admin_lists).
+            models.Index(fields=["-batch", "position"], name="line_batch_desc_pos_idx"),
+            models.Index(fields=["outcome", "-batch", "position"], name="line_outcome_batch_idx"),
+            models.Index(fields=["state", "-batch", "position"], name="line_state_batch_idx"),
+            models.Index(fields=["institution", "-batch", "position"], name="line_inst_batch_idx"),
         ]
 
     def __str__(self) -> str:
@@ -203,6 +211,8 @@ class BillDebt(models.Model):
         verbose_name = _("bill debt")
         verbose_name_plural = _("bill debts")
         ordering = ["line", "exp_date", "id"]
+        # The lines' search by bill number.
+        indexes = [models.Index(fields=["invoice_no"], name="debt_invoice_no_idx")]
 
     def __str__(self) -> str:
         return f"{self.invoice_no} ({self.total_amount})"

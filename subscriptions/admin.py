@@ -14,7 +14,8 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.admin_filters import DateRangeFilter, InputFilter
+from upstream.admin_filters import DateRangeFilter, InputFilter, catalogue_filter
+from upstream.admin_lists import contains, exact
 from upstream.admin_tools import (
     MirrorAdmin,
     PushOutcome,
@@ -23,11 +24,12 @@ from upstream.admin_tools import (
     money_column,
     push_one,
 )
+from upstream.querysets import related_count
 from upstream.services import DbCallRecorder
 
 from . import services
 from .forms import CreateInvoiceForm, RecordStatusForm, StatusChangeForm
-from .models import Subscription, SubscriptionInvoice
+from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .sync import subscriptions_refresh
 
 # Fields of the create form that are not the record's: passed to the service by name.
@@ -127,14 +129,25 @@ class SubscriptionAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
         "created_date",
         "synced_at",
     )
-    list_filter = ("is_fixed_price", "interval", "status", ("created_date", DateRangeFilter))
-    search_fields = (
-        "reference_no",
-        "=subscription_id",
-        "name_surname",
-        "end_user_email",
-        "end_user_gsm",
+    list_filter = (
+        "is_fixed_price",
+        "interval",
+        # Paynet's status table is the payment records' (paynet.md §3), not a DISTINCT.
+        catalogue_filter("status__exact", gettext_lazy("status"), lambda: InvoiceStatus.choices),
+        ("created_date", DateRangeFilter),
     )
+    search_matches = (
+        exact("reference_no"),
+        exact("subscription_id"),
+        exact("end_user_email"),
+        exact("end_user_gsm"),
+        contains("name_surname"),
+    )
+    search_help_text = gettext_lazy(
+        "Reference no, subscription id, e-mail or mobile: exact match; "
+        "name: contains (words of at least 3 letters)."
+    )
+    sortable_by = ("reference_no", "name_surname", "created_date")
     actions = ["export_csv", "change_all_invoices_status", "refresh_from_paynet"]
     inlines = [SubscriptionInvoiceInline]
     change_form_template = "admin/subscriptions/subscription/change_form.html"
@@ -155,9 +168,13 @@ class SubscriptionAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(invoice_total=Count("invoices"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(invoice_total=related_count(SubscriptionInvoice, "subscription"))
+        )
 
-    @admin.display(description=gettext_lazy("payment records"), ordering="invoice_total")
+    @admin.display(description=gettext_lazy("payment records"))
     def invoice_count(self, obj: Subscription) -> int:
         return obj.invoice_total
 
@@ -285,12 +302,17 @@ class SubscriptionInvoiceAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
         ("val_date", DateRangeFilter),
         SubscriptionReferenceFilter,
     )
-    search_fields = (
-        "=invoice_no",
-        "=invoice_id",
-        "subscription__reference_no",
-        "subscription__name_surname",
+    search_matches = (
+        exact("invoice_no"),
+        exact("invoice_id"),
+        exact("subscription__reference_no"),
+        contains("subscription__name_surname"),
     )
+    search_help_text = gettext_lazy(
+        "Invoice no, invoice id or subscription reference no: exact match; "
+        "name: contains (words of at least 3 letters)."
+    )
+    sortable_by = ("invoice_no", "invoice_id", "val_date", "amount_display")
     list_select_related = ("subscription",)
     actions = ["export_csv", "change_status", "refresh_from_paynet"]
     change_form_template = "admin/subscriptions/subscriptioninvoice/change_form.html"

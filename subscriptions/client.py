@@ -55,6 +55,14 @@ class PaynetClient(UpstreamClient):
     service_label = "Paynet"
     base_url_setting = "PAYNET_BASE_URL"
     concurrency_setting = "PAYNET_CONCURRENCY"
+    operations = (
+        "invoice_status_update",
+        "invoices_status_update_all",
+        "create_invoice",
+        "list",
+        "subscription_detail",
+        "invoice_list",
+    )
 
     def __init__(self, *, secret_key: str | None = None, **kwargs: Any) -> None:
         self.secret_key = secret_key or settings.PAYNET_SECRET_KEY

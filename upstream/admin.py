@@ -15,11 +15,22 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .admin_approvals import ApprovalAdminMixin, AwaitingMyApprovalFilter
+from .admin_filters import DateRangeFilter, catalogue_filter
+from .admin_lists import any_record_type, contains, exact, prefix
 from .admin_tools import MirrorAdmin, pretty_json, run_and_report
+from .client import operation_catalogue
 from .exports import job_results_csv, job_results_xlsx
-from .handlers import handler_for
+from .handlers import handler_for, registered_kinds
 from .models import Job, JobItem, UpstreamCall
 from .services import job_cancel, job_resume_cancelled, job_retry_failed
+
+
+def _call_operations() -> list[tuple[str, str]]:
+    return [(op, f"{service} · {op}") for service, op in operation_catalogue()]
+
+
+def _job_kinds() -> list[tuple[str, str]]:
+    return [(kind, kind) for kind in registered_kinds()]
 
 
 @admin.register(UpstreamCall)
@@ -37,11 +48,27 @@ class UpstreamCallAdmin(MirrorAdmin):
         "actor",
         "job",
     )
-    list_filter = ("service", "operation", "outcome", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("target_repr", "target_id", "upstream_message", "url", "=job__id")
+    list_filter = (
+        "service",
+        catalogue_filter("operation", gettext_lazy("operation"), _call_operations),
+        "outcome",
+        ("created_at", DateRangeFilter),
+    )
+    # Never a substring of the bodies: every search below is one index lookup.
+    search_matches = (
+        exact("id"),
+        exact("job_id"),
+        exact("target_id", within=any_record_type),
+        exact("upstream_code"),
+        prefix("target_repr"),
+    )
+    search_help_text = gettext_lazy(
+        "Call no, job no, target id or upstream code: exact match; target: starts with."
+    )
+    sortable_by = ("id", "created_at")
     list_select_related = ("actor", "job")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    # The job's frozen selection can be megabytes: never read it for a list.
+    list_defer = ("request_headers", "request", "response", "job__selection", "job__params")
     csv_fields = (
         "id",
         "created_at",
@@ -105,11 +132,15 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
     list_filter = (
         AwaitingMyApprovalFilter,
         "state",
-        "kind",
+        catalogue_filter("kind", gettext_lazy("kind"), _job_kinds),
         "inline",
-        ("created_at", admin.DateFieldListFilter),
+        ("created_at", DateRangeFilter),
     )
-    search_fields = ("title", "reason", "=id")
+    search_matches = (exact("id"), contains("title"), contains("reason"))
+    search_help_text = gettext_lazy(
+        "Job no: exact match; title, reason: contains (words of at least 3 letters)."
+    )
+    sortable_by = ("id", "created_at")
     list_select_related = ("created_by",)
     change_form_template = "admin/upstream/job/progress.html"
     csv_fields = (
@@ -342,11 +373,23 @@ class JobItemAdmin(MirrorAdmin):
         "message",
         "finished_at",
     )
-    list_filter = ("state", "outcome", "in_doubt", "job__kind")
-    search_fields = ("target_repr", "target_id", "message", "=job__id")
+    list_filter = (
+        "state",
+        "outcome",
+        "in_doubt",
+        catalogue_filter("job__kind", gettext_lazy("kind"), _job_kinds),
+    )
+    search_matches = (
+        exact("job_id"),
+        exact("target_id", within=any_record_type),
+        prefix("target_repr"),
+    )
+    search_help_text = gettext_lazy("Job no or target id: exact match; target: starts with.")
+    # Newest job first: the (job, position) index read backwards.
+    ordering = ("-job_id", "-position")
+    sortable_by = ("finished_at",)
     list_select_related = ("job",)
     raw_id_fields = ("job", "call")
-    show_full_result_count = False
     csv_fields = (
         "job",
         "position",
@@ -359,4 +402,8 @@ class JobItemAdmin(MirrorAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).defer("payload", "result", "job__params")
+        return (
+            super()
+            .get_queryset(request)
+            .defer("payload", "result", "job__params", "job__selection")
+        )

@@ -24,6 +24,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .admin_lists import ScaledListMixin
 from .approvals import awaiting_message
 from .errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
 from .formatting import money
@@ -140,9 +141,10 @@ class CsvExportMixin:
         return csv_response(f"{slugify(opts.verbose_name_plural)}-{stamp}.csv", header, rows())
 
 
-class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, admin.ModelAdmin):
+class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, ScaledListMixin, admin.ModelAdmin):
     """Rows we do not own: an upstream's mirror, or the record of what it was sent and what it
-    answered. Viewed and exported here; they change only through pushes, queries and syncs."""
+    answered. Viewed and exported here; they change only through pushes, queries and syncs.
+    Their lists may hold millions of rows (upstream.admin_lists)."""
 
 
 def confirmation_page(

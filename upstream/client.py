@@ -158,6 +158,8 @@ class UpstreamClient:
 
     service: ClassVar[str] = ""
     service_label: ClassVar[str] = ""
+    # Every operation the client sends, as the call log names it (the call log's filter lists them).
+    operations: ClassVar[tuple[str, ...]] = ()
     base_url_setting: ClassVar[str] = ""
     concurrency_setting: ClassVar[str] = ""
 
@@ -404,3 +406,15 @@ def _may_have_applied(error: UpstreamError) -> bool:
         # 429 means "not processed"; a 5xx or an unreadable answer may follow an applied write.
         return error.retry_after is None and (error.status_code or 0) != 429
     return False
+
+
+def operation_catalogue() -> list[tuple[str, str]]:
+    """(service, operation) of every operation a client sends, by service, in declared order."""
+    found: dict[tuple[str, str], None] = {}
+    pending = list(UpstreamClient.__subclasses__())
+    while pending:
+        client = pending.pop(0)
+        pending.extend(client.__subclasses__())
+        for operation in client.operations:
+            found[(client.service, operation)] = None
+    return sorted(found, key=lambda pair: pair[0])

@@ -173,3 +173,8 @@ def handler_for(kind: str) -> JobHandler:
         return _registry[kind]
     except KeyError:
         raise LookupError(f"no job handler registered for kind {kind!r}") from None
+
+
+def registered_kinds() -> list[str]:
+    """Every kind of job there is (the admin's kind filters list them)."""
+    return sorted(_registry)

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
+
+from .indexes import TrigramIndex
 
 
 class Service(models.TextChoices):
@@ -40,7 +43,7 @@ class UpstreamCall(models.Model):
     attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
     # The request changes upstream state: a row left pending by a dead process is in doubt.
     mutating = models.BooleanField(_("changes upstream state"), default=False)
-    created_at = models.DateTimeField(_("created at"), db_index=True)
+    created_at = models.DateTimeField(_("created at"))
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("actor"),
@@ -78,6 +81,10 @@ class UpstreamCall(models.Model):
             models.Index(fields=["service", "operation"]),
             models.Index(fields=["outcome", "created_at"]),
             models.Index(fields=["target_type", "target_id"]),
+            # The call log's order, and a deep page's ids read from the index alone; its search
+            # by upstream code (upstream.admin_lists).
+            models.Index(fields=["created_at", "id"], name="call_created_id_idx"),
+            models.Index(fields=["upstream_code", "created_at"], name="call_upstream_code_idx"),
         ]
 
     def __str__(self) -> str:
@@ -205,6 +212,13 @@ class Job(models.Model):
                 name="job_unique_idempotency_key",
             ),
         ]
+        # The admin's list: the "single push" filter with its order, the search
+        # (upstream.admin_lists); state, kind and created_at have their own indexes.
+        indexes = [
+            models.Index(fields=["inline", "created_at"], name="job_inline_created_idx"),
+            TrigramIndex(Upper("title"), name="job_title_trgm"),
+            TrigramIndex(Upper("reason"), name="job_reason_trgm"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.title}"
@@ -303,6 +317,20 @@ class JobItem(models.Model):
             models.Index(fields=["job", "state", "position"]),
             models.Index(fields=["state", "lease_until"]),
             models.Index(fields=["target_type", "target_id"]),
+            # The admin's list (newest job first: the (job, position) constraint read backwards):
+            # filters with that order, the sortable column, the search (upstream.admin_lists).
+            models.Index(fields=["outcome", "job", "position"], name="jobitem_outcome_job_pos_idx"),
+            models.Index(
+                fields=["job", "position"],
+                condition=models.Q(in_doubt=True),
+                name="jobitem_in_doubt_idx",
+            ),
+            models.Index(fields=["finished_at", "id"], name="jobitem_finished_id_idx"),
+            models.Index(
+                fields=["target_repr"],
+                opclasses=["varchar_pattern_ops"],
+                name="jobitem_target_repr_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,217 @@
+"""Counting long lists (upstream.pagination): exact while cheap, the planner's estimate when not.
+
+The estimate comes from PostgreSQL; elsewhere `planner_estimate` is replaced with a fake one
+that says "a million rows, expensive", which is what a big table looks like to the paginator.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.paginator import EmptyPage
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tests.conftest import require_postgres
+from upstream import pagination
+from upstream.models import UpstreamCall
+from upstream.pagination import Estimate, EstimatedCountPaginator, planner_estimate, rounded
+
+CALLS = "/api/upstream-calls/"
+
+
+def calls(count: int, **fields) -> list[UpstreamCall]:
+    now = timezone.now()
+    return UpstreamCall.objects.bulk_create(
+        UpstreamCall(
+            service=fields.get("service", "paynet"),
+            operation=fields.get("operation", "invoice_status_update"),
+            method="POST",
+            url="http://x/",
+            outcome=fields.get("outcome", "ok"),
+            created_at=now,
+        )
+        for _ in range(count)
+    )
+
+
+@pytest.fixture
+def a_million(monkeypatch) -> Estimate:
+    """Every list looks like a million rows that would be expensive to count."""
+    estimate = Estimate(rows=1_003_457, cost=1e9)
+    monkeypatch.setattr(pagination, "planner_estimate", lambda queryset: estimate)
+    return estimate
+
+
+def counts_of(queries, table: str) -> list[str]:
+    return [q["sql"] for q in queries if "COUNT(" in q["sql"] and f'"{table}"' in q["sql"]]
+
+
+def test_estimates_are_rounded_to_two_significant_digits():
+    assert rounded(1_003_457) == 1_000_000
+    assert rounded(237_419) == 240_000
+    assert rounded(56) == 56
+    assert rounded(0) == 0
+
+
+@pytest.mark.django_db
+def test_a_cheap_list_is_counted_exactly():
+    calls(7)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("-id"), 5)
+    with CaptureQueriesContext(connection) as queries:
+        assert paginator.count == 7
+    assert not paginator.count_is_estimate
+    assert counts_of(queries, "upstream_upstreamcall")
+    assert list(paginator.page(2)) == list(UpstreamCall.objects.order_by("-id")[5:])
+    with pytest.raises(EmptyPage):
+        paginator.page(3)
+
+
+@pytest.mark.django_db
+def test_an_expensive_list_gives_the_estimate_without_counting(a_million):
+    calls(12)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("-id"), 5)
+    with CaptureQueriesContext(connection) as queries:
+        assert paginator.count == 1_000_000
+    assert paginator.count_is_estimate
+    assert not counts_of(queries, "upstream_upstreamcall")
+    page = paginator.page(1)
+    assert len(page) == 5 and page.has_next()
+    assert paginator.count_is_estimate
+
+
+@pytest.mark.django_db
+def test_the_last_page_of_an_estimated_list_makes_the_count_exact(a_million):
+    made = calls(12)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 5)
+    assert paginator.count == 1_000_000
+    page = paginator.page(3)
+    assert [c.pk for c in page] == [c.pk for c in made[10:]]
+    assert not page.has_next() and page.has_previous()
+    assert paginator.count == 12 and not paginator.count_is_estimate
+    assert paginator.num_pages == 3
+
+
+@pytest.mark.django_db
+def test_pages_past_a_too_small_estimate_are_still_served(monkeypatch):
+    monkeypatch.setattr(pagination, "planner_estimate", lambda qs: Estimate(rows=3, cost=1e9))
+    made = calls(12)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 5)
+    assert paginator.count == 3
+    page = paginator.page(2)
+    assert [c.pk for c in page] == [c.pk for c in made[5:10]]
+    assert page.has_next()
+    assert paginator.count == 11 and paginator.count_is_estimate  # at least one more page
+
+
+@pytest.mark.django_db
+def test_a_page_past_the_end_of_an_estimated_list_is_empty(a_million):
+    calls(3)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 5)
+    with pytest.raises(EmptyPage):
+        paginator.page(4)
+    with pytest.raises(EmptyPage):
+        paginator.page(0)
+
+
+@pytest.mark.django_db
+def test_a_capped_count_stops_at_the_cap_and_says_more_than():
+    calls(8)
+    capped = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 3, count_cap=5)
+    assert capped.count == 5 and capped.count_is_estimate and capped.count_is_lower_bound
+    with CaptureQueriesContext(connection) as queries:
+        assert len(capped.page(2)) == 3
+    assert "LIMIT 4" in queries[-1]["sql"]  # one row ahead: is there a next page?
+    assert capped.page(2).has_next()
+    within = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 3, count_cap=8)
+    assert within.count == 8 and not within.count_is_estimate
+
+
+@pytest.mark.django_db
+def test_a_deep_page_reads_its_ids_first(monkeypatch):
+    monkeypatch.setattr(pagination, "DEEP_OFFSET", 4)
+    made = calls(12)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("-id"), 4)
+    with CaptureQueriesContext(connection) as queries:
+        page = paginator.page(2)
+    assert [c.pk for c in page] == [c.pk for c in reversed(made[4:8])]
+    ids, rows = queries[-2]["sql"], queries[-1]["sql"]
+    assert re.match(r'SELECT "upstream_upstreamcall"\."id"( AS "pk")? FROM', ids)
+    assert "OFFSET 4" in ids
+    assert '"upstream_upstreamcall"."id" IN (' in rows and "OFFSET" not in rows
+
+
+@pytest.mark.django_db
+def test_the_api_says_whether_its_count_is_estimated(api_viewer, a_million):
+    calls(3)
+    with CaptureQueriesContext(connection) as queries:
+        body = api_viewer.get(CALLS, {"page_size": 2}).json()
+    assert body["count"] == 1_000_000 and body["count_is_estimate"] is True
+    assert body["next"] and len(body["results"]) == 2
+    assert not counts_of(queries, "upstream_upstreamcall")
+    last = api_viewer.get(CALLS, {"page_size": 2, "page": 2}).json()
+    assert last["count"] == 3 and last["count_is_estimate"] is False and last["next"] is None
+    assert api_viewer.get(CALLS, {"page_size": 2, "page": 3}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_api_counts_a_cheap_list_exactly(api_viewer):
+    calls(3)
+    body = api_viewer.get(CALLS).json()
+    assert body["count"] == 3 and body["count_is_estimate"] is False
+
+
+def test_the_api_schema_documents_count_is_estimate(api_viewer):
+    schema = api_viewer.get("/api/schema/", {"format": "json"}).json()
+    page = schema["components"]["schemas"]["PaginatedUpstreamCallList"]
+    assert page["properties"]["count_is_estimate"]["type"] == "boolean"
+    assert "count_is_estimate" in page["required"]
+
+
+# PostgreSQL: the real estimates ------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgres_estimates_a_whole_table_from_reltuples(settings):
+    require_postgres()
+    calls(300)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE upstream_upstreamcall")
+    estimate = planner_estimate(UpstreamCall.objects.all())
+    assert estimate.rows == 300 and estimate.cost > 0
+    settings.LIST_COUNT_BUDGET = 0
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("-created_at", "-id"), 50)
+    with CaptureQueriesContext(connection) as queries:
+        assert paginator.count == 300 and paginator.count_is_estimate
+    assert "reltuples" in queries[0]["sql"]
+    assert not counts_of(queries, "upstream_upstreamcall")
+
+
+@pytest.mark.django_db
+def test_an_empty_queryset_counts_nothing_without_asking_the_database():
+    assert EstimatedCountPaginator(UpstreamCall.objects.none(), 5).count == 0
+    if connection.vendor == "postgresql":
+        assert planner_estimate(UpstreamCall.objects.none()) == Estimate(0, 0.0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgres_estimates_a_filtered_list_with_explain(settings):
+    require_postgres()
+    calls(200, outcome="ok")
+    calls(20, outcome="failed")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE upstream_upstreamcall")
+    failed = UpstreamCall.objects.filter(outcome="failed")
+    with CaptureQueriesContext(connection) as queries:
+        estimate = planner_estimate(failed)
+    assert queries[0]["sql"].startswith("EXPLAIN")
+    assert 10 <= estimate.rows <= 40
+    settings.LIST_COUNT_BUDGET = 1e9
+    assert EstimatedCountPaginator(failed.order_by("id"), 5).count == 20  # cheap: counted
+    settings.LIST_COUNT_BUDGET = 0
+    estimated = EstimatedCountPaginator(failed.order_by("id"), 5)
+    assert estimated.count == rounded(estimate.rows) and estimated.count_is_estimate

@@ -1,0 +1,173 @@
+"""Counting a list without counting a million rows (the admin's changelists and the API's lists).
+
+A page of a list shows its rows and how many there are. The rows are cheap with the right index;
+the count is not: COUNT(*) reads every matching row, 40-100 ms per page on a million rows in
+PostgreSQL. So a total is exact while it is cheap and PostgreSQL's estimate when it is not:
+
+- On PostgreSQL the planner is asked first: pg_class.reltuples (and relpages) for a whole table,
+  EXPLAIN for a filtered list, say how many rows there are and what reading them all would cost.
+  Within `settings.LIST_COUNT_BUDGET` (planner cost units) the list is counted; above it the
+  estimate, rounded to two significant digits, is the total and the paginator's
+  `count_is_estimate` is True. Staff read "about 1,000,000".
+- Elsewhere (SQLite: development and tests) every count is exact.
+
+A search is counted up to a cap instead ("more than 10,000"): the planner's guesses for
+substrings are wrong by orders of magnitude, and counting stops at the cap.
+
+Where an estimated list ends is never taken from the estimate: a page reads one row more than it
+shows, so "next" is always right, and a page that comes back short makes the total exact.
+A deep page (page 200) reads its ids first, from the ordering's index, then its own rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import EmptyResultSet
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
+from django.db import connections
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
+
+
+@dataclass(frozen=True)
+class Estimate:
+    rows: int
+    # What PostgreSQL expects reading them all to cost, in its planner's units (about one per
+    # page read): what a COUNT(*) of the list would cost.
+    cost: float
+
+
+# PostgreSQL's defaults for seq_page_cost and cpu_tuple_cost: a whole-table count reads every
+# page and looks at every row.
+_PAGE_COST, _ROW_COST = 1.0, 0.01
+
+
+def planner_estimate(queryset: QuerySet) -> Estimate | None:
+    """PostgreSQL's guess of how many rows `queryset` has and what counting them would cost,
+    without reading them; None on other databases."""
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return None
+    query = queryset.query
+    with connection.cursor() as cursor:
+        if not query.where and not query.distinct and not query.combinator:
+            # The whole table: what the last VACUUM or ANALYZE counted (-1: it never ran).
+            table = connection.ops.quote_name(queryset.model._meta.db_table)
+            cursor.execute(
+                "SELECT reltuples::bigint, relpages FROM pg_class WHERE oid = %s::regclass",
+                [table],
+            )
+            rows, pages = cursor.fetchone()
+            if rows >= 0:
+                return Estimate(rows, pages * _PAGE_COST + rows * _ROW_COST)
+        try:
+            sql, params = queryset.order_by().values("pk").query.sql_with_params()
+        except EmptyResultSet:  # e.g. .none(): nothing to ask the planner about
+            return Estimate(0, 0.0)
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        (plan,) = cursor.fetchone()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    top = plan[0]["Plan"]
+    return Estimate(int(top["Plan Rows"]), float(top["Total Cost"]))
+
+
+# From this row on, a page reads its ids first (see EstimatedCountPaginator._rows).
+DEEP_OFFSET = 1000
+
+
+def rounded(estimate: int) -> int:
+    """Two significant digits: an estimate should not look exact (1,003,457 -> 1,000,000)."""
+    digits = len(str(estimate)) - 2
+    return round(estimate, -digits) if digits > 0 else estimate
+
+
+class EstimatedCountPaginator(Paginator):
+    """A Paginator whose `count` is an estimate when counting would read too many rows.
+
+    With `count_cap` (a search: the planner cannot tell how many rows a substring matches, and
+    guesses wrong by orders of magnitude) it counts up to that many rows instead; beyond them
+    `count` is the cap and `count_is_lower_bound` says "more than".
+    """
+
+    count_is_estimate = False
+    count_is_lower_bound = False
+
+    def __init__(self, *args: Any, count_cap: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.count_cap = count_cap
+
+    @cached_property
+    def count(self) -> int:
+        rows = self.object_list
+        if not isinstance(rows, QuerySet):
+            return super().count
+        if self.count_cap is not None:
+            found = rows.order_by().values("pk")[: self.count_cap + 1].count()
+            if found <= self.count_cap:
+                return found
+            self.count_is_estimate = self.count_is_lower_bound = True
+            return self.count_cap
+        estimate = planner_estimate(rows)
+        if estimate is not None and estimate.cost > settings.LIST_COUNT_BUDGET:
+            self.count_is_estimate = True
+            return rounded(estimate.rows)
+        return super().count
+
+    @property
+    def estimated(self) -> bool:
+        """Whether `count` is an estimate (counting first, if that is still to be decided)."""
+        return self.count >= 0 and self.count_is_estimate
+
+    def validate_number(self, number: Any) -> int:
+        if not self.estimated:
+            return super().validate_number(number)
+        # The estimate may fall short of the real end: any whole number from 1 up may be a page.
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            raise PageNotAnInteger(self.error_messages["invalid_page"]) from None
+        if number < 1:
+            raise EmptyPage(self.error_messages["min_page"])
+        return number
+
+    def page(self, number: Any) -> Page:
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        if not self.estimated:
+            top = bottom + self.per_page
+            if top + self.orphans >= self.count:
+                top = self.count
+            return self._get_page(self._rows(bottom, top), number, self)
+        rows = self._rows(bottom, bottom + self.per_page + 1)
+        if not rows and number > 1:
+            raise EmptyPage(self.error_messages["no_results"])
+        more = len(rows) > self.per_page
+        rows = rows[: self.per_page]
+        if not more:
+            # This is the last page: now the total is known.
+            self._settle(bottom + len(rows), estimate=False)
+        elif bottom + len(rows) >= self.count:
+            # More rows than estimated (or than the cap): at least one page more.
+            self._settle(bottom + len(rows) + 1, estimate=True)
+        return self._get_page(rows, number, self)
+
+    def _rows(self, bottom: int, top: int) -> list[Any]:
+        rows = self.object_list
+        if bottom < DEEP_OFFSET or not isinstance(rows, QuerySet):
+            return list(rows[bottom:top])
+        # A deep page: OFFSET skips its rows one by one. Skipping ids only lets PostgreSQL read
+        # them from the ordering's index alone (an index-only scan); then only this page's rows.
+        ids = list(rows.values_list("pk", flat=True)[bottom:top])
+        found = rows.order_by().in_bulk(ids)
+        return [found[pk] for pk in ids if pk in found]
+
+    def _settle(self, count: int, *, estimate: bool) -> None:
+        self.__dict__["count"] = count
+        self.__dict__.pop("num_pages", None)
+        self.count_is_estimate = estimate
+        self.count_is_lower_bound = self.count_is_lower_bound and estimate
