@@ -612,7 +612,8 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     """Work through the job until no item is left for this worker; return the job's counts."""
     worker_id = worker_id or new_worker_id()
     job = Job.objects.get(pk=job_id)
-    if job.is_finished:
+    if job.state not in Job.ACTIVE_STATES:
+        # Finished, or still waiting for its approval: a stray task must send nothing.
         return {"succeeded": job.succeeded, "failed": job.failed}
     handler = handler_for(job.kind)
     release_expired_leases(job_id)

@@ -287,6 +287,11 @@ def _requeue(
     job: Job, items: QuerySet[JobItem], actor: User, *, message: str | None = None, **counts: int
 ) -> None:
     """Put finished items back to pending and the job back in the queue (caller's transaction)."""
+    if job.state in (Job.State.REJECTED, Job.State.EXPIRED) or (
+        job.approval_expires_at is not None and job.decided_at is None
+    ):
+        # It never got its second person: sending it now would skip the approval.
+        raise ValidationError(_("This job was never approved; start the change again."))
     item_fields: dict[str, object] = {"message": message} if message is not None else {}
     items.update(
         state=JobItem.State.PENDING,

@@ -339,3 +339,34 @@ def test_a_cancelled_awaiting_job_sends_nothing(mirror, operator):
     assert job.state == Job.State.CANCELLED and job.cancelled == 3
     assert selection.parse(Job.objects.only("selection").get(pk=job.pk).selection)
     assert paynet_writes(mirror) == []
+
+
+def test_a_stray_task_for_a_job_awaiting_approval_sends_nothing(mirror, operator):
+    job = big_job(operator)
+
+    runner.run_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.state == Job.State.AWAITING_APPROVAL and job.prepared == 0
+    assert not job.items.exists() and paynet_writes(mirror) == []
+
+
+def test_a_job_cancelled_or_rejected_before_approval_cannot_be_resumed_or_retried(
+    mirror, operator, approver
+):
+    from upstream.services import job_cancel, job_resume_cancelled
+
+    cancelled = job_cancel(job=big_job(operator), actor=operator)
+    with pytest.raises(ValidationError, match="never approved"):
+        job_resume_cancelled(job=cancelled, actor=operator)
+
+    record = SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("-amount").first()
+    from django.conf import settings
+
+    settings.APPROVAL_MIN_AMOUNT = record.amount
+    with pytest.raises(AwaitingApproval) as waiting_for:
+        subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator, reason="r")
+    rejected = job_reject(job=waiting_for.value.job, actor=approver, reason="no")
+    with pytest.raises(ValidationError, match="never approved"):
+        job_resume_cancelled(job=rejected, actor=operator)
+    assert paynet_writes(mirror) == []
