@@ -1,3 +1,4 @@
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
@@ -9,7 +10,7 @@ from . import api_filters
 from .api_idempotency import idempotent
 from .api_permissions import IsStaff
 from .approvals import job_approve, job_reject
-from .models import Job, UpstreamCall
+from .models import Job, JobItem, UpstreamCall
 from .serializers import JobSerializer, UpstreamCallSerializer
 from .services import job_cancel, job_retry_failed
 
@@ -45,9 +46,19 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     serializer_class = JobSerializer
     filterset_fields = ["state", "kind"]
 
+    LIST_ITEMS = 50
+
+    def get_queryset(self):
+        jobs = super().get_queryset().select_related("created_by", "decided_by")
+        if self.action == "list":
+            # Each job's first items for the whole page in one query (a window per job).
+            first = JobItem.objects.order_by("position")[: self.LIST_ITEMS]
+            jobs = jobs.prefetch_related(Prefetch("items", queryset=first, to_attr="first_items"))
+        return jobs
+
     def get_serializer_context(self):
         context = super().get_serializer_context()
-        context["items_limit"] = 50 if self.action == "list" else 1000
+        context["items_limit"] = self.LIST_ITEMS if self.action == "list" else 1000
         return context
 
     @action(detail=True, methods=["post"], url_path="retry-failed", permission_classes=[IsStaff])

@@ -88,7 +88,10 @@ class JobSerializer(serializers.ModelSerializer):
 
     def get_items(self, job: Job) -> list[dict]:
         limit = self.context.get("items_limit", 1000)
-        return JobItemSerializer(job.items.order_by("position")[:limit], many=True).data
+        items = getattr(job, "first_items", None)
+        if items is None:
+            items = job.items.order_by("position")[:limit]
+        return JobItemSerializer(items, many=True).data
 
 
 class JobRefSerializer(serializers.ModelSerializer):
