@@ -276,7 +276,9 @@ def test_worker_killed_mid_job_resumes_without_pushing_any_record_twice(
     transactional_db, sandbox, operator, tmp_path, settings
 ):
     require_postgres()
-    settings.APPROVAL_MIN_ITEMS = 10_000  # 120 records: no second person in this test
+    # 120 records: no second person in this test.
+    settings.APPROVAL_MIN_ITEMS = 10_000
+    settings.APPROVAL_MIN_AMOUNT = 10**9
     paynet_sync()
     sandbox.latency(50)
     records = waiting_records(120)
