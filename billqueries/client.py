@@ -273,6 +273,7 @@ class PayofinClient(UpstreamClient):
     service_label = "Payofin"
     base_url_setting = "PAYOFIN_BASE_URL"
     concurrency_setting = "PAYOFIN_CONCURRENCY"
+    rate_limit_setting = "PAYOFIN_RATE_LIMIT"
 
     def __init__(
         self, *, api_key: str | None = None, secret_key: str | None = None, **kwargs: Any

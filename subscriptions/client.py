@@ -55,6 +55,7 @@ class PaynetClient(UpstreamClient):
     service_label = "Paynet"
     base_url_setting = "PAYNET_BASE_URL"
     concurrency_setting = "PAYNET_CONCURRENCY"
+    rate_limit_setting = "PAYNET_RATE_LIMIT"
 
     def __init__(self, *, secret_key: str | None = None, **kwargs: Any) -> None:
         self.secret_key = secret_key or settings.PAYNET_SECRET_KEY
