@@ -170,6 +170,10 @@ UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=15.0)
 UPSTREAM_MAX_ATTEMPTS = env.int("UPSTREAM_MAX_ATTEMPTS", default=3)
 UPSTREAM_BACKOFF_BASE = env.float("UPSTREAM_BACKOFF_BASE", default=0.5)
 UPSTREAM_BACKOFF_CAP = env.float("UPSTREAM_BACKOFF_CAP", default=8.0)
+# The circuit breaker of each upstream (upstream/breaker.py): this many consecutive failed calls
+# (transport, timeout, 5xx) open it; after the cooldown one probe call may go.
+BREAKER_FAILURES = env.int("BREAKER_FAILURES", default=5)
+BREAKER_COOLDOWN_SECONDS = env.float("BREAKER_COOLDOWN_SECONDS", default=60.0)
 
 PAYNET_BASE_URL = env("PAYNET_BASE_URL", default=f"{SANDBOX_URL}/paynet")
 PAYNET_SECRET_KEY = env("PAYNET_SECRET_KEY", default="sck_sandbox_paynet_secret")

@@ -64,6 +64,8 @@ class Exchange:
     data: Any = None
     # The request changes upstream state (its call row must be committed before it leaves).
     mutating: bool = False
+    # A write that failed after it may have reached the upstream (even if it is then retried).
+    may_have_applied: bool = False
 
 
 class CallRecorder(Protocol):
@@ -342,6 +344,7 @@ class UpstreamClient:
                     cap=self.backoff_cap,
                 )
                 error.in_doubt = mutating and _may_have_applied(error)
+                exchange.may_have_applied = error.in_doubt
                 exchange.outcome = "in_doubt" if error.in_doubt and delay is None else error.outcome
                 exchange.error = str(error)
                 self.recorder.finished(exchange)

@@ -22,6 +22,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .breaker import breaker_require
 from .handlers import handler_for
 from .models import Job, JobItem
 from .services import User, actor_allowed, job_enqueue
@@ -74,11 +75,13 @@ def job_create_frozen(
     """Create a job over the queryset's records as they are now, and queue it.
 
     The same statements whatever the selection's size: one aggregate, one insert, the enqueue.
-    `tag` names the field whose current value each item will be re-checked against.
+    `tag` names the field whose current value each item will be re-checked against. Refused
+    (UpstreamUnavailable) while the upstream's circuit breaker is open.
     """
     handler = handler_for(kind)
     if not actor_allowed(actor, handler.permission):
         raise PermissionDenied(_("You do not have permission to run this change."))
+    breaker_require(handler.service)
     with transaction.atomic():
         count, ids = freeze(queryset, tag)
         if not count:
