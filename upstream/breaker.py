@@ -377,8 +377,11 @@ class BreakerGate:
 
     `follow` (the runner's or request's thread) sets it from the database; `before` and `after`
     (any thread, no database) let calls through, stop them, and count this process's failures in
-    a row: at the threshold the gate closes at once (`tripped`), before any flush has told the
-    database, so a dead upstream gets a handful of calls from a job, not a chunk of them.
+    a row: at the threshold the gate shuts at once (`tripped`), before any flush has told the
+    database, so a dead upstream gets a handful of calls from a job, not a chunk of them. The
+    count starts from the database's when the gate starts following a state, and from zero after
+    an answer; a flush that tells the database nothing new does not restart it (those failures
+    may not be written yet).
     """
 
     def __init__(self, service: str) -> None:
@@ -393,14 +396,17 @@ class BreakerGate:
 
     def follow(self, admission: Admission) -> None:
         with self._lock:
+            first = self.admission is None
             self.admission = admission
             if self.tripped:
                 return  # a trip not yet told to the database keeps the gate shut until it is
-            self._mode = admission.kind
-            self._probe_sent = False
-            self._streak = 0
-            # The failures already counted in the database count here too.
-            self._limit = max(1, _threshold() - admission.breaker.failures)
+            if first or admission.kind != self._mode:
+                # A new state (a probe to send, a breaker closed or opened elsewhere). Holding
+                # the probe still is not new: its one call may be on its way already.
+                self._mode = admission.kind
+                self._probe_sent = False
+                self._streak = 0
+                self._limit = max(1, _threshold() - admission.breaker.failures)
 
     def take_trip(self) -> bool:
         """Did the gate trip since the last call? (The caller then opens the breaker.)"""
@@ -436,12 +442,12 @@ class BreakerGate:
             if self._mode == PROBE and self._probe_sent:
                 # The probe's answer: go on, or stop until the database says otherwise.
                 self._mode = GO if verdict else WAIT
-                self._streak = 0 if verdict else self._streak + 1
+                self._streak, self._limit = 0, _threshold()
                 return
             if verdict is None:
                 return
             if verdict:
-                self._streak = 0
+                self._streak, self._limit = 0, _threshold()
                 return
             self._streak += 1
             if self._mode == GO and self._streak >= self._limit:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .breaker import (
+    PROBE,
     WAIT,
     BreakerGate,
     BreakerOpen,
@@ -88,12 +89,14 @@ def push_single(
         raise PermissionDenied(_("You do not have permission to make this change."))
     holder = f"web:{uuid.uuid4().hex}"
     gate = None
+    probing = False
     if handler.service:
         admission = breaker_admit(handler.service, holder)
         if admission.kind == WAIT:
             raise unavailable(admission.breaker)
         gate = BreakerGate(handler.service)
         gate.follow(admission)
+        probing = admission.kind == PROBE
     try:
         return _push_single(
             handler,
@@ -109,10 +112,10 @@ def push_single(
             gate=gate,
         )
     finally:
-        if gate is not None:
-            if gate.take_trip():
-                breaker_trip(handler.service)
-            # Holding the probe still means no call gave a verdict: let the next sender have it.
+        if gate is not None and gate.take_trip():
+            breaker_trip(handler.service)
+        if probing:
+            # Still holding the probe means no call gave a verdict: the next sender may take it.
             breaker_release_probe(handler.service, holder)
 
 

@@ -166,16 +166,22 @@ def test_breaker_opens_at_the_threshold_and_an_answer_in_between_resets_the_coun
 
 def test_gate_lets_one_probe_call_through_and_trips_on_its_own_failures(breaker):
     gate = BreakerGate("paynet")
-    gate.follow(Admission(PROBE, Breaker("paynet", state=HALF_OPEN, failures=3)))
+    probe = Admission(PROBE, Breaker("paynet", state=HALF_OPEN, failures=3))
+    gate.follow(probe)
     gate.before(exchange("pending"))
     with pytest.raises(BreakerOpen):
         gate.before(exchange("pending"))  # one call until the probe answers
+    gate.follow(probe)  # the runner looks again while the probe is on its way
+    with pytest.raises(BreakerOpen):
+        gate.before(exchange("pending"))
     gate.after(exchange("ok", 200))
     assert gate.mode == GO
     gate.before(exchange("pending"))
 
+    gate = BreakerGate("paynet")
     gate.follow(Admission(GO, Breaker("paynet", failures=1)))
     gate.after(exchange("failed", 503))
+    gate.follow(Admission(GO, Breaker("paynet", failures=1)))  # nothing new written yet
     assert gate.mode == GO
     gate.after(exchange("failed", 503))  # the database's one plus two of its own
     assert gate.mode == WAIT and gate.take_trip()
