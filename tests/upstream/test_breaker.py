@@ -7,6 +7,7 @@ it applied.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -215,6 +216,32 @@ def test_it_opens_on_consecutive_failures_and_not_on_business_refusals(mirror, o
     assert len(status_requests(mirror)) == 4 + 3
     assert len(mirror.requests("paynet", "invoice_list")) == reads
     assert breaker_get("wisecp") == Breaker("wisecp"), "each upstream has its own breaker"
+
+
+def test_a_single_push_stopped_midway_with_nothing_sent_is_refused_like_any_other(
+    mirror, operator, breaker
+):
+    breaker.BREAKER_FAILURES = 4
+    breaker.BREAKER_COOLDOWN_SECONDS = 60
+    record = SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk").first()
+    with socket.socket() as closed:  # a port nothing listens on: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        breaker.PAYNET_BASE_URL = f"http://127.0.0.1:{closed.getsockname()[1]}/paynet"
+    with pytest.raises(UpstreamError):
+        paynet_sync(recorder=DbCallRecorder())  # three failed reads: one more opens it
+
+    with pytest.raises(UpstreamUnavailable):
+        subscription_invoice_set_status(
+            record=record, status=S.CANCEL, actor=operator, reason="test"
+        )
+
+    # Its first attempt failed to connect; the breaker opened and kept the retries back.
+    job = Job.objects.get(inline=True)
+    assert (job.state, job.items.get().outcome) == (Job.State.FAILED, JobItem.Outcome.FAILED)
+    (push,) = UpstreamCall.objects.filter(operation="invoice_status_update")
+    assert push.outcome == "failed" and "could not be reached" in push.error
+    assert breaker_get("paynet").state == OPEN
+    assert not UpstreamCall.objects.filter(outcome="pending").exists()
 
 
 # Refusing while open -----------------------------------------------------------------------
