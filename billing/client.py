@@ -149,6 +149,7 @@ class WiseCPClient(UpstreamClient):
     base_url_setting = "WISECP_API_URL"
     concurrency_setting = "WISECP_CONCURRENCY"
     operations = ("GetInvoices", "GetInvoice", "UpdateInvoiceItem")
+    rate_limit_setting = "WISECP_RATE_LIMIT"
 
     def __init__(self, *, api_key: str | None = None, **kwargs: Any) -> None:
         self.api_key = api_key or settings.WISECP_API_KEY

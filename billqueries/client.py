@@ -274,6 +274,7 @@ class PayofinClient(UpstreamClient):
     base_url_setting = "PAYOFIN_BASE_URL"
     concurrency_setting = "PAYOFIN_CONCURRENCY"
     operations = ("sootlist", "multipleinvoicequery")
+    rate_limit_setting = "PAYOFIN_RATE_LIMIT"
 
     def __init__(
         self, *, api_key: str | None = None, secret_key: str | None = None, **kwargs: Any

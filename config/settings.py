@@ -192,19 +192,26 @@ UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=15.0)
 UPSTREAM_MAX_ATTEMPTS = env.int("UPSTREAM_MAX_ATTEMPTS", default=3)
 UPSTREAM_BACKOFF_BASE = env.float("UPSTREAM_BACKOFF_BASE", default=0.5)
 UPSTREAM_BACKOFF_CAP = env.float("UPSTREAM_BACKOFF_CAP", default=8.0)
+# The circuit breaker of each upstream (upstream/breaker.py): this many consecutive failed calls
+# (transport, timeout, 5xx) open it; after the cooldown one probe call may go.
+BREAKER_FAILURES = env.int("BREAKER_FAILURES", default=5)
+BREAKER_COOLDOWN_SECONDS = env.float("BREAKER_COOLDOWN_SECONDS", default=60.0)
 
 PAYNET_BASE_URL = env("PAYNET_BASE_URL", default=f"{SANDBOX_URL}/paynet")
 PAYNET_SECRET_KEY = env("PAYNET_SECRET_KEY", default="sck_sandbox_paynet_secret")
 PAYNET_CONCURRENCY = env.int("PAYNET_CONCURRENCY", default=16)
+PAYNET_RATE_LIMIT = env.float("PAYNET_RATE_LIMIT", default=0.0)  # requests/s; 0: no cap
 
 WISECP_API_URL = env("WISECP_API_URL", default=f"{SANDBOX_URL}/wisecp/api/")
 WISECP_API_KEY = env("WISECP_API_KEY", default="sandbox-wisecp-api-key")
 WISECP_CONCURRENCY = env.int("WISECP_CONCURRENCY", default=8)
+WISECP_RATE_LIMIT = env.float("WISECP_RATE_LIMIT", default=0.0)  # requests/s; 0: no cap
 
 PAYOFIN_BASE_URL = env("PAYOFIN_BASE_URL", default=f"{SANDBOX_URL}/payofin")
 PAYOFIN_API_KEY = env("PAYOFIN_API_KEY", default="3f0126be-0000-4000-8000-sandboxapikey")
 PAYOFIN_SECRET_KEY = env("PAYOFIN_SECRET_KEY", default="3f0126be-0000-4000-8000-sandboxsecret")
 PAYOFIN_CONCURRENCY = env.int("PAYOFIN_CONCURRENCY", default=8)
+PAYOFIN_RATE_LIMIT = env.float("PAYOFIN_RATE_LIMIT", default=0.0)  # requests/s; 0: no cap
 
 LOGGING = {
     "version": 1,

@@ -3,6 +3,7 @@
 Control endpoints (not part of any upstream):
   GET    /_sandbox/health                 {"ok": true, "services": [...]}
   GET    /_sandbox/ledger?service=&operation=
+  GET    /_sandbox/requests?service=&operation=   every request's arrival time (rate caps)
   GET    /_sandbox/faults                 the active fault rules
   POST   /_sandbox/faults                 {"rules": [...], "replace": true}   (see core.FaultRule)
   DELETE /_sandbox/faults
@@ -25,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .core import FaultPlan, FaultRule, Ledger, Request, Response, Service
+from .core import FaultPlan, FaultRule, Ledger, Request, RequestLog, Response, Service
 
 logger = logging.getLogger("sandbox")
 
@@ -59,6 +60,7 @@ class Sandbox:
         self.seed = seed
         self.latency_ms = latency_ms
         self.ledger = Ledger()
+        self.requests = RequestLog()
         self.faults = FaultPlan(seed)
         self.services = services if services is not None else default_services(seed, self.ledger)
         for service in self.services:
@@ -74,6 +76,7 @@ class Sandbox:
         if seed is not None:
             self.seed = seed
         self.ledger.clear()
+        self.requests.clear()
         self.faults = FaultPlan(self.seed)
         for service in self.services:
             with service.lock:
@@ -142,6 +145,7 @@ class Handler(BaseHTTPRequestHandler):
         service, subpath = routed
         request.path = subpath
         operation = service.operation_of(request)
+        sandbox.requests.record(service.name, operation)
         rule = sandbox.faults.pick(service.name, operation, service.payload_of(request))
         delay = sandbox.latency_ms / 1000.0
         if rule is not None and rule.kind == "latency":
@@ -207,6 +211,9 @@ class Handler(BaseHTTPRequestHandler):
             return Response.json(200, {"ok": True, "services": [s.name for s in sandbox.services]})
         if path == "/ledger":
             return Response.json(200, sandbox.ledger.entries(q.get("service"), q.get("operation")))
+        if path == "/requests":
+            entries = sandbox.requests.entries(q.get("service"), q.get("operation"))
+            return Response.json(200, entries)
         if path == "/faults":
             if request.method == "DELETE":
                 sandbox.faults.clear()

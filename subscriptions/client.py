@@ -63,6 +63,7 @@ class PaynetClient(UpstreamClient):
         "subscription_detail",
         "invoice_list",
     )
+    rate_limit_setting = "PAYNET_RATE_LIMIT"
 
     def __init__(self, *, secret_key: str | None = None, **kwargs: Any) -> None:
         self.secret_key = secret_key or settings.PAYNET_SECRET_KEY

@@ -41,6 +41,13 @@ class SandboxControl:
         response.raise_for_status()
         return response.json()
 
+    def requests(self, service: str | None = None, operation: str | None = None) -> list[dict]:
+        """Every upstream request the sandbox received (reads and failures too), with `at`."""
+        params = {k: v for k, v in (("service", service), ("operation", operation)) if v}
+        response = self.http.get(f"{self.url}/_sandbox/requests", params=params)
+        response.raise_for_status()
+        return response.json()
+
     def state(self, service: str) -> dict:
         return self.http.get(f"{self.url}/_sandbox/state/{service}").json()
 

@@ -8,10 +8,11 @@ from rest_framework.response import Response
 
 from . import api_filters
 from .api_idempotency import idempotent
-from .api_permissions import IsStaff
+from .api_permissions import CanReadUpstreamHealth, IsStaff
 from .approvals import job_approve, job_reject
+from .health import upstream_health
 from .models import Job, JobItem, UpstreamCall
-from .serializers import JobSerializer, UpstreamCallSerializer
+from .serializers import JobSerializer, UpstreamCallSerializer, UpstreamHealthSerializer
 from .services import job_cancel, job_retry_failed
 
 
@@ -100,6 +101,19 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response({"job": JobSerializer(job, context={"items_limit": 0}).data})
 
 
+class UpstreamHealthViewSet(viewsets.GenericViewSet):
+    """Per upstream: sandbox or live, its circuit breaker, and its calls of the last 15 minutes."""
+
+    serializer_class = UpstreamHealthSerializer
+    permission_classes = [CanReadUpstreamHealth]
+    filter_backends: list = []
+
+    def list(self, request: Request) -> Response:
+        rows = self.paginate_queryset(upstream_health())
+        return self.get_paginated_response(self.get_serializer(rows, many=True).data)
+
+
 def register_routes(router) -> None:
     router.register("jobs", JobViewSet)
     router.register("upstream-calls", UpstreamCallViewSet)
+    router.register("upstreams", UpstreamHealthViewSet, basename="upstream-health")

@@ -1,4 +1,5 @@
-"""One DRF handler for our errors: 400 bad input, 403 permission, 409 conflict, 502 upstream."""
+"""One DRF handler for our errors: 400 bad input, 403 permission, 409 conflict, 502 upstream,
+503 while an upstream's circuit breaker is open."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
+from .errors import (
+    AwaitingApproval,
+    PushConflict,
+    PushInDoubt,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 
 
 class Conflict(exceptions.APIException):
@@ -25,6 +32,13 @@ class Conflict(exceptions.APIException):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, UpstreamUnavailable):
+        # Before the ValidationError branch: this refusal is the upstream's state, not bad input.
+        return Response(
+            {"detail": exc.message, "retry_after": exc.retry_after},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, PushConflict):
         body: dict[str, Any] = {"detail": exc.message}
         if exc.current_version is not None:

@@ -22,3 +22,16 @@ class IsStaff(IsStaffWithModelPermissions):
 
     def has_permission(self, request, view) -> bool:
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+class CanReadUpstreamHealth(IsStaffWithModelPermissions):
+    """Upstream health is read from the call log: staff who may view the call log."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(
+            user
+            and user.is_authenticated
+            and user.is_staff
+            and user.has_perm("upstream.view_upstreamcall")
+        )

@@ -13,6 +13,7 @@ checks an answer's shape in `interpret`, so a malformed answer is recorded as fa
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -63,6 +64,8 @@ class Exchange:
     data: Any = None
     # The request changes upstream state (its call row must be committed before it leaves).
     mutating: bool = False
+    # A write that failed after it may have reached the upstream (even if it is then retried).
+    may_have_applied: bool = False
 
 
 class CallRecorder(Protocol):
@@ -130,6 +133,64 @@ def retry_delay(
     return rng(0, min(cap, base * 2 ** (attempt - 1)))
 
 
+class TokenBucket:
+    """At most `rate` requests a second after a burst of `burst`, shared by every thread.
+
+    Each caller reserves the next free slot under the lock and sleeps outside it, so waiting
+    threads leave in the order they came and no interval of L seconds holds more than
+    burst + rate * L requests.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.sleep = sleep
+        self._tokens = float(burst)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for a slot; return how long this call waited."""
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            self._tokens -= 1
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait:
+            self.sleep(wait)
+        return wait
+
+
+def rate_burst(rate: float) -> int:
+    """The burst allowed above a rate cap: a fifth of a second's worth, at least one request."""
+    return max(1, math.ceil(rate / 5))
+
+
+_buckets: dict[tuple[str, float], TokenBucket] = {}
+_buckets_lock = threading.Lock()
+
+
+def rate_limiter(service: str, rate: float) -> TokenBucket | None:
+    """The process's bucket for an upstream (None: no cap), shared by all its clients."""
+    if not rate or rate <= 0:
+        return None
+    key = (service, float(rate))
+    with _buckets_lock:
+        bucket = _buckets.get(key)
+        if bucket is None:
+            bucket = _buckets[key] = TokenBucket(float(rate), rate_burst(rate))
+        return bucket
+
+
 _sessions: dict[tuple[str, int], requests.Session] = {}
 _sessions_lock = threading.Lock()
 
@@ -151,9 +212,10 @@ def pooled_session(service: str, pool_size: int) -> requests.Session:
 class UpstreamClient:
     """Subclasses set `service`, build URLs and headers, and read their envelope in `interpret`.
 
-    Anything not passed in comes from settings: the base URL and concurrency from the
-    subclass's `<UPSTREAM>_BASE_URL` / `_CONCURRENCY` settings, timeouts, attempts and backoff
-    from the shared `UPSTREAM_*` ones.
+    Anything not passed in comes from settings: the base URL, concurrency and rate cap from the
+    subclass's `<UPSTREAM>_BASE_URL` / `_CONCURRENCY` / `_RATE_LIMIT` settings, timeouts,
+    attempts and backoff from the shared `UPSTREAM_*` ones. Every attempt waits for the rate
+    cap's token (one bucket per upstream and process) before it is recorded and sent.
     """
 
     service: ClassVar[str] = ""
@@ -162,6 +224,8 @@ class UpstreamClient:
     operations: ClassVar[tuple[str, ...]] = ()
     base_url_setting: ClassVar[str] = ""
     concurrency_setting: ClassVar[str] = ""
+    # Requests per second this process sends the upstream, beside the concurrency cap (0: none).
+    rate_limit_setting: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -176,6 +240,7 @@ class UpstreamClient:
         backoff_base: float | None = None,
         backoff_cap: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        rate_limit: float | None = None,
     ) -> None:
         def setting(value: Any, name: str) -> Any:
             return getattr(settings, name) if value is None else value
@@ -192,6 +257,8 @@ class UpstreamClient:
         self.backoff_base = setting(backoff_base, "UPSTREAM_BACKOFF_BASE")
         self.backoff_cap = setting(backoff_cap, "UPSTREAM_BACKOFF_CAP")
         self.sleep = sleep
+        rate = setting(rate_limit, self.rate_limit_setting) if self.rate_limit_setting else 0
+        self.rate_limit = rate_limiter(self.service, rate or 0)
 
     # Subclass hooks -------------------------------------------------------------------------
 
@@ -279,6 +346,7 @@ class UpstreamClient:
                     cap=self.backoff_cap,
                 )
                 error.in_doubt = mutating and _may_have_applied(error)
+                exchange.may_have_applied = error.in_doubt
                 exchange.outcome = "in_doubt" if error.in_doubt and delay is None else error.outcome
                 exchange.error = str(error)
                 self.recorder.finished(exchange)
@@ -300,6 +368,8 @@ class UpstreamClient:
         params: dict[str, Any] | None,
     ) -> None:
         label = self.service_label or self.service
+        if self.rate_limit is not None:
+            self.rate_limit.acquire()
         self.recorder.started(exchange)
         started = time.monotonic()
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import ValidationError
+
 if TYPE_CHECKING:
     from .client import Exchange
 
@@ -111,3 +113,15 @@ class AwaitingApproval(Exception):
 
     def __str__(self) -> str:
         return self.message
+class UpstreamUnavailable(ValidationError):
+    """The upstream's circuit breaker is open (upstream/breaker.py): the push is refused before
+    anything is recorded or sent. A ValidationError, so every admin page shows it as the refusal
+    it is; the API answers 503 with `retry_after` (seconds until a probe may go)."""
+
+    def __init__(self, message: str, *, service: str, retry_after: int) -> None:
+        super().__init__(message, code="upstream_unavailable")
+        self.service = service
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return str(self.message)

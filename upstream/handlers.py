@@ -83,6 +83,8 @@ class WorkResult:
     retry_after: float | None = None
     # The typed error behind a failed or in-doubt outcome, for a single push to re-raise.
     error: Exception | None = None
+    # The upstream's circuit breaker kept the item's next call back: pending again, not failed.
+    paused: bool = False
 
 
 class JobHandler:
@@ -92,8 +94,9 @@ class JobHandler:
     target_type: ClassVar[str]
     # The permission a user needs to create or retry this kind of job.
     permission: ClassVar[str]
-    # The upstream and the write operation each item sends; a pending call-log row is committed
-    # for it before the request leaves. Empty for kinds that only read.
+    # The upstream (its circuit breaker gates the kind's pushes and calls) and the write
+    # operation each item sends; a pending call-log row is committed for that operation before
+    # the request leaves. The operation is empty for kinds that only read.
     service: ClassVar[str] = ""
     operation: ClassVar[str] = ""
     # Writes claim their record (one push at a time per record); a read-only kind need not.

@@ -85,10 +85,51 @@ class UpstreamCall(models.Model):
             # by upstream code (upstream.admin_lists).
             models.Index(fields=["created_at", "id"], name="call_created_id_idx"),
             models.Index(fields=["upstream_code", "created_at"], name="call_upstream_code_idx"),
+            # Upstream health (upstream/health.py): an upstream's calls of the last minutes by
+            # outcome, their durations and its last success, each a range of this index (read
+            # without touching the table) however big the log is.
+            models.Index(
+                fields=["service", "outcome", "created_at", "duration_ms"],
+                name="upstreamcall_health_idx",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.service} {self.operation} #{self.pk} ({self.outcome})"
+
+
+class UpstreamBreaker(models.Model):
+    """An upstream's circuit breaker, shared by every web and worker process (upstream/breaker.py).
+
+    One row per upstream, written only under its row lock (PostgreSQL) or in an IMMEDIATE
+    transaction (SQLite), so two processes never both take the probe or lose a failure.
+    """
+
+    class State(models.TextChoices):
+        CLOSED = "closed", _("Closed")
+        OPEN = "open", _("Open")
+        HALF_OPEN = "half_open", _("Half open")
+
+    service = models.CharField(
+        _("service"), max_length=16, choices=Service.choices, primary_key=True
+    )
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.CLOSED)
+    # Consecutive failed calls (transport, timeout, 5xx); an answer the upstream meant resets it.
+    failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    opened_at = models.DateTimeField(_("opened at"), null=True, blank=True)
+    # While open, nothing is sent before this; from then one probe call may go.
+    open_until = models.DateTimeField(_("open until"), null=True, blank=True)
+    # Who sends the probe (half open), until when; a holder that died lets the next one take it.
+    probe_holder = models.CharField(_("probe holder"), max_length=100, blank=True)
+    probe_until = models.DateTimeField(_("probe until"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("upstream breaker")
+        verbose_name_plural = _("upstream breakers")
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.state}"
 
 
 class JobManager(models.Manager["Job"]):

@@ -23,6 +23,17 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .approvals import approval_fields, approval_needed, awaiting_message
+from .breaker import (
+    PROBE,
+    WAIT,
+    BreakerGate,
+    BreakerOpen,
+    breaker_admit,
+    breaker_get,
+    breaker_release_probe,
+    breaker_trip,
+    unavailable,
+)
 from .claims import claim_records, release_records
 from .errors import (
     AwaitingApproval,
@@ -77,9 +88,11 @@ def push_single(
     """Run one push now. Returns when the upstream confirmed it (or a read-back did).
 
     Raises PushConflict when another push holds the record or the record changed, the typed
-    UpstreamError when the upstream refused or failed (nothing changed locally), and PushInDoubt
-    when no trustworthy answer came (the worker settles it by reading back). A push of `amount`
-    ₺ over the approval threshold is not sent: it raises AwaitingApproval with its job.
+    UpstreamError when the upstream refused or failed (nothing changed locally), PushInDoubt
+    when no trustworthy answer came (the worker settles it by reading back), and
+    UpstreamUnavailable, before anything is recorded or sent, while the upstream's circuit
+    breaker is open. After the breaker's cooldown this push is the probe. A push of `amount` ₺
+    over the approval threshold is not sent: it raises AwaitingApproval with its job.
     """
     handler = handler_for(kind)
     if actor is None or not actor.has_perm(handler.permission):
@@ -99,6 +112,51 @@ def push_single(
             amount=amount,
         )
     holder = f"web:{uuid.uuid4().hex}"
+    gate = None
+    probing = False
+    if handler.service:
+        admission = breaker_admit(handler.service, holder)
+        if admission.kind == WAIT:
+            raise unavailable(admission.breaker)
+        gate = BreakerGate(handler.service)
+        gate.follow(admission)
+        probing = admission.kind == PROBE
+    try:
+        return _push_single(
+            handler,
+            kind=kind,
+            target=target,
+            payload=payload,
+            actor=actor,
+            title=title,
+            reason=reason,
+            key=(idempotency_key or "").strip()[:100],
+            holder=holder,
+            target_repr=target_repr,
+            gate=gate,
+        )
+    finally:
+        if gate is not None and gate.take_trip():
+            breaker_trip(handler.service)
+        if probing:
+            # Still holding the probe means no call gave a verdict: the next sender may take it.
+            breaker_release_probe(handler.service, holder)
+
+
+def _push_single(
+    handler: JobHandler,
+    *,
+    kind: str,
+    target: Model,
+    payload: dict[str, Any],
+    actor: User,
+    title: str,
+    reason: str,
+    key: str,
+    holder: str,
+    target_repr: str,
+    gate: BreakerGate | None,
+) -> SingleResult:
     deadline = time.monotonic() + CLAIM_WAIT_SECONDS
     while True:
         try:
@@ -126,9 +184,11 @@ def push_single(
                 continue  # the first try was refused and changed nothing: this is a new try
             return _repeat(actor, key, kind, target, payload)
 
-    result = _work(job, handler, item)
+    result = _work(job, handler, item, gate=gate)
+    if result.paused:
+        result = _paused(handler, result)
     if result.outcome == JobItem.Outcome.IN_DOUBT:
-        result = _read_back_now(job, handler, item, result)
+        result = _read_back_now(job, handler, item, result, gate)
     if result.retry_after is not None:
         # One change asked for now: a long "come back later" fails it rather than queueing it.
         result.retry_after = None
@@ -192,16 +252,45 @@ def _await_approval(
     raise AwaitingApproval(awaiting_message(job), job=job)
 
 
-def _read_back_now(job: Job, handler: JobHandler, item: WorkItem, result: WorkResult) -> WorkResult:
+def _paused(handler: JobHandler, result: WorkResult) -> WorkResult:
+    """The breaker opened while this push was on its way and kept its next call back.
+
+    If its write may have been applied: in doubt, settled by reading back (by the worker, once the
+    breaker lets calls through). Otherwise nothing was applied: it failed cleanly, with the
+    breaker's refusal (UpstreamUnavailable).
+    """
+    result.paused = False
+    if result.item.in_doubt:
+        last = next((e.error for e in reversed(result.exchanges) if e.error), "")
+        result.outcome = JobItem.Outcome.IN_DOUBT
+        result.message = _(
+            "%(error)s The upstream's circuit breaker then opened, so it was not sent again; it "
+            "will be read back once the upstream answers again."
+        ) % {"error": last}
+        return result
+    error = unavailable(breaker_get(handler.service))
+    result.outcome = JobItem.Outcome.FAILED
+    result.message = error.message
+    result.error = error
+    return result
+
+
+def _read_back_now(
+    job: Job,
+    handler: JobHandler,
+    item: WorkItem,
+    result: WorkResult,
+    gate: BreakerGate | None = None,
+) -> WorkResult:
     """One read-back in the request: most unanswered writes did land, and staff should see so.
 
     Only "it is there" settles it here; anything else is left to the worker, which reads back
     again after a pause before it would send anything a second time.
     """
-    recorder = JobRecorder(job, handler, replace(item, call_id=None))
+    recorder = JobRecorder(job, handler, replace(item, call_id=None), gate=gate)
     try:
         data = handler.settle(handler.make_client(recorder), item)
-    except UpstreamError:
+    except (UpstreamError, BreakerOpen):
         data = None
     result.exchanges = [*result.exchanges, *recorder.exchanges]
     if data is None:

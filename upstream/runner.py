@@ -28,6 +28,17 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .approvals import expire_approvals
+from .breaker import (
+    GO,
+    PROBE,
+    WAIT,
+    BreakerGate,
+    BreakerOpen,
+    breaker_admit,
+    breaker_record,
+    breaker_release_probe,
+    breaker_trip,
+)
 from .claims import claim_records, release_records, renew_claims
 from .client import Exchange
 from .errors import UpstreamError, UpstreamResponseError
@@ -208,7 +219,8 @@ class JobRecorder:
 
     The item's write uses the pending row committed when the item was claimed; any other
     request (a retried attempt, a read-back) gets its own pending row committed before it
-    leaves. Every row is finished with the results.
+    leaves. Every row is finished with the results. With a gate, each call first asks the
+    upstream's breaker (BreakerOpen: nothing is recorded or sent) and tells it the answer.
     """
 
     def __init__(
@@ -217,16 +229,20 @@ class JobRecorder:
         handler: JobHandler,
         item: WorkItem,
         reserve: Callable[[UpstreamCall], int] = insert_call,
+        gate: BreakerGate | None = None,
     ) -> None:
         self.job = job
         self.handler = handler
         self.item = item
         self.reserved = item.call_id
         self.reserve = reserve
+        self.gate = gate
         self.exchanges: list[Exchange] = []
         self.wrote = False
 
     def started(self, exchange: Exchange) -> None:
+        if self.gate is not None:
+            self.gate.before(exchange)
         if exchange.mutating:
             self.wrote = True
             if self.reserved is not None:
@@ -246,6 +262,13 @@ class JobRecorder:
 
     def finished(self, exchange: Exchange) -> None:
         self.exchanges.append(exchange)
+        if self.gate is not None:
+            self.gate.after(exchange)
+
+    @property
+    def may_have_applied(self) -> bool:
+        """A write of this item went out and was confirmed, or failed after it may have landed."""
+        return any(e.mutating and (e.outcome == "ok" or e.may_have_applied) for e in self.exchanges)
 
 
 def _work(
@@ -253,8 +276,9 @@ def _work(
     handler: JobHandler,
     item: WorkItem,
     reserve: Callable[[UpstreamCall], int] = insert_call,
+    gate: BreakerGate | None = None,
 ) -> WorkResult:
-    return _work_item(handler, item, JobRecorder(job, handler, item, reserve))
+    return _work_item(handler, item, JobRecorder(job, handler, item, reserve, gate))
 
 
 def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> WorkResult:
@@ -296,6 +320,16 @@ def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> Wo
             upstream_code=last.upstream_code if last else "",
             data=data,
             exchanges=recorder.exchanges,
+        )
+    except BreakerOpen as stop:
+        # The breaker kept this call back: the item waits as pending, and is read back first if
+        # an earlier call of it may have been applied.
+        return WorkResult(
+            replace(item, in_doubt=item.in_doubt or recorder.may_have_applied),
+            JobItem.Outcome.NONE,
+            message=str(stop),
+            exchanges=recorder.exchanges,
+            paused=True,
         )
     except UpstreamError as error:
         retry_after = error.retry_after if isinstance(error, UpstreamResponseError) else None
@@ -349,6 +383,7 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
     """
     if not results:
         return
+    exchanges = [e for r in results for e in r.exchanges]
     now = timezone.now()
     with transaction.atomic():
         mine = JobItem.objects.filter(
@@ -403,14 +438,21 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
         for r in results:
             attempts = items[r.item.id]
             code = str(r.upstream_code)[:32]
-            if r.retry_after is not None:
+            if r.paused:
+                # The breaker is open: pending again, claimed once it lets calls through. Not an
+                # attempt; an item that may have been applied keeps its record, as below.
+                key = (JobItem.State.PENDING, "", r.item.in_doubt, r.message, code, None, None, 0)
+                if r.item.in_doubt:
+                    keep_claimed.append(r.item)
+            elif r.retry_after is not None:
                 # The upstream asked us to wait: nothing was applied, send it again later.
                 lease = now + timedelta(seconds=r.retry_after)
-                key = (JobItem.State.PENDING, "", r.item.in_doubt, r.message, code, lease, None)
+                key = (JobItem.State.PENDING, "", r.item.in_doubt, r.message, code, lease, None, 1)
             elif r.outcome == JobItem.Outcome.IN_DOUBT and attempts + 1 < MAX_ITEM_ATTEMPTS:
                 # Read it back a little later before anything is sent again; until then the
                 # record stays claimed, so no other push goes out on a mirror that may be wrong.
-                key = (JobItem.State.PENDING, "", True, r.message, code, now + IN_DOUBT_PAUSE, None)
+                lease = now + IN_DOUBT_PAUSE
+                key = (JobItem.State.PENDING, "", True, r.message, code, lease, None, 1)
                 keep_claimed.append(r.item)
             else:
                 in_doubt = r.outcome == JobItem.Outcome.IN_DOUBT
@@ -422,7 +464,7 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                         "“Retry failed items” reads the record back first and sends only if the "
                         "change is not there."
                     ) % {"error": message}
-                key = (JobItem.State.DONE, r.outcome, in_doubt, message, code, None, now)
+                key = (JobItem.State.DONE, r.outcome, in_doubt, message, code, None, now, 1)
                 if r.outcome == JobItem.Outcome.OK:
                     succeeded += 1
                 elif r.outcome == JobItem.Outcome.SKIPPED:
@@ -433,7 +475,16 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
             by_result[json.dumps(r.result, sort_keys=True, default=str)].append(r.item.id)
             if r.item.id in called:
                 with_call.append(r.item.id)
-        for (state, outcome, in_doubt, message, code, lease, finished), ids in groups.items():
+        for (
+            state,
+            outcome,
+            in_doubt,
+            message,
+            code,
+            lease,
+            finished,
+            tried,
+        ), ids in groups.items():
             JobItem.objects.filter(id__in=ids).update(
                 state=state,
                 outcome=outcome,
@@ -443,7 +494,7 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 lease_until=lease,
                 finished_at=finished,
                 claimed_by="",
-                attempts=F("attempts") + 1,
+                attempts=F("attempts") + tried,
             )
         for result, ids in by_result.items():
             JobItem.objects.filter(id__in=ids).update(result=json.loads(result))
@@ -467,6 +518,9 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 holder=worker_id, target_type=handler.target_type, target_id=item.target_id
             ).update(holder=item_holder(item.id), job_item_id=item.id, until=now + _lease())
         release_records(holder=worker_id, target_type=handler.target_type, target_ids=all_targets)
+    # After the commit, in a short transaction of its own: the breaker's row is shared by every
+    # process and must not wait for this flush's locks.
+    breaker_record(exchanges)
 
 
 def _apply(handler: JobHandler, ok: list[WorkResult]) -> None:
@@ -634,30 +688,39 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     exhausted = False
     last_flush = last_renew = time.monotonic()
     reserver = CallReserver()
+    # The upstream's breaker as this run sees it; its threads ask it before every call.
+    gate = BreakerGate(handler.service) if handler.service else None
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool:
         while True:
             if not exhausted and len(inflight) < concurrency * 2:
                 if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
                     exhausted = True
-                else:
-                    claimed = claim_items(job, worker_id, chunk, handler)
+                elif _follow_breaker(gate, worker_id, take_probe=True) == WAIT:
+                    exhausted = True  # open: claim nothing; the items in flight come back paused
+                elif not (gate is not None and gate.mode == PROBE and inflight):
+                    # Holding the probe: one item goes, the others wait for its answer.
+                    limit = 1 if gate is not None and gate.mode == PROBE else chunk
+                    claimed = claim_items(job, worker_id, limit, handler)
                     for item in claimed:
-                        inflight[pool.submit(_work, job, handler, item, reserver)] = item
+                        inflight[pool.submit(_work, job, handler, item, reserver, gate)] = item
                     exhausted = not claimed
             if not inflight:
                 flush_results(job, handler, worker_id, buffer)
                 buffer = []
                 if exhausted:
-                    # Items may be waiting out a pause (in doubt, a busy record, a Retry-After):
-                    # wait for a short one here; for a long one, come back later.
+                    # Items may be waiting out a pause (in doubt, a busy record, a Retry-After,
+                    # the breaker): wait for a short one here; for a long one, come back later.
                     waiting = JobItem.objects.filter(job_id=job_id, state=JobItem.State.PENDING)
                     next_at = waiting.order_by("lease_until").values_list("lease_until", flat=True)
                     if next_at.exists():
                         if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
                             break
-                        earliest = next_at.first()
+                        _follow_breaker(gate, worker_id, take_probe=False)
+                        earliest = gate.until if gate is not None else None
+                        earliest = earliest or next_at.first()
                         if earliest is not None and earliest - timezone.now() > LONG_WAIT:
+                            _release_probe(gate, worker_id)
                             _defer(job, earliest)
                             return {"succeeded": job.succeeded, "failed": job.failed}
                         time.sleep(0.2)
@@ -672,11 +735,16 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 inflight.pop(future)
                 buffer.append(future.result())
             now = time.monotonic()
-            if len(buffer) >= chunk or now - last_flush >= FLUSH_EVERY_SECONDS:
+            # While the breaker is not plainly closed each answer is written at once: the probe's
+            # decides whether the job goes on, a failure whether it stops.
+            hurry = gate is not None and gate.mode != GO and bool(buffer)
+            if hurry or len(buffer) >= chunk or now - last_flush >= FLUSH_EVERY_SECONDS:
                 flush_results(job, handler, worker_id, buffer)
                 buffer = []
                 last_flush = now
                 forget_queries()
+                if _follow_breaker(gate, worker_id, take_probe=False) == WAIT:
+                    exhausted = True
             if now - last_renew >= lease_renew_every:
                 renewed_until = timezone.now() + _lease()
                 JobItem.objects.filter(claimed_by=worker_id, state=JobItem.State.SENDING).update(
@@ -686,6 +754,7 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
                 last_renew = now
 
+    _release_probe(gate, worker_id)
     job.refresh_from_db()
     if job.cancel_requested:
         cancel_pending_items(job)
@@ -693,6 +762,24 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     job.refresh_from_db()
     forget_queries()
     return {"succeeded": job.succeeded, "failed": job.failed, "cancelled": job.cancelled}
+
+
+def _follow_breaker(gate: BreakerGate | None, holder: str, *, take_probe: bool) -> str | None:
+    """Bring the gate in step with the upstream's breaker (this thread only: it reads and writes
+    the database). A trip of the gate's own opens the breaker first. Returns the gate's mode."""
+    if gate is None:
+        return None
+    if gate.take_trip():
+        breaker_trip(gate.service)
+    gate.follow(breaker_admit(gate.service, holder, take_probe=take_probe))
+    return gate.mode
+
+
+def _release_probe(gate: BreakerGate | None, holder: str) -> None:
+    # A probe this run took and got no verdict for (nothing was sent): the next sender takes it.
+    # A run that crashes leaves it to run out (breaker.probe_lease).
+    if gate is not None:
+        breaker_release_probe(gate.service, holder)
 
 
 def forget_queries() -> None:

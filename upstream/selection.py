@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .approvals import approval_fields
+from .breaker import breaker_require
 from .handlers import handler_for
 from .models import Job, JobItem
 from .services import User, actor_allowed, job_enqueue
@@ -88,11 +89,13 @@ def job_create_frozen(
     `tag` names the field whose current value each item will be re-checked against; `amount`
     the field whose sum is the job's ₺ total (or `extra_amount` gives it). A job over an
     approval threshold (by its count, or `approval_count` records it changes, or its ₺) waits
-    for a second person instead of being queued.
+    for a second person instead of being queued. Refused (UpstreamUnavailable) while the
+    upstream's circuit breaker is open.
     """
     handler = handler_for(kind)
     if not actor_allowed(actor, handler.permission):
         raise PermissionDenied(_("You do not have permission to run this change."))
+    breaker_require(handler.service)
     with transaction.atomic():
         count, ids, total = freeze(queryset, tag, amount)
         if not count:

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from .models import Job, JobItem, UpstreamCall
+from .models import Job, JobItem, Service, UpstreamBreaker, UpstreamCall
 
 
 class UpstreamCallSerializer(serializers.ModelSerializer):
@@ -98,3 +98,21 @@ class JobRefSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = ["id", "state", "title", "total"]
+
+
+class UpstreamHealthSerializer(serializers.Serializer):
+    """An upstream's health (upstream.health.UpstreamHealth), read-only."""
+
+    service = serializers.ChoiceField(choices=Service.choices)
+    label = serializers.CharField()
+    mode = serializers.ChoiceField(choices=[("sandbox", "sandbox"), ("live", "live")])
+    breaker = serializers.ChoiceField(choices=UpstreamBreaker.State.choices)
+    retry_after = serializers.IntegerField(help_text="Seconds before the breaker lets a call go.")
+    consecutive_failures = serializers.IntegerField()
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    calls = serializers.IntegerField(help_text="Finished calls in the last 15 minutes.")
+    error_rate = serializers.FloatField(
+        allow_null=True, help_text="Share of those calls that failed (transport, timeout, 5xx)."
+    )
+    p95_ms = serializers.IntegerField(allow_null=True)
+    in_doubt = serializers.IntegerField(help_text="Calls of the last 15 minutes left in doubt.")

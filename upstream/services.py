@@ -26,6 +26,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .breaker import breaker_record, breaker_require
 from .client import Exchange
 from .handlers import handler_for
 from .models import Job, JobItem, UpstreamCall
@@ -130,6 +131,8 @@ class DbCallRecorder:
             error=exchange.error,
             duration_ms=exchange.duration_ms,
         )
+        # Syncs and refreshes count for the upstream's health like any push.
+        breaker_record([exchange])
 
     @property
     def last_call_id(self) -> int | None:
@@ -159,12 +162,14 @@ def job_create(
     """Create a job with one item per record and enqueue it once the transaction commits.
 
     A write over an approval threshold (its count, or `amount` ₺) waits for a second person.
+    Refused (UpstreamUnavailable) while the upstream's circuit breaker is open.
     """
     from .approvals import approval_fields
 
     handler = handler_for(kind)
     if not actor_allowed(actor, handler.permission):
         raise PermissionDenied(_("You do not have permission to run this change."))
+    breaker_require(handler.service)
     items = list(items)
     if not items:
         raise ValidationError(_("Nothing to send: no record would change."))
@@ -244,6 +249,7 @@ def job_retry_failed(*, job: Job, actor: User) -> Job:
     )
     if not job.is_finished:
         raise ValidationError(_("The job is still running; retry when it has finished."))
+    breaker_require(handler_for(job.kind).service)
     with transaction.atomic():
         failed = JobItem.objects.filter(job=job, outcome__in=JobItem.FAILED_OUTCOMES)
         if job.inline:
@@ -274,6 +280,7 @@ def job_resume_cancelled(*, job: Job, actor: User) -> Job:
     )
     if not job.is_finished:
         raise ValidationError(_("The job is still running."))
+    breaker_require(handler_for(job.kind).service)
     with transaction.atomic():
         cancelled = JobItem.objects.filter(job=job, outcome=JobItem.Outcome.CANCELLED)
         if not cancelled.exists():

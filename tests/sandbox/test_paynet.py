@@ -999,6 +999,26 @@ def test_fault_status_503(api: Call, server: SandboxHTTPServer) -> None:
     }
 
 
+def test_request_log_notes_every_request_with_its_arrival_time(
+    api: Call, server: SandboxHTTPServer
+) -> None:
+    faults(server, {"kind": "status", "status": 503, "operation": "list", "times": 1})
+    before = time.time()
+    api("list", {"datab": "01.01.2020", "datbi": "01.01.2030"})  # refused by the fault
+    api("list", {"datab": "01.01.2020", "datbi": "01.01.2030"})
+    api("detail", {"subscription_id": "1"})
+
+    logged = control(server, "GET", "/requests?service=paynet")
+    only_list = control(server, "GET", "/requests?service=paynet&operation=list")
+
+    assert [e["operation"] for e in logged] == ["list", "list", "detail"]
+    assert len(only_list) == 2
+    assert all(before <= e["at"] <= time.time() for e in logged)
+    assert ledger(server) == [], "reads and failures are requests, not writes"
+    control(server, "POST", "/reset", {"seed": 1})
+    assert control(server, "GET", "/requests") == []
+
+
 def test_fault_malformed(api: Call, server: SandboxHTTPServer) -> None:
     faults(server, {"kind": "malformed", "service": "paynet"})
     r = api("list", {"datab": "01.01.2020", "datbi": "01.01.2030"})

@@ -24,6 +24,7 @@ from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoic
 from subscriptions.rules import status_verdict
 from subscriptions.services import subscription_invoice_set_status_bulk
 from tests.subscriptions.helpers import a_record, a_subscription
+from upstream.breaker import breaker_trip
 from upstream.errors import PushConflict, PushInDoubt
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.verdicts import VerdictKind
@@ -760,6 +761,47 @@ def test_record_status_refused_by_paynet_is_an_error_message(mirror, operator_cl
     assert messages_of(response) == ["Paynet refused: Kilitli (code 1)"]
     record.refresh_from_db()
     assert record.status == S.WAITING
+
+
+# --- while Paynet's circuit breaker is open ------------------------------------------------
+
+
+def test_open_breaker_is_an_error_message_on_the_record_page_and_nothing_is_sent(
+    mirror, operator_client
+):
+    record = a_record(S.WAITING)
+    preview = record_status_preview(operator_client, record, S.CANCEL)
+    breaker_trip("paynet")
+
+    response = post_back(
+        operator_client, record_status_url(record), preview, "record-status-form", step="confirm"
+    )
+
+    assert response.status_code == 200
+    (message,) = list(get_messages(response.wsgi_request))
+    assert message.level_tag == "error" and "Paynet is unavailable" in str(message)
+    assert mirror.ledger("paynet") == [] and not UpstreamCall.objects.exists()
+    record.refresh_from_db()
+    assert record.status == S.WAITING
+
+
+def test_open_breaker_is_an_error_message_on_the_bulk_confirmation_and_no_job_starts(
+    mirror, operator_client
+):
+    ids = sample_ids(10)
+    first = operator_client.post(INVOICES, action_post(ids))
+    preview = post_back(
+        operator_client, INVOICES, first, "status-confirm", step="preview", status=5
+    )
+    breaker_trip("paynet")
+
+    response = post_back(
+        operator_client, INVOICES, preview, "status-confirm", step="confirm", reason="iade"
+    )
+
+    assert response.status_code == 200
+    assert "Paynet is unavailable" in " ".join(messages_of(response))
+    assert not Job.objects.exists() and mirror.ledger("paynet") == []
 
 
 # --- the job page --------------------------------------------------------------------------
