@@ -47,7 +47,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     serializer_class = JobSerializer
     filterset_fields = ["state", "kind"]
 
-    LIST_ITEMS = 50
+    LIST_ITEMS = 10
 
     def get_queryset(self):
         jobs = super().get_queryset().select_related("created_by", "decided_by")

@@ -243,6 +243,35 @@ def my_counts(user: Any) -> list[dict[str, Any]]:
     ]
 
 
+def health_cards() -> list[dict[str, Any]]:
+    """Each upstream's health (upstream/health.py), formatted for the dashboard's cards."""
+    from .health import upstream_health
+
+    labels = {
+        "closed": _("Breaker closed"),
+        "open": _("Breaker open"),
+        "half_open": _("Breaker half open: probing"),
+    }
+    cards = []
+    for h in upstream_health():
+        cards.append(
+            {
+                "service": h.service,
+                "label": h.label,
+                "mode": h.mode,
+                "breaker": h.breaker,
+                "breaker_label": labels.get(h.breaker, h.breaker),
+                "last_success_at": h.last_success_at,
+                "error_rate_text": "—"
+                if h.error_rate is None
+                else _("%(rate)s%%") % {"rate": formats.number_format(h.error_rate * 100, 1)},
+                "p95_text": "—" if h.p95_ms is None else f"{formats.number_format(h.p95_ms)} ms",
+                "in_doubt": h.in_doubt,
+            }
+        )
+    return cards
+
+
 def dashboard(user: Any) -> dict[str, Any]:
     now = timezone.now()
     charts = []
@@ -257,4 +286,5 @@ def dashboard(user: Any) -> dict[str, Any]:
     return {
         "charts": charts,
         "counts": my_counts(user) if user.has_perm("upstream.view_job") else [],
+        "health": health_cards() if user.has_perm("upstream.view_upstreamcall") else [],
     }

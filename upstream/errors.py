@@ -113,6 +113,8 @@ class AwaitingApproval(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
 class UpstreamUnavailable(ValidationError):
     """The upstream's circuit breaker is open (upstream/breaker.py): the push is refused before
     anything is recorded or sent. A ValidationError, so every admin page shows it as the refusal

@@ -12,20 +12,14 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
 from .breaker import breakers_get, service_label
 from .models import Outcome, Service, UpstreamCall
+from .modes import upstream_mode
 
 WINDOW = timedelta(minutes=15)
-# The setting that says where each upstream is (the same ones its client reads).
-BASE_URL_SETTINGS = {
-    Service.PAYNET.value: "PAYNET_BASE_URL",
-    Service.WISECP.value: "WISECP_API_URL",
-    Service.PAYOFIN.value: "PAYOFIN_BASE_URL",
-}
 # Calls that got an answer or gave up; a pending call is still on its way.
 FINISHED = [Outcome.OK, Outcome.REJECTED, Outcome.FAILED, Outcome.IN_DOUBT]
 # A failure of the upstream (transport, timeout, 5xx, unreadable), not a refusal it meant.
@@ -50,12 +44,6 @@ class UpstreamHealth:
     error_rate: float | None
     p95_ms: int | None
     in_doubt: int
-
-
-def upstream_mode(service: str) -> str:
-    base = str(getattr(settings, BASE_URL_SETTINGS[service], "") or "")
-    sandbox = str(settings.SANDBOX_URL).rstrip("/")
-    return "sandbox" if base == sandbox or base.startswith(sandbox + "/") else "live"
 
 
 def upstream_health(

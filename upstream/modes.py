@@ -15,8 +15,8 @@ BASE_URL_SETTINGS = {
 
 def upstream_mode(service: str) -> Literal["sandbox", "live"]:
     """ "sandbox" when the service's base URL points at SANDBOX_URL, "live" otherwise."""
-    base = getattr(settings, BASE_URL_SETTINGS[service], "")
-    sandbox = settings.SANDBOX_URL.rstrip("/")
+    base = str(getattr(settings, BASE_URL_SETTINGS[service], "") or "")
+    sandbox = str(settings.SANDBOX_URL).rstrip("/")
     return "sandbox" if base.startswith(sandbox + "/") or base == sandbox else "live"
 
 

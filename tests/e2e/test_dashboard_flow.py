@@ -48,3 +48,32 @@ def test_the_index_draws_charts_and_every_page_shows_the_environment(new_page, m
     expect(page.locator("#count-approval")).to_be_visible()
     page.goto("/subscriptions/subscriptioninvoice/")
     expect(page.locator("#env-banner .env-badge")).to_have_count(3)
+
+
+def test_paynet_down_opens_the_breaker_on_the_dashboard_and_a_push_is_refused(
+    new_page, mirror, operator, settings
+):
+    from upstream.services import DbCallRecorder
+
+    settings.BREAKER_FAILURES = 2  # the sync's attempts at its first request are enough
+    # Paynet answers 503 to everything, as if it were down: the sync's calls fail in a row.
+    mirror.faults({"kind": "status", "status": 503, "service": "paynet"})
+    with pytest.raises(Exception):  # noqa: B017 - whichever upstream error the sync raises
+        paynet_sync(recorder=DbCallRecorder())
+
+    page = new_page()
+    log_in(page, "operator")
+    card = page.locator("#health-paynet")
+    expect(card).to_have_attribute("data-breaker", "open")
+    expect(page.locator("#health-wisecp")).to_have_attribute("data-breaker", "closed")
+
+    record = SubscriptionInvoice.objects.filter(status=InvoiceStatus.WAITING).first()
+    page.goto(f"/subscriptions/subscriptioninvoice/{record.pk}/change-status/")
+    page.select_option("select[name=status]", str(int(InvoiceStatus.CANCEL)))
+    page.fill("textarea[name=reason]", "kesinti testi")
+    page.click("#preview-button")
+    page.click("#confirm-button")
+    expect(page.locator(".messagelist .error")).to_contain_text("devre kesici açık")
+    assert mirror.ledger("paynet", "invoice_status_update") == []
+    record.refresh_from_db()
+    assert record.status == InvoiceStatus.WAITING

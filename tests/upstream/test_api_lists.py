@@ -46,12 +46,12 @@ def test_the_jobs_list_reads_every_jobs_first_items_in_one_query(api_operator, o
 
 
 @pytest.mark.django_db
-def test_a_jobs_page_shows_at_most_fifty_items_per_job(api_operator, operator):
+def test_a_jobs_page_shows_at_most_ten_items_per_job(api_operator, operator):
     job = Job.objects.create(kind="paynet.invoice_status", title="t", created_by=operator, total=60)
     JobItem.objects.bulk_create(
         JobItem(job=job, position=p, target_type="x", target_id=str(p), target_repr="r")
         for p in range(1, 61)
     )
     listed = api_operator.get("/api/jobs/").json()["results"]
-    assert len(listed[0]["items"]) == 50
+    assert len(listed[0]["items"]) == 10
     assert len(api_operator.get(f"/api/jobs/{job.pk}/").json()["items"]) == 60

@@ -100,6 +100,19 @@ def test_the_counts_link_to_their_filtered_lists(mirror, operator, operator_clie
 
 
 def test_the_dashboard_costs_the_same_queries_with_more_rows(mirror, admin_client):
+    now = timezone.now()
+    UpstreamCall.objects.bulk_create(  # every upstream has calls in the health window already
+        UpstreamCall(
+            service=s,
+            operation="x",
+            method="GET",
+            url="u",
+            outcome="ok",
+            duration_ms=5,
+            created_at=now,
+        )
+        for s in ("paynet", "wisecp", "payofin")
+    )
     admin_client.get(reverse("admin:index"))
     with CaptureQueriesContext(connection) as few:
         admin_client.get(reverse("admin:index"))
@@ -130,3 +143,15 @@ def test_stacked_bars_scale_and_escape():
     svg = str(stacked_bars(["<a>"], [Series("x<y", "ok", [4])], title="t"))
     assert "<a>" not in svg and "&lt;a&gt;" in svg and "x&lt;y" in svg
     assert 'data-value="4"' in svg
+
+
+def test_the_dashboard_shows_each_upstreams_health_and_an_open_breaker(mirror, admin_client):
+    from upstream.breaker import breaker_trip
+
+    breaker_trip("paynet")
+
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert 'id="health-paynet" data-breaker="open"' in page
+    assert 'id="health-wisecp" data-breaker="closed"' in page
+    assert page.count('class="health-card') == 3
