@@ -1219,7 +1219,10 @@ def api_views(reps: dict, missing: list[str]) -> list[tuple[str, str]]:
         if prefix in BIG_API_LISTS:
             views.append((f"api:{prefix}/page:200", f"{url}?page=200"))
         filterset = getattr(viewset, "filterset_class", None)
-        params = list(filterset.base_filters) if filterset else viewset.filterset_fields
+        if filterset:
+            params = list(filterset.base_filters)
+        else:
+            params = list(getattr(viewset, "filterset_fields", None) or [])
         for param in params:
             value = reps["api_filters"].get(prefix, {}).get(param)
             if value is None:

@@ -14,7 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Q, Sum
+from django.db import connection
+from django.db.models import Aggregate, Count, FloatField, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncHour
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -23,7 +24,7 @@ from django.utils.translation import gettext as _
 from .approvals import awaiting_for
 from .charts import Series, legend, stacked_bars
 from .formatting import money
-from .models import Job, JobItem, Service, UpstreamCall
+from .models import Job, JobItem, Outcome, Service, UpstreamCall
 
 DAYS = 14
 HOURS = 24
@@ -54,7 +55,7 @@ def jobs_per_day(now: datetime) -> Chart:
     days = _days(now)
     since = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
     rows = (
-        Job.objects.filter(created_at__gte=since)
+        Job.objects.filter(created_at__gte=since, created_at__lte=now)
         .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
         .values("day", "state")
         .annotate(n=Count("id"))
@@ -94,10 +95,37 @@ def _percentile(values: list[int], q: float) -> float | None:
     return float(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)])
 
 
+class _P95(Aggregate):
+    """PostgreSQL's ordered-set percentile (the continuous one, as dashboards usually show)."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(0.95) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+def _p95_per_hour(window: QuerySet[UpstreamCall]) -> dict[datetime, float | None]:
+    """The 95th percentile duration per hour: in SQL on PostgreSQL, else from the durations."""
+    hourly = window.annotate(hour=TruncHour("created_at"))
+    if connection.vendor == "postgresql":
+        rows = hourly.values("hour").annotate(p95=_P95("duration_ms"))
+        return {row["hour"]: round(row["p95"]) for row in rows}
+    durations: dict[datetime, list[int]] = defaultdict(list)
+    for hour, ms in hourly.values_list("hour", "duration_ms"):
+        durations[hour].append(ms)
+    return {hour: _percentile(values, 0.95) for hour, values in durations.items()}
+
+
 def calls_per_hour(now: datetime, service: str, label: str) -> Chart:
     start = (now - timedelta(hours=HOURS - 1)).replace(minute=0, second=0, microsecond=0)
     hours = [start + timedelta(hours=i) for i in range(HOURS)]
-    window = UpstreamCall.objects.filter(service=service, created_at__gte=start)
+    # Every outcome named, so the (service, outcome, created_at, duration_ms) index is read as
+    # one short range per outcome, without touching the table, however long the log is.
+    window = UpstreamCall.objects.filter(
+        service=service,
+        outcome__in=list(Outcome.values),
+        created_at__gte=start,
+        created_at__lt=start + timedelta(hours=HOURS),
+    )
     rows = (
         window.annotate(hour=TruncHour("created_at"))
         .values("hour", "outcome")
@@ -113,14 +141,9 @@ def calls_per_hour(now: datetime, service: str, label: str) -> Chart:
     for row in rows:
         key = row["outcome"] if row["outcome"] in outcomes else "in_doubt"
         counts[key][row["hour"]] += row["n"]
-    durations: dict[datetime, list[int]] = defaultdict(list)
-    # The last day of one upstream's calls: its durations only (two small columns).
-    for hour, ms in window.annotate(hour=TruncHour("created_at")).values_list(
-        "hour", "duration_ms"
-    ):
-        durations[hour].append(ms)
+    p95_by_hour = _p95_per_hour(window)
     series = [Series(text, key, [counts[key][h] for h in hours]) for key, text in outcomes.items()]
-    p95 = [_percentile(durations.get(h, []), 0.95) for h in hours]
+    p95 = [p95_by_hour.get(h) for h in hours]
     title = _("%(service)s calls per hour, last 24 hours") % {"service": label}
     line_label = _("p95 latency (ms)")
     return Chart(
@@ -184,7 +207,7 @@ def bill_lines_per_day(now: datetime) -> Chart:
     days = _days(now)
     since = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
     rows = (
-        BillQueryLine.objects.filter(queried_at__gte=since)
+        BillQueryLine.objects.filter(queried_at__gte=since, queried_at__lte=now)
         .annotate(day=TruncDate("queried_at", tzinfo=timezone.get_current_timezone()))
         .values("day", "outcome")
         .annotate(n=Count("id"))
