@@ -305,6 +305,12 @@ def _stale(expected_version: int, current_version: int) -> ConflictError:
     )
 
 
+def _at_stake(old: Decimal, new: Decimal) -> Decimal:
+    """What an item change weighs for the approval thresholds: the larger of the totals and of
+    the change, in absolute ₺ (a ₺100 line turned into a ₺-10.000.000 credit weighs 10M)."""
+    return max(abs(old), abs(new), abs(new - old))
+
+
 def _new_total(item: InvoiceItem, fields: Mapping[str, Any]) -> Decimal:
     value = fields.get("total", item.total)
     return value if isinstance(value, Decimal) else item.total
@@ -370,7 +376,7 @@ def invoice_item_update(
         reason=reason,
         idempotency_key=idempotency_key,
         # The money at stake: the item's total after the change (or as it is).
-        amount=max(item.total, _new_total(item, change.fields)),
+        amount=_at_stake(item.total, _new_total(item, change.fields)),
         title=_("Update invoice item %(item)s") % {"item": item},
     )
     return InvoiceItem.objects.select_related("invoice").get(pk=item.pk)
@@ -525,10 +531,10 @@ def invoice_item_bulk_update(
         BulkAction.MOVE: _("Move %(count)s invoice items to invoice %(value)s"),
         BulkAction.RENUMBER: _("Renumber %(count)s invoice items"),
     }
+    # A credit line weighs as much as a charge: the approval looks at the ₺ moved, not its sign.
+    changing = [abs(row.item.total) for row in preview.rows if row.kind == VerdictKind.CHANGE]
     return job_create(
-        amount=sum(
-            (row.item.total for row in preview.rows if row.kind == VerdictKind.CHANGE), Decimal("0")
-        ),
+        amount=sum(changing, Decimal("0")),
         kind=INVOICE_ITEM_UPDATE_KIND,
         title=titles[preview.action] % {"count": len(new_items), "value": preview.value_label},
         items=new_items,

@@ -64,6 +64,8 @@ def _decide(job: Job, actor: User) -> Job:
     if actor is None or not actor.is_authenticated or not actor.has_perm(PERM_APPROVE):
         raise PermissionDenied(_("You do not have permission to approve jobs."))
     locked = Job.objects.select_for_update().get(pk=job.pk)
+    if locked.state == Job.State.AWAITING_APPROVAL and _expired(locked):
+        raise ValidationError(_("The approval time ran out; the job has expired."))
     if locked.state == Job.State.EXPIRED:
         raise ValidationError(_("The approval time ran out; the job has expired."))
     if locked.state != Job.State.AWAITING_APPROVAL:
@@ -115,6 +117,12 @@ def job_reject(*, job: Job, actor: User, reason: str) -> Job:
     return job
 
 
+def approval_cancel(job: Job) -> None:
+    """The creator withdrew a job awaiting approval: closed as cancelled, nothing sent."""
+    with transaction.atomic():
+        _close(Job.objects.filter(pk=job.pk), Job.State.CANCELLED, cancelled=job.total)
+
+
 def expire_approvals() -> int:
     """Close the jobs whose approval time ran out (the sweep runs this)."""
     with transaction.atomic():
@@ -132,13 +140,25 @@ def _expired(job: Job) -> bool:
 
 
 def _close(jobs: QuerySet[Job], state: str, **fields: object) -> None:
-    """Finish jobs that never ran: their items (a single push has one) did not go out."""
+    """Finish jobs that never ran: their items (a single push has one) did not go out.
+
+    Only jobs still awaiting approval, locked: one approved (or decided) meanwhile is left alone.
+    """
     now = timezone.now()
+    jobs = Job.objects.filter(
+        pk__in=list(
+            jobs.filter(state=Job.State.AWAITING_APPROVAL)
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+    )
     message = (
         _("Not sent: the job was rejected.")
         if state == Job.State.REJECTED
         else _("Not sent: nobody approved the job in time.")
     )
+    if state == Job.State.CANCELLED:
+        message = _("Cancelled before it was sent.")
     items = JobItem.objects.filter(job__in=jobs, state=JobItem.State.PENDING)
     cancelled = items.update(
         state=JobItem.State.DONE,
@@ -146,7 +166,7 @@ def _close(jobs: QuerySet[Job], state: str, **fields: object) -> None:
         message=message,
         finished_at=now,
     )
-    jobs.update(state=state, finished_at=now, cancelled=cancelled, **fields)
+    jobs.update(**{"cancelled": cancelled, **fields, "state": state, "finished_at": now})
     for job in jobs:
         job_finished_announce(job)
 

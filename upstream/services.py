@@ -229,7 +229,14 @@ def job_cancel(*, job: Job, actor: User) -> Job:
         raise ValidationError(_("The job has already finished."))
     Job.objects.filter(pk=job.pk).update(cancel_requested=True, cancelled_by=actor)
     job.refresh_from_db()
-    if job.state in (Job.State.QUEUED, Job.State.AWAITING_APPROVAL):
+    if job.state == Job.State.AWAITING_APPROVAL:
+        # Never approved, never prepared: close it at once (its frozen entries stay unwritten).
+        from .approvals import approval_cancel
+
+        approval_cancel(job)
+        job.refresh_from_db()
+        return job
+    if job.state == Job.State.QUEUED:
         # Nothing runs it yet: cancel the waiting items now rather than waiting for a worker
         # (a frozen selection's remaining entries are written as cancelled items first).
         from .runner import cancel_pending_items, job_finalize

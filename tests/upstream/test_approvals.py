@@ -357,7 +357,8 @@ def test_a_job_cancelled_or_rejected_before_approval_cannot_be_resumed_or_retrie
     from upstream.services import job_cancel, job_resume_cancelled
 
     cancelled = job_cancel(job=big_job(operator), actor=operator)
-    with pytest.raises(ValidationError, match="never approved"):
+    assert not cancelled.items.exists(), "withdrawn before approval: nothing was even written"
+    with pytest.raises(ValidationError):
         job_resume_cancelled(job=cancelled, actor=operator)
 
     record = SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("-amount").first()
@@ -370,3 +371,35 @@ def test_a_job_cancelled_or_rejected_before_approval_cannot_be_resumed_or_retrie
     with pytest.raises(ValidationError, match="never approved"):
         job_resume_cancelled(job=rejected, actor=operator)
     assert paynet_writes(mirror) == []
+
+
+def test_closing_expired_jobs_never_touches_one_approved_meanwhile(mirror, operator, approver):
+    from upstream.approvals import _close
+
+    job = big_job(operator)
+    stale = Job.objects.filter(pk=job.pk)  # what the sweep read before the approval
+    job_approve(job=job, actor=approver)
+
+    _close(stale, Job.State.EXPIRED)
+
+    assert Job.objects.get(pk=job.pk).state == Job.State.QUEUED
+
+
+def test_approving_past_the_deadline_is_refused_under_the_lock(mirror, operator, approver):
+    from unittest import mock
+
+    job = big_job(operator)
+    Job.objects.filter(pk=job.pk).update(approval_expires_at=timezone.now() - timedelta(seconds=1))
+
+    # Even if nothing expired it first (the sweep and this approval crossed).
+    with mock.patch("upstream.approvals.expire_approvals"), pytest.raises(ValidationError):
+        job_approve(job=job, actor=approver)
+
+    assert Job.objects.get(pk=job.pk).state == Job.State.AWAITING_APPROVAL
+
+
+def test_a_credit_line_weighs_its_absolute_amount():
+    from billing.services import _at_stake
+
+    assert _at_stake(Decimal("100"), Decimal("-10000000")) == Decimal("10000100")
+    assert _at_stake(Decimal("-600000"), Decimal("-600000")) == Decimal("600000")

@@ -135,7 +135,8 @@ def test_every_page_shows_whether_each_upstream_is_the_sandbox_or_live(
     sandbox, operator_client, settings
 ):
     page = operator_client.get(reverse("admin:index")).content.decode()
-    assert page.count('data-mode="sandbox"') == 3 and 'data-mode="live"' not in page
+    banner = page.split('id="env-banner"', 1)[1].split("</div>", 1)[0]
+    assert banner.count('data-mode="sandbox"') == 3 and 'data-mode="live"' not in banner
 
     settings.PAYNET_BASE_URL = "https://api.paynet.com.tr"
     login = Client().get(reverse("admin:login")).content.decode()
