@@ -92,33 +92,19 @@ class Ledger:
             self._entries.clear()
 
 
-class RequestLog:
+class RequestLog(Ledger):
     """When each upstream request arrived (reads, refusals and faults too): rate caps are
     checked against it. Kept to the latest `limit` requests."""
 
     def __init__(self, limit: int = 100_000) -> None:
-        self._lock = threading.Lock()
-        self._entries: list[dict[str, Any]] = []
+        super().__init__()
         self.limit = limit
 
-    def record(self, service: str, operation: str) -> None:
+    def record(self, service: str, operation: str) -> None:  # type: ignore[override]
         with self._lock:
             self._entries.append({"at": time.time(), "service": service, "operation": operation})
             if len(self._entries) > self.limit:
                 del self._entries[: len(self._entries) - self.limit]
-
-    def entries(self, service: str | None = None, operation: str | None = None) -> list[dict]:
-        with self._lock:
-            return [
-                e
-                for e in self._entries
-                if (service is None or e["service"] == service)
-                and (operation is None or e["operation"] == operation)
-            ]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 FAULT_KINDS = {"timeout", "drop", "status", "malformed", "reject", "rate_limit", "latency"}

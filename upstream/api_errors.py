@@ -17,9 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import (
-    AwaitingApproval,
+    PushAccepted,
     PushConflict,
-    PushInDoubt,
     UpstreamError,
     UpstreamUnavailable,
 )
@@ -44,7 +43,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if exc.current_version is not None:
             body["current_version"] = exc.current_version
         return Response(body, status=status.HTTP_409_CONFLICT)
-    if isinstance(exc, PushInDoubt | AwaitingApproval):
+    if isinstance(exc, PushAccepted):
         job = exc.job
         return Response(
             {"detail": exc.message, "job": {"id": job.pk, "state": job.state}},

@@ -90,29 +90,26 @@ class PushConflict(Exception):
         return self.message
 
 
-class PushInDoubt(Exception):
+class PushAccepted(Exception):
+    """Not done, not failed: the push is recorded as a job still to be settled; the API answers
+    202 with the job."""
+
+    def __init__(self, message: str, *, job: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.job = job
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PushInDoubt(PushAccepted):
     """The push went out and no trustworthy answer came: the operation (a job of one item) is
-    being settled by reading the record back. Not a failure; the API answers 202 with the job."""
-
-    def __init__(self, message: str, *, job: object) -> None:
-        super().__init__(message)
-        self.message = message
-        self.job = job
-
-    def __str__(self) -> str:
-        return self.message
+    being settled by reading the record back."""
 
 
-class AwaitingApproval(Exception):
+class AwaitingApproval(PushAccepted):
     """The push is over an approval threshold: it waits, unsent, for a second person."""
-
-    def __init__(self, message: str, *, job: object) -> None:
-        super().__init__(message)
-        self.message = message
-        self.job = job
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class UpstreamUnavailable(ValidationError):

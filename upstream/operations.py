@@ -130,7 +130,7 @@ def push_single(
             actor=actor,
             title=title,
             reason=reason,
-            key=(idempotency_key or "").strip()[:100],
+            key=key,
             holder=holder,
             target_repr=target_repr,
             gate=gate,
