@@ -34,11 +34,11 @@ format: install
 migrations-check: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-# Refresh the Turkish catalogue from the code, fill it from locale/tr.json, compile it.
-# Fails when a user-facing string has no Turkish translation yet.
+# Refresh the Turkish catalogue (locale/tr/LC_MESSAGES/django.po, the single source) from the code,
+# check it, compile it. Fails on a user-facing string that is untranslated or fuzzy.
 messages: install
 	$(BIN)/python manage.py makemessages -l tr --no-obsolete --ignore=.venv --ignore=sandbox --ignore=tests --ignore=bench -v0
-	$(BIN)/python locale/translate.py
+	$(BIN)/python locale/check.py
 	$(BIN)/python manage.py compilemessages --ignore=.venv -v0
 
 bench: install
