@@ -834,6 +834,39 @@ def migrate(url: str, log) -> None:
     )
 
 
+# A column added after these statements were written (NOT NULL, no database default) gets its
+# type's empty value for the seed, so a new field never breaks seeding a fresh database.
+EMPTY_VALUES = {
+    "text": "''",
+    "character varying": "''",
+    "boolean": "false",
+    "integer": "0",
+    "bigint": "0",
+    "smallint": "0",
+    "numeric": "0",
+    "jsonb": "'{}'::jsonb",
+}
+
+
+def fill_unnamed_columns(conn) -> list[tuple[str, str]]:
+    """Give the seeded tables' NOT NULL columns without a default a temporary empty default."""
+    from psycopg import sql
+
+    columns = conn.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = ANY(%s) AND is_nullable = 'NO' "
+        "AND column_default IS NULL AND column_name <> 'id' AND data_type = ANY(%s)",
+        [list(SEQUENCE_TABLES), list(EMPTY_VALUES)],
+    ).fetchall()
+    for table, column, data_type in columns:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                sql.Identifier(table), sql.Identifier(column), sql.SQL(EMPTY_VALUES[data_type])
+            )
+        )
+    return [(table, column) for table, column, _ in columns]
+
+
 def seed(url: str, n: int, log) -> dict[str, float]:
     """Drop, migrate and fill the database at N records; returns seconds per step."""
     from psycopg import sql
@@ -882,6 +915,7 @@ def seed(url: str, n: int, log) -> dict[str, float]:
             ).fetchall()
             for name, _ in indexes:
                 conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+            filled = fill_unnamed_columns(conn)
             for label, statement in seed_statements():
                 step = time.perf_counter()
                 conn.execute(statement, params)
@@ -892,6 +926,12 @@ def seed(url: str, n: int, log) -> dict[str, float]:
                 conn.execute(definition)
             timings["indexes"] = time.perf_counter() - step
             print(f"  indexes: {timings['indexes']:.1f}s", flush=True)
+            for table, column in filled:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(
+                        sql.Identifier(table), sql.Identifier(column)
+                    )
+                )
         for table in SEQUENCE_TABLES:
             conn.execute(
                 sql.SQL(
@@ -983,7 +1023,7 @@ def representatives() -> dict[str, dict]:
         "subscription": {
             "is_fixed_price": {"is_fixed_price__exact": "0"},
             "interval": {"interval__exact": "3"},
-            "status": {"status__exact": "0"},
+            "status__exact": {"status__exact": "0"},
             "created_date": day_range("created_date", "01.06.2025", "30.06.2025"),
         },
         "invoice": {
@@ -1024,6 +1064,7 @@ def representatives() -> dict[str, dict]:
             "created_at": month("created_at"),
         },
         "job": {
+            "approval": {"approval": "mine"},
             "state": {"state__exact": "partially_failed"},
             "kind": {"kind__exact": "wisecp.invoice_item_update"},
             "inline": {"inline__exact": "0"},
@@ -1160,7 +1201,8 @@ def admin_views(user, reps: dict, missing: list[str]) -> list[tuple[str, str]]:
     from django.test import RequestFactory
     from django.urls import reverse
 
-    views = []
+    # The admin index is the operations dashboard (issue 10): charts, counts, health cards.
+    views = [("admin:index", reverse("admin:index"))]
     registry = sorted(admin.site._registry.items(), key=lambda kv: kv[0]._meta.label_lower)
     for model, modeladmin in registry:
         if model._meta.app_label not in PROJECT_APPS:

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.core.cache import cache
+from django.conf import settings
 from django.db import connection
 from django.db.models import Aggregate, Count, FloatField, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncHour
@@ -24,12 +24,11 @@ from django.utils.translation import gettext as _
 from .approvals import awaiting_for
 from .charts import Series, legend, stacked_bars
 from .formatting import money
-from .models import Job, JobItem, Outcome, Service, UpstreamCall
+from .models import DashboardFigure, Job, JobItem, Outcome, Service, UpstreamCall
 
 DAYS = 14
 HOURS = 24
-# Totals over whole tables (payment records by status) are cached this long per process.
-TOTALS_CACHE_SECONDS = 60
+RECORDS_BY_STATUS = "records_by_status"
 
 
 @dataclass
@@ -163,18 +162,62 @@ def calls_per_hour(now: datetime, service: str, label: str) -> Chart:
     )
 
 
-def records_by_status() -> Chart:
-    from subscriptions.models import InvoiceStatus, SubscriptionInvoice
+def _records_by_status_rows() -> list[list[Any]]:
+    from subscriptions.models import SubscriptionInvoice
 
-    def compute() -> list[tuple[int, int, Decimal]]:
-        rows = (
-            SubscriptionInvoice.objects.order_by()
-            .values("status")
-            .annotate(n=Count("id"), total=Sum("amount"))
+    rows = (
+        SubscriptionInvoice.objects.order_by()
+        .values("status")
+        .annotate(n=Count("id"), total=Sum("amount"))
+    )
+    return [[r["status"], r["n"], str(r["total"] or Decimal("0"))] for r in rows]
+
+
+# Whole-table totals the dashboard shows: computed by the sweep, read by the page.
+TOTALS = {RECORDS_BY_STATUS: _records_by_status_rows}
+
+
+def refresh_totals(*, max_age: float | None = None) -> int:
+    """Recompute the totals older than max_age seconds (all when None); returns how many.
+
+    The sweep calls this every DASHBOARD_TOTALS_SECONDS, so no page view ever runs a GROUP BY
+    over a whole table.
+    """
+    now = timezone.now()
+    fresh = set()
+    if max_age is not None:
+        fresh = set(
+            DashboardFigure.objects.filter(
+                key__in=TOTALS, computed_at__gt=now - timedelta(seconds=max_age)
+            ).values_list("key", flat=True)
         )
-        return [(r["status"], r["n"], r["total"] or Decimal("0")) for r in rows]
+    refreshed = 0
+    for key, compute in TOTALS.items():
+        if key in fresh:
+            continue
+        DashboardFigure.objects.update_or_create(
+            key=key, defaults={"data": compute(), "computed_at": timezone.now()}
+        )
+        refreshed += 1
+    return refreshed
 
-    rows = cache.get_or_set("dashboard:records_by_status", compute, TOTALS_CACHE_SECONDS)
+
+def _total(key: str) -> tuple[list[list[Any]], datetime]:
+    """A total as the sweep left it; computed here only when missing or long stale (no worker)."""
+    figure = DashboardFigure.objects.filter(key=key).first()
+    stale_after = timedelta(seconds=10 * settings.DASHBOARD_TOTALS_SECONDS)
+    if figure is None or figure.computed_at < timezone.now() - stale_after:
+        figure, _created = DashboardFigure.objects.update_or_create(
+            key=key, defaults={"data": TOTALS[key](), "computed_at": timezone.now()}
+        )
+    return figure.data, figure.computed_at
+
+
+def records_by_status() -> Chart:
+    from subscriptions.models import InvoiceStatus
+
+    data, computed_at = _total(RECORDS_BY_STATUS)
+    rows = [(status, n, Decimal(total)) for status, n, total in data]
     by_status = {status: (n, total) for status, n, total in rows}
     categories = [str(s.label) for s in InvoiceStatus]
     totals = [float(by_status.get(int(s), (0, 0))[1]) for s in InvoiceStatus]
@@ -184,6 +227,9 @@ def records_by_status() -> Chart:
         f" · {money(by_status.get(int(s), (0, Decimal('0')))[1])}"
         for s in InvoiceStatus
     ]
+    notes.append(
+        _("As of %(time)s.") % {"time": formats.time_format(timezone.localtime(computed_at), "H:i")}
+    )
     title = _("Payment records by status, ₺ total")
     return Chart(
         title,

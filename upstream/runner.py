@@ -817,13 +817,21 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
     settled = _stage("settle calls", settle_orphan_calls)
     closed += _stage("close tasks", close_abandoned_tasks)  # the tasks of jobs finalized above
     expired = _stage("expire approvals", expire_approvals)
+    totals = _stage("dashboard totals", _refresh_dashboard_totals)
     return {
         "released": released,
         "requeued": requeued,
         "calls_settled": settled,
         "tasks_closed": closed,
         "approvals_expired": expired,
+        "dashboard_totals": totals,
     }
+
+
+def _refresh_dashboard_totals() -> int:
+    from .dashboard import refresh_totals
+
+    return refresh_totals(max_age=settings.DASHBOARD_TOTALS_SECONDS)
 
 
 def _stage(name: str, work: Callable[[], int]) -> int:

@@ -18,7 +18,7 @@ from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
 from upstream import runner
 from upstream.charts import Series, stacked_bars
-from upstream.models import Job, JobItem, UpstreamCall
+from upstream.models import DashboardFigure, Job, JobItem, UpstreamCall
 
 
 @pytest.fixture
@@ -155,3 +155,52 @@ def test_the_dashboard_shows_each_upstreams_health_and_an_open_breaker(mirror, a
     assert 'id="health-paynet" data-breaker="open"' in page
     assert 'id="health-wisecp" data-breaker="closed"' in page
     assert page.count('class="health-card') == 3
+
+
+def _records_chart(page: str) -> dict[str, float]:
+    return dict(bars(page, "records"))
+
+
+def test_records_by_status_come_from_the_swept_totals(mirror, admin_client, settings):
+    """The page never runs the whole-table GROUP BY: the sweep computes it, the page reads it."""
+    settings.DASHBOARD_TOTALS_SECONDS = 60
+    assert runner.sweep()["dashboard_totals"] == 1
+    waiting = SubscriptionInvoice.objects.filter(status=S.WAITING)
+    before = sum(waiting.values_list("amount", flat=True), Decimal("0"))
+
+    with CaptureQueriesContext(connection) as page_queries:
+        page = admin_client.get(reverse("admin:index")).content.decode()
+    assert [float(v) for s, v in bars(page, "records")] and before > 0
+    assert not [q for q in page_queries.captured_queries if "subscriptioninvoice" in q["sql"]]
+    assert "As of" in page or "itibarıyla" in page
+
+    # A change after the sweep shows only after the next refresh of a stale total.
+    first = waiting.order_by("pk").first()
+    SubscriptionInvoice.objects.filter(pk=first.pk).update(amount=first.amount + 1000)
+    stale_page = admin_client.get(reverse("admin:index")).content.decode()
+    assert bars(stale_page, "records") == bars(page, "records")
+    assert runner.sweep()["dashboard_totals"] == 0  # still fresh: nothing recomputed
+
+    DashboardFigure.objects.update(computed_at=timezone.now() - timedelta(seconds=61))
+    assert runner.sweep()["dashboard_totals"] == 1
+    fresh = admin_client.get(reverse("admin:index")).content.decode()
+    old_total = sum(v for _s, v in bars(page, "records"))
+    new_total = sum(v for _s, v in bars(fresh, "records"))
+    assert new_total == pytest.approx(old_total + 1000)
+
+
+def test_without_a_worker_the_page_computes_a_missing_or_long_stale_total(
+    mirror, admin_client, settings
+):
+    settings.DASHBOARD_TOTALS_SECONDS = 60
+    assert not DashboardFigure.objects.exists()
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    expected = float(sum(SubscriptionInvoice.objects.values_list("amount", flat=True)))
+    assert sum(v for _s, v in bars(page, "records")) == pytest.approx(expected)
+    assert DashboardFigure.objects.get().key == "records_by_status"
+
+    SubscriptionInvoice.objects.filter(pk=SubscriptionInvoice.objects.first().pk).delete()
+    DashboardFigure.objects.update(computed_at=timezone.now() - timedelta(seconds=601))
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    expected = float(sum(SubscriptionInvoice.objects.values_list("amount", flat=True)))
+    assert sum(v for _s, v in bars(page, "records")) == pytest.approx(expected)
