@@ -55,7 +55,7 @@ def upstream_health(
     services = list(Service.values)
     breakers = breakers_get(services)
     recent = UpstreamCall.objects.filter(
-        service__in=services, outcome__in=FINISHED, created_at__gte=since
+        service__in=services, outcome__in=FINISHED, created_at__gte=since, created_at__lte=now
     )
     counts: dict[str, dict[str, int]] = {s: {} for s in services}
     for service, outcome, n in (
