@@ -35,6 +35,8 @@ def calls(db):
     # Outside the window: neither counted nor timed, but still the last success of WiseCP.
     rows += [call("paynet", "failed", ago=timedelta(minutes=16)) for _ in range(5)]
     rows += [call("wisecp", "ok", ago=timedelta(hours=3))]
+    # Stamped after now (a clock ahead elsewhere): not in the last 15 minutes either.
+    rows += [call("paynet", "failed", ago=-timedelta(minutes=5)) for _ in range(3)]
     UpstreamCall.objects.bulk_create(rows)
 
 
