@@ -78,14 +78,21 @@ class StatusAllChange(Payload):
     fingerprint: str = ""
 
 
-# A weight per record so that any one record's status change moves the sum.
+# Two weights per record: any one record's status change moves both sums, and changes to
+# several records cancel out in both only by an unlikely coincidence.
 _FINGERPRINT_MOD = 9973
+_FINGERPRINT_MOD_2 = 65521
 
 
 def statuses_fingerprint(records: list[tuple[int, int]]) -> str:
-    """ "count.weighted sum" of (pk, status) pairs; the same as `statuses_fingerprint_sql`."""
-    total = sum(status * (pk % _FINGERPRINT_MOD + 1) for pk, status in records)
-    return f"{len(records)}.{total}"
+    """ "count.sum.sum" of weighted (pk, status) pairs; the same as `statuses_fingerprint_sql`."""
+    first = sum(status * (pk % _FINGERPRINT_MOD + 1) for pk, status in records)
+    second = sum((status * status + 1) * (pk % _FINGERPRINT_MOD_2 + 1) for pk, status in records)
+    return f"{len(records)}.{first}.{second}"
+
+
+def _as_text(expression: Any) -> Cast:
+    return Cast(Cast(expression, BigIntegerField()), CharField())
 
 
 def statuses_fingerprint_sql() -> Coalesce:
@@ -98,19 +105,17 @@ def statuses_fingerprint_sql() -> Coalesce:
             fp=Concat(
                 Cast(Count("pk"), CharField()),
                 Value("."),
-                Cast(
-                    Cast(
-                        Sum(F("status") * (Mod(F("pk"), _FINGERPRINT_MOD) + 1)),
-                        BigIntegerField(),
-                    ),
-                    CharField(),
+                _as_text(Sum(F("status") * (Mod(F("pk"), _FINGERPRINT_MOD) + 1))),
+                Value("."),
+                _as_text(
+                    Sum((F("status") * F("status") + 1) * (Mod(F("pk"), _FINGERPRINT_MOD_2) + 1))
                 ),
                 output_field=CharField(),
             )
         )
         .values("fp")
     )
-    return Coalesce(Subquery(per_sub, output_field=CharField()), Value("0.0"))
+    return Coalesce(Subquery(per_sub, output_field=CharField()), Value("0.0.0"))
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,15 @@ def test_any_one_status_change_moves_the_fingerprint():
                 assert statuses_fingerprint(changed) != statuses_fingerprint(base)
 
 
+def test_two_changes_that_cancel_in_one_weighted_sum_still_move_the_fingerprint():
+    # Record 1 (weight 2) goes up by 3 and record 2 (weight 3) down by 2: +6 - 6 in one sum.
+    base = [(1, 0), (2, 3)]
+    changed = [(1, 3), (2, 1)]
+    first = lambda rows: sum(s * (pk % 9973 + 1) for pk, s in rows)  # noqa: E731
+    assert first(changed) == first(base)
+    assert statuses_fingerprint(changed) != statuses_fingerprint(base)
+
+
 def test_a_worker_with_debug_on_keeps_no_query_log(mirror, operator, settings):
     settings.DEBUG = True
     job = launch(waiting(5), operator)
