@@ -84,9 +84,15 @@ _FINGERPRINT_MOD = 9973
 _FINGERPRINT_MOD_2 = 65521
 
 
-def statuses_fingerprint(records: list[tuple[int, int]]) -> str:
-    """ "count.sum.sum" of weighted (pk, status) pairs; the same as `statuses_fingerprint_sql`."""
+def statuses_fingerprint(records: list[tuple[int, int]], *, like: str = "") -> str:
+    """ "count.sum.sum" of weighted (pk, status) pairs; the same as `statuses_fingerprint_sql`.
+
+    like: a stored fingerprint; one of the earlier "count.sum" form (a job launched before
+    the second sum) is matched in that form.
+    """
     first = sum(status * (pk % _FINGERPRINT_MOD + 1) for pk, status in records)
+    if like.count(".") == 1:
+        return f"{len(records)}.{first}"
     second = sum((status * status + 1) * (pk % _FINGERPRINT_MOD_2 + 1) for pk, status in records)
     return f"{len(records)}.{first}.{second}"
 
@@ -293,7 +299,9 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
                     "Not sent: %(count)s payment records of this subscription changed since the "
                     "preview."
                 ) % {"count": len(changed)}
-            elif p.fingerprint and p.fingerprint != statuses_fingerprint(list(current.values())):
+            elif p.fingerprint and p.fingerprint != statuses_fingerprint(
+                list(current.values()), like=p.fingerprint
+            ):
                 stale[item.id] = _(
                     "Not sent: payment records of this subscription changed since the preview."
                 )

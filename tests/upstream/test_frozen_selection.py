@@ -276,6 +276,14 @@ def test_two_changes_that_cancel_in_one_weighted_sum_still_move_the_fingerprint(
     assert statuses_fingerprint(changed) != statuses_fingerprint(base)
 
 
+def test_a_fingerprint_stored_before_the_second_sum_is_matched_in_its_own_form():
+    rows = [(11, 0), (12, 3)]
+    old = f"2.{0 * 12 + 3 * 13}"
+    assert statuses_fingerprint(rows, like=old) == old
+    assert statuses_fingerprint([(11, 4), (12, 3)], like=old) != old
+    assert statuses_fingerprint(rows).count(".") == 2
+
+
 def test_a_worker_with_debug_on_keeps_no_query_log(mirror, operator, settings):
     settings.DEBUG = True
     job = launch(waiting(5), operator)
