@@ -22,6 +22,10 @@ PASSIVE = re.compile(r"/progress\.json$")
 clock: Callable[[], float] = time.time
 
 
+def note_activity(session) -> None:
+    session[LAST_SEEN] = int(clock())
+
+
 class IdleSessionTimeout:
     """A session unused for SESSION_IDLE_SECONDS ends (sliding expiry): its next request is
     logged out (and logged) and goes on as anonymous, so the admin asks for a login again.
@@ -45,7 +49,7 @@ class IdleSessionTimeout:
             elif not PASSIVE.search(request.path) and (
                 last is None or now - last >= min(60, idle / 10)
             ):
-                request.session[LAST_SEEN] = int(now)
+                note_activity(request.session)
         return self.get_response(request)
 
 

@@ -18,6 +18,11 @@ def _username(user: Any) -> str | None:
 
 
 def logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    from .middleware import note_activity
+
+    # Logging in is activity: the idle deadline starts here (and the first page writes nothing).
+    if getattr(request, "session", None) is not None:
+        note_activity(request.session)
     event("login", request, user=_username(user))
 
 
