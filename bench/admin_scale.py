@@ -1509,6 +1509,8 @@ class WebProcess:
             "DJANGO_DEBUG": "false",
             "DJANGO_LOG_LEVEL": "ERROR",
             "TASKS_BACKEND": "database",
+            # It times the lists, hundreds of requests a minute by one user: not the throttle.
+            "API_THROTTLE_USER": "",
         }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -5,13 +5,16 @@ from typing import Any
 from django.utils.translation import gettext as _
 from rest_framework import serializers
 
+from security.personal import PersonalDataSerializerMixin
 from upstream.api_fields import DateTimeField, column_max
 
 from .models import Invoice, InvoiceItem
 from .services import EDITABLE_FIELDS
 
 
-class InvoiceSerializer(serializers.ModelSerializer):
+class InvoiceSerializer(PersonalDataSerializerMixin, serializers.ModelSerializer):
+    """`full_name` masked without `security.view_personal_data` (security/personal.py)."""
+
     item_count = serializers.IntegerField(read_only=True)
 
     class Meta:

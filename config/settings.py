@@ -3,6 +3,7 @@
 Production is `config.settings_production`, which takes these and refuses to start without secrets.
 """
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,14 +39,19 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_tasks",
     "django_tasks_db",
+    # Login lockout; before "security", whose log receivers read what axes noted on a request.
+    "axes",
     "upstream",
     "subscriptions",
     "billing",
     "billqueries",
+    "security",
     "sandbox",
 ]
 
 MIDDLEWARE = [
+    # Outermost, so it sees every 401 and 403 answer (CSRF failures too).
+    "security.middleware.RefusalLog",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "config.middleware.TurkishUnlessChosen",
@@ -53,9 +59,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "security.middleware.IdleSessionTimeout",
+    "security.personal.PersonalDataMasking",
     "django.contrib.messages.middleware.MessageMiddleware",
     "upstream.notices.JobNoticeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a lockout noted during the login into the locked-out page (security/lockout.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -94,6 +104,31 @@ else:
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-axes first: a locked-out username and address pair is refused before its password is
+# even checked, so the right password does not get in either.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Lockout (django-axes): LOGIN_FAILURE_LIMIT failed logins for one username from one address
+# lock that pair for LOGIN_COOLOFF_MINUTES after the last failure; other users and addresses
+# go on. A successful login clears the count. `manage.py axes_reset` unlocks everyone.
+AXES_ENABLED = env.bool("LOGIN_LOCKOUT_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "security.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "security.log.client_ip"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# Reverse proxies in front of the web server that append the client to X-Forwarded-For (0: the
+# server is reached directly; REMOTE_ADDR is the client). Lockouts, throttles and the security
+# log use the address the outermost proxy saw.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# A session unused this long ends (each request moves the deadline); 0 turns it off.
+# DJANGO_SESSION_COOKIE_AGE (production) stays the limit of any session.
+SESSION_IDLE_SECONDS = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -128,7 +163,19 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "upstream.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "upstream.api_errors.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
+    # Rates: API_THROTTLE_USER and API_THROTTLE_ANON below (security/throttles.py).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "security.throttles.AnonRateThrottle",
+        "security.throttles.UserRateThrottle",
+    ],
 }
+# Requests to the API per user and per anonymous address ("N/second|minute|hour|day"; empty:
+# no limit). Counted in the cache below.
+API_THROTTLE_USER = env("API_THROTTLE_USER", default="600/minute")
+API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="30/minute")
+# The cache (API throttle counts): per process by default; with several web processes point
+# CACHE_URL at Redis (redis://host:6379/1) so they share the counts.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # Lists (admin changelists, API lists) count their rows while PostgreSQL's planner expects that
 # to cost at most this much (its units, about one per page read; 2,000 is a few milliseconds);
 # above it they give the planner's estimate ("about 1,000,000"): upstream/pagination.py.
@@ -221,6 +268,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Logins, logouts, failed logins, lockouts, password changes, 401/403 answers, API 429s
+        # (security/log.py); django-axes's own lines at WARNING (failures and lockouts).
+        "backoffice.security": {"level": env("SECURITY_LOG_LEVEL", default="INFO")},
+        "axes": {"level": "WARNING"},
+    },
 }
 STATICFILES_DIRS = [BASE_DIR / "static"]

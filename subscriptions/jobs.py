@@ -25,6 +25,7 @@ from django.db.models.functions import Cast, Coalesce, Concat, Mod
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from security.personal import masked_str
 from upstream.claims import live_claim_ids
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
@@ -261,7 +262,8 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
         return {
             r.pk: NewItem(
                 target=r,
-                target_repr=str(r),
+                # Job pages and the call log show every viewer the name masked.
+                target_repr=masked_str(r),
                 payload=StatusAllChange(
                     subscription_id=r.subscription_id,
                     reference_no=r.reference_no,

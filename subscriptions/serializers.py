@@ -2,12 +2,15 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from security.personal import PersonalDataSerializerMixin
 from upstream.api_fields import DateTimeField, column_max
 
 from .models import Subscription, SubscriptionInvoice
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(PersonalDataSerializerMixin, serializers.ModelSerializer):
+    """`name_surname` masked without `security.view_personal_data` (security/personal.py)."""
+
     class Meta:
         model = Subscription
         fields = [

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils.translation import gettext as _
 
+from security.personal import masked_str
 from upstream.errors import UpstreamRejectedError
 from upstream.models import Job
 from upstream.operations import operation_seen, push_single
@@ -351,7 +352,7 @@ def subscription_invoice_create(
             reason=reason,
             idempotency_key=idempotency_key,
             title=_("Create payment record %(no)s for %(subscription)s")
-            % {"no": invoice_no, "subscription": subscription},
+            % {"no": invoice_no, "subscription": masked_str(subscription)},
             amount=amount,
         )
     except UpstreamRejectedError as error:

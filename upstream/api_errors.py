@@ -1,8 +1,10 @@
-"""One DRF handler for our errors: 400 bad input, 403 permission, 409 conflict, 502 upstream,
-503 while an upstream's circuit breaker is open."""
+"""One DRF handler for our errors: 400 bad input, 403 permission, 409 conflict, 429 too many
+requests, 502 upstream, 503 while an upstream's circuit breaker is open."""
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.urls import Resolver404, resolve
+from django.utils.translation import gettext
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -31,6 +34,11 @@ class Conflict(exceptions.APIException):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    from security.throttles import throttle_refused
+
+    exc = throttle_refused(exc, context)
+    if isinstance(exc, exceptions.Throttled):
+        return _throttled(exc, context)
     if isinstance(exc, UpstreamUnavailable):
         # Before the ValidationError branch: this refusal is the upstream's state, not bad input.
         return Response(
@@ -81,6 +89,32 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif response is not None and isinstance(response.data, list):
         response.data = {"detail": " ".join(str(x) for x in response.data)}
     return response
+
+
+def _throttled(exc: exceptions.Throttled, context: dict[str, Any]) -> Response:
+    """429 over the API's rate (security/throttles.py): when to come back, in the body and in
+    Retry-After, like the 503 of an open breaker."""
+    from security.log import event
+
+    wait = max(1, math.ceil(exc.wait or 1))
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    event(
+        "throttled",
+        getattr(request, "_request", None),
+        level=logging.WARNING,
+        user=user.get_username() if user is not None and user.is_authenticated else None,
+        retry_after=wait,
+    )
+    return Response(
+        {
+            "detail": gettext("Too many requests: try again in %(seconds)s seconds.")
+            % {"seconds": wait},
+            "retry_after": wait,
+        },
+        status=status.HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(wait)},
+    )
 
 
 @csrf_exempt

@@ -34,9 +34,7 @@ from .errors import (
     UpstreamResponseError,
     UpstreamTransportError,
 )
-from .redaction import redact, redact_headers
-
-MAX_BODY_CHARS = 20_000
+from .redaction import redact, redact_body, redact_headers
 
 
 @dataclass
@@ -325,11 +323,12 @@ class UpstreamClient:
                 service=self.service,
                 operation=operation,
                 method=method,
+                # Secrets and personal data in the query string are masked like the body's.
                 url=url
                 if not params
-                else requests.Request(method, url, params=params).prepare().url,
+                else requests.Request(method, url, params=redact(params)).prepare().url,
                 request_headers=redact_headers(headers),
-                request_body=redact(json_body),
+                request_body=redact_body(json_body),
                 attempt=attempt,
                 mutating=mutating,
             )
@@ -393,7 +392,7 @@ class UpstreamClient:
         try:
             body = response.json() if text.strip() else None
         except ValueError:
-            exchange.response_body = text[:MAX_BODY_CHARS]
+            exchange.response_body = redact_body(text)
             if response.status_code >= 400:
                 self.raise_for_status(exchange, response.status_code, "")
             raise UpstreamResponseError(
@@ -401,9 +400,8 @@ class UpstreamClient:
                 % {"upstream": label, "status": response.status_code},
                 exchange=exchange,
             ) from None
-        exchange.response_body = (
-            redact(body) if len(text) <= MAX_BODY_CHARS else text[:MAX_BODY_CHARS]
-        )
+        # Masked whatever its length: a long body is masked, then cut (upstream/redaction.py).
+        exchange.response_body = redact_body(body)
         exchange.data = body
         self.interpret(exchange, response.status_code, body)
 

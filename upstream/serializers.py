@@ -1,9 +1,22 @@
 from rest_framework import serializers
 
 from .models import Job, JobItem, Service, UpstreamBreaker, UpstreamCall
+from .redaction import redact_headers, redact_shown
 
 
 class UpstreamCallSerializer(serializers.ModelSerializer):
+    """A call as recorded; its headers and bodies masked again as shown (upstream/redaction.py),
+    so a row stored before a field joined the lists is not shown in clear either."""
+
+    def to_representation(self, instance: UpstreamCall) -> dict:
+        data = super().to_representation(instance)
+        for name in ("request", "response"):
+            if name in data:
+                data[name] = redact_shown(data[name])
+        if isinstance(data.get("request_headers"), dict):
+            data["request_headers"] = redact_headers(data["request_headers"])
+        return data
+
     class Meta:
         model = UpstreamCall
         fields = [

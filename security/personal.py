@@ -1,0 +1,157 @@
+"""Customers' personal data in the mirror, shown unmasked only with its own permission (KVKK).
+
+The mirror keeps what staff need (names, e-mails, phone numbers: upstream.redaction
+MIRROR_PERSONAL_FIELDS). Staff without `security.view_personal_data` see them masked ("Ze***
+Ka**", "z***@example.com", "532***4567") in every admin list and record page, in the CSV
+exports and in the API. docs/decisions/011-personal-data.md says why and how.
+
+- **Admin pages** (GET and HEAD requests, `PersonalDataMasking` middleware): while the request
+  runs, every mirror row loaded from the database is masked as it is loaded (post_init), the
+  rows of a list, a record's page and the rows it reaches through relations alike. A masked row
+  refuses to be saved, so a masked value can never overwrite the real one. Changes (POST) load
+  rows as they are; the pages that change rows are operators' pages.
+- **Exports** mask each personal column (`mask_columns`); **the API** masks its serializers'
+  personal fields (`PersonalDataSerializerMixin`): the API authenticates its tokens after the
+  middleware ran.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+from django.db.models.signals import post_init, pre_save
+from django.http import HttpRequest, HttpResponse
+
+from upstream.redaction import MIRROR_PERSONAL_FIELDS, Kind, mask_value
+
+PERM_PERSONAL_DATA = "security.view_personal_data"
+# The attribute a masked row carries; such a row is never saved.
+MASKED = "_personal_data_masked"
+
+_masking: contextvars.ContextVar[bool] = contextvars.ContextVar("personal_masking", default=False)
+
+
+def sees_personal_data(user: Any) -> bool:
+    """May this user see customers' personal data unmasked?"""
+    return bool(user is not None and user.is_authenticated and user.has_perm(PERM_PERSONAL_DATA))
+
+
+def personal_fields(model: type[models.Model] | models.Model) -> dict[str, Kind]:
+    return MIRROR_PERSONAL_FIELDS.get(model._meta.label_lower, {})
+
+
+def mask_instance(obj: models.Model) -> models.Model:
+    """Mask `obj`'s loaded personal fields in place and mark it unsaveable."""
+    fields = personal_fields(obj)
+    for name, kind in fields.items():
+        if name in obj.__dict__:  # a deferred field stays deferred
+            obj.__dict__[name] = mask_value(kind, obj.__dict__[name])
+    if fields:
+        setattr(obj, MASKED, True)
+    return obj
+
+
+def masked_str(obj: models.Model) -> str:
+    """`str(obj)` with its personal fields masked, for texts every viewer reads (job titles,
+    the call log's targets)."""
+    return str(mask_instance(copy.copy(obj)))
+
+
+@contextmanager
+def masking(user: Any) -> Iterator[bool]:
+    """Mask every mirror row loaded inside the block, unless `user` may see them unmasked."""
+    if sees_personal_data(user):
+        yield False
+        return
+    token = _masking.set(True)
+    try:
+        yield True
+    finally:
+        _masking.reset(token)
+
+
+def is_masking() -> bool:
+    return _masking.get()
+
+
+def _on_load(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    if _masking.get():
+        mask_instance(instance)
+
+
+def _refuse_masked(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    if getattr(instance, MASKED, False):
+        raise RuntimeError(
+            f"{sender._meta.label} #{instance.pk} was loaded with its personal data masked "
+            "and cannot be saved."
+        )
+
+
+def connect() -> None:
+    for label in MIRROR_PERSONAL_FIELDS:
+        model = apps.get_model(label)
+        post_init.connect(_on_load, sender=model, dispatch_uid=f"security.mask.{label}")
+        pre_save.connect(_refuse_masked, sender=model, dispatch_uid=f"security.guard.{label}")
+
+
+class PersonalDataMasking:
+    """Runs each GET or HEAD request of a signed-in user without the permission with masking on
+    (see the module docstring); the page is rendered inside, so what it shows is masked."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if request.method not in ("GET", "HEAD") or not (user and user.is_authenticated):
+            return self.get_response(request)
+        with masking(user):
+            return self.get_response(request)
+
+
+def column_kind(model: type[models.Model], path: str) -> Kind | None:
+    """The kind of personal data an export column holds ("subscription__name_surname")."""
+    *relations, name = path.split("__")
+    try:
+        for relation in relations:
+            model = model._meta.get_field(relation).related_model
+    except (FieldDoesNotExist, AttributeError):  # not a field path: no mirror field
+        return None
+    if model is None:
+        return None
+    return personal_fields(model).get(name)
+
+
+def mask_columns(
+    model: type[models.Model], names: tuple[str, ...], user: Any
+) -> Callable[[list[Any]], list[Any]]:
+    """For an export of `names` columns: a function that masks a row's personal columns, or
+    leaves it as it is for a user who may see them."""
+    kinds = {i: column_kind(model, name) for i, name in enumerate(names)}
+    kinds = {i: kind for i, kind in kinds.items() if kind is not None}
+    if not kinds or sees_personal_data(user):
+        return lambda row: row
+    return lambda row: [mask_value(kinds[i], v) if i in kinds else v for i, v in enumerate(row)]
+
+
+class PersonalDataSerializerMixin:
+    """A ModelSerializer whose model's personal fields are masked for a requester without the
+    permission (and when there is no request to tell)."""
+
+    def to_representation(self, instance: Any) -> dict:
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if sees_personal_data(user):
+            return data
+        for name, kind in personal_fields(self.Meta.model).items():
+            if name in data:
+                data[name] = mask_value(kind, data[name])
+        return data
