@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy
 from upstream.admin_filters import DateRangeFilter, InputFilter, catalogue_filter
 from upstream.admin_lists import contains, exact
 from upstream.admin_tools import (
+    FormattedFieldsMixin,
     MirrorAdmin,
     RecordOperationsMixin,
     confirm_then_start,
@@ -141,7 +142,7 @@ class InvoiceNumberFilter(InputFilter):
         return queryset.filter(query)
 
 
-class InvoiceItemInline(admin.TabularInline):
+class InvoiceItemInline(FormattedFieldsMixin, admin.TabularInline):
     model = InvoiceItem
     fields = (
         "sequence",

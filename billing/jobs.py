@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError
@@ -70,6 +71,7 @@ class ItemUpdate(Payload):
 @register
 class InvoiceItemUpdateHandler(JobHandler):
     kind = INVOICE_ITEM_UPDATE_KIND
+    label = gettext_lazy("WiseCP: invoice item update")
     target_type = "billing.invoiceitem"
     permission = PERM_PUSH_ITEM
     service = "wisecp"

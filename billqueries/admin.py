@@ -14,7 +14,13 @@ from django.utils.translation import gettext_lazy
 
 from upstream.admin_filters import DateRangeFilter
 from upstream.admin_lists import contains, exact
-from upstream.admin_tools import MirrorAdmin, error_text, money_column, run_and_report
+from upstream.admin_tools import (
+    FormattedFieldsMixin,
+    MirrorAdmin,
+    error_text,
+    money_column,
+    run_and_report,
+)
 from upstream.errors import UpstreamError
 from upstream.formatting import money
 from upstream.services import DbCallRecorder
@@ -117,7 +123,7 @@ class InstitutionAdmin(MirrorAdmin):
         return super().changelist_view(request, extra_context)
 
 
-class BillDebtInline(admin.TabularInline):
+class BillDebtInline(FormattedFieldsMixin, admin.TabularInline):
     model = BillDebt
     fields = (
         "invoice_no",

@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Count, Model, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from upstream.client import CallRecorder
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
@@ -60,6 +61,7 @@ class QueryChunk(Payload):
 @register
 class BillQueryHandler(JobHandler):
     kind = BILL_QUERY_KIND
+    label = gettext_lazy("Payofin: bill queries")
     target_type = "billqueries.billquerybatch"
     permission = PERM_RUN
     payload_type = QueryChunk

@@ -74,6 +74,8 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "upstream.context_processors.upstream_modes",
             ],
+            # Turkish-aware |capfirst and |upper for every template (upstream/text.py).
+            "builtins": ["upstream.templatetags.turkish_builtins"],
         },
     },
 ]

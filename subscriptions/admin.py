@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy
 from upstream.admin_filters import DateRangeFilter, InputFilter, catalogue_filter
 from upstream.admin_lists import contains, exact
 from upstream.admin_tools import (
+    FormattedFieldsMixin,
     MirrorAdmin,
     PushOutcome,
     RecordOperationsMixin,
@@ -101,7 +102,7 @@ class SubscriptionReferenceFilter(InputFilter):
         return queryset.filter(subscription__reference_no=value)
 
 
-class SubscriptionInvoiceInline(admin.TabularInline):
+class SubscriptionInvoiceInline(FormattedFieldsMixin, admin.TabularInline):
     model = SubscriptionInvoice
     fields = ("invoice_no", "invoice_id", "val_date", "amount_display", "status")
     readonly_fields = fields

@@ -24,6 +24,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce, Concat, Mod
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from upstream.claims import live_claim_ids
 from upstream.client import CallRecorder
@@ -141,6 +142,7 @@ class _PaynetHandler(JobHandler):
 @register
 class InvoiceStatusHandler(_PaynetHandler):
     kind = INVOICE_STATUS_KIND
+    label = gettext_lazy("Paynet: payment record status")
     target_type = "subscriptions.subscriptioninvoice"
     permission = "subscriptions.push_invoice_status"
     operation = "invoice_status_update"
@@ -231,6 +233,7 @@ class InvoiceStatusHandler(_PaynetHandler):
 @register
 class SubscriptionStatusAllHandler(_PaynetHandler):
     kind = SUBSCRIPTION_STATUS_ALL_KIND
+    label = gettext_lazy("Paynet: status of a subscription's records")
     target_type = "subscriptions.subscription"
     permission = "subscriptions.push_subscription_invoices_status"
     operation = "invoices_status_update_all"
@@ -375,6 +378,7 @@ class CreateInvoiceHandler(_PaynetHandler):
     """
 
     kind = CREATE_INVOICE_KIND
+    label = gettext_lazy("Paynet: new payment record")
     target_type = "subscriptions.subscription"
     permission = "subscriptions.push_create_invoice"
     operation = "create_invoice"

@@ -20,7 +20,7 @@ from .admin_lists import any_record_type, contains, exact, prefix
 from .admin_tools import MirrorAdmin, pretty_json, run_and_report
 from .client import operation_catalogue
 from .exports import job_results_csv, job_results_xlsx
-from .handlers import handler_for, registered_kinds
+from .handlers import handler_for, kind_label, registered_kinds
 from .models import Job, JobItem, UpstreamCall
 from .services import job_cancel, job_resume_cancelled, job_retry_failed
 
@@ -30,7 +30,7 @@ def _call_operations() -> list[tuple[str, str]]:
 
 
 def _job_kinds() -> list[tuple[str, str]]:
-    return [(kind, kind) for kind in registered_kinds()]
+    return [(kind, kind_label(kind)) for kind in registered_kinds()]
 
 
 @admin.register(UpstreamCall)
@@ -122,7 +122,7 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
     list_display = (
         "id",
         "title",
-        "kind",
+        "kind_display",
         "state",
         "progress",
         "created_by",
@@ -200,6 +200,10 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
             *self.approval_urls(),
             *super().get_urls(),
         ]
+
+    @admin.display(description=gettext_lazy("kind"), ordering="kind")
+    def kind_display(self, obj: Job) -> str:
+        return kind_label(obj.kind)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None

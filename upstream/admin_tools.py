@@ -13,7 +13,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -27,7 +28,7 @@ from django.utils.translation import gettext_lazy
 from .admin_lists import ScaledListMixin
 from .approvals import awaiting_message
 from .errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
-from .formatting import money
+from .formatting import duration, money
 from .redaction import redact
 
 
@@ -141,7 +142,107 @@ class CsvExportMixin:
         return csv_response(f"{slugify(opts.verbose_name_plural)}-{stamp}.csv", header, rows())
 
 
-class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, ScaledListMixin, admin.ModelAdmin):
+def _is_money(field: Any) -> bool:
+    # Every money column is DecimalField(max_digits >= 14, decimal_places=2); rates are smaller.
+    return (
+        isinstance(field, models.DecimalField)
+        and field.decimal_places == 2
+        and (field.max_digits or 0) >= 14
+    )
+
+
+def _is_identifier(field: Any) -> bool:
+    # An id or a number someone types or reads out ("1704", never "1.704").
+    return isinstance(field, models.IntegerField) and (
+        field.name == "id" or field.name.endswith(("_id", "_no"))
+    )
+
+
+def record_currency(obj: Any) -> str:
+    """The currency an amount of this row is in: its own, its invoice's, else the lira."""
+    for owner in (obj, getattr(obj, "invoice", None)):
+        currency = getattr(owner, "currency", None)
+        if currency:
+            return currency
+    return "TRY"
+
+
+class FormattedFieldsMixin:
+    """Detail pages and lists write money as "₺ 1.234,56" and ids as typed ("1704").
+
+    Django displays a DecimalField as a bare number and groups every integer ("1.704"), so those
+    model fields are shown through display callables here, sorted by the field as before.
+    """
+
+    def _formatted(self, name: Any) -> Any:
+        if not isinstance(name, str) or name.startswith("-"):
+            return name
+        try:
+            field = self.model._meta.get_field(name)
+        except FieldDoesNotExist:
+            return name
+        cache = self.__dict__.setdefault("_formatted_cache", {})
+        if name in cache:
+            return cache[name]
+        if _is_money(field):
+
+            def display(obj: Any, _name: str = name) -> str:
+                return format_html(
+                    '<span class="money">{}</span>',
+                    money(getattr(obj, _name), record_currency(obj)),
+                )
+
+        elif isinstance(field, models.IntegerField) and name.endswith("_ms"):
+
+            def display(obj: Any, _name: str = name) -> str:
+                return duration(getattr(obj, _name))
+
+            display.__name__ = name
+            display = admin.display(description=gettext_lazy("duration"), ordering=name)(display)
+            cache[name] = display
+            return display
+        elif _is_identifier(field):
+
+            def display(obj: Any, _name: str = name) -> str:
+                value = getattr(obj, _name)
+                return "" if value is None else str(value)
+
+        else:
+            return name
+        display.__name__ = name
+        display = admin.display(description=field.verbose_name, ordering=name)(display)
+        cache[name] = display
+        return display
+
+    def _formatted_fields(self, fields: Any, convert: Callable[[Any], Any] | None = None) -> Any:
+        convert = convert or self._formatted
+        if isinstance(fields, list | tuple):
+            return type(fields)(self._formatted_fields(f, convert) for f in fields)
+        return convert(fields)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            # Editable fields keep their form inputs; only the read-only ones are displays.
+            readonly = set(super().get_readonly_fields(request, obj))
+            keep = lambda name: name if name not in readonly else self._formatted(name)  # noqa: E731
+        else:
+            keep = self._formatted
+        return [
+            (name, {**options, "fields": self._formatted_fields(options["fields"], keep)})
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self._formatted_fields(super().get_readonly_fields(request, obj))
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return self._formatted_fields(super().get_list_display(request))
+
+
+class MirrorAdmin(
+    FormattedFieldsMixin, ReadOnlyMixin, CsvExportMixin, ScaledListMixin, admin.ModelAdmin
+):
     """Rows we do not own: an upstream's mirror, or the record of what it was sent and what it
     answered. Viewed and exported here; they change only through pushes, queries and syncs.
     Their lists may hold millions of rows (upstream.admin_lists)."""

@@ -95,7 +95,9 @@ class UpstreamCall(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.service} {self.operation} #{self.pk} ({self.outcome})"
+        # Shown where a row points at its call (a job item's "last call"): in the reader's language.
+        outcome = self.get_outcome_display()
+        return f"#{self.pk} {self.get_service_display()} {self.operation} ({outcome})"
 
 
 class UpstreamBreaker(models.Model):

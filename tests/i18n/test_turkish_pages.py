@@ -1,0 +1,135 @@
+"""What Turkish (and English) staff read on the admin's pages: capitals, labels, formats."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from django.template import Context, Template
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from billing.models import Invoice, InvoiceItem
+from subscriptions.models import Subscription
+from upstream import text
+from upstream.formatting import duration
+from upstream.models import Job, UpstreamCall
+
+# A Turkish word whose first letter should be a dotted capital İ but came out as a plain I.
+DOTLESS = re.compile(r"\bI(ş|s[a-zçğıöşü]|l[e]|ad|pt|zin|çe|nd|şl|st|ade)")
+
+
+@pytest.fixture
+def turkish(settings):
+    settings.LANGUAGE_CODE = "tr"
+    with translation.override("tr"):
+        yield
+
+
+@pytest.fixture
+def invoice(db) -> Invoice:
+    invoice = Invoice.objects.create(
+        wisecp_id=389,
+        number="#389",
+        status="paid",
+        currency="TRY",
+        subtotal=Decimal("4548.80"),
+        tax=Decimal("409.76"),
+        total=Decimal("4958.56"),
+        taxation_type="exclusive",
+        created_at_upstream=timezone.now(),
+    )
+    InvoiceItem.objects.create(
+        wisecp_id=1704,
+        invoice=invoice,
+        description="Bakiye yükleme",
+        amount=Decimal("2500"),
+        total=Decimal("2500"),
+        order_id=4996,
+    )
+    return invoice
+
+
+def test_capfirst_writes_a_dotted_capital_in_turkish_only() -> None:
+    with translation.override("tr"):
+        assert text.capfirst("iş kalemleri") == "İş kalemleri"
+        assert text.capfirst("ırmak") == "Irmak"
+        assert text.upper("ilerleme") == "İLERLEME"
+    with translation.override("en"):
+        assert text.capfirst("item") == "Item"
+        assert text.upper("ilerleme") == "ILERLEME"
+
+
+def test_every_template_capfirst_is_turkish_aware(turkish) -> None:
+    rendered = Template("{{ v|capfirst }} {{ v|upper }}").render(Context({"v": "işler"}))
+    assert rendered == "İşler İŞLER"
+
+
+def test_job_pages_write_is_with_a_dotted_capital(admin_client, turkish) -> None:
+    Job.objects.create(kind="paynet.invoice_status", title="x", total=1)
+    for url in (
+        reverse("admin:index"),
+        reverse("admin:upstream_job_changelist"),
+        reverse("admin:upstream_jobitem_changelist"),
+        reverse("admin:upstream_upstreamcall_changelist"),
+        reverse("admin:auth_group_add"),
+    ):
+        page = admin_client.get(url).content.decode()
+        assert not DOTLESS.search(re.sub(r"<[^>]+>", " ", page)), url
+    page = admin_client.get(reverse("admin:upstream_job_changelist")).content.decode()
+    assert "İşler" in page
+    assert 'lang="tr"' in page  # CSS text-transform needs it to write İLERLEME
+
+
+def test_job_kind_is_shown_by_its_label(admin_client, turkish) -> None:
+    Job.objects.create(kind="paynet.invoice_status", title="x", total=1)
+    page = admin_client.get(reverse("admin:upstream_job_changelist")).content.decode()
+    assert "Paynet: ödeme kaydı durumu" in page
+    assert ">paynet.invoice_status<" not in page
+
+
+def test_change_page_title_starts_with_a_capital(admin_client, invoice, turkish) -> None:
+    page = admin_client.get(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+    html = page.content.decode()
+    assert "<h1>Fatura göster</h1>" in html
+    assert "<title>#389 | Fatura göster |" in html
+
+
+def test_detail_page_writes_money_with_the_lira_and_ids_without_grouping(
+    admin_client, invoice, turkish
+) -> None:
+    html = admin_client.get(reverse("admin:billing_invoice_change", args=[invoice.pk])).content
+    html = html.decode()
+    assert "₺\u00a04.958,56" in html
+    assert "₺\u00a04.548,80" in html
+    assert "4996" in html and "4.996" not in html  # the linked service id, in the items
+    assert "Vergi fiyatlara eklenir" in html and ">exclusive<" not in html
+    listing = admin_client.get(reverse("admin:billing_invoiceitem_changelist")).content.decode()
+    assert "1704" in listing and "1.704" not in listing
+
+
+def test_subscription_status_is_its_label(admin_client, db, turkish) -> None:
+    sub = Subscription.objects.create(subscription_id="s-1", reference_no="R1", status=0)
+    html = admin_client.get(reverse("admin:subscriptions_subscription_change", args=[sub.pk]))
+    assert "Bekliyor" in html.content.decode()
+
+
+def test_call_duration_reads_in_seconds(admin_client, db, turkish) -> None:
+    assert duration(15004) == "15,0 sn"
+    assert duration(850) == "850 ms"
+    call = UpstreamCall.objects.create(
+        service="paynet",
+        operation="invoice_status_update",
+        method="POST",
+        url="https://x",
+        outcome="in_doubt",
+        duration_ms=15004,
+        created_at=timezone.now(),
+    )
+    html = admin_client.get(reverse("admin:upstream_upstreamcall_change", args=[call.pk]))
+    html = html.content.decode()
+    assert "15,0 sn" in html and "15.004" not in html
+    assert str(call) == f"#{call.pk} Paynet invoice_status_update (Belirsiz)"
+    with translation.override("en"):
+        assert duration(15004) == "15.0 s"
