@@ -108,8 +108,8 @@ class PaynetClient(UpstreamClient):
                 )
             return
         # Business failures arrive as HTTP 200 with code != 0 (paynet.md §2).
-        message = _("Paynet refused: %(message)s (code %(code)s)") % {
-            "message": exchange.upstream_message or _("no message"),
+        message = _("Paynet refused: %(message)s (code %(code)s).") % {
+            "message": exchange.upstream_message.rstrip(". ") or _("no message"),
             "code": code,
         }
         if code == CODE_UNAUTHORIZED:

@@ -95,6 +95,12 @@ class ListRecorder:
         self.exchanges.append(exchange)
 
 
+def sentence(text: str) -> str:
+    """An upstream's message as the end of one of our sentences: trimmed, with a full stop."""
+    text = " ".join(str(text).split())
+    return text if not text or text[-1] in ".!?…" else f"{text}."
+
+
 def retry_delay(
     error: UpstreamError,
     *,
@@ -276,11 +282,17 @@ class UpstreamClient:
 
     def raise_for_status(self, exchange: Exchange, status: int, message: str) -> None:
         label = self.service_label or self.service
-        detail = message or _("HTTP %(status)s") % {"status": status}
+        # The status is already in the sentence: without a message of the upstream's there is no
+        # detail to add ("(HTTP 502): HTTP 502" said it twice), and every message ends a sentence.
+        detail = sentence(message) if message else ""
         if status in (401, 403):
             raise UpstreamAuthError(
-                _("%(upstream)s refused our credentials: %(detail)s")
-                % {"upstream": label, "detail": detail},
+                (
+                    _("%(upstream)s refused our credentials: %(detail)s")
+                    if detail
+                    else _("%(upstream)s refused our credentials (HTTP %(status)s).")
+                )
+                % {"upstream": label, "detail": detail, "status": status},
                 exchange=exchange,
             )
         if status == 429:
@@ -291,14 +303,22 @@ class UpstreamClient:
             )
         if status >= 500:
             raise UpstreamResponseError(
-                _("%(upstream)s had a server error (HTTP %(status)s): %(detail)s")
+                (
+                    _("%(upstream)s had a server error (HTTP %(status)s): %(detail)s")
+                    if detail
+                    else _("%(upstream)s had a server error (HTTP %(status)s).")
+                )
                 % {"upstream": label, "status": status, "detail": detail},
                 exchange=exchange,
             )
         if status >= 400:
             raise UpstreamRejectedError(
-                _("%(upstream)s rejected the request: %(detail)s")
-                % {"upstream": label, "detail": detail},
+                (
+                    _("%(upstream)s rejected the request: %(detail)s")
+                    if detail
+                    else _("%(upstream)s rejected the request (HTTP %(status)s).")
+                )
+                % {"upstream": label, "detail": detail, "status": status},
                 exchange=exchange,
             )
 

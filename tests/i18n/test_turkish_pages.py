@@ -133,3 +133,26 @@ def test_call_duration_reads_in_seconds(admin_client, db, turkish) -> None:
     assert str(call) == f"#{call.pk} Paynet invoice_status_update (Belirsiz)"
     with translation.override("en"):
         assert duration(15004) == "15.0 s"
+
+
+def test_known_wisecp_messages_read_in_turkish_and_every_message_ends_a_sentence() -> None:
+    from billing.client import readable_message
+
+    with translation.override("tr"):
+        assert readable_message("Invoice item could not be updated") == (
+            "fatura kalemi güncellenemedi."
+        )
+        assert readable_message("Bu fatura kilitli") == "Bu fatura kilitli."
+        assert "Billing/UpdateInvoiceItem" in readable_message(
+            "No permission for Billing/UpdateInvoiceItem"
+        )
+
+
+def test_an_amount_below_the_minimum_is_refused_in_turkish_numbers() -> None:
+    from django import forms
+
+    from subscriptions.forms import LiraField
+
+    with translation.override("tr"), pytest.raises(forms.ValidationError) as info:
+        LiraField(min_value=0.01).clean("0")
+    assert info.value.messages == ["En az ₺\u00a00,01 tutarında bir değer girin."]
