@@ -8,9 +8,10 @@ from typing import Any, BinaryIO, NamedTuple
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop, ngettext
 
 from upstream.services import NewItem, User, actor_allowed, actor_require, job_create
+from upstream.texts import text
 
 from .client import MAX_FIRM_REF_LEN, MAX_QUERIES
 from .jobs import BILL_QUERY_KIND, PERM_RUN, QueryChunk, batch_recount
@@ -215,11 +216,13 @@ def _queue(
                 ).to_json(),
             )
         )
-    title = (
-        _("Bill queries: re-run %(count)s failed lines of batch #%(batch)s")
+    title = text(
+        gettext_noop("Bill queries: re-run %(count)s failed lines of batch #%(batch)s")
         if rerun
-        else _("Bill queries: batch #%(batch)s, %(count)s lines")
-    ) % {"batch": batch.pk, "count": len(lines)}
+        else gettext_noop("Bill queries: batch #%(batch)s, %(count)s lines"),
+        batch=batch.pk,
+        count=len(lines),
+    )
     job = job_create(
         kind=BILL_QUERY_KIND,
         title=title,

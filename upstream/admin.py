@@ -121,7 +121,7 @@ class UpstreamCallAdmin(MirrorAdmin):
 class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
     list_display = (
         "id",
-        "title",
+        "title_display",
         "kind_display",
         "state",
         "progress",
@@ -201,6 +201,10 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
             *super().get_urls(),
         ]
 
+    @admin.display(description=gettext_lazy("title"))
+    def title_display(self, obj: Job) -> str:
+        return obj.display_title
+
     @admin.display(description=gettext_lazy("kind"), ordering="kind")
     def kind_display(self, obj: Job) -> str:
         return kind_label(obj.kind)
@@ -228,7 +232,7 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
             item.description = handler.describe(item.result) if handler else ""
         context = {
             **self.admin_site.each_context(request),
-            "title": job.title,
+            "title": job.display_title,
             "opts": self.opts,
             "job": job,
             "failures": failures,

@@ -304,7 +304,7 @@ def start_job(
         modeladmin.message_user(request, awaiting_message(job), messages.WARNING)
     else:
         modeladmin.message_user(
-            request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
+            request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.display_title}
         )
     return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
 

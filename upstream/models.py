@@ -168,6 +168,9 @@ class Job(models.Model):
 
     kind = models.CharField(_("kind"), max_length=64, db_index=True)
     title = models.CharField(_("title"), max_length=200)
+    # The title's message id and parameters (upstream.texts): shown in each reader's language.
+    # Empty for jobs created before it was kept; `title` is then shown as it was written.
+    title_text = models.JSONField(_("title (translatable)"), default=dict, blank=True)
     state = models.CharField(
         _("state"), max_length=20, choices=State.choices, default=State.QUEUED, db_index=True
     )
@@ -264,7 +267,14 @@ class Job(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.title}"
+        return f"#{self.pk} {self.display_title}"
+
+    @property
+    def display_title(self) -> str:
+        """The title in the reader's language (as stored, for older jobs)."""
+        from .texts import render
+
+        return render(self.title_text, self.title)
 
     @property
     def done(self) -> int:

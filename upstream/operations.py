@@ -46,6 +46,7 @@ from .handlers import JobHandler, WorkItem, WorkResult, handler_for
 from .models import Job, JobItem
 from .runner import JobRecorder, _reserve_calls, _work, flush_results, job_finalize
 from .services import User, job_enqueue
+from .texts import to_json
 
 # How long a second push of the same record waits for the first before it is refused.
 CLAIM_WAIT_SECONDS = 2.0
@@ -229,6 +230,7 @@ def _await_approval(
             job = Job.objects.create(
                 kind=kind,
                 title=title[:200],
+                title_text=to_json(title),
                 inline=True,
                 reason=reason.strip(),
                 created_by=actor if actor.is_authenticated else None,
@@ -344,6 +346,7 @@ def _start(
         job = Job.objects.create(
             kind=kind,
             title=title[:200],
+            title_text=to_json(title),
             state=Job.State.RUNNING,
             inline=True,
             reason=reason.strip(),

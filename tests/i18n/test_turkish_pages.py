@@ -156,3 +156,31 @@ def test_an_amount_below_the_minimum_is_refused_in_turkish_numbers() -> None:
     with translation.override("tr"), pytest.raises(forms.ValidationError) as info:
         LiraField(min_value=0.01).clean("0")
     assert info.value.messages == ["En az ₺\u00a00,01 tutarında bir değer girin."]
+
+
+def test_a_job_title_is_read_in_the_readers_language(admin_client, db, settings) -> None:
+    from django.utils.translation import gettext_noop
+
+    from subscriptions.models import InvoiceStatus
+    from upstream.texts import text, to_json
+
+    with translation.override("tr"):
+        title = text(
+            gettext_noop("Set %(count)s payment records to “%(status)s”"),
+            count=3,
+            status=InvoiceStatus.CANCEL.label,
+        )
+    assert title == "3 ödeme kaydını “İptal edildi” yap"
+    job = Job.objects.create(
+        kind="paynet.invoice_status", title=title, title_text=to_json(title), total=3
+    )
+    old = Job.objects.create(kind="paynet.invoice_status", title="Eski başlık", total=1)
+    with translation.override("en"):
+        assert job.display_title == "Set 3 payment records to “Cancelled”"
+        assert old.display_title == "Eski başlık"  # stored before titles were kept by id
+    settings.LANGUAGE_CODE = "en"
+    page = admin_client.get(reverse("admin:upstream_job_changelist")).content.decode()
+    assert "Set 3 payment records to “Cancelled”" in page
+    assert "ödeme kaydı" not in page
+    page = admin_client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()
+    assert "<h1>Set 3 payment records to “Cancelled”</h1>" in page

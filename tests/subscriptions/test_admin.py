@@ -467,7 +467,7 @@ def test_create_refused_by_paynet_says_so_and_keeps_the_form(mirror, operator_cl
     )
 
     assert response.status_code == 200
-    assert messages_of(response) == ["Paynet refused: Bayi bloke (code 1)"]
+    assert messages_of(response) == ["Paynet refused: Bayi bloke (code 1)."]
     html = response.content.decode()
     assert 'id="create-invoice-form"' in html and 'value="95550001"' in html
     key = preview.context["form"].cleaned_data["idempotency_key"]
@@ -758,7 +758,7 @@ def test_record_status_refused_by_paynet_is_an_error_message(mirror, operator_cl
     )
 
     assert response.status_code == 200
-    assert messages_of(response) == ["Paynet refused: Kilitli (code 1)"]
+    assert messages_of(response) == ["Paynet refused: Kilitli (code 1)."]
     record.refresh_from_db()
     assert record.status == S.WAITING
 
