@@ -9,6 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from django import forms
 from django.contrib import admin, messages
@@ -87,6 +88,24 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
+_ASCII_TURKISH = str.maketrans("ıİğĞşŞçÇöÖüÜ", "iIgGsScCoOuU")
+
+
+def attachment_disposition(filename: str) -> str:
+    """Content-Disposition for a download named in the reader's language (RFC 6266/5987).
+
+    `filename*` keeps every letter ("ödeme-kayıtları-….csv"); the plain `filename` beside it is
+    the ASCII spelling for clients that read only that one ("odeme-kayitlari-….csv", not the
+    "odeme-kaytlar" that dropping the letters gave).
+    """
+    stem, dot, ext = filename.rpartition(".")
+    if not dot:
+        stem, ext = filename, ""
+    fallback = slugify(stem.translate(_ASCII_TURKISH)) or "download"
+    fallback = f"{fallback}.{ext}" if ext else fallback
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def csv_response(
     filename: str, header: list[str], rows: Iterator[list[Any]]
 ) -> StreamingHttpResponse:
@@ -100,7 +119,7 @@ def csv_response(
             yield writer.writerow([_csv_value(v) for v in row])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = attachment_disposition(filename)
     return response
 
 
@@ -139,7 +158,8 @@ class CsvExportMixin:
                 yield row
 
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-        return csv_response(f"{slugify(opts.verbose_name_plural)}-{stamp}.csv", header, rows())
+        name = slugify(str(opts.verbose_name_plural), allow_unicode=True)
+        return csv_response(f"{name}-{stamp}.csv", header, rows())
 
 
 def _is_money(field: Any) -> bool:

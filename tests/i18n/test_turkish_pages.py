@@ -184,3 +184,25 @@ def test_a_job_title_is_read_in_the_readers_language(admin_client, db, settings)
     assert "ödeme kaydı" not in page
     page = admin_client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()
     assert "<h1>Set 3 payment records to “Cancelled”</h1>" in page
+
+
+def test_downloads_keep_every_letter_of_their_turkish_name(admin_client, invoice, turkish):
+    from upstream.admin_tools import attachment_disposition
+
+    header = attachment_disposition("ödeme-kayıtları-20261129-1200.csv")
+    assert header == (
+        'attachment; filename="odeme-kayitlari-20261129-1200.csv"; '
+        "filename*=UTF-8''%C3%B6deme-kay%C4%B1tlar%C4%B1-20261129-1200.csv"
+    )
+    response = admin_client.post(
+        reverse("admin:billing_invoice_changelist"),
+        {"action": "export_csv", "_selected_action": [invoice.pk]},
+    )
+    disposition = response["Content-Disposition"]
+    assert 'filename="faturalar-' in disposition
+    job = Job.objects.create(kind="paynet.invoice_status", title="x", total=0)
+    for fmt in ("csv", "xlsx"):
+        response = admin_client.get(reverse("admin:upstream_job_results", args=[job.pk, fmt]))
+        disposition = response["Content-Disposition"]
+        assert f"filename*=UTF-8''i%C5%9F-{job.pk}-sonu%C3%A7lar%C4%B1-" in disposition
+        assert f'filename="is-{job.pk}-sonuclari-' in disposition
