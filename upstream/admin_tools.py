@@ -260,8 +260,30 @@ class FormattedFieldsMixin:
         return self._formatted_fields(super().get_list_display(request))
 
 
+class KnownActionsMixin:
+    """A posted action this list does not offer the user (forged, or a permission they lack)
+    is refused by name; Django would say "No action selected." as if nothing had been chosen."""
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        name = request.POST.get("action", "")
+        if name and name not in self.get_actions(request):
+            self.message_user(
+                request,
+                _("The action “%(action)s” is not available to you on this list; nothing was done.")
+                % {"action": name[:50]},
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
+
+
 class MirrorAdmin(
-    FormattedFieldsMixin, ReadOnlyMixin, CsvExportMixin, ScaledListMixin, admin.ModelAdmin
+    KnownActionsMixin,
+    FormattedFieldsMixin,
+    ReadOnlyMixin,
+    CsvExportMixin,
+    ScaledListMixin,
+    admin.ModelAdmin,
 ):
     """Rows we do not own: an upstream's mirror, or the record of what it was sent and what it
     answered. Viewed and exported here; they change only through pushes, queries and syncs.
@@ -469,3 +491,22 @@ class RecordOperationsMixin:
         return super().change_view(
             request, object_id, form_url, {**context, **(extra_context or {})}
         )
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The 403 page (config.urls handler403): the admin's frame, the reader's language, a way
+    back; Django's default is a bare English "403 Forbidden"."""
+    from django.contrib.admin import site
+    from django.http import JsonResponse
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": _("You do not have permission to do this.")}, status=403)
+    referer = request.headers.get("referer", "")
+    back = referer if url_has_allowed_host_and_scheme(referer, {request.get_host()}) else ""
+    context = {
+        **site.each_context(request),
+        "title": _("You may not open this page"),
+        "back_url": back if back != request.build_absolute_uri() else "",
+    }
+    return TemplateResponse(request, "403.html", context, status=403).render()

@@ -9,6 +9,9 @@ class UpstreamConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_ensure_groups, sender=self)
+        from .admin_saved import install
+
+        install()
 
 
 def _ensure_groups(sender: AppConfig, **kwargs) -> None:
