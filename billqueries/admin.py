@@ -22,7 +22,7 @@ from upstream.admin_tools import (
     run_and_report,
 )
 from upstream.errors import UpstreamError
-from upstream.formatting import money
+from upstream.formatting import day, money
 from upstream.services import DbCallRecorder
 
 from . import exports, services
@@ -128,7 +128,7 @@ class BillDebtInline(FormattedFieldsMixin, admin.TabularInline):
     fields = (
         "invoice_no",
         "customer_name",
-        "exp_date",
+        "exp_date_display",
         "invoice_amount_display",
         "merchant_profit_display",
         "total_amount_display",
@@ -143,6 +143,18 @@ class BillDebtInline(FormattedFieldsMixin, admin.TabularInline):
     )
     total_amount_display = money_column("total_amount", description=gettext_lazy("total"))
 
+    @admin.display(description=gettext_lazy("due date"), ordering="exp_date")
+    def exp_date_display(self, obj: BillDebt) -> str:
+        if obj.exp_date is None:
+            return "—"
+        if obj.is_overdue:
+            return format_html(
+                '{} <span class="overdue-label">{}</span>',
+                day(obj.exp_date),
+                _("overdue"),
+            )
+        return day(obj.exp_date)
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -152,9 +164,13 @@ class BillDebtInline(FormattedFieldsMixin, admin.TabularInline):
 
 @admin.register(BillQueryLine)
 class BillQueryLineAdmin(MirrorAdmin):
+    @admin.display(description=gettext_lazy("line"), ordering="position")
+    def line_number_display(self, obj: BillQueryLine) -> int:
+        return obj.line_number
+
     list_display = (
         "batch_link",
-        "position",
+        "line_number_display",
         "institution",
         "subscriber_no",
         "additional_no",
@@ -183,7 +199,7 @@ class BillQueryLineAdmin(MirrorAdmin):
     inlines = [BillDebtInline]
     csv_fields = (
         "batch",
-        "position",
+        "input_line",
         "soot_code",
         "institution__name",
         "subscriber_no",
@@ -197,7 +213,7 @@ class BillQueryLineAdmin(MirrorAdmin):
         "queried_at",
     )
     fields = (
-        ("batch", "position", "attempt"),
+        ("batch", "line_number_display", "attempt"),
         ("institution", "soot_code"),
         ("subscriber_no", "additional_no", "firm_ref_no"),
         ("state", "outcome", "queried_at"),
@@ -208,7 +224,7 @@ class BillQueryLineAdmin(MirrorAdmin):
     )
     readonly_fields = (
         "batch",
-        "position",
+        "line_number_display",
         "attempt",
         "institution",
         "soot_code",

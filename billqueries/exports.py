@@ -50,7 +50,7 @@ def rows(lines: QuerySet[BillQueryLine]) -> Iterator[list[Any]]:
     lines = lines.select_related("institution").prefetch_related("debts").order_by("position")
     for line in lines.iterator(chunk_size=1000):
         head = [
-            line.position,
+            line.line_number,
             line.soot_code,
             line.institution.name,
             line.subscriber_no,

@@ -129,6 +129,7 @@ def bill_query_batch_create(
                 BillQueryLine(
                     batch=batch,
                     position=position,
+                    input_line=line.number,
                     institution=line.institution,
                     soot_code=line.soot_code,
                     subscriber_no=line.subscriber_no,

@@ -224,6 +224,16 @@ class SubscriptionAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
         subscription = get_object_or_404(Subscription, pk=pk)
         if not request.user.has_perm(services.PERM_CREATE_INVOICE):
             raise PermissionDenied
+        if subscription.is_fixed_price:
+            # Refused before anything is typed: Paynet takes new records only on variable prices.
+            self.message_user(
+                request,
+                _("Payment records can only be created for variable-price subscriptions."),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(
+                reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
+            )
         step = request.POST.get("step") if request.method == "POST" else None
         form = CreateInvoiceForm(request.POST if step else None)
         preview = None

@@ -172,6 +172,23 @@ def test_subscription_page_lists_its_records_and_offers_create_for_variable_pric
     assert variable.invoices.first().invoice_no.encode() in page.content
 
 
+def test_the_create_form_of_a_fixed_price_subscription_is_refused_before_it_opens(
+    mirror, operator_client
+):
+    fixed = a_subscription(fixed=True)
+    url = reverse("admin:subscriptions_subscription_create_invoice", args=[fixed.pk])
+
+    response = operator_client.get(url, follow=True)
+
+    assert response.redirect_chain == [
+        (reverse("admin:subscriptions_subscription_change", args=[fixed.pk]), 302)
+    ]
+    assert [str(m) for m in response.context["messages"]] == [
+        "Payment records can only be created for variable-price subscriptions."
+    ]
+    assert b'name="amount"' not in response.content
+
+
 def _make_rows(count: int, start: int) -> None:
     for n in range(start, start + count):
         sub = Subscription.objects.create(
@@ -502,11 +519,13 @@ def test_create_preview_puts_rule_errors_on_their_fields(mirror, operator_client
     assert mirror.ledger("paynet") == []
 
 
-def test_create_on_a_fixed_price_subscription_is_refused_at_preview(mirror, operator_client):
-    response = preview_of(operator_client, a_subscription(fixed=True))
-
-    assert "variable-price" in response.context["form"].non_field_errors()[0]
-    assert response.context["preview"] is None
+def test_a_posted_create_on_a_fixed_price_subscription_is_refused_too(mirror, operator_client):
+    sub = a_subscription(fixed=True)
+    data = {"val_date_0": "15.01.2030", "val_date_1": "10:00", "amount": "288.98", "reason": "x"}
+    for step in ("preview", "confirm"):
+        response = operator_client.post(create_url(sub), {**data, "step": step})
+        assert response.status_code == 302
+        assert response.url == reverse("admin:subscriptions_subscription_change", args=[sub.pk])
     assert mirror.ledger("paynet") == []
 
 
