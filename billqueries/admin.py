@@ -20,6 +20,8 @@ from upstream.admin_tools import (
     error_text,
     money_column,
     run_and_report,
+    truncated,
+    truncated_column,
 )
 from upstream.errors import UpstreamError
 from upstream.formatting import day, money
@@ -168,18 +170,22 @@ class BillQueryLineAdmin(MirrorAdmin):
     def line_number_display(self, obj: BillQueryLine) -> int:
         return obj.line_number
 
+    result_message_column = truncated_column("result_message", gettext_lazy("result message"))
+
+    @admin.display(description=gettext_lazy("institution"))
+    def institution_column(self, obj: BillQueryLine) -> str:
+        return truncated(obj.institution)
+
     list_display = (
         "batch_link",
         "line_number_display",
-        "institution",
+        "institution_column",
         "subscriber_no",
-        "additional_no",
         "outcome",
         "result_code",
-        "result_message",
+        "result_message_column",
         "debt_count",
         "debt_total_display",
-        "queried_at",
     )
     # The institutions come from their catalogue, not from a DISTINCT over the lines.
     list_filter = ("outcome", "state", ("institution", admin.RelatedFieldListFilter))

@@ -37,7 +37,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_tasks",
-    "django_tasks_db",
+    "upstream.apps.TasksDbConfig",  # django_tasks_db, named in the reader's language
     "upstream",
     "subscriptions",
     "billing",

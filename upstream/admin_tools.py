@@ -53,6 +53,22 @@ def money_column(field: str, *, currency_field: str | None = None, description: 
     return column
 
 
+def truncated(text: Any) -> str:
+    """Long text in a list cell: one line cut with "…" by CSS, the whole of it on hover."""
+    value = "" if text is None else str(text)
+    return format_html('<span class="truncated" title="{}">{}</span>', value, value)
+
+
+def truncated_column(field: str, description: Any, ordering: str | None = None):
+    """A list column of a long text field, cut to the cell's width (see `truncated`)."""
+
+    @admin.display(description=description, ordering=ordering)
+    def column(*args: Any) -> str:
+        return truncated(getattr(args[-1], field))
+
+    return column
+
+
 class ReadOnlyMixin:
     """Rows that change only through pushes, queries and syncs: no local add, edit or delete."""
 

@@ -1,9 +1,12 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
+from django_tasks_db.apps import TasksAppConfig
 
 
 class UpstreamConfig(AppConfig):
+    # This module holds another AppConfig (TasksDbConfig): say which one "upstream" uses.
+    default = True
     name = "upstream"
     verbose_name = _("Upstream calls and jobs")
 
@@ -12,6 +15,13 @@ class UpstreamConfig(AppConfig):
         from .admin_saved import install
 
         install()
+
+
+class TasksDbConfig(TasksAppConfig):
+    """django_tasks_db with a name staff can read in their language (its own is English only)."""
+
+    default = False
+    verbose_name = _("Task queue")
 
 
 def _ensure_groups(sender: AppConfig, **kwargs) -> None:

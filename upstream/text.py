@@ -33,3 +33,6 @@ def capfirst(value: Any) -> str:
 # capfirst (form labels, the app list) would turn into "Izinler". Our catalogue is read first and
 # gives them the capital İ.
 DJANGO_LABELS = [gettext_noop("permissions")]
+
+# django_tasks_db's model names: translatable there, but it ships no Turkish catalogue.
+TASK_LABELS = [gettext_noop("Task Result"), gettext_noop("Task Results")]

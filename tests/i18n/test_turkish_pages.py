@@ -206,3 +206,13 @@ def test_downloads_keep_every_letter_of_their_turkish_name(admin_client, invoice
         disposition = response["Content-Disposition"]
         assert f"filename*=UTF-8''i%C5%9F-{job.pk}-sonu%C3%A7lar%C4%B1-" in disposition
         assert f'filename="is-{job.pk}-sonuclari-' in disposition
+
+
+def test_long_texts_in_lists_are_cut_with_the_whole_on_hover(admin_client, invoice) -> None:
+    item = invoice.items.get()
+    item.description = "Kurumsal E-posta - 10 Hesap - Yıllık paket, yenileme ve taşıma dahil"
+    item.save()
+    html = admin_client.get(reverse("admin:billing_invoiceitem_changelist")).content.decode()
+    assert f'<span class="truncated" title="{item.description}">' in html
+    # Chosen columns: what lives on the item's page is not in the list.
+    assert "field-order_id" not in html and "field-synced_at" not in html
