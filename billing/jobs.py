@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -143,6 +144,17 @@ class InvoiceItemUpdateHandler(JobHandler):
             more, problems = read_invoices(client, [p.invoice_id])
             reads += more
         return {"item": found, "item_at": read_at, "invoices": reads, "problems": problems}
+
+    def describe(self, result: dict[str, Any]) -> str:
+        # A single edit's summary lists the changed fields by name ("description, amount"):
+        # shown by their labels in the reader's language. A bulk one ("a → b") is data.
+        summary = str(result.get("summary", ""))
+        names = [name.strip() for name in summary.split(",")]
+        try:
+            fields = [InvoiceItem._meta.get_field(name) for name in names if name]
+        except FieldDoesNotExist:
+            return summary
+        return ", ".join(str(field.verbose_name) for field in fields)
 
     def apply(self, results: list[WorkResult]) -> None:
         items_write([(r.data["item"], r.data["item_at"]) for r in results])

@@ -161,6 +161,14 @@ class BillQueryHandler(JobHandler):
         )
         batch_recount(batch_ids)
 
+    def describe(self, result: dict[str, Any]) -> str:
+        # From the counts, in the reader's language (the stored summary is the worker's).
+        if "found" not in result:
+            return super().describe(result)
+        return _("%(found)s with debt, %(no_debt)s without, %(failed)s failed") % {
+            key: result.get(key, 0) for key in ("found", "no_debt", "failed")
+        }
+
     def finished(self, job: Job) -> None:
         """Lines of chunks that got no usable answer fail with the reason; the batch closes."""
         batch = BillQueryBatch.objects.filter(pk=job.params.get("batch_id"), job_id=job.pk).first()

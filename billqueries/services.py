@@ -200,8 +200,8 @@ def _queue(
         items.append(
             NewItem(
                 target=batch,
-                target_repr=_("Batch #%(batch)s, lines %(first)s–%(last)s")
-                % {"batch": batch.pk, "first": chunk[0].position, "last": chunk[-1].position},
+                # Numbers only: the call log shows it to readers of every language.
+                target_repr=f"#{batch.pk} · {chunk[0].line_number}–{chunk[-1].line_number}",
                 payload=QueryChunk(
                     batch_id=batch.pk,
                     line_ids=[line.pk for line in chunk],

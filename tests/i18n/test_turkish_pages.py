@@ -216,3 +216,19 @@ def test_long_texts_in_lists_are_cut_with_the_whole_on_hover(admin_client, invoi
     assert f'<span class="truncated" title="{item.description}">' in html
     # Chosen columns: what lives on the item's page is not in the list.
     assert "field-order_id" not in html and "field-synced_at" not in html
+
+
+def test_what_a_job_item_changed_is_described_in_the_readers_language() -> None:
+    from billing.jobs import InvoiceItemUpdateHandler
+    from billqueries.jobs import BillQueryHandler
+
+    counts = {"found": 1, "no_debt": 2, "failed": 1, "summary": "1 borçlu, 2 borçsuz"}
+    with translation.override("en"):
+        assert BillQueryHandler().describe(counts) == "1 with debt, 2 without, 1 failed"
+        assert InvoiceItemUpdateHandler().describe({"summary": "description, amount"}) == (
+            "description, unit price"
+        )
+        # A bulk edit's summary is data ("old → new"), shown as stored.
+        assert InvoiceItemUpdateHandler().describe({"summary": "3 → 4"}) == "3 → 4"
+    with translation.override("tr"):
+        assert InvoiceItemUpdateHandler().describe({"summary": "quantity"}) == "adet"
