@@ -149,6 +149,10 @@ SPECTACULAR_SETTINGS = {
         "BillQueryBatchStateEnum": "billqueries.models.BillQueryBatch.State",
         "BillQueryLineStateEnum": "billqueries.models.BillQueryLine.State",
         "BillQueryLineOutcomeEnum": "billqueries.models.BillQueryLine.Outcome",
+        # A subscription's status uses its payment records' table (paynet.md §3).
+        "PaynetStatusEnum": "subscriptions.models.InvoiceStatus",
+        "InvoiceStatusEnum": "billing.models.InvoiceStatus",
+        "TaxationTypeEnum": "billing.models.TaxationType",
     },
 }
 
