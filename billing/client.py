@@ -14,11 +14,12 @@ from typing import Any
 
 from django.conf import settings
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from upstream.client import Exchange, UpstreamClient, sentence
 from upstream.errors import UpstreamRejectedError, UpstreamResponseError
 from upstream.parsing import ISTANBUL, ParseError, format_local, json_money, parse_local
+from upstream.texts import text
 
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # PHP Y-m-d H:i:s (wisecp.md §3)
 ZERO_DATE = "0000-00-00 00:00:00"
@@ -157,15 +158,17 @@ KNOWN_MESSAGES = {
 }
 
 
-def readable_message(message: str) -> str:
-    """WiseCP's message in the reader's language when we know it, else as sent; a sentence."""
+def readable_message(message: str) -> Any:
+    """WiseCP's message in the reader's language when we know it (a lazy text, kept by its id
+    in a job's message), else as sent; a sentence."""
     known = KNOWN_MESSAGES.get(message.strip().rstrip("."))
     if known is not None:
-        return str(known)
+        return known
     if message.startswith("No permission for "):
-        return _("our API key has no permission for %(action)s.") % {
-            "action": message.removeprefix("No permission for ").rstrip(".")
-        }
+        return text(
+            gettext_noop("our API key has no permission for %(action)s."),
+            action=message.removeprefix("No permission for ").rstrip("."),
+        )
     return sentence(message)
 
 
@@ -215,8 +218,11 @@ class WiseCPClient(UpstreamClient):
             )
         if outcome == "error":
             raise UpstreamRejectedError(
-                _("WiseCP refused: %(message)s")
-                % {"message": readable_message(exchange.upstream_message) or _("no message.")},
+                text(
+                    gettext_noop("WiseCP refused: %(message)s"),
+                    message=readable_message(exchange.upstream_message)
+                    or gettext_lazy("no message."),
+                ),
                 exchange=exchange,
             )
         if outcome != "successful":

@@ -389,7 +389,7 @@ class JobItemAdmin(MirrorAdmin):
         "finished_at",
     )
     target_column = truncated_column("target_repr", gettext_lazy("target"))
-    message_column = truncated_column("message", gettext_lazy("message"))
+    message_column = truncated_column("display_message", gettext_lazy("message"))
 
     @admin.display(description=gettext_lazy("job"))
     def job_column(self, obj: JobItem) -> str:

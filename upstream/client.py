@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Protocol
 import requests
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from requests.adapters import HTTPAdapter
 
 from .errors import (
@@ -35,6 +36,7 @@ from .errors import (
     UpstreamTransportError,
 )
 from .redaction import redact, redact_headers
+from .texts import text
 
 MAX_BODY_CHARS = 20_000
 
@@ -287,38 +289,44 @@ class UpstreamClient:
         detail = sentence(message) if message else ""
         if status in (401, 403):
             raise UpstreamAuthError(
-                (
-                    _("%(upstream)s refused our credentials: %(detail)s")
+                text(
+                    gettext_noop("%(upstream)s refused our credentials: %(detail)s")
                     if detail
-                    else _("%(upstream)s refused our credentials (HTTP %(status)s).")
-                )
-                % {"upstream": label, "detail": detail, "status": status},
+                    else gettext_noop("%(upstream)s refused our credentials (HTTP %(status)s)."),
+                    upstream=label,
+                    detail=detail,
+                    status=status,
+                ),
                 exchange=exchange,
             )
         if status == 429:
             raise UpstreamResponseError(
-                _("%(upstream)s asks us to slow down (HTTP 429).") % {"upstream": label},
+                text(gettext_noop("%(upstream)s asks us to slow down (HTTP 429)."), upstream=label),
                 exchange=exchange,
                 retry_after=exchange_retry_after(exchange),
             )
         if status >= 500:
             raise UpstreamResponseError(
-                (
-                    _("%(upstream)s had a server error (HTTP %(status)s): %(detail)s")
+                text(
+                    gettext_noop("%(upstream)s had a server error (HTTP %(status)s): %(detail)s")
                     if detail
-                    else _("%(upstream)s had a server error (HTTP %(status)s).")
-                )
-                % {"upstream": label, "status": status, "detail": detail},
+                    else gettext_noop("%(upstream)s had a server error (HTTP %(status)s)."),
+                    upstream=label,
+                    status=status,
+                    detail=detail,
+                ),
                 exchange=exchange,
             )
         if status >= 400:
             raise UpstreamRejectedError(
-                (
-                    _("%(upstream)s rejected the request: %(detail)s")
+                text(
+                    gettext_noop("%(upstream)s rejected the request: %(detail)s")
                     if detail
-                    else _("%(upstream)s rejected the request (HTTP %(status)s).")
-                )
-                % {"upstream": label, "detail": detail, "status": status},
+                    else gettext_noop("%(upstream)s rejected the request (HTTP %(status)s)."),
+                    upstream=label,
+                    detail=detail,
+                    status=status,
+                ),
                 exchange=exchange,
             )
 

@@ -94,7 +94,7 @@ def job_results_rows(job: Job) -> Iterator[list[Any]]:
             item.get_state_display(),
             item.get_outcome_display() if item.outcome else "",
             handler.describe(item.result) if handler and item.result else "",
-            item.message,
+            item.display_message,
             item.upstream_code,
             item.attempts,
             item.finished_at,

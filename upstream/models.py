@@ -344,6 +344,9 @@ class JobItem(models.Model):
     # The last push may have reached the upstream unanswered: read back before sending again.
     in_doubt = models.BooleanField(_("in doubt"), default=False)
     message = models.TextField(_("message"), blank=True)
+    # The message's id and parameters (upstream.texts): shown in each reader's language. Empty
+    # for messages kept before, and for an upstream's own words; `message` is shown then.
+    message_text = models.JSONField(_("message (translatable)"), default=dict, blank=True)
     upstream_code = models.CharField(_("upstream code"), max_length=32, blank=True)
     result = models.JSONField(_("result"), default=dict, blank=True)
     call = models.ForeignKey(
@@ -388,6 +391,13 @@ class JobItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target_repr} ({self.get_state_display()})"
+
+    @property
+    def display_message(self) -> str:
+        """The message in the reader's language (as stored, for older items)."""
+        from .texts import render
+
+        return render(self.message_text, self.message)
 
 
 class RecordClaim(models.Model):

@@ -405,16 +405,16 @@ def _finished(job: Job, result: WorkResult) -> SingleResult:
     item = job.items.get()
     if item.outcome == JobItem.Outcome.OK:
         # What apply() recorded for the item (e.g. the new record's id).
-        return SingleResult(job=job, data=item.result, message=item.message)
+        return SingleResult(job=job, data=item.result, message=item.display_message)
     if isinstance(result.error, UpstreamError) and item.outcome == result.outcome:
         raise result.error
     if item.outcome == JobItem.Outcome.IN_DOUBT:
-        raise PushInDoubt(item.message, job=job)
+        raise PushInDoubt(item.display_message, job=job)
     if item.outcome == JobItem.Outcome.SKIPPED:
-        raise PushConflict(item.message)
+        raise PushConflict(item.display_message)
     if result.error is not None and not isinstance(result.error, UpstreamError):
         raise result.error
-    raise UpstreamRejectedError(item.message)
+    raise UpstreamRejectedError(item.display_message)
 
 
 def _failed_cleanly(job: Job) -> bool:
@@ -476,7 +476,7 @@ def _repeat(
         job.refresh_from_db()
     item.refresh_from_db()
     if item.outcome == JobItem.Outcome.OK:
-        return SingleResult(job=job, data=item.result, message=item.message)
+        return SingleResult(job=job, data=item.result, message=item.display_message)
     if not job.is_finished or item.outcome == JobItem.Outcome.IN_DOUBT:
         raise PushInDoubt(
             _("This change was already sent (job #%(id)s) and is still being settled.")
@@ -485,5 +485,5 @@ def _repeat(
         )
     raise PushConflict(
         _("This change was already sent once (job #%(id)s) and did not go through: %(message)s")
-        % {"id": job.pk, "message": item.message}
+        % {"id": job.pk, "message": item.display_message}
     )

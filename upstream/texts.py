@@ -27,13 +27,15 @@ def _param(value: Any) -> Any:
     # A lazy label (a TextChoices label, a verbose name) is kept by its message id.
     if isinstance(value, Promise) and getattr(value, "_args", None):
         return {"msgid": str(value._args[0])}
-    if isinstance(value, Text):
-        return to_json(value)
-    if isinstance(value, int | float | str) and not isinstance(value, bool):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return value
     if isinstance(value, Decimal):
         return str(value)
-    return str(value)
+    # A Text, or an error whose str() is one (upstream.errors keep their message as given).
+    rendered = value if isinstance(value, str) else str(value)
+    if isinstance(rendered, Text):
+        return to_json(rendered)
+    return str(rendered)
 
 
 def text(msgid: str, **params: Any) -> Text:
@@ -52,6 +54,11 @@ def to_json(value: Any) -> dict[str, Any]:
     if isinstance(value, Text):
         return {"msgid": value.msgid, "params": value.params}
     return {}
+
+
+def message_fields(message: Any) -> dict[str, Any]:
+    """A job item's `message` and `message_text` for an update (upstream.models.JobItem)."""
+    return {"message": str(message), "message_text": to_json(message)}
 
 
 def render(data: dict[str, Any] | None, fallback: str = "") -> str:

@@ -232,3 +232,57 @@ def test_what_a_job_item_changed_is_described_in_the_readers_language() -> None:
         assert InvoiceItemUpdateHandler().describe({"summary": "3 → 4"}) == "3 → 4"
     with translation.override("tr"):
         assert InvoiceItemUpdateHandler().describe({"summary": "quantity"}) == "adet"
+
+
+def test_a_job_items_message_is_read_in_the_readers_language(admin_client, db, settings):
+    from types import SimpleNamespace
+
+    from django.utils.translation import gettext_noop
+
+    from upstream.client import UpstreamClient
+    from upstream.errors import UpstreamError
+    from upstream.models import JobItem
+    from upstream.texts import message_fields, text
+
+    # Written by a Turkish worker: the upstream's error, wrapped in the runner's sentence.
+    with translation.override("tr"):
+        try:
+            UpstreamClient.raise_for_status(
+                SimpleNamespace(service_label="WiseCP", service="wisecp"), None, 502, ""
+            )
+        except UpstreamError as error:
+            caught = error
+        message = text(
+            gettext_noop(
+                "%(error)s The change may have reached the upstream; it will be read back."
+            ),
+            error=caught,
+        )
+    assert str(message) == (
+        "WiseCP sunucu hatası verdi (HTTP 502). Değişiklik karşı sisteme ulaşmış olabilir; "
+        "önce geri okunacak."
+    )
+    job = Job.objects.create(kind="wisecp.invoice_item_update", title="x", total=1, failed=1)
+    item = JobItem.objects.create(
+        job=job,
+        position=1,
+        target_type="billing.invoiceitem",
+        target_id="1",
+        target_repr="#1",
+        state="done",
+        outcome="in_doubt",
+        **message_fields(message),
+    )
+    old = JobItem.objects.create(
+        job=job, position=2, target_type="t", target_id="2", target_repr="#2", message="Eski"
+    )
+    with translation.override("en"):
+        assert item.display_message == (
+            "WiseCP had a server error (HTTP 502). The change may have reached the upstream; "
+            "it will be read back."
+        )
+        assert old.display_message == "Eski"  # kept before messages were kept by id
+    settings.LANGUAGE_CODE = "en"
+    page = admin_client.get(reverse("admin:upstream_job_change", args=[job.pk])).content
+    assert "WiseCP had a server error (HTTP 502). The change may have" in page.decode()
+    assert "sunucu hatası" not in page.decode()
