@@ -14,11 +14,12 @@ from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.texts import text
 
 from . import rules
 from .client import WiseCPClient, changes_applied
@@ -95,13 +96,17 @@ class InvoiceItemUpdateHandler(JobHandler):
             p = payloads[item.id]
             row = current.get(int(item.target_id))
             if row is None:
-                stale[item.id] = _("The invoice item is no longer in the mirror.")
+                stale[item.id] = text(gettext_noop("The invoice item is no longer in the mirror."))
                 continue
             if p.version is not None and row.version != p.version:
-                stale[item.id] = _(
-                    "Not sent: the invoice item changed since the preview (version %(then)s, "
-                    "now %(now)s). Reload it and make the change again."
-                ) % {"then": p.version, "now": row.version}
+                stale[item.id] = text(
+                    gettext_noop(
+                        "Not sent: the invoice item changed since the preview (version %(then)s, "
+                        "now %(now)s). Reload it and make the change again."
+                    ),
+                    then=p.version,
+                    now=row.version,
+                )
                 continue
             # The rules again, on the invoices as they are now (one may have been paid since).
             names = ["invoice" if name == "owner_id" else name for name in p.changes]

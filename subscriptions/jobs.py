@@ -24,13 +24,14 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce, Concat, Mod
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from upstream.claims import live_claim_ids
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
 from upstream.services import NewItem
+from upstream.texts import text
 
 from .client import PaynetClient, parse_datetime, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
@@ -42,9 +43,10 @@ INVOICE_STATUS_KIND = "paynet.invoice_status"
 CODE_DUPLICATE = "5"
 
 
-def _label(status: Any) -> str:
+def _label(status: Any) -> Any:
+    # The lazy label: kept by its message id in an item's message (upstream.texts).
     try:
-        return str(InvoiceStatus(int(status)).label)
+        return InvoiceStatus(int(status)).label
     except (TypeError, ValueError):
         return str(status)
 
@@ -161,11 +163,17 @@ class InvoiceStatusHandler(_PaynetHandler):
             p = self.payload(item)
             now = current.get(int(item.target_id))
             if now is None:
-                stale[item.id] = _("The payment record is no longer in the mirror.")
+                stale[item.id] = text(
+                    gettext_noop("The payment record is no longer in the mirror.")
+                )
             elif p.from_status is not None and now != p.from_status:
-                stale[item.id] = _(
-                    "Not sent: the record changed since the preview (%(then)s, now %(now)s)."
-                ) % {"then": _label(p.from_status), "now": _label(now)}
+                stale[item.id] = text(
+                    gettext_noop(
+                        "Not sent: the record changed since the preview (%(then)s, now %(now)s)."
+                    ),
+                    then=_label(p.from_status),
+                    now=_label(now),
+                )
             elif (verdict := status_verdict(now, p.status)).kind != VerdictKind.CHANGE:
                 stale[item.id] = verdict.reason
         return stale
@@ -287,13 +295,18 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
             now = {k: status for k, (_pk, status) in current.items()}
             changed = [k for k in now.keys() | p.seen.keys() if now.get(k) != p.seen.get(k)]
             if changed:
-                stale[item.id] = _(
-                    "Not sent: %(count)s payment records of this subscription changed since the "
-                    "preview."
-                ) % {"count": len(changed)}
+                stale[item.id] = text(
+                    gettext_noop(
+                        "Not sent: %(count)s payment records of this subscription changed since "
+                        "the preview."
+                    ),
+                    count=len(changed),
+                )
             elif p.fingerprint and p.fingerprint != statuses_fingerprint(list(current.values())):
-                stale[item.id] = _(
-                    "Not sent: payment records of this subscription changed since the preview."
+                stale[item.id] = text(
+                    gettext_noop(
+                        "Not sent: payment records of this subscription changed since the preview."
+                    )
                 )
         return stale
 
@@ -393,7 +406,7 @@ class CreateInvoiceHandler(_PaynetHandler):
             p = self.payload(item)
             subscription = subs.get(int(item.target_id))
             if subscription is None:
-                stale[item.id] = _("The subscription is no longer in the mirror.")
+                stale[item.id] = text(gettext_noop("The subscription is no longer in the mirror."))
                 continue
             errors = invoice_create_verdict(
                 subscription=subscription,

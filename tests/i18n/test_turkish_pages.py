@@ -286,3 +286,23 @@ def test_a_job_items_message_is_read_in_the_readers_language(admin_client, db, s
     page = admin_client.get(reverse("admin:upstream_job_change", args=[job.pk])).content
     assert "WiseCP had a server error (HTTP 502). The change may have" in page.decode()
     assert "sunucu hatası" not in page.decode()
+
+
+def test_a_skipped_items_reason_is_read_in_the_readers_language() -> None:
+    from subscriptions.jobs import _label
+    from upstream.texts import message_fields, render, text
+
+    with translation.override("tr"):
+        reason = text(
+            "Not sent: the record changed since the preview (%(then)s, now %(now)s).",
+            then=_label(0),
+            now=_label(5),
+        )
+    stored = message_fields(reason)
+    assert stored["message"] == (
+        "Gönderilmedi: kayıt önizlemeden bu yana değişti (Bekliyor, şimdi İptal edildi)."
+    )
+    with translation.override("en"):
+        assert render(stored["message_text"], stored["message"]) == (
+            "Not sent: the record changed since the preview (Waiting, now Cancelled)."
+        )
