@@ -208,6 +208,11 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
             *super().get_urls(),
         ]
 
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        # Django's "Select %s to view" with the catalogue's capital İş read "… İş seçin".
+        extra_context = {"title": _("Select a job to view"), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
     @admin.display(description=gettext_lazy("title"))
     def title_display(self, obj: Job) -> str:
         return truncated(obj.display_title)
@@ -390,6 +395,10 @@ class JobItemAdmin(MirrorAdmin):
     )
     target_column = truncated_column("target_repr", gettext_lazy("target"))
     message_column = truncated_column("display_message", gettext_lazy("message"))
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra_context = {"title": _("Select a job item to view"), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description=gettext_lazy("job"))
     def job_column(self, obj: JobItem) -> str:

@@ -79,6 +79,7 @@ def test_job_pages_write_is_with_a_dotted_capital(admin_client, turkish) -> None
         assert not DOTLESS.search(re.sub(r"<[^>]+>", " ", page)), url
     page = admin_client.get(reverse("admin:upstream_job_changelist")).content.decode()
     assert "İşler" in page
+    assert "<h1>Göstermek için bir iş seçin</h1>" in page  # not "… İş seçin" mid-sentence
     assert 'lang="tr"' in page  # CSS text-transform needs it to write İLERLEME
 
 
