@@ -14,10 +14,12 @@ from typing import Any
 
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
-from upstream.client import Exchange, UpstreamClient
+from upstream.client import Exchange, UpstreamClient, sentence
 from upstream.errors import UpstreamRejectedError, UpstreamResponseError
 from upstream.parsing import ISTANBUL, ParseError, format_local, json_money, parse_local
+from upstream.texts import text
 
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # PHP Y-m-d H:i:s (wisecp.md §3)
 ZERO_DATE = "0000-00-00 00:00:00"
@@ -143,6 +145,33 @@ def changes_applied(item: Mapping[str, Any], changes: Mapping[str, Any]) -> bool
     return True
 
 
+# WiseCP answers in English (wisecp.md §7): the messages we know are shown in the reader's
+# language; the call log keeps them as WiseCP sent them.
+KNOWN_MESSAGES = {
+    "Invalid API key": gettext_lazy("the API key is not valid."),
+    "IP address not allowed": gettext_lazy("our IP address is not allowed."),
+    "Invoice not found": gettext_lazy("the invoice was not found."),
+    "Invoice item not found": gettext_lazy("the invoice item was not found."),
+    "Invoices could not be listed": gettext_lazy("the invoices could not be listed."),
+    "Invoice could not be read": gettext_lazy("the invoice could not be read."),
+    "Invoice item could not be updated": gettext_lazy("the invoice item could not be updated."),
+}
+
+
+def readable_message(message: str) -> Any:
+    """WiseCP's message in the reader's language when we know it (a lazy text, kept by its id
+    in a job's message), else as sent; a sentence."""
+    known = KNOWN_MESSAGES.get(message.strip().rstrip("."))
+    if known is not None:
+        return known
+    if message.startswith("No permission for "):
+        return text(
+            gettext_noop("our API key has no permission for %(action)s."),
+            action=message.removeprefix("No permission for ").rstrip("."),
+        )
+    return sentence(message)
+
+
 class WiseCPClient(UpstreamClient):
     service = "wisecp"
     service_label = "WiseCP"
@@ -178,7 +207,9 @@ class WiseCPClient(UpstreamClient):
                 exchange=exchange,
             )
         outcome = body.get("status")
-        exchange.upstream_code = str(outcome or "")[:32]
+        # WiseCP has no error codes: "error" is its envelope's status (the outcome says as much),
+        # not a code to show staff.
+        exchange.upstream_code = ""
         exchange.upstream_message = str(body.get("message") or "")
         if status >= 300:
             self.raise_for_status(exchange, status, exchange.upstream_message)
@@ -187,8 +218,11 @@ class WiseCPClient(UpstreamClient):
             )
         if outcome == "error":
             raise UpstreamRejectedError(
-                _("WiseCP refused: %(message)s")
-                % {"message": exchange.upstream_message or _("no message")},
+                text(
+                    gettext_noop("WiseCP refused: %(message)s"),
+                    message=readable_message(exchange.upstream_message)
+                    or gettext_lazy("no message."),
+                ),
                 exchange=exchange,
             )
         if outcome != "successful":

@@ -11,12 +11,15 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.texts import text
 
 from . import rules
 from .client import WiseCPClient, changes_applied
@@ -70,6 +73,7 @@ class ItemUpdate(Payload):
 @register
 class InvoiceItemUpdateHandler(JobHandler):
     kind = INVOICE_ITEM_UPDATE_KIND
+    label = gettext_lazy("WiseCP: invoice item update")
     target_type = "billing.invoiceitem"
     permission = PERM_PUSH_ITEM
     service = "wisecp"
@@ -92,13 +96,17 @@ class InvoiceItemUpdateHandler(JobHandler):
             p = payloads[item.id]
             row = current.get(int(item.target_id))
             if row is None:
-                stale[item.id] = _("The invoice item is no longer in the mirror.")
+                stale[item.id] = text(gettext_noop("The invoice item is no longer in the mirror."))
                 continue
             if p.version is not None and row.version != p.version:
-                stale[item.id] = _(
-                    "Not sent: the invoice item changed since the preview (version %(then)s, "
-                    "now %(now)s). Reload it and make the change again."
-                ) % {"then": p.version, "now": row.version}
+                stale[item.id] = text(
+                    gettext_noop(
+                        "Not sent: the invoice item changed since the preview (version %(then)s, "
+                        "now %(now)s). Reload it and make the change again."
+                    ),
+                    then=p.version,
+                    now=row.version,
+                )
                 continue
             # The rules again, on the invoices as they are now (one may have been paid since).
             names = ["invoice" if name == "owner_id" else name for name in p.changes]
@@ -141,6 +149,17 @@ class InvoiceItemUpdateHandler(JobHandler):
             more, problems = read_invoices(client, [p.invoice_id])
             reads += more
         return {"item": found, "item_at": read_at, "invoices": reads, "problems": problems}
+
+    def describe(self, result: dict[str, Any]) -> str:
+        # A single edit's summary lists the changed fields by name ("description, amount"):
+        # shown by their labels in the reader's language. A bulk one ("a → b") is data.
+        summary = str(result.get("summary", ""))
+        names = [name.strip() for name in summary.split(",")]
+        try:
+            fields = [InvoiceItem._meta.get_field(name) for name in names if name]
+        except FieldDoesNotExist:
+            return summary
+        return ", ".join(str(field.verbose_name) for field in fields)
 
     def apply(self, results: list[WorkResult]) -> None:
         items_write([(r.data["item"], r.data["item_at"]) for r in results])

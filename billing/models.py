@@ -22,6 +22,12 @@ class InvoiceStatus(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+class TaxationType(models.TextChoices):
+    # wisecp.md §5: "exclusive" seen, "inclusive" presumed.
+    EXCLUSIVE = "exclusive", _("Tax added to the prices")
+    INCLUSIVE = "inclusive", _("Tax included in the prices")
+
+
 class Invoice(models.Model):
     wisecp_id = models.PositiveIntegerField(_("WiseCP id"), unique=True)
     number = models.CharField(_("number"), max_length=64, db_index=True)
@@ -32,7 +38,9 @@ class Invoice(models.Model):
     total = models.DecimalField(_("total"), max_digits=14, decimal_places=2, default=0)
     tax_rate = models.DecimalField(_("tax rate (%)"), max_digits=6, decimal_places=2, default=0)
     taxfree = models.BooleanField(_("tax free"), default=False)
-    taxation_type = models.CharField(_("taxation type"), max_length=16, blank=True)
+    taxation_type = models.CharField(
+        _("taxation type"), max_length=16, blank=True, choices=TaxationType.choices
+    )
     created_at_upstream = models.DateTimeField(_("created at WiseCP"), null=True, blank=True)
     due_date = models.DateTimeField(_("due date"), null=True, blank=True)
     payment_date = models.DateTimeField(_("payment date"), null=True, blank=True)

@@ -15,12 +15,14 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from upstream.errors import PushConflict, UpstreamError
 from upstream.formatting import day
 from upstream.models import Job, RecordClaim
 from upstream.operations import operation_seen, push_single, repeat_single
 from upstream.services import DbCallRecorder, NewItem, User, actor_require, job_create
+from upstream.texts import text
 from upstream.verdicts import Preview, Verdict, VerdictKind
 
 from . import rules
@@ -377,7 +379,7 @@ def invoice_item_update(
         idempotency_key=idempotency_key,
         # The money at stake: the item's total after the change (or as it is).
         amount=_at_stake(item.total, _new_total(item, change.fields)),
-        title=_("Update invoice item %(item)s") % {"item": item},
+        title=text(gettext_noop("Update invoice item %(item)s"), item=str(item)),
     )
     return InvoiceItem.objects.select_related("invoice").get(pk=item.pk)
 
@@ -527,16 +529,16 @@ def invoice_item_bulk_update(
         if row.kind == VerdictKind.CHANGE
     ]
     titles = {
-        BulkAction.DUE_DATE: _("Set due date of %(count)s invoice items to %(value)s"),
-        BulkAction.MOVE: _("Move %(count)s invoice items to invoice %(value)s"),
-        BulkAction.RENUMBER: _("Renumber %(count)s invoice items"),
+        BulkAction.DUE_DATE: gettext_noop("Set due date of %(count)s invoice items to %(value)s"),
+        BulkAction.MOVE: gettext_noop("Move %(count)s invoice items to invoice %(value)s"),
+        BulkAction.RENUMBER: gettext_noop("Renumber %(count)s invoice items"),
     }
     # A credit line weighs as much as a charge: the approval looks at the ₺ moved, not its sign.
     changing = [abs(row.item.total) for row in preview.rows if row.kind == VerdictKind.CHANGE]
     return job_create(
         amount=sum(changing, Decimal("0")),
         kind=INVOICE_ITEM_UPDATE_KIND,
-        title=titles[preview.action] % {"count": len(new_items), "value": preview.value_label},
+        title=text(titles[preview.action], count=len(new_items), value=preview.value_label),
         items=new_items,
         actor=actor,
         params={"action": preview.action.value, "value": preview.value_label},

@@ -14,9 +14,17 @@ from django.utils.translation import gettext_lazy
 
 from upstream.admin_filters import DateRangeFilter
 from upstream.admin_lists import contains, exact
-from upstream.admin_tools import MirrorAdmin, error_text, money_column, run_and_report
+from upstream.admin_tools import (
+    FormattedFieldsMixin,
+    MirrorAdmin,
+    error_text,
+    money_column,
+    run_and_report,
+    truncated,
+    truncated_column,
+)
 from upstream.errors import UpstreamError
-from upstream.formatting import money
+from upstream.formatting import day, money
 from upstream.services import DbCallRecorder
 
 from . import exports, services
@@ -117,12 +125,12 @@ class InstitutionAdmin(MirrorAdmin):
         return super().changelist_view(request, extra_context)
 
 
-class BillDebtInline(admin.TabularInline):
+class BillDebtInline(FormattedFieldsMixin, admin.TabularInline):
     model = BillDebt
     fields = (
         "invoice_no",
         "customer_name",
-        "exp_date",
+        "exp_date_display",
         "invoice_amount_display",
         "merchant_profit_display",
         "total_amount_display",
@@ -137,6 +145,18 @@ class BillDebtInline(admin.TabularInline):
     )
     total_amount_display = money_column("total_amount", description=gettext_lazy("total"))
 
+    @admin.display(description=gettext_lazy("due date"), ordering="exp_date")
+    def exp_date_display(self, obj: BillDebt) -> str:
+        if obj.exp_date is None:
+            return "—"
+        if obj.is_overdue:
+            return format_html(
+                '{} <span class="overdue-label">{}</span>',
+                day(obj.exp_date),
+                _("overdue"),
+            )
+        return day(obj.exp_date)
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -146,18 +166,26 @@ class BillDebtInline(admin.TabularInline):
 
 @admin.register(BillQueryLine)
 class BillQueryLineAdmin(MirrorAdmin):
+    @admin.display(description=gettext_lazy("line"), ordering="position")
+    def line_number_display(self, obj: BillQueryLine) -> int:
+        return obj.line_number
+
+    result_message_column = truncated_column("result_message", gettext_lazy("result message"))
+
+    @admin.display(description=gettext_lazy("institution"))
+    def institution_column(self, obj: BillQueryLine) -> str:
+        return truncated(obj.institution)
+
     list_display = (
         "batch_link",
-        "position",
-        "institution",
+        "line_number_display",
+        "institution_column",
         "subscriber_no",
-        "additional_no",
         "outcome",
         "result_code",
-        "result_message",
+        "result_message_column",
         "debt_count",
         "debt_total_display",
-        "queried_at",
     )
     # The institutions come from their catalogue, not from a DISTINCT over the lines.
     list_filter = ("outcome", "state", ("institution", admin.RelatedFieldListFilter))
@@ -177,7 +205,7 @@ class BillQueryLineAdmin(MirrorAdmin):
     inlines = [BillDebtInline]
     csv_fields = (
         "batch",
-        "position",
+        "input_line",
         "soot_code",
         "institution__name",
         "subscriber_no",
@@ -191,7 +219,7 @@ class BillQueryLineAdmin(MirrorAdmin):
         "queried_at",
     )
     fields = (
-        ("batch", "position", "attempt"),
+        ("batch", "line_number_display", "attempt"),
         ("institution", "soot_code"),
         ("subscriber_no", "additional_no", "firm_ref_no"),
         ("state", "outcome", "queried_at"),
@@ -202,7 +230,7 @@ class BillQueryLineAdmin(MirrorAdmin):
     )
     readonly_fields = (
         "batch",
-        "position",
+        "line_number_display",
         "attempt",
         "institution",
         "soot_code",

@@ -297,8 +297,8 @@ class PayofinClient(UpstreamClient):
         if code == CODE_BAD_CREDENTIALS:
             # HTTP 200 by default, 401 when switched (§9 assumption 2): fix the configuration.
             raise UpstreamAuthError(
-                _("Payofin refused our credentials: %(message)s (code %(code)s)")
-                % {"message": message or _("no message"), "code": code},
+                _("Payofin refused our credentials: %(message)s (code %(code)s).")
+                % {"message": message.rstrip(". ") or _("no message"), "code": code},
                 exchange=exchange,
             )
         if status != 200:
@@ -318,8 +318,8 @@ class PayofinClient(UpstreamClient):
             self._check_shape(exchange, body)
             return
         raise UpstreamRejectedError(
-            _("Payofin refused the request: %(message)s (code %(code)s)")
-            % {"message": message or _("no message"), "code": code},
+            _("Payofin refused the request: %(message)s (code %(code)s).")
+            % {"message": message.rstrip(". ") or _("no message"), "code": code},
             exchange=exchange,
         )
 

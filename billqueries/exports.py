@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
+from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from upstream.admin_tools import csv_response
@@ -49,7 +50,7 @@ def rows(lines: QuerySet[BillQueryLine]) -> Iterator[list[Any]]:
     lines = lines.select_related("institution").prefetch_related("debts").order_by("position")
     for line in lines.iterator(chunk_size=1000):
         head = [
-            line.position,
+            line.line_number,
             line.soot_code,
             line.institution.name,
             line.subscriber_no,
@@ -92,7 +93,8 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _filename(batch: BillQueryBatch, ext: str) -> str:
-    return f"bill-queries-{batch.pk}-{timezone.localtime().strftime('%Y%m%d-%H%M')}.{ext}"
+    name = slugify(_("bill queries %(id)s") % {"id": batch.pk}, allow_unicode=True)
+    return f"{name}-{timezone.localtime().strftime('%Y%m%d-%H%M')}.{ext}"
 
 
 def batch_csv(batch: BillQueryBatch, lines: QuerySet[BillQueryLine]) -> StreamingHttpResponse:

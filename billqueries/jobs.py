@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Count, Model, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from upstream.client import CallRecorder
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
@@ -60,6 +61,7 @@ class QueryChunk(Payload):
 @register
 class BillQueryHandler(JobHandler):
     kind = BILL_QUERY_KIND
+    label = gettext_lazy("Payofin: bill queries")
     target_type = "billqueries.billquerybatch"
     permission = PERM_RUN
     payload_type = QueryChunk
@@ -158,6 +160,14 @@ class BillQueryHandler(JobHandler):
             state=BillQueryBatch.State.RUNNING
         )
         batch_recount(batch_ids)
+
+    def describe(self, result: dict[str, Any]) -> str:
+        # From the counts, in the reader's language (the stored summary is the worker's).
+        if "found" not in result:
+            return super().describe(result)
+        return _("%(found)s with debt, %(no_debt)s without, %(failed)s failed") % {
+            key: result.get(key, 0) for key in ("found", "no_debt", "failed")
+        }
 
     def finished(self, job: Job) -> None:
         """Lines of chunks that got no usable answer fail with the reason; the batch closes."""

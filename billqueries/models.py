@@ -132,7 +132,10 @@ class BillQueryLine(models.Model):
     batch = models.ForeignKey(
         BillQueryBatch, verbose_name=_("batch"), on_delete=models.CASCADE, related_name="lines"
     )
-    position = models.PositiveIntegerField(_("line"))
+    position = models.PositiveIntegerField(_("position"))
+    # The line (or row) number in what staff gave us: blank lines, a header or invalid lines
+    # make it differ from the position. Empty for lines stored before it was kept.
+    input_line = models.PositiveIntegerField(_("line"), null=True, blank=True)
     institution = models.ForeignKey(
         Institution, verbose_name=_("institution"), on_delete=models.PROTECT, related_name="+"
     )
@@ -187,6 +190,11 @@ class BillQueryLine(models.Model):
     def __str__(self) -> str:
         return f"{self.soot_code}/{self.subscriber_no}"
 
+    @property
+    def line_number(self) -> int:
+        """The number staff gave the line (its position for lines stored before)."""
+        return self.input_line or self.position
+
 
 class BillDebt(models.Model):
     """One open bill Payofin found for a line (an element of `invoiceList`)."""
@@ -216,3 +224,10 @@ class BillDebt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice_no} ({self.total_amount})"
+
+    @property
+    def is_overdue(self) -> bool:
+        """Its due date has passed (in Istanbul): shown highlighted."""
+        from django.utils import timezone
+
+        return self.exp_date is not None and self.exp_date < timezone.localdate()

@@ -8,9 +8,10 @@ from typing import Any, BinaryIO, NamedTuple
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop, ngettext
 
 from upstream.services import NewItem, User, actor_allowed, actor_require, job_create
+from upstream.texts import text
 
 from .client import MAX_FIRM_REF_LEN, MAX_QUERIES
 from .jobs import BILL_QUERY_KIND, PERM_RUN, QueryChunk, batch_recount
@@ -128,6 +129,7 @@ def bill_query_batch_create(
                 BillQueryLine(
                     batch=batch,
                     position=position,
+                    input_line=line.number,
                     institution=line.institution,
                     soot_code=line.soot_code,
                     subscriber_no=line.subscriber_no,
@@ -198,8 +200,8 @@ def _queue(
         items.append(
             NewItem(
                 target=batch,
-                target_repr=_("Batch #%(batch)s, lines %(first)s–%(last)s")
-                % {"batch": batch.pk, "first": chunk[0].position, "last": chunk[-1].position},
+                # Numbers only: the call log shows it to readers of every language.
+                target_repr=f"#{batch.pk} · {chunk[0].line_number}–{chunk[-1].line_number}",
                 payload=QueryChunk(
                     batch_id=batch.pk,
                     line_ids=[line.pk for line in chunk],
@@ -215,11 +217,13 @@ def _queue(
                 ).to_json(),
             )
         )
-    title = (
-        _("Bill queries: re-run %(count)s failed lines of batch #%(batch)s")
+    title = text(
+        gettext_noop("Bill queries: re-run %(count)s failed lines of batch #%(batch)s")
         if rerun
-        else _("Bill queries: batch #%(batch)s, %(count)s lines")
-    ) % {"batch": batch.pk, "count": len(lines)}
+        else gettext_noop("Bill queries: batch #%(batch)s, %(count)s lines"),
+        batch=batch.pk,
+        count=len(lines),
+    )
     job = job_create(
         kind=BILL_QUERY_KIND,
         title=title,

@@ -38,7 +38,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_tasks",
-    "django_tasks_db",
+    "upstream.apps.TasksDbConfig",  # django_tasks_db, named in the reader's language
     # Login lockout; before "security", whose log receivers read what axes noted on a request.
     "axes",
     "upstream",
@@ -84,6 +84,8 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "upstream.context_processors.upstream_modes",
             ],
+            # Turkish-aware |capfirst and |upper for every template (upstream/text.py).
+            "builtins": ["upstream.templatetags.turkish_builtins"],
         },
     },
 ]
@@ -194,6 +196,10 @@ SPECTACULAR_SETTINGS = {
         "BillQueryBatchStateEnum": "billqueries.models.BillQueryBatch.State",
         "BillQueryLineStateEnum": "billqueries.models.BillQueryLine.State",
         "BillQueryLineOutcomeEnum": "billqueries.models.BillQueryLine.Outcome",
+        # A subscription's status uses its payment records' table (paynet.md §3).
+        "PaynetStatusEnum": "subscriptions.models.InvoiceStatus",
+        "InvoiceStatusEnum": "billing.models.InvoiceStatus",
+        "TaxationTypeEnum": "billing.models.TaxationType",
     },
 }
 

@@ -21,3 +21,4 @@ urlpatterns = [
 ]
 
 handler500 = api_errors.server_error
+handler403 = "upstream.admin_tools.permission_denied"

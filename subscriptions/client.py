@@ -9,10 +9,12 @@ from typing import Any
 
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from upstream.client import Exchange, UpstreamClient
 from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
 from upstream.parsing import format_local, json_decimal, json_money, parse_local
+from upstream.texts import text
 
 DATETIME_FORMAT = "%d.%m.%Y %H:%M:%S"  # dd.MM.yyyy HH:mm:ss (paynet.md §4)
 DATE_FORMAT = "%d.%m.%Y"
@@ -108,10 +110,11 @@ class PaynetClient(UpstreamClient):
                 )
             return
         # Business failures arrive as HTTP 200 with code != 0 (paynet.md §2).
-        message = _("Paynet refused: %(message)s (code %(code)s)") % {
-            "message": exchange.upstream_message or _("no message"),
-            "code": code,
-        }
+        message = text(
+            gettext_noop("Paynet refused: %(message)s (code %(code)s)."),
+            message=exchange.upstream_message.rstrip(". ") or gettext_lazy("no message"),
+            code=code,
+        )
         if code == CODE_UNAUTHORIZED:
             raise UpstreamAuthError(message, exchange=exchange)
         raise UpstreamRejectedError(message, exchange=exchange)

@@ -5,9 +5,10 @@ from decimal import Decimal, DecimalException
 
 from django import forms
 from django.contrib.admin import widgets
+from django.core.validators import MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
-from upstream.formatting import parse_amount
+from upstream.formatting import money, parse_amount
 
 from .models import InvoiceStatus
 from .rules import ALLOWED_TARGETS
@@ -60,14 +61,27 @@ class RecordStatusForm(forms.Form):
     idempotency_key = one_time_token()
 
 
+class _LiraMinimum(MinValueValidator):
+    def __call__(self, value: Decimal) -> None:
+        if value < self.limit_value:
+            raise forms.ValidationError(
+                _("Enter an amount of at least %(limit)s.") % {"limit": money(self.limit_value)},
+                code="min_value",
+            )
+
+
 class LiraField(forms.DecimalField):
     """A ₺ amount typed the Turkish way ("2.500,00") or the plain way ("2500.00")."""
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("max_digits", 12)
         kwargs.setdefault("decimal_places", 2)
+        # Django's own minimum message writes the limit as "0.01": ours writes "₺ 0,01".
+        minimum = kwargs.pop("min_value", None)
         super().__init__(localize=True, **kwargs)
         self.widget.attrs.setdefault("inputmode", "decimal")
+        if minimum is not None:
+            self.validators.append(_LiraMinimum(Decimal(str(minimum))))
 
     def to_python(self, value):
         # Not DecimalField's own parsing: with localize it drops every "." in Turkish.

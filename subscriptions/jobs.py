@@ -24,6 +24,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce, Concat, Mod
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from security.personal import masked_str
 from upstream.claims import live_claim_ids
@@ -31,6 +32,7 @@ from upstream.client import CallRecorder
 from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
 from upstream.services import NewItem
+from upstream.texts import text
 
 from .client import PaynetClient, parse_datetime, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
@@ -42,9 +44,10 @@ INVOICE_STATUS_KIND = "paynet.invoice_status"
 CODE_DUPLICATE = "5"
 
 
-def _label(status: Any) -> str:
+def _label(status: Any) -> Any:
+    # The lazy label: kept by its message id in an item's message (upstream.texts).
     try:
-        return str(InvoiceStatus(int(status)).label)
+        return InvoiceStatus(int(status)).label
     except (TypeError, ValueError):
         return str(status)
 
@@ -153,6 +156,7 @@ class _PaynetHandler(JobHandler):
 @register
 class InvoiceStatusHandler(_PaynetHandler):
     kind = INVOICE_STATUS_KIND
+    label = gettext_lazy("Paynet: payment record status")
     target_type = "subscriptions.subscriptioninvoice"
     permission = "subscriptions.push_invoice_status"
     operation = "invoice_status_update"
@@ -171,11 +175,17 @@ class InvoiceStatusHandler(_PaynetHandler):
             p = self.payload(item)
             now = current.get(int(item.target_id))
             if now is None:
-                stale[item.id] = _("The payment record is no longer in the mirror.")
+                stale[item.id] = text(
+                    gettext_noop("The payment record is no longer in the mirror.")
+                )
             elif p.from_status is not None and now != p.from_status:
-                stale[item.id] = _(
-                    "Not sent: the record changed since the preview (%(then)s, now %(now)s)."
-                ) % {"then": _label(p.from_status), "now": _label(now)}
+                stale[item.id] = text(
+                    gettext_noop(
+                        "Not sent: the record changed since the preview (%(then)s, now %(now)s)."
+                    ),
+                    then=_label(p.from_status),
+                    now=_label(now),
+                )
             elif (verdict := status_verdict(now, p.status)).kind != VerdictKind.CHANGE:
                 stale[item.id] = verdict.reason
         return stale
@@ -243,6 +253,7 @@ class InvoiceStatusHandler(_PaynetHandler):
 @register
 class SubscriptionStatusAllHandler(_PaynetHandler):
     kind = SUBSCRIPTION_STATUS_ALL_KIND
+    label = gettext_lazy("Paynet: status of a subscription's records")
     target_type = "subscriptions.subscription"
     permission = "subscriptions.push_subscription_invoices_status"
     operation = "invoices_status_update_all"
@@ -297,15 +308,20 @@ class SubscriptionStatusAllHandler(_PaynetHandler):
             now = {k: status for k, (_pk, status) in current.items()}
             changed = [k for k in now.keys() | p.seen.keys() if now.get(k) != p.seen.get(k)]
             if changed:
-                stale[item.id] = _(
-                    "Not sent: %(count)s payment records of this subscription changed since the "
-                    "preview."
-                ) % {"count": len(changed)}
+                stale[item.id] = text(
+                    gettext_noop(
+                        "Not sent: %(count)s payment records of this subscription changed since "
+                        "the preview."
+                    ),
+                    count=len(changed),
+                )
             elif p.fingerprint and p.fingerprint != statuses_fingerprint(
                 list(current.values()), like=p.fingerprint
             ):
-                stale[item.id] = _(
-                    "Not sent: payment records of this subscription changed since the preview."
+                stale[item.id] = text(
+                    gettext_noop(
+                        "Not sent: payment records of this subscription changed since the preview."
+                    )
                 )
         return stale
 
@@ -390,6 +406,7 @@ class CreateInvoiceHandler(_PaynetHandler):
     """
 
     kind = CREATE_INVOICE_KIND
+    label = gettext_lazy("Paynet: new payment record")
     target_type = "subscriptions.subscription"
     permission = "subscriptions.push_create_invoice"
     operation = "create_invoice"
@@ -404,7 +421,7 @@ class CreateInvoiceHandler(_PaynetHandler):
             p = self.payload(item)
             subscription = subs.get(int(item.target_id))
             if subscription is None:
-                stale[item.id] = _("The subscription is no longer in the mirror.")
+                stale[item.id] = text(gettext_noop("The subscription is no longer in the mirror."))
                 continue
             errors = invoice_create_verdict(
                 subscription=subscription,

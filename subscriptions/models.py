@@ -51,7 +51,10 @@ class Subscription(models.Model):
     begin_date = models.DateTimeField(_("begin date"), null=True, blank=True)
     end_user_email = models.CharField(_("e-mail"), max_length=200, blank=True)
     end_user_gsm = models.CharField(_("mobile"), max_length=32, blank=True)
-    status = models.PositiveSmallIntegerField(_("status"), null=True, blank=True)
+    # The same status table as the payment records' (paynet.md §3): shown by its label.
+    status = models.PositiveSmallIntegerField(
+        _("status"), choices=InvoiceStatus.choices, null=True, blank=True
+    )
     created_date = models.DateTimeField(_("created at Paynet"), null=True, blank=True)
     synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
 

@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
+from upstream.formatting import money
 from upstream.verdicts import Verdict, VerdictKind
 
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
@@ -187,7 +188,7 @@ def invoice_create_verdict(
             if agent_amount + company_amount != amount:
                 split_error = _(
                     "Agent and company amounts must add up to the amount (%(sum)s ≠ %(amount)s)."
-                ) % {"sum": agent_amount + company_amount, "amount": amount}
+                ) % {"sum": money(agent_amount + company_amount), "amount": money(amount)}
         elif (agent_amount or company_amount or 0) > amount:
             split_error = _("A share cannot be larger than the amount.")
         check(_("The agent and company shares add up to the amount"), "__all__", split_error)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from security.personal import masked_str
 from upstream.errors import UpstreamRejectedError
@@ -17,6 +18,7 @@ from upstream.models import Job
 from upstream.operations import operation_seen, push_single
 from upstream.selection import job_create_frozen
 from upstream.services import User, actor_require
+from upstream.texts import text
 from upstream.verdicts import Preview
 
 from .jobs import (
@@ -136,8 +138,11 @@ def subscription_invoice_set_status(
         actor=actor,
         reason=reason,
         idempotency_key=idempotency_key,
-        title=_("Set payment record %(no)s to “%(status)s”")
-        % {"no": record.invoice_no, "status": target.label},
+        title=text(
+            gettext_noop("Set payment record %(no)s to “%(status)s”"),
+            no=record.invoice_no,
+            status=target.label,
+        ),
         amount=record.amount,
     )
     return SubscriptionInvoice.objects.select_related("subscription").get(pk=record.pk)
@@ -185,9 +190,10 @@ def subscription_invoice_set_status_bulk(
         queryset=records.filter(status_change_filter(target)),
         tag="status",
         amount="amount",
-        title=lambda count: (
-            _("Set %(count)s payment records to “%(status)s”")
-            % {"count": count, "status": target.label}
+        title=lambda count: text(
+            gettext_noop("Set %(count)s payment records to “%(status)s”"),
+            count=count,
+            status=target.label,
         ),
         actor=actor,
         params={"status": int(target)},
@@ -223,9 +229,10 @@ def subscription_set_status_all(
         tag="fingerprint",
         extra_amount=changing["amount"] or Decimal("0"),
         approval_count=changing["n"],
-        title=lambda count: (
-            _("Set all payment records of %(count)s subscriptions to “%(status)s”")
-            % {"count": count, "status": target.label}
+        title=lambda count: text(
+            gettext_noop("Set all payment records of %(count)s subscriptions to “%(status)s”"),
+            count=count,
+            status=target.label,
         ),
         actor=actor,
         params={"status": int(target)},
@@ -351,8 +358,11 @@ def subscription_invoice_create(
             actor=actor,
             reason=reason,
             idempotency_key=idempotency_key,
-            title=_("Create payment record %(no)s for %(subscription)s")
-            % {"no": invoice_no, "subscription": masked_str(subscription)},
+            title=text(
+                gettext_noop("Create payment record %(no)s for %(subscription)s"),
+                no=invoice_no,
+                subscription=masked_str(subscription),
+            ),
             amount=amount,
         )
     except UpstreamRejectedError as error:

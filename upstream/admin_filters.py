@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, time
 
-from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.contrib import admin, messages
 from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -34,6 +33,7 @@ class DateRangeFilter(admin.FieldListFilter):
         # The base class has already moved our parameters from params to used_parameters.
         self.value_from = self._take(self.used_parameters, self.param_from)
         self.value_to = self._take(self.used_parameters, self.param_to)
+        self.invalid = False
 
     @staticmethod
     def _take(params, name: str) -> str:
@@ -46,12 +46,21 @@ class DateRangeFilter(admin.FieldListFilter):
     def has_output(self) -> bool:
         return True
 
-    def _bound(self, value: str, end: bool):
+    def _bound(self, request, value: str, end: bool):
         day = _parse_day(value) if value else None
         if value and day is None:
-            raise admin.options.IncorrectLookupParameters(
-                ValidationError(_("Enter dates as dd.mm.yyyy."))
+            # Django's answer to a bad filter is a redirect to the whole list with no word
+            # ("?e=1"): say which date was not read, and filter by the other end only.
+            messages.error(
+                request,
+                _(
+                    "“%(value)s” is not a date (%(field)s): enter dates as dd.mm.yyyy. "
+                    "The list is not filtered by it."
+                )
+                % {"value": value, "field": self.title},
             )
+            self.invalid = True
+            return None
         if day is None:
             return None
         if self.field.get_internal_type() == "DateTimeField":
@@ -59,7 +68,8 @@ class DateRangeFilter(admin.FieldListFilter):
         return day
 
     def queryset(self, request, queryset):
-        start, end = self._bound(self.value_from, False), self._bound(self.value_to, True)
+        start = self._bound(request, self.value_from, False)
+        end = self._bound(request, self.value_to, True)
         if start is not None:
             queryset = queryset.filter(**{f"{self.field_path}__gte": start})
         if end is not None:
@@ -72,6 +82,7 @@ class DateRangeFilter(admin.FieldListFilter):
             "param_to": self.param_to,
             "value_from": self.value_from,
             "value_to": self.value_to,
+            "invalid": self.invalid,
             "other_params": [
                 (k, v)
                 for k, values in changelist.get_filters_params().items()

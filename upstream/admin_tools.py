@@ -9,11 +9,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -27,7 +29,7 @@ from django.utils.translation import gettext_lazy
 from .admin_lists import ScaledListMixin
 from .approvals import awaiting_message
 from .errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
-from .formatting import money
+from .formatting import duration, money
 from .redaction import redact_shown
 
 
@@ -50,6 +52,22 @@ def money_column(field: str, *, currency_field: str | None = None, description: 
         obj = args[-1]
         currency = getattr(obj, currency_field, "TRY") if currency_field else "TRY"
         return format_html('<span class="money">{}</span>', money(getattr(obj, field), currency))
+
+    return column
+
+
+def truncated(text: Any) -> str:
+    """Long text in a list cell: one line cut with "…" by CSS, the whole of it on hover."""
+    value = "" if text is None else str(text)
+    return format_html('<span class="truncated" title="{}">{}</span>', value, value)
+
+
+def truncated_column(field: str, description: Any, ordering: str | None = None):
+    """A list column of a long text field, cut to the cell's width (see `truncated`)."""
+
+    @admin.display(description=description, ordering=ordering)
+    def column(*args: Any) -> str:
+        return truncated(getattr(args[-1], field))
 
     return column
 
@@ -89,6 +107,24 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
+_ASCII_TURKISH = str.maketrans("ıİğĞşŞçÇöÖüÜ", "iIgGsScCoOuU")
+
+
+def attachment_disposition(filename: str) -> str:
+    """Content-Disposition for a download named in the reader's language (RFC 6266/5987).
+
+    `filename*` keeps every letter ("ödeme-kayıtları-….csv"); the plain `filename` beside it is
+    the ASCII spelling for clients that read only that one ("odeme-kayitlari-….csv", not the
+    "odeme-kaytlar" that dropping the letters gave).
+    """
+    stem, dot, ext = filename.rpartition(".")
+    if not dot:
+        stem, ext = filename, ""
+    fallback = slugify(stem.translate(_ASCII_TURKISH)) or "download"
+    fallback = f"{fallback}.{ext}" if ext else fallback
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def csv_response(
     filename: str, header: list[str], rows: Iterator[list[Any]]
 ) -> StreamingHttpResponse:
@@ -102,7 +138,7 @@ def csv_response(
             yield writer.writerow([_csv_value(v) for v in row])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = attachment_disposition(filename)
     return response
 
 
@@ -145,10 +181,133 @@ class CsvExportMixin:
                 yield masked(row)
 
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-        return csv_response(f"{slugify(opts.verbose_name_plural)}-{stamp}.csv", header, rows())
+        name = slugify(str(opts.verbose_name_plural), allow_unicode=True)
+        return csv_response(f"{name}-{stamp}.csv", header, rows())
 
 
-class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, ScaledListMixin, admin.ModelAdmin):
+def _is_money(field: Any) -> bool:
+    # Every money column is DecimalField(max_digits >= 14, decimal_places=2); rates are smaller.
+    return (
+        isinstance(field, models.DecimalField)
+        and field.decimal_places == 2
+        and (field.max_digits or 0) >= 14
+    )
+
+
+def _is_identifier(field: Any) -> bool:
+    # An id or a number someone types or reads out ("1704", never "1.704").
+    return isinstance(field, models.IntegerField) and (
+        field.name == "id" or field.name.endswith(("_id", "_no"))
+    )
+
+
+def record_currency(obj: Any) -> str:
+    """The currency an amount of this row is in: its own, its invoice's, else the lira."""
+    for owner in (obj, getattr(obj, "invoice", None)):
+        currency = getattr(owner, "currency", None)
+        if currency:
+            return currency
+    return "TRY"
+
+
+class FormattedFieldsMixin:
+    """Detail pages and lists write money as "₺ 1.234,56" and ids as typed ("1704").
+
+    Django displays a DecimalField as a bare number and groups every integer ("1.704"), so those
+    model fields are shown through display callables here, sorted by the field as before.
+    """
+
+    def _formatted(self, name: Any) -> Any:
+        if not isinstance(name, str) or name.startswith("-"):
+            return name
+        try:
+            field = self.model._meta.get_field(name)
+        except FieldDoesNotExist:
+            return name
+        cache = self.__dict__.setdefault("_formatted_cache", {})
+        if name in cache:
+            return cache[name]
+        if _is_money(field):
+
+            def display(obj: Any, _name: str = name) -> str:
+                return format_html(
+                    '<span class="money">{}</span>',
+                    money(getattr(obj, _name), record_currency(obj)),
+                )
+
+        elif isinstance(field, models.IntegerField) and name.endswith("_ms"):
+
+            def display(obj: Any, _name: str = name) -> str:
+                return duration(getattr(obj, _name))
+
+            display.__name__ = name
+            display = admin.display(description=gettext_lazy("duration"), ordering=name)(display)
+            cache[name] = display
+            return display
+        elif _is_identifier(field):
+
+            def display(obj: Any, _name: str = name) -> str:
+                value = getattr(obj, _name)
+                return "" if value is None else str(value)
+
+        else:
+            return name
+        display.__name__ = name
+        display = admin.display(description=field.verbose_name, ordering=name)(display)
+        cache[name] = display
+        return display
+
+    def _formatted_fields(self, fields: Any, convert: Callable[[Any], Any] | None = None) -> Any:
+        convert = convert or self._formatted
+        if isinstance(fields, list | tuple):
+            return type(fields)(self._formatted_fields(f, convert) for f in fields)
+        return convert(fields)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            # Editable fields keep their form inputs; only the read-only ones are displays.
+            readonly = set(super().get_readonly_fields(request, obj))
+            keep = lambda name: name if name not in readonly else self._formatted(name)  # noqa: E731
+        else:
+            keep = self._formatted
+        return [
+            (name, {**options, "fields": self._formatted_fields(options["fields"], keep)})
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self._formatted_fields(super().get_readonly_fields(request, obj))
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return self._formatted_fields(super().get_list_display(request))
+
+
+class KnownActionsMixin:
+    """A posted action this list does not offer the user (forged, or a permission they lack)
+    is refused by name; Django would say "No action selected." as if nothing had been chosen."""
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        name = request.POST.get("action", "")
+        if name and name not in self.get_actions(request):
+            self.message_user(
+                request,
+                _("The action “%(action)s” is not available to you on this list; nothing was done.")
+                % {"action": name[:50]},
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
+
+
+class MirrorAdmin(
+    KnownActionsMixin,
+    FormattedFieldsMixin,
+    ReadOnlyMixin,
+    CsvExportMixin,
+    ScaledListMixin,
+    admin.ModelAdmin,
+):
     """Rows we do not own: an upstream's mirror, or the record of what it was sent and what it
     answered. Viewed and exported here; they change only through pushes, queries and syncs.
     Their lists may hold millions of rows (upstream.admin_lists)."""
@@ -210,7 +369,7 @@ def start_job(
         modeladmin.message_user(request, awaiting_message(job), messages.WARNING)
     else:
         modeladmin.message_user(
-            request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.title}
+            request, _("Job #%(id)s queued: %(title)s") % {"id": job.pk, "title": job.display_title}
         )
     return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[job.pk]))
 
@@ -355,3 +514,22 @@ class RecordOperationsMixin:
         return super().change_view(
             request, object_id, form_url, {**context, **(extra_context or {})}
         )
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The 403 page (config.urls handler403): the admin's frame, the reader's language, a way
+    back; Django's default is a bare English "403 Forbidden"."""
+    from django.contrib.admin import site
+    from django.http import JsonResponse
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": _("You do not have permission to do this.")}, status=403)
+    referer = request.headers.get("referer", "")
+    back = referer if url_has_allowed_host_and_scheme(referer, {request.get_host()}) else ""
+    context = {
+        **site.each_context(request),
+        "title": _("You may not open this page"),
+        "back_url": back if back != request.build_absolute_uri() else "",
+    }
+    return TemplateResponse(request, "403.html", context, status=403).render()

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Protocol
 import requests
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from requests.adapters import HTTPAdapter
 
 from .errors import (
@@ -35,6 +36,7 @@ from .errors import (
     UpstreamTransportError,
 )
 from .redaction import redact, redact_body, redact_headers
+from .texts import text
 
 
 @dataclass
@@ -91,6 +93,12 @@ class ListRecorder:
 
     def finished(self, exchange: Exchange) -> None:
         self.exchanges.append(exchange)
+
+
+def sentence(text: str) -> str:
+    """An upstream's message as the end of one of our sentences: trimmed, with a full stop."""
+    text = " ".join(str(text).split())
+    return text if not text or text[-1] in ".!?…" else f"{text}."
 
 
 def retry_delay(
@@ -274,29 +282,49 @@ class UpstreamClient:
 
     def raise_for_status(self, exchange: Exchange, status: int, message: str) -> None:
         label = self.service_label or self.service
-        detail = message or _("HTTP %(status)s") % {"status": status}
+        # The status is already in the sentence: without a message of the upstream's there is no
+        # detail to add ("(HTTP 502): HTTP 502" said it twice), and every message ends a sentence.
+        detail = sentence(message) if message else ""
         if status in (401, 403):
             raise UpstreamAuthError(
-                _("%(upstream)s refused our credentials: %(detail)s")
-                % {"upstream": label, "detail": detail},
+                text(
+                    gettext_noop("%(upstream)s refused our credentials: %(detail)s")
+                    if detail
+                    else gettext_noop("%(upstream)s refused our credentials (HTTP %(status)s)."),
+                    upstream=label,
+                    detail=detail,
+                    status=status,
+                ),
                 exchange=exchange,
             )
         if status == 429:
             raise UpstreamResponseError(
-                _("%(upstream)s asks us to slow down (HTTP 429).") % {"upstream": label},
+                text(gettext_noop("%(upstream)s asks us to slow down (HTTP 429)."), upstream=label),
                 exchange=exchange,
                 retry_after=exchange_retry_after(exchange),
             )
         if status >= 500:
             raise UpstreamResponseError(
-                _("%(upstream)s had a server error (HTTP %(status)s): %(detail)s")
-                % {"upstream": label, "status": status, "detail": detail},
+                text(
+                    gettext_noop("%(upstream)s had a server error (HTTP %(status)s): %(detail)s")
+                    if detail
+                    else gettext_noop("%(upstream)s had a server error (HTTP %(status)s)."),
+                    upstream=label,
+                    status=status,
+                    detail=detail,
+                ),
                 exchange=exchange,
             )
         if status >= 400:
             raise UpstreamRejectedError(
-                _("%(upstream)s rejected the request: %(detail)s")
-                % {"upstream": label, "detail": detail},
+                text(
+                    gettext_noop("%(upstream)s rejected the request: %(detail)s")
+                    if detail
+                    else gettext_noop("%(upstream)s rejected the request (HTTP %(status)s)."),
+                    upstream=label,
+                    detail=detail,
+                    status=status,
+                ),
                 exchange=exchange,
             )
 

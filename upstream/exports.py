@@ -9,9 +9,10 @@ from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
+from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
-from .admin_tools import csv_response
+from .admin_tools import attachment_disposition, csv_response
 from .handlers import handler_for
 from .models import Job
 
@@ -59,7 +60,7 @@ def xlsx_response(
     buffer = io.BytesIO()
     workbook.save(buffer)
     response = HttpResponse(buffer.getvalue(), content_type=XLSX_TYPE)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = attachment_disposition(filename)
     return response
 
 
@@ -93,7 +94,7 @@ def job_results_rows(job: Job) -> Iterator[list[Any]]:
             item.get_state_display(),
             item.get_outcome_display() if item.outcome else "",
             handler.describe(item.result) if handler and item.result else "",
-            item.message,
+            item.display_message,
             item.upstream_code,
             item.attempts,
             item.finished_at,
@@ -102,7 +103,9 @@ def job_results_rows(job: Job) -> Iterator[list[Any]]:
 
 
 def _filename(job: Job, ext: str) -> str:
-    return f"job-{job.pk}-{timezone.localtime().strftime('%Y%m%d-%H%M')}.{ext}"
+    # A file name staff read: in their language, every letter kept (attachment_disposition).
+    name = slugify(_("results of job %(id)s") % {"id": job.pk}, allow_unicode=True)
+    return f"{name}-{timezone.localtime().strftime('%Y%m%d-%H%M')}.{ext}"
 
 
 def job_results_csv(job: Job) -> StreamingHttpResponse:

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 
 CURRENCY_SYMBOLS = {"TRY": "₺", "TL": "₺", "USD": "$", "EUR": "€", "GBP": "£"}
 KURUS = Decimal("0.01")
@@ -53,3 +54,13 @@ def parse_amount(text: str) -> str:
             return f"{head}.{tail}"
         return value.replace(sep, "")
     return value
+
+
+def duration(milliseconds: int | None) -> str:
+    """A call's duration as read: "850 ms", "15,0 sn" ("15.0 s"), never "15.004" ms."""
+    if milliseconds is None:
+        return ""
+    if milliseconds < 1000:
+        return _("%(ms)s ms") % {"ms": milliseconds}
+    seconds = formats.number_format(Decimal(milliseconds) / 1000, 1, use_l10n=True)
+    return _("%(seconds)s s") % {"seconds": seconds}

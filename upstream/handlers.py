@@ -89,6 +89,8 @@ class WorkResult:
 
 class JobHandler:
     kind: ClassVar[str]
+    # What staff read for the kind ("paynet.invoice_status" is for code and logs).
+    label: ClassVar[Any] = ""
     # The kind's typed payload; `payload(item)` reads an item's JSON back into it.
     payload_type: ClassVar[type[Payload] | None] = None
     target_type: ClassVar[str]
@@ -176,6 +178,12 @@ def handler_for(kind: str) -> JobHandler:
         return _registry[kind]
     except KeyError:
         raise LookupError(f"no job handler registered for kind {kind!r}") from None
+
+
+def kind_label(kind: str) -> str:
+    """A job kind in the reader's language; an unknown kind (an old job's) as stored."""
+    handler = _registry.get(kind)
+    return str(handler.label) if handler is not None and handler.label else kind
 
 
 def registered_kinds() -> list[str]:

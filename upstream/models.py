@@ -95,7 +95,9 @@ class UpstreamCall(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.service} {self.operation} #{self.pk} ({self.outcome})"
+        # Shown where a row points at its call (a job item's "last call"): in the reader's language.
+        outcome = self.get_outcome_display()
+        return f"#{self.pk} {self.get_service_display()} {self.operation} ({outcome})"
 
 
 class UpstreamBreaker(models.Model):
@@ -184,6 +186,9 @@ class Job(models.Model):
 
     kind = models.CharField(_("kind"), max_length=64, db_index=True)
     title = models.CharField(_("title"), max_length=200)
+    # The title's message id and parameters (upstream.texts): shown in each reader's language.
+    # Empty for jobs created before it was kept; `title` is then shown as it was written.
+    title_text = models.JSONField(_("title (translatable)"), default=dict, blank=True)
     state = models.CharField(
         _("state"), max_length=20, choices=State.choices, default=State.QUEUED, db_index=True
     )
@@ -280,7 +285,14 @@ class Job(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.title}"
+        return f"#{self.pk} {self.display_title}"
+
+    @property
+    def display_title(self) -> str:
+        """The title in the reader's language (as stored, for older jobs)."""
+        from .texts import render
+
+        return render(self.title_text, self.title)
 
     @property
     def done(self) -> int:
@@ -350,6 +362,9 @@ class JobItem(models.Model):
     # The last push may have reached the upstream unanswered: read back before sending again.
     in_doubt = models.BooleanField(_("in doubt"), default=False)
     message = models.TextField(_("message"), blank=True)
+    # The message's id and parameters (upstream.texts): shown in each reader's language. Empty
+    # for messages kept before, and for an upstream's own words; `message` is shown then.
+    message_text = models.JSONField(_("message (translatable)"), default=dict, blank=True)
     upstream_code = models.CharField(_("upstream code"), max_length=32, blank=True)
     result = models.JSONField(_("result"), default=dict, blank=True)
     call = models.ForeignKey(
@@ -394,6 +409,13 @@ class JobItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target_repr} ({self.get_state_display()})"
+
+    @property
+    def display_message(self) -> str:
+        """The message in the reader's language (as stored, for older items)."""
+        from .texts import render
+
+        return render(self.message_text, self.message)
 
 
 class RecordClaim(models.Model):

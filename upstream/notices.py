@@ -30,7 +30,7 @@ def job_summary(job: Job) -> str:
         "failed, %(skipped)s skipped, %(cancelled)s cancelled."
     ) % {
         "id": job.pk,
-        "title": job.title,
+        "title": job.display_title,
         "state": job.get_state_display(),
         "succeeded": job.succeeded,
         "failed": job.failed,
@@ -61,7 +61,7 @@ def _mail(job_id: int) -> None:
         return
     url = settings.BACKOFFICE_URL.rstrip("/") + reverse("admin:upstream_job_change", args=[job.pk])
     with override(settings.LANGUAGE_CODE):
-        subject = _("Job #%(id)s finished: %(title)s") % {"id": job.pk, "title": job.title}
+        subject = _("Job #%(id)s finished: %(title)s") % {"id": job.pk, "title": job.display_title}
         body = f"{job_summary(job)}\n\n{url}"
     try:
         send_mail(subject[:200], body, None, [address])

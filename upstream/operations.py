@@ -46,6 +46,7 @@ from .handlers import JobHandler, WorkItem, WorkResult, handler_for
 from .models import Job, JobItem
 from .runner import JobRecorder, _reserve_calls, _work, flush_results, job_finalize
 from .services import User, job_enqueue
+from .texts import to_json
 
 # How long a second push of the same record waits for the first before it is refused.
 CLAIM_WAIT_SECONDS = 2.0
@@ -229,6 +230,7 @@ def _await_approval(
             job = Job.objects.create(
                 kind=kind,
                 title=title[:200],
+                title_text=to_json(title),
                 inline=True,
                 reason=reason.strip(),
                 created_by=actor if actor.is_authenticated else None,
@@ -344,6 +346,7 @@ def _start(
         job = Job.objects.create(
             kind=kind,
             title=title[:200],
+            title_text=to_json(title),
             state=Job.State.RUNNING,
             inline=True,
             reason=reason.strip(),
@@ -402,16 +405,16 @@ def _finished(job: Job, result: WorkResult) -> SingleResult:
     item = job.items.get()
     if item.outcome == JobItem.Outcome.OK:
         # What apply() recorded for the item (e.g. the new record's id).
-        return SingleResult(job=job, data=item.result, message=item.message)
+        return SingleResult(job=job, data=item.result, message=item.display_message)
     if isinstance(result.error, UpstreamError) and item.outcome == result.outcome:
         raise result.error
     if item.outcome == JobItem.Outcome.IN_DOUBT:
-        raise PushInDoubt(item.message, job=job)
+        raise PushInDoubt(item.display_message, job=job)
     if item.outcome == JobItem.Outcome.SKIPPED:
-        raise PushConflict(item.message)
+        raise PushConflict(item.display_message)
     if result.error is not None and not isinstance(result.error, UpstreamError):
         raise result.error
-    raise UpstreamRejectedError(item.message)
+    raise UpstreamRejectedError(item.display_message)
 
 
 def _failed_cleanly(job: Job) -> bool:
@@ -473,7 +476,7 @@ def _repeat(
         job.refresh_from_db()
     item.refresh_from_db()
     if item.outcome == JobItem.Outcome.OK:
-        return SingleResult(job=job, data=item.result, message=item.message)
+        return SingleResult(job=job, data=item.result, message=item.display_message)
     if not job.is_finished or item.outcome == JobItem.Outcome.IN_DOUBT:
         raise PushInDoubt(
             _("This change was already sent (job #%(id)s) and is still being settled.")
@@ -482,5 +485,5 @@ def _repeat(
         )
     raise PushConflict(
         _("This change was already sent once (job #%(id)s) and did not go through: %(message)s")
-        % {"id": job.pk, "message": item.message}
+        % {"id": job.pk, "message": item.display_message}
     )

@@ -26,6 +26,7 @@ from django.db import connection, reset_queries, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .approvals import expire_approvals
 from .breaker import (
@@ -47,6 +48,7 @@ from .models import Job, JobItem, RecordClaim, UpstreamCall
 from .notices import job_finished_announce
 from .selection import prepare_job
 from .services import upstream_call_from_exchange
+from .texts import message_fields, text
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +126,9 @@ def claim_items(
         if busy:
             JobItem.objects.filter(id__in=busy).update(
                 lease_until=now + CLAIM_BUSY_PAUSE,
-                message=_("Waiting: another push of this record is in progress."),
+                **message_fields(
+                    text(gettext_noop("Waiting: another push of this record is in progress."))
+                ),
             )
         if not rows:
             return []
@@ -292,7 +296,9 @@ def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> Wo
                 return WorkResult(
                     item,
                     JobItem.Outcome.IN_DOUBT,
-                    message=_("Could not read the record back: %(error)s") % {"error": error},
+                    message=text(
+                        gettext_noop("Could not read the record back: %(error)s"), error=error
+                    ),
                     upstream_code=error.upstream_code,
                     exchanges=recorder.exchanges,
                     error=error,
@@ -301,7 +307,9 @@ def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> Wo
                 return WorkResult(
                     item,
                     JobItem.Outcome.OK,
-                    message=_("Confirmed by reading back from the upstream; not sent again."),
+                    message=text(
+                        gettext_noop("Confirmed by reading back from the upstream; not sent again.")
+                    ),
                     data=data,
                     exchanges=recorder.exchanges,
                 )
@@ -337,8 +345,11 @@ def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> Wo
             return WorkResult(
                 item,
                 JobItem.Outcome.NONE,
-                message=_("%(error)s Sent again after %(seconds)s s.")
-                % {"error": error, "seconds": int(retry_after)},
+                message=text(
+                    gettext_noop("%(error)s Sent again after %(seconds)s s."),
+                    error=error,
+                    seconds=int(retry_after),
+                ),
                 upstream_code=error.upstream_code,
                 exchanges=recorder.exchanges,
                 retry_after=retry_after,
@@ -347,7 +358,7 @@ def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> Wo
         return WorkResult(
             item,
             JobItem.Outcome.IN_DOUBT if error.in_doubt else error.outcome,
-            message=str(error),
+            message=str(error),  # a Text when the client wrote it (upstream.texts)
             upstream_code=error.upstream_code,
             exchanges=recorder.exchanges,
             error=error,
@@ -363,10 +374,12 @@ def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> Wo
             return WorkResult(
                 item,
                 JobItem.Outcome.IN_DOUBT,
-                message=_(
-                    "%(error)s The change may have reached the upstream; it will be read back."
-                )
-                % {"error": message},
+                message=text(
+                    gettext_noop(
+                        "%(error)s The change may have reached the upstream; it will be read back."
+                    ),
+                    error=message,
+                ),
                 exchanges=recorder.exchanges,
                 error=error,
             )
@@ -459,11 +472,14 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 message = r.message
                 if in_doubt:
                     # Say what happens next: nothing, until someone asks for a read-back.
-                    message = _(
-                        "%(error)s Reading back did not settle it, so nothing was sent again. "
-                        "“Retry failed items” reads the record back first and sends only if the "
-                        "change is not there."
-                    ) % {"error": message}
+                    message = text(
+                        gettext_noop(
+                            "%(error)s Reading back did not settle it, so nothing was sent again. "
+                            "“Retry failed items” reads the record back first and sends only if "
+                            "the change is not there."
+                        ),
+                        error=message,
+                    )
                 key = (JobItem.State.DONE, r.outcome, in_doubt, message, code, None, now, 1)
                 if r.outcome == JobItem.Outcome.OK:
                     succeeded += 1
@@ -489,7 +505,7 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 state=state,
                 outcome=outcome,
                 in_doubt=in_doubt,
-                message=message,
+                **message_fields(message),
                 upstream_code=code,
                 lease_until=lease,
                 finished_at=finished,
@@ -585,7 +601,7 @@ def cancel_pending_items(job: Job) -> int:
     return pending.update(
         state=JobItem.State.DONE,
         outcome=JobItem.Outcome.CANCELLED,
-        message=_("Cancelled before it was sent."),
+        **message_fields(text(gettext_noop("Cancelled before it was sent."))),
         finished_at=timezone.now(),
         lease_until=None,
     )
@@ -658,7 +674,13 @@ def release_expired_leases(job_id: int | None = None) -> int:
             in_doubt=True,
             claimed_by="",
             lease_until=None,
-            message=_("The worker stopped while sending; it will be read back before any resend."),
+            **message_fields(
+                text(
+                    gettext_noop(
+                        "The worker stopped while sending; it will be read back before any resend."
+                    )
+                )
+            ),
         )
 
 

@@ -28,6 +28,7 @@ from .breaker import breaker_require
 from .handlers import handler_for
 from .models import Job, JobItem
 from .services import User, actor_allowed, job_enqueue
+from .texts import to_json
 
 EXPAND_CHUNK = 2000
 
@@ -105,6 +106,7 @@ def job_create_frozen(
         job = Job.objects.create(
             kind=kind,
             title=title(count)[:200],
+            title_text=to_json(title(count)),
             params=params or {},
             reason=reason,
             created_by=actor if actor is not None and actor.is_authenticated else None,

@@ -30,6 +30,7 @@ from .breaker import breaker_record, breaker_require
 from .client import Exchange
 from .handlers import handler_for
 from .models import Job, JobItem, UpstreamCall
+from .texts import to_json
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +178,7 @@ def job_create(
         job = Job.objects.create(
             kind=kind,
             title=title[:200],
+            title_text=to_json(title),
             params=params or {},
             reason=reason,
             created_by=actor if actor is not None and actor.is_authenticated else None,

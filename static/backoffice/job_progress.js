@@ -15,7 +15,7 @@
         set("job-percent", job.percent + "%");
         set("job-state", job.state_label);
         document.getElementById("job-state").dataset.state = job.state;
-        set("job-done", job.done);
+        set("job-done", job.processed);
         set("job-succeeded", job.succeeded);
         set("job-failed", job.failed);
         set("job-cancelled", job.cancelled);

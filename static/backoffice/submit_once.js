@@ -12,6 +12,16 @@
         b.disabled = true;
       });
       form.classList.add("sending");
+      // A single push waits for the upstream (up to its timeout): say so beside the spinner.
+      const note = form.dataset.sendingNote;
+      const row = form.querySelector(".submit-row");
+      if (note && row && !row.querySelector(".sending-note")) {
+        const span = document.createElement("span");
+        span.className = "sending-note";
+        span.setAttribute("role", "status");
+        span.textContent = note;
+        row.appendChild(span);
+      }
     }, 0);
   }, true);
 })();

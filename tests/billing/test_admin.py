@@ -484,9 +484,14 @@ def test_refusal_by_wisecp_is_shown_and_saves_nothing(operator_client, sandbox, 
     )
 
     assert response.status_code == 200
-    assert any("WiseCP refused: Bu fatura kilitli" in m for m in messages_of(response))
+    assert any("WiseCP refused: Bu fatura kilitli." in m for m in messages_of(response))
     assert mirror_of(item) == before
     assert UpstreamCall.objects.get().outcome == "rejected"
+    # The heading and the breadcrumb name the item as saved, not as it was typed.
+    html = response.content.decode()
+    saved = f"{item.description[:20]}"
+    assert f"<h1>Edit at WiseCP: {saved}" in html
+    assert "Edit at WiseCP: x (#" not in html and f">x (#{item.wisecp_id})<" not in html
 
 
 def test_server_error_is_shown(operator_client, sandbox, item) -> None:

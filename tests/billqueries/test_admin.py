@@ -81,6 +81,24 @@ def test_add_preview_confirm_then_batch_page(
     assert "₺\xa0617.00" in html  # 560.00 + 57.00
     assert "DE*** ÖZ****" in html and "Abone Numarasına Ait Borç Kaydı Bulunmamaktadır" in html
     assert 'id="rerun-failed"' not in html  # nothing failed
+    # Each line keeps the number it had in the input (a header and invalid lines before it).
+    lines = list(batch.lines.order_by("position"))
+    assert [ln.line_number for ln in lines] == [2, 3, 6]
+    assert '<tr class="outcome-found" id="line-3">\n      <td>6</td>' in html
+    # A bill past its due date is highlighted.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    debt = lines[0].debts.first()
+    debt.exp_date = timezone.localdate() - timedelta(days=1)
+    debt.save()
+    html = operator_client.get(change_url(batch)).content.decode()
+    assert html.count('<tr class="overdue">') == 1 and 'class="overdue-label"' in html
+    line_page = operator_client.get(
+        reverse("admin:billqueries_billqueryline_change", args=[lines[0].pk])
+    ).content.decode()
+    assert 'class="overdue-label"' in line_page
     filtered = operator_client.get(change_url(batch), {"outcome": "no_debt"})
     assert [ln.subscriber_no for ln in filtered.context["page"]] == ["1345600"]
     by_inst = operator_client.get(change_url(batch), {"soot_code": "30"})

@@ -222,7 +222,7 @@ def test_a_whole_request_refusal_fails_its_lines_with_the_code(
     failed = batch.lines.filter(outcome=FAILED)
     assert failed.count() == 15 and batch.failed_count == 15
     assert {ln.result_message for ln in failed} == {
-        "Payofin refused the request: Sistem hatası oluştu. (code -18)"
+        "Payofin refused the request: Sistem hatası oluştu (code -18)."
     }
     assert len(multi_requests(sandbox)) == 1  # the refused request queried nothing
 

@@ -130,7 +130,12 @@ def test_val_date_range_is_inclusive_of_both_days(mirror, operator_client):
 
 def test_a_date_that_is_not_dd_mm_yyyy_is_reported_not_a_crash(mirror, operator_client):
     response = operator_client.get(f"{INVOICES}?val_date__range_from=yesterday")
-    assert response.status_code == 302 and response.url.endswith("?e=1")
+    # Said on the page (not Django's silent redirect to the whole list, "?e=1").
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == [
+        "“yesterday” is not a date (charge date): enter dates as dd.mm.yyyy. "
+        "The list is not filtered by it."
+    ]
 
 
 def test_subscription_filters_and_search(mirror, operator_client):
@@ -165,6 +170,23 @@ def test_subscription_page_lists_its_records_and_offers_create_for_variable_pric
     assert b'id="create-invoice-link"' in page.content
     assert b'id="create-invoice-link"' not in other.content
     assert variable.invoices.first().invoice_no.encode() in page.content
+
+
+def test_the_create_form_of_a_fixed_price_subscription_is_refused_before_it_opens(
+    mirror, operator_client
+):
+    fixed = a_subscription(fixed=True)
+    url = reverse("admin:subscriptions_subscription_create_invoice", args=[fixed.pk])
+
+    response = operator_client.get(url, follow=True)
+
+    assert response.redirect_chain == [
+        (reverse("admin:subscriptions_subscription_change", args=[fixed.pk]), 302)
+    ]
+    assert [str(m) for m in response.context["messages"]] == [
+        "Payment records can only be created for variable-price subscriptions."
+    ]
+    assert b'name="amount"' not in response.content
 
 
 def _make_rows(count: int, start: int) -> None:
@@ -467,7 +489,7 @@ def test_create_refused_by_paynet_says_so_and_keeps_the_form(mirror, operator_cl
     )
 
     assert response.status_code == 200
-    assert messages_of(response) == ["Paynet refused: Bayi bloke (code 1)"]
+    assert messages_of(response) == ["Paynet refused: Bayi bloke (code 1)."]
     html = response.content.decode()
     assert 'id="create-invoice-form"' in html and 'value="95550001"' in html
     key = preview.context["form"].cleaned_data["idempotency_key"]
@@ -497,11 +519,13 @@ def test_create_preview_puts_rule_errors_on_their_fields(mirror, operator_client
     assert mirror.ledger("paynet") == []
 
 
-def test_create_on_a_fixed_price_subscription_is_refused_at_preview(mirror, operator_client):
-    response = preview_of(operator_client, a_subscription(fixed=True))
-
-    assert "variable-price" in response.context["form"].non_field_errors()[0]
-    assert response.context["preview"] is None
+def test_a_posted_create_on_a_fixed_price_subscription_is_refused_too(mirror, operator_client):
+    sub = a_subscription(fixed=True)
+    data = {"val_date_0": "15.01.2030", "val_date_1": "10:00", "amount": "288.98", "reason": "x"}
+    for step in ("preview", "confirm"):
+        response = operator_client.post(create_url(sub), {**data, "step": step})
+        assert response.status_code == 302
+        assert response.url == reverse("admin:subscriptions_subscription_change", args=[sub.pk])
     assert mirror.ledger("paynet") == []
 
 
@@ -758,7 +782,7 @@ def test_record_status_refused_by_paynet_is_an_error_message(mirror, operator_cl
     )
 
     assert response.status_code == 200
-    assert messages_of(response) == ["Paynet refused: Kilitli (code 1)"]
+    assert messages_of(response) == ["Paynet refused: Kilitli (code 1)."]
     record.refresh_from_db()
     assert record.status == S.WAITING
 

@@ -323,7 +323,7 @@ def test_business_refusal_in_a_200_body_is_rejected_with_code_and_message():
     assert type(error) is UpstreamRejectedError
     assert error.upstream_code == "1"
     assert error.status_code == 200
-    assert str(error) == "Paynet refused: Silinmiş kayıt değiştirilemez (code 1)"
+    assert str(error) == "Paynet refused: Silinmiş kayıt değiştirilemez (code 1)."
     assert error.upstream == "paynet" and error.operation == "invoice_status_update"
     assert error.in_doubt is False
     assert r.attempts == 1
@@ -356,12 +356,12 @@ def test_unauthorized_code_in_a_200_body_is_an_auth_error():
         (
             error_object(400, "invalid_request_error", "Geçersiz durum değeri: 1", 11),
             "11",
-            "Paynet rejected the request: Geçersiz durum değeri: 1",
+            "Paynet rejected the request: Geçersiz durum değeri: 1.",
         ),
         (
             error_object(404, "no_data_error", "Ödeme kaydı bulunamadı", 12),
             "12",
-            "Paynet rejected the request: Ödeme kaydı bulunamadı",
+            "Paynet rejected the request: Ödeme kaydı bulunamadı.",
         ),
     ],
     ids=["400", "404"],
@@ -386,7 +386,7 @@ def test_401_and_403_are_auth_errors_and_never_retried(status):
     with pytest.raises(UpstreamAuthError) as info:
         r.client.invoice_list(subscription_id=SUB_ID)
 
-    assert str(info.value) == "Paynet refused our credentials: API anahtarınız yanlış"
+    assert str(info.value) == "Paynet refused our credentials: API anahtarınız yanlış."
     assert info.value.upstream_code == "7"
     assert r.attempts == 1
 
@@ -398,7 +398,7 @@ def test_401_without_an_error_object_is_still_an_auth_error(body):
     with pytest.raises(UpstreamAuthError) as info:
         r.client.invoice_list(subscription_id=SUB_ID)
 
-    assert str(info.value) == "Paynet refused our credentials: HTTP 401"
+    assert str(info.value) == "Paynet refused our credentials (HTTP 401)."
     assert r.attempts == 1
 
 
@@ -422,7 +422,7 @@ def test_5xx_on_a_read_is_retried_with_backoff_until_attempts_run_out():
         r.client.invoice_list(subscription_id=SUB_ID)
 
     assert r.attempts == 3
-    assert str(info.value) == ("Paynet had a server error (HTTP 500): Beklenmeyen bir hata oluştu")
+    assert str(info.value) == ("Paynet had a server error (HTTP 500): Beklenmeyen bir hata oluştu.")
     assert info.value.upstream_code == "8"
     assert info.value.in_doubt is False  # a read changes nothing
     # Full jitter under a doubling cap: [0, 0.5] then [0, 1.0].
@@ -465,7 +465,7 @@ def test_5xx_with_an_html_body_is_a_response_error():
     with pytest.raises(UpstreamResponseError) as info:
         r.client.invoice_list(subscription_id=SUB_ID)
 
-    assert str(info.value) == "Paynet had a server error (HTTP 502): HTTP 502"
+    assert str(info.value) == "Paynet had a server error (HTTP 502)."  # the code once, a full stop
     assert r.attempts == 3
 
 

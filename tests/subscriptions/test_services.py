@@ -417,7 +417,7 @@ def test_create_refused_by_paynet_saves_nothing(mirror, operator):
             reason="test",
         )
 
-    assert str(info.value) == "Paynet refused: Bayi bloke (code 1)"
+    assert str(info.value) == "Paynet refused: Bayi bloke (code 1)."
     assert SubscriptionInvoice.objects.count() == count
     assert writes(mirror, "create_invoice") == []
     assert list(calls().values_list("operation", "outcome")) == [("create_invoice", "rejected")]

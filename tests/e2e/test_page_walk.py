@@ -1,0 +1,284 @@
+"""Every admin page at 1366 px, in Turkish and in English, as a new user would see it.
+
+On each page: no sideways scroll in the lists, no text of the other language in the page's own
+words (headings, labels, buttons, filters: the records' data may be in any language), no dotless
+capital I where Turkish means İ, and Turkish pages write ₺ 1.234,56 and dd.mm.yyyy. The main
+pages' screenshots go to docs/screenshots/ (the README shows them) when UPDATE_SCREENSHOTS=1,
+else to a temporary folder, so an ordinary test run leaves the working tree clean.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
+
+from billing.models import InvoiceItem
+from billing.sync import wisecp_sync
+from billqueries.services import bill_query_batch_create
+from billqueries.sync import payofin_sync
+from subscriptions.jobs import INVOICE_STATUS_KIND
+from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
+from subscriptions.services import subscription_invoice_set_status
+from subscriptions.sync import paynet_sync
+from upstream.models import Job, JobItem
+from upstream.texts import text, to_json
+
+from .conftest import PASSWORD, log_in
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "backoffice-screenshots"
+)
+WIDTH, HEIGHT = 1366, 768
+
+# The page's own words: what the product writes, not the records it shows.
+CHROME = (
+    "#header, .breadcrumbs, h1, h2, h3, #nav-sidebar, thead th, label, legend, summary, "
+    ".submit-row, .object-tools, .paginator, .messagelist, .help, .job-meta, .job-counts th, "
+    "#changelist-search, #changelist-filter, .actions, .dash-counts, .health-card dt, "
+    ".chart-legend, .env-banner, #forbidden, .module caption"
+)
+# Words only a Turkish page writes, and words only an English one does.
+TURKISH_WORDS = re.compile(
+    r"\b(Ana sayfa|Filtrele|Eylem|Göstermek için|Oturumu kapat|Tümü|Kaydet|Evet|Hayır|İşler|"
+    r"Ödeme kayıtları|Fatura kalemleri|Servis çağrıları|gönderildi|değiştirildi|satır|"
+    r"sorguları|Başlık|Durum|Oluşturulma|Gerekçe|İlerleme|Sonuç|Tutar|Toplam|Süre|Başarısız|"
+    r"Başarılı|Belirsiz|İptal)\b"
+)
+ENGLISH_WORDS = re.compile(
+    r"\b(Home|Filter|Action|Search|Save|Log out|Yes|failed|Status|Amount|Total|Description|"
+    r"Quantity|Invoices?|Jobs?|Cancel(led)?|Retry|Select|View|Change|Add|Task|Outcome|"
+    r"Created|Reason|Progress|Duration|exclusive|in_doubt|could not)\b"
+)
+# A Turkish word whose first letter is İ, written with a dotless capital I.
+DOTLESS_I = re.compile(
+    r"\b(I[sş]|I[sş]ler|I[sş]lem\w*|Istek\w*|Iade\w*|Ilerleme|Izin\w*|Iptal\w*|Indir\w*|"
+    r"Ileri\w*|Ilk|Isim|Iletişim|Ilgili|Içerik|I[ŞŞĞÇ][A-ZŞĞÇÖÜİ]+)\b"
+)
+ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+DAY = re.compile(r"\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b")
+TR_MONEY = re.compile(r"^-?[₺$€£]\u00a0-?\d{1,3}(\.\d{3})*,\d{2}$")
+EN_MONEY = re.compile(r"^-?[₺$€£]\u00a0-?\d{1,3}(,\d{3})*\.\d{2}$")
+# django_tasks_db's own pages: a library's admin, its field labels are English only.
+NOT_OURS = ("/django_tasks_database/",)
+
+MEASURE = """() => {
+  const doc = document.documentElement;
+  const results = document.querySelector('#changelist .results');
+  const chrome = Array.from(document.querySelectorAll(arguments_chrome))
+    .map(e => e.innerText).join('\\n');
+  const cells = Array.from(document.querySelectorAll('td, .readonly'))
+    .filter(e => !e.querySelector('pre')).map(e => e.innerText);
+  const money = Array.from(document.querySelectorAll('.money:not(th)')).map(e => e.innerText.trim())
+    .filter(t => t);
+  return {
+    lang: doc.lang,
+    page: [doc.scrollWidth, doc.clientWidth],
+    results: results ? [results.scrollWidth, results.clientWidth] : null,
+    chrome, cells, money, text: document.body.innerText,
+  };
+}"""
+
+
+@pytest.fixture
+def world(transactional_db, e2e_settings, settings):
+    """Every kind of page has something to show: the three mirrors, jobs of each outcome."""
+    # Set-up work runs in this process, right away; the pages only read.
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    paynet_sync()
+    wisecp_sync()
+    payofin_sync()
+    user = get_user_model().objects.create_superuser("boss", password=PASSWORD)
+    record = SubscriptionInvoice.objects.filter(status=InvoiceStatus.WAITING).first()
+    subscription_invoice_set_status(
+        record=record, status=InvoiceStatus.CANCEL, actor=user, reason="Müşteri istedi"
+    )
+    bill_query_batch_create(
+        lines=[
+            {"soot_code": 1, "subscriber_no": "01345677000", "number": 2},
+            {"soot_code": 1, "subscriber_no": "1345600", "number": 5},
+        ],
+        actor=user,
+        source="typed",
+    )
+    # A job cancelled after 3 of 10 records: its page must not look complete.
+    with translation.override("tr"):
+        title = text(
+            gettext_noop("Set %(count)s payment records to “%(status)s”"),
+            count=10,
+            status=InvoiceStatus.CANCEL.label,
+        )
+    cancelled = Job.objects.create(
+        kind=INVOICE_STATUS_KIND,
+        title=title,
+        title_text=to_json(title),
+        state=Job.State.CANCELLED,
+        total=10,
+        succeeded=3,
+        cancelled=7,
+        created_by=user,
+        cancelled_by=user,
+        finished_at=timezone.now(),
+    )
+    for n in range(10):
+        JobItem.objects.create(
+            job=cancelled,
+            position=n + 1,
+            target_type="subscriptions.subscriptioninvoice",
+            target_id=str(record.pk),
+            target_repr=record.invoice_no,
+            state=JobItem.State.DONE,
+            outcome=JobItem.Outcome.OK if n < 3 else JobItem.Outcome.CANCELLED,
+            finished_at=timezone.now() - timedelta(minutes=1),
+        )
+    return {"user": user, "cancelled": cancelled, "record": record}
+
+
+def _pages(world) -> dict[str, str]:
+    """Every list and one record's page of each, the confirmation pages, jobs and dashboard."""
+    pages = {"dashboard": reverse("admin:index")}
+    for model in admin.site._registry:
+        info = (model._meta.app_label, model._meta.model_name)
+        name = "{}-{}".format(*info)
+        pages[name] = reverse("admin:{}_{}_changelist".format(*info))
+        obj = model._default_manager.order_by("-pk").first()
+        if obj is not None:
+            pages[f"{name}-detail"] = reverse("admin:{}_{}_change".format(*info), args=[obj.pk])
+    variable = Subscription.objects.filter(is_fixed_price=False).first()
+    item = InvoiceItem.objects.order_by("pk").first()
+    job = world["cancelled"]
+    extra = {
+        "record-change-status": (
+            "admin:subscriptions_subscriptioninvoice_change_status",
+            world["record"].pk,
+        ),
+        "create-payment-record": ("admin:subscriptions_subscription_create_invoice", variable.pk),
+        "item-edit": ("admin:billing_invoiceitem_edit", item.pk),
+        "job-cancelled": ("admin:upstream_job_change", job.pk),
+        "job-retry-confirm": ("admin:upstream_job_retry", job.pk),
+        "job-resume-confirm": ("admin:upstream_job_resume", job.pk),
+        "batch-add": ("admin:billqueries_billquerybatch_add", None),
+    }
+    for name, (url_name, pk) in extra.items():
+        try:
+            pages[name] = reverse(url_name, args=[pk] if pk is not None else [])
+        except NoReverseMatch:
+            pytest.fail(f"no page {url_name}")
+    return pages
+
+
+def _check(page, url: str, language: str) -> dict:
+    found = page.evaluate(MEASURE.replace("arguments_chrome", repr(CHROME)))
+    where = f"{language} {url}"
+    assert found["lang"] == language, where
+    assert found["page"][0] <= found["page"][1] + 1, f"{where}: the page scrolls sideways"
+    if found["results"]:
+        assert found["results"][0] <= found["results"][1] + 1, f"{where}: the list scrolls"
+    if url.startswith(NOT_OURS):
+        return found
+    other = ENGLISH_WORDS if language == "tr" else TURKISH_WORDS
+    leaked = sorted({m.group(0) for m in other.finditer(found["chrome"])})
+    assert not leaked, f"{where}: {leaked} in the page's own words"
+    if language == "tr":
+        dotless = sorted({m.group(0) for m in DOTLESS_I.finditer(found["text"])})
+        assert not dotless, f"{where}: dotless capital I in {dotless}"
+        for cell in found["cells"]:
+            assert not ISO_DATE.search(cell), f"{where}: a date not as dd.mm.yyyy: {cell!r}"
+            for day in DAY.findall(cell):
+                assert re.fullmatch(r"\d{2}\.\d{2}\.\d{4}", day), f"{where}: {day!r}"
+    pattern = TR_MONEY if language == "tr" else EN_MONEY
+    for amount in found["money"]:
+        for line in amount.splitlines():
+            assert pattern.match(line.strip()), f"{where}: money written as {line!r}"
+    return found
+
+
+@pytest.mark.parametrize("language", ["tr", "en"])
+def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
+    browser, live_server, world, language
+):
+    context = browser.new_context(
+        base_url=live_server.url,
+        locale="tr-TR" if language == "tr" else "en-US",
+        timezone_id="Europe/Istanbul",
+        viewport={"width": WIDTH, "height": HEIGHT},
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        log_in(page, "boss")
+        if language != "tr":
+            # Turkish unless chosen: the header's language switch, as staff do.
+            with page.expect_navigation():
+                page.select_option("#language-switch select", language)
+        pages = _pages(world)
+        for name, url in pages.items():
+            response = page.goto(url)
+            assert response.status == 200, f"{language} {url}: HTTP {response.status}"
+            found = _check(page, url, language)
+            if name in SHOTS and language in SHOTS[name]:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOTS / f"{name}-{language}.png"))
+            if name == "subscriptions-subscriptioninvoice":
+                assert found["money"], "the payment records list writes its amounts"
+            if name == "job-cancelled":
+                # Cancelled after 3 of 10: the bar and the count say 3, not 10 of 10.
+                assert page.locator("#job-bar").get_attribute("value") == "3"
+                assert page.locator("#job-done").inner_text() == "3"
+                assert page.locator("#job-percent").inner_text() == "30%"
+        # A confirmation page reached from a list (the bulk due date): its pickers and buttons.
+        page.goto(reverse("admin:billing_invoiceitem_changelist"))
+        page.locator("input.action-select").first.check()
+        page.select_option("select[name=action]", "set_due_date")
+        page.locator("button[name=index], .actions button[type=submit]").first.click()
+        page.wait_for_selector("#bulk-confirm")
+        _check(page, "bulk-due-date", language)
+        assert page.locator(".datetimeshortcuts .date-icon, .datetimeshortcuts a").count() > 0
+        if language == "tr":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"bulk-due-date-{language}.png"))
+        primary = page.locator("#preview-button").evaluate(
+            "e => getComputedStyle(e).backgroundColor"
+        )
+        assert primary not in ("rgba(0, 0, 0, 0)", "rgb(239, 239, 239)"), "a styled button"
+    finally:
+        context.close()
+
+
+# Which pages' screenshots the README shows (a few, small): page name -> languages.
+SHOTS = {
+    "dashboard": ("tr", "en"),
+    "subscriptions-subscriptioninvoice": ("tr",),
+    "billing-invoiceitem": ("tr",),
+    "upstream-upstreamcall": ("en",),
+    "job-cancelled": ("tr",),
+    "record-change-status": ("tr",),
+}
+
+
+def test_money_and_lira_pattern_examples():
+    # The patterns above, on the product's own formatter (a mistake in them would pass pages).
+    from django.utils import translation
+
+    from upstream.formatting import money
+
+    with translation.override("tr"):
+        assert TR_MONEY.match(money(Decimal("1234.5")))
+    with translation.override("en"):
+        assert EN_MONEY.match(money(Decimal("1234.5")))
+    assert DOTLESS_I.search("Iş kalemleri") and not DOTLESS_I.search("Işık Yılmaz")
