@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from upstream.claims import live_claims
 from upstream.client import CallRecorder
+from upstream.history import history_source, plain
 from upstream.sync import SyncCounts
 
 from .client import ISTANBUL, WiseCPClient
@@ -186,6 +187,19 @@ def invoice_items_reconcile(
         )
         if written:
             counts.updated += 1
+            counts.fields.append(
+                {
+                    "record": str(row.wisecp_id),
+                    "changes": [
+                        {
+                            "field": k,
+                            "old": plain(getattr(row, k).pk if k == "invoice" else getattr(row, k)),
+                            "new": plain(v.pk if k == "invoice" else v),
+                        }
+                        for k, v in changed.items()
+                    ],
+                }
+            )
         else:
             counts.unchanged += 1
     InvoiceItem.objects.bulk_create(to_create, batch_size=500)
@@ -222,6 +236,11 @@ def wisecp_sync(*, recorder: CallRecorder | None = None, since: date | None = No
 
     GetInvoices lists invoices without items (wisecp.md §10.11), so each is read with GetInvoice.
     """
+    with history_source("sync", keep_outer=True):
+        return _wisecp_sync(recorder=recorder, since=since)
+
+
+def _wisecp_sync(*, recorder: CallRecorder | None, since: date | None) -> SyncCounts:
     client = WiseCPClient(recorder=recorder)
     filters: dict[str, Any] = {}
     if since is not None:
@@ -246,7 +265,9 @@ def invoice_refresh(invoice: Invoice, recorder: CallRecorder | None = None) -> S
     counts = SyncCounts()
     read_at = timezone.now()
     data = client.get_invoice(invoice.wisecp_id)
-    seen = invoice_upsert(data, read_at=read_at, counts=counts)
-    with transaction.atomic():
-        _delete_vanished({invoice.pk}, seen, counts)
+    actor_id = getattr(recorder, "actor_id", None)
+    with history_source("refresh", actor_id=actor_id, keep_outer=True):
+        seen = invoice_upsert(data, read_at=read_at, counts=counts)
+        with transaction.atomic():
+            _delete_vanished({invoice.pk}, seen, counts)
     return counts

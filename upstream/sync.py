@@ -14,6 +14,8 @@ class SyncCounts:
     deleted: int = 0
     # One entry per notable change, in the vertical's own shape (shown in job results).
     changes: list[dict[str, Any]] = field(default_factory=list)
+    # Per record what changed, field by field: {"record", "changes": [{field, old, new}]}.
+    fields: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: SyncCounts) -> None:
         self.created += other.created
@@ -21,3 +23,4 @@ class SyncCounts:
         self.unchanged += other.unchanged
         self.deleted += other.deleted
         self.changes += other.changes
+        self.fields += other.fields
