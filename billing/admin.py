@@ -166,7 +166,8 @@ class InvoiceItemInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(MirrorAdmin):
+class InvoiceAdmin(RecordOperationsMixin, MirrorAdmin):
+    change_form_template = "admin/upstream/record_change_form.html"
     list_display = (
         "number",
         "wisecp_id",

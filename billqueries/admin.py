@@ -14,7 +14,13 @@ from django.utils.translation import gettext_lazy
 
 from upstream.admin_filters import DateRangeFilter
 from upstream.admin_lists import contains, exact
-from upstream.admin_tools import MirrorAdmin, error_text, money_column, run_and_report
+from upstream.admin_tools import (
+    MirrorAdmin,
+    RecordOperationsMixin,
+    error_text,
+    money_column,
+    run_and_report,
+)
 from upstream.errors import UpstreamError
 from upstream.formatting import money
 from upstream.services import DbCallRecorder
@@ -145,7 +151,8 @@ class BillDebtInline(admin.TabularInline):
 
 
 @admin.register(BillQueryLine)
-class BillQueryLineAdmin(MirrorAdmin):
+class BillQueryLineAdmin(RecordOperationsMixin, MirrorAdmin):
+    change_form_template = "admin/upstream/record_change_form.html"
     list_display = (
         "batch_link",
         "position",

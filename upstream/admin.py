@@ -23,6 +23,7 @@ from .exports import job_results_csv, job_results_xlsx
 from .handlers import handler_for, registered_kinds
 from .models import Job, JobItem, UpstreamCall
 from .services import job_cancel, job_resume_cancelled, job_retry_failed
+from .timeline import record_link
 
 
 def _call_operations() -> list[tuple[str, str]]:
@@ -40,7 +41,7 @@ class UpstreamCallAdmin(MirrorAdmin):
         "created_at",
         "service",
         "operation",
-        "target_repr",
+        "target_link",
         "status_code",
         "upstream_code",
         "outcome_badge",
@@ -87,7 +88,7 @@ class UpstreamCallAdmin(MirrorAdmin):
         ("outcome", "status_code", "upstream_code", "attempt", "duration_ms"),
         "upstream_message",
         "error",
-        ("target_type", "target_id", "target_repr"),
+        ("target_type", "target_id", "target_link"),
         ("actor", "job", "job_item"),
         "created_at",
         "request_headers_pretty",
@@ -97,6 +98,10 @@ class UpstreamCallAdmin(MirrorAdmin):
     readonly_fields = tuple(
         name for group in fields for name in (group if isinstance(group, tuple) else (group,))
     )
+
+    @admin.display(description=gettext_lazy("target"))
+    def target_link(self, obj: UpstreamCall) -> str:
+        return record_link(obj.target_type, obj.target_id, obj.target_repr)
 
     @admin.display(description=gettext_lazy("outcome"), ordering="outcome")
     def outcome_badge(self, obj: UpstreamCall) -> str:
@@ -366,7 +371,7 @@ class JobItemAdmin(MirrorAdmin):
     list_display = (
         "job",
         "position",
-        "target_repr",
+        "target_link",
         "state",
         "outcome",
         "upstream_code",
@@ -407,3 +412,10 @@ class JobItemAdmin(MirrorAdmin):
             .get_queryset(request)
             .defer("payload", "result", "job__params", "job__selection")
         )
+
+    @admin.display(description=gettext_lazy("target"))
+    def target_link(self, obj: JobItem) -> str:
+        return record_link(obj.target_type, obj.target_id, obj.target_repr)
+
+
+from . import admin_drift  # noqa: E402,F401  (registers the drift report)

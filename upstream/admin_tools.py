@@ -345,6 +345,14 @@ class RecordOperationsMixin:
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None
     ) -> HttpResponse:
         context = {"record_operations": record_operations(self.model, object_id)}
+        record = (
+            self.model._base_manager.filter(pk=object_id).first() if object_id.isdigit() else None
+        )
+        if record is not None:
+            from .timeline import record_timeline
+
+            # Newest first on the page; the API serves the same events oldest first.
+            context["record_timeline"] = list(reversed(record_timeline(record)))
         return super().change_view(
             request, object_id, form_url, {**context, **(extra_context or {})}
         )

@@ -313,3 +313,68 @@ def _item_value(field: str, value: Any) -> Any:
 
         return Invoice.objects.get(pk=value)
     return value
+
+
+def drift_resolve_many(
+    *, drifts: Iterable[Drift], actor: Any, reason: str, repush: bool
+) -> tuple[int, list[Job], list[str]]:
+    """Accept or re-push many entries (the admin's bulk actions).
+
+    Payment records' statuses are re-pushed as one job per expected status (a bulk push with
+    its frozen selection, re-checks and approvals); any other entry is pushed on its own.
+    Returns how many were resolved, the jobs started and the refusals, one line each.
+    """
+    from .errors import PushConflict, UpstreamError
+    from .models import Drift
+
+    reason = _require(actor, reason)
+    done, jobs, errors = 0, [], []
+    statuses: dict[int, list[Drift]] = {}
+    for drift in drifts:
+        if drift.state != Drift.State.OPEN:
+            continue
+        label = f"{drift.content_type.app_label}.{drift.content_type.model}"
+        if repush and label == "subscriptions.subscriptioninvoice" and drift.field == "status":
+            statuses.setdefault(int(drift.expected), []).append(drift)
+            continue
+        try:
+            if repush:
+                drift_repush(drift=drift, actor=actor, reason=reason)
+            else:
+                drift_accept(drift=drift, actor=actor, reason=reason)
+            done += 1
+        except (ValidationError, PermissionDenied, PushConflict, UpstreamError) as error:
+            # One refusal per entry, shown to staff; the others go on (each is its own push).
+            errors.append(f"{drift.record_label}: {_error_text(error)}")
+    if statuses:
+        from subscriptions.models import SubscriptionInvoice
+        from subscriptions.services import subscription_invoice_set_status_bulk
+
+        for status, group in statuses.items():
+            try:
+                job = subscription_invoice_set_status_bulk(
+                    records=SubscriptionInvoice.objects.filter(pk__in=[d.object_id for d in group]),
+                    status=status,
+                    actor=actor,
+                    reason=reason,
+                )
+            except (ValidationError, PermissionDenied) as error:
+                errors.append(_error_text(error))
+                continue
+            jobs.append(job)
+            done += Drift.objects.filter(
+                pk__in=[d.pk for d in group], state=Drift.State.OPEN
+            ).update(
+                state=Drift.State.REPUSHED,
+                resolved_by=actor,
+                resolved_at=timezone.now(),
+                resolution_reason=reason,
+                job=job,
+            )
+    return done, jobs, errors
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    return str(error)
