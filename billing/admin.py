@@ -20,6 +20,7 @@ from upstream.admin_tools import (
     in_doubt_message,
     money_column,
     pretty_json,
+    start_job,
 )
 from upstream.claims import claim_holder
 from upstream.errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
@@ -249,18 +250,12 @@ class InvoiceAdmin(RecordOperationsMixin, MirrorAdmin):
         return request.user.has_perm(services.PERM_SYNC)
 
     @admin.action(description=gettext_lazy("Refresh from WiseCP"), permissions=["sync"])
-    def refresh_from_wisecp(self, request: HttpRequest, queryset: QuerySet) -> None:
-        counts, failures = services.invoice_refresh_many(invoices=queryset, actor=request.user)
-        for failure in failures:
-            self.message_user(request, failure, messages.ERROR)
-        self.message_user(
+    def refresh_from_wisecp(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # A job: its page lists per record what changed (and the items WiseCP no longer lists).
+        return start_job(
+            self,
             request,
-            _(
-                "Refreshed from WiseCP: %(created)s created, %(updated)s updated, "
-                "%(unchanged)s unchanged, %(deleted)s removed."
-            )
-            % vars(counts),
-            messages.SUCCESS if not failures else messages.WARNING,
+            lambda: services.invoice_refresh_start(invoices=queryset, actor=request.user),
         )
 
 

@@ -17,11 +17,13 @@ from django.utils.translation import gettext as _
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.refresh import RefreshHandler
+from upstream.sync import SyncCounts
 
 from . import rules
 from .client import WiseCPClient, changes_applied
 from .models import Invoice, InvoiceItem
-from .sync import invoices_write, items_write
+from .sync import delete_vanished, invoice_upsert, invoices_write, items_write
 
 INVOICE_ITEM_UPDATE_KIND = "wisecp.invoice_item_update"
 PERM_PUSH_ITEM = "billing.push_invoiceitem"
@@ -152,3 +154,35 @@ class InvoiceItemUpdateHandler(JobHandler):
                     "errors": " ".join(r.data["problems"])
                 }
                 r.message = f"{r.message} {note}".strip()
+
+
+INVOICE_REFRESH_KIND = "wisecp.refresh"
+
+
+@register
+class InvoiceRefreshHandler(RefreshHandler):
+    """Re-read an invoice with its items (GetInvoice); the item lists per record what changed,
+    and items WiseCP no longer lists are removed from the mirror and reported as drift."""
+
+    kind = INVOICE_REFRESH_KIND
+    target_type = "billing.invoice"
+    permission = "billing.sync_invoice"
+    service = "wisecp"
+    record_model = InvoiceItem
+
+    def concurrency(self) -> int:
+        return settings.WISECP_CONCURRENCY
+
+    def make_client(self, recorder: CallRecorder) -> WiseCPClient:
+        return WiseCPClient(recorder=recorder)
+
+    def read(self, client: WiseCPClient, item: WorkItem) -> Any:
+        read_at = timezone.now()
+        return {"invoice": client.get_invoice(item.payload["wisecp_id"]), "read_at": read_at}
+
+    def write(self, result: WorkResult) -> SyncCounts:
+        counts = SyncCounts()
+        invoice = Invoice.objects.get(pk=int(result.item.target_id))
+        seen = invoice_upsert(result.data["invoice"], read_at=result.data["read_at"], counts=counts)
+        delete_vanished({invoice.pk}, seen, counts)
+        return counts

@@ -359,3 +359,22 @@ def subscription_invoice_create(
             raise ValidationError({"invoice_no": str(error)}) from error
         raise
     return SubscriptionInvoice.objects.get(pk=done.data["record"])
+
+
+def subscription_refresh_start(*, subscriptions: QuerySet[Subscription], actor: User) -> Job:
+    """Queue a refresh job: each subscription and its payment records re-read from Paynet
+    (subscription detail, invoice_list); each item lists per record what changed."""
+    from upstream.services import NewItem, job_create
+
+    from .jobs import SUBSCRIPTION_REFRESH_KIND
+
+    rows = list(subscriptions.order_by("pk")[:10_000])
+    return job_create(
+        kind=SUBSCRIPTION_REFRESH_KIND,
+        title=_("Refresh %(count)s subscriptions from Paynet") % {"count": len(rows)},
+        items=[
+            NewItem(target=s, payload={"subscription_id": s.subscription_id}, target_repr=str(s))
+            for s in rows
+        ],
+        actor=actor,
+    )

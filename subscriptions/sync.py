@@ -64,6 +64,16 @@ def _upsert(model: type, lookup: dict[str, Any], fields: dict[str, Any], counts:
         return obj
     changed = {k: v for k, v in fields.items() if getattr(obj, k) != v}
     if changed:
+        counts.fields.append(
+            {
+                "record": str(obj),
+                "model": model._meta.label_lower,
+                "changes": [
+                    {"field": k, "old": plain(getattr(obj, k)), "new": plain(v)}
+                    for k, v in changed.items()
+                ],
+            }
+        )
         for k, v in changed.items():
             setattr(obj, k, v)
         obj.synced_at = now
@@ -122,6 +132,7 @@ def invoices_reconcile(
         counts.fields.append(
             {
                 "record": inv.invoice_no,
+                "model": "subscriptions.subscriptioninvoice",
                 "changes": [
                     {"field": k, "old": plain(getattr(inv, k)), "new": plain(v)}
                     for k, v in changed.items()

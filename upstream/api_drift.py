@@ -69,10 +69,11 @@ class DriftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
     @idempotent
     def accept(self, request: Request, pk: str | None = None) -> Response:
+        drift = get_object_or_404(Drift, pk=pk)
         body = ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         drift = drift_accept(
-            drift=get_object_or_404(Drift, pk=pk),
+            drift=drift,
             actor=request.user,
             reason=body.validated_data["reason"],
         )
@@ -82,10 +83,11 @@ class DriftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
     @idempotent
     def repush(self, request: Request, pk: str | None = None) -> Response:
+        drift = get_object_or_404(Drift.objects.select_related("content_type"), pk=pk)
         body = ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         result = drift_repush(
-            drift=get_object_or_404(Drift.objects.select_related("content_type"), pk=pk),
+            drift=drift,
             actor=request.user,
             reason=body.validated_data["reason"],
         )

@@ -443,6 +443,17 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
             calls={key: pk for key, (_at, pk) in last_call.items()},
         ):
             _apply(handler, [r for r in results if r.outcome == JobItem.Outcome.OK])
+        read_back = [r for r in results if getattr(r.error, "read_back", None) is not None]
+        if read_back:
+            # A refused push read its record back: the mirror follows what the upstream holds.
+            with history_source(
+                RecordChange.Source.CALL,
+                actor_id=job.created_by_id,
+                reason=job.reason,
+                job_id=job.pk,
+                calls={key: pk for key, (_at, pk) in last_call.items()},
+            ):
+                handler.apply_read_back(read_back)
 
         # Most results share their state, outcome, message and result: one UPDATE per such group.
         # Building one CASE per field for every row (bulk_update) costs more CPU than the pushes.
