@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils.translation import gettext as _
 
+from upstream.drift import open_drift_count, open_drift_ids
 from upstream.errors import UpstreamRejectedError
 from upstream.models import Job
 from upstream.operations import operation_seen, push_single
@@ -65,6 +66,10 @@ class StatusPreview(Preview):
     # the preview are not in the job.
     upto: int | None = None
     sample: list[tuple[SubscriptionInvoice, Verdict]] = field(default_factory=list)
+    # Records of the selection with open drift (Paynet changed them behind our back), and those
+    # of the sample: the preview marks them.
+    drift_count: int = 0
+    drift_ids: set[int] = field(default_factory=set)
 
 
 def subscription_invoice_status_preview(
@@ -87,6 +92,9 @@ def subscription_invoice_status_preview(
         :PREVIEW_SAMPLE
     ]:
         preview.sample.append((record, status_verdict(record.status, target)))
+    preview.drift_count = open_drift_count(SubscriptionInvoice, records)
+    if preview.drift_count:
+        preview.drift_ids = open_drift_ids(SubscriptionInvoice, [r.pk for r, _v in preview.sample])
     return preview
 
 

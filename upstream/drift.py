@@ -190,6 +190,22 @@ def open_drift_ids(model: type[models.Model], pks: Iterable[int]) -> set[int]:
     )
 
 
+def open_drift_count(model: type[models.Model], records: models.QuerySet) -> int:
+    """How many of the selected records have open drift (one query, however big the selection)."""
+    from .models import Drift
+
+    return (
+        Drift.objects.filter(
+            content_type=ContentType.objects.get_for_model(model),
+            state=Drift.State.OPEN,
+            object_id__in=records.order_by().values("pk"),
+        )
+        .values("object_id")
+        .distinct()
+        .count()
+    )
+
+
 def drift_counts() -> dict[str, dict[str, int]]:
     """Open drift per upstream and kind (the dashboard)."""
     from .models import Drift

@@ -280,3 +280,52 @@ def test_admin_report_lists_and_accepts_in_bulk(mirror, operator_client):  # noq
     assert done.status_code == 302
     drift.refresh_from_db()
     assert (drift.state, drift.resolution_reason) == ("accepted", "fine")
+
+
+def test_the_dashboard_counts_open_drift_per_upstream(mirror, operator_client):  # noqa: F811
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, amount=321)
+
+    html = operator_client.get("/").content.decode()
+
+    block = html[html.index('id="count-drift-paynet"') :]
+    assert '<span class="dash-number">1</span>' in block[: block.index("</a>")]
+    assert "state__exact=open&amp;service__exact=paynet" in block[:400] or (
+        "state__exact=open&service__exact=paynet" in block[:400]
+    )
+    wisecp = html[html.index('id="count-drift-wisecp"') :]
+    assert '<span class="dash-number">0</span>' in wisecp[: wisecp.index("</a>")]
+
+
+def test_the_status_preview_marks_records_with_open_drift(mirror, operator_client):  # noqa: F811
+    from django.urls import reverse
+
+    drifted, clean = SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:2]
+    tamper_and_refresh(mirror, drifted, amount=999)
+
+    page = operator_client.post(
+        reverse("admin:subscriptions_subscriptioninvoice_changelist"),
+        {
+            "action": "change_status",
+            "_selected_action": [drifted.pk, clean.pk],
+            "index": 0,
+            "status": S.CANCEL,
+            "step": "preview",
+        },
+    )
+    single = operator_client.post(
+        reverse("admin:subscriptions_subscriptioninvoice_change_status", args=[drifted.pk]),
+        {"status": S.CANCEL, "reason": "r", "step": "preview", "idempotency_key": "k"},
+    )
+    other = operator_client.post(
+        reverse("admin:subscriptions_subscriptioninvoice_change_status", args=[clean.pk]),
+        {"status": S.CANCEL, "reason": "r", "step": "preview", "idempotency_key": "k"},
+    )
+
+    html = page.content.decode()
+    assert 'id="drift-warning"' in html
+    assert html.count("badge-drift") == 1
+    row = html[html.index(drifted.invoice_no) :]
+    assert "badge-drift" in row[: row.index("</tr>")]
+    assert 'id="drift-warning"' in single.content.decode()
+    assert 'id="drift-warning"' not in other.content.decode()
