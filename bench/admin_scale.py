@@ -79,7 +79,9 @@ DEFAULT_URLS = {
 ENV_URLS = {"10k": "BENCH_SCALE_10K_URL", "1m": "BENCH_SCALE_1M_URL"}
 SCALES = {"10k": 10_000, "1m": 1_000_000}
 # Bump when seed_statements() changes: a database seeded by another version is seeded again.
-SEED_VERSION = "1"
+SEED_VERSION = "2"
+# The payment record whose page and timeline are measured (issue 9); its id exists at 10k too.
+HISTORY_RECORD = 778
 ISTANBUL = ZoneInfo("Europe/Istanbul")
 # Month 0 of the seeded timeline; records of months 0-11 are past, 12-19 waiting.
 BASE = datetime(2025, 12, 1, tzinfo=ISTANBUL)
@@ -775,6 +777,39 @@ def seed_statements() -> list[tuple[str, str]]:
             WHERE it.id IS NULL
             """,
         ),
+        (
+            "record history",
+            # Issue 9: 5 field changes per payment record (5M at 1M), spread over the records,
+            # and one in a thousand on record HISTORY_RECORD, whose page and timeline are
+            # measured (5,000 changes at 1M, 50 at 10k). Statuses, amounts and charge dates, by
+            # pushes (with a job and a call), syncs and refreshes.
+            """
+            INSERT INTO upstream_recordchange (id, content_type_id, object_id, action, field,
+              old, new, source, actor_id, reason, job_id, call_id, at)
+            SELECT g, ct.id,
+              CASE WHEN mod(g, 1000) = 0 THEN %(history_record)s ELSE 1 + mod(g * 7919, %(n)s) END,
+              'update', f.field, f.old, f.new, f.source,
+              CASE WHEN f.source = 'operation' THEN 2 END,
+              CASE WHEN f.source = 'operation' THEN 'Müşteri talebi' ELSE '' END,
+              CASE WHEN f.source = 'operation' THEN 1 + mod(g, %(jobs)s) END,
+              CASE WHEN f.source = 'operation' THEN 1 + mod(g * 13, %(n)s) END,
+              %(base)s + (g::float8 / (5 * %(n)s)) * interval '395 days'
+            FROM generate_series(1, 5 * %(n)s) AS g,
+            LATERAL (SELECT id FROM django_content_type
+              WHERE app_label = 'subscriptions' AND model = 'subscriptioninvoice') AS ct,
+            LATERAL (SELECT
+              (ARRAY['status', 'status', 'amount', 'val_date', 'status'])[1 + mod(g, 5)] AS field,
+              (ARRAY['operation', 'sync', 'refresh', 'operation', 'call'])[1 + mod(g / 5, 5)]
+                AS source) AS k,
+            LATERAL (SELECT k.field, k.source,
+              CASE k.field WHEN 'status' THEN to_jsonb(0)
+                WHEN 'amount' THEN to_jsonb((100 + mod(g, 900))::text || '.00')
+                ELSE to_jsonb('2026-01-05T07:00:00+00:00'::text) END AS old,
+              CASE k.field WHEN 'status' THEN to_jsonb(5)
+                WHEN 'amount' THEN to_jsonb((120 + mod(g, 900))::text || '.50')
+                ELSE to_jsonb('2026-02-05T07:00:00+00:00'::text) END AS new) AS f
+            """,
+        ),
     ]
 
 
@@ -791,6 +826,7 @@ SEQUENCE_TABLES = (
     "upstream_job",
     "upstream_jobitem",
     "upstream_upstreamcall",
+    "upstream_recordchange",
 )
 
 
@@ -857,6 +893,7 @@ def seed(url: str, n: int, log) -> dict[str, float]:
         "wisecp_headers": WISECP_HEADERS,
         "payofin_headers": PAYOFIN_HEADERS,
         "variants": BODY_VARIANTS,
+        "history_record": HISTORY_RECORD,
     }
     params = {k: Int8(v) if isinstance(v, int) else v for k, v in params.items()}
     with pg_connect(url) as conn:
@@ -1142,16 +1179,18 @@ def representatives() -> dict[str, dict]:
 
 
 def record_page_views(reps: dict) -> list[tuple[str, str]]:
-    """Issue 9's case, not built yet: a record's page and its timeline with 5M history rows.
-
-    To add it: seed the history rows in seed_statements() (5M at the 1M scale, 50k at 10k, many
-    of them on the few records whose pages are measured, so one page has a long timeline) and
-    bump SEED_VERSION; then return (name, path) pairs here, e.g.
-    ("record:subscriptioninvoice/timeline", "/admin/subscriptions/subscriptioninvoice/778/change/").
-    Whatever this returns is measured, tabled and counted in worst_p95_ms and worst_ratio like
-    every list (add values it needs to representatives()).
-    """
-    return []
+    """Issue 9: a payment record's admin page (its timeline included) and its API timeline, on
+    the record that holds one in a thousand of the 5M history rows (seed "record history")."""
+    return [
+        (
+            "record:subscriptioninvoice/page",
+            f"/subscriptions/subscriptioninvoice/{HISTORY_RECORD}/change/",
+        ),
+        (
+            "api:subscription-invoices/timeline",
+            f"/api/subscription-invoices/{HISTORY_RECORD}/timeline/",
+        ),
+    ]
 
 
 def admin_views(user, reps: dict, missing: list[str]) -> list[tuple[str, str]]:

@@ -15,7 +15,13 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -338,8 +344,19 @@ def record_operations(model: type[Model], pk: Any, *, limit: int = 20) -> list[A
 
 
 class RecordOperationsMixin:
-    """Shows on a mirrored record's page the changes sent for it (template:
+    """Shows on a mirrored record's page the changes sent for it and its timeline (template:
     admin/upstream/record_change_form.html)."""
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context=None
+    ) -> HttpResponse:
+        # Django's own history lists admin edits, and mirrored records get none: their history
+        # is the timeline on the record's page.
+        if not str(object_id).isdigit():
+            raise Http404
+        opts = self.model._meta
+        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
+        return HttpResponseRedirect(f"{url}#record-timeline")
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None

@@ -145,3 +145,14 @@ def test_job_items_and_calls_link_to_their_record(mirror, operator, operator_cli
 
     assert url in calls.content.decode()
     assert url in items.content.decode()
+
+
+def test_the_history_link_leads_to_the_timeline(mirror, operator_client):  # noqa: F811
+    record = a_record(S.WAITING)
+
+    response = operator_client.get(
+        reverse("admin:subscriptions_subscriptioninvoice_history", args=[record.pk])
+    )
+
+    change = reverse("admin:subscriptions_subscriptioninvoice_change", args=[record.pk])
+    assert response.status_code == 302 and response.url == f"{change}#record-timeline"
