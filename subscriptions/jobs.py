@@ -27,7 +27,12 @@ from django.utils.translation import gettext as _
 
 from upstream.claims import live_claim_ids
 from upstream.client import CallRecorder
-from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
+from upstream.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRejectedError,
+    UpstreamResponseError,
+)
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
 from upstream.refresh import RefreshHandler
 from upstream.services import NewItem
@@ -209,6 +214,8 @@ class InvoiceStatusHandler(_PaynetHandler):
             client.invoice_status_update(
                 invoice_id=p.invoice_id, invoice_no=p.invoice_no, status=p.status
             )
+        except UpstreamAuthError:
+            raise
         except UpstreamRejectedError as error:
             # The preview said "will change" and Paynet said no: its record is not what the
             # mirror holds. Read it back at once, so the mirror and the message say what it is.

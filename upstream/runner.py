@@ -534,6 +534,10 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                     .values("id")[:1]
                 )
             )
+        for r in read_back:
+            if r.error.call_id is not None:
+                # The refused write is the item's call, not the read-back that followed it.
+                JobItem.objects.filter(id=r.item.id).update(call_id=r.error.call_id)
         Job.objects.filter(pk=job.pk).update(
             succeeded=F("succeeded") + succeeded,
             failed=F("failed") + failed,
