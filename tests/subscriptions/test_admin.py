@@ -758,7 +758,11 @@ def test_record_status_refused_by_paynet_is_an_error_message(mirror, operator_cl
     )
 
     assert response.status_code == 200
-    assert messages_of(response) == ["Paynet refused: Kilitli (code 1)"]
+    # Read back at once: the message says what Paynet holds (here still what the mirror had).
+    assert messages_of(response) == [
+        f"Paynet refused: Kilitli (code 1) Paynet holds payment record {record.invoice_no} "
+        "in “Waiting”."
+    ]
     record.refresh_from_db()
     assert record.status == S.WAITING
 
