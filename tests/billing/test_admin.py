@@ -485,8 +485,10 @@ def test_refusal_by_wisecp_is_shown_and_saves_nothing(operator_client, sandbox, 
 
     assert response.status_code == 200
     assert any("WiseCP refused: Bu fatura kilitli" in m for m in messages_of(response))
+    # Read back at once: the message says what WiseCP holds; the mirror already held it.
+    assert any("WiseCP holds invoice" in m for m in messages_of(response))
     assert mirror_of(item) == before
-    assert UpstreamCall.objects.get().outcome == "rejected"
+    assert UpstreamCall.objects.get(operation="UpdateInvoiceItem").outcome == "rejected"
 
 
 def test_server_error_is_shown(operator_client, sandbox, item) -> None:
