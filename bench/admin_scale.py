@@ -393,7 +393,7 @@ def seed_statements() -> list[tuple[str, str]]:
             INSERT INTO upstream_job (id, kind, title, state, params, reason, created_at,
               started_at, finished_at, heartbeat_at, total, succeeded, failed, cancelled,
               skipped, cancel_requested, task_id, created_by_id, idempotency_key, inline,
-              cancelled_by_id, retried_at, retried_by_id)
+              cancelled_by_id, retried_at, retried_by_id, selection, rejection_reason)
             SELECT j + 1, v.kind,
               CASE v.kind
                 WHEN 'paynet.invoice_status' THEN CASE WHEN w.inline
@@ -421,7 +421,7 @@ def seed_statements() -> list[tuple[str, str]]:
                 THEN v.created + v.total * interval '30 milliseconds' END,
               v.total, 0, 0, 0, 0, v.state = 'cancelled', pg_temp.uuid_of('task' || j),
               2 + mod(j, 5), '', w.inline,
-              CASE WHEN v.state = 'cancelled' THEN 2 + mod(j + 1, 5) END, NULL, NULL
+              CASE WHEN v.state = 'cancelled' THEN 2 + mod(j + 1, 5) END, NULL, NULL, '', ''
             FROM generate_series(0, %(jobs)s - 1) AS j,
             LATERAL (SELECT mod(j, 5) < 3 AS inline) AS w,
             LATERAL (SELECT
