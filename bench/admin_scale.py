@@ -84,7 +84,9 @@ DEFAULT_URLS = {
 ENV_URLS = {"10k": "BENCH_SCALE_10K_URL", "1m": "BENCH_SCALE_1M_URL"}
 SCALES = {"10k": 10_000, "1m": 1_000_000}
 # Bump when seed_statements() changes: a database seeded by another version is seeded again.
-SEED_VERSION = "3"
+SEED_VERSION = "4"
+# The payment record whose page and timeline are measured (issue 9); its id exists at 10k too.
+HISTORY_RECORD = 778
 ISTANBUL = ZoneInfo("Europe/Istanbul")
 # Month 0 of the seeded timeline; records of months 0-11 are past, 12-19 waiting.
 BASE = datetime(2025, 12, 1, tzinfo=ISTANBUL)
@@ -396,7 +398,7 @@ def seed_statements() -> list[tuple[str, str]]:
             INSERT INTO upstream_job (id, kind, title, state, params, reason, created_at,
               started_at, finished_at, heartbeat_at, total, succeeded, failed, cancelled,
               skipped, cancel_requested, task_id, created_by_id, idempotency_key, inline,
-              cancelled_by_id, retried_at, retried_by_id)
+              cancelled_by_id, retried_at, retried_by_id, selection, rejection_reason)
             SELECT j + 1, v.kind,
               CASE v.kind
                 WHEN 'paynet.invoice_status' THEN CASE WHEN w.inline
@@ -424,7 +426,7 @@ def seed_statements() -> list[tuple[str, str]]:
                 THEN v.created + v.total * interval '30 milliseconds' END,
               v.total, 0, 0, 0, 0, v.state = 'cancelled', pg_temp.uuid_of('task' || j),
               2 + mod(j, 5), '', w.inline,
-              CASE WHEN v.state = 'cancelled' THEN 2 + mod(j + 1, 5) END, NULL, NULL
+              CASE WHEN v.state = 'cancelled' THEN 2 + mod(j + 1, 5) END, NULL, NULL, '', ''
             FROM generate_series(0, %(jobs)s - 1) AS j,
             LATERAL (SELECT mod(j, 5) < 3 AS inline) AS w,
             LATERAL (SELECT
@@ -788,6 +790,40 @@ def seed_statements() -> list[tuple[str, str]]:
             WHERE it.id IS NULL
             """,
         ),
+        (
+            "record history",
+            # Issue 9: 5 field changes per payment record (5M at 1M), spread over the records,
+            # and 1,000 at both sizes on record HISTORY_RECORD, whose page and timeline are
+            # measured (a record's history does not grow with the table). Statuses, amounts and
+            # charge dates, by pushes (with a job and a call), syncs and refreshes.
+            """
+            INSERT INTO upstream_recordchange (id, content_type_id, object_id, action, field,
+              old, new, source, actor_id, reason, job_id, call_id, at)
+            SELECT g, ct.id,
+              CASE WHEN mod(g, %(history_every)s) = 0 THEN %(history_record)s
+                ELSE 1 + mod(g * 7919, %(n)s) END,
+              'update', f.field, f.old, f.new, f.source,
+              CASE WHEN f.source = 'operation' THEN 2 END,
+              CASE WHEN f.source = 'operation' THEN 'Müşteri talebi' ELSE '' END,
+              CASE WHEN f.source = 'operation' THEN 1 + mod(g, %(jobs)s) END,
+              CASE WHEN f.source = 'operation' THEN 1 + mod(g * 13, %(n)s) END,
+              %(base)s + (g::float8 / (5 * %(n)s)) * interval '395 days'
+            FROM generate_series(1, 5 * %(n)s) AS g,
+            LATERAL (SELECT id FROM django_content_type
+              WHERE app_label = 'subscriptions' AND model = 'subscriptioninvoice') AS ct,
+            LATERAL (SELECT
+              (ARRAY['status', 'status', 'amount', 'val_date', 'status'])[1 + mod(g, 5)] AS field,
+              (ARRAY['operation', 'sync', 'refresh', 'operation', 'call'])[1 + mod(g / 5, 5)]
+                AS source) AS k,
+            LATERAL (SELECT k.field, k.source,
+              CASE k.field WHEN 'status' THEN to_jsonb(0)
+                WHEN 'amount' THEN to_jsonb((100 + mod(g, 900))::text || '.00')
+                ELSE to_jsonb('2026-01-05T07:00:00+00:00'::text) END AS old,
+              CASE k.field WHEN 'status' THEN to_jsonb(5)
+                WHEN 'amount' THEN to_jsonb((120 + mod(g, 900))::text || '.50')
+                ELSE to_jsonb('2026-02-05T07:00:00+00:00'::text) END AS new) AS f
+            """,
+        ),
     ]
 
 
@@ -804,6 +840,7 @@ SEQUENCE_TABLES = (
     "upstream_job",
     "upstream_jobitem",
     "upstream_upstreamcall",
+    "upstream_recordchange",
 )
 
 
@@ -918,6 +955,8 @@ def seed(url: str, n: int, log) -> dict[str, float]:
         "wisecp_headers": WISECP_HEADERS,
         "payofin_headers": PAYOFIN_HEADERS,
         "variants": BODY_VARIANTS,
+        "history_record": HISTORY_RECORD,
+        "history_every": 5 * n // 1000,
     }
     params = {k: Int8(v) if isinstance(v, int) else v for k, v in params.items()}
     with pg_connect(url) as conn:
@@ -1213,16 +1252,18 @@ def representatives() -> dict[str, dict]:
 
 
 def record_page_views(reps: dict) -> list[tuple[str, str]]:
-    """Issue 9's case, not built yet: a record's page and its timeline with 5M history rows.
-
-    To add it: seed the history rows in seed_statements() (5M at the 1M scale, 50k at 10k, many
-    of them on the few records whose pages are measured, so one page has a long timeline) and
-    bump SEED_VERSION; then return (name, path) pairs here, e.g.
-    ("record:subscriptioninvoice/timeline", "/admin/subscriptions/subscriptioninvoice/778/change/").
-    Whatever this returns is measured, tabled and counted in worst_p95_ms and worst_ratio like
-    every list (add values it needs to representatives()).
-    """
-    return []
+    """Issue 9: a payment record's admin page (its timeline included) and its API timeline, on
+    the record that holds 1,000 of the 5M history rows (seed "record history")."""
+    return [
+        (
+            "record:subscriptioninvoice/page",
+            f"/subscriptions/subscriptioninvoice/{HISTORY_RECORD}/change/",
+        ),
+        (
+            "api:subscription-invoices/timeline",
+            f"/api/subscription-invoices/{HISTORY_RECORD}/timeline/",
+        ),
+    ]
 
 
 def admin_views(user, reps: dict, missing: list[str]) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from upstream.admin_tools import (
     in_doubt_message,
     money_column,
     pretty_json,
+    start_job,
     truncated,
 )
 from upstream.claims import claim_holder
@@ -168,7 +169,8 @@ class InvoiceItemInline(FormattedFieldsMixin, admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(MirrorAdmin):
+class InvoiceAdmin(RecordOperationsMixin, MirrorAdmin):
+    change_form_template = "admin/upstream/record_change_form.html"
     # Fits 1366 px beside the filters; the WiseCP id, subtotal, tax and sync time are on the
     # invoice's page (the id is searchable).
     list_display = (
@@ -248,18 +250,12 @@ class InvoiceAdmin(MirrorAdmin):
         return request.user.has_perm(services.PERM_SYNC)
 
     @admin.action(description=gettext_lazy("Refresh from WiseCP"), permissions=["sync"])
-    def refresh_from_wisecp(self, request: HttpRequest, queryset: QuerySet) -> None:
-        counts, failures = services.invoice_refresh_many(invoices=queryset, actor=request.user)
-        for failure in failures:
-            self.message_user(request, failure, messages.ERROR)
-        self.message_user(
+    def refresh_from_wisecp(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # A job: its page lists per record what changed (and the items WiseCP no longer lists).
+        return start_job(
+            self,
             request,
-            _(
-                "Refreshed from WiseCP: %(created)s created, %(updated)s updated, "
-                "%(unchanged)s unchanged, %(deleted)s removed."
-            )
-            % vars(counts),
-            messages.SUCCESS if not failures else messages.WARNING,
+            lambda: services.invoice_refresh_start(invoices=queryset, actor=request.user),
         )
 
 

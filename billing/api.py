@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from upstream.api_errors import Conflict
 from upstream.api_idempotency import idempotent
 from upstream.api_permissions import IsStaff
+from upstream.api_timeline import TimelineMixin
 from upstream.querysets import related_count
 
 from . import services
@@ -14,7 +15,7 @@ from .models import Invoice, InvoiceItem
 from .serializers import InvoiceItemPatchSerializer, InvoiceItemSerializer, InvoiceSerializer
 
 
-class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
+class InvoiceViewSet(TimelineMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Invoice.objects.annotate(item_count=related_count(InvoiceItem, "invoice")).order_by(
         "-wisecp_id"
     )
@@ -22,7 +23,9 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields = ["wisecp_id", "status", "currency", "user_id"]
 
 
-class InvoiceItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class InvoiceItemViewSet(
+    TimelineMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     queryset = InvoiceItem.objects.order_by("-wisecp_id")
     serializer_class = InvoiceItemSerializer
     filterset_fields = ["wisecp_id", "invoice", "order_id", "tax_exempt"]

@@ -17,14 +17,16 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 
 from upstream.client import CallRecorder
-from upstream.errors import UpstreamError
+from upstream.errors import UpstreamAuthError, UpstreamError, UpstreamRejectedError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.refresh import RefreshHandler
+from upstream.sync import SyncCounts
 from upstream.texts import text
 
 from . import rules
 from .client import WiseCPClient, changes_applied
-from .models import Invoice, InvoiceItem
-from .sync import invoices_write, items_write
+from .models import Invoice, InvoiceItem, InvoiceStatus
+from .sync import delete_vanished, invoice_upsert, invoices_write, items_write
 
 INVOICE_ITEM_UPDATE_KIND = "wisecp.invoice_item_update"
 PERM_PUSH_ITEM = "billing.push_invoiceitem"
@@ -129,12 +131,58 @@ class InvoiceItemUpdateHandler(JobHandler):
     def push(self, client: WiseCPClient, item: WorkItem) -> Any:
         p = self.payload(item)
         item_at = timezone.now()
-        data = client.update_invoice_item(p.item_id, p.changes)
+        try:
+            data = client.update_invoice_item(p.item_id, p.changes)
+        except UpstreamAuthError:
+            raise
+        except UpstreamRejectedError as error:
+            # The preview said it would change and WiseCP said no: the invoice or the item is
+            # not what the mirror holds. Read it back at once; the message says what WiseCP has.
+            self._read_back(client, p, error)
+            raise
         reads, problems = [], []
         if TOTALS_FIELDS & p.changes.keys():
             # WiseCP recomputes the invoices' totals (wisecp.md §10.8): read them.
             reads, problems = read_invoices(client, [p.invoice_id, data["owner_id"]])
         return {"item": data, "item_at": item_at, "invoices": reads, "problems": problems}
+
+    def _read_back(self, client: WiseCPClient, p: ItemUpdate, error: UpstreamError) -> None:
+        read_at = timezone.now()
+        try:
+            invoice = client.get_invoice(p.invoice_id)
+        except UpstreamError:
+            return  # the refusal stands on its own; the next sync brings the invoice
+        error.read_back = {"invoice": invoice, "read_at": read_at}
+        found = _find_item(invoice, p.item_id)
+        status = dict(InvoiceStatus.choices).get(invoice.get("status"), invoice.get("status"))
+        if found is None:
+            held = _("WiseCP holds invoice %(no)s “%(status)s”, without this item.")
+        else:
+            held = _("WiseCP holds invoice %(no)s “%(status)s”; the item: %(fields)s.")
+        fields = ", ".join(
+            f"{name} {found.get(name)}" for name in p.changes if found and name in found
+        )
+        error.message = f"{error.message} " + held % {
+            "no": invoice.get("number") or p.invoice_id,
+            "status": status,
+            "fields": fields,
+        }
+
+    def apply_read_back(self, results: list[WorkResult]) -> None:
+        for r in results:
+            counts = SyncCounts()
+            invoice = r.error.read_back["invoice"]
+            seen = invoice_upsert(invoice, read_at=r.error.read_back["read_at"], counts=counts)
+            # An item WiseCP no longer lists on its invoice is gone from the mirror too.
+            delete_vanished(
+                set(
+                    Invoice.objects.filter(wisecp_id=invoice["wisecp_id"]).values_list(
+                        "pk", flat=True
+                    )
+                ),
+                seen,
+                counts,
+            )
 
     def settle(self, client: WiseCPClient, item: WorkItem) -> Any | None:
         p = self.payload(item)
@@ -171,3 +219,35 @@ class InvoiceItemUpdateHandler(JobHandler):
                     "errors": " ".join(r.data["problems"])
                 }
                 r.message = f"{r.message} {note}".strip()
+
+
+INVOICE_REFRESH_KIND = "wisecp.refresh"
+
+
+@register
+class InvoiceRefreshHandler(RefreshHandler):
+    """Re-read an invoice with its items (GetInvoice); the item lists per record what changed,
+    and items WiseCP no longer lists are removed from the mirror and reported as drift."""
+
+    kind = INVOICE_REFRESH_KIND
+    target_type = "billing.invoice"
+    permission = "billing.sync_invoice"
+    service = "wisecp"
+    record_model = InvoiceItem
+
+    def concurrency(self) -> int:
+        return settings.WISECP_CONCURRENCY
+
+    def make_client(self, recorder: CallRecorder) -> WiseCPClient:
+        return WiseCPClient(recorder=recorder)
+
+    def read(self, client: WiseCPClient, item: WorkItem) -> Any:
+        read_at = timezone.now()
+        return {"invoice": client.get_invoice(item.payload["wisecp_id"]), "read_at": read_at}
+
+    def write(self, result: WorkResult) -> SyncCounts:
+        counts = SyncCounts()
+        invoice = Invoice.objects.get(pk=int(result.item.target_id))
+        seen = invoice_upsert(result.data["invoice"], read_at=result.data["read_at"], counts=counts)
+        delete_vanished({invoice.pk}, seen, counts)
+        return counts

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
+from upstream.history import HistoryModel
 from upstream.indexes import TrigramIndex
 
 
@@ -28,7 +29,9 @@ class TaxationType(models.TextChoices):
     INCLUSIVE = "inclusive", _("Tax included in the prices")
 
 
-class Invoice(models.Model):
+class Invoice(HistoryModel):
+    history_label = "number"
+
     wisecp_id = models.PositiveIntegerField(_("WiseCP id"), unique=True)
     number = models.CharField(_("number"), max_length=64, db_index=True)
     status = models.CharField(_("status"), max_length=16, choices=InvoiceStatus.choices)
@@ -83,7 +86,9 @@ class Invoice(models.Model):
         return self.company_name or self.full_name
 
 
-class InvoiceItem(models.Model):
+class InvoiceItem(HistoryModel):
+    history_label = "wisecp_id"
+
     wisecp_id = models.PositiveIntegerField(_("WiseCP id"), unique=True)
     invoice = models.ForeignKey(
         Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT, related_name="items"

@@ -562,3 +562,18 @@ def invoice_refresh_many(
         except UpstreamError as error:
             failures.append(f"{invoice}: {error}")
     return totals, failures
+
+
+def invoice_refresh_start(*, invoices: QuerySet[Invoice], actor: User) -> Job:
+    """Queue a refresh job: each invoice re-read from WiseCP with its items (GetInvoice); each
+    item lists per record what changed."""
+    from .jobs import INVOICE_REFRESH_KIND
+
+    _require(actor, PERM_SYNC)
+    rows = list(invoices.order_by("wisecp_id")[:10_000])
+    return job_create(
+        kind=INVOICE_REFRESH_KIND,
+        title=_("Refresh %(count)s invoices from WiseCP") % {"count": len(rows)},
+        items=[NewItem(target=i, payload={"wisecp_id": i.wisecp_id}) for i in rows],
+        actor=actor,
+    )

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from upstream.claims import live_claims
 from upstream.client import CallRecorder
+from upstream.history import history_source, plain
 from upstream.sync import SyncCounts
 
 from .client import ISTANBUL, WiseCPClient
@@ -75,6 +76,16 @@ def invoice_write(
         Q(synced_at__isnull=True) | Q(synced_at__lte=read_at), pk=invoice.pk
     ).update(**changed, synced_at=read_at)
     if written:
+        counts.fields.append(
+            {
+                "record": str(invoice),
+                "model": "billing.invoice",
+                "changes": [
+                    {"field": k, "old": plain(getattr(invoice, k)), "new": plain(v)}
+                    for k, v in changed.items()
+                ],
+            }
+        )
         for k, v in changed.items():
             setattr(invoice, k, v)
         invoice.synced_at = read_at
@@ -186,6 +197,20 @@ def invoice_items_reconcile(
         )
         if written:
             counts.updated += 1
+            counts.fields.append(
+                {
+                    "record": str(row.wisecp_id),
+                    "model": "billing.invoiceitem",
+                    "changes": [
+                        {
+                            "field": k,
+                            "old": plain(getattr(row, k).pk if k == "invoice" else getattr(row, k)),
+                            "new": plain(v.pk if k == "invoice" else v),
+                        }
+                        for k, v in changed.items()
+                    ],
+                }
+            )
         else:
             counts.unchanged += 1
     InvoiceItem.objects.bulk_create(to_create, batch_size=500)
@@ -197,16 +222,19 @@ def _ids(items: list[dict[str, Any]]) -> list[int]:
     return [data["wisecp_id"] for data in items]
 
 
-def _delete_vanished(invoice_pks: set[int], seen: set[int], counts: SyncCounts) -> None:
+def delete_vanished(invoice_pks: set[int], seen: set[int], counts: SyncCounts) -> None:
     """Items of the invoices just read that no read listed: deleted or moved upstream.
 
     A moved item comes back when the invoice it moved to is read.
     """
     if not invoice_pks:
         return
-    deleted, _ = (
-        InvoiceItem.objects.filter(invoice_id__in=invoice_pks).exclude(wisecp_id__in=seen).delete()
-    )
+    vanished = InvoiceItem.objects.filter(invoice_id__in=invoice_pks).exclude(wisecp_id__in=seen)
+    counts.fields += [
+        {"record": str(wisecp_id), "vanished": True, "changes": []}
+        for wisecp_id in vanished.values_list("wisecp_id", flat=True)[:200]
+    ]
+    deleted, _ = vanished.delete()
     counts.deleted += deleted
 
 
@@ -222,6 +250,11 @@ def wisecp_sync(*, recorder: CallRecorder | None = None, since: date | None = No
 
     GetInvoices lists invoices without items (wisecp.md §10.11), so each is read with GetInvoice.
     """
+    with history_source("sync", keep_outer=True):
+        return _wisecp_sync(recorder=recorder, since=since)
+
+
+def _wisecp_sync(*, recorder: CallRecorder | None, since: date | None) -> SyncCounts:
     client = WiseCPClient(recorder=recorder)
     filters: dict[str, Any] = {}
     if since is not None:
@@ -236,7 +269,7 @@ def wisecp_sync(*, recorder: CallRecorder | None = None, since: date | None = No
         read.add(data["wisecp_id"])
     with transaction.atomic():
         pks = set(Invoice.objects.filter(wisecp_id__in=read).values_list("pk", flat=True))
-        _delete_vanished(pks, seen, counts)
+        delete_vanished(pks, seen, counts)
     return counts
 
 
@@ -246,7 +279,9 @@ def invoice_refresh(invoice: Invoice, recorder: CallRecorder | None = None) -> S
     counts = SyncCounts()
     read_at = timezone.now()
     data = client.get_invoice(invoice.wisecp_id)
-    seen = invoice_upsert(data, read_at=read_at, counts=counts)
-    with transaction.atomic():
-        _delete_vanished({invoice.pk}, seen, counts)
+    actor_id = getattr(recorder, "actor_id", None)
+    with history_source("refresh", actor_id=actor_id, keep_outer=True):
+        seen = invoice_upsert(data, read_at=read_at, counts=counts)
+        with transaction.atomic():
+            delete_vanished({invoice.pk}, seen, counts)
     return counts

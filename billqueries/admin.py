@@ -17,6 +17,7 @@ from upstream.admin_lists import contains, exact
 from upstream.admin_tools import (
     FormattedFieldsMixin,
     MirrorAdmin,
+    RecordOperationsMixin,
     error_text,
     money_column,
     run_and_report,
@@ -165,7 +166,9 @@ class BillDebtInline(FormattedFieldsMixin, admin.TabularInline):
 
 
 @admin.register(BillQueryLine)
-class BillQueryLineAdmin(MirrorAdmin):
+class BillQueryLineAdmin(RecordOperationsMixin, MirrorAdmin):
+    change_form_template = "admin/upstream/record_change_form.html"
+
     @admin.display(description=gettext_lazy("line"), ordering="position")
     def line_number_display(self, obj: BillQueryLine) -> int:
         return obj.line_number

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from upstream.history import HistoryModel
+
 
 class Institution(models.Model):
     """One institution of `sootlist`, with the input rules of its subscriber number."""
@@ -116,8 +118,10 @@ class BillQueryBatch(models.Model):
         return int(100 * self.done_count / self.line_count) if self.line_count else 100
 
 
-class BillQueryLine(models.Model):
+class BillQueryLine(HistoryModel):
     """One subscriber number queried at Payofin, with Payofin's answer for it."""
+
+    history_label = "firm_ref_no"
 
     class State(models.TextChoices):
         PENDING = "pending", _("Pending")

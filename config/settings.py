@@ -228,6 +228,8 @@ JOBS_CHUNK_SIZE = env.int("JOBS_CHUNK_SIZE", default=64)
 JOBS_SWEEP_INTERVAL_SECONDS = env.int("JOBS_SWEEP_INTERVAL_SECONDS", default=30)
 # The sweep recomputes the dashboard's whole-table totals when they are older than this.
 DASHBOARD_TOTALS_SECONDS = env.int("DASHBOARD_TOTALS_SECONDS", default=60)
+# The mirror follows each upstream: a periodic sync every this many seconds (0 = off).
+SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=900)
 # Where staff reach the back office (links in e-mails), and how mail is sent (console locally).
 BACKOFFICE_URL = env("BACKOFFICE_URL", default="http://127.0.0.1:8000")
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

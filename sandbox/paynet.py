@@ -510,6 +510,35 @@ class PaynetService(Service):
             return invoice.to_json()
         raise ValueError(f"unknown paynet command {name!r}; one of ['seed_bulk', 'set_status']")
 
+    def tamper(self, data: Mapping[str, Any]) -> Any:
+        """Change or delete a record behind the product's back, as Paynet's panel would.
+
+        {"invoice_no", "fields": {"status", "amount", "agent_amount", "company_amount" (kuruş),
+        "val_date" ("dd.MM.yyyy HH:mm:ss")}} or {"invoice_no", "delete": true}.
+        """
+        invoice = self._invoices_by_no.get(str(data.get("invoice_no")))
+        if invoice is None:
+            raise ValueError(f"no record with invoice_no {data.get('invoice_no')!r}")
+        if data.get("delete"):
+            invoice.subscription.invoices.remove(invoice)
+            del self._invoices_by_no[invoice.invoice_no]
+            return {"deleted": invoice.invoice_no}
+        fields = data.get("fields") or {}
+        for key, value in fields.items():
+            if key == "status":
+                if type(value) is not int or value not in STATUSES:
+                    raise ValueError(f"tamper: status must be one of {list(STATUSES)}")
+                invoice.status = value
+            elif key in ("amount", "agent_amount", "company_amount"):
+                if type(value) is not int or value < 0:
+                    raise ValueError(f"tamper: {key} is integer kuruş")
+                setattr(invoice, key, value)
+            elif key == "val_date":
+                invoice.val_date = self._datetime(value, key)
+            else:
+                raise ValueError(f"tamper: cannot change {key!r}")
+        return invoice.to_json()
+
     def _seed_bulk(self, count: int, per: int, status: int) -> dict[str, Any]:
         self._bulk_batches += 1
         rng = random.Random(f"paynet-bulk:{self.seed}:{self._bulk_batches}")

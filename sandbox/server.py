@@ -11,6 +11,8 @@ Control endpoints (not part of any upstream):
   POST   /_sandbox/reset                  {"seed": 1}  fresh seeded state, empty ledger, no faults
   GET    /_sandbox/state/<service>        the service's state (debugging, tests)
   POST   /_sandbox/state/<service>        a service command, e.g. {"command": "seed_bulk", ...}
+  POST   /_sandbox/tamper                 {"service": "paynet"|"wisecp", ...} a change made behind
+                                          the product's back (Paynet's panel, WiseCP's admin)
 """
 
 from __future__ import annotations
@@ -232,6 +234,15 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/reset" and request.method == "POST":
             sandbox.reset(data.get("seed"))
             return Response.json(200, {"ok": True, "seed": sandbox.seed})
+        if path == "/tamper" and request.method == "POST":
+            for service in sandbox.services:
+                if service.name == data.get("service") and hasattr(service, "tamper"):
+                    with service.lock:
+                        try:
+                            return Response.json(200, service.tamper(data))
+                        except (TypeError, ValueError) as exc:
+                            return Response.json(400, {"error": str(exc)})
+            return Response.json(400, {"error": "tamper: service is paynet or wisecp"})
         if path.startswith("/state/"):
             name = path.removeprefix("/state/")
             for service in sandbox.services:

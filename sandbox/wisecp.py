@@ -299,6 +299,37 @@ class WiseCPService(Service):
             f"unknown wisecp command {name!r}; one of set_allowed_ips, readonly_paid, float_noise"
         )
 
+    def tamper(self, data: Mapping[str, Any]) -> Any:
+        """Change or delete an item behind the product's back, as WiseCP's admin would.
+
+        {"item_id", "fields": {"amount", "total", "quantity", "description", "owner_id"}} or
+        {"item_id", "delete": true}; the invoices' totals follow.
+        """
+        item = self.items.get(int(data.get("item_id") or 0))
+        if item is None:
+            raise ValueError(f"no item {data.get('item_id')!r}")
+        owner = item["owner_id"]
+        if data.get("delete"):
+            del self.items[item["id"]]
+            self.items_of[owner].remove(item["id"])
+            self._recompute(owner)
+            return {"deleted": item["id"]}
+        fields = dict(data.get("fields") or {})
+        unknown = set(fields) - {"amount", "total", "quantity", "description", "owner_id"}
+        if unknown:
+            raise ValueError(f"tamper: cannot change {sorted(unknown)}")
+        new_owner = fields.pop("owner_id", owner)
+        if new_owner not in self.invoices:
+            raise ValueError(f"no invoice {new_owner!r}")
+        item.update(fields)
+        if new_owner != owner:
+            item["owner_id"] = new_owner
+            self.items_of[owner].remove(item["id"])
+            self.items_of[new_owner].append(item["id"])
+            self._recompute(new_owner)
+        self._recompute(owner)
+        return self._item_out(item)
+
     # ----------------------------------------------------------------- routing and access
 
     def _route(self, request: Request) -> Response:

@@ -46,6 +46,7 @@ $PY manage.py billqueries_demo || true
 DJANGO_DEBUG=false $PY manage.py db_worker --interval 0.5 --no-reload >var/log/worker.log 2>&1 &
 pids+=($!)
 $PY manage.py jobs_sweep --schedule >/dev/null
+$PY manage.py sync --schedule >/dev/null
 
 echo
 echo "================================================================"

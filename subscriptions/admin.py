@@ -24,15 +24,14 @@ from upstream.admin_tools import (
     confirm_then_start,
     money_column,
     push_one,
+    start_job,
     truncated,
 )
 from upstream.querysets import related_count
-from upstream.services import DbCallRecorder
 
 from . import services
 from .forms import CreateInvoiceForm, RecordStatusForm, StatusChangeForm
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
-from .sync import subscriptions_refresh
 
 # Fields of the create form that are not the record's: passed to the service by name.
 CREATE_FORM_ONLY = ("reason", "idempotency_key", "allow_duplicate")
@@ -73,26 +72,17 @@ class PaynetMirrorAdmin(MirrorAdmin):
             **page,
         )
 
-    def _refresh(self, request: HttpRequest, subscriptions: QuerySet[Subscription]) -> None:
-        totals, done, failures = subscriptions_refresh(
-            subscriptions, recorder=DbCallRecorder(actor=request.user)
+    def _refresh(
+        self, request: HttpRequest, subscriptions: QuerySet[Subscription]
+    ) -> HttpResponse | None:
+        # A job: its page lists per record what changed (and what Paynet no longer lists).
+        return start_job(
+            self,
+            request,
+            lambda: services.subscription_refresh_start(
+                subscriptions=subscriptions, actor=request.user
+            ),
         )
-        for subscription, error in failures:
-            self.message_user(request, f"{subscription}: {error}", messages.ERROR)
-        if done:
-            self.message_user(
-                request,
-                _(
-                    "Refreshed from Paynet: %(created)s created, %(updated)s updated, "
-                    "%(unchanged)s unchanged."
-                )
-                % {
-                    "created": totals.created,
-                    "updated": totals.updated,
-                    "unchanged": totals.unchanged,
-                },
-                messages.SUCCESS,
-            )
 
 
 class SubscriptionReferenceFilter(InputFilter):
@@ -207,8 +197,8 @@ class SubscriptionAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
         )
 
     @admin.action(description=gettext_lazy("Refresh from Paynet"), permissions=["sync"])
-    def refresh_from_paynet(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._refresh(request, queryset)
+    def refresh_from_paynet(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._refresh(request, queryset)
 
     def get_urls(self):
         return [
@@ -380,9 +370,9 @@ class SubscriptionInvoiceAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
         )
 
     @admin.action(description=gettext_lazy("Refresh from Paynet"), permissions=["sync"])
-    def refresh_from_paynet(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def refresh_from_paynet(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         subs = Subscription.objects.filter(pk__in=queryset.values("subscription_id").distinct())
-        self._refresh(request, subs)
+        return self._refresh(request, subs)
 
     def get_urls(self):
         return [

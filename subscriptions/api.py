@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from upstream import api_filters
 from upstream.api_idempotency import idempotent
 from upstream.api_permissions import IsStaff
+from upstream.api_timeline import TimelineMixin
 from upstream.serializers import JobRefSerializer
 
 from . import services
@@ -22,7 +23,7 @@ from .serializers import (
 )
 
 
-class SubscriptionViewSet(viewsets.ReadOnlyModelViewSet):
+class SubscriptionViewSet(TimelineMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Subscription.objects.all()
     serializer_class = SubscriptionSerializer
     filterset_fields = ["reference_no", "subscription_id", "is_fixed_price"]
@@ -63,7 +64,7 @@ class SubscriptionInvoiceFilter(api_filters.FilterSet):
         fields = ["invoice_id", "invoice_no", "subscription", "status"]
 
 
-class SubscriptionInvoiceViewSet(viewsets.ReadOnlyModelViewSet):
+class SubscriptionInvoiceViewSet(TimelineMixin, viewsets.ReadOnlyModelViewSet):
     queryset = SubscriptionInvoice.objects.select_related("subscription")
     serializer_class = SubscriptionInvoiceSerializer
     filterset_class = SubscriptionInvoiceFilter

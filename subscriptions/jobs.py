@@ -29,15 +29,22 @@ from django.utils.translation import gettext_lazy, gettext_noop
 from security.personal import masked_str
 from upstream.claims import live_claim_ids
 from upstream.client import CallRecorder
-from upstream.errors import UpstreamError, UpstreamRejectedError, UpstreamResponseError
+from upstream.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRejectedError,
+    UpstreamResponseError,
+)
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.refresh import RefreshHandler
 from upstream.services import NewItem
+from upstream.sync import SyncCounts
 from upstream.texts import text
 
 from .client import PaynetClient, parse_datetime, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .rules import VerdictKind, invoice_create_verdict, status_verdict
-from .sync import invoices_reconcile
+from .sync import invoices_reconcile, subscription_upsert
 
 INVOICE_STATUS_KIND = "paynet.invoice_status"
 # paynet.md, return codes: 5 duplicatedata.
@@ -225,10 +232,46 @@ class InvoiceStatusHandler(_PaynetHandler):
 
     def push(self, client: PaynetClient, item: WorkItem) -> Any:
         p = self.payload(item)
-        client.invoice_status_update(
-            invoice_id=p.invoice_id, invoice_no=p.invoice_no, status=p.status
-        )
+        try:
+            client.invoice_status_update(
+                invoice_id=p.invoice_id, invoice_no=p.invoice_no, status=p.status
+            )
+        except UpstreamAuthError:
+            raise
+        except UpstreamRejectedError as error:
+            # The preview said "will change" and Paynet said no: its record is not what the
+            # mirror holds. Read it back at once, so the mirror and the message say what it is.
+            self._read_back(client, p, error)
+            raise
         return p.status
+
+    def _read_back(self, client: PaynetClient, p: StatusChange, error: UpstreamError) -> None:
+        try:
+            rows = list(client.iter_invoices(subscription_id=p.subscription_id))
+        except UpstreamError:
+            return  # the refusal stands on its own; the next sync brings the record
+        row = next((r for r in rows if str(r.get("invoice_id")) == p.invoice_id), None)
+        if row is None:
+            error.message = _("%(error)s Paynet no longer lists payment record %(no)s.") % {
+                "error": error.message,
+                "no": p.invoice_no,
+            }
+            return
+        error.read_back = {"subscription_id": p.subscription_id, "row": row}
+        error.message = _("%(error)s Paynet holds payment record %(no)s in “%(status)s”.") % {
+            "error": error.message,
+            "no": p.invoice_no,
+            "status": _label(row.get("status")),
+        }
+
+    def apply_read_back(self, results: list[WorkResult]) -> None:
+        subs = Subscription.objects.in_bulk(
+            [r.error.read_back["subscription_id"] for r in results], field_name="subscription_id"
+        )
+        for r in results:
+            subscription = subs.get(r.error.read_back["subscription_id"])
+            if subscription is not None:
+                invoices_reconcile(subscription, [r.error.read_back["row"]])
 
     def settle(self, client: PaynetClient, item: WorkItem) -> Any | None:
         p = self.payload(item)
@@ -498,3 +541,32 @@ class CreateInvoiceHandler(_PaynetHandler):
         if "invoice_no" not in result:
             return ""
         return _("Payment record %(no)s created") % {"no": result["invoice_no"]}
+
+
+SUBSCRIPTION_REFRESH_KIND = "paynet.refresh"
+
+
+@register
+class SubscriptionRefreshHandler(RefreshHandler, _PaynetHandler):
+    """Re-read a subscription and all its payment records (subscription detail, invoice_list);
+    the item lists per record what changed, and records Paynet no longer lists are drift."""
+
+    kind = SUBSCRIPTION_REFRESH_KIND
+    target_type = "subscriptions.subscription"
+    permission = "subscriptions.sync_subscription"
+    record_model = SubscriptionInvoice
+
+    def read(self, client: PaynetClient, item: WorkItem) -> Any:
+        subscription_id = item.payload["subscription_id"]
+        return {
+            "detail": client.subscription_detail(subscription_id=subscription_id),
+            "records": list(client.iter_invoices(subscription_id=subscription_id)),
+        }
+
+    def write(self, result: WorkResult) -> SyncCounts:
+        subscription = Subscription.objects.get(pk=int(result.item.target_id))
+        _, counts = subscription_upsert(
+            {**result.data["detail"], "subscription_id": subscription.subscription_id}
+        )
+        counts.add(invoices_reconcile(subscription, result.data["records"], complete=True))
+        return counts

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
+from upstream.history import HistoryModel
 from upstream.indexes import TrigramIndex
 
 
@@ -30,7 +31,9 @@ class Interval(models.IntegerChoices):
     YEARLY = 3, _("Yearly")
 
 
-class Subscription(models.Model):
+class Subscription(HistoryModel):
+    history_label = "reference_no"
+
     subscription_id = models.CharField(_("subscription id"), max_length=64, unique=True)
     reference_no = models.CharField(_("reference no"), max_length=64, db_index=True)
     name_surname = models.CharField(_("name surname"), max_length=200, blank=True)
@@ -91,8 +94,10 @@ class Subscription(models.Model):
         return f"{self.reference_no} {self.name_surname}".strip()
 
 
-class SubscriptionInvoice(models.Model):
+class SubscriptionInvoice(HistoryModel):
     """One scheduled charge of a subscription; Paynet calls it an invoice."""
+
+    history_label = "invoice_no"
 
     subscription = models.ForeignKey(
         Subscription,

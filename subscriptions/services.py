@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from security.personal import masked_str
+from upstream.drift import open_drift_count, open_drift_ids
 from upstream.errors import UpstreamRejectedError
 from upstream.models import Job
 from upstream.operations import operation_seen, push_single
@@ -68,6 +69,10 @@ class StatusPreview(Preview):
     # the preview are not in the job.
     upto: int | None = None
     sample: list[tuple[SubscriptionInvoice, Verdict]] = field(default_factory=list)
+    # Records of the selection with open drift (Paynet changed them behind our back), and those
+    # of the sample: the preview marks them.
+    drift_count: int = 0
+    drift_ids: set[int] = field(default_factory=set)
 
 
 def subscription_invoice_status_preview(
@@ -90,6 +95,9 @@ def subscription_invoice_status_preview(
         :PREVIEW_SAMPLE
     ]:
         preview.sample.append((record, status_verdict(record.status, target)))
+    preview.drift_count = open_drift_count(SubscriptionInvoice, records)
+    if preview.drift_count:
+        preview.drift_ids = open_drift_ids(SubscriptionInvoice, [r.pk for r, _v in preview.sample])
     return preview
 
 
@@ -370,3 +378,22 @@ def subscription_invoice_create(
             raise ValidationError({"invoice_no": str(error)}) from error
         raise
     return SubscriptionInvoice.objects.get(pk=done.data["record"])
+
+
+def subscription_refresh_start(*, subscriptions: QuerySet[Subscription], actor: User) -> Job:
+    """Queue a refresh job: each subscription and its payment records re-read from Paynet
+    (subscription detail, invoice_list); each item lists per record what changed."""
+    from upstream.services import NewItem, job_create
+
+    from .jobs import SUBSCRIPTION_REFRESH_KIND
+
+    rows = list(subscriptions.order_by("pk")[:10_000])
+    return job_create(
+        kind=SUBSCRIPTION_REFRESH_KIND,
+        title=_("Refresh %(count)s subscriptions from Paynet") % {"count": len(rows)},
+        items=[
+            NewItem(target=s, payload={"subscription_id": s.subscription_id}, target_repr=str(s))
+            for s in rows
+        ],
+        actor=actor,
+    )

@@ -10,7 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from upstream.client import CallRecorder
+from upstream.drift import drift_missing
 from upstream.errors import UpstreamAuthError, UpstreamError, UpstreamTransportError
+from upstream.history import history_source, plain
 from upstream.sync import SyncCounts
 
 from .client import PaynetClient, from_kurus, parse_datetime
@@ -62,6 +64,16 @@ def _upsert(model: type, lookup: dict[str, Any], fields: dict[str, Any], counts:
         return obj
     changed = {k: v for k, v in fields.items() if getattr(obj, k) != v}
     if changed:
+        counts.fields.append(
+            {
+                "record": str(obj),
+                "model": model._meta.label_lower,
+                "changes": [
+                    {"field": k, "old": plain(getattr(obj, k)), "new": plain(v)}
+                    for k, v in changed.items()
+                ],
+            }
+        )
         for k, v in changed.items():
             setattr(obj, k, v)
         obj.synced_at = now
@@ -83,15 +95,24 @@ def subscription_upsert(row: dict[str, Any]) -> tuple[Subscription, SyncCounts]:
     return obj, counts
 
 
-def invoices_reconcile(subscription: Subscription, rows: Iterable[dict[str, Any]]) -> SyncCounts:
-    """Make the subscription's mirrored records equal to what Paynet listed; report each change."""
+def invoices_reconcile(
+    subscription: Subscription, rows: Iterable[dict[str, Any]], *, complete: bool = False
+) -> SyncCounts:
+    """Make the subscription's mirrored records equal to what Paynet listed; report each change.
+
+    `complete`: the rows are every record Paynet lists for the subscription, so a mirrored record
+    missing from them vanished upstream. It stays in the mirror (jobs and calls name it) and is
+    reported as drift.
+    """
     counts = SyncCounts()
     now = timezone.now()
     existing = {inv.invoice_id: inv for inv in subscription.invoices.all()}
     to_create, to_update = [], []
+    listed: set[str] = set()
     for row in rows:
         fields = _invoice_fields(row)
         invoice_id = str(row["invoice_id"])
+        listed.add(invoice_id)
         inv = existing.get(invoice_id)
         if inv is None:
             to_create.append(
@@ -108,6 +129,16 @@ def invoices_reconcile(subscription: Subscription, rows: Iterable[dict[str, Any]
             counts.changes.append(
                 {"invoice_no": inv.invoice_no, "from": inv.status, "to": changed["status"]}
             )
+        counts.fields.append(
+            {
+                "record": inv.invoice_no,
+                "model": "subscriptions.subscriptioninvoice",
+                "changes": [
+                    {"field": k, "old": plain(getattr(inv, k)), "new": plain(v)}
+                    for k, v in changed.items()
+                ],
+            }
+        )
         for k, v in changed.items():
             setattr(inv, k, v)
         inv.synced_at = now
@@ -130,6 +161,11 @@ def invoices_reconcile(subscription: Subscription, rows: Iterable[dict[str, Any]
         )
     counts.created += len(to_create)
     counts.updated += len(to_update)
+    if complete:
+        gone = [(inv.pk, inv.invoice_no) for key, inv in existing.items() if key not in listed]
+        if gone:
+            drift_missing(SubscriptionInvoice, gone, at=now)
+            counts.fields += [{"record": no, "vanished": True, "changes": []} for _pk, no in gone]
     return counts
 
 
@@ -142,10 +178,10 @@ def paynet_sync(
     totals = SyncCounts()
     for row in client.iter_subscriptions(datab=datab, datbi=datbi):
         records = list(client.iter_invoices(subscription_id=str(row["subscription_id"])))
-        with transaction.atomic():
+        with transaction.atomic(), history_source("sync", keep_outer=True):
             subscription, counts = subscription_upsert(row)
             totals.add(counts)
-            totals.add(invoices_reconcile(subscription, records))
+            totals.add(invoices_reconcile(subscription, records, complete=True))
     return totals
 
 
@@ -156,9 +192,10 @@ def subscription_refresh(
     client = PaynetClient(recorder=recorder)
     detail = client.subscription_detail(subscription_id=subscription.subscription_id)
     records = list(client.iter_invoices(subscription_id=subscription.subscription_id))
-    with transaction.atomic():
+    actor_id = getattr(recorder, "actor_id", None)
+    with transaction.atomic(), history_source("refresh", actor_id=actor_id, keep_outer=True):
         _, counts = subscription_upsert({**detail, "subscription_id": subscription.subscription_id})
-        counts.add(invoices_reconcile(subscription, records))
+        counts.add(invoices_reconcile(subscription, records, complete=True))
     return counts
 
 

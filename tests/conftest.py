@@ -59,6 +59,12 @@ class SandboxControl:
         )
         response.raise_for_status()
 
+    def tamper(self, service: str, **data) -> dict:
+        """Change a record at the upstream behind the product's back (its panel, its admin)."""
+        response = self.http.post(f"{self.url}/_sandbox/tamper", json={"service": service, **data})
+        response.raise_for_status()
+        return response.json()
+
     def command(self, service: str, **data) -> dict:
         response = self.http.post(f"{self.url}/_sandbox/state/{service}", json=data)
         response.raise_for_status()

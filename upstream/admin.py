@@ -23,6 +23,7 @@ from .exports import job_results_csv, job_results_xlsx
 from .handlers import handler_for, kind_label, registered_kinds
 from .models import Job, JobItem, UpstreamCall
 from .services import job_cancel, job_resume_cancelled, job_retry_failed
+from .timeline import record_link
 
 
 def _call_operations() -> list[tuple[str, str]]:
@@ -41,7 +42,7 @@ class UpstreamCallAdmin(MirrorAdmin):
         "created_at",
         "service",
         "operation",
-        "target_column",
+        "target_link",
         "status_code",
         "outcome_badge",
         "duration_ms",
@@ -86,7 +87,7 @@ class UpstreamCallAdmin(MirrorAdmin):
         ("outcome", "status_code", "upstream_code", "attempt", "duration_ms"),
         "upstream_message",
         "error",
-        ("target_type", "target_id", "target_repr"),
+        ("target_type", "target_id", "target_link"),
         ("actor", "job", "job_item"),
         "created_at",
         "request_headers_pretty",
@@ -97,7 +98,10 @@ class UpstreamCallAdmin(MirrorAdmin):
         name for group in fields for name in (group if isinstance(group, tuple) else (group,))
     )
 
-    target_column = truncated_column("target_repr", gettext_lazy("target"))
+    @admin.display(description=gettext_lazy("target"))
+    def target_link(self, obj: UpstreamCall) -> str:
+        # A link to the record, cut to the column's width with the whole of it on hover.
+        return record_link(obj.target_type, obj.target_id, truncated(obj.target_repr))
 
     @admin.display(description=gettext_lazy("job"))
     def job_column(self, obj: UpstreamCall) -> str:
@@ -386,14 +390,13 @@ class JobItemAdmin(MirrorAdmin):
     list_display = (
         "job_column",
         "position",
-        "target_column",
+        "target_link",
         "state",
         "outcome",
         "upstream_code",
         "message_column",
         "finished_at",
     )
-    target_column = truncated_column("target_repr", gettext_lazy("target"))
     message_column = truncated_column("display_message", gettext_lazy("message"))
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
@@ -438,3 +441,11 @@ class JobItemAdmin(MirrorAdmin):
             .get_queryset(request)
             .defer("payload", "result", "job__params", "job__selection")
         )
+
+    @admin.display(description=gettext_lazy("target"))
+    def target_link(self, obj: JobItem) -> str:
+        # A link to the record, cut to the column's width with the whole of it on hover.
+        return record_link(obj.target_type, obj.target_id, truncated(obj.target_repr))
+
+
+from . import admin_drift  # noqa: E402,F401  (registers the drift report)

@@ -17,7 +17,13 @@ from django.contrib.admin import helpers
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -504,13 +510,32 @@ def record_operations(model: type[Model], pk: Any, *, limit: int = 20) -> list[A
 
 
 class RecordOperationsMixin:
-    """Shows on a mirrored record's page the changes sent for it (template:
+    """Shows on a mirrored record's page the changes sent for it and its timeline (template:
     admin/upstream/record_change_form.html)."""
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context=None
+    ) -> HttpResponse:
+        # Django's own history lists admin edits, and mirrored records get none: their history
+        # is the timeline on the record's page.
+        if not str(object_id).isdigit():
+            raise Http404
+        opts = self.model._meta
+        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
+        return HttpResponseRedirect(f"{url}#record-timeline")
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None
     ) -> HttpResponse:
         context = {"record_operations": record_operations(self.model, object_id)}
+        record = (
+            self.model._base_manager.filter(pk=object_id).first() if object_id.isdigit() else None
+        )
+        if record is not None:
+            from .timeline import record_timeline
+
+            # Newest first on the page; the API serves the same events oldest first.
+            context["record_timeline"] = list(reversed(record_timeline(record)))
         return super().change_view(
             request, object_id, form_url, {**context, **(extra_context or {})}
         )

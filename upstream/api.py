@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import api_filters
+from .api_drift import DriftViewSet
 from .api_idempotency import idempotent
 from .api_permissions import CanReadUpstreamHealth, IsStaff
 from .approvals import job_approve, job_reject
@@ -117,3 +118,4 @@ def register_routes(router) -> None:
     router.register("jobs", JobViewSet)
     router.register("upstream-calls", UpstreamCallViewSet)
     router.register("upstreams", UpstreamHealthViewSet, basename="upstream-health")
+    router.register("drift", DriftViewSet)

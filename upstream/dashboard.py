@@ -312,6 +312,24 @@ def my_counts(user: Any) -> list[dict[str, Any]]:
     ]
 
 
+def drift_dashboard_counts() -> list[dict[str, Any]]:
+    """Open drift per upstream (upstream/drift.py), each a link to the filtered report."""
+    from .drift import drift_counts
+
+    report = reverse("admin:upstream_drift_changelist")
+    per_service = drift_counts()
+    return [
+        {
+            "key": f"drift-{value}",
+            "label": _("Open drift: %(upstream)s") % {"upstream": label},
+            "count": sum(per_service.get(value, {}).values()),
+            "url": f"{report}?state__exact=open&service__exact={value}",
+        }
+        for value, label in Service.choices
+        if value != Service.PAYOFIN
+    ]
+
+
 def health_cards() -> list[dict[str, Any]]:
     """Each upstream's health (upstream/health.py), formatted for the dashboard's cards."""
     from .health import upstream_health
@@ -352,8 +370,11 @@ def dashboard(user: Any) -> dict[str, Any]:
         charts.append(records_by_status())
     if user.has_perm("billqueries.view_billqueryline"):
         charts.append(bill_lines_per_day(now))
+    counts = my_counts(user) if user.has_perm("upstream.view_job") else []
+    if user.has_perm("upstream.view_drift"):
+        counts += drift_dashboard_counts()
     return {
         "charts": charts,
-        "counts": my_counts(user) if user.has_perm("upstream.view_job") else [],
+        "counts": counts,
         "health": health_cards() if user.has_perm("upstream.view_upstreamcall") else [],
     }

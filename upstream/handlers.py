@@ -153,6 +153,14 @@ class JobHandler:
         """Write confirmed changes to the mirror (inside the runner's transaction)."""
         raise NotImplementedError
 
+    def apply_read_back(self, results: list[WorkResult]) -> None:
+        """Write what a refused push read back (its error's `read_back`) to the mirror.
+
+        A push the preview judged "will change" and the upstream refused means the upstream's
+        state differs from the mirror's: the handler reads the record at once, and the runner
+        calls this in its transaction, with the read-back call as the history source.
+        """
+
     def describe(self, result: dict[str, Any]) -> str:
         """What a finished item changed, for the job page, in the active language."""
         return str(result.get("summary", ""))

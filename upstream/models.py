@@ -503,3 +503,143 @@ class JobNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} · {self.job}"
+
+
+class RecordChange(models.Model):
+    """One field of a mirrored record changed (or the record was created or deleted), and why.
+
+    Written by upstream.history for every write path of the mirrored models (save, create,
+    queryset update, bulk_update, bulk_create, delete), on every database; the timeline and the
+    drift report read it.
+    """
+
+    class Source(models.TextChoices):
+        OPERATION = "operation", _("Staff operation")
+        CALL = "call", _("Upstream call")
+        SYNC = "sync", _("Sync")
+        REFRESH = "refresh", _("Refresh")
+        DRIFT = "drift", _("Drift resolution")
+        OTHER = "other", _("Other")
+
+    class Action(models.TextChoices):
+        CREATE = "create", _("Created")
+        UPDATE = "update", _("Changed")
+        DELETE = "delete", _("Deleted")
+
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType",
+        verbose_name=_("record type"),
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    object_id = models.PositiveBigIntegerField(_("record id"))
+    action = models.CharField(_("action"), max_length=8, choices=Action.choices)
+    # Empty for a whole record created or deleted: `new` (or `old`) holds its fields then.
+    field = models.CharField(_("field"), max_length=64, blank=True)
+    old = models.JSONField(_("old value"), null=True, blank=True)
+    new = models.JSONField(_("new value"), null=True, blank=True)
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    job = models.ForeignKey(
+        "upstream.Job",
+        verbose_name=_("job"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    call = models.ForeignKey(
+        UpstreamCall,
+        verbose_name=_("call"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    at = models.DateTimeField(_("at"))
+
+    class Meta:
+        verbose_name = _("record change")
+        verbose_name_plural = _("record changes")
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["content_type", "object_id", "at"], name="recordchange_record_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.content_type_id}:{self.object_id} {self.field} ({self.source})"
+
+
+class Drift(models.Model):
+    """A change the upstream made that we did not expect (upstream.drift)."""
+
+    class Kind(models.TextChoices):
+        REVERTED = "reverted", _("Reverted upstream")
+        OUTSIDE_CHANGE = "outside_change", _("Changed upstream")
+        MISSING = "missing", _("Vanished upstream")
+
+    class State(models.TextChoices):
+        OPEN = "open", _("Open")
+        ACCEPTED = "accepted", _("Accepted")
+        REPUSHED = "repushed", _("Re-pushed")
+
+    service = models.CharField(_("service"), max_length=16, choices=Service.choices)
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType",
+        verbose_name=_("record type"),
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    object_id = models.PositiveBigIntegerField(_("record id"))
+    record_label = models.CharField(_("record"), max_length=200, blank=True)
+    field = models.CharField(_("field"), max_length=64, blank=True)
+    expected = models.JSONField(_("expected"), null=True, blank=True)
+    found = models.JSONField(_("found"), null=True, blank=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.OPEN)
+    first_seen_at = models.DateTimeField(_("first seen at"))
+    last_seen_at = models.DateTimeField(_("last seen at"))
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("resolved by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    resolution_reason = models.TextField(_("resolution reason"), blank=True)
+    # The push that sent `expected` back (a re-push).
+    job = models.ForeignKey(
+        "upstream.Job",
+        verbose_name=_("job"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name = _("drift")
+        verbose_name_plural = _("drift report")
+        ordering = ["-first_seen_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["state", "service", "kind", "first_seen_at"], name="drift_list_idx"
+            ),
+            models.Index(fields=["content_type", "object_id", "state"], name="drift_record_idx"),
+        ]
+        permissions = [("resolve_drift", _("Can accept or re-push drift"))]
+
+    def __str__(self) -> str:
+        return f"{self.record_label} {self.field} ({self.kind})"

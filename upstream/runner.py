@@ -44,7 +44,8 @@ from .claims import claim_records, release_records, renew_claims
 from .client import Exchange
 from .errors import UpstreamError, UpstreamResponseError
 from .handlers import JobHandler, WorkItem, WorkResult, handler_for
-from .models import Job, JobItem, RecordClaim, UpstreamCall
+from .history import history_source
+from .models import Job, JobItem, RecordChange, RecordClaim, UpstreamCall
 from .notices import job_finished_announce
 from .selection import prepare_job
 from .services import upstream_call_from_exchange
@@ -439,7 +440,33 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
             UpstreamCall.objects.filter(pk__in=unused, outcome="pending", url="").delete()
         called = {call.job_item_id for call in finished_calls + new_calls}
 
-        _apply(handler, [r for r in results if r.outcome == JobItem.Outcome.OK])
+        # Each record's change is kept with the push: who, why, the job and the item's last call.
+        last_call: dict[tuple[str, str], tuple] = {}
+        for call in finished_calls + new_calls:
+            key = (handler.target_type, str(call.target_id))
+            if call.pk is not None and (
+                key not in last_call or last_call[key] < (call.created_at, call.pk)
+            ):
+                last_call[key] = (call.created_at, call.pk)
+        with history_source(
+            RecordChange.Source.OPERATION,
+            actor_id=job.created_by_id,
+            reason=job.reason,
+            job_id=job.pk,
+            calls={key: pk for key, (_at, pk) in last_call.items()},
+        ):
+            _apply(handler, [r for r in results if r.outcome == JobItem.Outcome.OK])
+        read_back = [r for r in results if getattr(r.error, "read_back", None) is not None]
+        if read_back:
+            # A refused push read its record back: the mirror follows what the upstream holds.
+            with history_source(
+                RecordChange.Source.CALL,
+                actor_id=job.created_by_id,
+                reason=job.reason,
+                job_id=job.pk,
+                calls={key: pk for key, (_at, pk) in last_call.items()},
+            ):
+                handler.apply_read_back(read_back)
 
         # Most results share their state, outcome, message and result: one UPDATE per such group.
         # Building one CASE per field for every row (bulk_update) costs more CPU than the pushes.
@@ -523,6 +550,10 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                     .values("id")[:1]
                 )
             )
+        for r in read_back:
+            if r.error.call_id is not None:
+                # The refused write is the item's call, not the read-back that followed it.
+                JobItem.objects.filter(id=r.item.id).update(call_id=r.error.call_id)
         Job.objects.filter(pk=job.pk).update(
             succeeded=F("succeeded") + succeeded,
             failed=F("failed") + failed,

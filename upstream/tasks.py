@@ -65,3 +65,53 @@ def _sweep_waiting() -> bool:
     return DBTaskResult.objects.filter(
         status=TaskResultStatus.READY, task_path__endswith=".jobs_sweep"
     ).exists()
+
+
+@task()
+def upstream_sync_periodic(service: str) -> dict[str, int]:
+    """One upstream's periodic sync; it queues its next run first, like the sweep, so a failed
+    run (the upstream down, its breaker open) does not end the chain."""
+    from .errors import UpstreamError
+    from .sync import upstream_sync
+
+    try:
+        schedule_next_sync(service)
+    except Exception:
+        logger.exception("could not queue the next periodic %s sync", service)
+    try:
+        counts = upstream_sync(service)
+    except UpstreamError as error:
+        logger.warning("periodic %s sync failed: %s", service, error)
+        return {"failed": 1}
+    return {"created": counts.created, "updated": counts.updated, "deleted": counts.deleted}
+
+
+def schedule_next_sync(service: str) -> bool:
+    """Queue the next periodic sync of `service` unless one is already waiting; True if queued.
+
+    Off when SYNC_INTERVAL_SECONDS is 0 or the task backend cannot run tasks later.
+    """
+    interval = settings.SYNC_INTERVAL_SECONDS
+    backend = upstream_sync_periodic.get_backend()
+    if interval <= 0 or not backend.supports_defer:
+        return False
+    if _sync_waiting(service):
+        return False
+    run_after = timezone.now() + timedelta(seconds=interval)
+    upstream_sync_periodic.using(run_after=run_after).enqueue(service=service)
+    return True
+
+
+def _sync_waiting(service: str) -> bool:
+    from django.apps import apps
+
+    if not apps.is_installed("django_tasks_db"):
+        return False
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    return DBTaskResult.objects.filter(
+        status=TaskResultStatus.READY,
+        task_path__endswith=".upstream_sync_periodic",
+        args_kwargs__kwargs__service=service,
+    ).exists()

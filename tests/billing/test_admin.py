@@ -485,8 +485,10 @@ def test_refusal_by_wisecp_is_shown_and_saves_nothing(operator_client, sandbox, 
 
     assert response.status_code == 200
     assert any("WiseCP refused: Bu fatura kilitli." in m for m in messages_of(response))
+    # Read back at once: the message says what WiseCP holds; the mirror already held it.
+    assert any("WiseCP holds invoice" in m for m in messages_of(response))
     assert mirror_of(item) == before
-    assert UpstreamCall.objects.get().outcome == "rejected"
+    assert UpstreamCall.objects.get(operation="UpdateInvoiceItem").outcome == "rejected"
     # The heading and the breadcrumb name the item as saved, not as it was typed.
     html = response.content.decode()
     saved = f"{item.description[:20]}"
@@ -557,18 +559,24 @@ def test_viewer_gets_403(operator_client, viewer, sandbox, item) -> None:
     assert item_puts(sandbox) == []
 
 
-def test_refresh_action(operator_client, sandbox, synced) -> None:
+def test_refresh_action_runs_a_job_listing_what_changed(
+    operator_client, sandbox, synced, django_capture_on_commit_callbacks
+) -> None:
     WiseCPClient().update_invoice_item(ITEM_ID, {"description": "WiseCP'de değişti"})
     invoice = Invoice.objects.get(wisecp_id=SOURCE_INVOICE_ID)
 
-    response = operator_client.post(
-        INVOICES,
-        {"action": "refresh_from_wisecp", "_selected_action": [invoice.pk], "index": 0},
-        follow=True,
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(
+            INVOICES,
+            {"action": "refresh_from_wisecp", "_selected_action": [invoice.pk], "index": 0},
+        )
 
-    assert any("1 updated" in m for m in messages_of(response))
+    job = Job.objects.get(kind="wisecp.refresh")
+    assert response.url == reverse("admin:upstream_job_change", args=[job.pk])
     assert InvoiceItem.objects.get(wisecp_id=ITEM_ID).description == "WiseCP'de değişti"
+    (item,) = job.items.all()
+    changed = [r for r in item.result["records"] if r["record"] == str(ITEM_ID)]
+    assert changed[0]["changes"][0]["new"] == "WiseCP'de değişti"
     assert UpstreamCall.objects.get().actor.username == "operator"
 
 

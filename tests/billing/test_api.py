@@ -147,7 +147,8 @@ def test_patch_refused_by_wisecp_is_502_with_the_call(api_operator, sandbox, ite
     assert "Kalem kilitli" in body["detail"]
     assert body["upstream_message"] == "Kalem kilitli"
     assert body["outcome"] == "rejected"
-    assert body["call_id"] == UpstreamCall.objects.get().pk
+    assert body["call_id"] == UpstreamCall.objects.get(operation="UpdateInvoiceItem").pk
+    assert "WiseCP holds invoice" in body["detail"]  # read back at once
     assert mirror_of(item) == before
 
 

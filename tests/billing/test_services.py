@@ -28,7 +28,7 @@ from upstream.errors import (
     UpstreamError,
     UpstreamRejectedError,
 )
-from upstream.models import Job, RecordClaim, UpstreamCall
+from upstream.models import Drift, Job, RecordClaim, UpstreamCall
 
 from .conftest import (
     EURO_INVOICE_ID,
@@ -246,8 +246,11 @@ def test_readonly_paid_invoice_is_a_400_rejection(sandbox, synced, operator) -> 
         push(paid_item, operator, sequence=9)
 
     assert "cannot be changed" in str(caught.value)
+    # Read back at once: the message says what WiseCP holds.
+    assert "WiseCP holds invoice" in str(caught.value) and "“Paid”" in str(caught.value)
     _assert_refused_cleanly(sandbox, paid_item, before, outcomes=["rejected"])
-    assert UpstreamCall.objects.get().status_code == 400
+    assert UpstreamCall.objects.get(operation="UpdateInvoiceItem").status_code == 400
+    assert UpstreamCall.objects.filter(operation="GetInvoice").count() == 1
 
 
 def test_401_bad_key(sandbox, item, operator, settings) -> None:
@@ -296,8 +299,14 @@ def test_404_item_deleted_upstream(sandbox, item, operator) -> None:
         push(item, operator, description="Yeni")
 
     assert "Invoice item not found" in str(caught.value)
-    _assert_refused_cleanly(sandbox, item, before, outcomes=["rejected"])
-    assert UpstreamCall.objects.get().status_code == 404
+    # Read back at once: WiseCP's invoice no longer lists it, so the mirror drops it too.
+    assert "without this item" in str(caught.value)
+    assert before is not None
+    assert not InvoiceItem.objects.filter(pk=item.pk).exists()
+    assert item_puts(sandbox) == []
+    assert UpstreamCall.objects.get(operation="UpdateInvoiceItem").status_code == 404
+    drift = Drift.objects.get()
+    assert (drift.kind, drift.record_label) == ("missing", str(item.wisecp_id))
 
 
 @pytest.mark.parametrize(
@@ -462,7 +471,7 @@ def test_upstream_errors_are_typed(sandbox, item, operator) -> None:
     sandbox.faults({"kind": "reject", "service": "wisecp", "operation": "UpdateInvoiceItem"})
     with pytest.raises(UpstreamError) as caught:
         push(item, operator, sequence=5)
-    assert caught.value.call_id == UpstreamCall.objects.get().pk
+    assert caught.value.call_id == UpstreamCall.objects.get(operation="UpdateInvoiceItem").pk
 
 
 # Rules (billing/rules.py), the same for every path -------------------------------------------

@@ -782,7 +782,11 @@ def test_record_status_refused_by_paynet_is_an_error_message(mirror, operator_cl
     )
 
     assert response.status_code == 200
-    assert messages_of(response) == ["Paynet refused: Kilitli (code 1)."]
+    # Read back at once: the message says what Paynet holds (here still what the mirror had).
+    assert messages_of(response) == [
+        f"Paynet refused: Kilitli (code 1). Paynet holds payment record {record.invoice_no} "
+        "in “Waiting”."
+    ]
     record.refresh_from_db()
     assert record.status == S.WAITING
 
@@ -1058,31 +1062,50 @@ def test_call_detail_shows_pretty_json_with_secrets_hidden(
 # --- refresh from Paynet -------------------------------------------------------------------
 
 
-def test_refresh_reads_the_subscription_back_and_reports_what_changed(mirror, operator_client):
+def test_refresh_runs_as_a_job_that_lists_per_record_what_changed(
+    mirror, operator_client, django_capture_on_commit_callbacks
+):
     record = a_record(S.WAITING)
     mirror.command("paynet", command="set_status", invoice_no=record.invoice_no, status=S.CANCEL)
 
-    response = operator_client.post(
-        SUBSCRIPTIONS, action_post([record.subscription_id], action="refresh_from_paynet")
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(
+            SUBSCRIPTIONS, action_post([record.subscription_id], action="refresh_from_paynet")
+        )
 
     record.refresh_from_db()
     assert record.status == S.CANCEL
-    assert any(
-        m.startswith("Refreshed from Paynet: 0 created, 1 updated") for m in messages_of(response)
-    )
+    job = Job.objects.get(kind="paynet.refresh")
+    assert response.status_code == 302
+    assert response.url == reverse("admin:upstream_job_change", args=[job.pk])
+    assert (job.state, job.succeeded, job.created_by.username) == ("succeeded", 1, "operator")
+    (item,) = job.items.all()
+    assert item.result["updated"] == 1
+    assert item.result["records"] == [
+        {
+            "record": record.invoice_no,
+            "model": "subscriptions.subscriptioninvoice",
+            "changes": [{"field": "status", "old": S.WAITING, "new": S.CANCEL}],
+        }
+    ]
+    page = operator_client.get(response.url).content.decode()
+    assert f"{record.invoice_no}: status Waiting → Cancelled" in page
 
 
-def test_refresh_with_paynet_unreachable_says_so_once_and_changes_nothing(
-    mirror, operator_client, settings
+def test_refresh_with_paynet_unreachable_fails_its_items_and_changes_nothing(
+    mirror, operator_client, settings, django_capture_on_commit_callbacks
 ):
     settings.PAYNET_BASE_URL = "http://127.0.0.1:9/paynet"  # nothing listens on the discard port
-    ids = list(Subscription.objects.order_by("pk").values_list("pk", flat=True)[:3])
+    # One subscription: its retries stay under the breaker's threshold, so the item fails.
+    ids = list(Subscription.objects.order_by("pk").values_list("pk", flat=True)[:1])
     before = list(SubscriptionInvoice.objects.order_by("pk").values_list("status", flat=True))
 
-    response = operator_client.post(SUBSCRIPTIONS, action_post(ids, action="refresh_from_paynet"))
+    with django_capture_on_commit_callbacks(execute=True):
+        operator_client.post(SUBSCRIPTIONS, action_post(ids, action="refresh_from_paynet"))
 
-    shown = messages_of(response)
-    assert len(shown) == 1 and "could not be reached" in shown[0], shown
+    job = Job.objects.get(kind="paynet.refresh")
+    (item,) = job.items.all()
+    assert (job.state, item.outcome) == ("failed", "failed")
+    assert "could not be reached" in item.message
     after = list(SubscriptionInvoice.objects.order_by("pk").values_list("status", flat=True))
     assert after == before

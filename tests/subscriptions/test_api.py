@@ -177,14 +177,16 @@ def test_set_status_refused_by_paynet_is_502_with_the_upstream_answer(mirror, ap
 
     assert response.status_code == 502
     body = response.json()
-    call = UpstreamCall.objects.get()
+    call = UpstreamCall.objects.get(operation="invoice_status_update")
     assert body["call_id"] == call.pk
     assert body["upstream_code"] == "1"
     assert body["upstream_message"] == call.upstream_message != ""
     assert body["upstream_message"] in body["detail"]
     assert body["upstream"] == "paynet" and body["outcome"] == "rejected"
+    # Read back at once: the mirror and the answer say what Paynet holds.
+    assert "“Charged”" in body["detail"]
     record.refresh_from_db()
-    assert record.status == S.WAITING
+    assert record.status == S.DONE_SUCCEED
 
 
 def test_set_status_unknown_record_is_404(mirror, api_operator):

@@ -142,7 +142,7 @@ def test_blocked_transition_raises_and_sends_nothing(mirror, operator, current, 
     assert record.status == current
 
 
-def test_paynet_refusal_leaves_the_mirror_unchanged(mirror, operator):
+def test_paynet_refusal_reads_the_record_back_and_the_mirror_follows_paynet(mirror, operator):
     record = a_record(S.WAITING)
     # Paynet charged it meanwhile; our mirror still says waiting.
     mirror.command("paynet", command="set_status", invoice_no=record.invoice_no, status=3)
@@ -154,10 +154,12 @@ def test_paynet_refusal_leaves_the_mirror_unchanged(mirror, operator):
 
     assert info.value.upstream_code == "1"
     assert "değiştirilemez" in str(info.value)
+    assert "Paynet holds payment record" in str(info.value)
     record.refresh_from_db()
-    assert record.status == S.WAITING
+    assert record.status == S.DONE_SUCCEED  # read back at once, never our own target
     assert writes(mirror) == []
-    (call,) = calls()
+    call, read_back = calls()
+    assert (read_back.operation, read_back.outcome) == ("invoice_list", "ok")
     assert (call.outcome, call.upstream_code) == ("rejected", "1")
     assert call.upstream_message and call.upstream_message in str(info.value)
     assert info.value.call_id == call.pk

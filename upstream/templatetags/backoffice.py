@@ -10,6 +10,14 @@ def money(value, currency: str = "TRY") -> str:
     return format_money(value, currency or "TRY")
 
 
+@register.filter
+def record_link(item) -> str:
+    """A job item's or call's record, linked to its admin page."""
+    from upstream.timeline import record_link as link
+
+    return link(item.target_type, item.target_id, item.target_repr)
+
+
 @register.inclusion_tag("admin/upstream/_operations.html", takes_context=True)
 def operations_dashboard(context) -> dict:
     """The admin index: counts for the reader, upstream health, charts (upstream/dashboard.py)."""

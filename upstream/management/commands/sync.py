@@ -1,38 +1,41 @@
 from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils.module_loading import import_string
 
 from upstream.errors import UpstreamError
 from upstream.services import DbCallRecorder
-
-# Each upstream's sync lives in its app (sync.py); the command only picks one and reports.
-SYNCS = {
-    "paynet": "subscriptions.sync.paynet_sync",
-    "wisecp": "billing.sync.wisecp_sync",
-    "payofin": "billqueries.sync.payofin_sync",
-}
+from upstream.sync import SYNCS, upstream_sync
+from upstream.tasks import schedule_next_sync
 
 
 class Command(BaseCommand):
     help = "Pull an upstream's state into the local mirror and report what changed."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("upstream", choices=sorted(SYNCS))
+        parser.add_argument("upstream", choices=sorted(SYNCS), nargs="?")
+        parser.add_argument(
+            "--schedule",
+            action="store_true",
+            help="queue the periodic sync of every upstream (SYNC_INTERVAL_SECONDS) on the worker",
+        )
         parser.add_argument(
             "--since", help="only records created on or after this day (YYYY-MM-DD or dd.mm.yyyy)"
         )
 
-    def handle(self, *args, upstream: str, since: str | None, **options) -> None:
+    def handle(
+        self, *args, upstream: str | None, since: str | None, schedule: bool, **options
+    ) -> None:
+        if schedule:
+            queued = [service for service in sorted(SYNCS) if schedule_next_sync(service)]
+            self.stdout.write(f"periodic sync queued: {', '.join(queued) or 'none'}")
+            return
+        if upstream is None:
+            raise CommandError("name an upstream (paynet, wisecp, payofin) or use --schedule")
         kwargs = {"recorder": DbCallRecorder()}
         if since:
             kwargs["since"] = _parse_day(since)
         try:
-            sync = import_string(SYNCS[upstream])
-        except ImportError as error:
-            raise CommandError(f"{upstream} sync is not available: {error}") from error
-        try:
-            counts = sync(**kwargs)
+            counts = upstream_sync(upstream, **kwargs)
         except UpstreamError as error:
             raise CommandError(f"{upstream} sync failed: {error}") from error
         self.stdout.write(

@@ -1,0 +1,331 @@
+"""Drift: changes made at the upstream behind the product's back (the sandbox's tamper control)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from billing.models import Invoice, InvoiceItem
+from billing.sync import invoice_refresh, wisecp_sync
+from subscriptions.models import InvoiceStatus as S
+from subscriptions.models import SubscriptionInvoice
+from subscriptions.services import subscription_invoice_set_status
+from subscriptions.sync import subscription_refresh
+from tests.subscriptions.conftest import mirror  # noqa: F401
+from tests.subscriptions.helpers import a_record, upstream_record
+from upstream.drift import drift_counts, drift_resolve_many
+from upstream.models import Drift, Job, UpstreamCall
+
+pytestmark = pytest.mark.django_db
+DRIFT = "/api/drift/"
+
+
+def only_drift() -> Drift:
+    (drift,) = Drift.objects.all()
+    return drift
+
+
+def tamper_and_refresh(sandbox, record: SubscriptionInvoice, **fields) -> None:
+    sandbox.tamper("paynet", invoice_no=record.invoice_no, fields=fields)
+    subscription_refresh(record.subscription)
+
+
+# --- Paynet -------------------------------------------------------------------------------
+
+
+def test_an_amount_changed_at_paynet_is_outside_change_and_the_mirror_follows(mirror):  # noqa: F811
+    record = a_record(S.WAITING)
+    before = record.amount
+
+    tamper_and_refresh(mirror, record, amount=12345)
+
+    record.refresh_from_db()
+    assert record.amount == Decimal("123.45")
+    drift = only_drift()
+    assert (drift.kind, drift.field, drift.state) == ("outside_change", "amount", "open")
+    assert (drift.expected, drift.found) == (str(before), "123.45")
+    assert (drift.service, drift.record_label) == ("paynet", record.invoice_no)
+
+
+@pytest.mark.parametrize("charged", [S.DONE_SUCCEED, S.DONE_UNSUCCEED])
+def test_paynet_charging_a_record_is_lifecycle_not_drift(mirror, charged):  # noqa: F811
+    record = a_record(S.WAITING)
+
+    tamper_and_refresh(mirror, record, status=charged)
+
+    record.refresh_from_db()
+    assert record.status == charged
+    assert not Drift.objects.exists()
+
+
+def test_a_status_change_other_than_charging_is_drift(mirror):  # noqa: F811
+    record = a_record(S.WAITING)
+
+    tamper_and_refresh(mirror, record, status=S.CANCEL)
+
+    drift = only_drift()
+    assert (drift.kind, drift.expected, drift.found) == ("outside_change", S.WAITING, S.CANCEL)
+
+
+def test_a_pushed_status_changed_back_upstream_is_reverted(mirror, operator):  # noqa: F811
+    record = a_record(S.WAITING)
+    subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator, reason="r")
+
+    tamper_and_refresh(mirror, record, status=S.WAITING)
+
+    drift = only_drift()
+    assert (drift.kind, drift.field, drift.expected, drift.found) == (
+        "reverted",
+        "status",
+        S.CANCEL,
+        S.WAITING,
+    )
+
+
+def test_a_record_paynet_no_longer_lists_is_missing(mirror):  # noqa: F811
+    record = a_record(S.WAITING)
+    mirror.tamper("paynet", invoice_no=record.invoice_no, delete=True)
+
+    subscription_refresh(record.subscription)
+    subscription_refresh(record.subscription)  # seen again: still one entry
+
+    drift = only_drift()
+    assert (drift.kind, drift.record_label, drift.found) == ("missing", record.invoice_no, None)
+    assert SubscriptionInvoice.objects.filter(pk=record.pk).exists()
+
+
+# --- WiseCP -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wisecp(sandbox, db):
+    wisecp_sync()
+    return sandbox
+
+
+ITEM_ID = 1502
+
+
+def test_an_item_amount_changed_in_wisecp_is_drift_a_description_is_not(wisecp):
+    item = InvoiceItem.objects.get(wisecp_id=ITEM_ID)
+    wisecp.tamper("wisecp", item_id=ITEM_ID, fields={"amount": 999.5, "description": "edited"})
+
+    invoice_refresh(item.invoice)
+
+    item.refresh_from_db()
+    assert (item.amount, item.description) == (Decimal("999.50"), "edited")
+    drift = only_drift()
+    assert (drift.service, drift.kind, drift.field, drift.found) == (
+        "wisecp",
+        "outside_change",
+        "amount",
+        "999.50",
+    )
+    assert drift.record_label == str(ITEM_ID)
+
+
+def test_an_item_deleted_in_wisecp_is_missing(wisecp):
+    item = InvoiceItem.objects.get(wisecp_id=ITEM_ID)
+    wisecp.tamper("wisecp", item_id=ITEM_ID, delete=True)
+
+    invoice_refresh(item.invoice)
+
+    assert not InvoiceItem.objects.filter(pk=item.pk).exists()
+    drift = only_drift()
+    assert (drift.kind, drift.record_label) == ("missing", str(ITEM_ID))
+
+
+def test_an_invoice_getting_paid_is_not_drift(wisecp):
+    invoice = Invoice.objects.filter(status="unpaid").order_by("pk").first()
+    wisecp.command("wisecp", command="readonly_paid", value=False)
+    state = wisecp.server.sandbox
+    service = next(s for s in state.services if s.name == "wisecp")
+    with service.lock:
+        service.invoices[invoice.wisecp_id]["status"] = "paid"
+
+    invoice_refresh(invoice)
+
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    assert not Drift.objects.exists()
+
+
+# --- accept and re-push -------------------------------------------------------------------
+
+
+def test_accept_over_the_api_keeps_the_upstream_value_with_a_reason(mirror, api_operator):  # noqa: F811
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, amount=50000)
+    drift = only_drift()
+
+    missing_reason = api_operator.post(f"{DRIFT}{drift.pk}/accept/", {}, format="json")
+    accepted = api_operator.post(
+        f"{DRIFT}{drift.pk}/accept/", {"reason": "agreed with the customer"}, format="json"
+    )
+    again = api_operator.post(f"{DRIFT}{drift.pk}/accept/", {"reason": "x"}, format="json")
+
+    assert missing_reason.status_code == 400
+    assert accepted.status_code == 200, accepted.content
+    assert accepted.json()["state"] == "accepted"
+    assert accepted.json()["resolution_reason"] == "agreed with the customer"
+    assert again.status_code == 400
+    record.refresh_from_db()
+    assert record.amount == Decimal("500.00")
+
+
+def test_repush_over_the_api_sends_expected_through_the_push_path(mirror, api_operator, operator):  # noqa: F811
+    record = a_record(S.WAITING)
+    subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator, reason="r")
+    tamper_and_refresh(mirror, record, status=S.WAITING)
+    drift = only_drift()
+
+    response = api_operator.post(
+        f"{DRIFT}{drift.pk}/repush/", {"reason": "cancel it again"}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["drift"]["state"] == "repushed"
+    job = Job.objects.get(pk=body["job"]["id"])
+    assert (job.reason, job.created_by) == ("cancel it again", operator)
+    record.refresh_from_db()
+    assert record.status == S.CANCEL == upstream_record(mirror, record)["status"]
+    calls = UpstreamCall.objects.filter(operation="invoice_status_update", job=job)
+    assert calls.count() == 1 and calls.get().outcome == "ok"
+
+
+def test_a_field_staff_cannot_push_is_not_repushable(mirror, api_operator):  # noqa: F811
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, amount=777)
+    drift = only_drift()
+
+    response = api_operator.post(f"{DRIFT}{drift.pk}/repush/", {"reason": "x"}, format="json")
+
+    assert response.status_code == 400
+    drift.refresh_from_db()
+    assert drift.state == "open"
+
+
+def test_repush_needs_the_permission(mirror, api_viewer):  # noqa: F811
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, status=S.CANCEL)
+    drift = only_drift()
+
+    response = api_viewer.post(f"{DRIFT}{drift.pk}/repush/", {"reason": "x"}, format="json")
+
+    assert response.status_code == 403
+
+
+def test_drift_list_filters_by_service_kind_and_state(mirror, api_viewer):  # noqa: F811
+    one, two = SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:2]
+    tamper_and_refresh(mirror, one, amount=111)
+    tamper_and_refresh(mirror, two, status=S.CANCEL)
+
+    everything = api_viewer.get(DRIFT)
+    amounts = api_viewer.get(DRIFT, {"service": "paynet", "kind": "outside_change"})
+    wisecp = api_viewer.get(DRIFT, {"service": "wisecp"})
+    accepted = api_viewer.get(DRIFT, {"state": "accepted"})
+
+    assert everything.status_code == 200
+    assert {r["field"] for r in everything.json()["results"]} == {"amount", "status"}
+    row = next(r for r in everything.json()["results"] if r["field"] == "amount")
+    assert row["record_type"] == "subscriptions.subscriptioninvoice"
+    assert row["record_id"] == one.pk and row["record"] == one.invoice_no
+    assert amounts.json()["count"] == 2
+    assert wisecp.json()["count"] == accepted.json()["count"] == 0
+    assert drift_counts() == {"paynet": {"outside_change": 2}}
+
+
+def test_bulk_repush_of_statuses_is_one_job_with_the_reason(mirror, operator):  # noqa: F811
+    records = list(SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:2])
+    for record in records:
+        tamper_and_refresh(mirror, record, status=S.CANCEL)
+    drifts = list(Drift.objects.select_related("content_type"))
+    assert len(drifts) == 2
+
+    done, jobs, errors = drift_resolve_many(
+        drifts=drifts, actor=operator, reason="bulk back", repush=True
+    )
+
+    assert (done, errors) == (2, [])
+    (job,) = jobs
+    assert job.reason == "bulk back"
+    assert set(Drift.objects.values_list("state", "job", flat=False)) == {("repushed", job.pk)}
+
+
+def test_admin_report_lists_and_accepts_in_bulk(mirror, operator_client):  # noqa: F811
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, amount=4242)
+    drift = only_drift()
+    url = "/upstream/drift/"
+
+    listed = operator_client.get(url, {"state": "open"})
+    page = operator_client.post(
+        url, {"action": "accept_selected", "_selected_action": [drift.pk], "index": 0}
+    )
+    done = operator_client.post(
+        url,
+        {
+            "action": "accept_selected",
+            "_selected_action": [drift.pk],
+            "index": 0,
+            "step": "confirm",
+            "reason": "fine",
+        },
+    )
+
+    assert listed.status_code == 200 and record.invoice_no in listed.content.decode()
+    assert page.status_code == 200 and b'name="reason"' in page.content
+    assert done.status_code == 302
+    drift.refresh_from_db()
+    assert (drift.state, drift.resolution_reason) == ("accepted", "fine")
+
+
+def test_the_dashboard_counts_open_drift_per_upstream(mirror, operator_client):  # noqa: F811
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, amount=321)
+
+    html = operator_client.get("/").content.decode()
+
+    block = html[html.index('id="count-drift-paynet"') :]
+    assert '<span class="dash-number">1</span>' in block[: block.index("</a>")]
+    assert "state__exact=open&amp;service__exact=paynet" in block[:400] or (
+        "state__exact=open&service__exact=paynet" in block[:400]
+    )
+    wisecp = html[html.index('id="count-drift-wisecp"') :]
+    assert '<span class="dash-number">0</span>' in wisecp[: wisecp.index("</a>")]
+
+
+def test_the_status_preview_marks_records_with_open_drift(mirror, operator_client):  # noqa: F811
+    from django.urls import reverse
+
+    drifted, clean = SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:2]
+    tamper_and_refresh(mirror, drifted, amount=999)
+
+    page = operator_client.post(
+        reverse("admin:subscriptions_subscriptioninvoice_changelist"),
+        {
+            "action": "change_status",
+            "_selected_action": [drifted.pk, clean.pk],
+            "index": 0,
+            "status": S.CANCEL,
+            "step": "preview",
+        },
+    )
+    single = operator_client.post(
+        reverse("admin:subscriptions_subscriptioninvoice_change_status", args=[drifted.pk]),
+        {"status": S.CANCEL, "reason": "r", "step": "preview", "idempotency_key": "k"},
+    )
+    other = operator_client.post(
+        reverse("admin:subscriptions_subscriptioninvoice_change_status", args=[clean.pk]),
+        {"status": S.CANCEL, "reason": "r", "step": "preview", "idempotency_key": "k"},
+    )
+
+    html = page.content.decode()
+    assert 'id="drift-warning"' in html
+    assert html.count("badge-drift") == 1
+    row = html[html.index(drifted.invoice_no) :]
+    assert "badge-drift" in row[: row.index("</tr>")]
+    assert 'id="drift-warning"' in single.content.decode()
+    assert 'id="drift-warning"' not in other.content.decode()
