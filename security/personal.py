@@ -58,10 +58,15 @@ def mask_instance(obj: models.Model) -> models.Model:
     return obj
 
 
+def masked_copy(obj: models.Model) -> models.Model:
+    """A copy of `obj` with its personal fields masked; `obj` stays as it is."""
+    return mask_instance(copy.copy(obj))
+
+
 def masked_str(obj: models.Model) -> str:
     """`str(obj)` with its personal fields masked, for texts every viewer reads (job titles,
     the call log's targets)."""
-    return str(mask_instance(copy.copy(obj)))
+    return str(masked_copy(obj))
 
 
 @contextmanager

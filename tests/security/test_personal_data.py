@@ -194,3 +194,24 @@ def test_a_job_names_its_subscriptions_masked(records, operator, queued_tasks) -
     prepare_job(job.pk)
     items = list(JobItem.objects.filter(job=job))
     assert [item.target_repr for item in items] == [f"90000600 {MASKED[0]}"]
+
+
+def test_a_bulk_move_names_its_target_invoices_customer_masked(
+    records, operator, queued_tasks
+) -> None:
+    # The job's title and parameters are on the job list, its page and /api/jobs/ for viewers.
+    from billing.services import invoice_item_bulk_update
+
+    _sub, _record, invoice, item = records
+    target = Invoice.objects.create(
+        wisecp_id=368, number="#368", status="unpaid", full_name=CUSTOMER, user_id=2
+    )
+    job = invoice_item_bulk_update(
+        items=InvoiceItem.objects.filter(pk=item.pk),
+        action="move",
+        value=target.pk,
+        actor=operator,
+        reason="KVKK test",
+    )
+    assert CUSTOMER not in job.title and CUSTOMER not in str(job.params)
+    assert CUSTOMER_MASKED in job.title
