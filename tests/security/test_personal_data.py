@@ -202,7 +202,7 @@ def test_a_bulk_move_names_its_target_invoices_customer_masked(
     # The job's title and parameters are on the job list, its page and /api/jobs/ for viewers.
     from billing.services import invoice_item_bulk_update
 
-    _sub, _record, invoice, item = records
+    _sub, _record, _invoice, item = records
     target = Invoice.objects.create(
         wisecp_id=368, number="#368", status="unpaid", full_name=CUSTOMER, user_id=2
     )
@@ -215,3 +215,29 @@ def test_a_bulk_move_names_its_target_invoices_customer_masked(
     )
     assert CUSTOMER not in job.title and CUSTOMER not in str(job.params)
     assert CUSTOMER_MASKED in job.title
+
+
+@pytest.mark.parametrize(
+    ("model", "param", "part", "whole"),
+    [
+        ("subscriptions_subscription", "q", "Zeyn", NAME),
+        ("subscriptions_subscriptioninvoice", "q", "Zeyn", NAME),
+        ("billing_invoice", "q", "Mehm", CUSTOMER),
+        ("billing_invoice", "customer", "Meh", CUSTOMER),
+        ("billing_invoiceitem", "q", "Mehm", CUSTOMER),
+        ("billing_invoiceitem", "customer", "Meh", CUSTOMER),
+    ],
+)
+def test_without_the_permission_a_name_is_found_only_whole(
+    records, viewer_client, operator, model, param, part, whole
+) -> None:
+    # A substring search would spell a masked name out: "Zey" matches, "Zeyn" matches, ...
+    url = reverse(f"admin:{model}_changelist")
+
+    def found(term: str) -> bool:
+        return viewer_client.get(url, {param: term}).context["cl"].result_count > 0
+
+    assert not found(part)
+    assert found(whole)
+    viewer_client.force_login(operator)
+    assert found(part)
