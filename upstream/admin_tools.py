@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -152,6 +153,25 @@ class MirrorAdmin(ReadOnlyMixin, CsvExportMixin, ScaledListMixin, admin.ModelAdm
     """Rows we do not own: an upstream's mirror, or the record of what it was sent and what it
     answered. Viewed and exported here; they change only through pushes, queries and syncs.
     Their lists may hold millions of rows (upstream.admin_lists)."""
+
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        from security.personal import shown_masked
+
+        if request.method == "POST" and not (
+            "index" in request.POST or helpers.ACTION_CHECKBOX_NAME in request.POST
+        ):
+            # No action to run: Django renders the list, which a GET shows masked (the
+            # personal data middleware masks GETs only).
+            return shown_masked(request, partial(super().changelist_view, request, extra_context))
+        return super().changelist_view(request, extra_context)
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context=None):
+        from security.personal import shown_masked
+
+        # Answers a POST like a GET; it changes nothing.
+        return shown_masked(
+            request, partial(super().history_view, request, object_id, extra_context)
+        )
 
 
 def confirmation_page(

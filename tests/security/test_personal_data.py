@@ -241,3 +241,25 @@ def test_without_the_permission_a_name_is_found_only_whole(
     assert found(whole)
     viewer_client.force_login(operator)
     assert found(part)
+
+
+def test_a_post_that_runs_no_action_shows_the_list_masked_too(records, viewer_client) -> None:
+    # Django's changelist renders the list for a POST without an action, and the history page
+    # answers a POST like a GET: masked like the GET pages.
+    sub, record, invoice, item = records
+    pages = {
+        reverse("admin:subscriptions_subscription_changelist"): (NAME,),
+        reverse("admin:subscriptions_subscriptioninvoice_changelist"): (NAME,),
+        reverse("admin:billing_invoice_changelist"): (CUSTOMER,),
+        reverse("admin:billing_invoiceitem_changelist"): (CUSTOMER,),
+        reverse("admin:subscriptions_subscription_history", args=[sub.pk]): (NAME,),
+        reverse("admin:subscriptions_subscriptioninvoice_history", args=[record.pk]): (),
+        reverse("admin:billing_invoice_history", args=[invoice.pk]): (),
+        reverse("admin:billing_invoiceitem_history", args=[item.pk]): (),
+    }
+    for url in pages:
+        response = viewer_client.post(url, {})
+        html = response.content.decode()
+        assert not [raw for raw in (NAME, EMAIL, GSM, CUSTOMER) if raw in html], url
+    html = viewer_client.post(reverse("admin:subscriptions_subscription_changelist")).content
+    assert MASKED[0] in html.decode()
