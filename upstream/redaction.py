@@ -204,8 +204,9 @@ def redact(data: Any) -> Any:
         return out
     if isinstance(data, list | tuple):
         return [redact(v) for v in data]
-    if isinstance(data, str) and "@" in data:
-        return _EMAIL.sub(lambda m: mask_email(m.group(0)), data)
+    if isinstance(data, str):
+        # Free text is masked as in a text body: the same note masked whatever the body's form.
+        return _mask_free_text(data)
     return data
 
 
@@ -293,6 +294,11 @@ def redact_text(text: str) -> str:
     numbers wherever they are."""
     text = _JSON_PAIR.sub(_json_pair, text)
     text = _FORM_PAIR.sub(_form_pair, text)
+    return _mask_free_text(text)
+
+
+def _mask_free_text(text: str) -> str:
+    """E-mail addresses, TC identity numbers and Turkish mobile numbers anywhere in `text`."""
     if "@" in text:
         text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
     text = _TC_IDENTITY.sub(

@@ -351,3 +351,14 @@ def test_job_items_named_after_a_subscription_are_renamed(db) -> None:
         "11400556",
         "90000600 Ze*** Ka**",
     ]
+
+
+def test_identity_and_mobile_numbers_in_json_texts_are_masked_as_in_text_bodies() -> None:
+    # The same free text is masked whether the body is JSON or not.
+    from upstream.redaction import redact_body
+
+    text = "Abone 10000000146, tel 0532 123 45 67, fatura 11400556"
+    for body in ({"note": text}, [{"items": [{"description": text}]}], f"note={text}"):
+        stored = json.dumps(redact_body(body), ensure_ascii=False)
+        assert "10000000146" not in stored and "123 45 67" not in stored, body
+        assert "***46" in stored and "11400556" in stored, body
