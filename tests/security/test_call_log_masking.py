@@ -362,3 +362,52 @@ def test_identity_and_mobile_numbers_in_json_texts_are_masked_as_in_text_bodies(
         stored = json.dumps(redact_body(body), ensure_ascii=False)
         assert "10000000146" not in stored and "123 45 67" not in stored, body
         assert "***46" in stored and "11400556" in stored, body
+
+
+def test_job_titles_naming_a_customer_are_masked(db) -> None:
+    # Jobs launched before masking: a created payment record's title names its subscription, a
+    # bulk move's title and parameters the target invoice's customer; every viewer reads them.
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from billing.models import Invoice
+    from upstream.models import Job, JobItem
+
+    sub = Subscription.objects.create(
+        subscription_id="s-1", reference_no="90000600", name_surname="Zeynep Kaya"
+    )
+    create = Job.objects.create(
+        kind="paynet.create_invoice",
+        title="Create payment record 11400556 for 90000600 Zeynep Kaya",
+        total=1,
+    )
+    JobItem.objects.create(
+        job=create,
+        position=0,
+        target_type="subscriptions.subscription",
+        target_id=str(sub.pk),
+        target_repr="11400556",
+    )
+    Invoice.objects.create(wisecp_id=368, number="#368", status="unpaid", full_name="Ali Can")
+    move = Job.objects.create(
+        kind="wisecp.invoice_item_update",
+        title="Move 2 invoice items to invoice #368 (Ali Can)",
+        params={"action": "move", "value": "#368 (Ali Can)"},
+        total=2,
+    )
+    company = Job.objects.create(
+        kind="wisecp.invoice_item_update",
+        title="Move 1 invoice items to invoice #369 (Acme A.Ş.)",
+        params={"action": "move", "value": "#369 (Acme A.Ş.)"},
+        total=1,
+    )
+    call_command("mask_personal_data", stdout=StringIO())
+    create.refresh_from_db(), move.refresh_from_db(), company.refresh_from_db()
+    assert create.title == "Create payment record 11400556 for 90000600 Ze*** Ka**"
+    assert move.title == "Move 2 invoice items to invoice #368 (A** C**)"
+    assert move.params == {"action": "move", "value": "#368 (A** C**)"}
+    assert company.title.endswith("(Acme A.Ş.)")
+    call_command("mask_personal_data", stdout=StringIO())
+    move.refresh_from_db()
+    assert move.title == "Move 2 invoice items to invoice #368 (A** C**)"
