@@ -322,6 +322,17 @@ class ScaledListMixin:
         setattr(request, SORT_MATCHES, search.sort_matches)
         return queryset.filter(search.q), False
 
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        cl = super().get_changelist_instance(request)
+        if cl.search_help_text and any(
+            m.how == How.WHOLE for m in searched(self.model, self.search_matches, request)
+        ):
+            cl.search_help_text = "{} {}".format(
+                cl.search_help_text,
+                _("You see customers' names masked: a name is found by the whole name only."),
+            )
+        return cl
+
     def changelist_view(self, request: HttpRequest, extra_context=None):
         response = super().changelist_view(request, extra_context)
         cl = (getattr(response, "context_data", None) or {}).get("cl")

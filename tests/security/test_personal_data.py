@@ -239,6 +239,9 @@ def test_without_the_permission_a_name_is_found_only_whole(
 
     assert not found(part)
     assert found(whole)
+    if param == "q":  # the search box says so
+        help_text = viewer_client.get(url).context["cl"].search_help_text
+        assert "a name is found by the whole name only" in help_text
     viewer_client.force_login(operator)
     assert found(part)
 
