@@ -205,8 +205,9 @@ def redact(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [redact(v) for v in data]
     if isinstance(data, str):
-        # Free text is masked as in a text body: the same note masked whatever the body's form.
-        return _mask_free_text(data)
+        # Free text is masked as in a text body: the same note masked whatever the body's form,
+        # and a link's query (WiseCP's share link carries a token) by its keys.
+        return _mask_free_text(_FORM_PAIR.sub(_form_pair, data) if "=" in data else data)
     return data
 
 

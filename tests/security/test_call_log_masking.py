@@ -411,3 +411,19 @@ def test_job_titles_naming_a_customer_are_masked(db) -> None:
     call_command("mask_personal_data", stdout=StringIO())
     move.refresh_from_db()
     assert move.title == "Move 2 invoice items to invoice #368 (A** C**)"
+
+
+def test_a_link_in_a_json_body_keeps_no_token() -> None:
+    # WiseCP's invoice share link opens the invoice, customer and address included, to anyone
+    # holding it: its token is a secret wherever it is written.
+    from upstream.redaction import redact_body
+
+    body = {
+        "share": {
+            "token": "c0ffee00c0ffee00",
+            "link": "https://example.com/invoice?token=c0ffee00c0ffee00&lang=tr",
+        }
+    }
+    stored = json.dumps(redact_body(body))
+    assert "c0ffee00" not in stored
+    assert "https://example.com/invoice?token=***&lang=tr" in stored
