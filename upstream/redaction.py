@@ -26,7 +26,19 @@ from urllib.parse import unquote_plus
 REDACTED = "***"
 # Compared case-insensitively, with "-" and "_" ignored: Authorization, Apikey, ApiKey, SecretKey.
 SECRET_NAMES = frozenset(
-    {"authorization", "apikey", "secretkey", "password", "token", "secret", "cookie", "xapikey"}
+    {
+        "authorization",
+        "apikey",
+        "secretkey",
+        "password",
+        "token",
+        "secret",
+        "cookie",
+        "xapikey",
+        # WiseCP's formal invoice PDF: its unguessable address is all that guards the customer's
+        # name, address and tax number in it.
+        "formalizefile",
+    }
 )
 # How much of a body the call log keeps (characters of its JSON text).
 MAX_BODY_CHARS = 20_000

@@ -427,3 +427,10 @@ def test_a_link_in_a_json_body_keeps_no_token() -> None:
     stored = json.dumps(redact_body(body))
     assert "c0ffee00" not in stored
     assert "https://example.com/invoice?token=***&lang=tr" in stored
+
+
+def test_the_formal_invoice_file_address_is_not_kept() -> None:
+    from upstream.redaction import redact_body
+
+    url = "https://example.com/resources/uploads/invoices/aa2f3fasd3fa3f4ed.pdf"
+    assert redact_body({"data": {"formalize_file": url}}) == {"data": {"formalize_file": "***"}}
