@@ -266,3 +266,16 @@ def test_a_post_that_runs_no_action_shows_the_list_masked_too(records, viewer_cl
         assert not [raw for raw in (NAME, EMAIL, GSM, CUSTOMER) if raw in html], url
     html = viewer_client.post(reverse("admin:subscriptions_subscription_changelist")).content
     assert MASKED[0] in html.decode()
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "PUT", "PATCH", "DELETE", "PROPFIND"])
+def test_an_admin_page_asked_with_another_method_is_masked(records, viewer_client, method) -> None:
+    # The admin's views answer any method but POST as a GET: they show the page, masked alike.
+    sub = records[0]
+    for url in (
+        reverse("admin:subscriptions_subscription_change", args=[sub.pk]),
+        reverse("admin:subscriptions_subscription_changelist"),
+    ):
+        response = viewer_client.generic(method, url)
+        html = response.content.decode()
+        assert not [raw for raw in (NAME, EMAIL, GSM) if raw in html], (method, url)
