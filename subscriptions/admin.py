@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from security.personal import masked_str, sees_personal_data
 from upstream.admin_filters import DateRangeFilter, InputFilter, catalogue_filter
 from upstream.admin_lists import contains, exact
 from upstream.admin_tools import (
@@ -75,8 +76,10 @@ class PaynetMirrorAdmin(MirrorAdmin):
         totals, done, failures = subscriptions_refresh(
             subscriptions, recorder=DbCallRecorder(actor=request.user)
         )
+        # Named as the lists show it: masked without security.view_personal_data.
+        shown = str if sees_personal_data(request.user) else masked_str
         for subscription, error in failures:
-            self.message_user(request, f"{subscription}: {error}", messages.ERROR)
+            self.message_user(request, f"{shown(subscription)}: {error}", messages.ERROR)
         if done:
             self.message_user(
                 request,

@@ -1062,3 +1062,23 @@ def test_refresh_with_paynet_unreachable_says_so_once_and_changes_nothing(
     assert len(shown) == 1 and "could not be reached" in shown[0], shown
     after = list(SubscriptionInvoice.objects.order_by("pk").values_list("status", flat=True))
     assert after == before
+
+
+def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
+    mirror, viewer, client, settings
+):
+    # Someone granted the refresh but not security.view_personal_data sees names masked.
+    from django.contrib.auth.models import Permission
+
+    from security.personal import masked_str
+
+    viewer.user_permissions.add(Permission.objects.get(codename="sync_subscription"))
+    client.force_login(viewer)
+    settings.PAYNET_BASE_URL = "http://127.0.0.1:9/paynet"
+    sub = Subscription.objects.exclude(name_surname="").order_by("pk").first()
+
+    response = client.post(SUBSCRIPTIONS, action_post([sub.pk], action="refresh_from_paynet"))
+
+    shown = messages_of(response)
+    assert len(shown) == 1 and sub.name_surname not in shown[0], shown
+    assert shown[0].startswith(masked_str(sub))
