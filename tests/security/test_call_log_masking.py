@@ -434,3 +434,14 @@ def test_the_formal_invoice_file_address_is_not_kept() -> None:
 
     url = "https://example.com/resources/uploads/invoices/aa2f3fasd3fa3f4ed.pdf"
     assert redact_body({"data": {"formalize_file": url}}) == {"data": {"formalize_file": "***"}}
+
+
+def test_masking_a_stored_url_keeps_every_other_parameter_as_it_was() -> None:
+    # The call log is the record of what was sent: a repeated key is not dropped, and a URL
+    # with nothing to mask is not rewritten.
+    from upstream.management.commands.mask_personal_data import masked_url
+
+    plain = "https://x/Billing/GetInvoices?page=1&ids=1&ids=2&q=a%20b&filter%5Bstatus%5D=paid"
+    assert masked_url(plain) == plain
+    masked = masked_url("https://x/list?ids=1&ids=2&end_user_email=zeynep%40example.com")
+    assert "ids=1&ids=2" in masked and "zeynep" not in masked and "z%2A%2A%2A%40" in masked

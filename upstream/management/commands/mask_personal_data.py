@@ -28,8 +28,12 @@ def masked_url(url: str) -> str:
     parts = urlsplit(url)
     if not parts.query:
         return url
-    query = urlencode(list(redact(dict(parse_qsl(parts.query, keep_blank_values=True))).items()))
-    return urlunsplit(parts._replace(query=query))[:500]
+    # Pair by pair: a repeated key stays, and a URL with nothing to mask is left as it was.
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    masked = [(key, redact({key: value})[key]) for key, value in pairs]
+    if masked == pairs:
+        return url
+    return urlunsplit(parts._replace(query=urlencode(masked)))[:500]
 
 
 class Command(BaseCommand):
