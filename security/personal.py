@@ -8,9 +8,9 @@ exports and in the API. docs/decisions/011-personal-data.md says why and how.
 - **Admin pages** (GET requests, and any method but the changing ones: `PersonalDataMasking`
   middleware): while the request runs, every mirror row loaded from the database is masked as
   it is loaded (post_init), the rows of a list, a record's page and the rows it reaches through
-  relations alike. A masked row
-  refuses to be saved, so a masked value can never overwrite the real one. Changes (POST) load
-  rows as they are; the pages that change rows are operators' pages.
+  relations alike. A masked row refuses to be saved, so a masked value can never overwrite the
+  real one. Changes (POST) load rows as they are; the pages that change rows are operators'
+  pages, and those that answer a POST without a change render masked (`shown_masked`).
 - **Exports** mask each personal column (`mask_columns`); **the API** masks its serializers'
   personal fields (`PersonalDataSerializerMixin`): the API authenticates its tokens after the
   middleware ran.
