@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from security.personal import sees_personal_data
 from upstream.admin_filters import DateRangeFilter, InputFilter, catalogue_filter
 from upstream.admin_lists import contains, exact
 from upstream.admin_tools import (
@@ -117,12 +118,17 @@ class CustomerFilter(InputFilter):
     title = gettext_lazy("customer")
     parameter_name = "customer"
     prefix = ""
+    whole_name = True
+
+    def queryset(self, request, queryset):
+        # Without the permission a name is matched whole: a part would spell the masked name out.
+        self.whole_name = not sees_personal_data(request.user)
+        return super().queryset(request, queryset)
 
     def filter_value(self, queryset, value):
         p = self.prefix
-        query = Q(**{f"{p}full_name__icontains": value}) | Q(
-            **{f"{p}company_name__icontains": value}
-        )
+        name = f"{p}full_name__iexact" if self.whole_name else f"{p}full_name__icontains"
+        query = Q(**{name: value}) | Q(**{f"{p}company_name__icontains": value})
         if value.isdigit():
             query |= Q(**{f"{p}user_id": int(value)})
         return queryset.filter(query)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 
+from security.personal import masked_copy
 from upstream.client import CallRecorder
 from upstream.errors import UpstreamAuthError, UpstreamError, UpstreamRejectedError
 from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
@@ -54,6 +55,10 @@ def read_invoices(
 
 def _find_item(invoice: dict[str, Any], item_id: int) -> dict[str, Any] | None:
     return next((i for i in invoice["items"] or [] if i["wisecp_id"] == item_id), None)
+
+
+def _masked_customer(invoice: Invoice) -> str:
+    return masked_copy(invoice).customer
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,12 @@ class InvoiceItemUpdateHandler(JobHandler):
             # The rules again, on the invoices as they are now (one may have been paid since).
             names = ["invoice" if name == "owner_id" else name for name in p.changes]
             target = targets.get(p.changes["owner_id"]) if "owner_id" in p.changes else None
-            blocks = rules.move_blocks(row.invoice, target) if target is not None else []
+            blocks = (
+                # The reason is on the job's page for every viewer: customers' names masked.
+                rules.move_blocks(row.invoice, target, customer=_masked_customer)
+                if target is not None
+                else []
+            )
             if not p.override:
                 blocks += rules.closed_blocks(row, names, target)
             if blocks:

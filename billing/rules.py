@@ -4,7 +4,7 @@ the bulk preview. Pure functions over the mirror: no upstream calls, no writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -88,8 +88,12 @@ def is_closed(invoice: Invoice) -> bool:
     return invoice.status in CLOSED_STATUSES
 
 
-def move_blocks(source: Invoice, target: Invoice) -> list[Block]:
-    """An item may move only to an invoice of the same currency and the same customer."""
+def move_blocks(
+    source: Invoice, target: Invoice, *, customer: Callable[[Invoice], str] | None = None
+) -> list[Block]:
+    """An item may move only to an invoice of the same currency and the same customer.
+    `customer` gives the name a message shows (a job's, read by every viewer, masks it)."""
+    customer = customer or (lambda invoice: invoice.customer)
     blocks = []
     if source.currency != target.currency:
         blocks.append(
@@ -109,9 +113,9 @@ def move_blocks(source: Invoice, target: Invoice) -> list[Block]:
                     "cannot move to another customer's invoice."
                 )
                 % {
-                    "from": source.customer or "—",
+                    "from": customer(source) or "—",
                     "invoice": target,
-                    "to": target.customer or "—",
+                    "to": customer(target) or "—",
                 },
                 target,
             )

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
+from security.personal import masked_copy
 from upstream.errors import PushConflict, UpstreamError
 from upstream.formatting import day
 from upstream.models import Job, RecordClaim
@@ -434,10 +435,12 @@ def _bulk_value(action: BulkAction, value: Any) -> Any:
     return None
 
 
-def _value_label(action: BulkAction, value: Any) -> str:
+def _value_label(action: BulkAction, value: Any, *, masked: bool = False) -> str:
     if action == BulkAction.DUE_DATE:
         return day(value) if value is not None else _("no due date")
     if action == BulkAction.MOVE:
+        if masked:
+            value = masked_copy(value)
         return f"{value} ({value.customer})" if value.customer else str(value)
     return _("1, 2, 3… in the current order")
 
@@ -528,6 +531,8 @@ def invoice_item_bulk_update(
         for row in preview.rows
         if row.kind == VerdictKind.CHANGE
     ]
+    # The job's title and parameters are read by every viewer: the customer's name masked.
+    label = _value_label(preview.action, _bulk_value(preview.action, value), masked=True)
     titles = {
         BulkAction.DUE_DATE: gettext_noop("Set due date of %(count)s invoice items to %(value)s"),
         BulkAction.MOVE: gettext_noop("Move %(count)s invoice items to invoice %(value)s"),
@@ -538,10 +543,10 @@ def invoice_item_bulk_update(
     return job_create(
         amount=sum(changing, Decimal("0")),
         kind=INVOICE_ITEM_UPDATE_KIND,
-        title=text(titles[preview.action], count=len(new_items), value=preview.value_label),
+        title=text(titles[preview.action], count=len(new_items), value=label),
         items=new_items,
         actor=actor,
-        params={"action": preview.action.value, "value": preview.value_label},
+        params={"action": preview.action.value, "value": label},
         reason=reason.strip(),
     )
 

@@ -5,11 +5,12 @@ MIRROR_PERSONAL_FIELDS). Staff without `security.view_personal_data` see them ma
 Ka**", "z***@example.com", "532***4567") in every admin list and record page, in the CSV
 exports and in the API. docs/decisions/011-personal-data.md says why and how.
 
-- **Admin pages** (GET and HEAD requests, `PersonalDataMasking` middleware): while the request
-  runs, every mirror row loaded from the database is masked as it is loaded (post_init), the
-  rows of a list, a record's page and the rows it reaches through relations alike. A masked row
-  refuses to be saved, so a masked value can never overwrite the real one. Changes (POST) load
-  rows as they are; the pages that change rows are operators' pages.
+- **Admin pages** (GET requests, and any method but the changing ones: `PersonalDataMasking`
+  middleware): while the request runs, every mirror row loaded from the database is masked as
+  it is loaded (post_init), the rows of a list, a record's page and the rows it reaches through
+  relations alike. A masked row refuses to be saved, so a masked value can never overwrite the
+  real one. Changes (POST) load rows as they are; the pages that change rows are operators'
+  pages, and those that answer a POST without a change render masked (`shown_masked`).
 - **Exports** mask each personal column (`mask_columns`); **the API** masks its serializers'
   personal fields (`PersonalDataSerializerMixin`): the API authenticates its tokens after the
   middleware ran.
@@ -58,10 +59,15 @@ def mask_instance(obj: models.Model) -> models.Model:
     return obj
 
 
+def masked_copy(obj: models.Model) -> models.Model:
+    """A copy of `obj` with its personal fields masked; `obj` stays as it is."""
+    return mask_instance(copy.copy(obj))
+
+
 def masked_str(obj: models.Model) -> str:
     """`str(obj)` with its personal fields masked, for texts every viewer reads (job titles,
     the call log's targets)."""
-    return str(mask_instance(copy.copy(obj)))
+    return str(masked_copy(obj))
 
 
 @contextmanager
@@ -75,6 +81,16 @@ def masking(user: Any) -> Iterator[bool]:
         yield True
     finally:
         _masking.reset(token)
+
+
+def shown_masked(request: HttpRequest, view: Callable[[], HttpResponse]) -> HttpResponse:
+    """`view()`'s page, rendered with masking on for a user without the permission: for views
+    that change nothing yet answer a POST, which the middleware leaves unmasked."""
+    with masking(request.user):
+        response = view()
+        if callable(getattr(response, "render", None)):
+            response.render()  # inside the block: a TemplateResponse loads its rows as it renders
+    return response
 
 
 def is_masking() -> bool:
@@ -101,16 +117,26 @@ def connect() -> None:
         pre_save.connect(_refuse_masked, sender=model, dispatch_uid=f"security.guard.{label}")
 
 
+def _changes(request: HttpRequest) -> bool:
+    """Is this a request that may change rows (and so loads them as they are)? A POST, and the
+    API's PUT, PATCH and DELETE. The admin's views answer every other method (OPTIONS, PUT, a
+    made-up one) as a GET, so those are masked like a GET."""
+    if request.method == "POST":
+        return True
+    return request.method in ("PUT", "PATCH", "DELETE") and request.path_info.startswith("/api/")
+
+
 class PersonalDataMasking:
-    """Runs each GET or HEAD request of a signed-in user without the permission with masking on
-    (see the module docstring); the page is rendered inside, so what it shows is masked."""
+    """Runs each request of a signed-in user without the permission that changes nothing (a GET,
+    and any method but the changing ones) with masking on (see the module docstring); the page
+    is rendered inside, so what it shows is masked."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
-        if request.method not in ("GET", "HEAD") or not (user and user.is_authenticated):
+        if _changes(request) or not (user and user.is_authenticated):
             return self.get_response(request)
         with masking(user):
             return self.get_response(request)

@@ -392,7 +392,12 @@ def subscription_refresh_start(*, subscriptions: QuerySet[Subscription], actor: 
         kind=SUBSCRIPTION_REFRESH_KIND,
         title=_("Refresh %(count)s subscriptions from Paynet") % {"count": len(rows)},
         items=[
-            NewItem(target=s, payload={"subscription_id": s.subscription_id}, target_repr=str(s))
+            # Masked: job pages are read by every viewer (security.view_personal_data).
+            NewItem(
+                target=s,
+                payload={"subscription_id": s.subscription_id},
+                target_repr=masked_str(s),
+            )
             for s in rows
         ],
         actor=actor,

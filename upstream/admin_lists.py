@@ -53,6 +53,8 @@ class How(StrEnum):
     EXACT = "exact"
     PREFIX = "prefix"
     CONTAINS = "contains"
+    # The whole value, case-insensitively: a customer's name for staff who see it masked.
+    WHOLE = "whole"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ def _compare(model: type[models.Model], match: Match, path: str, term: str) -> Q
         return Q(**{path: values.pop()}) if len(values) == 1 else Q(**{f"{path}__in": values})
     if match.how == How.PREFIX:
         return Q(**{f"{path}__startswith": term})
+    if match.how == How.WHOLE:
+        return Q(**{f"{path}__iexact": term})
     words = [word for word in term.split() if len(word) >= MIN_WORD]
     if not words:
         return None
@@ -175,7 +179,7 @@ def search_q(model: type[models.Model], matches: Sequence[Match], term: str) -> 
             q = _match_q(model, match, match.path, term)
             if q is not None:
                 alternatives.append(q)
-                substring = substring or match.how == How.CONTAINS
+                substring = substring or match.how in (How.CONTAINS, How.WHOLE)
     for relation, qs in related.items():
         q, many = _through(model, relation, reduce(or_, qs))
         alternatives.append(q)
@@ -183,6 +187,22 @@ def search_q(model: type[models.Model], matches: Sequence[Match], term: str) -> 
     if not alternatives:
         return Search(None)
     return Search(reduce(or_, alternatives), sort_matches=substring and not walk)
+
+
+def searched(
+    model: type[models.Model], matches: Sequence[Match], request: HttpRequest
+) -> Sequence[Match]:
+    """`matches` as `request`'s user may search them: without security.view_personal_data a
+    customer's name is matched whole, since a part ("Zey", "Zeyn", ...) would spell out, one
+    letter at a time, the name the list shows masked."""
+    from security.personal import column_kind, sees_personal_data
+
+    if sees_personal_data(request.user):
+        return matches
+    return tuple(
+        Match(m.path, How.WHOLE) if m.how != How.EXACT and column_kind(model, m.path) else m
+        for m in matches
+    )
 
 
 def _unindexed(order: Any) -> Any:
@@ -295,12 +315,23 @@ class ScaledListMixin:
         term = search_term.strip()
         if not term:
             return queryset, False
-        search = search_q(self.model, self.search_matches, term)
+        search = search_q(self.model, searched(self.model, self.search_matches, request), term)
         if search.q is None:
             return queryset.none(), False
         # Read by ScaledChangeList.get_queryset, which orders the list after the search.
         setattr(request, SORT_MATCHES, search.sort_matches)
         return queryset.filter(search.q), False
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        cl = super().get_changelist_instance(request)
+        if cl.search_help_text and any(
+            m.how == How.WHOLE for m in searched(self.model, self.search_matches, request)
+        ):
+            cl.search_help_text = "{} {}".format(
+                cl.search_help_text,
+                _("You see customers' names masked: a name is found by the whole name only."),
+            )
+        return cl
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
         response = super().changelist_view(request, extra_context)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -318,6 +319,25 @@ class MirrorAdmin(
     answered. Viewed and exported here; they change only through pushes, queries and syncs.
     Their lists may hold millions of rows (upstream.admin_lists)."""
 
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        from security.personal import shown_masked
+
+        if request.method == "POST" and not (
+            "index" in request.POST or helpers.ACTION_CHECKBOX_NAME in request.POST
+        ):
+            # No action to run: Django renders the list, which a GET shows masked (the
+            # personal data middleware masks GETs only).
+            return shown_masked(request, partial(super().changelist_view, request, extra_context))
+        return super().changelist_view(request, extra_context)
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context=None):
+        from security.personal import shown_masked
+
+        # Answers a POST like a GET; it changes nothing.
+        return shown_masked(
+            request, partial(super().history_view, request, object_id, extra_context)
+        )
+
 
 def confirmation_page(
     request: HttpRequest,
@@ -532,10 +552,13 @@ class RecordOperationsMixin:
             self.model._base_manager.filter(pk=object_id).first() if object_id.isdigit() else None
         )
         if record is not None:
+            from security.personal import sees_personal_data
+
             from .timeline import record_timeline
 
             # Newest first on the page; the API serves the same events oldest first.
-            context["record_timeline"] = list(reversed(record_timeline(record)))
+            events = record_timeline(record, masked=not sees_personal_data(request.user))
+            context["record_timeline"] = list(reversed(events))
         return super().change_view(
             request, object_id, form_url, {**context, **(extra_context or {})}
         )

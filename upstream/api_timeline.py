@@ -35,5 +35,8 @@ class TimelineMixin:
     @extend_schema(responses={200: TimelineEventSerializer(many=True)})
     @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def timeline(self, request: Request, pk: str | None = None) -> Response:
+        from security.personal import sees_personal_data
+
         record = self.get_object()
-        return Response(TimelineEventSerializer(record_timeline(record), many=True).data)
+        events = record_timeline(record, masked=not sees_personal_data(request.user))
+        return Response(TimelineEventSerializer(events, many=True).data)

@@ -26,7 +26,19 @@ from urllib.parse import unquote_plus
 REDACTED = "***"
 # Compared case-insensitively, with "-" and "_" ignored: Authorization, Apikey, ApiKey, SecretKey.
 SECRET_NAMES = frozenset(
-    {"authorization", "apikey", "secretkey", "password", "token", "secret", "cookie", "xapikey"}
+    {
+        "authorization",
+        "apikey",
+        "secretkey",
+        "password",
+        "token",
+        "secret",
+        "cookie",
+        "xapikey",
+        # WiseCP's formal invoice PDF: its unguessable address is all that guards the customer's
+        # name, address and tax number in it.
+        "formalizefile",
+    }
 )
 # How much of a body the call log keeps (characters of its JSON text).
 MAX_BODY_CHARS = 20_000
@@ -204,8 +216,10 @@ def redact(data: Any) -> Any:
         return out
     if isinstance(data, list | tuple):
         return [redact(v) for v in data]
-    if isinstance(data, str) and "@" in data:
-        return _EMAIL.sub(lambda m: mask_email(m.group(0)), data)
+    if isinstance(data, str):
+        # Free text is masked as in a text body: the same note masked whatever the body's form,
+        # and a link's query (WiseCP's share link carries a token) by its keys.
+        return _mask_free_text(_FORM_PAIR.sub(_form_pair, data) if "=" in data else data)
     return data
 
 
@@ -293,6 +307,11 @@ def redact_text(text: str) -> str:
     numbers wherever they are."""
     text = _JSON_PAIR.sub(_json_pair, text)
     text = _FORM_PAIR.sub(_form_pair, text)
+    return _mask_free_text(text)
+
+
+def _mask_free_text(text: str) -> str:
+    """E-mail addresses, TC identity numbers and Turkish mobile numbers anywhere in `text`."""
     if "@" in text:
         text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
     text = _TC_IDENTITY.sub(

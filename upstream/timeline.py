@@ -88,12 +88,22 @@ def field_label(model: type[models.Model], name: str) -> str:
         return name
 
 
-def record_timeline(record: models.Model, *, limit: int = 200) -> list[Event]:
-    """Everything about one record, oldest first (the admin shows it newest first)."""
+def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = False) -> list[Event]:
+    """Everything about one record, oldest first (the admin shows it newest first).
+
+    masked: the reader lacks security.view_personal_data, so a personal field's old and new
+    values (a name, an e-mail, a phone) are shown masked, as the lists show them.
+    """
     from .models import Drift, JobItem, RecordChange, UpstreamCall
+    from .redaction import MIRROR_PERSONAL_FIELDS, mask_value
 
     model = type(record)
     label = model._meta.label_lower
+    personal = MIRROR_PERSONAL_FIELDS.get(label, {}) if masked else {}
+
+    def value(field: str, raw: Any) -> Any:
+        return mask_value(personal[field], raw) if field in personal else raw
+
     content_type = ContentType.objects.get_for_model(model)
     currency = getattr(record, "currency", "") or "TRY"
     events: list[Event] = []
@@ -179,12 +189,15 @@ def record_timeline(record: models.Model, *, limit: int = 200) -> list[Event]:
             listed = []
         else:
             kind = _CHANGE_KIND.get(source, CHANGE)
-            listed = [{"field": c.field, "old": c.old, "new": c.new} for c in changes]
-            summary = "; ".join(
-                f"{field_label(model, c.field)}: "
-                f"{format_value(model, c.field, c.old, currency)} → "
-                f"{format_value(model, c.field, c.new, currency)}"
+            listed = [
+                {"field": c.field, "old": value(c.field, c.old), "new": value(c.field, c.new)}
                 for c in changes
+            ]
+            summary = "; ".join(
+                f"{field_label(model, c['field'])}: "
+                f"{format_value(model, c['field'], c['old'], currency)} → "
+                f"{format_value(model, c['field'], c['new'], currency)}"
+                for c in listed
             )
             summary = f"{source_label}: {summary}"
         events.append(
@@ -217,7 +230,11 @@ def record_timeline(record: models.Model, *, limit: int = 200) -> list[Event]:
     )
     for drift in drifts:
         what = field_label(model, drift.field) if drift.field else _("record")
-        change = {"field": drift.field, "old": drift.expected, "new": drift.found}
+        change = {
+            "field": drift.field,
+            "old": value(drift.field, drift.expected),
+            "new": value(drift.field, drift.found),
+        }
         events.append(
             Event(
                 at=drift.first_seen_at,
@@ -228,8 +245,8 @@ def record_timeline(record: models.Model, *, limit: int = 200) -> list[Event]:
                 % {
                     "kind": drift.get_kind_display(),
                     "field": what,
-                    "expected": format_value(model, drift.field, drift.expected, currency),
-                    "found": format_value(model, drift.field, drift.found, currency),
+                    "expected": format_value(model, drift.field, change["old"], currency),
+                    "found": format_value(model, drift.field, change["new"], currency),
                 },
                 changes=[change] if drift.field else [],
                 order=3,

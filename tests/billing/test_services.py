@@ -706,3 +706,31 @@ def test_a_bulk_move_is_skipped_when_its_invoice_was_paid_since_the_preview(
     skipped = job.items.get()
     assert skipped.outcome == "skipped" and "Not sent" in skipped.message
     assert item_puts(sandbox) == []
+
+
+def test_a_bulk_move_skipped_for_another_customer_names_them_masked(
+    sandbox, synced, operator, target_invoice, queued_tasks
+) -> None:
+    # The skip reason is on the job's page, its exports and /api/jobs/, read by viewers too.
+    from upstream.redaction import mask_name
+
+    item = InvoiceItem.objects.get(wisecp_id=ITEM_ID)
+    job = invoice_item_bulk_update(
+        items=InvoiceItem.objects.filter(pk=item.pk),
+        action="move",
+        value=target_invoice,
+        actor=operator,
+        reason="yanlış fatura",
+    )
+    # A refresh shows the target invoice under another customer before the job gets to it.
+    Invoice.objects.filter(pk=target_invoice.pk).update(
+        user_id=999, full_name="Zeynep Kaya", company_name=""
+    )
+
+    runner.run_job(job.pk)
+
+    skipped = job.items.get()
+    assert skipped.outcome == "skipped" and "another customer" in skipped.message
+    assert "Zeynep Kaya" not in skipped.message and mask_name("Zeynep Kaya") in skipped.message
+    source = Invoice.objects.get(wisecp_id=SOURCE_INVOICE_ID)
+    assert source.full_name not in skipped.message or source.company_name

@@ -351,3 +351,97 @@ def test_job_items_named_after_a_subscription_are_renamed(db) -> None:
         "11400556",
         "90000600 Ze*** Ka**",
     ]
+
+
+def test_identity_and_mobile_numbers_in_json_texts_are_masked_as_in_text_bodies() -> None:
+    # The same free text is masked whether the body is JSON or not.
+    from upstream.redaction import redact_body
+
+    text = "Abone 10000000146, tel 0532 123 45 67, fatura 11400556"
+    for body in ({"note": text}, [{"items": [{"description": text}]}], f"note={text}"):
+        stored = json.dumps(redact_body(body), ensure_ascii=False)
+        assert "10000000146" not in stored and "123 45 67" not in stored, body
+        assert "***46" in stored and "11400556" in stored, body
+
+
+def test_job_titles_naming_a_customer_are_masked(db) -> None:
+    # Jobs launched before masking: a created payment record's title names its subscription, a
+    # bulk move's title and parameters the target invoice's customer; every viewer reads them.
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from billing.models import Invoice
+    from upstream.models import Job, JobItem
+
+    sub = Subscription.objects.create(
+        subscription_id="s-1", reference_no="90000600", name_surname="Zeynep Kaya"
+    )
+    create = Job.objects.create(
+        kind="paynet.create_invoice",
+        title="Create payment record 11400556 for 90000600 Zeynep Kaya",
+        total=1,
+    )
+    JobItem.objects.create(
+        job=create,
+        position=0,
+        target_type="subscriptions.subscription",
+        target_id=str(sub.pk),
+        target_repr="11400556",
+    )
+    Invoice.objects.create(wisecp_id=368, number="#368", status="unpaid", full_name="Ali Can")
+    move = Job.objects.create(
+        kind="wisecp.invoice_item_update",
+        title="Move 2 invoice items to invoice #368 (Ali Can)",
+        params={"action": "move", "value": "#368 (Ali Can)"},
+        total=2,
+    )
+    company = Job.objects.create(
+        kind="wisecp.invoice_item_update",
+        title="Move 1 invoice items to invoice #369 (Acme A.Ş.)",
+        params={"action": "move", "value": "#369 (Acme A.Ş.)"},
+        total=1,
+    )
+    call_command("mask_personal_data", stdout=StringIO())
+    create.refresh_from_db(), move.refresh_from_db(), company.refresh_from_db()
+    assert create.title == "Create payment record 11400556 for 90000600 Ze*** Ka**"
+    assert move.title == "Move 2 invoice items to invoice #368 (A** C**)"
+    assert move.params == {"action": "move", "value": "#368 (A** C**)"}
+    assert company.title.endswith("(Acme A.Ş.)")
+    call_command("mask_personal_data", stdout=StringIO())
+    move.refresh_from_db()
+    assert move.title == "Move 2 invoice items to invoice #368 (A** C**)"
+
+
+def test_a_link_in_a_json_body_keeps_no_token() -> None:
+    # WiseCP's invoice share link opens the invoice, customer and address included, to anyone
+    # holding it: its token is a secret wherever it is written.
+    from upstream.redaction import redact_body
+
+    body = {
+        "share": {
+            "token": "c0ffee00c0ffee00",
+            "link": "https://example.com/invoice?token=c0ffee00c0ffee00&lang=tr",
+        }
+    }
+    stored = json.dumps(redact_body(body))
+    assert "c0ffee00" not in stored
+    assert "https://example.com/invoice?token=***&lang=tr" in stored
+
+
+def test_the_formal_invoice_file_address_is_not_kept() -> None:
+    from upstream.redaction import redact_body
+
+    url = "https://example.com/resources/uploads/invoices/aa2f3fasd3fa3f4ed.pdf"
+    assert redact_body({"data": {"formalize_file": url}}) == {"data": {"formalize_file": "***"}}
+
+
+def test_masking_a_stored_url_keeps_every_other_parameter_as_it_was() -> None:
+    # The call log is the record of what was sent: a repeated key is not dropped, and a URL
+    # with nothing to mask is not rewritten.
+    from upstream.management.commands.mask_personal_data import masked_url
+
+    plain = "https://x/Billing/GetInvoices?page=1&ids=1&ids=2&q=a%20b&filter%5Bstatus%5D=paid"
+    assert masked_url(plain) == plain
+    masked = masked_url("https://x/list?ids=1&ids=2&end_user_email=zeynep%40example.com")
+    assert "ids=1&ids=2" in masked and "zeynep" not in masked and "z%2A%2A%2A%40" in masked

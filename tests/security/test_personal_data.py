@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
+from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -194,3 +195,120 @@ def test_a_job_names_its_subscriptions_masked(records, operator, queued_tasks) -
     prepare_job(job.pk)
     items = list(JobItem.objects.filter(job=job))
     assert [item.target_repr for item in items] == [f"90000600 {MASKED[0]}"]
+
+
+def test_a_bulk_move_names_its_target_invoices_customer_masked(
+    records, operator, queued_tasks
+) -> None:
+    # The job's title and parameters are on the job list, its page and /api/jobs/ for viewers.
+    from billing.services import invoice_item_bulk_update
+
+    _sub, _record, _invoice, item = records
+    target = Invoice.objects.create(
+        wisecp_id=368, number="#368", status="unpaid", full_name=CUSTOMER, user_id=2
+    )
+    job = invoice_item_bulk_update(
+        items=InvoiceItem.objects.filter(pk=item.pk),
+        action="move",
+        value=target.pk,
+        actor=operator,
+        reason="KVKK test",
+    )
+    assert CUSTOMER not in job.title and CUSTOMER not in str(job.params)
+    assert CUSTOMER_MASKED in job.title
+
+
+@pytest.mark.parametrize(
+    ("model", "param", "part", "whole"),
+    [
+        ("subscriptions_subscription", "q", "Zeyn", NAME),
+        ("subscriptions_subscriptioninvoice", "q", "Zeyn", NAME),
+        ("billing_invoice", "q", "Mehm", CUSTOMER),
+        ("billing_invoice", "customer", "Meh", CUSTOMER),
+        ("billing_invoiceitem", "q", "Mehm", CUSTOMER),
+        ("billing_invoiceitem", "customer", "Meh", CUSTOMER),
+    ],
+)
+def test_without_the_permission_a_name_is_found_only_whole(
+    records, viewer_client, operator, model, param, part, whole
+) -> None:
+    # A substring search would spell a masked name out: "Zey" matches, "Zeyn" matches, ...
+    url = reverse(f"admin:{model}_changelist")
+
+    def found(term: str) -> bool:
+        return viewer_client.get(url, {param: term}).context["cl"].result_count > 0
+
+    assert not found(part)
+    assert found(whole)
+    if param == "q":  # the search box says so
+        help_text = viewer_client.get(url).context["cl"].search_help_text
+        assert "a name is found by the whole name only" in help_text
+    viewer_client.force_login(operator)
+    assert found(part)
+
+
+def test_a_post_that_runs_no_action_shows_the_list_masked_too(records, viewer_client) -> None:
+    # Django's changelist renders the list for a POST without an action, and the history page
+    # answers a POST like a GET: masked like the GET pages.
+    sub, record, invoice, item = records
+    pages = {
+        reverse("admin:subscriptions_subscription_changelist"): (NAME,),
+        reverse("admin:subscriptions_subscriptioninvoice_changelist"): (NAME,),
+        reverse("admin:billing_invoice_changelist"): (CUSTOMER,),
+        reverse("admin:billing_invoiceitem_changelist"): (CUSTOMER,),
+        reverse("admin:subscriptions_subscription_history", args=[sub.pk]): (NAME,),
+        reverse("admin:subscriptions_subscriptioninvoice_history", args=[record.pk]): (),
+        reverse("admin:billing_invoice_history", args=[invoice.pk]): (),
+        reverse("admin:billing_invoiceitem_history", args=[item.pk]): (),
+    }
+    for url in pages:
+        response = viewer_client.post(url, {})
+        html = response.content.decode()
+        assert not [raw for raw in (NAME, EMAIL, GSM, CUSTOMER) if raw in html], url
+    html = viewer_client.post(reverse("admin:subscriptions_subscription_changelist")).content
+    assert MASKED[0] in html.decode()
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "PUT", "PATCH", "DELETE", "PROPFIND"])
+def test_an_admin_page_asked_with_another_method_is_masked(records, viewer_client, method) -> None:
+    # The admin's views answer any method but POST as a GET: they show the page, masked alike.
+    sub = records[0]
+    for url in (
+        reverse("admin:subscriptions_subscription_change", args=[sub.pk]),
+        reverse("admin:subscriptions_subscription_changelist"),
+    ):
+        response = viewer_client.generic(method, url)
+        html = response.content.decode()
+        assert not [raw for raw in (NAME, EMAIL, GSM) if raw in html], (method, url)
+
+
+def test_a_name_change_on_the_timeline_is_masked_without_the_permission(
+    records, viewer, operator
+) -> None:
+    from upstream.models import RecordChange
+
+    sub = records[0]
+    # A sync renamed the customer: the history keeps both names.
+    Subscription.objects.filter(pk=sub.pk).update(name_surname="Zeynep Demir")
+    change = RecordChange.objects.get(object_id=sub.pk, field="name_surname")
+    assert (change.old, change.new) == (NAME, "Zeynep Demir")
+    url = f"/api/subscriptions/{sub.pk}/timeline/"
+    page = reverse("admin:subscriptions_subscription_change", args=[sub.pk])
+
+    for user, shown in ((viewer, False), (operator, True)):
+        api = APIClient()
+        api.force_authenticate(user)
+        events = api.get(url).json()
+        (event,) = [e for e in events if e["changes"]]
+        assert event["changes"] == [
+            {
+                "field": "name_surname",
+                "old": NAME if shown else MASKED[0],
+                "new": "Zeynep Demir" if shown else "Ze*** De***",
+            }
+        ]
+        client = Client()
+        client.force_login(user)
+        html = client.get(page).content.decode()
+        assert ("Zeynep Demir" in html) is shown
+        assert (NAME in html) is shown

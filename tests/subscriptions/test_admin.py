@@ -1109,3 +1109,35 @@ def test_refresh_with_paynet_unreachable_fails_its_items_and_changes_nothing(
     assert "could not be reached" in item.message
     after = list(SubscriptionInvoice.objects.order_by("pk").values_list("status", flat=True))
     assert after == before
+
+
+def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
+    mirror, viewer, client, settings
+):
+    # Someone granted the refresh but not security.view_personal_data sees names masked: the
+    # refresh runs as a job, whose page every viewer reads.
+    from django.contrib.auth.models import Permission
+
+    from security.personal import masked_str
+    from upstream.models import Job
+
+    viewer.user_permissions.add(Permission.objects.get(codename="sync_subscription"))
+    client.force_login(viewer)
+    settings.PAYNET_BASE_URL = "http://127.0.0.1:9/paynet"
+    sub = Subscription.objects.exclude(name_surname="").order_by("pk").first()
+
+    response = client.post(
+        SUBSCRIPTIONS, action_post([sub.pk], action="refresh_from_paynet"), follow=True
+    )
+
+    job = Job.objects.get()
+    item = job.items.get()
+    assert item.target_repr == masked_str(sub) and sub.name_surname not in item.target_repr
+    assert sub.name_surname not in response.content.decode()
+    from upstream import runner
+
+    runner.run_job(job.pk)
+    item.refresh_from_db()
+    assert item.outcome == "failed" and sub.name_surname not in item.display_message
+    page = client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()
+    assert masked_str(sub) in page and sub.name_surname not in page
