@@ -312,12 +312,28 @@ def my_counts(user: Any) -> list[dict[str, Any]]:
     ]
 
 
-def drift_dashboard_counts() -> list[dict[str, Any]]:
-    """Open drift per upstream (upstream/drift.py), each a link to the filtered report."""
-    from .drift import drift_counts
+def open_drift_chart(per_service: dict[str, dict[str, int]]) -> Chart:
+    """Open drift per upstream, stacked by kind (upstream/drift.py)."""
+    from .models import Drift
 
+    services = [(v, label) for v, label in Service.choices if v != Service.PAYOFIN]
+    series = [
+        Series(str(label), kind, [per_service.get(v, {}).get(kind, 0) for v, _l in services])
+        for kind, label in Drift.Kind.choices
+    ]
+    title = _("Open drift per upstream")
+    return Chart(
+        title,
+        stacked_bars([str(label) for _v, label in services], series, title=title, height=180),
+        legend(series),
+        not any(any(s.values) for s in series),
+        "drift",
+    )
+
+
+def drift_dashboard_counts(per_service: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Open drift per upstream, each a link to the filtered report."""
     report = reverse("admin:upstream_drift_changelist")
-    per_service = drift_counts()
     return [
         {
             "key": f"drift-{value}",
@@ -372,7 +388,11 @@ def dashboard(user: Any) -> dict[str, Any]:
         charts.append(bill_lines_per_day(now))
     counts = my_counts(user) if user.has_perm("upstream.view_job") else []
     if user.has_perm("upstream.view_drift"):
-        counts += drift_dashboard_counts()
+        from .drift import drift_counts
+
+        per_service = drift_counts()
+        counts += drift_dashboard_counts(per_service)
+        charts.append(open_drift_chart(per_service))
     return {
         "charts": charts,
         "counts": counts,

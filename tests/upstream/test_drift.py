@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -295,6 +296,10 @@ def test_the_dashboard_counts_open_drift_per_upstream(mirror, operator_client): 
     )
     wisecp = html[html.index('id="count-drift-wisecp"') :]
     assert '<span class="dash-number">0</span>' in wisecp[: wisecp.index("</a>")]
+    # The chart: one bar, Paynet's, of the kind found.
+    chart = html.split('id="chart-drift"', 1)[1].split("</svg>", 1)[0]
+    bars = re.findall(r'data-series="([^"]+)" data-value="([^"]+)"', chart)
+    assert [(s, float(v)) for s, v in bars if float(v)] == [("outside_change", 1.0)]
 
 
 def test_the_status_preview_marks_records_with_open_drift(mirror, operator_client):  # noqa: F811
