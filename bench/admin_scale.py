@@ -19,12 +19,14 @@ What is seeded, for N = 10,000 and 1,000,000 (the shapes are in seed_statements(
   pending);
 - N upstream calls with realistic request and response JSON (status pushes, `invoice_list`,
   `GetInvoice`, `UpdateInvoiceItem`, `multipleinvoicequery`; about 1 KB of JSON per call);
+- 5 history rows (field changes) per payment record, 1,000 of them on the record whose page and
+  timeline are measured;
 - at both sizes: 50,000 subscriptions (names, e-mails, phones), 25,000 WiseCP invoices with
   100,000 items, 2,000 bill query batches with 100,000 lines (and a debt per line with debt),
-  40 Payofin institutions, and about the same number of exceptions (items in doubt or refused,
-  refused calls). Only the million-row tables grow, so a page of a small table or of a rare
-  filter value shows the same rows at both sizes, and the ratio measures what the big tables
-  cost rather than how full a page is.
+  40 Payofin institutions, 2,000 drift entries, and about the same number of exceptions (items
+  in doubt or refused, refused calls). Only the million-row tables grow, so a page of a small
+  table or of a rare filter value shows the same rows at both sizes, and the ratio measures what
+  the big tables cost rather than how full a page is.
 
 First, in the 1M web process, on the payment-record changelist filtered (status, variable price,
 charge date range) to exactly 500 and then 50,000 waiting records: "select all" -> Change
@@ -84,7 +86,7 @@ DEFAULT_URLS = {
 ENV_URLS = {"10k": "BENCH_SCALE_10K_URL", "1m": "BENCH_SCALE_1M_URL"}
 SCALES = {"10k": 10_000, "1m": 1_000_000}
 # Bump when seed_statements() changes: a database seeded by another version is seeded again.
-SEED_VERSION = "4"
+SEED_VERSION = "5"
 # The payment record whose page and timeline are measured (issue 9); its id exists at 10k too.
 HISTORY_RECORD = 778
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -824,6 +826,41 @@ def seed_statements() -> list[tuple[str, str]]:
                 ELSE to_jsonb('2026-02-05T07:00:00+00:00'::text) END AS new) AS f
             """,
         ),
+        (
+            "drift",
+            # 2,000 entries at both sizes (drift is what an upstream changed behind our back,
+            # not a share of the mirror): Paynet payment records and WiseCP items, every kind
+            # and state.
+            """
+            INSERT INTO upstream_drift (id, service, content_type_id, object_id, record_label,
+              field, expected, found, kind, state, first_seen_at, last_seen_at, resolved_at,
+              resolved_by_id, resolution_reason, job_id)
+            SELECT d, v.service, ct.id, v.object_id, v.label, v.field,
+              to_jsonb(0), to_jsonb(4), v.kind, v.state,
+              %(base)s + (d::float8 / 2000) * interval '395 days',
+              %(base)s + (d::float8 / 2000) * interval '395 days' + interval '1 hour',
+              CASE WHEN v.state <> 'open' THEN %(base)s + (d::float8 / 2000) * interval '395 days'
+                + interval '1 day' END,
+              CASE WHEN v.state <> 'open' THEN 2 END,
+              CASE WHEN v.state = 'accepted' THEN 'Paynet panelinden düzeltildi' ELSE '' END,
+              NULL
+            FROM generate_series(1, 2000) AS d,
+            LATERAL (SELECT CASE WHEN mod(d, 4) = 3 THEN 'wisecp' ELSE 'paynet' END AS service,
+              (ARRAY['reverted', 'outside_change', 'missing'])[1 + mod(d, 3)] AS kind,
+              (ARRAY['open', 'open', 'accepted', 'repushed'])[1 + mod(d / 3, 4)] AS state,
+              1 + mod(d * 7919, 10000) AS object_id) AS w,
+            LATERAL (SELECT w.service, w.kind, w.state, w.object_id,
+              CASE w.service WHEN 'paynet' THEN (20000000 + w.object_id - 1)::text
+                ELSE 'Kalem #' || (1500 + w.object_id - 1) END AS label,
+              CASE WHEN w.kind = 'missing' THEN ''
+                WHEN w.service = 'paynet' THEN 'status' ELSE 'amount' END AS field,
+              CASE w.service WHEN 'paynet' THEN 'subscriptioninvoice' ELSE 'invoiceitem' END
+                AS model) AS v,
+            LATERAL (SELECT id FROM django_content_type
+              WHERE app_label = CASE v.service WHEN 'paynet' THEN 'subscriptions'
+                ELSE 'billing' END AND model = v.model) AS ct
+            """,
+        ),
     ]
 
 
@@ -841,6 +878,7 @@ SEQUENCE_TABLES = (
     "upstream_jobitem",
     "upstream_upstreamcall",
     "upstream_recordchange",
+    "upstream_drift",
 )
 
 
@@ -1076,7 +1114,8 @@ def representatives() -> dict[str, dict]:
     item = InvoiceItem.objects.get(pk=497)
     line = BillQueryLine.objects.get(pk=124)
     debt = BillDebt.objects.order_by("pk")[5]
-    job = Job.objects.get(pk=19)  # a bulk status job (500 items at 1M, a few at 10k)
+    # A running bulk status job: 200 items at both sizes (see the "jobs" seed).
+    job = Job.objects.get(pk=4999)
     push = UpstreamCall.objects.filter(operation="invoice_status_update").order_by("pk")[3]
     job_item = JobItem.objects.filter(job=job).order_by("position").last()
     name = "Kaya"  # a surname: 1 in 40 customers
@@ -1136,6 +1175,11 @@ def representatives() -> dict[str, dict]:
             "kind": {"kind__exact": "wisecp.invoice_item_update"},
             "inline": {"inline__exact": "0"},
             "created_at": month("created_at"),
+        },
+        "drift": {
+            "service": {"service__exact": "wisecp"},
+            "kind": {"kind__exact": "missing"},
+            "state": {"state__exact": "open"},
         },
         "jobitem": {
             "state": {"state__exact": "pending"},
@@ -1229,6 +1273,7 @@ def representatives() -> dict[str, dict]:
             "active": "true",
         },
         "bill-query-batches": {"state": "finished", "source": "csv"},
+        "drift": {"service": "paynet", "kind": "outside_change", "state": "open"},
         "jobs": {"state": "succeeded", "kind": "paynet.invoice_status"},
         "upstream-calls": {
             "service": "wisecp",
