@@ -7,6 +7,8 @@
   async function tick() {
     try {
       const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      // Redirected to the login page (the session ended): reload, so the page says so.
+      if (response.redirected) { window.location.reload(); return; }
       if (response.ok) {
         const job = await response.json();
         const bar = document.getElementById("job-bar");
