@@ -448,24 +448,18 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
                 key not in last_call or last_call[key] < (call.created_at, call.pk)
             ):
                 last_call[key] = (call.created_at, call.pk)
-        with history_source(
-            RecordChange.Source.OPERATION,
-            actor_id=job.created_by_id,
-            reason=job.reason,
-            job_id=job.pk,
-            calls={key: pk for key, (_at, pk) in last_call.items()},
-        ):
+        why = {
+            "actor_id": job.created_by_id,
+            "reason": job.reason,
+            "job_id": job.pk,
+            "calls": {key: pk for key, (_at, pk) in last_call.items()},
+        }
+        with history_source(RecordChange.Source.OPERATION, **why):
             _apply(handler, [r for r in results if r.outcome == JobItem.Outcome.OK])
         read_back = [r for r in results if getattr(r.error, "read_back", None) is not None]
         if read_back:
             # A refused push read its record back: the mirror follows what the upstream holds.
-            with history_source(
-                RecordChange.Source.CALL,
-                actor_id=job.created_by_id,
-                reason=job.reason,
-                job_id=job.pk,
-                calls={key: pk for key, (_at, pk) in last_call.items()},
-            ):
+            with history_source(RecordChange.Source.CALL, **why):
                 handler.apply_read_back(read_back)
 
         # Most results share their state, outcome, message and result: one UPDATE per such group.
