@@ -12,9 +12,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from security.personal import sees_personal_data
-from upstream.admin_filters import DateRangeFilter, InputFilter, catalogue_filter
-from upstream.admin_lists import contains, exact
-from upstream.admin_tools import (
+from upstream.admin.filters import DateRangeFilter, InputFilter, catalogue_filter
+from upstream.admin.lists import contains, exact
+from upstream.admin.tools import (
     FormattedFieldsMixin,
     MirrorAdmin,
     RecordOperationsMixin,
@@ -25,10 +25,10 @@ from upstream.admin_tools import (
     start_job,
     truncated,
 )
-from upstream.claims import claim_holder
-from upstream.errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
-from upstream.formatting import day, money
-from upstream.querysets import related_count
+from upstream.calls.errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
+from upstream.l10n.formats import day, money
+from upstream.lists.queries import related_count
+from upstream.pushes.claims import claim_holder
 
 from . import rules, services
 from .forms import BulkActionForm, DueDateForm, InvoiceItemEditForm, MoveForm, RenumberForm

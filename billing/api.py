@@ -4,11 +4,11 @@ from rest_framework import mixins, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from upstream.api_errors import Conflict
-from upstream.api_idempotency import idempotent
-from upstream.api_permissions import IsStaff
-from upstream.api_timeline import TimelineMixin
-from upstream.querysets import related_count
+from upstream.api.errors import Conflict
+from upstream.api.idempotency import idempotent
+from upstream.api.permissions import IsStaff
+from upstream.api.timeline import TimelineMixin
+from upstream.lists.queries import related_count
 
 from . import services
 from .models import Invoice, InvoiceItem

@@ -16,10 +16,10 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 
-from upstream.client import Exchange, UpstreamClient, sentence
-from upstream.errors import UpstreamRejectedError, UpstreamResponseError
-from upstream.parsing import ISTANBUL, ParseError, format_local, json_money, parse_local
-from upstream.texts import text
+from upstream.calls.client import Exchange, UpstreamClient, sentence
+from upstream.calls.errors import UpstreamRejectedError, UpstreamResponseError
+from upstream.calls.parsing import ISTANBUL, ParseError, format_local, json_money, parse_local
+from upstream.l10n.stored import text
 
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # PHP Y-m-d H:i:s (wisecp.md §3)
 ZERO_DATE = "0000-00-00 00:00:00"

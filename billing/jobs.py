@@ -17,12 +17,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 
 from security.personal import masked_copy
-from upstream.client import CallRecorder
-from upstream.errors import UpstreamAuthError, UpstreamError, UpstreamRejectedError
-from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
-from upstream.refresh import RefreshHandler
-from upstream.sync import SyncCounts
-from upstream.texts import text
+from upstream.calls.client import CallRecorder
+from upstream.calls.errors import UpstreamAuthError, UpstreamError, UpstreamRejectedError
+from upstream.history.refresh import RefreshHandler
+from upstream.history.sync import SyncCounts
+from upstream.l10n.stored import text
+from upstream.pushes.kinds import JobHandler, Payload, WorkItem, WorkResult, register
 
 from . import rules
 from .client import WiseCPClient, changes_applied

@@ -10,8 +10,8 @@ from django.db import models
 from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
-from upstream.history import HistoryModel
-from upstream.indexes import TrigramIndex
+from upstream.history.changes import HistoryModel
+from upstream.lists.indexes import TrigramIndex
 
 
 class InvoiceStatus(models.TextChoices):
@@ -62,7 +62,7 @@ class Invoice(HistoryModel):
         indexes = [
             models.Index(fields=["user_id"], name="billing_inv_user_id_idx"),
             # The admin's list: its order, each filter with that order, the sortable columns,
-            # the customer search (upstream.admin_lists).
+            # the customer search (upstream.admin.lists).
             models.Index(fields=["created_at_upstream", "id"], name="inv_created_id_idx"),
             models.Index(
                 fields=["status", "created_at_upstream", "id"], name="inv_status_created_idx"
@@ -106,7 +106,7 @@ class InvoiceItem(HistoryModel):
     attributes = models.JSONField(_("attributes"), default=dict, blank=True)
     # Local only. `version` grows with every write to the row, so a form opened on an older
     # version is refused instead of overwriting a change it never saw. A save in flight holds
-    # the item's record claim (upstream.claims).
+    # the item's record claim (upstream.pushes.claims).
     version = models.PositiveIntegerField(_("version"), default=1)
     synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
 
@@ -117,7 +117,7 @@ class InvoiceItem(HistoryModel):
         indexes = [
             models.Index(fields=["invoice", "sequence"], name="billing_item_inv_seq_idx"),
             # The admin's and the API's list (ordered by wisecp_id, which is unique): filters,
-            # sortable columns, the description search (upstream.admin_lists).
+            # sortable columns, the description search (upstream.admin.lists).
             models.Index(fields=["tax_exempt", "wisecp_id"], name="item_tax_exempt_idx"),
             models.Index(fields=["due_date", "id"], name="item_due_date_id_idx"),
             models.Index(fields=["order_id"], name="item_order_id_idx"),

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils.translation import gettext as _
 
-from upstream.errors import PushConflict
+from upstream.calls.errors import PushConflict
 
 from .models import Invoice, InvoiceItem, InvoiceStatus
 

@@ -6,7 +6,7 @@ from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from security.personal import PersonalDataSerializerMixin
-from upstream.api_fields import DateTimeField, column_max
+from upstream.api.fields import DateTimeField, column_max
 
 from .models import Invoice, InvoiceItem
 from .services import EDITABLE_FIELDS

@@ -18,13 +18,15 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from security.personal import masked_copy
-from upstream.errors import PushConflict, UpstreamError
-from upstream.formatting import day
+from upstream.actors import User, actor_require
+from upstream.calls.errors import PushConflict, UpstreamError
+from upstream.calls.log import DbCallRecorder
+from upstream.l10n.formats import day
+from upstream.l10n.stored import text
 from upstream.models import Job, RecordClaim
-from upstream.operations import operation_seen, push_single, repeat_single
-from upstream.services import DbCallRecorder, NewItem, User, actor_require, job_create
-from upstream.texts import text
-from upstream.verdicts import Preview, Verdict, VerdictKind
+from upstream.pushes.jobs import NewItem, job_create
+from upstream.pushes.single import operation_seen, push_single, repeat_single
+from upstream.pushes.verdicts import Preview, Verdict, VerdictKind
 
 from . import rules
 from .client import ParseError, format_datetime, parse_datetime, to_wire

@@ -15,10 +15,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Q
 from django.utils import timezone
 
-from upstream.claims import live_claims
-from upstream.client import CallRecorder
-from upstream.history import history_source, plain
-from upstream.sync import SyncCounts
+from upstream.calls.client import CallRecorder
+from upstream.history.changes import history_source, plain
+from upstream.history.sync import SyncCounts
+from upstream.pushes.claims import live_claims
 
 from .client import ISTANBUL, WiseCPClient
 from .models import Invoice, InvoiceItem

@@ -12,9 +12,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.admin_filters import DateRangeFilter
-from upstream.admin_lists import contains, exact
-from upstream.admin_tools import (
+from upstream.admin.filters import DateRangeFilter
+from upstream.admin.lists import contains, exact
+from upstream.admin.tools import (
     FormattedFieldsMixin,
     MirrorAdmin,
     RecordOperationsMixin,
@@ -24,9 +24,9 @@ from upstream.admin_tools import (
     truncated,
     truncated_column,
 )
-from upstream.errors import UpstreamError
-from upstream.formatting import day, money
-from upstream.services import DbCallRecorder
+from upstream.calls.errors import UpstreamError
+from upstream.calls.log import DbCallRecorder
+from upstream.l10n.formats import day, money
 
 from . import exports, services
 from .forms import BatchConfirmForm, BatchInputForm

@@ -6,8 +6,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from upstream.api_idempotency import idempotent
-from upstream.api_permissions import IsStaff
+from upstream.api.idempotency import idempotent
+from upstream.api.permissions import IsStaff
 
 from . import services
 from .models import BillQueryBatch, BillQueryLine, Institution

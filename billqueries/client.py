@@ -12,9 +12,9 @@ from typing import Any
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from upstream.client import Exchange, UpstreamClient
-from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
-from upstream.parsing import ParseError, json_money, parse_local
+from upstream.calls.client import Exchange, UpstreamClient
+from upstream.calls.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
+from upstream.calls.parsing import ParseError, json_money, parse_local
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class PayofinClient(UpstreamClient):
         super().__init__(**kwargs)
 
     def auth_headers(self) -> dict[str, str]:
-        # Both on every request (payofin.md §1); upstream.redaction masks them in the call log.
+        # Both on every request (payofin.md §1); calls.redaction masks them in the call log.
         return {"ApiKey": self.api_key, "SecretKey": self.secret_key}
 
     def interpret(self, exchange: Exchange, status: int, body: Any) -> None:

@@ -13,8 +13,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
-from upstream.admin_tools import csv_response
-from upstream.exports import DATE_FORMAT, DATETIME_FORMAT, MONEY_FORMAT, xlsx_response
+from upstream.admin.tools import csv_response
+from upstream.lists.exports import DATE_FORMAT, DATETIME_FORMAT, MONEY_FORMAT, xlsx_response
 
 from .models import BillQueryBatch, BillQueryLine
 

@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.client import CallRecorder
-from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.calls.client import CallRecorder
 from upstream.models import Job, JobItem
+from upstream.pushes.kinds import JobHandler, Payload, WorkItem, WorkResult, register
 
 from .client import BillQuery, PayofinClient, QueryResult
 from .models import BillDebt, BillQueryBatch, BillQueryLine

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from upstream.history import HistoryModel
+from upstream.history.changes import HistoryModel
 
 
 class Institution(models.Model):
@@ -184,7 +184,7 @@ class BillQueryLine(HistoryModel):
             models.Index(fields=["batch", "outcome"]),
             models.Index(fields=["soot_code", "subscriber_no"]),
             # The admin's list: newest batch first, lines in order, and each filter with that
-            # order (upstream.admin_lists).
+            # order (upstream.admin.lists).
             models.Index(fields=["-batch", "position"], name="line_batch_desc_pos_idx"),
             models.Index(fields=["outcome", "-batch", "position"], name="line_outcome_batch_idx"),
             models.Index(fields=["state", "-batch", "position"], name="line_state_batch_idx"),

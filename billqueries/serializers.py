@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from upstream.serializers import JobRefSerializer
+from upstream.api.serializers import JobRefSerializer
 
 from .models import BillDebt, BillQueryBatch, BillQueryLine, Institution
 from .services import MAX_BATCH_LINES

@@ -10,8 +10,9 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
-from upstream.services import NewItem, User, actor_allowed, actor_require, job_create
-from upstream.texts import text
+from upstream.actors import User, actor_allowed, actor_require
+from upstream.l10n.stored import text
+from upstream.pushes.jobs import NewItem, job_create
 
 from .client import MAX_FIRM_REF_LEN, MAX_QUERIES
 from .jobs import BILL_QUERY_KIND, PERM_RUN, QueryChunk, batch_recount

@@ -9,8 +9,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from upstream.client import CallRecorder
-from upstream.sync import SyncCounts
+from upstream.calls.client import CallRecorder
+from upstream.history.sync import SyncCounts
 
 from .client import InstitutionInfo, PayofinClient
 from .models import Institution

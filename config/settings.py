@@ -62,7 +62,7 @@ MIDDLEWARE = [
     "security.middleware.IdleSessionTimeout",
     "security.personal.PersonalDataMasking",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "upstream.notices.JobNoticeMiddleware",
+    "upstream.console.notices.JobNoticeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a lockout noted during the login into the locked-out page (security/lockout.py).
     "axes.middleware.AxesMiddleware",
@@ -82,7 +82,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
-                "upstream.context_processors.upstream_modes",
+                "upstream.console.context_processors.upstream_modes",
             ],
             # Turkish-aware |capfirst and |upper for every template (upstream/text.py).
             "builtins": ["upstream.templatetags.turkish_builtins"],
@@ -158,12 +158,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["upstream.api_permissions.IsStaffWithModelPermissions"],
-    "DEFAULT_PAGINATION_CLASS": "upstream.api_pagination.Pagination",
+    "DEFAULT_PERMISSION_CLASSES": ["upstream.api.permissions.IsStaffWithModelPermissions"],
+    "DEFAULT_PAGINATION_CLASS": "upstream.api.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["upstream.api_filters.FilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "upstream.api_schema.AutoSchema",
-    "EXCEPTION_HANDLER": "upstream.api_errors.exception_handler",
+    "DEFAULT_FILTER_BACKENDS": ["upstream.api.filters.FilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "upstream.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "upstream.api.errors.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
     # Rates: API_THROTTLE_USER and API_THROTTLE_ANON below (security/throttles.py).
     "DEFAULT_THROTTLE_CLASSES": [

@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from upstream import api_errors
+from upstream.api import errors as api_errors
 
 admin.site.site_header = _("Finance back office")
 admin.site.site_title = _("Finance back office")
@@ -21,4 +21,4 @@ urlpatterns = [
 ]
 
 handler500 = api_errors.server_error
-handler403 = "upstream.admin_tools.permission_denied"
+handler403 = "upstream.admin.tools.permission_denied"

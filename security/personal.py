@@ -1,6 +1,6 @@
 """Customers' personal data in the mirror, shown unmasked only with its own permission (KVKK).
 
-The mirror keeps what staff need (names, e-mails, phone numbers: upstream.redaction
+The mirror keeps what staff need (names, e-mails, phone numbers: upstream.calls.redaction
 MIRROR_PERSONAL_FIELDS). Staff without `security.view_personal_data` see them masked ("Ze***
 Ka**", "z***@example.com", "532***4567") in every admin list and record page, in the CSV
 exports and in the API. docs/decisions/011-personal-data.md says why and how.
@@ -30,7 +30,7 @@ from django.db import models
 from django.db.models.signals import post_init, pre_save
 from django.http import HttpRequest, HttpResponse
 
-from upstream.redaction import MIRROR_PERSONAL_FIELDS, Kind, mask_value
+from upstream.calls.redaction import MIRROR_PERSONAL_FIELDS, Kind, mask_value
 
 PERM_PERSONAL_DATA = "security.view_personal_data"
 # The attribute a masked row carries; such a row is never saved.

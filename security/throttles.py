@@ -1,7 +1,7 @@
 """API throttling: requests per user (signed in or with a token) and per address (anonymous),
 rates from API_THROTTLE_USER and API_THROTTLE_ANON ("600/minute"; empty: no limit), read on
 every request. Over the rate the API answers 429 {"detail", "retry_after"} with Retry-After
-(upstream.api_errors). Counts live in Django's cache (CACHE_URL): one shared cache for every
+(upstream.api.errors). Counts live in Django's cache (CACHE_URL): one shared cache for every
 web process, or each counts its own."""
 
 from __future__ import annotations

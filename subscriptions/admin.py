@@ -14,9 +14,9 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.admin_filters import DateRangeFilter, InputFilter, catalogue_filter
-from upstream.admin_lists import contains, exact
-from upstream.admin_tools import (
+from upstream.admin.filters import DateRangeFilter, InputFilter, catalogue_filter
+from upstream.admin.lists import contains, exact
+from upstream.admin.tools import (
     FormattedFieldsMixin,
     MirrorAdmin,
     PushOutcome,
@@ -27,7 +27,7 @@ from upstream.admin_tools import (
     start_job,
     truncated,
 )
-from upstream.querysets import related_count
+from upstream.lists.queries import related_count
 
 from . import services
 from .forms import CreateInvoiceForm, RecordStatusForm, StatusChangeForm

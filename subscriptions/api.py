@@ -5,11 +5,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from upstream import api_filters
-from upstream.api_idempotency import idempotent
-from upstream.api_permissions import IsStaff
-from upstream.api_timeline import TimelineMixin
-from upstream.serializers import JobRefSerializer
+from upstream.api import filters as api_filters
+from upstream.api.idempotency import idempotent
+from upstream.api.permissions import IsStaff
+from upstream.api.serializers import JobRefSerializer
+from upstream.api.timeline import TimelineMixin
 
 from . import services
 from .models import Subscription, SubscriptionInvoice

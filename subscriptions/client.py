@@ -11,10 +11,10 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 
-from upstream.client import Exchange, UpstreamClient
-from upstream.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
-from upstream.parsing import format_local, json_decimal, json_money, parse_local
-from upstream.texts import text
+from upstream.calls.client import Exchange, UpstreamClient
+from upstream.calls.errors import UpstreamAuthError, UpstreamRejectedError, UpstreamResponseError
+from upstream.calls.parsing import format_local, json_decimal, json_money, parse_local
+from upstream.l10n.stored import text
 
 DATETIME_FORMAT = "%d.%m.%Y %H:%M:%S"  # dd.MM.yyyy HH:mm:ss (paynet.md §4)
 DATE_FORMAT = "%d.%m.%Y"

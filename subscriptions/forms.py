@@ -8,7 +8,7 @@ from django.contrib.admin import widgets
 from django.core.validators import MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
-from upstream.formatting import money, parse_amount
+from upstream.l10n.formats import money, parse_amount
 
 from .models import InvoiceStatus
 from .rules import ALLOWED_TARGETS

@@ -1,6 +1,6 @@
 """Paynet pushes as job kinds, one definition each: the typed payload, the re-check against the
 preview, the push, the read-back and the apply. A single push runs the same kind inline
-(upstream.operations.push_single); a bulk push runs many items in the worker."""
+(upstream.pushes.single.push_single); a bulk push runs many items in the worker."""
 
 from __future__ import annotations
 
@@ -27,19 +27,19 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 
 from security.personal import masked_str
-from upstream.claims import live_claim_ids
-from upstream.client import CallRecorder
-from upstream.errors import (
+from upstream.calls.client import CallRecorder
+from upstream.calls.errors import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamRejectedError,
     UpstreamResponseError,
 )
-from upstream.handlers import JobHandler, Payload, WorkItem, WorkResult, register
-from upstream.refresh import RefreshHandler
-from upstream.services import NewItem
-from upstream.sync import SyncCounts
-from upstream.texts import text
+from upstream.history.refresh import RefreshHandler
+from upstream.history.sync import SyncCounts
+from upstream.l10n.stored import text
+from upstream.pushes.claims import live_claim_ids
+from upstream.pushes.jobs import NewItem
+from upstream.pushes.kinds import JobHandler, Payload, WorkItem, WorkResult, register
 
 from .client import PaynetClient, parse_datetime, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
@@ -52,7 +52,7 @@ CODE_DUPLICATE = "5"
 
 
 def _label(status: Any) -> Any:
-    # The lazy label: kept by its message id in an item's message (upstream.texts).
+    # The lazy label: kept by its message id in an item's message (upstream.l10n.stored).
     try:
         return InvoiceStatus(int(status)).label
     except (TypeError, ValueError):

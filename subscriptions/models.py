@@ -10,8 +10,8 @@ from django.db import models
 from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
-from upstream.history import HistoryModel
-from upstream.indexes import TrigramIndex
+from upstream.history.changes import HistoryModel
+from upstream.lists.indexes import TrigramIndex
 
 
 class InvoiceStatus(models.IntegerChoices):
@@ -66,7 +66,7 @@ class Subscription(HistoryModel):
         verbose_name_plural = _("subscriptions")
         ordering = ["-created_date", "-id"]
         # The admin's and the API's list: its order, each filter with that order, the sortable
-        # columns, the search (upstream.admin_lists).
+        # columns, the search (upstream.admin.lists).
         indexes = [
             models.Index(fields=["created_date", "id"], name="sub_created_id_idx"),
             models.Index(

@@ -15,8 +15,8 @@ from django.db.models import Q
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
-from upstream.formatting import money
-from upstream.verdicts import Verdict, VerdictKind
+from upstream.l10n.formats import money
+from upstream.pushes.verdicts import Verdict, VerdictKind
 
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 

@@ -3,7 +3,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from security.personal import PersonalDataSerializerMixin
-from upstream.api_fields import DateTimeField, column_max
+from upstream.api.fields import DateTimeField, column_max
 
 from .models import Subscription, SubscriptionInvoice
 

@@ -13,14 +13,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from security.personal import masked_str
-from upstream.drift import open_drift_count, open_drift_ids
-from upstream.errors import UpstreamRejectedError
+from upstream.actors import User, actor_require
+from upstream.calls.errors import UpstreamRejectedError
+from upstream.history.drift import open_drift_count, open_drift_ids
+from upstream.l10n.stored import text
 from upstream.models import Job
-from upstream.operations import operation_seen, push_single
-from upstream.selection import job_create_frozen
-from upstream.services import User, actor_require
-from upstream.texts import text
-from upstream.verdicts import Preview
+from upstream.pushes.selection import job_create_frozen
+from upstream.pushes.single import operation_seen, push_single
+from upstream.pushes.verdicts import Preview
 
 from .jobs import (
     CODE_DUPLICATE,
@@ -383,7 +383,7 @@ def subscription_invoice_create(
 def subscription_refresh_start(*, subscriptions: QuerySet[Subscription], actor: User) -> Job:
     """Queue a refresh job: each subscription and its payment records re-read from Paynet
     (subscription detail, invoice_list); each item lists per record what changed."""
-    from upstream.services import NewItem, job_create
+    from upstream.pushes.jobs import NewItem, job_create
 
     from .jobs import SUBSCRIPTION_REFRESH_KIND
 

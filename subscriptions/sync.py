@@ -9,11 +9,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from upstream.client import CallRecorder
-from upstream.drift import drift_missing
-from upstream.errors import UpstreamAuthError, UpstreamError, UpstreamTransportError
-from upstream.history import history_source, plain
-from upstream.sync import SyncCounts
+from upstream.calls.client import CallRecorder
+from upstream.calls.errors import UpstreamAuthError, UpstreamError, UpstreamTransportError
+from upstream.history.changes import history_source, plain
+from upstream.history.drift import drift_missing
+from upstream.history.sync import SyncCounts
 
 from .client import PaynetClient, from_kurus, parse_datetime
 from .models import Subscription, SubscriptionInvoice

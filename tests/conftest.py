@@ -231,7 +231,7 @@ def worker_env(sandbox_url: str, **overrides: str) -> dict[str, str]:
 
 
 def hold_claim(obj, *, holder: str = "another-push", seconds: float = 30):
-    """Claim `obj`'s upstream record as another push would (upstream.claims)."""
+    """Claim `obj`'s upstream record as another push would (upstream.pushes.claims)."""
     from datetime import timedelta
 
     from django.utils import timezone

@@ -12,7 +12,7 @@ class UpstreamConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_ensure_groups, sender=self)
-        from .admin_saved import install
+        from upstream.admin.saved import install
 
         install()
 
@@ -25,6 +25,6 @@ class TasksDbConfig(TasksAppConfig):
 
 
 def _ensure_groups(sender: AppConfig, **kwargs) -> None:
-    from .groups import groups_ensure
+    from upstream.groups import groups_ensure
 
     groups_ensure(using=kwargs.get("using", "default"))

@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
-from .indexes import TrigramIndex
+from upstream.lists.indexes import TrigramIndex
 
 
 class Service(models.TextChoices):
@@ -82,7 +82,7 @@ class UpstreamCall(models.Model):
             models.Index(fields=["outcome", "created_at"]),
             models.Index(fields=["target_type", "target_id"]),
             # The call log's order, and a deep page's ids read from the index alone; its search
-            # by upstream code (upstream.admin_lists).
+            # by upstream code (upstream.admin.lists).
             models.Index(fields=["created_at", "id"], name="call_created_id_idx"),
             models.Index(fields=["upstream_code", "created_at"], name="call_upstream_code_idx"),
             # Upstream health (upstream/health.py): an upstream's calls of the last minutes by
@@ -186,7 +186,7 @@ class Job(models.Model):
 
     kind = models.CharField(_("kind"), max_length=64, db_index=True)
     title = models.CharField(_("title"), max_length=200)
-    # The title's message id and parameters (upstream.texts): shown in each reader's language.
+    # The title's message id and parameters (upstream.l10n.stored): shown in each reader's language.
     # Empty for jobs created before it was kept; `title` is then shown as it was written.
     title_text = models.JSONField(_("title (translatable)"), default=dict, blank=True)
     state = models.CharField(
@@ -277,7 +277,7 @@ class Job(models.Model):
             ),
         ]
         # The admin's list: the "single push" filter with its order, the search
-        # (upstream.admin_lists); state, kind and created_at have their own indexes.
+        # (upstream.admin.lists); state, kind and created_at have their own indexes.
         indexes = [
             models.Index(fields=["inline", "created_at"], name="job_inline_created_idx"),
             TrigramIndex(Upper("title"), name="job_title_trgm"),
@@ -290,7 +290,7 @@ class Job(models.Model):
     @property
     def display_title(self) -> str:
         """The title in the reader's language (as stored, for older jobs)."""
-        from .texts import render
+        from upstream.l10n.stored import render
 
         return render(self.title_text, self.title)
 
@@ -362,7 +362,7 @@ class JobItem(models.Model):
     # The last push may have reached the upstream unanswered: read back before sending again.
     in_doubt = models.BooleanField(_("in doubt"), default=False)
     message = models.TextField(_("message"), blank=True)
-    # The message's id and parameters (upstream.texts): shown in each reader's language. Empty
+    # The message's id and parameters (upstream.l10n.stored): shown in each reader's language. Empty
     # for messages kept before, and for an upstream's own words; `message` is shown then.
     message_text = models.JSONField(_("message (translatable)"), default=dict, blank=True)
     upstream_code = models.CharField(_("upstream code"), max_length=32, blank=True)
@@ -392,7 +392,7 @@ class JobItem(models.Model):
             models.Index(fields=["state", "lease_until"]),
             models.Index(fields=["target_type", "target_id"]),
             # The admin's list (newest job first: the (job, position) constraint read backwards):
-            # filters with that order, the sortable column, the search (upstream.admin_lists).
+            # filters with that order, the sortable column, the search (upstream.admin.lists).
             models.Index(fields=["outcome", "job", "position"], name="jobitem_outcome_job_pos_idx"),
             models.Index(
                 fields=["job", "position"],
@@ -413,7 +413,7 @@ class JobItem(models.Model):
     @property
     def display_message(self) -> str:
         """The message in the reader's language (as stored, for older items)."""
-        from .texts import render
+        from upstream.l10n.stored import render
 
         return render(self.message_text, self.message)
 
@@ -508,7 +508,7 @@ class JobNotice(models.Model):
 class RecordChange(models.Model):
     """One field of a mirrored record changed (or the record was created or deleted), and why.
 
-    Written by upstream.history for every write path of the mirrored models (save, create,
+    Written by upstream.history.changes for every write path of the mirrored models (save, create,
     queryset update, bulk_update, bulk_create, delete), on every database; the timeline and the
     drift report read it.
     """
@@ -581,7 +581,7 @@ class RecordChange(models.Model):
 
 
 class Drift(models.Model):
-    """A change the upstream made that we did not expect (upstream.drift)."""
+    """A change the upstream made that we did not expect (upstream.history.drift)."""
 
     class Kind(models.TextChoices):
         REVERTED = "reverted", _("Reverted upstream")

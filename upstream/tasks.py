@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_tasks import task
 
-from . import runner
+from upstream.pushes import runner
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def _sweep_waiting() -> bool:
 def upstream_sync_periodic(service: str) -> dict[str, int]:
     """One upstream's periodic sync; it queues its next run first, like the sweep, so a failed
     run (the upstream down, its breaker open) does not end the chain."""
-    from .errors import UpstreamError
-    from .sync import upstream_sync
+    from upstream.calls.errors import UpstreamError
+    from upstream.history.sync import upstream_sync
 
     try:
         schedule_next_sync(service)

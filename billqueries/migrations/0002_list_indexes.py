@@ -5,7 +5,7 @@ hence atomic = False. Plain AddIndex elsewhere (upstream/indexes.py)."""
 from django.conf import settings
 from django.db import migrations, models
 
-from upstream.indexes import AddIndexConcurrentlyOnPostgres, DropFieldIndexConcurrentlyOnPostgres
+from upstream.lists.indexes import AddIndexConcurrentlyOnPostgres, DropFieldIndexConcurrentlyOnPostgres
 
 
 class Migration(migrations.Migration):

@@ -3,11 +3,11 @@ rows). Built CONCURRENTLY on PostgreSQL, so writes to the tables go on while the
 hence atomic = False. Plain AddIndex elsewhere (upstream/indexes.py)."""
 
 import django.db.models.functions.text
-import upstream.indexes
+import upstream.lists.indexes
 from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations, models
 
-from upstream.indexes import AddIndexConcurrentlyOnPostgres, DropFieldIndexConcurrentlyOnPostgres
+from upstream.lists.indexes import AddIndexConcurrentlyOnPostgres, DropFieldIndexConcurrentlyOnPostgres
 
 
 class Migration(migrations.Migration):
@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='subscription',
-            index=upstream.indexes.TrigramIndex(django.db.models.functions.text.Upper('name_surname'), name='sub_name_trgm'),
+            index=upstream.lists.indexes.TrigramIndex(django.db.models.functions.text.Upper('name_surname'), name='sub_name_trgm'),
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='subscription',

@@ -22,9 +22,9 @@ from billing.client import WiseCPClient
 from billing.models import Invoice, InvoiceItem
 from billing.sync import wisecp_sync
 from tests.conftest import hold_claim
-from upstream import runner
-from upstream.errors import PushInDoubt
+from upstream.calls.errors import PushInDoubt
 from upstream.models import Job, JobItem, UpstreamCall
+from upstream.pushes import runner
 
 from .conftest import (
     ITEM_ID,

@@ -17,8 +17,8 @@ from billing.client import (
     parse_datetime,
     to_money,
 )
-from upstream.client import ListRecorder
-from upstream.errors import (
+from upstream.calls.client import ListRecorder
+from upstream.calls.errors import (
     UpstreamAuthError,
     UpstreamRejectedError,
     UpstreamResponseError,

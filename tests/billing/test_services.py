@@ -20,8 +20,7 @@ from billing.services import (
     invoice_item_update,
 )
 from tests.conftest import hold_claim
-from upstream import runner
-from upstream.errors import (
+from upstream.calls.errors import (
     PushConflict,
     PushInDoubt,
     UpstreamAuthError,
@@ -29,6 +28,7 @@ from upstream.errors import (
     UpstreamRejectedError,
 )
 from upstream.models import Drift, Job, RecordClaim, UpstreamCall
+from upstream.pushes import runner
 
 from .conftest import (
     EURO_INVOICE_ID,
@@ -712,7 +712,7 @@ def test_a_bulk_move_skipped_for_another_customer_names_them_masked(
     sandbox, synced, operator, target_invoice, queued_tasks
 ) -> None:
     # The skip reason is on the job's page, its exports and /api/jobs/, read by viewers too.
-    from upstream.redaction import mask_name
+    from upstream.calls.redaction import mask_name
 
     item = InvoiceItem.objects.get(wisecp_id=ITEM_ID)
     job = invoice_item_bulk_update(

@@ -13,8 +13,8 @@ from billing.client import ISTANBUL, WiseCPClient
 from billing.models import Invoice, InvoiceItem
 from billing.sync import SyncCounts, invoice_refresh, invoice_upsert, wisecp_sync
 from tests.conftest import hold_claim
+from upstream.calls.log import DbCallRecorder
 from upstream.models import UpstreamCall
-from upstream.services import DbCallRecorder
 
 from .conftest import ITEM_ID, SOURCE_INVOICE_ID, upstream_invoice
 

@@ -9,14 +9,14 @@ import pytest
 import requests
 
 from billqueries.client import FAILED, FOUND, NO_DEBT, BillQuery
-from upstream.errors import (
+from upstream.calls.errors import (
     UpstreamAuthError,
     UpstreamRejectedError,
     UpstreamResponseError,
     UpstreamTransportError,
 )
+from upstream.calls.log import DbCallRecorder
 from upstream.models import UpstreamCall
-from upstream.services import DbCallRecorder
 
 from .conftest import API_KEY, SECRET_KEY, load_fixture
 

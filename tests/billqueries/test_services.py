@@ -19,7 +19,7 @@ from billqueries.services import (
     firm_ref_no,
 )
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.services import job_cancel, job_retry_failed
+from upstream.pushes.jobs import job_cancel, job_retry_failed
 
 from .conftest import iski_numbers, line
 

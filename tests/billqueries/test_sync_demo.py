@@ -7,7 +7,7 @@ from django.core.management import call_command
 
 from billqueries.models import BillQueryBatch, Institution
 from billqueries.sync import payofin_sync
-from upstream.errors import UpstreamResponseError
+from upstream.calls.errors import UpstreamResponseError
 from upstream.models import UpstreamCall
 
 pytestmark = pytest.mark.django_db

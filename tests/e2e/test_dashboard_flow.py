@@ -53,7 +53,7 @@ def test_the_index_draws_charts_and_every_page_shows_the_environment(new_page, m
 def test_paynet_down_opens_the_breaker_on_the_dashboard_and_a_push_is_refused(
     new_page, mirror, operator, settings
 ):
-    from upstream.services import DbCallRecorder
+    from upstream.calls.log import DbCallRecorder
 
     settings.BREAKER_FAILURES = 2  # the sync's attempts at its first request are enough
     # Paynet answers 503 to everything, as if it were down: the sync's calls fail in a row.

@@ -31,8 +31,8 @@ from subscriptions.jobs import INVOICE_STATUS_KIND
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
 from subscriptions.services import subscription_invoice_set_status
 from subscriptions.sync import paynet_sync
+from upstream.l10n.stored import text, to_json
 from upstream.models import Job, JobItem
-from upstream.texts import text, to_json
 
 from .conftest import PASSWORD, log_in
 
@@ -275,7 +275,7 @@ def test_money_and_lira_pattern_examples():
     # The patterns above, on the product's own formatter (a mistake in them would pass pages).
     from django.utils import translation
 
-    from upstream.formatting import money
+    from upstream.l10n.formats import money
 
     with translation.override("tr"):
         assert TR_MONEY.match(money(Decimal("1234.5")))

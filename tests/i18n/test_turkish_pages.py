@@ -12,8 +12,8 @@ from django.utils import timezone, translation
 
 from billing.models import Invoice, InvoiceItem
 from subscriptions.models import Subscription
-from upstream import text
-from upstream.formatting import duration
+from upstream.l10n import capitals as text
+from upstream.l10n.formats import duration
 from upstream.models import Job, UpstreamCall
 
 # A Turkish word whose first letter should be a dotted capital İ but came out as a plain I.
@@ -163,7 +163,7 @@ def test_a_job_title_is_read_in_the_readers_language(admin_client, db, settings)
     from django.utils.translation import gettext_noop
 
     from subscriptions.models import InvoiceStatus
-    from upstream.texts import text, to_json
+    from upstream.l10n.stored import text, to_json
 
     with translation.override("tr"):
         title = text(
@@ -188,7 +188,7 @@ def test_a_job_title_is_read_in_the_readers_language(admin_client, db, settings)
 
 
 def test_downloads_keep_every_letter_of_their_turkish_name(admin_client, invoice, turkish):
-    from upstream.admin_tools import attachment_disposition
+    from upstream.admin.tools import attachment_disposition
 
     header = attachment_disposition("ödeme-kayıtları-20261129-1200.csv")
     assert header == (
@@ -240,10 +240,10 @@ def test_a_job_items_message_is_read_in_the_readers_language(admin_client, db, s
 
     from django.utils.translation import gettext_noop
 
-    from upstream.client import UpstreamClient
-    from upstream.errors import UpstreamError
+    from upstream.calls.client import UpstreamClient
+    from upstream.calls.errors import UpstreamError
+    from upstream.l10n.stored import message_fields, text
     from upstream.models import JobItem
-    from upstream.texts import message_fields, text
 
     # Written by a Turkish worker: the upstream's error, wrapped in the runner's sentence.
     with translation.override("tr"):
@@ -291,7 +291,7 @@ def test_a_job_items_message_is_read_in_the_readers_language(admin_client, db, s
 
 def test_a_skipped_items_reason_is_read_in_the_readers_language() -> None:
     from subscriptions.jobs import _label
-    from upstream.texts import message_fields, render, text
+    from upstream.l10n.stored import message_fields, render, text
 
     with translation.override("tr"):
         reason = text(

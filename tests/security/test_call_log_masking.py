@@ -20,9 +20,9 @@ from subscriptions.client import PaynetClient
 from subscriptions.models import Subscription
 from subscriptions.sync import paynet_sync
 from tests.fakes import fake_session
-from upstream.errors import UpstreamResponseError
-from upstream.models import UpstreamCall
-from upstream.redaction import (
+from upstream.calls.errors import UpstreamResponseError
+from upstream.calls.log import DbCallRecorder
+from upstream.calls.redaction import (
     MAX_BODY_CHARS,
     PERSONAL_FIELDS,
     Kind,
@@ -31,7 +31,7 @@ from upstream.redaction import (
     redact_body,
     redact_text,
 )
-from upstream.services import DbCallRecorder
+from upstream.models import UpstreamCall
 
 SAMPLES: dict[Kind, tuple[Any, Any]] = {
     Kind.NAME: ("Zeynep Kaya", "Ze*** Ka**"),
@@ -355,7 +355,7 @@ def test_job_items_named_after_a_subscription_are_renamed(db) -> None:
 
 def test_identity_and_mobile_numbers_in_json_texts_are_masked_as_in_text_bodies() -> None:
     # The same free text is masked whether the body is JSON or not.
-    from upstream.redaction import redact_body
+    from upstream.calls.redaction import redact_body
 
     text = "Abone 10000000146, tel 0532 123 45 67, fatura 11400556"
     for body in ({"note": text}, [{"items": [{"description": text}]}], f"note={text}"):
@@ -416,7 +416,7 @@ def test_job_titles_naming_a_customer_are_masked(db) -> None:
 def test_a_link_in_a_json_body_keeps_no_token() -> None:
     # WiseCP's invoice share link opens the invoice, customer and address included, to anyone
     # holding it: its token is a secret wherever it is written.
-    from upstream.redaction import redact_body
+    from upstream.calls.redaction import redact_body
 
     body = {
         "share": {
@@ -430,7 +430,7 @@ def test_a_link_in_a_json_body_keeps_no_token() -> None:
 
 
 def test_the_formal_invoice_file_address_is_not_kept() -> None:
-    from upstream.redaction import redact_body
+    from upstream.calls.redaction import redact_body
 
     url = "https://example.com/resources/uploads/invoices/aa2f3fasd3fa3f4ed.pdf"
     assert redact_body({"data": {"formalize_file": url}}) == {"data": {"formalize_file": "***"}}

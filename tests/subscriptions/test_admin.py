@@ -24,10 +24,10 @@ from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoic
 from subscriptions.rules import status_verdict
 from subscriptions.services import subscription_invoice_set_status_bulk
 from tests.subscriptions.helpers import a_record, a_subscription
-from upstream.breaker import breaker_trip
-from upstream.errors import PushConflict, PushInDoubt
+from upstream.calls.breaker import breaker_trip
+from upstream.calls.errors import PushConflict, PushInDoubt
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.verdicts import VerdictKind
+from upstream.pushes.verdicts import VerdictKind
 
 S = InvoiceStatus
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -1134,7 +1134,7 @@ def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
     item = job.items.get()
     assert item.target_repr == masked_str(sub) and sub.name_surname not in item.target_repr
     assert sub.name_surname not in response.content.decode()
-    from upstream import runner
+    from upstream.pushes import runner
 
     runner.run_job(job.pk)
     item.refresh_from_db()

@@ -11,7 +11,7 @@ from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoic
 from subscriptions.rules import status_verdict
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
 from upstream.models import Job, UpstreamCall
-from upstream.verdicts import VerdictKind
+from upstream.pushes.verdicts import VerdictKind
 
 S = InvoiceStatus
 INVOICES = "/api/subscription-invoices/"

@@ -17,8 +17,8 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 from subscriptions.client import PaynetClient, from_kurus, to_kurus
 from subscriptions.models import InvoiceStatus
 from tests.fakes import FakeTransport, fake_session
-from upstream.client import ListRecorder
-from upstream.errors import (
+from upstream.calls.client import ListRecorder
+from upstream.calls.errors import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamRejectedError,

@@ -21,14 +21,14 @@ from subscriptions.services import (
     subscription_status_all_preview,
 )
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record, upstream_records
-from upstream import runner
-from upstream.errors import (
+from upstream.calls.errors import (
     PushInDoubt,
     UpstreamRejectedError,
 )
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.services import job_retry_failed
-from upstream.verdicts import VerdictKind
+from upstream.pushes import runner
+from upstream.pushes.jobs import job_retry_failed
+from upstream.pushes.verdicts import VerdictKind
 
 S = InvoiceStatus
 

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 
-from upstream.services import actor_allowed, actor_id_of, actor_require
+from upstream.actors import actor_allowed, actor_id_of, actor_require
 
 PERM = "subscriptions.push_invoice_status"
 

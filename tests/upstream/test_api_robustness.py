@@ -14,7 +14,8 @@ from rest_framework.test import APIClient
 
 from config.api_urls import router
 from subscriptions.models import Subscription, SubscriptionInvoice
-from upstream import api_errors, api_filters
+from upstream.api import errors as api_errors
+from upstream.api import filters as api_filters
 
 pytestmark = pytest.mark.django_db
 

@@ -22,11 +22,11 @@ from subscriptions.services import (
     subscription_invoice_set_status_bulk,
 )
 from subscriptions.sync import paynet_sync
-from upstream import runner, selection
-from upstream.approvals import awaiting_for, job_approve, job_reject
-from upstream.errors import AwaitingApproval
+from upstream.calls.errors import AwaitingApproval
 from upstream.groups import APPROVERS, OPERATORS
 from upstream.models import Job
+from upstream.pushes import runner, selection
+from upstream.pushes.approvals import awaiting_for, job_approve, job_reject
 
 
 @pytest.fixture
@@ -331,7 +331,7 @@ def test_approvers_see_what_waits_for_them_in_the_job_list(mirror, operator, app
 
 
 def test_a_cancelled_awaiting_job_sends_nothing(mirror, operator):
-    from upstream.services import job_cancel
+    from upstream.pushes.jobs import job_cancel
 
     job = big_job(operator)
     job = job_cancel(job=job, actor=operator)
@@ -354,7 +354,7 @@ def test_a_stray_task_for_a_job_awaiting_approval_sends_nothing(mirror, operator
 def test_a_job_cancelled_or_rejected_before_approval_cannot_be_resumed_or_retried(
     mirror, operator, approver
 ):
-    from upstream.services import job_cancel, job_resume_cancelled
+    from upstream.pushes.jobs import job_cancel, job_resume_cancelled
 
     cancelled = job_cancel(job=big_job(operator), actor=operator)
     assert not cancelled.items.exists(), "withdrawn before approval: nothing was even written"
@@ -374,7 +374,7 @@ def test_a_job_cancelled_or_rejected_before_approval_cannot_be_resumed_or_retrie
 
 
 def test_closing_expired_jobs_never_touches_one_approved_meanwhile(mirror, operator, approver):
-    from upstream.approvals import _close
+    from upstream.pushes.approvals import _close
 
     job = big_job(operator)
     stale = Job.objects.filter(pk=job.pk)  # what the sweep read before the approval
@@ -392,7 +392,7 @@ def test_approving_past_the_deadline_is_refused_under_the_lock(mirror, operator,
     Job.objects.filter(pk=job.pk).update(approval_expires_at=timezone.now() - timedelta(seconds=1))
 
     # Even if nothing expired it first (the sweep and this approval crossed).
-    with mock.patch("upstream.approvals.expire_approvals"), pytest.raises(ValidationError):
+    with mock.patch("upstream.pushes.approvals.expire_approvals"), pytest.raises(ValidationError):
         job_approve(job=job, actor=approver)
 
     assert Job.objects.get(pk=job.pk).state == Job.State.AWAITING_APPROVAL

@@ -24,9 +24,10 @@ from django.utils import translation
 from billing.models import Invoice, InvoiceItem
 from billqueries.models import BillDebt, BillQueryBatch, BillQueryLine, Institution
 from subscriptions.models import Subscription, SubscriptionInvoice
-from upstream import admin_lists, pagination
+from upstream.admin import lists as admin_lists
+from upstream.lists import counting as pagination
+from upstream.lists.counting import Estimate
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.pagination import Estimate
 
 T0 = datetime(2025, 1, 1, 7, tzinfo=UTC)
 

@@ -26,8 +26,7 @@ from subscriptions.services import (
 )
 from subscriptions.sync import paynet_sync
 from tests.conftest import worker_env
-from upstream import runner
-from upstream.breaker import (
+from upstream.calls.breaker import (
     CLOSED,
     GO,
     HALF_OPEN,
@@ -43,11 +42,18 @@ from upstream.breaker import (
     breaker_next,
     call_verdict,
 )
-from upstream.client import Exchange
-from upstream.errors import PushInDoubt, UpstreamError, UpstreamRejectedError, UpstreamUnavailable
+from upstream.calls.client import Exchange
+from upstream.calls.errors import (
+    PushInDoubt,
+    UpstreamError,
+    UpstreamRejectedError,
+    UpstreamUnavailable,
+)
+from upstream.calls.log import DbCallRecorder
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.selection import prepare_job
-from upstream.services import DbCallRecorder, job_retry_failed
+from upstream.pushes import runner
+from upstream.pushes.jobs import job_retry_failed
+from upstream.pushes.selection import prepare_job
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOICES = "/api/subscription-invoices/"
@@ -437,7 +443,7 @@ def _manage(env, *args) -> subprocess.CompletedProcess:
     )
 
 
-SHOW_STATE = "from upstream.breaker import breaker_get; print(breaker_get('paynet').state)"
+SHOW_STATE = "from upstream.calls.breaker import breaker_get; print(breaker_get('paynet').state)"
 
 
 def test_the_breaker_is_shared_between_processes(transactional_db, sandbox, operator, settings):

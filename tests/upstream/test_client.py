@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from upstream.client import Exchange, retry_delay
-from upstream.errors import (
+from upstream.calls.client import Exchange, retry_delay
+from upstream.calls.errors import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamRejectedError,

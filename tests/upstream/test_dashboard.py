@@ -16,9 +16,9 @@ from subscriptions.models import InvoiceStatus as S
 from subscriptions.models import SubscriptionInvoice
 from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
-from upstream import runner
-from upstream.charts import Series, stacked_bars
+from upstream.console.charts import Series, stacked_bars
 from upstream.models import DashboardFigure, Job, JobItem, UpstreamCall
+from upstream.pushes import runner
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_stacked_bars_scale_and_escape():
 
 
 def test_the_dashboard_shows_each_upstreams_health_and_an_open_breaker(mirror, admin_client):
-    from upstream.breaker import breaker_trip
+    from upstream.calls.breaker import breaker_trip
 
     breaker_trip("paynet")
 

@@ -15,7 +15,7 @@ from subscriptions.services import subscription_invoice_set_status
 from subscriptions.sync import subscription_refresh
 from tests.subscriptions.conftest import mirror  # noqa: F401
 from tests.subscriptions.helpers import a_record, upstream_record
-from upstream.drift import drift_counts, drift_resolve_many
+from upstream.history.drift import drift_counts, drift_resolve_many
 from upstream.models import Drift, Job, UpstreamCall
 
 pytestmark = pytest.mark.django_db

@@ -80,7 +80,7 @@ def test_sync_schedule_queues_one_per_upstream(db, settings):
 
 def test_a_refused_push_reads_the_record_back_and_says_what_paynet_holds(mirror, operator):  # noqa: F811
     from subscriptions.services import subscription_invoice_set_status
-    from upstream.errors import UpstreamRejectedError
+    from upstream.calls.errors import UpstreamRejectedError
     from upstream.models import UpstreamCall
 
     record = a_record(S.WAITING)
@@ -104,7 +104,7 @@ def test_a_refused_push_reads_the_record_back_and_says_what_paynet_holds(mirror,
 
 def test_a_push_refused_for_a_record_changed_outside_makes_drift(mirror, operator):  # noqa: F811
     from subscriptions.services import subscription_invoice_set_status
-    from upstream.errors import UpstreamRejectedError
+    from upstream.calls.errors import UpstreamRejectedError
 
     record = a_record(S.WAITING)
     mirror.tamper("paynet", invoice_no=record.invoice_no, fields={"status": S.DELETED})

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import translation
 
-from upstream.formatting import day, money, parse_amount
+from upstream.l10n.formats import day, money, parse_amount
 
 
 @pytest.mark.parametrize(

@@ -23,9 +23,9 @@ from subscriptions.services import (
     subscription_status_all_preview,
 )
 from subscriptions.sync import paynet_sync
-from upstream import runner, selection
 from upstream.models import Job, JobItem
-from upstream.services import job_cancel
+from upstream.pushes import runner, selection
+from upstream.pushes.jobs import job_cancel
 
 INVOICES = reverse("admin:subscriptions_subscriptioninvoice_changelist")
 

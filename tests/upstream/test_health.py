@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from upstream.breaker import breaker_trip
-from upstream.health import upstream_health
+from upstream.calls.breaker import breaker_trip
+from upstream.calls.health import upstream_health
 from upstream.models import UpstreamCall
 
 URL = "/api/upstreams/"

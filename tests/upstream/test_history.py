@@ -16,7 +16,7 @@ from subscriptions.services import subscription_invoice_set_status
 from subscriptions.sync import subscription_refresh
 from tests.subscriptions.conftest import mirror  # noqa: F401
 from tests.subscriptions.helpers import a_record
-from upstream.history import history_source
+from upstream.history.changes import history_source
 from upstream.models import RecordChange, UpstreamCall
 
 pytestmark = pytest.mark.django_db

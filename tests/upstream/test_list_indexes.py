@@ -1,4 +1,4 @@
-"""The lists' indexes (upstream.indexes and the list_indexes migrations): they exist on every
+"""The lists' indexes (upstream.lists.indexes and the list_indexes migrations): they exist on every
 database; on PostgreSQL the searches use them, the trigram ones are GIN, and the migration
 operations build and drop them CONCURRENTLY."""
 
@@ -15,8 +15,8 @@ from django.utils import timezone
 from billing.models import Invoice, InvoiceItem
 from subscriptions.models import Subscription, SubscriptionInvoice
 from tests.conftest import require_postgres
-from upstream.admin_lists import contains, exact, search_q
-from upstream.indexes import (
+from upstream.admin.lists import contains, exact, search_q
+from upstream.lists.indexes import (
     AddIndexConcurrentlyOnPostgres,
     DropFieldIndexConcurrentlyOnPostgres,
     TrigramIndex,

@@ -16,8 +16,8 @@ from subscriptions.services import (
     subscription_invoice_set_status_bulk,
 )
 from subscriptions.sync import paynet_sync
-from upstream import runner
 from upstream.models import JobNotice
+from upstream.pushes import runner
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Counting long lists (upstream.pagination): exact while cheap, the planner's estimate when not.
+"""Counting long lists (upstream.lists.counting): exact while cheap, else the estimate.
 
 The estimate comes from PostgreSQL; elsewhere `planner_estimate` is replaced with a fake one
 that says "a million rows, expensive", which is what a big table looks like to the paginator.
@@ -15,9 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.conftest import require_postgres
-from upstream import pagination
+from upstream.lists import counting as pagination
+from upstream.lists.counting import Estimate, EstimatedCountPaginator, planner_estimate, rounded
 from upstream.models import UpstreamCall
-from upstream.pagination import Estimate, EstimatedCountPaginator, planner_estimate, rounded
 
 CALLS = "/api/upstream-calls/"
 

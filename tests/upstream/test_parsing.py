@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from upstream.parsing import (
+from upstream.calls.parsing import (
     ISTANBUL,
     ParseError,
     format_local,

@@ -27,11 +27,13 @@ from subscriptions.services import (
 )
 from subscriptions.sync import paynet_sync
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
-from upstream import operations, runner, tasks
-from upstream.errors import PushConflict, PushInDoubt, UpstreamRejectedError
+from upstream import tasks
+from upstream.calls.errors import PushConflict, PushInDoubt, UpstreamRejectedError
 from upstream.models import IdempotencyRecord, Job, JobItem, RecordClaim, UpstreamCall
-from upstream.selection import prepare_job
-from upstream.services import job_retry_failed
+from upstream.pushes import runner
+from upstream.pushes import single as operations
+from upstream.pushes.jobs import job_retry_failed
+from upstream.pushes.selection import prepare_job
 
 VAL_DATE = timezone.now() + timedelta(days=30)
 

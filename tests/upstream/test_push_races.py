@@ -23,8 +23,9 @@ from subscriptions.services import (
 from subscriptions.sync import paynet_sync
 from tests.conftest import require_postgres
 from tests.subscriptions.helpers import upstream_records
-from upstream import operations, runner
-from upstream.errors import PushConflict, PushInDoubt
+from upstream.calls.errors import PushConflict, PushInDoubt
+from upstream.pushes import runner
+from upstream.pushes import single as operations
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

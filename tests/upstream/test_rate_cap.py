@@ -12,10 +12,10 @@ from subscriptions.models import InvoiceStatus as S
 from subscriptions.models import SubscriptionInvoice
 from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
-from upstream import runner
-from upstream.client import TokenBucket, rate_burst, rate_limiter
+from upstream.calls.client import TokenBucket, rate_burst, rate_limiter
 from upstream.models import Job
-from upstream.selection import prepare_job
+from upstream.pushes import runner
+from upstream.pushes.selection import prepare_job
 
 
 class FakeTime:

@@ -18,10 +18,10 @@ from subscriptions.models import InvoiceStatus, SubscriptionInvoice
 from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
 from tests.conftest import require_postgres, worker_env
-from upstream import runner
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.selection import prepare_job
-from upstream.services import job_cancel, job_retry_failed
+from upstream.pushes import runner
+from upstream.pushes.jobs import job_cancel, job_retry_failed
+from upstream.pushes.selection import prepare_job
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ from subscriptions.services import subscription_invoice_set_status
 from subscriptions.sync import subscription_refresh
 from tests.subscriptions.conftest import mirror  # noqa: F401
 from tests.subscriptions.helpers import a_record
-from upstream.drift import drift_accept
+from upstream.history.drift import drift_accept
+from upstream.history.timeline import record_timeline
 from upstream.models import Drift, Job, UpstreamCall
-from upstream.timeline import record_timeline
 
 pytestmark = pytest.mark.django_db
 

@@ -3,12 +3,12 @@ rows). Built CONCURRENTLY on PostgreSQL, so writes to the tables go on while the
 hence atomic = False. Plain AddIndex elsewhere (upstream/indexes.py)."""
 
 import django.db.models.functions.text
-import upstream.indexes
+import upstream.lists.indexes
 from django.conf import settings
 from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations, models
 
-from upstream.indexes import AddIndexConcurrentlyOnPostgres, DropFieldIndexConcurrentlyOnPostgres
+from upstream.lists.indexes import AddIndexConcurrentlyOnPostgres, DropFieldIndexConcurrentlyOnPostgres
 
 
 class Migration(migrations.Migration):
@@ -28,11 +28,11 @@ class Migration(migrations.Migration):
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='job',
-            index=upstream.indexes.TrigramIndex(django.db.models.functions.text.Upper('title'), name='job_title_trgm'),
+            index=upstream.lists.indexes.TrigramIndex(django.db.models.functions.text.Upper('title'), name='job_title_trgm'),
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='job',
-            index=upstream.indexes.TrigramIndex(django.db.models.functions.text.Upper('reason'), name='job_reason_trgm'),
+            index=upstream.lists.indexes.TrigramIndex(django.db.models.functions.text.Upper('reason'), name='job_reason_trgm'),
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='jobitem',

@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-from upstream.indexes import AddIndexConcurrentlyOnPostgres
+from upstream.lists.indexes import AddIndexConcurrentlyOnPostgres
 
 
 class Migration(migrations.Migration):

@@ -1,6 +1,6 @@
 from django import template
 
-from upstream.formatting import money as format_money
+from upstream.l10n.formats import money as format_money
 
 register = template.Library()
 
@@ -13,7 +13,7 @@ def money(value, currency: str = "TRY") -> str:
 @register.filter
 def record_link(item) -> str:
     """A job item's or call's record, linked to its admin page."""
-    from upstream.timeline import record_link as link
+    from upstream.history.timeline import record_link as link
 
     return link(item.target_type, item.target_id, item.target_repr)
 
@@ -21,7 +21,7 @@ def record_link(item) -> str:
 @register.inclusion_tag("admin/upstream/_operations.html", takes_context=True)
 def operations_dashboard(context) -> dict:
     """The admin index: counts for the reader, upstream health, charts (upstream/dashboard.py)."""
-    from upstream.dashboard import dashboard
+    from upstream.console.dashboard import dashboard
 
     return dashboard(context["request"].user)
 

@@ -4,7 +4,7 @@
 from django import template
 from django.template.defaultfilters import stringfilter
 
-from upstream import text
+from upstream.l10n import capitals as text
 
 register = template.Library()
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from billqueries.demo import demo_batch_ensure
-from upstream.errors import UpstreamError
+from upstream.calls.errors import UpstreamError
 
 
 class Command(BaseCommand):

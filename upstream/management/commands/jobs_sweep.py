@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandParser
 
-from upstream.runner import sweep
+from upstream.pushes.runner import sweep
 from upstream.tasks import jobs_sweep
 
 

@@ -17,8 +17,8 @@ from billing.jobs import INVOICE_ITEM_UPDATE_KIND
 from billing.models import Invoice
 from security.personal import masked_str
 from subscriptions.models import Subscription
+from upstream.calls.redaction import Kind, mask_value, redact, redact_body, redact_headers
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.redaction import Kind, mask_value, redact, redact_body, redact_headers
 
 # A bulk move's label: "#368 (Ali Can)", the target invoice and its customer.
 _MOVE_LABEL = re.compile(r"^(?P<invoice>.*) \((?P<customer>[^()]*)\)$")

@@ -2,9 +2,9 @@ from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from upstream.errors import UpstreamError
-from upstream.services import DbCallRecorder
-from upstream.sync import SYNCS, upstream_sync
+from upstream.calls.errors import UpstreamError
+from upstream.calls.log import DbCallRecorder
+from upstream.history.sync import SYNCS, upstream_sync
 from upstream.tasks import schedule_next_sync
 
 

@@ -1,0 +1,128 @@
+"""The job page's approval panel: what the creator saw, approve, reject (upstream/approvals.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.urls import path, reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from upstream.admin.tools import error_text
+from upstream.models import Job
+from upstream.pushes.approvals import (
+    awaiting_for,
+    can_decide,
+    count_confirmation_required,
+    job_approve,
+    job_reject,
+)
+from upstream.pushes.kinds import handler_for
+from upstream.pushes.selection import parse
+
+SAMPLE = 50
+
+
+class AwaitingMyApprovalFilter(admin.SimpleListFilter):
+    title = gettext_lazy("approval")
+    parameter_name = "approval"
+
+    def lookups(self, request, model_admin):
+        return [("mine", _("Waiting for my approval"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "mine":
+            return queryset.filter(pk__in=awaiting_for(request.user).values("pk"))
+        return queryset
+
+
+def selection_sample(job: Job, limit: int = SAMPLE) -> list[Any]:
+    """The first records of the job: its items, or (not yet written) its frozen selection."""
+    items = list(job.items.order_by("position")[:limit])
+    if items or job.prepared is None:
+        return [item.target_repr for item in items]
+    frozen = Job.objects.only("selection").get(pk=job.pk).selection
+    ids = [pk for pk, _tag in parse(frozen)[:limit]]
+    model = apps.get_model(handler_for(job.kind).target_type)
+    records = model.objects.in_bulk(ids)
+    return [str(records[pk]) if pk in records else f"#{pk}" for pk in ids]
+
+
+class ApprovalAdminMixin:
+    """Approve and reject views for JobAdmin, and the panel's context for its page."""
+
+    def approval_urls(self) -> list:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<int:pk>/approve/",
+                self.admin_site.admin_view(self.approve_view),
+                name="{}_{}_approve".format(*info),
+            ),
+            path(
+                "<int:pk>/reject/",
+                self.admin_site.admin_view(self.reject_view),
+                name="{}_{}_reject".format(*info),
+            ),
+        ]
+
+    def approval_context(self, request: HttpRequest, job: Job) -> dict[str, Any]:
+        if not job.is_awaiting_approval and job.decided_by_id is None:
+            return {}
+        return {
+            "approval_sample": selection_sample(job) if job.is_awaiting_approval else [],
+            "can_decide": job.is_awaiting_approval and can_decide(request.user, job),
+            "own_job": job.created_by_id == request.user.pk,
+            "count_required": job.is_awaiting_approval and count_confirmation_required(job),
+        }
+
+    def approve_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._decision(request, pk, approve=True)
+
+    def reject_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return self._decision(request, pk, approve=False)
+
+    def _decision(self, request: HttpRequest, pk: int, *, approve: bool) -> HttpResponse:
+        job = get_object_or_404(Job, pk=pk)
+        back = HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
+        if request.method != "POST":
+            return back
+        try:
+            if approve:
+                raw = request.POST.get("confirm_count", "").strip().replace(".", "")
+                job_approve(
+                    job=job, actor=request.user, confirm_count=int(raw) if raw.isdigit() else None
+                )
+                self.message_user(
+                    request,
+                    _("Job #%(id)s approved; it is being sent.") % {"id": job.pk},
+                    messages.SUCCESS,
+                )
+            else:
+                job_reject(job=job, actor=request.user, reason=request.POST.get("reason", ""))
+                self.message_user(
+                    request,
+                    _("Job #%(id)s rejected; nothing was sent.") % {"id": job.pk},
+                    messages.SUCCESS,
+                )
+        except PermissionDenied as error:
+            page = render_to_string(
+                "admin/upstream/job/forbidden.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": _("Not allowed"),
+                    "message": str(error),
+                    "job": job,
+                },
+                request=request,
+            )
+            return HttpResponseForbidden(page)
+        except ValidationError as error:
+            self.message_user(request, error_text(error), messages.ERROR)
+        return back

@@ -1,0 +1,98 @@
+"""The drift report over the API: `GET /api/drift/`, accept and re-push (upstream.history.drift)."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from upstream.api import filters as api_filters
+from upstream.api.idempotency import idempotent
+from upstream.api.permissions import IsStaff
+from upstream.api.serializers import JobRefSerializer
+from upstream.history.drift import drift_accept, drift_repush
+from upstream.models import Drift
+
+
+class DriftSerializer(serializers.ModelSerializer):
+    record_type = serializers.SerializerMethodField()
+    record_id = serializers.IntegerField(source="object_id", read_only=True)
+    record = serializers.CharField(source="record_label", read_only=True)
+    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Drift
+        fields = [
+            "id",
+            "service",
+            "record_type",
+            "record_id",
+            "record",
+            "field",
+            "expected",
+            "found",
+            "kind",
+            "state",
+            "first_seen_at",
+            "last_seen_at",
+            "resolved_at",
+            "resolved_by",
+            "resolution_reason",
+            "job",
+        ]
+
+    def get_record_type(self, obj: Drift) -> str:
+        return f"{obj.content_type.app_label}.{obj.content_type.model}"
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=False, trim_whitespace=True)
+
+
+class DriftFilter(api_filters.FilterSet):
+    class Meta:
+        model = Drift
+        fields = ["service", "kind", "state"]
+
+
+class DriftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Drift.objects.select_related("content_type", "resolved_by").order_by(
+        "-first_seen_at", "-id"
+    )
+    serializer_class = DriftSerializer
+    filterset_class = DriftFilter
+
+    @extend_schema(request=ReasonSerializer, responses={200: DriftSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @idempotent
+    def accept(self, request: Request, pk: str | None = None) -> Response:
+        drift = get_object_or_404(Drift, pk=pk)
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        drift = drift_accept(
+            drift=drift,
+            actor=request.user,
+            reason=body.validated_data["reason"],
+        )
+        return Response(DriftSerializer(drift).data)
+
+    @extend_schema(request=ReasonSerializer, responses={200: None, 202: None})
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @idempotent
+    def repush(self, request: Request, pk: str | None = None) -> Response:
+        drift = get_object_or_404(Drift.objects.select_related("content_type"), pk=pk)
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = drift_repush(
+            drift=drift,
+            actor=request.user,
+            reason=body.validated_data["reason"],
+        )
+        data = {
+            "drift": DriftSerializer(result.drift).data,
+            "job": JobRefSerializer(result.job).data if result.job is not None else None,
+        }
+        return Response(data, status=status.HTTP_202_ACCEPTED if result.accepted else 200)

@@ -1,0 +1,131 @@
+from rest_framework import serializers
+
+from upstream.calls.redaction import redact_headers, redact_shown
+from upstream.models import Job, JobItem, Service, UpstreamBreaker, UpstreamCall
+
+
+class UpstreamCallSerializer(serializers.ModelSerializer):
+    """A call as recorded; its headers and bodies masked again as shown (upstream/redaction.py),
+    so a row stored before a field joined the lists is not shown in clear either."""
+
+    def to_representation(self, instance: UpstreamCall) -> dict:
+        data = super().to_representation(instance)
+        for name in ("request", "response"):
+            if name in data:
+                data[name] = redact_shown(data[name])
+        if isinstance(data.get("request_headers"), dict):
+            data["request_headers"] = redact_headers(data["request_headers"])
+        return data
+
+    class Meta:
+        model = UpstreamCall
+        fields = [
+            "id",
+            "service",
+            "operation",
+            "method",
+            "url",
+            "request_headers",
+            "request",
+            "status_code",
+            "response",
+            "upstream_code",
+            "upstream_message",
+            "outcome",
+            "error",
+            "duration_ms",
+            "attempt",
+            "created_at",
+            "job",
+            "job_item",
+            "target_type",
+            "target_id",
+            "target_repr",
+        ]
+
+
+class JobItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobItem
+        fields = [
+            "id",
+            "position",
+            "target_type",
+            "target_id",
+            "target_repr",
+            "state",
+            "outcome",
+            "in_doubt",
+            "message",
+            "upstream_code",
+            "result",
+            "call",
+            "attempts",
+            "finished_at",
+        ]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    done = serializers.IntegerField(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    items = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "title",
+            "state",
+            "reason",
+            "total",
+            "done",
+            "succeeded",
+            "failed",
+            "cancelled",
+            "skipped",
+            "inline",
+            "prepared",
+            "amount",
+            "created_by",
+            "approval_expires_at",
+            "decided_by",
+            "decided_at",
+            "rejection_reason",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "items",
+        ]
+
+    def get_items(self, job: Job) -> list[dict]:
+        limit = self.context.get("items_limit", 1000)
+        items = getattr(job, "first_items", None)
+        if items is None:
+            items = job.items.order_by("position")[:limit]
+        return JobItemSerializer(items, many=True).data
+
+
+class JobRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = ["id", "state", "title", "total"]
+
+
+class UpstreamHealthSerializer(serializers.Serializer):
+    """An upstream's health (upstream.calls.health.UpstreamHealth), read-only."""
+
+    service = serializers.ChoiceField(choices=Service.choices)
+    label = serializers.CharField()
+    mode = serializers.ChoiceField(choices=[("sandbox", "sandbox"), ("live", "live")])
+    breaker = serializers.ChoiceField(choices=UpstreamBreaker.State.choices)
+    retry_after = serializers.IntegerField(help_text="Seconds before the breaker lets a call go.")
+    consecutive_failures = serializers.IntegerField()
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    calls = serializers.IntegerField(help_text="Finished calls in the last 15 minutes.")
+    error_rate = serializers.FloatField(
+        allow_null=True, help_text="Share of those calls that failed (transport, timeout, 5xx)."
+    )
+    p95_ms = serializers.IntegerField(allow_null=True)
+    in_doubt = serializers.IntegerField(help_text="Calls of the last 15 minutes left in doubt.")

@@ -1,0 +1,125 @@
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from upstream.api import filters as api_filters
+from upstream.api.drift import DriftViewSet
+from upstream.api.idempotency import idempotent
+from upstream.api.permissions import CanReadUpstreamHealth, IsStaff
+from upstream.api.serializers import (
+    JobSerializer,
+    UpstreamCallSerializer,
+    UpstreamHealthSerializer,
+)
+from upstream.calls.health import upstream_health
+from upstream.models import Job, JobItem, UpstreamCall
+from upstream.pushes.approvals import job_approve, job_reject
+from upstream.pushes.jobs import job_cancel, job_retry_failed
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class ApproveSerializer(serializers.Serializer):
+    # Required for a live push over the threshold: the number of records, typed by the approver.
+    confirm_count = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class UpstreamCallFilter(api_filters.FilterSet):
+    created_after = api_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = api_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+
+    class Meta:
+        model = UpstreamCall
+        fields = ["service", "operation", "outcome", "job", "target_type", "target_id"]
+
+
+class UpstreamCallViewSet(viewsets.ReadOnlyModelViewSet):
+    """The call log, read-only for everyone."""
+
+    queryset = UpstreamCall.objects.all()
+    serializer_class = UpstreamCallSerializer
+    filterset_class = UpstreamCallFilter
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Job.objects.all()
+    serializer_class = JobSerializer
+    filterset_fields = ["state", "kind"]
+
+    LIST_ITEMS = 10
+
+    def get_queryset(self):
+        jobs = super().get_queryset().select_related("created_by", "decided_by")
+        if self.action == "list":
+            # Each job's first items for the whole page in one query (a window per job).
+            first = JobItem.objects.order_by("position")[: self.LIST_ITEMS]
+            jobs = jobs.prefetch_related(Prefetch("items", queryset=first, to_attr="first_items"))
+        return jobs
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["items_limit"] = self.LIST_ITEMS if self.action == "list" else 1000
+        return context
+
+    @action(detail=True, methods=["post"], url_path="retry-failed", permission_classes=[IsStaff])
+    @idempotent
+    def retry_failed(self, request: Request, pk: str | None = None) -> Response:
+        job = job_retry_failed(job=get_object_or_404(Job, pk=pk), actor=request.user)
+        return Response({"job": JobSerializer(job, context={"items_limit": 0}).data}, status=202)
+
+    @extend_schema(request=ApproveSerializer, responses={202: None})
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @idempotent
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        body = ApproveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = job_approve(
+            job=get_object_or_404(Job, pk=pk),
+            actor=request.user,
+            confirm_count=body.validated_data["confirm_count"],
+        )
+        return Response({"job": JobSerializer(job, context={"items_limit": 0}).data}, status=202)
+
+    @extend_schema(request=RejectSerializer, responses={200: None})
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @idempotent
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        body = RejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = job_reject(
+            job=get_object_or_404(Job, pk=pk),
+            actor=request.user,
+            reason=body.validated_data["reason"],
+        )
+        return Response({"job": JobSerializer(job, context={"items_limit": 0}).data})
+
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @idempotent
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        job = job_cancel(job=get_object_or_404(Job, pk=pk), actor=request.user)
+        return Response({"job": JobSerializer(job, context={"items_limit": 0}).data})
+
+
+class UpstreamHealthViewSet(viewsets.GenericViewSet):
+    """Per upstream: sandbox or live, its circuit breaker, and its calls of the last 15 minutes."""
+
+    serializer_class = UpstreamHealthSerializer
+    permission_classes = [CanReadUpstreamHealth]
+    filter_backends: list = []
+
+    def list(self, request: Request) -> Response:
+        rows = self.paginate_queryset(upstream_health())
+        return self.get_paginated_response(self.get_serializer(rows, many=True).data)
+
+
+def register_routes(router) -> None:
+    router.register("jobs", JobViewSet)
+    router.register("upstream-calls", UpstreamCallViewSet)
+    router.register("upstreams", UpstreamHealthViewSet, basename="upstream-health")
+    router.register("drift", DriftViewSet)

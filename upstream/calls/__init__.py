@@ -1,0 +1,1 @@
+"""Calls to the upstreams: the HTTP client base, typed errors, redaction, the call log, health."""

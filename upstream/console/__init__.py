@@ -1,0 +1,1 @@
+"""The operations console: the dashboard, its charts, and notices to staff."""

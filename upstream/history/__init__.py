@@ -1,0 +1,1 @@
+"""The mirror's history: record changes, timelines, drift, the sync base and refresh."""

@@ -1,0 +1,1 @@
+"""Lists that stay fast on a million rows: counting, indexes, shared query pieces, exports."""

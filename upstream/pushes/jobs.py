@@ -1,0 +1,209 @@
+"""Job bookkeeping every push shares: create, enqueue, cancel, retry, resume."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Model, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from upstream.actors import User, actor_allowed, actor_require
+from upstream.calls.breaker import breaker_require
+from upstream.l10n.stored import to_json
+from upstream.models import Job, JobItem
+from upstream.pushes.kinds import handler_for
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewItem:
+    target: Model
+    payload: dict[str, Any]
+    target_repr: str = ""
+
+
+def job_create(
+    *,
+    kind: str,
+    title: str,
+    items: Iterable[NewItem],
+    actor: User | None,
+    params: dict[str, Any] | None = None,
+    reason: str = "",
+    amount: Decimal | None = None,
+) -> Job:
+    """Create a job with one item per record and enqueue it once the transaction commits.
+
+    A write over an approval threshold (its count, or `amount` ₺) waits for a second person.
+    Refused (UpstreamUnavailable) while the upstream's circuit breaker is open.
+    """
+    from upstream.pushes.approvals import approval_fields
+
+    handler = handler_for(kind)
+    if not actor_allowed(actor, handler.permission):
+        raise PermissionDenied(_("You do not have permission to run this change."))
+    breaker_require(handler.service)
+    items = list(items)
+    if not items:
+        raise ValidationError(_("Nothing to send: no record would change."))
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=kind,
+            title=title[:200],
+            title_text=to_json(title),
+            params=params or {},
+            reason=reason,
+            created_by=actor if actor is not None and actor.is_authenticated else None,
+            total=len(items),
+            amount=amount,
+            **(approval_fields(len(items), amount) if handler.operation else {}),
+        )
+        JobItem.objects.bulk_create(
+            [
+                JobItem(
+                    job=job,
+                    position=i,
+                    target_type=item.target._meta.label_lower,
+                    target_id=str(item.target.pk),
+                    target_repr=(item.target_repr or str(item.target))[:200],
+                    payload=item.payload,
+                )
+                for i, item in enumerate(items, start=1)
+            ],
+            batch_size=1000,
+        )
+        if job.state == Job.State.QUEUED:
+            job_enqueue(job)
+    return job
+
+
+def job_enqueue(job: Job, *, run_after: datetime | None = None) -> None:
+    """Queue the job's task after the surrounding transaction commits (never before)."""
+    from upstream.tasks import job_run
+
+    job_id = job.pk
+
+    def _enqueue() -> None:
+        task = job_run
+        if run_after is not None and job_run.get_backend().supports_defer:
+            task = job_run.using(run_after=run_after)
+        result = task.enqueue(job_id)
+        Job.objects.filter(pk=job_id).update(task_id=str(result.id)[:64])
+
+    transaction.on_commit(_enqueue)
+
+
+def job_cancel(*, job: Job, actor: User) -> Job:
+    actor_require(
+        actor,
+        handler_for(job.kind).permission,
+        _("You do not have permission to cancel this job."),
+    )
+    if job.is_finished:
+        raise ValidationError(_("The job has already finished."))
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True, cancelled_by=actor)
+    job.refresh_from_db()
+    if job.state == Job.State.AWAITING_APPROVAL:
+        # Never approved, never prepared: close it at once (its frozen entries stay unwritten).
+        from upstream.pushes.approvals import approval_cancel
+
+        approval_cancel(job)
+        job.refresh_from_db()
+        return job
+    if job.state == Job.State.QUEUED:
+        # Nothing runs it yet: cancel the waiting items now rather than waiting for a worker
+        # (a frozen selection's remaining entries are written as cancelled items first).
+        from upstream.pushes.runner import cancel_pending_items, job_finalize
+        from upstream.pushes.selection import prepare_job
+
+        prepare_job(job.pk)
+        cancel_pending_items(job)
+        job_finalize(job.pk)
+        job.refresh_from_db()
+    return job
+
+
+def job_retry_failed(*, job: Job, actor: User) -> Job:
+    """Queue the rejected, failed and in-doubt items again (in-doubt ones are read back first)."""
+    actor_require(
+        actor, handler_for(job.kind).permission, _("You do not have permission to retry this job.")
+    )
+    if not job.is_finished:
+        raise ValidationError(_("The job is still running; retry when it has finished."))
+    breaker_require(handler_for(job.kind).service)
+    with transaction.atomic():
+        failed = JobItem.objects.filter(job=job, outcome__in=JobItem.FAILED_OUTCOMES)
+        if job.inline:
+            # A single change that was refused is corrected and sent again from its form (where
+            # the rules are checked again); here only one whose outcome is unknown is settled.
+            failed = failed.filter(outcome=JobItem.Outcome.IN_DOUBT)
+            if not failed.exists():
+                raise ValidationError(
+                    _(
+                        "A single change that was refused is not retried here: make it again "
+                        "from the record's page."
+                    )
+                )
+        count = failed.count()
+        if not count:
+            raise ValidationError(_("The job has no failed items to retry."))
+        failed.filter(outcome=JobItem.Outcome.IN_DOUBT).update(in_doubt=True)
+        _requeue(job, failed, actor, failed=0)
+    job.refresh_from_db()
+    return job
+
+
+def job_resume_cancelled(*, job: Job, actor: User) -> Job:
+    """Queue a cancelled job's unsent items again; each is re-checked against its record just
+    before sending, so one that changed meanwhile is skipped, not sent stale."""
+    actor_require(
+        actor, handler_for(job.kind).permission, _("You do not have permission to resume this job.")
+    )
+    if not job.is_finished:
+        raise ValidationError(_("The job is still running."))
+    breaker_require(handler_for(job.kind).service)
+    with transaction.atomic():
+        cancelled = JobItem.objects.filter(job=job, outcome=JobItem.Outcome.CANCELLED)
+        if not cancelled.exists():
+            raise ValidationError(_("The job has no cancelled items to resume."))
+        _requeue(job, cancelled, actor, cancelled=0, message="")
+    job.refresh_from_db()
+    return job
+
+
+def _requeue(
+    job: Job, items: QuerySet[JobItem], actor: User, *, message: str | None = None, **counts: int
+) -> None:
+    """Put finished items back to pending and the job back in the queue (caller's transaction)."""
+    if job.state in (Job.State.REJECTED, Job.State.EXPIRED) or (
+        job.approval_expires_at is not None and job.decided_at is None
+    ):
+        # It never got its second person: sending it now would skip the approval.
+        raise ValidationError(_("This job was never approved; start the change again."))
+    item_fields: dict[str, object] = {"message": message} if message is not None else {}
+    items.update(
+        state=JobItem.State.PENDING,
+        outcome=JobItem.Outcome.NONE,
+        finished_at=None,
+        lease_until=None,
+        claimed_by="",
+        **item_fields,
+    )
+    Job.objects.filter(pk=job.pk).update(
+        state=Job.State.QUEUED,
+        finished_at=None,
+        cancel_requested=False,
+        retried_by=actor,
+        retried_at=timezone.now(),
+        **counts,
+    )
+    job_enqueue(job)

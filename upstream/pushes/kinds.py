@@ -1,0 +1,199 @@
+"""What a kind of job must provide to the runner, and the registry of kinds.
+
+A handler's `push` and `settle` run in worker threads and only talk HTTP; `apply` runs in the
+runner's thread, inside the transaction that marks the items done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Self
+
+from django.db.models import Model, QuerySet
+
+from upstream.calls.client import CallRecorder, Exchange, UpstreamClient
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What one item of a kind sends, typed. Stored on the JobItem as JSON (`to_json`), read
+    back by the handler in the worker (`from_json`): the only shape the two paths share."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                values[f.name] = _from_json(data[f.name], hints[f.name])
+        return cls(**values)
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _from_json(value: Any, hint: Any) -> Any:
+    if value is None:
+        return None
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if Decimal in options:
+        return Decimal(str(value))
+    if datetime in options:
+        return datetime.fromisoformat(value)
+    return value
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    id: int
+    target_id: str
+    target_repr: str
+    payload: dict[str, Any]
+    in_doubt: bool
+    # Set at claim time: why the item must not be sent now (its record changed since the preview).
+    stale_reason: str = ""
+    # The call-log row committed as pending for this item's write before anything is sent.
+    call_id: int | None = None
+
+
+@dataclass
+class WorkResult:
+    item: WorkItem
+    outcome: str  # JobItem.Outcome value
+    message: str = ""
+    upstream_code: str = ""
+    data: Any = None
+    exchanges: list[Exchange] = field(default_factory=list)
+    # What the item shows when done (e.g. which records changed); apply() may fill it.
+    result: dict[str, Any] = field(default_factory=dict)
+    # The upstream asked us to wait this long (429 Retry-After): send again later, not failed.
+    retry_after: float | None = None
+    # The typed error behind a failed or in-doubt outcome, for a single push to re-raise.
+    error: Exception | None = None
+    # The upstream's circuit breaker kept the item's next call back: pending again, not failed.
+    paused: bool = False
+
+
+class JobHandler:
+    kind: ClassVar[str]
+    # What staff read for the kind ("paynet.invoice_status" is for code and logs).
+    label: ClassVar[Any] = ""
+    # The kind's typed payload; `payload(item)` reads an item's JSON back into it.
+    payload_type: ClassVar[type[Payload] | None] = None
+    target_type: ClassVar[str]
+    # The permission a user needs to create or retry this kind of job.
+    permission: ClassVar[str]
+    # The upstream (its circuit breaker gates the kind's pushes and calls) and the write
+    # operation each item sends; a pending call-log row is committed for that operation before
+    # the request leaves. The operation is empty for kinds that only read.
+    service: ClassVar[str] = ""
+    operation: ClassVar[str] = ""
+    # Writes claim their record (one push at a time per record); a read-only kind need not.
+    claims_records: ClassVar[bool] = True
+
+    def concurrency(self) -> int:
+        return 4
+
+    def make_client(self, recorder: CallRecorder) -> UpstreamClient:
+        raise NotImplementedError
+
+    def expand_queryset(self, queryset: QuerySet) -> QuerySet:
+        """How a frozen selection's records are read for `expand` (e.g. with select_related)."""
+        return queryset
+
+    def expand(
+        self, records: list[Model], tags: dict[int, str], params: dict[str, Any]
+    ) -> dict[int, Any]:
+        """A frozen selection's chunk as items: {record pk: NewItem}. `tags[pk]` is the value
+        the launch saw (the item's re-check compares it); a record left out is skipped."""
+        raise NotImplementedError(f"{self.kind} is not launched from a frozen selection")
+
+    def payload(self, item: WorkItem) -> Any:
+        return self.payload_type.from_json(item.payload) if self.payload_type else item.payload
+
+    def recheck(self, items: list[WorkItem]) -> dict[int, str]:
+        """Just before sending: items whose record no longer matches what was previewed.
+
+        Runs in the runner's thread with the records claimed, so nothing else pushes them until
+        the item is done. Returns {item id: reason staff can read}; those items are skipped.
+        """
+        return {}
+
+    def busy(self, items: list[WorkItem]) -> set[int]:
+        """Items whose record another kind of push holds (e.g. all records of a subscription);
+        they wait like items whose own record is claimed. Runs with their records claimed."""
+        return set()
+
+    def push(self, client: UpstreamClient, item: WorkItem) -> Any:
+        """Send the item's change; return what apply() needs. Raise UpstreamError on failure."""
+        raise NotImplementedError
+
+    def settle(self, client: UpstreamClient, item: WorkItem) -> Any | None:
+        """Read back an item whose last push may have been applied unanswered.
+
+        Return what apply() needs when the change is already there, None when it is not (the
+        runner then pushes it), or raise UpstreamError when the upstream cannot tell us.
+        """
+        raise NotImplementedError
+
+    def apply(self, results: list[WorkResult]) -> None:
+        """Write confirmed changes to the mirror (inside the runner's transaction)."""
+        raise NotImplementedError
+
+    def apply_read_back(self, results: list[WorkResult]) -> None:
+        """Write what a refused push read back (its error's `read_back`) to the mirror.
+
+        A push the preview judged "will change" and the upstream refused means the upstream's
+        state differs from the mirror's: the handler reads the record at once, and the runner
+        calls this in its transaction, with the read-back call as the history source.
+        """
+
+    def describe(self, result: dict[str, Any]) -> str:
+        """What a finished item changed, for the job page, in the active language."""
+        return str(result.get("summary", ""))
+
+    def finished(self, job: Any) -> None:
+        """The job has just closed (inside job_finalize's transaction); nothing by default.
+
+        For kinds whose records need a last word when the job ends, e.g. to record why the
+        items that failed or were cancelled got no answer.
+        """
+
+
+_registry: dict[str, JobHandler] = {}
+
+
+def register(handler_cls: type[JobHandler]) -> type[JobHandler]:
+    _registry[handler_cls.kind] = handler_cls()
+    return handler_cls
+
+
+def handler_for(kind: str) -> JobHandler:
+    try:
+        return _registry[kind]
+    except KeyError:
+        raise LookupError(f"no job handler registered for kind {kind!r}") from None
+
+
+def kind_label(kind: str) -> str:
+    """A job kind in the reader's language; an unknown kind (an old job's) as stored."""
+    handler = _registry.get(kind)
+    return str(handler.label) if handler is not None and handler.label else kind
+
+
+def registered_kinds() -> list[str]:
+    """Every kind of job there is (the admin's kind filters list them)."""
+    return sorted(_registry)
