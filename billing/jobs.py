@@ -22,7 +22,7 @@ from upstream.calls.errors import UpstreamAuthError, UpstreamError, UpstreamReje
 from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
 from upstream.l10n.stored import text
-from upstream.pushes.kinds import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.pushes.kinds import JobKind, Payload, WorkItem, WorkResult, register
 
 from . import rules
 from .client import WiseCPClient, changes_applied
@@ -78,7 +78,7 @@ class ItemUpdate(Payload):
 
 
 @register
-class InvoiceItemUpdateHandler(JobHandler):
+class InvoiceItemUpdateHandler(JobKind):
     kind = INVOICE_ITEM_UPDATE_KIND
     label = gettext_lazy("WiseCP: invoice item update")
     target_type = "billing.invoiceitem"

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from upstream.calls.client import CallRecorder
 from upstream.models import Job, JobItem
-from upstream.pushes.kinds import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.pushes.kinds import JobKind, Payload, WorkItem, WorkResult, register
 
 from .client import BillQuery, PayofinClient, QueryResult
 from .models import BillDebt, BillQueryBatch, BillQueryLine
@@ -59,7 +59,7 @@ class QueryChunk(Payload):
 
 
 @register
-class BillQueryHandler(JobHandler):
+class BillQueryHandler(JobKind):
     kind = BILL_QUERY_KIND
     label = gettext_lazy("Payofin: bill queries")
     target_type = "billqueries.billquerybatch"

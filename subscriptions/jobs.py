@@ -39,7 +39,7 @@ from upstream.history.sync import SyncCounts
 from upstream.l10n.stored import text
 from upstream.pushes.claims import live_claim_ids
 from upstream.pushes.jobs import NewItem
-from upstream.pushes.kinds import JobHandler, Payload, WorkItem, WorkResult, register
+from upstream.pushes.kinds import JobKind, Payload, WorkItem, WorkResult, register
 
 from .client import PaynetClient, parse_datetime, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
@@ -150,7 +150,7 @@ class NewInvoice(Payload):
     allow_duplicate: bool = False
 
 
-class _PaynetHandler(JobHandler):
+class _PaynetHandler(JobKind):
     service = "paynet"
 
     def concurrency(self) -> int:

@@ -156,7 +156,7 @@ def test_web_process_killed_mid_push_is_settled_by_the_sweep(mirror, operator, n
 
 def test_a_crash_after_the_write_went_out_is_in_doubt_not_failed(mirror, operator, no_pause):
     job = queued_job(waiting(1), operator)
-    handler = runner.handler_for(job.kind)
+    handler = runner.kind_for(job.kind)
 
     def push_then_crash(client, item):
         type(handler).push(handler, client, item)
@@ -180,7 +180,7 @@ def test_a_long_retry_after_reschedules_the_item(mirror, operator, no_pause):
         {"kind": "rate_limit", "seconds": 30, "operation": "invoice_status_update", "times": 9}
     )
     job = queued_job(waiting(1), operator)
-    handler = runner.handler_for(job.kind)
+    handler = runner.kind_for(job.kind)
 
     claimed = runner.claim_items(job, "w", 1, handler)
     result = runner._work(job, handler, claimed[0])
@@ -485,7 +485,7 @@ def test_api_key_of_a_request_that_died_is_answered_from_its_operation(mirror, a
 
 def test_a_jobs_read_back_is_recorded_pending_before_it_is_sent(mirror, operator, no_pause):
     job = queued_job(waiting(1), operator)
-    handler = runner.handler_for(job.kind)
+    handler = runner.kind_for(job.kind)
     claimed = runner.claim_items(job, "w", 1, handler)
     JobItem.objects.filter(pk=claimed[0].id).update(in_doubt=True)
     item = runner.replace(claimed[0], in_doubt=True)
@@ -527,7 +527,7 @@ def test_a_result_that_cannot_be_written_here_stays_in_doubt_and_spares_the_othe
     mirror, operator, no_pause
 ):
     job = queued_job(waiting(3), operator)
-    handler = runner.handler_for(job.kind)
+    handler = runner.kind_for(job.kind)
     claimed = runner.claim_items(job, "w", 3, handler)
     results = [runner._work(job, handler, item) for item in claimed]
     bad = claimed[1]

@@ -23,7 +23,7 @@ from upstream.pushes.approvals import (
     job_approve,
     job_reject,
 )
-from upstream.pushes.kinds import handler_for
+from upstream.pushes.kinds import kind_for
 from upstream.pushes.selection import parse
 
 SAMPLE = 50
@@ -49,7 +49,7 @@ def selection_sample(job: Job, limit: int = SAMPLE) -> list[Any]:
         return [item.target_repr for item in items]
     frozen = Job.objects.only("selection").get(pk=job.pk).selection
     ids = [pk for pk, _tag in parse(frozen)[:limit]]
-    model = apps.get_model(handler_for(job.kind).target_type)
+    model = apps.get_model(kind_for(job.kind).target_type)
     records = model.objects.in_bulk(ids)
     return [str(records[pk]) if pk in records else f"#{pk}" for pk in ids]
 

@@ -29,7 +29,7 @@ from upstream.history.timeline import record_link
 from upstream.lists.exports import job_results_csv, job_results_xlsx
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.jobs import job_cancel, job_resume_cancelled, job_retry_failed
-from upstream.pushes.kinds import handler_for, kind_label, registered_kinds
+from upstream.pushes.kinds import kind_for, kind_label, registered_kinds
 
 
 def _call_operations() -> list[tuple[str, str]]:
@@ -243,7 +243,7 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
             .order_by("position")[:500]
         )
         try:
-            handler = handler_for(job.kind)
+            handler = kind_for(job.kind)
         except LookupError:
             handler = None
         can_push = handler is not None and request.user.has_perm(handler.permission)
@@ -318,7 +318,7 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
         """Nothing happens on the first request: a page says what will, and asks to confirm."""
         job = get_object_or_404(Job, pk=pk)
         back = HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
-        if not request.user.has_perm(handler_for(job.kind).permission):
+        if not request.user.has_perm(kind_for(job.kind).permission):
             self.message_user(
                 request, _("You do not have permission to change this job."), messages.ERROR
             )

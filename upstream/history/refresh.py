@@ -14,13 +14,13 @@ from django.utils.translation import gettext as _
 from upstream.history.changes import current_source, history_source
 from upstream.history.sync import SyncCounts
 from upstream.history.timeline import field_label, format_value
-from upstream.pushes.kinds import JobHandler, WorkItem, WorkResult
+from upstream.pushes.kinds import JobKind, WorkItem, WorkResult
 
 # A refresh of a big record lists this many records' changes on its item at most.
 MAX_LISTED = 200
 
 
-class RefreshHandler(JobHandler):
+class RefreshHandler(JobKind):
     claims_records = False
     operation = ""
     # The model whose fields the listed changes name (labels and ₺ / date formatting).

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from upstream.admin.tools import attachment_disposition, csv_response
 from upstream.models import Job
-from upstream.pushes.kinds import handler_for
+from upstream.pushes.kinds import kind_for
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MONEY_FORMAT = "#,##0.00"
@@ -82,7 +82,7 @@ def job_results_header() -> list[str]:
 
 def job_results_rows(job: Job) -> Iterator[list[Any]]:
     try:
-        handler = handler_for(job.kind)
+        handler = kind_for(job.kind)
     except LookupError:
         handler = None
     items = job.items.order_by("position").defer("payload")

@@ -23,7 +23,7 @@ from upstream.calls.modes import upstream_mode
 from upstream.console.notices import job_finished_announce
 from upstream.models import Job, JobItem
 from upstream.pushes.jobs import job_enqueue
-from upstream.pushes.kinds import handler_for
+from upstream.pushes.kinds import kind_for
 
 PERM_APPROVE = "upstream.approve_job"
 
@@ -174,7 +174,7 @@ def _close(jobs: QuerySet[Job], state: str, **fields: object) -> None:
 
 def count_confirmation_required(job: Job) -> bool:
     """A live bulk push over the threshold: the approver types its number of records."""
-    service = handler_for(job.kind).service
+    service = kind_for(job.kind).service
     return (
         not job.inline
         and job.total >= settings.APPROVAL_MIN_ITEMS

@@ -19,7 +19,7 @@ from upstream.actors import User, actor_allowed, actor_require
 from upstream.calls.breaker import breaker_require
 from upstream.l10n.stored import to_json
 from upstream.models import Job, JobItem
-from upstream.pushes.kinds import handler_for
+from upstream.pushes.kinds import kind_for
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def job_create(
     """
     from upstream.pushes.approvals import approval_fields
 
-    handler = handler_for(kind)
+    handler = kind_for(kind)
     if not actor_allowed(actor, handler.permission):
         raise PermissionDenied(_("You do not have permission to run this change."))
     breaker_require(handler.service)
@@ -105,7 +105,7 @@ def job_enqueue(job: Job, *, run_after: datetime | None = None) -> None:
 def job_cancel(*, job: Job, actor: User) -> Job:
     actor_require(
         actor,
-        handler_for(job.kind).permission,
+        kind_for(job.kind).permission,
         _("You do not have permission to cancel this job."),
     )
     if job.is_finished:
@@ -135,11 +135,11 @@ def job_cancel(*, job: Job, actor: User) -> Job:
 def job_retry_failed(*, job: Job, actor: User) -> Job:
     """Queue the rejected, failed and in-doubt items again (in-doubt ones are read back first)."""
     actor_require(
-        actor, handler_for(job.kind).permission, _("You do not have permission to retry this job.")
+        actor, kind_for(job.kind).permission, _("You do not have permission to retry this job.")
     )
     if not job.is_finished:
         raise ValidationError(_("The job is still running; retry when it has finished."))
-    breaker_require(handler_for(job.kind).service)
+    breaker_require(kind_for(job.kind).service)
     with transaction.atomic():
         failed = JobItem.objects.filter(job=job, outcome__in=JobItem.FAILED_OUTCOMES)
         if job.inline:
@@ -166,11 +166,11 @@ def job_resume_cancelled(*, job: Job, actor: User) -> Job:
     """Queue a cancelled job's unsent items again; each is re-checked against its record just
     before sending, so one that changed meanwhile is skipped, not sent stale."""
     actor_require(
-        actor, handler_for(job.kind).permission, _("You do not have permission to resume this job.")
+        actor, kind_for(job.kind).permission, _("You do not have permission to resume this job.")
     )
     if not job.is_finished:
         raise ValidationError(_("The job is still running."))
-    breaker_require(handler_for(job.kind).service)
+    breaker_require(kind_for(job.kind).service)
     with transaction.atomic():
         cancelled = JobItem.objects.filter(job=job, outcome=JobItem.Outcome.CANCELLED)
         if not cancelled.exists():

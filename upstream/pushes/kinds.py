@@ -1,7 +1,15 @@
-"""What a kind of job must provide to the runner, and the registry of kinds.
+"""The kinds of job and the registry of them: the one unit every path of a push goes through.
 
-A handler's `push` and `settle` run in worker threads and only talk HTTP; `apply` runs in the
-runner's thread, inside the transaction that marks the items done.
+A `JobKind` is what the runner runs (a refresh or a bill query batch is one too). A `PushKind`
+is a write to an upstream, defined once in its vertical's `pushes.py`: how its typed payload is
+built from a record and the staff's request, its verdict (and the same rule as a queryset
+filter), push, settle (read back), apply, its amount for the approval thresholds and which fields
+a drift re-push may send. The single push (`upstream.pushes.single`), the bulk launch
+(`upstream.pushes.selection`), the API, the approval page and the runner's check just before
+sending all ask the same kind.
+
+`push` and `settle` run in worker threads and only talk HTTP; `apply` runs in the runner's
+thread, inside the transaction that marks the items done.
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Self
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 from upstream.calls.client import CallRecorder, Exchange, UpstreamClient
+from upstream.pushes.verdicts import Verdict
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,9 @@ class WorkResult:
     paused: bool = False
 
 
-class JobHandler:
+class JobKind:
+    """What the runner needs of a kind of job."""
+
     kind: ClassVar[str]
     # What staff read for the kind ("paynet.invoice_status" is for code and logs).
     label: ClassVar[Any] = ""
@@ -173,15 +184,57 @@ class JobHandler:
         """
 
 
-_registry: dict[str, JobHandler] = {}
+class PushKind(JobKind):
+    """A write to an upstream, one definition for every path (see the module doc).
+
+    `Request` is what staff asked for, in the kind's own terms (a target status, an item's
+    changes with the reason and the override); the kind builds the payload from it and judges it.
+    """
+
+    # Fields of the target model a drift re-push may send back; empty: none.
+    drift_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def target_model(self) -> type[Model]:
+        from django.apps import apps
+
+        return apps.get_model(self.target_type)
+
+    def verdict(self, record: Model, request: Any) -> Verdict:
+        """Will change / already so / blocked (with the reason staff read), from the rules and
+        the mirror; no I/O. The preview, the API's 400, the approval page and the check just
+        before sending all ask this."""
+        raise NotImplementedError
+
+    def change_filter(self, request: Any) -> Q:
+        """`verdict(record, request).kind == CHANGE` as a database filter, for selections."""
+        raise NotImplementedError(f"{self.kind} is not launched from a selection")
+
+    def build(self, record: Model, request: Any) -> Payload:
+        """The typed payload one item of this kind sends for `record`."""
+        raise NotImplementedError
+
+    def request_of(self, payload: Payload) -> Any:
+        """The request a payload was built from: what the check just before sending judges."""
+        raise NotImplementedError
+
+    def amount(self, payload: Payload) -> Decimal:
+        """What the push weighs for the approval thresholds (₺)."""
+        return Decimal("0")
+
+    def drift_request(self, record: Model, changes: dict[str, Any]) -> Any:
+        """The request a drift re-push of `changes` ({field: expected}) makes for `record`."""
+        raise NotImplementedError(f"{self.kind} re-pushes no drift")
 
 
-def register(handler_cls: type[JobHandler]) -> type[JobHandler]:
+_registry: dict[str, JobKind] = {}
+
+
+def register(handler_cls: type[JobKind]) -> type[JobKind]:
     _registry[handler_cls.kind] = handler_cls()
     return handler_cls
 
 
-def handler_for(kind: str) -> JobHandler:
+def kind_for(kind: str) -> JobKind:
     try:
         return _registry[kind]
     except KeyError:
@@ -197,3 +250,16 @@ def kind_label(kind: str) -> str:
 def registered_kinds() -> list[str]:
     """Every kind of job there is (the admin's kind filters list them)."""
     return sorted(_registry)
+
+
+def push_kind(kind: str) -> PushKind:
+    found = kind_for(kind)
+    if not isinstance(found, PushKind):
+        raise LookupError(f"{kind!r} is not a push kind")
+    return found
+
+
+def push_kinds_for(model: type[Model]) -> list[PushKind]:
+    """The push kinds that write `model`'s records (a drift re-push looks its kind up here)."""
+    label = model._meta.label_lower
+    return [k for k in _registry.values() if isinstance(k, PushKind) and k.target_type == label]

@@ -48,7 +48,7 @@ from upstream.l10n.stored import message_fields, text
 from upstream.models import Job, JobItem, RecordChange, RecordClaim, UpstreamCall
 from upstream.pushes.approvals import expire_approvals
 from upstream.pushes.claims import claim_records, release_records, renew_claims
-from upstream.pushes.kinds import JobHandler, WorkItem, WorkResult, handler_for
+from upstream.pushes.kinds import JobKind, WorkItem, WorkResult, kind_for
 from upstream.pushes.selection import prepare_job
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def _lease() -> timedelta:
 
 
 def claim_items(
-    job: Job, worker_id: str, limit: int, handler: JobHandler | None = None
+    job: Job, worker_id: str, limit: int, handler: JobKind | None = None
 ) -> list[WorkItem]:
     """Claim up to `limit` pending items and their records, in one short transaction.
 
@@ -86,7 +86,7 @@ def claim_items(
     record against what was previewed. Items whose record another push holds stay pending and
     are looked at again a moment later.
     """
-    handler = handler or handler_for(job.kind)
+    handler = handler or kind_for(job.kind)
     now = timezone.now()
     lease_until = now + _lease()
     with transaction.atomic():
@@ -146,7 +146,7 @@ def claim_items(
 
 
 def _reserve_calls(
-    job: Job, handler: JobHandler, items: list[WorkItem], now: datetime
+    job: Job, handler: JobKind, items: list[WorkItem], now: datetime
 ) -> dict[int, int]:
     """Commit one pending call-log row per item for the write it is about to send."""
     if not handler.operation or not items:
@@ -231,7 +231,7 @@ class JobRecorder:
     def __init__(
         self,
         job: Job,
-        handler: JobHandler,
+        handler: JobKind,
         item: WorkItem,
         reserve: Callable[[UpstreamCall], int] = insert_call,
         gate: BreakerGate | None = None,
@@ -278,7 +278,7 @@ class JobRecorder:
 
 def _work(
     job: Job,
-    handler: JobHandler,
+    handler: JobKind,
     item: WorkItem,
     reserve: Callable[[UpstreamCall], int] = insert_call,
     gate: BreakerGate | None = None,
@@ -286,7 +286,7 @@ def _work(
     return _work_item(handler, item, JobRecorder(job, handler, item, reserve, gate))
 
 
-def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> WorkResult:
+def _work_item(handler: JobKind, item: WorkItem, recorder: JobRecorder) -> WorkResult:
     client = handler.make_client(recorder)
     try:
         if item.in_doubt:
@@ -389,7 +389,7 @@ def _work_item(handler: JobHandler, item: WorkItem, recorder: JobRecorder) -> Wo
         )
 
 
-def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[WorkResult]) -> None:
+def flush_results(job: Job, handler: JobKind, worker_id: str, results: list[WorkResult]) -> None:
     """Write a batch of results: calls, mirror changes and item states, all in one transaction.
 
     The records' claims are let go in the same transaction, so the next push of a record sees
@@ -564,7 +564,7 @@ def flush_results(job: Job, handler: JobHandler, worker_id: str, results: list[W
     breaker_record(exchanges)
 
 
-def _apply(handler: JobHandler, ok: list[WorkResult]) -> None:
+def _apply(handler: JobKind, ok: list[WorkResult]) -> None:
     """Write confirmed changes to the mirror; a result whose write fails does not take the
     others (or the call log) with it: it is kept in doubt, to be read back and applied again."""
     if not ok:
@@ -670,7 +670,7 @@ def job_finalize(job_id: int, *, announce: bool = True) -> bool:
             update_fields=["succeeded", "failed", "cancelled", "skipped", "state", "finished_at"]
         )
         try:
-            handler = handler_for(job.kind)
+            handler = kind_for(job.kind)
         except LookupError:
             handler = None
         if handler is not None:
@@ -716,7 +716,7 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     if job.state not in Job.ACTIVE_STATES:
         # Finished, or still waiting for its approval: a stray task must send nothing.
         return {"succeeded": job.succeeded, "failed": job.failed}
-    handler = handler_for(job.kind)
+    handler = kind_for(job.kind)
     release_expired_leases(job_id)
     unprepared = not job.is_prepared
     Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(

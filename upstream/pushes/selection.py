@@ -29,7 +29,7 @@ from upstream.l10n.stored import to_json
 from upstream.models import Job, JobItem
 from upstream.pushes.approvals import approval_fields
 from upstream.pushes.jobs import job_enqueue
-from upstream.pushes.kinds import handler_for
+from upstream.pushes.kinds import kind_for
 
 EXPAND_CHUNK = 2000
 
@@ -94,7 +94,7 @@ def job_create_frozen(
     for a second person instead of being queued. Refused (UpstreamUnavailable) while the
     upstream's circuit breaker is open.
     """
-    handler = handler_for(kind)
+    handler = kind_for(kind)
     if not actor_allowed(actor, handler.permission):
         raise PermissionDenied(_("You do not have permission to run this change."))
     breaker_require(handler.service)
@@ -129,7 +129,7 @@ def prepare_job(job_id: int, *, chunk: int = EXPAND_CHUNK) -> int:
     job = Job.objects.only("pk", "kind", "params", "selection", "prepared").get(pk=job_id)
     if job.prepared is None:
         return 0
-    handler = handler_for(job.kind)
+    handler = kind_for(job.kind)
     model = apps.get_model(handler.target_type)
     entries = parse(job.selection)
     written = 0

@@ -46,7 +46,7 @@ from upstream.models import Job, JobItem
 from upstream.pushes.approvals import approval_fields, approval_needed, awaiting_message
 from upstream.pushes.claims import claim_records, release_records
 from upstream.pushes.jobs import job_enqueue
-from upstream.pushes.kinds import JobHandler, WorkItem, WorkResult, handler_for
+from upstream.pushes.kinds import JobKind, WorkItem, WorkResult, kind_for
 from upstream.pushes.runner import JobRecorder, _reserve_calls, _work, flush_results, job_finalize
 
 # How long a second push of the same record waits for the first before it is refused.
@@ -96,7 +96,7 @@ def push_single(
     breaker is open. After the breaker's cooldown this push is the probe. A push of `amount` ₺
     over the approval threshold is not sent: it raises AwaitingApproval with its job.
     """
-    handler = handler_for(kind)
+    handler = kind_for(kind)
     if actor is None or not actor.has_perm(handler.permission):
         raise PermissionDenied(_("You do not have permission to make this change."))
     key = (idempotency_key or "").strip()[:100]
@@ -146,7 +146,7 @@ def push_single(
 
 
 def _push_single(
-    handler: JobHandler,
+    handler: JobKind,
     *,
     kind: str,
     target: Model,
@@ -213,7 +213,7 @@ def _push_single(
 
 
 def _await_approval(
-    handler: JobHandler,
+    handler: JobKind,
     *,
     kind: str,
     target: Model,
@@ -255,7 +255,7 @@ def _await_approval(
     raise AwaitingApproval(awaiting_message(job), job=job)
 
 
-def _paused(handler: JobHandler, result: WorkResult) -> WorkResult:
+def _paused(handler: JobKind, result: WorkResult) -> WorkResult:
     """The breaker opened while this push was on its way and kept its next call back.
 
     If its write may have been applied: in doubt, settled by reading back (by the worker, once the
@@ -280,7 +280,7 @@ def _paused(handler: JobHandler, result: WorkResult) -> WorkResult:
 
 def _read_back_now(
     job: Job,
-    handler: JobHandler,
+    handler: JobKind,
     item: WorkItem,
     result: WorkResult,
     gate: BreakerGate | None = None,
@@ -327,7 +327,7 @@ class _Busy(Exception):
 
 
 def _start(
-    handler: JobHandler,
+    handler: JobKind,
     *,
     kind: str,
     target: Model,
