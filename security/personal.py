@@ -1,7 +1,7 @@
 """Customers' personal data in the mirror, shown unmasked only with its own permission (KVKK).
 
 The mirror keeps what staff need (names, e-mails, phone numbers: upstream.calls.redaction
-MIRROR_PERSONAL_FIELDS). Staff without `security.view_personal_data` see them masked ("Ze***
+upstream.registry). Staff without `security.view_personal_data` see them masked ("Ze***
 Ka**", "z***@example.com", "532***4567") in every admin list and record page, in the CSV
 exports and in the API. docs/decisions/011-personal-data.md says why and how.
 
@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import contextvars
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models.signals import post_init, pre_save
 from django.http import HttpRequest, HttpResponse
 
-from upstream.calls.redaction import MIRROR_PERSONAL_FIELDS, Kind, mask_value
+from upstream.calls.redaction import Kind, mask_value
+from upstream.registry import mirrored_models
+from upstream.registry import personal_fields as registered_personal_fields
 
 PERM_PERSONAL_DATA = "security.view_personal_data"
 # The attribute a masked row carries; such a row is never saved.
@@ -44,8 +45,9 @@ def sees_personal_data(user: Any) -> bool:
     return bool(user is not None and user.is_authenticated and user.has_perm(PERM_PERSONAL_DATA))
 
 
-def personal_fields(model: type[models.Model] | models.Model) -> dict[str, Kind]:
-    return MIRROR_PERSONAL_FIELDS.get(model._meta.label_lower, {})
+def personal_fields(model: type[models.Model] | models.Model) -> Mapping[str, Kind]:
+    # What each vertical registered (upstream.registry.register_mirrored).
+    return registered_personal_fields(model._meta.label_lower)
 
 
 def mask_instance(obj: models.Model) -> models.Model:
@@ -111,8 +113,11 @@ def _refuse_masked(sender: type[models.Model], instance: models.Model, **kwargs:
 
 
 def connect() -> None:
-    for label in MIRROR_PERSONAL_FIELDS:
-        model = apps.get_model(label)
+    # The verticals registered their models in their ready(); this app is installed after them.
+    for entry in mirrored_models():
+        if not entry.personal:
+            continue
+        model, label = entry.model, entry.label
         post_init.connect(_on_load, sender=model, dispatch_uid=f"security.mask.{label}")
         pre_save.connect(_refuse_masked, sender=model, dispatch_uid=f"security.guard.{label}")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -13,7 +15,7 @@ from upstream.api import filters as api_filters
 from upstream.api.idempotency import idempotent
 from upstream.api.permissions import IsStaff
 from upstream.api.serializers import JobRefSerializer
-from upstream.history.drift import drift_accept, drift_repush
+from upstream.history.drift import drift_accept, drift_repush, drift_repush_selection
 from upstream.models import Drift
 
 
@@ -50,6 +52,12 @@ class DriftSerializer(serializers.ModelSerializer):
 
 class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=False, trim_whitespace=True)
+
+
+class RepushSelectionSerializer(ReasonSerializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=10_000
+    )
 
 
 class DriftFilter(api_filters.FilterSet):
@@ -96,3 +104,37 @@ class DriftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             "job": JobRefSerializer(result.job).data if result.job is not None else None,
         }
         return Response(data, status=status.HTTP_202_ACCEPTED if result.accepted else 200)
+
+    @extend_schema(
+        operation_id="drift_repush_selection",
+        request=RepushSelectionSerializer,
+        responses={202: None},
+    )
+    @action(detail=False, methods=["post"], url_path="repush", permission_classes=[IsStaff])
+    @idempotent
+    def repush_selection(self, request: Request) -> Response:
+        """Re-push a selection of open entries as one bulk push per push kind (its approvals
+        and job page): 202 with the jobs, the entries re-pushed and the refusals."""
+        body = RepushSelectionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        drifts = list(
+            Drift.objects.select_related("content_type").filter(pk__in=body.validated_data["ids"])
+        )
+        if missing := set(body.validated_data["ids"]) - {d.pk for d in drifts}:
+            raise serializers.ValidationError(
+                {"ids": [_("Unknown drift entry: %(id)s.") % {"id": pk} for pk in sorted(missing)]}
+            )
+        launch = drift_repush_selection(
+            drifts=drifts, actor=request.user, reason=body.validated_data["reason"]
+        )
+        if launch.forbidden and not launch.jobs:
+            raise PermissionDenied(next(iter(launch.refused.values()), ""))
+        if not launch.jobs:
+            raise serializers.ValidationError({"ids": launch.errors})
+        data = {
+            "job": JobRefSerializer(launch.jobs[0]).data,
+            "jobs": JobRefSerializer(launch.jobs, many=True).data,
+            "repushed": launch.done,
+            "refused": launch.errors,
+        }
+        return Response(data, status=status.HTTP_202_ACCEPTED)

@@ -6,19 +6,15 @@ from typing import Literal
 
 from django.conf import settings
 
-BASE_URL_SETTINGS = {
-    "paynet": "PAYNET_BASE_URL",
-    "wisecp": "WISECP_API_URL",
-    "payofin": "PAYOFIN_BASE_URL",
-}
+from upstream.registry import upstream, upstreams
 
 
 def upstream_mode(service: str) -> Literal["sandbox", "live"]:
     """ "sandbox" when the service's base URL points at SANDBOX_URL, "live" otherwise."""
-    base = str(getattr(settings, BASE_URL_SETTINGS[service], "") or "")
+    base = str(getattr(settings, upstream(service).base_url_setting, "") or "")
     sandbox = str(settings.SANDBOX_URL).rstrip("/")
     return "sandbox" if base.startswith(sandbox + "/") or base == sandbox else "live"
 
 
 def upstream_modes() -> dict[str, str]:
-    return {service: upstream_mode(service) for service in BASE_URL_SETTINGS}
+    return {service: upstream_mode(service) for service in upstreams()}

@@ -83,17 +83,8 @@ PERSONAL_FIELDS: dict[str, Kind] = {
 # Inside an address: the parts that find a door; the city, district and country stay.
 ADDRESS_PARTS = frozenset({"detail", "zipcode", "zip", "postcode", "postalcode", "street", "line1"})
 
-# The mirror's personal columns, shown masked to staff without `security.view_personal_data`
-# in lists, record pages, exports and the API (security/personal.py). Payofin's bill holder
-# names (billqueries.BillDebt.customer_name) arrive masked by Payofin and are not listed.
-MIRROR_PERSONAL_FIELDS: dict[str, dict[str, Kind]] = {
-    "subscriptions.subscription": {
-        "name_surname": Kind.NAME,
-        "end_user_email": Kind.EMAIL,
-        "end_user_gsm": Kind.PHONE,
-    },
-    "billing.invoice": {"full_name": Kind.NAME},
-}
+# The mirror's personal columns (names, e-mails, phones) are registered by each vertical with
+# its models (upstream.registry.register_mirrored) and masked by security/personal.py.
 
 
 def _key(name: str) -> str:

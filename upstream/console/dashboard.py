@@ -10,25 +10,24 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Aggregate, Count, FloatField, Q, QuerySet, Sum
+from django.db.models import Aggregate, Count, FloatField, Q, QuerySet
 from django.db.models.functions import TruncDate, TruncHour
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from upstream.console.charts import Series, legend, stacked_bars
-from upstream.l10n.formats import money
 from upstream.models import DashboardFigure, Job, JobItem, Outcome, Service, UpstreamCall
 from upstream.pushes.approvals import awaiting_for
+from upstream.registry import charts as registered_charts
+from upstream.registry import mirrored_models, totals
 
 DAYS = 14
 HOURS = 24
-RECORDS_BY_STATUS = "records_by_status"
 
 
 @dataclass
@@ -41,17 +40,18 @@ class Chart:
     notes: list[str] = field(default_factory=list)
 
 
-def _days(now: datetime) -> list[date]:
+def days_window(now: datetime) -> list[date]:
+    """The dashboard's days, oldest first, ending today."""
     today = timezone.localdate(now)
     return [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
 
 
-def _short(day: date) -> str:
+def short_day(day: date) -> str:
     return formats.date_format(day, "d.m")
 
 
 def jobs_per_day(now: datetime) -> Chart:
-    days = _days(now)
+    days = days_window(now)
     since = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
     rows = (
         Job.objects.filter(created_at__gte=since, created_at__lte=now)
@@ -80,7 +80,7 @@ def jobs_per_day(now: datetime) -> Chart:
     title = _("Jobs per day by outcome")
     return Chart(
         title,
-        stacked_bars([_short(d) for d in days], series, title=title, label_every=2),
+        stacked_bars([short_day(d) for d in days], series, title=title, label_every=2),
         legend(series),
         not any(any(s.values) for s in series),
         "jobs",
@@ -162,21 +162,6 @@ def calls_per_hour(now: datetime, service: str, label: str) -> Chart:
     )
 
 
-def _records_by_status_rows() -> list[list[Any]]:
-    from subscriptions.models import SubscriptionInvoice
-
-    rows = (
-        SubscriptionInvoice.objects.order_by()
-        .values("status")
-        .annotate(n=Count("id"), total=Sum("amount"))
-    )
-    return [[r["status"], r["n"], str(r["total"] or Decimal("0"))] for r in rows]
-
-
-# Whole-table totals the dashboard shows: computed by the sweep, read by the page.
-TOTALS = {RECORDS_BY_STATUS: _records_by_status_rows}
-
-
 def refresh_totals(*, max_age: float | None = None) -> int:
     """Recompute the totals older than max_age seconds (all when None); returns how many.
 
@@ -188,11 +173,11 @@ def refresh_totals(*, max_age: float | None = None) -> int:
     if max_age is not None:
         fresh = set(
             DashboardFigure.objects.filter(
-                key__in=TOTALS, computed_at__gt=now - timedelta(seconds=max_age)
+                key__in=totals(), computed_at__gt=now - timedelta(seconds=max_age)
             ).values_list("key", flat=True)
         )
     refreshed = 0
-    for key, compute in TOTALS.items():
+    for key, compute in totals().items():
         if key in fresh:
             continue
         DashboardFigure.objects.update_or_create(
@@ -202,80 +187,15 @@ def refresh_totals(*, max_age: float | None = None) -> int:
     return refreshed
 
 
-def _total(key: str) -> tuple[list[list[Any]], datetime]:
+def dashboard_total(key: str) -> tuple[Any, datetime]:
     """A total as the sweep left it; computed here only when missing or long stale (no worker)."""
     figure = DashboardFigure.objects.filter(key=key).first()
     stale_after = timedelta(seconds=10 * settings.DASHBOARD_TOTALS_SECONDS)
     if figure is None or figure.computed_at < timezone.now() - stale_after:
         figure, _created = DashboardFigure.objects.update_or_create(
-            key=key, defaults={"data": TOTALS[key](), "computed_at": timezone.now()}
+            key=key, defaults={"data": totals()[key](), "computed_at": timezone.now()}
         )
     return figure.data, figure.computed_at
-
-
-def records_by_status() -> Chart:
-    from subscriptions.models import InvoiceStatus
-
-    data, computed_at = _total(RECORDS_BY_STATUS)
-    rows = [(status, n, Decimal(total)) for status, n, total in data]
-    by_status = {status: (n, total) for status, n, total in rows}
-    categories = [str(s.label) for s in InvoiceStatus]
-    totals = [float(by_status.get(int(s), (0, 0))[1]) for s in InvoiceStatus]
-    series = [Series(_("Total (₺)"), "amount", totals)]
-    notes = [
-        f"{s.label}: {formats.number_format(by_status.get(int(s), (0, 0))[0], force_grouping=True)}"
-        f" · {money(by_status.get(int(s), (0, Decimal('0')))[1])}"
-        for s in InvoiceStatus
-    ]
-    notes.append(
-        _("As of %(time)s.") % {"time": formats.time_format(timezone.localtime(computed_at), "H:i")}
-    )
-    title = _("Payment records by status, ₺ total")
-    return Chart(
-        title,
-        stacked_bars(
-            categories,
-            series,
-            title=title,
-            value_format=lambda v: money(Decimal(str(v))),
-            height=220,
-        ),
-        legend(series),
-        not rows,
-        "records",
-        notes,
-    )
-
-
-def bill_lines_per_day(now: datetime) -> Chart:
-    from billqueries.models import BillQueryLine
-
-    days = _days(now)
-    since = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
-    rows = (
-        BillQueryLine.objects.filter(queried_at__gte=since, queried_at__lte=now)
-        .annotate(day=TruncDate("queried_at", tzinfo=timezone.get_current_timezone()))
-        .values("day", "outcome")
-        .annotate(n=Count("id"))
-    )
-    outcomes = {
-        BillQueryLine.Outcome.FOUND: _("Debt found"),
-        BillQueryLine.Outcome.NO_DEBT: _("No debt"),
-        BillQueryLine.Outcome.FAILED: _("Failed"),
-    }
-    counts: dict[str, dict[date, int]] = {k: defaultdict(int) for k in outcomes}
-    for row in rows:
-        if row["outcome"] in counts:
-            counts[row["outcome"]][row["day"]] += row["n"]
-    series = [Series(text, key, [counts[key][d] for d in days]) for key, text in outcomes.items()]
-    title = _("Payofin lines per day")
-    return Chart(
-        title,
-        stacked_bars([_short(d) for d in days], series, title=title, label_every=2),
-        legend(series),
-        not any(any(s.values) for s in series),
-        "bill-lines",
-    )
 
 
 def my_counts(user: Any) -> list[dict[str, Any]]:
@@ -312,11 +232,17 @@ def my_counts(user: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _drift_services() -> list[tuple[str, str]]:
+    """The upstreams whose records can drift (what the verticals registered)."""
+    tracked = {m.service for m in mirrored_models() if m.drift_tracked}
+    return [(value, label) for value, label in Service.choices if value in tracked]
+
+
 def open_drift_chart(per_service: dict[str, dict[str, int]]) -> Chart:
     """Open drift per upstream, stacked by kind (upstream/drift.py)."""
     from upstream.models import Drift
 
-    services = [(v, label) for v, label in Service.choices if v != Service.PAYOFIN]
+    services = _drift_services()
     series = [
         Series(str(label), kind, [per_service.get(v, {}).get(kind, 0) for v, _l in services])
         for kind, label in Drift.Kind.choices
@@ -341,8 +267,7 @@ def drift_dashboard_counts(per_service: dict[str, dict[str, int]]) -> list[dict[
             "count": sum(per_service.get(value, {}).values()),
             "url": f"{report}?state__exact=open&service__exact={value}",
         }
-        for value, label in Service.choices
-        if value != Service.PAYOFIN
+        for value, label in _drift_services()
     ]
 
 
@@ -382,10 +307,8 @@ def dashboard(user: Any) -> dict[str, Any]:
         charts.append(jobs_per_day(now))
     if user.has_perm("upstream.view_upstreamcall"):
         charts += [calls_per_hour(now, value, label) for value, label in Service.choices]
-    if user.has_perm("subscriptions.view_subscriptioninvoice"):
-        charts.append(records_by_status())
-    if user.has_perm("billqueries.view_billqueryline"):
-        charts.append(bill_lines_per_day(now))
+    # The verticals' own charts (upstream.registry), in the order their apps are installed.
+    charts += [chart.draw(now) for chart in registered_charts() if user.has_perm(chart.permission)]
     counts = my_counts(user) if user.has_perm("upstream.view_job") else []
     if user.has_perm("upstream.view_drift"):
         from upstream.history.drift import drift_counts

@@ -15,6 +15,8 @@ with its rules, reason and approvals). Kinds:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,9 @@ from django.db import models, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
+from upstream.registry import Mirrored, mirrored
 
 if TYPE_CHECKING:
     from upstream.history.changes import Source
@@ -32,30 +37,15 @@ if TYPE_CHECKING:
 # Sources that bring the upstream's state into the mirror: only their changes can be drift.
 READ_SOURCES = frozenset({"sync", "refresh", "call"})
 
-SERVICES = {
-    "subscriptions.subscription": "paynet",
-    "subscriptions.subscriptioninvoice": "paynet",
-    "billing.invoice": "wisecp",
-    "billing.invoiceitem": "wisecp",
-    "billqueries.billqueryline": "payofin",
-}
-# Fields only staff change (issue 9); a change seen upstream is drift.
-STAFF_ONLY = {
-    "subscriptions.subscriptioninvoice": frozenset(
-        {"amount", "val_date", "agent_amount", "company_amount", "status"}
-    ),
-    "billing.invoiceitem": frozenset({"amount", "total", "quantity", "invoice"}),
-}
-# The upstream's own lifecycle: on the timeline, never drift (Paynet charging a record).
-LIFECYCLE = {
-    ("subscriptions.subscriptioninvoice", "status"): frozenset({(0, 3), (0, 4)}),
-}
-# Records whose vanishing upstream is drift.
-VANISHING = frozenset({"subscriptions.subscriptioninvoice", "billing.invoiceitem"})
+
+def _rules(label: str) -> Mirrored | None:
+    # What each vertical registered (upstream.registry): its fields only staff change, the
+    # upstream's own lifecycle, and whether a record that vanishes upstream is drift.
+    return mirrored(label)
 
 
-def _is_lifecycle(label: str, field: str, old: Any, new: Any) -> bool:
-    return (old, new) in LIFECYCLE.get((label, field), ())
+def _is_lifecycle(rules: Mirrored | None, field: str, old: Any, new: Any) -> bool:
+    return rules is not None and (old, new) in rules.lifecycle.get(field, ())
 
 
 def drift_detect(
@@ -69,8 +59,9 @@ def drift_detect(
         return []
     from upstream.models import Drift, RecordChange
 
-    label = model._meta.label_lower
-    staff_only = STAFF_ONLY.get(label, frozenset())
+    rules = _rules(model._meta.label_lower)
+    staff_only = rules.staff_only if rules is not None else frozenset()
+    vanishing = rules is not None and rules.vanishing_is_drift
     updates = [c for c in changes if c.action == RecordChange.Action.UPDATE]
     # Per (record, field) the latest earlier change: was it a push of ours?
     previous: dict[tuple[int, str], RecordChange] = {}
@@ -90,12 +81,12 @@ def drift_detect(
             previous.setdefault((row.object_id, row.field), row)
     found: list[tuple[RecordChange, str, Any, Any]] = []
     for change in changes:
-        if change.action == RecordChange.Action.DELETE and label in VANISHING:
+        if change.action == RecordChange.Action.DELETE and vanishing:
             found.append((change, Drift.Kind.MISSING, labels.get(change.object_id), None))
             continue
         if change.action != RecordChange.Action.UPDATE:
             continue
-        if _is_lifecycle(label, change.field, change.old, change.new):
+        if _is_lifecycle(rules, change.field, change.old, change.new):
             continue
         last = previous.get((change.object_id, change.field))
         if last is not None and last.source == "operation" and last.new == change.old:
@@ -151,7 +142,7 @@ def _open(
         entry.save(update_fields=["found", "last_seen_at"])
         return entry
     return Drift.objects.create(
-        service=SERVICES.get(model._meta.label_lower, ""),
+        service=rules.service if (rules := _rules(model._meta.label_lower)) else "",
         content_type=content_type,
         object_id=pk,
         record_label=str(record_label if record_label is not None else pk)[:200],
@@ -253,141 +244,171 @@ class RepushResult:
     def __init__(self, drift: Drift, job: Job | None, accepted: bool) -> None:
         self.drift = drift
         self.job = job
-        # True when the push waits (approval) or is being settled: the API's 202.
+        # True while the push waits (approval), runs or is being settled: the API's 202.
         self.accepted = accepted
+
+
+@dataclass
+class RepushLaunch:
+    """What a re-push of a selection started: the entries resolved, the jobs, the refusals."""
+
+    done: int = 0
+    jobs: list[Job] = dc_field(default_factory=list)
+    errors: list[str] = dc_field(default_factory=list)
+    # Entry pk -> why it was not re-pushed (the single re-push raises it).
+    refused: dict[int, str] = dc_field(default_factory=dict)
+    # A push kind's permission was missing (the single re-push answers 403).
+    forbidden: bool = False
+
+    def refuse(self, drift: Drift, reason: str) -> None:
+        self.refused[drift.pk] = reason
+        self.errors.append(f"{drift.record_label}: {reason}")
 
 
 def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
     """Send `expected` back through the normal push path (its rules, reason and approvals).
 
-    Only what staff can push is re-pushable: a payment record's status and an invoice item's
-    fields. Raises ValidationError otherwise, and lets the push's own errors rise.
+    A re-push of one entry is a re-push of a selection of one (`drift_repush_selection`).
+    Raises ValidationError for an entry that cannot be re-pushed (a field staff cannot push, a
+    vanished record, the push kind's verdict says no) and PermissionDenied without the right.
     """
-    from upstream.calls.errors import PushAccepted
     from upstream.models import Drift, Job
 
     reason = _require(actor, reason)
     if drift.state != Drift.State.OPEN:
         raise ValidationError({"state": [_("This drift entry is no longer open.")]})
-    label = drift.content_type.app_label + "." + drift.content_type.model
-    model = drift.content_type.model_class()
-    record = model.objects.filter(pk=drift.object_id).first() if model else None
-    if record is None or drift.kind == Drift.Kind.MISSING:
-        raise ValidationError({"field": [_("A vanished record cannot be re-pushed.")]})
-    job = None
-    accepted = False
-    try:
-        if label == "subscriptions.subscriptioninvoice" and drift.field == "status":
-            from subscriptions.services import subscription_invoice_set_status
+    launch = drift_repush_selection(drifts=[drift], actor=actor, reason=reason)
+    if launch.forbidden:
+        raise PermissionDenied(launch.refused.get(drift.pk, ""))
+    if drift.pk in launch.refused:
+        raise ValidationError({"field": [launch.refused[drift.pk]]})
+    drift.refresh_from_db()
+    job = launch.jobs[0] if launch.jobs else None
+    if job is not None:
+        job.refresh_from_db()
+    return RepushResult(drift, job, job is not None and job.state != Job.State.SUCCEEDED)
 
-            subscription_invoice_set_status(
-                record=record, status=int(drift.expected), actor=actor, reason=reason
+
+def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) -> RepushLaunch:
+    """Re-push open entries as bulk pushes: one job per push kind, with the approvals of the
+    whole selection, never a loop of single pushes in the request.
+
+    Each record's push kind (upstream.pushes.kinds) says which fields a re-push may send and
+    turns the expected values into its request; its verdict refuses what the rules refuse, as
+    for any push. The entries whose push started are marked re-pushed with their job.
+    """
+    from upstream.models import Drift
+    from upstream.pushes.jobs import NewItem, job_create
+    from upstream.pushes.kinds import PushKind, push_kinds_for
+    from upstream.pushes.verdicts import VerdictKind
+
+    reason = _require(actor, reason)
+    launch = RepushLaunch()
+    # kind -> record pk -> (record, {field: expected}, entries)
+    grouped: dict[PushKind, dict[int, tuple[models.Model, dict[str, Any], list[Drift]]]] = {}
+    for drift in drifts:
+        if drift.state != Drift.State.OPEN:
+            continue
+        model = drift.content_type.model_class()
+        record = model.objects.filter(pk=drift.object_id).first() if model else None
+        if record is None or drift.kind == Drift.Kind.MISSING:
+            launch.refuse(drift, _("A vanished record cannot be re-pushed."))
+            continue
+        kind = next((k for k in push_kinds_for(model) if drift.field in k.drift_fields), None)
+        if kind is None:
+            launch.refuse(
+                drift, _("This field cannot be pushed to the upstream; accept it instead.")
             )
-        elif label == "billing.invoiceitem" and drift.field in _ITEM_PUSHABLE:
-            from billing.services import invoice_item_update
-
-            invoice_item_update(
-                item=record,
-                changes={drift.field: _item_value(drift.field, drift.expected)},
-                expected_version=record.version,
+            continue
+        _record, changes, entries = grouped.setdefault(kind, {}).setdefault(
+            record.pk, (record, {}, [])
+        )
+        changes[drift.field] = drift.expected
+        entries.append(drift)
+    for kind, records in grouped.items():
+        items, amount, launched = [], Decimal("0"), []
+        for record, changes, entries in records.values():
+            try:
+                request = kind.drift_request(record, changes)
+            except ValidationError as error:
+                for drift in entries:
+                    launch.refuse(drift, _error_text(error))
+                continue
+            verdict = kind.verdict(record, request)
+            if verdict.kind != VerdictKind.CHANGE:
+                why = verdict.reason or _("The upstream already holds the expected value.")
+                for drift in entries:
+                    launch.refuse(drift, str(why))
+                continue
+            payload = kind.build(record, request)
+            amount += kind.amount(payload)
+            items.append(
+                NewItem(
+                    target=record, payload=payload.to_json(), target_repr=entries[0].record_label
+                )
+            )
+            launched += entries
+        if not items:
+            continue
+        try:
+            job = job_create(
+                kind=kind.kind,
+                title=_repush_title(kind, len(items)),
+                items=items,
                 actor=actor,
                 reason=reason,
+                amount=amount,
             )
-        else:
-            raise ValidationError(
-                {"field": [_("This field cannot be pushed to the upstream; accept it instead.")]}
-            )
-    except PushAccepted as pending:
-        job, accepted = pending.job, True
-    if job is None:
-        job = (
-            Job.objects.filter(created_by=actor, items__target_id=str(record.pk))
-            .order_by("-id")
-            .first()
+        except (ValidationError, PermissionDenied) as error:
+            for drift in launched:
+                launch.refuse(drift, _error_text(error))
+            launch.forbidden |= isinstance(error, PermissionDenied)
+            continue
+        launch.jobs.append(job)
+        launch.done += Drift.objects.filter(
+            pk__in=[d.pk for d in launched], state=Drift.State.OPEN
+        ).update(
+            state=Drift.State.REPUSHED,
+            resolved_by=actor,
+            resolved_at=timezone.now(),
+            resolution_reason=reason,
+            job=job,
         )
-    Drift.objects.filter(pk=drift.pk).update(
-        state=Drift.State.REPUSHED,
-        resolved_by=actor,
-        resolved_at=timezone.now(),
-        resolution_reason=reason,
-        job=job,
+    return launch
+
+
+def _repush_title(kind: Any, count: int) -> Any:
+    from upstream.l10n.stored import text
+
+    return text(
+        gettext_noop("Re-push %(count)s drifted records: %(kind)s"), count=count, kind=kind.label
     )
-    drift.refresh_from_db()
-    return RepushResult(drift, job, accepted)
-
-
-_ITEM_PUSHABLE = frozenset(
-    {"sequence", "description", "quantity", "tax_exempt", "amount", "total", "order_id", "invoice"}
-)
-
-
-def _item_value(field: str, value: Any) -> Any:
-    if field in ("amount", "total"):
-        return Decimal(str(value))
-    if field == "invoice":
-        from billing.models import Invoice
-
-        return Invoice.objects.get(pk=value)
-    return value
 
 
 def drift_resolve_many(
     *, drifts: Iterable[Drift], actor: Any, reason: str, repush: bool
 ) -> tuple[int, list[Job], list[str]]:
-    """Accept or re-push many entries (the admin's bulk actions).
+    """Accept or re-push many entries (the admin's bulk actions and the API's selection).
 
-    Payment records' statuses are re-pushed as one job per expected status (a bulk push with
-    its frozen selection, re-checks and approvals); any other entry is pushed on its own.
-    Returns how many were resolved, the jobs started and the refusals, one line each.
+    A re-push is one bulk push per push kind (`drift_repush_selection`). Returns how many
+    entries were resolved, the jobs started and the refusals, one line each.
     """
-    from upstream.calls.errors import PushConflict, UpstreamError
     from upstream.models import Drift
 
     reason = _require(actor, reason)
-    done, jobs, errors = 0, [], []
-    statuses: dict[int, list[Drift]] = {}
+    if repush:
+        launch = drift_repush_selection(drifts=drifts, actor=actor, reason=reason)
+        return launch.done, launch.jobs, launch.errors
+    done, errors = 0, []
     for drift in drifts:
         if drift.state != Drift.State.OPEN:
             continue
-        label = f"{drift.content_type.app_label}.{drift.content_type.model}"
-        if repush and label == "subscriptions.subscriptioninvoice" and drift.field == "status":
-            statuses.setdefault(int(drift.expected), []).append(drift)
-            continue
         try:
-            if repush:
-                drift_repush(drift=drift, actor=actor, reason=reason)
-            else:
-                drift_accept(drift=drift, actor=actor, reason=reason)
+            drift_accept(drift=drift, actor=actor, reason=reason)
             done += 1
-        except (ValidationError, PermissionDenied, PushConflict, UpstreamError) as error:
-            # One refusal per entry, shown to staff; the others go on (each is its own push).
+        except (ValidationError, PermissionDenied) as error:
             errors.append(f"{drift.record_label}: {_error_text(error)}")
-    if statuses:
-        from subscriptions.models import SubscriptionInvoice
-        from subscriptions.services import subscription_invoice_set_status_bulk
-
-        for status, group in statuses.items():
-            try:
-                job = subscription_invoice_set_status_bulk(
-                    records=SubscriptionInvoice.objects.filter(pk__in=[d.object_id for d in group]),
-                    status=status,
-                    actor=actor,
-                    reason=reason,
-                )
-            except (ValidationError, PermissionDenied) as error:
-                errors.append(_error_text(error))
-                continue
-            jobs.append(job)
-            done += Drift.objects.filter(
-                pk__in=[d.pk for d in group], state=Drift.State.OPEN
-            ).update(
-                state=Drift.State.REPUSHED,
-                resolved_by=actor,
-                resolved_at=timezone.now(),
-                resolution_reason=reason,
-                job=job,
-            )
-    return done, jobs, errors
+    return done, [], errors
 
 
 def _error_text(error: Exception) -> str:

@@ -26,25 +26,17 @@ class SyncCounts:
         self.fields += other.fields
 
 
-# Each upstream's sync lives in its app (sync.py); the command and the periodic task pick one.
-SYNCS = {
-    "paynet": "subscriptions.sync.paynet_sync",
-    "wisecp": "billing.sync.wisecp_sync",
-    "payofin": "billqueries.sync.payofin_sync",
-}
-
-
 def upstream_sync(service: str, **kwargs: Any) -> SyncCounts:
     """Run one upstream's full sync into the mirror, its changes recorded with source `sync`.
 
     Neither Paynet nor WiseCP lists records by modification time (paynet.md §6.1, wisecp.md
     §10.11), so a periodic sync reads everything; `since` only narrows by creation date.
     """
-    from django.utils.module_loading import import_string
-
     from upstream.calls.log import DbCallRecorder
     from upstream.history.changes import history_source
+    from upstream.registry import upstream
 
+    sync = upstream(service).sync  # each upstream's sync lives in its app (sync.py)
     kwargs.setdefault("recorder", DbCallRecorder())
     with history_source("sync", keep_outer=True):
-        return import_string(SYNCS[service])(**kwargs)
+        return sync(**kwargs)

@@ -94,12 +94,13 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
     masked: the reader lacks security.view_personal_data, so a personal field's old and new
     values (a name, an e-mail, a phone) are shown masked, as the lists show them.
     """
-    from upstream.calls.redaction import MIRROR_PERSONAL_FIELDS, mask_value
+    from upstream.calls.redaction import mask_value
     from upstream.models import Drift, JobItem, RecordChange, UpstreamCall
+    from upstream.registry import personal_fields
 
     model = type(record)
     label = model._meta.label_lower
-    personal = MIRROR_PERSONAL_FIELDS.get(label, {}) if masked else {}
+    personal = personal_fields(label) if masked else {}
 
     def value(field: str, raw: Any) -> Any:
         return mask_value(personal[field], raw) if field in personal else raw

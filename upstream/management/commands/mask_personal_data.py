@@ -1,27 +1,18 @@
 """Mask the personal data stored before it was masked (or before a field joined
-upstream/redaction.py's lists): call log rows get their headers, bodies and URLs as a new call
-would store them, and job items and calls named after a subscription ("90000600 Zeynep Kaya")
-get its masked name, as do the titles of jobs that named a customer (a created payment record's,
-a bulk move's). Idempotent; only rows that change are written."""
+upstream/calls/redaction.py's lists): call log rows get their headers, bodies and URLs as a new
+call would store them; then each vertical's registered step masks the texts it wrote about its
+customers (job items named after a subscription, titles of jobs that named a customer).
+Idempotent; only rows that change are written."""
 
 from __future__ import annotations
 
-import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db.models import Value
-from django.db.models.functions import Replace
 
-from billing.jobs import INVOICE_ITEM_UPDATE_KIND
-from billing.models import Invoice
-from security.personal import masked_str
-from subscriptions.models import Subscription
-from upstream.calls.redaction import Kind, mask_value, redact, redact_body, redact_headers
-from upstream.models import Job, JobItem, UpstreamCall
-
-# A bulk move's label: "#368 (Ali Can)", the target invoice and its customer.
-_MOVE_LABEL = re.compile(r"^(?P<invoice>.*) \((?P<customer>[^()]*)\)$")
+from upstream.calls.redaction import redact, redact_body, redact_headers
+from upstream.models import UpstreamCall
+from upstream.registry import remasks
 
 
 def masked_url(url: str) -> str:
@@ -45,8 +36,9 @@ class Command(BaseCommand):
     def handle(self, *args, batch: int, **options) -> None:
         seen, changed = self.calls(batch)
         self.stdout.write(f"{seen} calls read, {changed} masked")
-        self.stdout.write(f"{self.targets(batch)} job items and calls renamed")
-        self.stdout.write(f"{self.move_titles()} job titles renamed")
+        # What the verticals wrote about their customers (upstream.registry.register_remask).
+        for what, remask in remasks().items():
+            self.stdout.write(f"{remask(batch)} {what}")
 
     def calls(self, batch: int) -> tuple[int, int]:
         fields = ("id", "url", "request_headers", "request", "response")
@@ -69,41 +61,3 @@ class Command(BaseCommand):
                     changed += 1
             seen += len(rows)
             last = rows[-1]["id"]
-
-    def targets(self, batch: int) -> int:
-        """Rows whose target text is a subscription's unmasked `str` (its job items and their
-        calls); other texts about a subscription (a created record's number) stay."""
-        label, renamed = Subscription._meta.label_lower, 0
-        for sub in Subscription.objects.order_by("pk").iterator(chunk_size=batch):
-            plain, masked = str(sub), masked_str(sub)
-            if plain == masked:
-                continue
-            for model in (JobItem, UpstreamCall):
-                renamed += model.objects.filter(
-                    target_type=label, target_id=str(sub.pk), target_repr=plain
-                ).update(target_repr=masked)
-            # A created payment record's job is titled after its subscription.
-            Job.objects.filter(
-                items__target_type=label, items__target_id=str(sub.pk), title__contains=plain
-            ).update(title=Replace("title", Value(plain), Value(masked)))
-        return renamed
-
-    def move_titles(self) -> int:
-        """Bulk moves' titles and parameters name the target invoice's customer; a person's name
-        (an invoice's `full_name` without a company) is masked, a company's stays."""
-        renamed = 0
-        moves = Job.objects.filter(kind=INVOICE_ITEM_UPDATE_KIND, params__action="move")
-        for job in moves.iterator():
-            label = str(job.params.get("value") or "")
-            match = _MOVE_LABEL.match(label)
-            if not match:
-                continue
-            name = match["customer"]
-            if not Invoice.objects.filter(full_name=name, company_name="").exists():
-                continue
-            masked = f"{match['invoice']} ({mask_value(Kind.NAME, name)})"
-            job.title = job.title.replace(label, masked)
-            job.params = {**job.params, "value": masked}
-            job.save(update_fields=["title", "params"])
-            renamed += 1
-        return renamed

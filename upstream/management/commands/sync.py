@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from upstream.calls.errors import UpstreamError
 from upstream.calls.log import DbCallRecorder
-from upstream.history.sync import SYNCS, upstream_sync
+from upstream.history.sync import upstream_sync
+from upstream.registry import upstreams
 from upstream.tasks import schedule_next_sync
 
 
@@ -12,7 +13,7 @@ class Command(BaseCommand):
     help = "Pull an upstream's state into the local mirror and report what changed."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("upstream", choices=sorted(SYNCS), nargs="?")
+        parser.add_argument("upstream", choices=sorted(upstreams()), nargs="?")
         parser.add_argument(
             "--schedule",
             action="store_true",
@@ -26,11 +27,11 @@ class Command(BaseCommand):
         self, *args, upstream: str | None, since: str | None, schedule: bool, **options
     ) -> None:
         if schedule:
-            queued = [service for service in sorted(SYNCS) if schedule_next_sync(service)]
+            queued = [service for service in sorted(upstreams()) if schedule_next_sync(service)]
             self.stdout.write(f"periodic sync queued: {', '.join(queued) or 'none'}")
             return
         if upstream is None:
-            raise CommandError("name an upstream (paynet, wisecp, payofin) or use --schedule")
+            raise CommandError(f"name an upstream ({', '.join(upstreams())}) or use --schedule")
         kwargs = {"recorder": DbCallRecorder()}
         if since:
             kwargs["since"] = _parse_day(since)
