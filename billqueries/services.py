@@ -45,7 +45,7 @@ class InvalidLines(ValidationError):
 
 
 def require_run_permission(actor: User | None) -> None:
-    # None is the system itself (the demo, the benchmark): upstream/services.py, "Who acts".
+    # None is the system itself (the demo, the benchmark): upstream/actors.py.
     if not actor_allowed(actor, PERM_RUN):
         raise PermissionDenied(_("You do not have permission to run bill queries at Payofin."))
 
