@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from upstream.api import filters as api_filters
+from upstream.api.fields import column_max
 from upstream.api.idempotency import idempotent
 from upstream.api.permissions import IsStaff
 from upstream.api.serializers import JobRefSerializer
@@ -56,7 +57,9 @@ class ReasonSerializer(serializers.Serializer):
 
 class RepushSelectionSerializer(ReasonSerializer):
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=10_000
+        child=serializers.IntegerField(min_value=1, max_value=column_max(Drift, "pk")),
+        allow_empty=False,
+        max_length=10_000,
     )
 
 

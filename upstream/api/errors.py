@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.urls import Resolver404, resolve
@@ -81,6 +81,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                 {"detail": " ".join(exc.messages), **extra}, status=status.HTTP_400_BAD_REQUEST
             )
         return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, TooManyFieldsSent | RequestDataTooBig):
+        # A form body past DATA_UPLOAD_MAX_NUMBER_FIELDS / _MEMORY_SIZE: bad input, in JSON.
+        return Response(
+            {"detail": gettext("The request body is too large: send the list as JSON.")},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_exception_handler(exc, context)
