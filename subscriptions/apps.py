@@ -7,4 +7,4 @@ class SubscriptionsConfig(AppConfig):
     verbose_name = _("Paynet subscriptions")
 
     def ready(self) -> None:
-        from . import jobs  # noqa: F401  registers the job kinds
+        from . import pushes  # noqa: F401  registers the push kinds

@@ -22,7 +22,8 @@ from upstream.pushes.selection import job_create_frozen
 from upstream.pushes.single import operation_seen, push_single
 from upstream.pushes.verdicts import Preview
 
-from .jobs import (
+from .models import InvoiceStatus, Subscription, SubscriptionInvoice
+from .pushes import (
     CODE_DUPLICATE,
     CREATE_INVOICE_KIND,
     INVOICE_STATUS_KIND,
@@ -31,7 +32,6 @@ from .jobs import (
     StatusChange,
     statuses_fingerprint_sql,
 )
-from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .rules import (
     CreateVerdict,
     Verdict,
@@ -385,7 +385,7 @@ def subscription_refresh_start(*, subscriptions: QuerySet[Subscription], actor: 
     (subscription detail, invoice_list); each item lists per record what changed."""
     from upstream.pushes.jobs import NewItem, job_create
 
-    from .jobs import SUBSCRIPTION_REFRESH_KIND
+    from .pushes import SUBSCRIPTION_REFRESH_KIND
 
     rows = list(subscriptions.order_by("pk")[:10_000])
     return job_create(
