@@ -10,7 +10,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
-from subscriptions.rules import invoice_create_verdict, invoice_split, status_verdict
+from subscriptions.pushes import (
+    INVOICE_STATUS,
+    StatusRequest,
+    invoice_create_verdict,
+    invoice_split,
+)
 from subscriptions.services import (
     subscription_invoice_create,
     subscription_invoice_create_preview,
@@ -72,16 +77,17 @@ def settle(job: Job, monkeypatch) -> Job:
     ],
 )
 def test_status_verdict_rule_by_rule(current, target, kind):
-    assert status_verdict(current, target).kind == kind
+    record = SubscriptionInvoice(status=current)
+    assert INVOICE_STATUS.verdict(record, StatusRequest(target)).kind == kind
 
 
 def test_blocked_verdicts_say_why():
-    assert "not a Paynet status" in status_verdict(0, 1).reason
-    assert "Only Paynet's own charge" in status_verdict(0, 3).reason
-    assert "Charged" in status_verdict(3, 5).reason
-    assert "Deleted" in status_verdict(6, 0).reason
-    assert status_verdict(5, 5).reason == "Already in this status."
-    assert status_verdict(0, 5).reason == ""
+    assert "not a Paynet status" in INVOICE_STATUS.judge(0, 1).reason
+    assert "Only Paynet's own charge" in INVOICE_STATUS.judge(0, 3).reason
+    assert "Charged" in INVOICE_STATUS.judge(3, 5).reason
+    assert "Deleted" in INVOICE_STATUS.judge(6, 0).reason
+    assert INVOICE_STATUS.judge(5, 5).reason == "Already in this status."
+    assert INVOICE_STATUS.judge(0, 5).reason == ""
 
 
 # --- one record ----------------------------------------------------------------------------
@@ -652,7 +658,9 @@ def test_bulk_queues_only_records_that_will_change_and_pushes_each_once(
     records = fifty_records()
     before = dict(records.values_list("pk", "status"))
     changing = {
-        pk for pk, st in before.items() if status_verdict(st, S.CANCEL).kind == VerdictKind.CHANGE
+        pk
+        for pk, st in before.items()
+        if INVOICE_STATUS.judge(st, S.CANCEL).kind == VerdictKind.CHANGE
     }
     assert 0 < len(changing) < len(before), "the sample should mix verdicts"
 
@@ -732,7 +740,7 @@ def test_preview_counts_each_verdict_and_totals_what_will_change(mirror):
     expected: dict[str, int] = {}
     total = Decimal("0")
     for record in records:
-        kind = status_verdict(record.status, S.CANCEL).kind
+        kind = INVOICE_STATUS.verdict(record, StatusRequest(S.CANCEL)).kind
         expected[kind] = expected.get(kind, 0) + 1
         if kind == VerdictKind.CHANGE:
             total += record.amount
@@ -754,7 +762,7 @@ def test_status_all_preview_judges_every_record_of_the_subscriptions(mirror):
     expected: dict[str, int] = {kind.value: 0 for kind in VerdictKind}
     total = Decimal("0")
     for record in records:
-        kind = status_verdict(record.status, S.DONE_UNSUCCEED).kind
+        kind = INVOICE_STATUS.verdict(record, StatusRequest(S.DONE_UNSUCCEED)).kind
         expected[kind] = expected.get(kind, 0) + 1
         total += record.amount if kind == VerdictKind.CHANGE else 0
     assert preview.counts == expected and preview.total == records.count()
@@ -785,7 +793,7 @@ def test_set_status_all_reconciles_each_subscription_from_invoice_list(
         expected_changes = sorted(
             (no, st)
             for no, st in old.items()
-            if status_verdict(st, S.DONE_UNSUCCEED).kind == VerdictKind.CHANGE
+            if INVOICE_STATUS.judge(st, S.DONE_UNSUCCEED).kind == VerdictKind.CHANGE
         )
         changed = sorted((c["invoice_no"], c["from"]) for c in item.result["changed"])
         assert changed == expected_changes
