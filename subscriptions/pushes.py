@@ -956,12 +956,26 @@ CREATE_INVOICE = cast(CreateInvoiceKind, kind_for(CREATE_INVOICE_KIND))
 @register
 class SubscriptionRefreshKind(RefreshHandler, _Paynet):
     """Re-read a subscription and all its payment records (subscription detail, invoice_list);
-    the item lists per record what changed, and records Paynet no longer lists are drift."""
+    the item lists per record what changed, and records Paynet no longer lists are drift.
+    Launched from a frozen selection, so a refresh of any size costs the same to start."""
 
     kind = SUBSCRIPTION_REFRESH_KIND
     target_type = "subscriptions.subscription"
     permission = "subscriptions.sync_subscription"
     record_model = SubscriptionInvoice
+
+    def expand(
+        self, records: list[Subscription], tags: dict[int, str], params: dict[str, Any]
+    ) -> dict[int, NewItem]:
+        return {
+            # Masked: job pages are read by every viewer (security.view_personal_data).
+            s.pk: NewItem(
+                target=s,
+                payload={"subscription_id": s.subscription_id},
+                target_repr=masked_str(s),
+            )
+            for s in records
+        }
 
     def read(self, client: PaynetClient, item: WorkItem) -> Any:
         subscription_id = item.payload["subscription_id"]

@@ -1120,6 +1120,7 @@ def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
 
     from security.personal import masked_str
     from upstream.models import Job
+    from upstream.pushes.selection import prepare_job
 
     viewer.user_permissions.add(Permission.objects.get(codename="sync_subscription"))
     client.force_login(viewer)
@@ -1131,6 +1132,8 @@ def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
     )
 
     job = Job.objects.get()
+    # The refresh is launched from a frozen selection: the worker writes its items.
+    prepare_job(job.pk)
     item = job.items.get()
     assert item.target_repr == masked_str(sub) and sub.name_surname not in item.target_repr
     assert sub.name_surname not in response.content.decode()

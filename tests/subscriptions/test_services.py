@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
@@ -22,6 +25,7 @@ from subscriptions.services import (
     subscription_invoice_set_status,
     subscription_invoice_set_status_bulk,
     subscription_invoice_status_preview,
+    subscription_refresh_start,
     subscription_set_status_all,
     subscription_status_all_preview,
 )
@@ -31,8 +35,9 @@ from upstream.calls.errors import (
     UpstreamRejectedError,
 )
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.pushes import runner
+from upstream.pushes import runner, selection
 from upstream.pushes.jobs import job_retry_failed
+from upstream.pushes.selection import prepare_job
 from upstream.pushes.verdicts import VerdictKind
 
 S = InvoiceStatus
@@ -920,3 +925,66 @@ def test_create_confirmed_but_not_read_back_is_in_doubt_and_settled_later(
     assert job.state == Job.State.SUCCEEDED
     assert len(writes(mirror, "create_invoice")) == 1  # read back, not sent again
     assert subscription.invoices.count() == before + 1
+
+
+# --- refresh -------------------------------------------------------------------------------
+
+# What the refresh used to stop at, silently.
+OLD_REFRESH_CAP = 10_000
+
+
+def test_a_refresh_of_more_than_ten_thousand_launches_every_subscription_cheaply(
+    db, operator, queued_tasks, django_capture_on_commit_callbacks
+):
+    Subscription.objects.bulk_create(
+        Subscription(subscription_id=f"many-{n}", reference_no=f"M{n}", name_surname="Ada Yılmaz")
+        for n in range(OLD_REFRESH_CAP + 50)
+    )
+    # Both over the approval threshold's count, which a refresh is never held by.
+    some = Subscription.objects.filter(pk__in=Subscription.objects.order_by("pk")[:150])
+    everything = Subscription.objects.all()
+    operator.has_perm("subscriptions.sync_subscription")  # the permission cache, read once
+    statements = []
+    with django_capture_on_commit_callbacks(execute=True):
+        for selected in (some, everything):
+            with CaptureQueriesContext(connection) as queries:
+                job = subscription_refresh_start(subscriptions=selected, actor=operator)
+            statements.append(len(queries))
+
+    # The same statements for 150 as for 10,050, and no item written in the request.
+    assert statements[0] == statements[1]
+    assert job.total == everything.count() > OLD_REFRESH_CAP
+    assert not job.items.exists()
+    # A read, never held for a second person's approval, whatever its size.
+    assert job.state == Job.State.QUEUED and job.approval_expires_at is None
+    assert [t.args[0] for t in queued_tasks if t.task.name == "job_run"][-1] == job.pk
+
+    written = prepare_job(job.pk)
+
+    assert written == job.items.count() == everything.count()
+    assert set(job.items.values_list("target_id", flat=True)) == {
+        str(pk) for pk in everything.values_list("pk", flat=True)
+    }
+    # Job pages are read by every viewer: the names are masked on the items too.
+    assert not job.items.filter(target_repr__contains="Yılmaz").exists()
+
+
+def test_a_refresh_bigger_than_a_chunk_re_reads_every_subscription_from_paynet(
+    mirror, operator, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Items are written a few subscriptions at a time, as a big refresh's are 2,000 at a time.
+    monkeypatch.setattr(runner, "prepare_job", partial(selection.prepare_job, chunk=7))
+    pks = list(Subscription.objects.order_by("pk").values_list("pk", flat=True))
+    record = a_record(S.WAITING, subscription__pk__in=pks[7 * 2 :])  # in the third chunk or later
+    mirror.command("paynet", command="set_status", invoice_no=record.invoice_no, status=S.CANCEL)
+    count = len(pks)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = subscription_refresh_start(subscriptions=Subscription.objects.all(), actor=operator)
+
+    job.refresh_from_db()
+    assert (job.state, job.total, job.succeeded) == (Job.State.SUCCEEDED, count, count)
+    assert sorted(int(t) for t in job.items.values_list("target_id", flat=True)) == pks
+    assert calls("subscription_detail").filter(outcome="ok").count() == count
+    record.refresh_from_db()
+    assert record.status == S.CANCEL  # a later chunk's subscription was read too
