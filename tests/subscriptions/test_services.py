@@ -16,8 +16,6 @@ from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoic
 from subscriptions.pushes import (
     INVOICE_STATUS,
     StatusRequest,
-    invoice_create_verdict,
-    invoice_split,
 )
 from subscriptions.services import (
     subscription_invoice_create,
@@ -58,41 +56,6 @@ def settle(job: Job, monkeypatch) -> Job:
     runner.run_job(job.pk)
     job.refresh_from_db()
     return job
-
-
-# --- transition rules ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("current", "target", "kind"),
-    [
-        (S.WAITING, S.CANCEL, VerdictKind.CHANGE),
-        (S.WAITING, S.EXTERNAL_CHARGED, VerdictKind.CHANGE),
-        (S.DONE_UNSUCCEED, S.WAITING, VerdictKind.CHANGE),
-        (S.CANCEL, S.DELETED, VerdictKind.CHANGE),
-        (S.EXTERNAL_CHARGED, S.DONE_UNSUCCEED, VerdictKind.CHANGE),
-        (S.CANCEL, S.CANCEL, VerdictKind.SAME),
-        (S.DELETED, S.DELETED, VerdictKind.SAME),
-        (S.DONE_SUCCEED, S.CANCEL, VerdictKind.BLOCKED),
-        (S.DELETED, S.WAITING, VerdictKind.BLOCKED),
-        (S.WAITING, S.DONE_SUCCEED, VerdictKind.BLOCKED),
-        (S.DONE_SUCCEED, S.DONE_SUCCEED, VerdictKind.BLOCKED),
-        (S.WAITING, 1, VerdictKind.BLOCKED),
-        (S.WAITING, 7, VerdictKind.BLOCKED),
-    ],
-)
-def test_status_verdict_rule_by_rule(current, target, kind):
-    record = SubscriptionInvoice(status=current)
-    assert INVOICE_STATUS.verdict(record, StatusRequest(target)).kind == kind
-
-
-def test_blocked_verdicts_say_why():
-    assert "not a Paynet status" in INVOICE_STATUS.judge(0, 1).reason
-    assert "Only Paynet's own charge" in INVOICE_STATUS.judge(0, 3).reason
-    assert "Charged" in INVOICE_STATUS.judge(3, 5).reason
-    assert "Deleted" in INVOICE_STATUS.judge(6, 0).reason
-    assert INVOICE_STATUS.judge(5, 5).reason == "Already in this status."
-    assert INVOICE_STATUS.judge(0, 5).reason == ""
 
 
 # --- one record ----------------------------------------------------------------------------
@@ -602,42 +565,6 @@ def test_create_preview_splits_the_amount_and_sends_nothing(mirror):
     assert all(check.passed for check in preview.verdict.checks)
     assert preview.verdict.duplicates == (existing,)
     assert not UpstreamCall.objects.exists() and mirror.ledger("paynet") == []
-
-
-@pytest.mark.parametrize(
-    ("agent", "company", "expected"),
-    [
-        (None, None, ("0", "100")),
-        ("30", None, ("30", "70")),
-        (None, "30", ("70", "30")),
-        ("40", "60", ("40", "60")),
-    ],
-)
-def test_invoice_split_gives_the_rest_to_the_missing_share(agent, company, expected):
-    as_decimal = lambda v: None if v is None else Decimal(v)  # noqa: E731
-    split = invoice_split(Decimal("100"), as_decimal(agent), as_decimal(company))
-    assert split == tuple(Decimal(v) for v in expected)
-
-
-def test_create_verdict_lists_each_rule_it_checked(db):
-    subscription = Subscription.objects.create(
-        subscription_id="s-1", reference_no="1", is_fixed_price=True
-    )
-
-    verdict = invoice_create_verdict(
-        subscription=subscription,
-        val_date=datetime(2020, 1, 1, tzinfo=UTC),
-        amount=Decimal("10"),
-        agent_amount=Decimal("4"),
-        company_amount=Decimal("5"),
-        currency="USD",
-        now=datetime(2025, 1, 1, tzinfo=UTC),
-    )
-
-    errors = verdict.errors()
-    assert set(errors) == {"__all__", "val_date", "currency"}
-    assert len(errors["__all__"]) == 2  # fixed price, and 4 + 5 ≠ 10
-    assert sum(not check.passed for check in verdict.checks) == 4
 
 
 # --- bulk ----------------------------------------------------------------------------------
