@@ -534,8 +534,8 @@ def check(bench: Bench) -> tuple[dict, dict]:
     """Compare every operation with the sandbox's ledger and state, and with the call log."""
     from django.db.models import Count
 
-    from subscriptions.jobs import INVOICE_STATUS_KIND
     from subscriptions.models import SubscriptionInvoice
+    from subscriptions.pushes import INVOICE_STATUS_KIND
     from upstream.models import Job, JobItem, UpstreamCall
 
     ledger = bench.sandbox(

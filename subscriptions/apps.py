@@ -11,7 +11,7 @@ class SubscriptionsConfig(AppConfig):
         from upstream import registry
         from upstream.calls.redaction import Kind
 
-        from . import dashboard, jobs, personal, sync  # noqa: F401  jobs registers the push kinds
+        from . import dashboard, personal, pushes, sync  # noqa: F401  pushes registers its kinds
         from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 
         registry.register_upstream(

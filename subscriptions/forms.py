@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from upstream.l10n.formats import money, parse_amount
 
 from .models import InvoiceStatus
-from .rules import ALLOWED_TARGETS
+from .pushes import ALLOWED_TARGETS
 
 TARGET_CHOICES = [(s.value, s.label) for s in InvoiceStatus if s.value in ALLOWED_TARGETS]
 

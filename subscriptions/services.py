@@ -1,13 +1,15 @@
-"""Every Paynet write: validate -> push -> record -> apply (shared/STYLE.md, "One push")."""
+"""Every Paynet write: permission, then push this one or push this selection (shared/STYLE.md,
+"One push"). What is sent, what the rules say and what a push weighs come from the push kinds
+(subscriptions/pushes.py); nothing here judges a record on its own."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -18,34 +20,29 @@ from upstream.calls.errors import UpstreamRejectedError
 from upstream.history.drift import open_drift_count, open_drift_ids
 from upstream.l10n.stored import text
 from upstream.models import Job
+from upstream.pushes.jobs import job_enqueue
 from upstream.pushes.selection import job_create_frozen
 from upstream.pushes.single import operation_seen, push_single
-from upstream.pushes.verdicts import Preview
+from upstream.pushes.verdicts import Preview, Verdict, VerdictKind
 
-from .jobs import (
+from .models import InvoiceStatus, Subscription, SubscriptionInvoice
+from .pushes import (
     CODE_DUPLICATE,
-    CREATE_INVOICE_KIND,
-    INVOICE_STATUS_KIND,
-    SUBSCRIPTION_STATUS_ALL_KIND,
-    NewInvoice,
-    StatusChange,
+    CREATE_INVOICE,
+    INVOICE_STATUS,
+    STATUS_ALL,
+    SUBSCRIPTION_REFRESH_KIND,
+    CreateRequest,
+    CreateVerdict,
+    StatusRequest,
+    invoice_split,
     statuses_fingerprint_sql,
 )
-from .models import InvoiceStatus, Subscription, SubscriptionInvoice
-from .rules import (
-    CreateVerdict,
-    Verdict,
-    VerdictKind,
-    invoice_create_verdict,
-    invoice_split,
-    status_change_filter,
-    status_target_error,
-    status_verdict,
-)
 
-PERM_INVOICE_STATUS = "subscriptions.push_invoice_status"
-PERM_STATUS_ALL = "subscriptions.push_subscription_invoices_status"
-PERM_CREATE_INVOICE = "subscriptions.push_create_invoice"
+# Who may push what is the kind's: the admin asks these to show an action or a button.
+PERM_INVOICE_STATUS = INVOICE_STATUS.permission
+PERM_STATUS_ALL = STATUS_ALL.permission
+PERM_CREATE_INVOICE = CREATE_INVOICE.permission
 PREVIEW_SAMPLE = 200
 
 
@@ -53,10 +50,16 @@ def _require(actor: User, perm: str) -> None:
     actor_require(actor, perm, _("You do not have permission to make this change at Paynet."))
 
 
-def _status_target(status: int) -> InvoiceStatus:
-    if error := status_target_error(status):
+def _status_request(status: int) -> StatusRequest:
+    """The request, refused at once when no record could take its target."""
+    if error := INVOICE_STATUS.target_error(status):
         raise ValidationError(error)
-    return InvoiceStatus(status)
+    return StatusRequest(status=int(status))
+
+
+def _require_reason(reason: str) -> None:
+    if not (reason or "").strip():
+        raise ValidationError({"reason": _("Give a reason for the change.")})
 
 
 @dataclass
@@ -78,15 +81,17 @@ class StatusPreview(Preview):
 def subscription_invoice_status_preview(
     *, records: QuerySet[SubscriptionInvoice], status: int
 ) -> StatusPreview:
-    target = _status_target(status)
-    preview = StatusPreview(status=target)
+    """Each record's verdict for `status`, counted and totalled per verdict; sends nothing."""
+    request = _status_request(status)
+    preview = StatusPreview(status=InvoiceStatus(request.status))
     rows = (
         records.order_by()
         .values("status")
         .annotate(n=Count("id"), total=Sum("amount"), top=Max("id"))
     )
     for row in rows:
-        verdict = status_verdict(row["status"], target)
+        # The status kind's verdict reads only the status: one judgement per group of records.
+        verdict = INVOICE_STATUS.judge(row["status"], request.status)
         preview.tally(verdict, row["n"])
         preview.upto = max(preview.upto or 0, row["top"])
         if verdict.kind == VerdictKind.CHANGE:
@@ -94,7 +99,7 @@ def subscription_invoice_status_preview(
     for record in records.select_related("subscription").order_by("val_date", "pk")[
         :PREVIEW_SAMPLE
     ]:
-        preview.sample.append((record, status_verdict(record.status, target)))
+        preview.sample.append((record, INVOICE_STATUS.verdict(record, request)))
     preview.drift_count = open_drift_count(SubscriptionInvoice, records)
     if preview.drift_count:
         preview.drift_ids = open_drift_ids(SubscriptionInvoice, [r.pk for r, _v in preview.sample])
@@ -130,46 +135,31 @@ def subscription_invoice_set_status(
     the answer never came (the worker settles it by reading the record back).
     """
     _require(actor, PERM_INVOICE_STATUS)
-    target = _status_target(status)
+    request = StatusRequest(status=int(status))
     record = SubscriptionInvoice.objects.select_related("subscription").get(pk=record.pk)
-    verdict = status_verdict(record.status, target)
+    verdict = INVOICE_STATUS.verdict(record, request)
     if verdict.kind == VerdictKind.BLOCKED:
         raise ValidationError(verdict.reason)
     if verdict.kind == VerdictKind.SAME:
         return record  # nothing to send
     _require_reason(reason)
+    payload = INVOICE_STATUS.build(record, request)
     push_single(
-        kind=INVOICE_STATUS_KIND,
+        kind=INVOICE_STATUS.kind,
         target=record,
         target_repr=record.invoice_no,
-        payload=_status_payload(record, target),
+        payload=payload.to_json(),
         actor=actor,
         reason=reason,
         idempotency_key=idempotency_key,
         title=text(
             gettext_noop("Set payment record %(no)s to “%(status)s”"),
             no=record.invoice_no,
-            status=target.label,
+            status=InvoiceStatus(request.status).label,
         ),
-        amount=record.amount,
+        amount=INVOICE_STATUS.amount(payload),
     )
     return SubscriptionInvoice.objects.select_related("subscription").get(pk=record.pk)
-
-
-def _require_reason(reason: str) -> None:
-    if not (reason or "").strip():
-        raise ValidationError({"reason": _("Give a reason for the change.")})
-
-
-def _status_payload(record: SubscriptionInvoice, target: InvoiceStatus) -> dict:
-    return StatusChange(
-        invoice_id=record.invoice_id,
-        invoice_no=record.invoice_no,
-        subscription_id=record.subscription.subscription_id,
-        status=int(target),
-        from_status=record.status,
-        amount=record.amount,
-    ).to_json()
 
 
 def subscription_invoice_set_status_bulk(
@@ -182,29 +172,30 @@ def subscription_invoice_set_status_bulk(
 ) -> Job:
     """Queue `invoice_status_update` for every selected record the rules let change.
 
-    The selection is frozen as it is now (upstream/selection.py): the same few statements for
-    500 or 50,000 records; the worker writes the items, and each is re-checked against the
+    The selection is frozen as it is now (upstream/pushes/selection.py): the same few statements
+    for 500 or 50,000 records; the worker writes the items, and each is re-checked against the
     status the launch saw before it is sent. `upto` is the preview's highest id: records
     created after the preview are left out.
     """
     _require(actor, PERM_INVOICE_STATUS)
-    target = _status_target(status)
+    request = _status_request(status)
     if not reason.strip():
         raise ValidationError(_("Give a reason for the change."))
     if upto is not None:
         records = records.filter(pk__lte=upto)
     return job_create_frozen(
-        kind=INVOICE_STATUS_KIND,
-        queryset=records.filter(status_change_filter(target)),
+        kind=INVOICE_STATUS.kind,
+        queryset=records.filter(INVOICE_STATUS.change_filter(request)),
         tag="status",
+        # The status kind's amount (the record's), summed by the database.
         amount="amount",
         title=lambda count: text(
             gettext_noop("Set %(count)s payment records to “%(status)s”"),
             count=count,
-            status=target.label,
+            status=InvoiceStatus(request.status).label,
         ),
         actor=actor,
-        params={"status": int(target)},
+        params=request.to_params(),
         reason=reason.strip(),
     )
 
@@ -217,22 +208,25 @@ def subscription_set_status_all(
     reason: str,
     upto: int | None = None,
 ) -> Job:
-    """Queue `invoices_status_update_all` per subscription; each is reconciled from invoice_list.
+    """Queue `invoices_status_update_all` for each selected subscription with a record the rules
+    let change; each is reconciled from invoice_list.
 
     `upto` is the preview's highest subscription id (later ones are left out).
     """
     _require(actor, PERM_STATUS_ALL)
-    target = _status_target(status)
+    request = _status_request(status)
     if not reason.strip():
         raise ValidationError(_("Give a reason for the change."))
     if upto is not None:
         subscriptions = subscriptions.filter(pk__lte=upto)
-    # What the approval thresholds weigh: the records that will change, not the subscriptions.
+    subscriptions = subscriptions.filter(STATUS_ALL.change_filter(request))
+    # What the approval thresholds weigh: the records that will change, not the subscriptions
+    # (the kind's amount, summed by the database).
     changing = SubscriptionInvoice.objects.filter(
-        status_change_filter(target), subscription__in=subscriptions
+        INVOICE_STATUS.change_filter(request), subscription__in=subscriptions
     ).aggregate(n=Count("pk"), amount=Sum("amount"))
     return job_create_frozen(
-        kind=SUBSCRIPTION_STATUS_ALL_KIND,
+        kind=STATUS_ALL.kind,
         queryset=subscriptions.annotate(fingerprint=statuses_fingerprint_sql()),
         tag="fingerprint",
         extra_amount=changing["amount"] or Decimal("0"),
@@ -240,10 +234,10 @@ def subscription_set_status_all(
         title=lambda count: text(
             gettext_noop("Set all payment records of %(count)s subscriptions to “%(status)s”"),
             count=count,
-            status=target.label,
+            status=InvoiceStatus(request.status).label,
         ),
         actor=actor,
-        params={"status": int(target)},
+        params=request.to_params(),
         reason=reason.strip(),
     )
 
@@ -276,8 +270,7 @@ def subscription_invoice_create_preview(
     currency: str = "TRY",
 ) -> CreatePreview:
     """The confirmation step of a create: rules and split from the mirror; sends nothing."""
-    verdict = invoice_create_verdict(
-        subscription=subscription,
+    request = CreateRequest(
         val_date=val_date,
         amount=amount,
         agent_amount=agent_amount,
@@ -293,15 +286,8 @@ def subscription_invoice_create_preview(
         agent_amount=agent,
         company_amount=company,
         invoice_no=(invoice_no or "").strip(),
-        verdict=verdict,
+        verdict=CREATE_INVOICE.checks(subscription, request),
     )
-
-
-def _new_invoice_no() -> str:
-    # Paynet's numbers look like 11400556; ours start with 9 and are random so a create that got
-    # no answer can be found again by number (create_invoice returns no identifiers, §5.1). It is
-    # stored in the operation's payload, so every resend of that operation carries the same one.
-    return "9" + "".join(secrets.choice("0123456789") for _ in range(9))
 
 
 def subscription_invoice_create(
@@ -322,56 +308,45 @@ def subscription_invoice_create(
 
     Paynet answers without the new record's ids, so the record is read back from invoice_list and
     the mirror is written from that. Nothing is saved locally when Paynet refuses.
-    The rules of `invoice_create_verdict` and a reason come first; a record with the same charge
-    day and amount as an existing one is refused unless `allow_duplicate`.
+    The create kind's rules and a reason come first; a record with the same charge day and
+    amount as an existing one is refused unless `allow_duplicate`.
     """
     _require(actor, PERM_CREATE_INVOICE)
-    invoice_no = (invoice_no or "").strip()
-    # A double submit is answered from the first operation (never created twice), so the
-    # duplicate checks below, which would now see the first record, are not asked again.
-    if not operation_seen(actor, idempotency_key):
-        errors = invoice_create_verdict(
-            subscription=subscription,
-            val_date=val_date,
-            amount=amount,
-            agent_amount=agent_amount,
-            company_amount=company_amount,
-            invoice_no=invoice_no,
-            currency=currency,
-        ).errors(allow_duplicate=allow_duplicate)
-        if not (reason or "").strip():
-            errors["reason"] = [_("Give a reason for the change.")]
-        if errors:
-            raise ValidationError(errors)
-    # Fixed once per operation: a resend of this create is refused by Paynet as a duplicate and
-    # settled by reading back, so one operation never makes two records.
-    generated = not invoice_no
-    invoice_no = invoice_no or _new_invoice_no()
-    payload = NewInvoice(
-        subscription_id=subscription.subscription_id,
-        invoice_no=invoice_no,
+    request = CreateRequest(
         val_date=val_date,
         amount=amount,
         agent_amount=agent_amount,
         company_amount=company_amount,
-        generated=generated,
+        invoice_no=(invoice_no or "").strip(),
+        currency=currency,
         allow_duplicate=allow_duplicate,
-    ).to_json()
+    )
+    # A double submit is answered from the first operation (never created twice), so the
+    # duplicate checks below, which would now see the first record, are not asked again.
+    if not operation_seen(actor, idempotency_key):
+        errors = CREATE_INVOICE.checks(subscription, request).errors(
+            allow_duplicate=allow_duplicate
+        )
+        if not (reason or "").strip():
+            errors["reason"] = [_("Give a reason for the change.")]
+        if errors:
+            raise ValidationError(errors)
+    payload = CREATE_INVOICE.build(subscription, request)
     try:
         done = push_single(
-            kind=CREATE_INVOICE_KIND,
+            kind=CREATE_INVOICE.kind,
             target=subscription,
-            target_repr=invoice_no,
-            payload=payload,
+            target_repr=payload.invoice_no,
+            payload=payload.to_json(),
             actor=actor,
             reason=reason,
             idempotency_key=idempotency_key,
             title=text(
                 gettext_noop("Create payment record %(no)s for %(subscription)s"),
-                no=invoice_no,
+                no=payload.invoice_no,
                 subscription=masked_str(subscription),
             ),
-            amount=amount,
+            amount=CREATE_INVOICE.amount(payload),
         )
     except UpstreamRejectedError as error:
         if error.upstream_code == CODE_DUPLICATE:
@@ -382,23 +357,24 @@ def subscription_invoice_create(
 
 def subscription_refresh_start(*, subscriptions: QuerySet[Subscription], actor: User) -> Job:
     """Queue a refresh job: each subscription and its payment records re-read from Paynet
-    (subscription detail, invoice_list); each item lists per record what changed."""
-    from upstream.pushes.jobs import NewItem, job_create
+    (subscription detail, invoice_list); each item lists per record what changed.
 
-    from .jobs import SUBSCRIPTION_REFRESH_KIND
-
-    rows = list(subscriptions.order_by("pk")[:10_000])
-    return job_create(
-        kind=SUBSCRIPTION_REFRESH_KIND,
-        title=_("Refresh %(count)s subscriptions from Paynet") % {"count": len(rows)},
-        items=[
-            # Masked: job pages are read by every viewer (security.view_personal_data).
-            NewItem(
-                target=s,
-                payload={"subscription_id": s.subscription_id},
-                target_repr=masked_str(s),
-            )
-            for s in rows
-        ],
-        actor=actor,
-    )
+    Every selected subscription, however many: the selection is frozen in a few statements and
+    the worker writes the items in chunks (upstream/pushes/selection.py).
+    """
+    with transaction.atomic():
+        job = job_create_frozen(
+            kind=SUBSCRIPTION_REFRESH_KIND,
+            queryset=subscriptions,
+            title=lambda count: text(
+                gettext_noop("Refresh %(count)s subscriptions from Paynet"), count=count
+            ),
+            actor=actor,
+        )
+        if job.state == Job.State.AWAITING_APPROVAL:
+            # job_create_frozen weighs every launch for four-eyes approval; a refresh sends
+            # nothing to Paynet (job_create never holds a read for approval), so it runs now.
+            Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, approval_expires_at=None)
+            job.refresh_from_db()
+            job_enqueue(job)
+    return job

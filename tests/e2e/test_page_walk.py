@@ -27,8 +27,8 @@ from billing.models import InvoiceItem
 from billing.sync import wisecp_sync
 from billqueries.services import bill_query_batch_create
 from billqueries.sync import payofin_sync
-from subscriptions.jobs import INVOICE_STATUS_KIND
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
+from subscriptions.pushes import INVOICE_STATUS_KIND
 from subscriptions.services import subscription_invoice_set_status
 from subscriptions.sync import paynet_sync
 from upstream.l10n.stored import text, to_json

@@ -290,7 +290,7 @@ def test_a_job_items_message_is_read_in_the_readers_language(admin_client, db, s
 
 
 def test_a_skipped_items_reason_is_read_in_the_readers_language() -> None:
-    from subscriptions.jobs import _label
+    from subscriptions.pushes import _label
     from upstream.l10n.stored import message_fields, render, text
 
     with translation.override("tr"):

@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 
 from subscriptions import services
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
-from subscriptions.rules import status_verdict
+from subscriptions.pushes import INVOICE_STATUS, StatusRequest
 from subscriptions.services import subscription_invoice_set_status_bulk
 from tests.subscriptions.helpers import a_record, a_subscription
 from upstream.calls.breaker import breaker_trip
@@ -261,7 +261,7 @@ def test_change_status_asks_first_then_previews_then_needs_a_reason(
     counts = {"change": 0, "same": 0, "blocked": 0}
     total = Decimal("0")
     for record in records:
-        kind = status_verdict(record.status, S.CANCEL).kind
+        kind = INVOICE_STATUS.verdict(record, StatusRequest(S.CANCEL)).kind
         counts[kind] += 1
         total += record.amount if kind == VerdictKind.CHANGE else 0
     html = preview.content.decode()
@@ -635,7 +635,7 @@ def test_change_all_invoices_status_previews_verdicts_and_totals_then_queues(
     counts = {"change": 0, "same": 0, "blocked": 0}
     total = Decimal("0")
     for record in sub.invoices.all():
-        kind = status_verdict(record.status, S.DONE_UNSUCCEED).kind
+        kind = INVOICE_STATUS.verdict(record, StatusRequest(S.DONE_UNSUCCEED)).kind
         counts[kind] += 1
         total += record.amount if kind == VerdictKind.CHANGE else 0
         row = html.split(f"<td>{record.invoice_no}</td>")[1].split("</tr>")[0]
@@ -669,7 +669,7 @@ def test_change_all_invoices_status_previews_verdicts_and_totals_then_queues(
     assert done.status_code == 302 and done.url == job_url(job)
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED
-    expected = {no for no, st in before.items() if status_verdict(st, 4).kind == "change"}
+    expected = {no for no, st in before.items() if INVOICE_STATUS.judge(st, 4).kind == "change"}
     item = job.items.get()
     assert {c["invoice_no"] for c in item.result["changed"]} == expected
     page = operator_client.get(job_url(job))
@@ -1120,6 +1120,7 @@ def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
 
     from security.personal import masked_str
     from upstream.models import Job
+    from upstream.pushes.selection import prepare_job
 
     viewer.user_permissions.add(Permission.objects.get(codename="sync_subscription"))
     client.force_login(viewer)
@@ -1131,6 +1132,8 @@ def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
     )
 
     job = Job.objects.get()
+    # The refresh is launched from a frozen selection: the worker writes its items.
+    prepare_job(job.pk)
     item = job.items.get()
     assert item.target_repr == masked_str(sub) and sub.name_surname not in item.target_repr
     assert sub.name_surname not in response.content.decode()

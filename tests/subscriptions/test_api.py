@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from subscriptions import services
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
-from subscriptions.rules import status_verdict
+from subscriptions.pushes import INVOICE_STATUS
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
 from upstream.models import Job, UpstreamCall
 from upstream.pushes.verdicts import VerdictKind
@@ -204,7 +204,9 @@ def test_bulk_set_status_is_202_with_the_job(
 ):
     ids = list(SubscriptionInvoice.objects.order_by("pk").values_list("pk", flat=True)[:30])
     statuses = dict(SubscriptionInvoice.objects.filter(pk__in=ids).values_list("pk", "status"))
-    changing = [pk for pk in ids if status_verdict(statuses[pk], 5).kind == VerdictKind.CHANGE]
+    changing = [
+        pk for pk in ids if INVOICE_STATUS.judge(statuses[pk], 5).kind == VerdictKind.CHANGE
+    ]
 
     with django_capture_on_commit_callbacks(execute=True):
         response = api_operator.post(

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
-from subscriptions.rules import invoice_create_verdict, invoice_split, status_verdict
+from subscriptions.pushes import (
+    INVOICE_STATUS,
+    StatusRequest,
+)
 from subscriptions.services import (
     subscription_invoice_create,
     subscription_invoice_create_preview,
     subscription_invoice_set_status,
     subscription_invoice_set_status_bulk,
     subscription_invoice_status_preview,
+    subscription_refresh_start,
     subscription_set_status_all,
     subscription_status_all_preview,
 )
@@ -26,8 +33,9 @@ from upstream.calls.errors import (
     UpstreamRejectedError,
 )
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.pushes import runner
+from upstream.pushes import runner, selection
 from upstream.pushes.jobs import job_retry_failed
+from upstream.pushes.selection import prepare_job
 from upstream.pushes.verdicts import VerdictKind
 
 S = InvoiceStatus
@@ -48,40 +56,6 @@ def settle(job: Job, monkeypatch) -> Job:
     runner.run_job(job.pk)
     job.refresh_from_db()
     return job
-
-
-# --- transition rules ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("current", "target", "kind"),
-    [
-        (S.WAITING, S.CANCEL, VerdictKind.CHANGE),
-        (S.WAITING, S.EXTERNAL_CHARGED, VerdictKind.CHANGE),
-        (S.DONE_UNSUCCEED, S.WAITING, VerdictKind.CHANGE),
-        (S.CANCEL, S.DELETED, VerdictKind.CHANGE),
-        (S.EXTERNAL_CHARGED, S.DONE_UNSUCCEED, VerdictKind.CHANGE),
-        (S.CANCEL, S.CANCEL, VerdictKind.SAME),
-        (S.DELETED, S.DELETED, VerdictKind.SAME),
-        (S.DONE_SUCCEED, S.CANCEL, VerdictKind.BLOCKED),
-        (S.DELETED, S.WAITING, VerdictKind.BLOCKED),
-        (S.WAITING, S.DONE_SUCCEED, VerdictKind.BLOCKED),
-        (S.DONE_SUCCEED, S.DONE_SUCCEED, VerdictKind.BLOCKED),
-        (S.WAITING, 1, VerdictKind.BLOCKED),
-        (S.WAITING, 7, VerdictKind.BLOCKED),
-    ],
-)
-def test_status_verdict_rule_by_rule(current, target, kind):
-    assert status_verdict(current, target).kind == kind
-
-
-def test_blocked_verdicts_say_why():
-    assert "not a Paynet status" in status_verdict(0, 1).reason
-    assert "Only Paynet's own charge" in status_verdict(0, 3).reason
-    assert "Charged" in status_verdict(3, 5).reason
-    assert "Deleted" in status_verdict(6, 0).reason
-    assert status_verdict(5, 5).reason == "Already in this status."
-    assert status_verdict(0, 5).reason == ""
 
 
 # --- one record ----------------------------------------------------------------------------
@@ -593,42 +567,6 @@ def test_create_preview_splits_the_amount_and_sends_nothing(mirror):
     assert not UpstreamCall.objects.exists() and mirror.ledger("paynet") == []
 
 
-@pytest.mark.parametrize(
-    ("agent", "company", "expected"),
-    [
-        (None, None, ("0", "100")),
-        ("30", None, ("30", "70")),
-        (None, "30", ("70", "30")),
-        ("40", "60", ("40", "60")),
-    ],
-)
-def test_invoice_split_gives_the_rest_to_the_missing_share(agent, company, expected):
-    as_decimal = lambda v: None if v is None else Decimal(v)  # noqa: E731
-    split = invoice_split(Decimal("100"), as_decimal(agent), as_decimal(company))
-    assert split == tuple(Decimal(v) for v in expected)
-
-
-def test_create_verdict_lists_each_rule_it_checked(db):
-    subscription = Subscription.objects.create(
-        subscription_id="s-1", reference_no="1", is_fixed_price=True
-    )
-
-    verdict = invoice_create_verdict(
-        subscription=subscription,
-        val_date=datetime(2020, 1, 1, tzinfo=UTC),
-        amount=Decimal("10"),
-        agent_amount=Decimal("4"),
-        company_amount=Decimal("5"),
-        currency="USD",
-        now=datetime(2025, 1, 1, tzinfo=UTC),
-    )
-
-    errors = verdict.errors()
-    assert set(errors) == {"__all__", "val_date", "currency"}
-    assert len(errors["__all__"]) == 2  # fixed price, and 4 + 5 ≠ 10
-    assert sum(not check.passed for check in verdict.checks) == 4
-
-
 # --- bulk ----------------------------------------------------------------------------------
 
 
@@ -652,7 +590,9 @@ def test_bulk_queues_only_records_that_will_change_and_pushes_each_once(
     records = fifty_records()
     before = dict(records.values_list("pk", "status"))
     changing = {
-        pk for pk, st in before.items() if status_verdict(st, S.CANCEL).kind == VerdictKind.CHANGE
+        pk
+        for pk, st in before.items()
+        if INVOICE_STATUS.judge(st, S.CANCEL).kind == VerdictKind.CHANGE
     }
     assert 0 < len(changing) < len(before), "the sample should mix verdicts"
 
@@ -732,7 +672,7 @@ def test_preview_counts_each_verdict_and_totals_what_will_change(mirror):
     expected: dict[str, int] = {}
     total = Decimal("0")
     for record in records:
-        kind = status_verdict(record.status, S.CANCEL).kind
+        kind = INVOICE_STATUS.verdict(record, StatusRequest(S.CANCEL)).kind
         expected[kind] = expected.get(kind, 0) + 1
         if kind == VerdictKind.CHANGE:
             total += record.amount
@@ -754,7 +694,7 @@ def test_status_all_preview_judges_every_record_of_the_subscriptions(mirror):
     expected: dict[str, int] = {kind.value: 0 for kind in VerdictKind}
     total = Decimal("0")
     for record in records:
-        kind = status_verdict(record.status, S.DONE_UNSUCCEED).kind
+        kind = INVOICE_STATUS.verdict(record, StatusRequest(S.DONE_UNSUCCEED)).kind
         expected[kind] = expected.get(kind, 0) + 1
         total += record.amount if kind == VerdictKind.CHANGE else 0
     assert preview.counts == expected and preview.total == records.count()
@@ -785,7 +725,7 @@ def test_set_status_all_reconciles_each_subscription_from_invoice_list(
         expected_changes = sorted(
             (no, st)
             for no, st in old.items()
-            if status_verdict(st, S.DONE_UNSUCCEED).kind == VerdictKind.CHANGE
+            if INVOICE_STATUS.judge(st, S.DONE_UNSUCCEED).kind == VerdictKind.CHANGE
         )
         changed = sorted((c["invoice_no"], c["from"]) for c in item.result["changed"])
         assert changed == expected_changes
@@ -912,3 +852,66 @@ def test_create_confirmed_but_not_read_back_is_in_doubt_and_settled_later(
     assert job.state == Job.State.SUCCEEDED
     assert len(writes(mirror, "create_invoice")) == 1  # read back, not sent again
     assert subscription.invoices.count() == before + 1
+
+
+# --- refresh -------------------------------------------------------------------------------
+
+# What the refresh used to stop at, silently.
+OLD_REFRESH_CAP = 10_000
+
+
+def test_a_refresh_of_more_than_ten_thousand_launches_every_subscription_cheaply(
+    db, operator, queued_tasks, django_capture_on_commit_callbacks
+):
+    Subscription.objects.bulk_create(
+        Subscription(subscription_id=f"many-{n}", reference_no=f"M{n}", name_surname="Ada Yılmaz")
+        for n in range(OLD_REFRESH_CAP + 50)
+    )
+    # Both over the approval threshold's count, which a refresh is never held by.
+    some = Subscription.objects.filter(pk__in=Subscription.objects.order_by("pk")[:150])
+    everything = Subscription.objects.all()
+    operator.has_perm("subscriptions.sync_subscription")  # the permission cache, read once
+    statements = []
+    with django_capture_on_commit_callbacks(execute=True):
+        for selected in (some, everything):
+            with CaptureQueriesContext(connection) as queries:
+                job = subscription_refresh_start(subscriptions=selected, actor=operator)
+            statements.append(len(queries))
+
+    # The same statements for 150 as for 10,050, and no item written in the request.
+    assert statements[0] == statements[1]
+    assert job.total == everything.count() > OLD_REFRESH_CAP
+    assert not job.items.exists()
+    # A read, never held for a second person's approval, whatever its size.
+    assert job.state == Job.State.QUEUED and job.approval_expires_at is None
+    assert [t.args[0] for t in queued_tasks if t.task.name == "job_run"][-1] == job.pk
+
+    written = prepare_job(job.pk)
+
+    assert written == job.items.count() == everything.count()
+    assert set(job.items.values_list("target_id", flat=True)) == {
+        str(pk) for pk in everything.values_list("pk", flat=True)
+    }
+    # Job pages are read by every viewer: the names are masked on the items too.
+    assert not job.items.filter(target_repr__contains="Yılmaz").exists()
+
+
+def test_a_refresh_bigger_than_a_chunk_re_reads_every_subscription_from_paynet(
+    mirror, operator, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Items are written a few subscriptions at a time, as a big refresh's are 2,000 at a time.
+    monkeypatch.setattr(runner, "prepare_job", partial(selection.prepare_job, chunk=7))
+    pks = list(Subscription.objects.order_by("pk").values_list("pk", flat=True))
+    record = a_record(S.WAITING, subscription__pk__in=pks[7 * 2 :])  # in the third chunk or later
+    mirror.command("paynet", command="set_status", invoice_no=record.invoice_no, status=S.CANCEL)
+    count = len(pks)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = subscription_refresh_start(subscriptions=Subscription.objects.all(), actor=operator)
+
+    job.refresh_from_db()
+    assert (job.state, job.total, job.succeeded) == (Job.State.SUCCEEDED, count, count)
+    assert sorted(int(t) for t in job.items.values_list("target_id", flat=True)) == pks
+    assert calls("subscription_detail").filter(outcome="ok").count() == count
+    record.refresh_from_db()
+    assert record.status == S.CANCEL  # a later chunk's subscription was read too

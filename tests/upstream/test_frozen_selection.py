@@ -14,9 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from subscriptions.jobs import statuses_fingerprint, statuses_fingerprint_sql
 from subscriptions.models import InvoiceStatus as S
 from subscriptions.models import Subscription, SubscriptionInvoice
+from subscriptions.pushes import statuses_fingerprint, statuses_fingerprint_sql
 from subscriptions.services import (
     subscription_invoice_set_status_bulk,
     subscription_set_status_all,

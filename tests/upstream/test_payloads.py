@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from billing.jobs import ItemUpdate
-from subscriptions.jobs import NewInvoice, StatusChange
+from subscriptions.pushes import NewInvoice, StatusChange
 
 
 def test_a_payload_survives_json_with_its_types():
