@@ -9,7 +9,6 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -20,7 +19,6 @@ from upstream.calls.errors import UpstreamRejectedError
 from upstream.history.drift import open_drift_count, open_drift_ids
 from upstream.l10n.stored import text
 from upstream.models import Job
-from upstream.pushes.jobs import job_enqueue
 from upstream.pushes.selection import job_create_frozen
 from upstream.pushes.single import operation_seen, push_single
 from upstream.pushes.verdicts import Preview, Verdict, VerdictKind
@@ -362,19 +360,11 @@ def subscription_refresh_start(*, subscriptions: QuerySet[Subscription], actor: 
     Every selected subscription, however many: the selection is frozen in a few statements and
     the worker writes the items in chunks (upstream/pushes/selection.py).
     """
-    with transaction.atomic():
-        job = job_create_frozen(
-            kind=SUBSCRIPTION_REFRESH_KIND,
-            queryset=subscriptions,
-            title=lambda count: text(
-                gettext_noop("Refresh %(count)s subscriptions from Paynet"), count=count
-            ),
-            actor=actor,
-        )
-        if job.state == Job.State.AWAITING_APPROVAL:
-            # job_create_frozen weighs every launch for four-eyes approval; a refresh sends
-            # nothing to Paynet (job_create never holds a read for approval), so it runs now.
-            Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, approval_expires_at=None)
-            job.refresh_from_db()
-            job_enqueue(job)
-    return job
+    return job_create_frozen(
+        kind=SUBSCRIPTION_REFRESH_KIND,
+        queryset=subscriptions,
+        title=lambda count: text(
+            gettext_noop("Refresh %(count)s subscriptions from Paynet"), count=count
+        ),
+        actor=actor,
+    )

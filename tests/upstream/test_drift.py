@@ -334,3 +334,86 @@ def test_the_status_preview_marks_records_with_open_drift(mirror, operator_clien
     assert "badge-drift" in row[: row.index("</tr>")]
     assert 'id="drift-warning"' in single.content.decode()
     assert 'id="drift-warning"' not in other.content.decode()
+
+
+def test_a_selection_repush_is_one_job_whose_approval_weighs_the_whole_selection(
+    mirror,  # noqa: F811
+    operator,
+    settings,
+):
+    settings.APPROVAL_MIN_ITEMS = 2
+    records = list(SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:2])
+    for record in records:
+        tamper_and_refresh(mirror, record, status=S.CANCEL)
+    calls_before = UpstreamCall.objects.filter(operation="invoice_status_update").count()
+
+    done, jobs, errors = drift_resolve_many(
+        drifts=list(Drift.objects.select_related("content_type")),
+        actor=operator,
+        reason="one at a time would dodge the threshold",
+        repush=True,
+    )
+
+    # Two entries re-pushed one by one would each be a push of one record: under the threshold.
+    assert (done, errors) == (2, [])
+    (job,) = jobs
+    assert (job.state, job.total) == (Job.State.AWAITING_APPROVAL, 2)
+    assert UpstreamCall.objects.filter(operation="invoice_status_update").count() == calls_before
+    for record in records:
+        record.refresh_from_db()
+        assert record.status == S.CANCEL  # nothing sent until a second person approves
+
+
+def test_repush_of_a_selection_over_the_api_answers_202_with_its_job(
+    mirror,  # noqa: F811
+    api_operator,
+    operator,
+    django_capture_on_commit_callbacks,
+):
+    records = list(SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:2])
+    for record in records:
+        tamper_and_refresh(mirror, record, status=S.CANCEL)
+    ids = list(Drift.objects.values_list("pk", flat=True))
+
+    unknown = api_operator.post(
+        f"{DRIFT}repush/", {"ids": [*ids, 99999], "reason": "back"}, format="json"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_operator.post(
+            f"{DRIFT}repush/", {"ids": ids, "reason": "back"}, format="json"
+        )
+
+    assert unknown.status_code == 400 and "99999" in str(unknown.json()["ids"])
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["repushed"], body["refused"]) == (2, [])
+    job = Job.objects.get(pk=body["job"]["id"])
+    assert (job.kind, job.total, job.reason, job.created_by) == (
+        "paynet.invoice_status",
+        2,
+        "back",
+        operator,
+    )
+    for record in records:
+        record.refresh_from_db()
+        assert record.status == S.WAITING == upstream_record(mirror, record)["status"]
+
+
+def test_an_item_amount_drift_is_repushed_through_the_wisecp_push_kind(wisecp, api_operator):
+    item = InvoiceItem.objects.get(wisecp_id=ITEM_ID)
+    expected = item.amount
+    wisecp.tamper("wisecp", item_id=ITEM_ID, fields={"amount": 999.5})
+    invoice_refresh(item.invoice)
+    drift = only_drift()
+
+    response = api_operator.post(
+        f"{DRIFT}{drift.pk}/repush/", {"reason": "the agreed price"}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    item.refresh_from_db()
+    assert item.amount == expected
+    drift.refresh_from_db()
+    assert drift.state == "repushed" and drift.job is not None
+    call = UpstreamCall.objects.get(operation="UpdateInvoiceItem", job=drift.job)
+    assert call.outcome == "ok"

@@ -266,46 +266,61 @@ class RepushLaunch:
 
 
 def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
-    """Send `expected` back through the normal push path (its rules, reason and approvals).
+    """Send one entry's `expected` back as a single push of its record's push kind (the same
+    verdict, claim, approvals and in-doubt settling as any single push), in the request.
 
-    A re-push of one entry is a re-push of a selection of one (`drift_repush_selection`).
     Raises ValidationError for an entry that cannot be re-pushed (a field staff cannot push, a
-    vanished record, the push kind's verdict says no) and PermissionDenied without the right.
+    vanished record, the kind's verdict says no), PermissionDenied without the right, and lets
+    the push's own errors rise: then the entry stays open.
     """
-    from upstream.models import Drift, Job
+    from upstream.calls.errors import PushAccepted
+    from upstream.models import Drift
+    from upstream.pushes.single import push_single
 
     reason = _require(actor, reason)
     if drift.state != Drift.State.OPEN:
         raise ValidationError({"state": [_("This drift entry is no longer open.")]})
-    launch = drift_repush_selection(drifts=[drift], actor=actor, reason=reason)
-    if launch.forbidden:
-        raise PermissionDenied(launch.refused.get(drift.pk, ""))
-    if drift.pk in launch.refused:
-        raise ValidationError({"field": [launch.refused[drift.pk]]})
+    launch = RepushLaunch()
+    ((kind, pushes),) = _repushes([drift], launch).items() or ((None, []),)
+    if drift.pk in launch.refused or not pushes:
+        raise ValidationError({"field": [launch.refused.get(drift.pk, "")]})
+    push = pushes[0]
+    try:
+        done = push_single(
+            kind=kind.kind,
+            target=push.record,
+            payload=push.payload.to_json(),
+            actor=actor,
+            title=_repush_title(kind, 1),
+            reason=reason,
+            target_repr=drift.record_label,
+            amount=push.amount,
+        )
+        job, accepted = done.job, False
+    except PushAccepted as pending:
+        # Waiting for approval or being settled: the entry is re-pushed, the job will tell.
+        job, accepted = pending.job, True
+    _mark_repushed([drift], job, actor, reason)
     drift.refresh_from_db()
-    job = launch.jobs[0] if launch.jobs else None
-    if job is not None:
-        job.refresh_from_db()
-    return RepushResult(drift, job, job is not None and job.state != Job.State.SUCCEEDED)
+    return RepushResult(drift, job, accepted)
 
 
-def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) -> RepushLaunch:
-    """Re-push open entries as bulk pushes: one job per push kind, with the approvals of the
-    whole selection, never a loop of single pushes in the request.
+@dataclass(frozen=True)
+class _Repush:
+    record: models.Model
+    payload: Any
+    amount: Decimal
+    entries: list[Drift]
 
-    Each record's push kind (upstream.pushes.kinds) says which fields a re-push may send and
-    turns the expected values into its request; its verdict refuses what the rules refuse, as
-    for any push. The entries whose push started are marked re-pushed with their job.
-    """
+
+def _repushes(drifts: Iterable[Drift], launch: RepushLaunch) -> dict[Any, list[_Repush]]:
+    """The open entries as pushes of their records' kinds, one per record (two drifted fields of
+    one record go in one push); refusals are noted on `launch`."""
     from upstream.models import Drift
-    from upstream.pushes.jobs import NewItem, job_create
-    from upstream.pushes.kinds import PushKind, push_kinds_for
+    from upstream.pushes.kinds import push_kinds_for
     from upstream.pushes.verdicts import VerdictKind
 
-    reason = _require(actor, reason)
-    launch = RepushLaunch()
-    # kind -> record pk -> (record, {field: expected}, entries)
-    grouped: dict[PushKind, dict[int, tuple[models.Model, dict[str, Any], list[Drift]]]] = {}
+    grouped: dict[Any, dict[int, tuple[models.Model, dict[str, Any], list[Drift]]]] = {}
     for drift in drifts:
         if drift.state != Drift.State.OPEN:
             continue
@@ -314,6 +329,7 @@ def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) 
         if record is None or drift.kind == Drift.Kind.MISSING:
             launch.refuse(drift, _("A vanished record cannot be re-pushed."))
             continue
+        # The record's push kind says which fields a re-push may send (its drift_fields).
         kind = next((k for k in push_kinds_for(model) if drift.field in k.drift_fields), None)
         if kind is None:
             launch.refuse(
@@ -325,8 +341,8 @@ def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) 
         )
         changes[drift.field] = drift.expected
         entries.append(drift)
+    pushes: dict[Any, list[_Repush]] = {}
     for kind, records in grouped.items():
-        items, amount, launched = [], Decimal("0"), []
         for record, changes, entries in records.values():
             try:
                 request = kind.drift_request(record, changes)
@@ -341,39 +357,61 @@ def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) 
                     launch.refuse(drift, str(why))
                 continue
             payload = kind.build(record, request)
-            amount += kind.amount(payload)
-            items.append(
-                NewItem(
-                    target=record, payload=payload.to_json(), target_repr=entries[0].record_label
-                )
+            pushes.setdefault(kind, []).append(
+                _Repush(record, payload, kind.amount(payload), entries)
             )
-            launched += entries
-        if not items:
-            continue
+    return pushes
+
+
+def _mark_repushed(entries: list[Drift], job: Job, actor: Any, reason: str) -> int:
+    from upstream.models import Drift
+
+    return Drift.objects.filter(pk__in=[d.pk for d in entries], state=Drift.State.OPEN).update(
+        state=Drift.State.REPUSHED,
+        resolved_by=actor,
+        resolved_at=timezone.now(),
+        resolution_reason=reason,
+        job=job,
+    )
+
+
+def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) -> RepushLaunch:
+    """Re-push open entries as bulk pushes: one job per push kind, with the approvals of the
+    whole selection, never a loop of single pushes in the request.
+
+    Each record's push kind (upstream.pushes.kinds) says which fields a re-push may send and
+    turns the expected values into its request; its verdict refuses what the rules refuse, as
+    for any push. The entries whose push started are marked re-pushed with their job.
+    """
+    from upstream.pushes.jobs import NewItem, job_create
+
+    reason = _require(actor, reason)
+    launch = RepushLaunch()
+    for kind, pushes in _repushes(drifts, launch).items():
+        entries = [drift for push in pushes for drift in push.entries]
         try:
             job = job_create(
                 kind=kind.kind,
-                title=_repush_title(kind, len(items)),
-                items=items,
+                title=_repush_title(kind, len(pushes)),
+                items=[
+                    NewItem(
+                        target=push.record,
+                        payload=push.payload.to_json(),
+                        target_repr=push.entries[0].record_label,
+                    )
+                    for push in pushes
+                ],
                 actor=actor,
                 reason=reason,
-                amount=amount,
+                amount=sum((push.amount for push in pushes), Decimal("0")),
             )
         except (ValidationError, PermissionDenied) as error:
-            for drift in launched:
+            for drift in entries:
                 launch.refuse(drift, _error_text(error))
             launch.forbidden |= isinstance(error, PermissionDenied)
             continue
         launch.jobs.append(job)
-        launch.done += Drift.objects.filter(
-            pk__in=[d.pk for d in launched], state=Drift.State.OPEN
-        ).update(
-            state=Drift.State.REPUSHED,
-            resolved_by=actor,
-            resolved_at=timezone.now(),
-            resolution_reason=reason,
-            job=job,
-        )
+        launch.done += _mark_repushed(entries, job, actor, reason)
     return launch
 
 

@@ -115,17 +115,21 @@ def job_create_frozen(
             selection=ids,
             prepared=0,
             amount=total,
-            **approval_fields(max(count, approval_count or 0), total),
+            # A read (a refresh) sends nothing upstream: no second person needed.
+            **(
+                approval_fields(max(count, approval_count or 0), total) if handler.operation else {}
+            ),
         )
         if job.state == Job.State.QUEUED:
             job_enqueue(job)
     return job
 
 
-def prepare_job(job_id: int, *, chunk: int = EXPAND_CHUNK) -> int:
+def prepare_job(job_id: int, *, chunk: int | None = None) -> int:
     """Expand the job's frozen selection into items, a chunk per transaction; return how many
     this call wrote. Safe to run again after a crash or beside another worker: each chunk moves
     `prepared` forward only from the value it read, so no chunk is written twice."""
+    chunk = chunk or EXPAND_CHUNK  # read now, so a test or a setting may change it
     job = Job.objects.only("pk", "kind", "params", "selection", "prepared").get(pk=job_id)
     if job.prepared is None:
         return 0
