@@ -65,7 +65,7 @@ def test_a_job_queued_in_redis_is_run_by_an_rq_worker(sandbox, operator, queued_
         env,
         "shell",
         "-c",
-        f"from upstream.pushes.jobs.None import job_enqueue; from upstream.models import Job; "
+        f"from upstream.pushes.jobs import job_enqueue; from upstream.models import Job; "
         f"from django.db import transaction\n"
         f"with transaction.atomic(): job_enqueue(Job.objects.get(pk={job.pk}))",
     )
