@@ -384,6 +384,9 @@ def test_the_sweep_closes_a_task_a_killed_worker_left_running(mirror, operator, 
     assert result["tasks_closed"] == 1
     row = DBTaskResult.objects.get(pk=task.id)
     assert row.status == TaskResultStatus.FAILED and "sweep" in row.traceback
+    # django-tasks imports the class the row names when its error is read.
+    assert row.exception_class_path == "upstream.pushes.runner.WorkerStopped"
+    assert row.task_result.errors[0].exception_class is runner.WorkerStopped
 
 
 def test_the_record_page_shows_who_changed_it_why_and_the_job(mirror, operator, operator_client):

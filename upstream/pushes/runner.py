@@ -852,6 +852,14 @@ def _defer(job: Job, run_after: datetime) -> None:
         job_enqueue(job, run_after=run_after)
 
 
+class WorkerStopped(Exception):
+    """Why the sweep closed a task a killed worker left running (its exception class path)."""
+
+
+# Written to task rows, and read back by django-tasks (TaskError.exception_class imports it).
+WORKER_STOPPED_PATH = "upstream.pushes.runner.WorkerStopped"
+
+
 def sweep(*, enqueue: bool = True) -> dict[str, int]:
     """Reclaim expired leases, re-enqueue jobs whose worker has gone quiet, settle what killed
     processes left behind. Each stage runs on its own: one that fails is logged and the others
@@ -980,7 +988,7 @@ def close_abandoned_tasks() -> int:
         closed += tasks.update(
             status=TaskResultStatus.FAILED,
             finished_at=now,
-            exception_class_path="upstream.pushes.runner.WorkerStopped",
+            exception_class_path=WORKER_STOPPED_PATH,
             traceback="The worker stopped while running this task; closed by the sweep.",
         )
     return closed
