@@ -1,11 +1,12 @@
 """Calls: every request's call-log row is committed, pending, before the request leaves.
 
 The write an item is about to send gets its pending row when the item is claimed
-(`reserve_calls`, in the claim's transaction). Any other request a worker thread makes (a
-retried attempt, a read-back) asks the runner's thread for its row (`CallReserver`), since
-worker threads never touch the database. `JobRecorder` hands each exchange its row; the flush
-finishes the rows in place (`finish_reserved_calls`). So a killed process always leaves
-evidence: a pending row the sweep settles.
+(`reserve_calls`, in the claim's transaction). Any other request (a retried attempt, a
+read-back) gets a row of its own before it leaves: a job's pool thread asks the runner's thread
+for it (`CallReserver`), since those threads never touch the database; a push run inline inserts
+it itself (`insert_call`). `JobRecorder` hands each exchange its row; the flush finishes the rows
+in place (`finish_reserved_calls`). So a killed process always leaves evidence: a pending row the
+sweep settles.
 """
 
 from __future__ import annotations

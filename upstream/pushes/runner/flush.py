@@ -3,8 +3,8 @@
 The calls, the mirror changes and the items' states are written together, so a local change
 never exists without the upstream's confirmation and its recorded call. Only results of items
 this worker still holds are written (a lease taken over is not ours). The records' claims are
-let go in the same transaction, except those of items in doubt, which keep their record until
-a read-back settles them. The breaker hears the answers after the commit.
+let go in the same transaction, except those of items to be read back, which pass to the item
+itself until it is claimed again. The breaker hears the answers after the commit.
 """
 
 from __future__ import annotations

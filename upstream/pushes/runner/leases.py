@@ -3,8 +3,8 @@
 A worker holds the items it claimed (claimed_by, lease_until) and their records for one lease,
 renewed while it works. An item whose lease ran out while it was sending may have reached the
 upstream, so it is never simply sent again: it goes back to pending *in doubt*, to be read back
-first. An item in doubt between its attempts keeps its record under its own holder
-(`item_holder`), which no lease expiry frees.
+first. An item in doubt between its attempts keeps its record claimed under its own holder
+(`item_holder`, for a lease) until it is claimed again to be read back.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from upstream.l10n.stored import message_fields, text
-from upstream.models import JobItem, RecordClaim
+from upstream.models import Job, JobItem, RecordClaim
+from upstream.pushes.claims import renew_claims
 
 
 def new_worker_id() -> str:
@@ -29,6 +30,17 @@ def new_worker_id() -> str:
 
 def lease_length() -> timedelta:
     return timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+
+
+def renew_leases(job_id: int, worker_id: str) -> None:
+    """A worker still at work keeps what it holds for another lease: the items it is sending,
+    their records, and the job's heartbeat (which tells the sweep it is alive)."""
+    renewed_until = timezone.now() + lease_length()
+    JobItem.objects.filter(claimed_by=worker_id, state=JobItem.State.SENDING).update(
+        lease_until=renewed_until
+    )
+    renew_claims(holder=worker_id, until=renewed_until)
+    Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
 
 
 def item_holder(item_id: int) -> str:

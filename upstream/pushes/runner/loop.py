@@ -27,13 +27,12 @@ from upstream.calls.breaker import (
     breaker_trip,
 )
 from upstream.models import Job, JobItem
-from upstream.pushes.claims import renew_claims
 from upstream.pushes.kinds import WorkItem, WorkResult, kind_for
 from upstream.pushes.runner.calls import CallReserver
 from upstream.pushes.runner.claim import claim_items
 from upstream.pushes.runner.finalize import cancel_pending_items, job_finalize
 from upstream.pushes.runner.flush import flush_results
-from upstream.pushes.runner.leases import lease_length, new_worker_id, release_expired_leases
+from upstream.pushes.runner.leases import new_worker_id, release_expired_leases, renew_leases
 from upstream.pushes.runner.work import work_item
 from upstream.pushes.selection import prepare_job
 
@@ -128,12 +127,7 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 if _follow_breaker(gate, worker_id, take_probe=False) == WAIT:
                     exhausted = True
             if now - last_renew >= lease_renew_every:
-                renewed_until = timezone.now() + lease_length()
-                JobItem.objects.filter(claimed_by=worker_id, state=JobItem.State.SENDING).update(
-                    lease_until=renewed_until
-                )
-                renew_claims(holder=worker_id, until=renewed_until)
-                Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
+                renew_leases(job_id, worker_id)
                 last_renew = now
 
     _release_probe(gate, worker_id)

@@ -3,8 +3,9 @@
 django-tasks-db keeps no lease, so the runner keeps its own and the sweep acts on it: expired
 leases put their items in doubt, jobs whose worker went quiet are re-enqueued (or closed when
 nothing is left), call rows left pending are closed once their item is settled, and task rows a
-killed worker left running are closed. Each stage runs on its own: one that fails is logged and
-the others still run.
+killed worker left running are closed; approvals past their time expire and the dashboard's
+totals are refreshed. Each stage runs on its own: one that fails is logged and the others still
+run.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Work: the HTTP side of an item, run in the pool's threads.
+"""Work: the HTTP side of an item, run in a job's pool threads (a single push runs it inline).
 
-A thread only talks HTTP: it pushes the item, or reads back one in doubt, or skips one whose
-record went stale; it never touches the database (its call rows are committed for it by the
-runner's thread, see `calls`). Whatever happens becomes a WorkResult for the flush. A write that
-may have reached the upstream is never reported as plainly failed: it is in doubt, to be read
-back before anything is sent again. The breaker is asked before every call.
+It pushes the item, or reads back one in doubt, or skips one whose record went stale. In a job's
+threads it only talks HTTP: the rows of its calls are committed for it by the runner's thread
+(see `calls`). Whatever happens becomes a WorkResult for the flush; a failure after a write may
+have been applied leaves the item in doubt, to be read back before anything is sent again.
+With a breaker gate, the breaker is asked before every call.
 """
 
 from __future__ import annotations
