@@ -24,7 +24,6 @@ from billing.sync import wisecp_sync
 from tests.conftest import hold_claim
 from upstream.calls.errors import PushInDoubt
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.pushes import runner
 
 from .conftest import (
     ITEM_ID,
@@ -774,7 +773,7 @@ def test_in_doubt_job_item_is_read_back_not_resent(
             "operation": "UpdateInvoiceItem",
         }
     )
-    monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
     first = _start(operator_client, "set_due_date", [item])
     preview = operator_client.post(
         ITEMS,

@@ -338,7 +338,7 @@ def test_an_unanswered_edit_is_read_back_then_left_in_doubt_for_the_worker(
     # Read back once in the request: not there, so nothing is claimed either way yet.
     assert UpstreamCall.objects.filter(operation="GetInvoice", outcome="ok").count() == 1
 
-    monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
     runner.run_job(caught.value.job.pk)
 
     # The worker reads back again, finds it not applied and sends it once more.

@@ -52,7 +52,7 @@ def writes(sandbox, operation: str = "invoice_status_update") -> list[dict]:
 
 def settle(job: Job, monkeypatch) -> Job:
     """What the worker does with an in-doubt single push: read back, then apply or resend."""
-    monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
     runner.run_job(job.pk)
     job.refresh_from_db()
     return job

@@ -314,7 +314,8 @@ def test_running_job_pauses_its_items_and_resumes_when_the_breaker_closes(
     mirror, operator, breaker, queued_tasks, monkeypatch, django_capture_on_commit_callbacks
 ):
     breaker.PAYNET_CONCURRENCY = 2
-    monkeypatch.setattr(runner, "LONG_WAIT", timedelta(0))  # defer rather than wait in-process
+    # Defer rather than wait in-process.
+    monkeypatch.setattr("upstream.pushes.runner.loop.LONG_WAIT", timedelta(0))
     records = waiting(20)
     job = queued_job(records, operator)
     mirror.faults({"kind": "status", "status": 503, "operation": "invoice_status_update"})
@@ -367,7 +368,7 @@ def test_a_job_started_while_open_sends_nothing_and_waits(mirror, operator, brea
 def test_after_the_cooldown_one_probe_goes_and_a_failure_reopens_then_a_success_closes(
     mirror, operator, breaker, monkeypatch
 ):
-    monkeypatch.setattr(runner, "LONG_WAIT", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.loop.LONG_WAIT", timedelta(0))
     records = waiting(6)
     job = queued_job(records, operator)
     first = open_paynet_breaker(mirror)

@@ -5,6 +5,7 @@ Real HTTP against the sandbox; its ledger says what reached the upstream.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from unittest import mock
@@ -33,6 +34,7 @@ from upstream.models import IdempotencyRecord, Job, JobItem, RecordClaim, Upstre
 from upstream.pushes import runner
 from upstream.pushes import single as operations
 from upstream.pushes.jobs import job_retry_failed
+from upstream.pushes.kinds import kind_for
 from upstream.pushes.selection import prepare_job
 
 VAL_DATE = timezone.now() + timedelta(days=30)
@@ -46,7 +48,7 @@ def mirror(sandbox, db):
 
 @pytest.fixture
 def no_pause(monkeypatch):
-    monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
     monkeypatch.setattr(operations, "CLAIM_WAIT_SECONDS", 0.2)
 
 
@@ -156,7 +158,7 @@ def test_web_process_killed_mid_push_is_settled_by_the_sweep(mirror, operator, n
 
 def test_a_crash_after_the_write_went_out_is_in_doubt_not_failed(mirror, operator, no_pause):
     job = queued_job(waiting(1), operator)
-    handler = runner.kind_for(job.kind)
+    handler = kind_for(job.kind)
 
     def push_then_crash(client, item):
         type(handler).push(handler, client, item)
@@ -164,7 +166,7 @@ def test_a_crash_after_the_write_went_out_is_in_doubt_not_failed(mirror, operato
 
     with mock.patch.object(handler, "push", push_then_crash):
         claimed = runner.claim_items(job, "w", 1, handler)
-        result = runner._work(job, handler, claimed[0])
+        result = runner.work_item(job, handler, claimed[0])
 
     assert result.outcome == JobItem.Outcome.IN_DOUBT
     runner.flush_results(job, handler, "w", [result])
@@ -180,10 +182,10 @@ def test_a_long_retry_after_reschedules_the_item(mirror, operator, no_pause):
         {"kind": "rate_limit", "seconds": 30, "operation": "invoice_status_update", "times": 9}
     )
     job = queued_job(waiting(1), operator)
-    handler = runner.kind_for(job.kind)
+    handler = kind_for(job.kind)
 
     claimed = runner.claim_items(job, "w", 1, handler)
-    result = runner._work(job, handler, claimed[0])
+    result = runner.work_item(job, handler, claimed[0])
     runner.flush_results(job, handler, "w", [result])
 
     item = job.items.get()
@@ -384,6 +386,9 @@ def test_the_sweep_closes_a_task_a_killed_worker_left_running(mirror, operator, 
     assert result["tasks_closed"] == 1
     row = DBTaskResult.objects.get(pk=task.id)
     assert row.status == TaskResultStatus.FAILED and "sweep" in row.traceback
+    # django-tasks imports the class the row names when its error is read.
+    assert row.exception_class_path == "upstream.pushes.runner.WorkerStopped"
+    assert row.task_result.errors[0].exception_class is runner.WorkerStopped
 
 
 def test_the_record_page_shows_who_changed_it_why_and_the_job(mirror, operator, operator_client):
@@ -485,10 +490,10 @@ def test_api_key_of_a_request_that_died_is_answered_from_its_operation(mirror, a
 
 def test_a_jobs_read_back_is_recorded_pending_before_it_is_sent(mirror, operator, no_pause):
     job = queued_job(waiting(1), operator)
-    handler = runner.kind_for(job.kind)
+    handler = kind_for(job.kind)
     claimed = runner.claim_items(job, "w", 1, handler)
     JobItem.objects.filter(pk=claimed[0].id).update(in_doubt=True)
-    item = runner.replace(claimed[0], in_doubt=True)
+    item = replace(claimed[0], in_doubt=True)
     reserved = []
 
     def reserve(call):
@@ -497,7 +502,7 @@ def test_a_jobs_read_back_is_recorded_pending_before_it_is_sent(mirror, operator
         reserved.append(runner.insert_call(call))
         return reserved[-1]
 
-    result = runner._work(job, handler, item, reserve)
+    result = runner.work_item(job, handler, item, reserve)
     runner.flush_results(job, handler, "w", [result])
 
     reads = UpstreamCall.objects.filter(operation="invoice_list")
@@ -527,9 +532,9 @@ def test_a_result_that_cannot_be_written_here_stays_in_doubt_and_spares_the_othe
     mirror, operator, no_pause
 ):
     job = queued_job(waiting(3), operator)
-    handler = runner.kind_for(job.kind)
+    handler = kind_for(job.kind)
     claimed = runner.claim_items(job, "w", 3, handler)
-    results = [runner._work(job, handler, item) for item in claimed]
+    results = [runner.work_item(job, handler, item) for item in claimed]
     bad = claimed[1]
     original = type(handler).apply
 
@@ -763,7 +768,7 @@ def test_retry_is_confirmed_and_records_who_retried(mirror, operator, operator_c
 
 
 def test_an_item_left_in_doubt_says_what_happens_next(mirror, operator, no_pause, monkeypatch):
-    monkeypatch.setattr(runner, "MAX_ITEM_ATTEMPTS", 1)
+    monkeypatch.setattr("upstream.pushes.runner.flush.MAX_ITEM_ATTEMPTS", 1)
     mirror.faults(
         {"kind": "drop", "operation": "invoice_status_update"},
         {"kind": "status", "status": 503, "operation": "invoice_list"},

@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def mirror(sandbox, monkeypatch, queued_tasks):
     require_postgres()
-    monkeypatch.setattr(runner, "IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
     paynet_sync()
     # Paynet answers slowly, so the pushes are surely in flight together.
     sandbox.faults({"kind": "latency", "seconds": 0.2, "operation": "invoice_status_update"})

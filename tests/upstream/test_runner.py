@@ -118,7 +118,7 @@ def test_unanswered_push_is_settled_by_reading_back(sandbox, mirror, operator, s
     )
     job = queued_job(records, operator)
 
-    with mock.patch.object(runner, "IN_DOUBT_PAUSE", timedelta(0)):
+    with mock.patch("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0)):
         runner.run_job(job.pk)
 
     job.refresh_from_db()

@@ -47,7 +47,13 @@ from upstream.pushes.approvals import approval_fields, approval_needed, awaiting
 from upstream.pushes.claims import claim_records, release_records
 from upstream.pushes.jobs import job_enqueue
 from upstream.pushes.kinds import JobKind, WorkItem, WorkResult, kind_for
-from upstream.pushes.runner import JobRecorder, _reserve_calls, _work, flush_results, job_finalize
+from upstream.pushes.runner import (
+    JobRecorder,
+    flush_results,
+    job_finalize,
+    reserve_calls,
+    work_item,
+)
 
 # How long a second push of the same record waits for the first before it is refused.
 CLAIM_WAIT_SECONDS = 2.0
@@ -186,7 +192,7 @@ def _push_single(
                 continue  # the first try was refused and changed nothing: this is a new try
             return _repeat(actor, key, kind, target, payload)
 
-    result = _work(job, handler, item, gate=gate)
+    result = work_item(job, handler, item, gate=gate)
     if result.paused:
         result = _paused(handler, result)
     if result.outcome == JobItem.Outcome.IN_DOUBT:
@@ -398,7 +404,7 @@ def _start(
         if stale:
             transaction.set_rollback(True)
             raise PushConflict(stale)
-        call_ids = _reserve_calls(job, handler, [item], now)
+        call_ids = reserve_calls(job, handler, [item], now)
     return job, replace(item, call_id=call_ids.get(item.id))
 
 

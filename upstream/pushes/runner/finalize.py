@@ -1,0 +1,81 @@
+"""Finalize: a job is closed once no item of it is left to do.
+
+Its counters are recounted from the items (never trusted from the running totals), under a lock
+on the job row so two workers cannot close it twice; a job whose frozen selection is not fully
+written yet is never closed. Cancelled jobs have their waiting items closed as cancelled.
+"""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.translation import gettext_noop
+
+from upstream.console.notices import job_finished_announce
+from upstream.l10n.stored import message_fields, text
+from upstream.models import Job, JobItem, RecordClaim
+from upstream.pushes.kinds import kind_for
+from upstream.pushes.runner.leases import item_holder
+
+
+def cancel_pending_items(job: Job) -> int:
+    pending = JobItem.objects.filter(job_id=job.pk, state=JobItem.State.PENDING)
+    RecordClaim.objects.filter(
+        holder__in=[item_holder(pk) for pk in pending.values_list("pk", flat=True)]
+    ).delete()
+    return pending.update(
+        state=JobItem.State.DONE,
+        outcome=JobItem.Outcome.CANCELLED,
+        **message_fields(text(gettext_noop("Cancelled before it was sent."))),
+        finished_at=timezone.now(),
+        lease_until=None,
+    )
+
+
+def job_finalize(job_id: int, *, announce: bool = True) -> bool:
+    """Close the job if no item is left to do; the counters are recounted from the items.
+
+    Its creator is told (a notice and an e-mail) unless `announce` is off: a single push answered
+    in its own request has said how it went already.
+    """
+    with transaction.atomic():
+        jobs = Job.objects.filter(pk=job_id)
+        if connection.features.has_select_for_update:
+            jobs = jobs.select_for_update()
+        job = jobs.get()
+        if job.is_finished:
+            return True
+        if not job.is_prepared:
+            return False  # items of its frozen selection are still to be written
+        items = JobItem.objects.filter(job_id=job_id)
+        if items.filter(state__in=[JobItem.State.PENDING, JobItem.State.SENDING]).exists():
+            return False
+        counts = dict(
+            items.values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n")
+        )
+        job.succeeded = counts.get(JobItem.Outcome.OK, 0)
+        job.failed = sum(counts.get(o, 0) for o in JobItem.FAILED_OUTCOMES)
+        job.cancelled = counts.get(JobItem.Outcome.CANCELLED, 0)
+        job.skipped = counts.get(JobItem.Outcome.SKIPPED, 0)
+        if job.cancel_requested and job.cancelled:
+            job.state = Job.State.CANCELLED
+        elif job.failed == 0:
+            job.state = Job.State.SUCCEEDED
+        elif job.succeeded == 0:
+            job.state = Job.State.FAILED
+        else:
+            job.state = Job.State.PARTIALLY_FAILED
+        job.finished_at = timezone.now()
+        job.save(
+            update_fields=["succeeded", "failed", "cancelled", "skipped", "state", "finished_at"]
+        )
+        try:
+            handler = kind_for(job.kind)
+        except LookupError:
+            handler = None
+        if handler is not None:
+            handler.finished(job)
+        if announce:
+            job_finished_announce(job)
+    return True

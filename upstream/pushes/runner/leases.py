@@ -1,0 +1,77 @@
+"""Leases: who holds an item or a record, and until when.
+
+A worker holds the items it claimed (claimed_by, lease_until) and their records for one lease,
+renewed while it works. An item whose lease ran out while it was sending may have reached the
+upstream, so it is never simply sent again: it goes back to pending *in doubt*, to be read back
+first. An item in doubt between its attempts keeps its record claimed under its own holder
+(`item_holder`, for a lease) until it is claimed again to be read back.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext_noop
+
+from upstream.l10n.stored import message_fields, text
+from upstream.models import Job, JobItem, RecordClaim
+from upstream.pushes.claims import renew_claims
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_length() -> timedelta:
+    return timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+
+
+def renew_leases(job_id: int, worker_id: str) -> None:
+    """A worker still at work keeps what it holds for another lease: the items it is sending,
+    their records, and the job's heartbeat (which tells the sweep it is alive)."""
+    renewed_until = timezone.now() + lease_length()
+    JobItem.objects.filter(claimed_by=worker_id, state=JobItem.State.SENDING).update(
+        lease_until=renewed_until
+    )
+    renew_claims(holder=worker_id, until=renewed_until)
+    Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
+
+
+def item_holder(item_id: int) -> str:
+    """Who holds a record claim kept for an item between its attempts (in doubt)."""
+    return f"item:{item_id}"
+
+
+def release_expired_leases(job_id: int | None = None) -> int:
+    """Items whose worker vanished mid-push may have reached the upstream: mark them in doubt.
+
+    Their record claims go with them (they ran out together), so the settling read-back can
+    claim the record again at once.
+    """
+    expired = JobItem.objects.filter(state=JobItem.State.SENDING, lease_until__lt=timezone.now())
+    if job_id is not None:
+        expired = expired.filter(job_id=job_id)
+    with transaction.atomic():
+        ids = list(expired.values_list("id", flat=True))
+        if not ids:
+            return 0
+        RecordClaim.objects.filter(job_item_id__in=ids).delete()
+        return JobItem.objects.filter(id__in=ids, state=JobItem.State.SENDING).update(
+            state=JobItem.State.PENDING,
+            in_doubt=True,
+            claimed_by="",
+            lease_until=None,
+            **message_fields(
+                text(
+                    gettext_noop(
+                        "The worker stopped while sending; it will be read back before any resend."
+                    )
+                )
+            ),
+        )
