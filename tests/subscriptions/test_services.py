@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import partial
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -900,7 +899,7 @@ def test_a_refresh_bigger_than_a_chunk_re_reads_every_subscription_from_paynet(
     mirror, operator, monkeypatch, django_capture_on_commit_callbacks
 ):
     # Items are written a few subscriptions at a time, as a big refresh's are 2,000 at a time.
-    monkeypatch.setattr(runner, "prepare_job", partial(selection.prepare_job, chunk=7))
+    monkeypatch.setattr(selection, "EXPAND_CHUNK", 7)
     pks = list(Subscription.objects.order_by("pk").values_list("pk", flat=True))
     record = a_record(S.WAITING, subscription__pk__in=pks[7 * 2 :])  # in the third chunk or later
     mirror.command("paynet", command="set_status", invoice_no=record.invoice_no, status=S.CANCEL)
