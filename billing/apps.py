@@ -7,4 +7,4 @@ class BillingConfig(AppConfig):
     verbose_name = _("WiseCP billing")
 
     def ready(self) -> None:
-        from . import jobs  # noqa: F401  registers the job kind
+        from . import pushes  # noqa: F401  registers the push kinds

@@ -30,8 +30,8 @@ from upstream.pushes.verdicts import Preview, Verdict, VerdictKind
 
 from . import rules
 from .client import ParseError, format_datetime, parse_datetime, to_wire
-from .jobs import INVOICE_ITEM_UPDATE_KIND, PERM_PUSH_ITEM, ItemUpdate
 from .models import Invoice, InvoiceItem
+from .pushes import INVOICE_ITEM_UPDATE_KIND, PERM_PUSH_ITEM, ItemUpdate
 from .sync import SyncCounts, invoice_refresh
 
 logger = logging.getLogger(__name__)
@@ -574,7 +574,7 @@ def invoice_refresh_many(
 def invoice_refresh_start(*, invoices: QuerySet[Invoice], actor: User) -> Job:
     """Queue a refresh job: each invoice re-read from WiseCP with its items (GetInvoice); each
     item lists per record what changed."""
-    from .jobs import INVOICE_REFRESH_KIND
+    from .pushes import INVOICE_REFRESH_KIND
 
     _require(actor, PERM_SYNC)
     rows = list(invoices.order_by("wisecp_id")[:10_000])

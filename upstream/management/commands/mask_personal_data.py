@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Value
 from django.db.models.functions import Replace
 
-from billing.jobs import INVOICE_ITEM_UPDATE_KIND
 from billing.models import Invoice
+from billing.pushes import INVOICE_ITEM_UPDATE_KIND
 from security.personal import masked_str
 from subscriptions.models import Subscription
 from upstream.calls.redaction import Kind, mask_value, redact, redact_body, redact_headers
