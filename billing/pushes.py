@@ -1060,6 +1060,13 @@ class InvoiceRefreshHandler(RefreshHandler):
     def make_client(self, recorder: CallRecorder) -> WiseCPClient:
         return WiseCPClient(recorder=recorder)
 
+    def expand(
+        self, records: list[Invoice], tags: dict[int, str], params: dict[str, Any]
+    ) -> dict[int, NewItem]:
+        # Launched from a frozen selection (billing.services.invoice_refresh_start): any number
+        # of invoices, written as items by the worker.
+        return {r.pk: NewItem(target=r, payload={"wisecp_id": r.wisecp_id}) for r in records}
+
     def read(self, client: WiseCPClient, item: WorkItem) -> Any:
         read_at = timezone.now()
         return {"invoice": client.get_invoice(item.payload["wisecp_id"]), "read_at": read_at}

