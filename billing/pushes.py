@@ -404,6 +404,19 @@ def _closed_message(invoice: Invoice) -> str:
     )
 
 
+def _closed_note(invoice: Invoice, money: bool) -> str:
+    if money:
+        msgid = gettext_noop(
+            "Invoice %(invoice)s is closed (%(status)s); its money changes by override."
+        )
+    else:
+        msgid = gettext_noop(
+            "Invoice %(invoice)s is closed (%(status)s); this change moves no money, so it needs "
+            "no override."
+        )
+    return text(msgid, invoice=str(invoice), status=InvoiceStatus(invoice.status).label)
+
+
 def reason_block(names: Iterable[str], reason: str | None) -> ItemVerdict | None:
     """A money change without a reason is blocked; nothing else needs one. A request whose
     reason is not asked yet (None) is not judged on it."""
@@ -447,6 +460,48 @@ def refusal(verdict: ItemVerdict, record: InvoiceItem, request: ItemRequest) -> 
     return ValidationError({fields.get(verdict.rule, "__all__"): list(verdict.messages)})
 
 
+# The same rules as filters on items (the verdict's queryset twin) ------------------------------
+
+
+def _any(queries: Iterable[Q]) -> Q | None:
+    queries = list(queries)
+    return reduce(or_, queries) if queries else None
+
+
+_MONEY_OUT = DecimalField(max_digits=16, decimal_places=2)
+
+
+def _differs(name: str, value: Any) -> Q:
+    """The item's `name` is not `value` (an expression for a renumber's position)."""
+    if name == "invoice":
+        return ~Q(invoice_id=value.pk)
+    if name == "due_date" and value is None:
+        return Q(due_date__isnull=False)
+    # A negated lookup on a nullable column keeps its NULL rows (Django adds IS NOT NULL).
+    return ~Q(**{name: value})
+
+
+def _same_customer_filter(target: Invoice) -> Q:
+    """`same_customer(item's invoice, target)` for items. Names compare without case as far as
+    the database can (SQLite: ASCII letters only); the verdict before sending is the judge."""
+    name = target.customer.strip()
+    by_name = Q(pk__in=[])
+    if name:
+        by_name = Q(invoice__company_name__iexact=name) | (
+            Q(invoice__company_name="") & Q(invoice__full_name__iexact=name)
+        )
+    if target.user_id is None:
+        return by_name
+    return Q(invoice__user_id=target.user_id) | (Q(invoice__user_id__isnull=True) & by_name)
+
+
+def _line_total_sql(asked: Mapping[str, Any]) -> Round:
+    quantity = Value(asked["quantity"]) if "quantity" in asked else F("quantity")
+    amount = Value(asked["amount"], output_field=_MONEY_OUT) if "amount" in asked else F("amount")
+    product = ExpressionWrapper(quantity * amount, output_field=_MONEY_OUT)
+    return Round(product, 2, output_field=_MONEY_OUT)
+
+
 def at_stake(old: Decimal, new: Decimal) -> Decimal:
     """What an item change weighs for the approval thresholds: the larger of the totals and of
     the change, in absolute ₺ (a ₺100 line turned into a ₺-10.000.000 credit weighs 10M)."""
@@ -488,7 +543,6 @@ class BulkRequest:
 
     action: BulkAction
     request: ItemRequest
-    value_label: str = ""
 
     def selection(self, items: QuerySet[InvoiceItem]) -> QuerySet[InvoiceItem]:
         """The items the action judges: the selected ones; for a renumber every item of their
@@ -506,8 +560,23 @@ class BulkRequest:
         changes = dict(self.request.changes)
         if self.action == BulkAction.RENUMBER:
             changes["sequence"] = position if position is not None else getattr(record, POSITION)
-        now, after = self.shown(record, changes)
-        return replace(self.request, changes=changes, version=version, summary=f"{now} → {after}")
+        summary = ""  # any fields: the job page names them (values may be personal)
+        if self.action != BulkAction.FIELDS:
+            summary = "{} → {}".format(*self.shown(record, changes))
+        return replace(self.request, changes=changes, version=version, summary=summary)
+
+    def label(self, *, masked: bool = False) -> str:
+        """The value the action sets, as a title reads it. `masked`: read by every viewer (a
+        job's title and parameters), so a customer's name is masked."""
+        changes = self.request.changes
+        if self.action == BulkAction.DUE_DATE:
+            return day(changes["due_date"]) if changes["due_date"] else _("no due date")
+        if self.action == BulkAction.MOVE:
+            target = masked_copy(changes["invoice"]) if masked else changes["invoice"]
+            return f"{target} ({target.customer})" if target.customer else str(target)
+        if self.action == BulkAction.RENUMBER:
+            return _("1, 2, 3… in the current order")
+        return ", ".join(str(InvoiceItem._meta.get_field(n).verbose_name) for n in changes)
 
     def shown(self, record: InvoiceItem, changes: Mapping[str, Any]) -> tuple[str, str]:
         """Now and after, as the preview's row and the job page's summary show them."""
@@ -547,7 +616,7 @@ class BulkRequest:
         )
         if action == BulkAction.RENUMBER:
             request = replace(request, changes={**request.changes, "sequence": F(POSITION)})
-        return cls(action=action, request=request, value_label=str(params.get("value", "")))
+        return cls(action=action, request=request)
 
 
 def _shown_value(record: InvoiceItem, name: str, value: Any) -> Any:
@@ -568,9 +637,7 @@ def bulk_request(
     if bulk_action == BulkAction.FIELDS:
         if not isinstance(value, Mapping) or not value:
             raise ValidationError({"value": [_("Give at least one field to change.")]})
-        request = item_request(value, reason=reason, override=override)
-        names = ", ".join(str(InvoiceItem._meta.get_field(n).verbose_name) for n in request.changes)
-        return BulkRequest(bulk_action, request, value_label=names)
+        return BulkRequest(bulk_action, item_request(value, reason=reason, override=override))
     try:
         if bulk_action == BulkAction.DUE_DATE:
             changes: dict[str, Any] = {"due_date": clean_due_date(value)}
@@ -629,56 +696,7 @@ def _find_item(invoice: dict[str, Any], item_id: int) -> dict[str, Any] | None:
     return next((i for i in invoice["items"] or [] if i["wisecp_id"] == item_id), None)
 
 
-def _any(queries: Iterable[Q]) -> Q | None:
-    queries = list(queries)
-    return reduce(or_, queries) if queries else None
-
-
-_MONEY_OUT = DecimalField(max_digits=16, decimal_places=2)
-
-
-def _differs(name: str, value: Any) -> Q:
-    """The item's `name` is not `value` (an expression for a renumber's position)."""
-    if name == "invoice":
-        return ~Q(invoice_id=value.pk)
-    if name == "due_date" and value is None:
-        return Q(due_date__isnull=False)
-    # A negated lookup on a nullable column keeps its NULL rows (Django adds IS NOT NULL).
-    return ~Q(**{name: value})
-
-
-def _same_customer_filter(target: Invoice) -> Q:
-    """`same_customer(item's invoice, target)` for items. Names compare without case as far as
-    the database can (SQLite: ASCII letters only); the verdict before sending is the judge."""
-    name = target.customer.strip()
-    by_name = Q(pk__in=[])
-    if name:
-        by_name = Q(invoice__company_name__iexact=name) | (
-            Q(invoice__company_name="") & Q(invoice__full_name__iexact=name)
-        )
-    if target.user_id is None:
-        return by_name
-    return Q(invoice__user_id=target.user_id) | (Q(invoice__user_id__isnull=True) & by_name)
-
-
-def _line_total_sql(asked: Mapping[str, Any]) -> Round:
-    quantity = Value(asked["quantity"]) if "quantity" in asked else F("quantity")
-    amount = Value(asked["amount"], output_field=_MONEY_OUT) if "amount" in asked else F("amount")
-    product = ExpressionWrapper(quantity * amount, output_field=_MONEY_OUT)
-    return Round(product, 2, output_field=_MONEY_OUT)
-
-
-def _closed_note(invoice: Invoice, money: bool) -> str:
-    if money:
-        msgid = gettext_noop(
-            "Invoice %(invoice)s is closed (%(status)s); its money changes by override."
-        )
-    else:
-        msgid = gettext_noop(
-            "Invoice %(invoice)s is closed (%(status)s); this change moves no money, so it needs "
-            "no override."
-        )
-    return text(msgid, invoice=str(invoice), status=InvoiceStatus(invoice.status).label)
+# The kind --------------------------------------------------------------------------------------
 
 
 @register
@@ -993,6 +1011,9 @@ class InvoiceItemUpdateHandler(PushKind):
                     "errors": " ".join(r.data["problems"])
                 }
                 r.message = f"{r.message} {note}".strip()
+
+
+# The bulk launch -------------------------------------------------------------------------------
 
 
 def item_update_kind() -> InvoiceItemUpdateHandler:

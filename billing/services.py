@@ -19,11 +19,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from security.personal import masked_copy
 from upstream.actors import User, actor_require
 from upstream.calls.errors import PushConflict, UpstreamError
 from upstream.calls.log import DbCallRecorder
-from upstream.l10n.formats import day
 from upstream.l10n.stored import text
 from upstream.models import Job, RecordClaim
 from upstream.pushes.jobs import job_enqueue
@@ -41,7 +39,6 @@ from .pushes import (
     PERM_OVERRIDE_CLOSED,
     PERM_PUSH_ITEM,
     BulkAction,
-    BulkRequest,
     InvoiceClosed,  # noqa: F401  re-exported: the 409 callers catch
     ItemChange,
     ItemRequest,
@@ -263,18 +260,6 @@ class BulkPreview(Preview):
         return self.rows[:PREVIEW_SAMPLE]
 
 
-def _value_label(bulk: BulkRequest, *, masked: bool = False) -> str:
-    changes = bulk.request.changes
-    if bulk.action == BulkAction.DUE_DATE:
-        return day(changes["due_date"]) if changes["due_date"] else _("no due date")
-    if bulk.action == BulkAction.MOVE:
-        target = masked_copy(changes["invoice"]) if masked else changes["invoice"]
-        return f"{target} ({target.customer})" if target.customer else str(target)
-    if bulk.action == BulkAction.RENUMBER:
-        return _("1, 2, 3… in the current order")
-    return bulk.value_label
-
-
 def invoice_item_bulk_preview(
     *,
     items: QuerySet[InvoiceItem],
@@ -309,7 +294,7 @@ def invoice_item_bulk_preview(
         if verdict.kind != VerdictKind.SAME and str(item.pk) in busy:
             row.kind, row.reason = VerdictKind.BLOCKED, _("Another save is in progress.")
         rows.append(row)
-    return BulkPreview(action=bulk.action, value_label=_value_label(bulk), rows=rows)
+    return BulkPreview(action=bulk.action, value_label=bulk.label(), rows=rows)
 
 
 def invoice_item_bulk_update(
@@ -335,7 +320,7 @@ def invoice_item_bulk_update(
     if missing := reason_block(bulk.request.changes, bulk.request.reason):
         raise ValidationError({"reason": list(missing.messages)})
     # The job's title and parameters are read by every viewer: the customer's name masked.
-    label = _value_label(bulk, masked=True)
+    label = bulk.label(masked=True)
     titles = {
         BulkAction.DUE_DATE: gettext_noop("Set due date of %(count)s invoice items to %(value)s"),
         BulkAction.MOVE: gettext_noop("Move %(count)s invoice items to invoice %(value)s"),
