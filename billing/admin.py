@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from functools import partial
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
@@ -19,6 +21,7 @@ from upstream.admin.tools import (
     MirrorAdmin,
     RecordOperationsMixin,
     confirm_then_start,
+    form_add_errors,
     in_doubt_message,
     money_column,
     pretty_json,
@@ -28,11 +31,13 @@ from upstream.admin.tools import (
 from upstream.calls.errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
 from upstream.l10n.formats import day, money
 from upstream.lists.queries import related_count
+from upstream.models import Job
 from upstream.pushes.claims import claim_holder
 
-from . import rules, services
+from . import services
 from .forms import BulkActionForm, DueDateForm, InvoiceItemEditForm, MoveForm, RenumberForm
 from .models import Invoice, InvoiceItem
+from .pushes import PERM_OVERRIDE_CLOSED
 
 
 def item_money(field: str, description: str):
@@ -78,6 +83,7 @@ def edit_preview_rows(item: InvoiceItem, preview: services.ItemPreview) -> dict:
             for name, old, new in preview.rows
         ],
         "total": money(preview.total, currency),
+        "note": preview.note,
         "invoices": [
             {
                 "invoice": estimate.invoice,
@@ -409,7 +415,7 @@ class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
         item = get_object_or_404(InvoiceItem.objects.select_related("invoice"), pk=pk)
         if not self.has_push_permission(request):
             raise PermissionDenied
-        may_override = request.user.has_perm(rules.PERM_OVERRIDE_CLOSED)
+        may_override = request.user.has_perm(PERM_OVERRIDE_CLOSED)
         step = request.POST.get("step") if request.method == "POST" else None
         form = InvoiceItemEditForm(
             request.POST if step else None,
@@ -441,13 +447,10 @@ class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
     ) -> dict | None:
         """The confirmation page's content, or None with the refusal on the form."""
         try:
-            services.invoice_item_version_check(
-                item=item, expected_version=form.cleaned_data["version"]
-            )
-            change = services.invoice_item_changes(item=item, changes=form.changes())
-            services.invoice_item_check(
+            preview = services.invoice_item_preview(
                 item=item,
-                change=change,
+                changes=form.changes(),
+                expected_version=form.cleaned_data["version"],
                 actor=request.user,
                 reason=form.cleaned_data["reason"],
                 override=form.cleaned_data.get("override", False),
@@ -458,10 +461,10 @@ class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
         except PushConflict as error:
             form.add_error(None, str(error))
             return None
-        if not change:
+        if not preview.change:
             form.add_error(None, _("Nothing changed; nothing would be sent to WiseCP."))
             return None
-        return edit_preview_rows(item, services.invoice_item_preview(item=item, change=change))
+        return edit_preview_rows(item, preview)
 
     def _edit_push(
         self, request: HttpRequest, item: InvoiceItem, form: InvoiceItemEditForm
@@ -523,23 +526,39 @@ class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
         form_class: type[BulkActionForm],
         title: str,
     ) -> HttpResponse | None:
+        def start(form: BulkActionForm) -> Job:
+            try:
+                return services.invoice_item_bulk_update(
+                    items=queryset,
+                    action=action,
+                    value=form.value,
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                    override=form.override_asked,
+                )
+            except ValidationError as error:
+                form_add_errors(form, error)  # by its field (the reason), and as a message
+                raise
+
+        may_override = request.user.has_perm(PERM_OVERRIDE_CLOSED)
         return confirm_then_start(
             self,
             request,
             queryset,
-            form_class=form_class,
+            form_class=partial(form_class, may_override=may_override),
+            # The reason is asked with the confirmation: the preview judges everything else.
             preview=lambda form: (
-                services.invoice_item_bulk_preview(items=queryset, action=action, value=form.value)
+                services.invoice_item_bulk_preview(
+                    items=queryset,
+                    action=action,
+                    value=form.value,
+                    override=form.override_asked,
+                    actor=request.user,
+                )
                 if form.value_ready()
                 else None
             ),
-            start=lambda form: services.invoice_item_bulk_update(
-                items=queryset,
-                action=action,
-                value=form.value,
-                actor=request.user,
-                reason=form.cleaned_data["reason"],
-            ),
+            start=start,
             template="admin/billing/confirm_bulk.html",
             title=title,
             action=action_names[action],

@@ -11,7 +11,7 @@ class BillingConfig(AppConfig):
         from upstream import registry
         from upstream.calls.redaction import Kind
 
-        from . import jobs, personal, sync  # noqa: F401  jobs registers the push kinds
+        from . import personal, pushes, sync  # noqa: F401  pushes registers its kinds
         from .models import Invoice, InvoiceItem
 
         registry.register_upstream(

@@ -8,9 +8,8 @@ from django.contrib.admin import widgets
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from . import services
 from .models import Invoice, InvoiceItem
-from .services import INT_LIMIT
+from .pushes import EDITABLE_FIELDS, INT_LIMIT
 
 
 class InvoiceAutocomplete(widgets.AutocompleteSelect):
@@ -91,7 +90,7 @@ class InvoiceItemEditForm(forms.Form):
         kwargs.setdefault(
             "initial",
             {
-                **{name: getattr(item, name) for name in services.EDITABLE_FIELDS},
+                **{name: getattr(item, name) for name in EDITABLE_FIELDS},
                 "invoice": item.invoice_id,
                 "version": item.version,
                 "idempotency_key": uuid.uuid4().hex,
@@ -120,9 +119,7 @@ class InvoiceItemEditForm(forms.Form):
     def changes(self) -> dict[str, Any]:
         """The editable fields the user changed, by local name."""
         return {
-            name: self.cleaned_data[name]
-            for name in services.EDITABLE_FIELDS
-            if name in self.changed_data
+            name: self.cleaned_data[name] for name in EDITABLE_FIELDS if name in self.changed_data
         }
 
     def add_service_error(self, error: ValidationError) -> None:
@@ -135,27 +132,40 @@ class InvoiceItemEditForm(forms.Form):
 
 
 class BulkActionForm(forms.Form):
-    """Shared by the three bulk actions: the value (when the action needs one) and a reason."""
+    """Shared by the bulk actions: the value (when the action needs one), a reason and, for
+    whoever may override closed invoices, the override (a move's form offers it)."""
 
     needs_value = True
+    offers_override = False
 
     reason = forms.CharField(
         label=_("Reason"),
         required=False,
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text=_("Kept with the job so others can see why the change was made."),
+        help_text=_(
+            "Required when the change moves money (a move to another invoice); kept with the "
+            "job so others can see why the change was made."
+        ),
+    )
+    override = forms.BooleanField(
+        label=_("Override"),
+        required=False,
+        help_text=_("Change the money of items on paid, cancelled or refunded invoices."),
     )
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.data.get("step") == "confirm" and not (data.get("reason") or "").strip():
-            self.add_error("reason", _("Give a reason for the change."))
-        return data
+    def __init__(self, *args: Any, may_override: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not (self.offers_override and may_override):
+            del self.fields["override"]
 
     @property
     def value(self) -> Any:
         return None
+
+    @property
+    def override_asked(self) -> bool:
+        return bool(getattr(self, "cleaned_data", {}).get("override"))
 
     def value_ready(self) -> bool:
         """Can the preview be shown: is every field but the reason valid?"""
@@ -184,7 +194,8 @@ class MoveForm(BulkActionForm):
         max_length=64,
         help_text=_("The invoice number (#367) or WiseCP id (367) of an invoice in the mirror."),
     )
-    field_order = ["target", "reason"]
+    field_order = ["target", "override", "reason"]
+    offers_override = True
 
     def clean_target(self) -> Invoice:
         text = self.cleaned_data["target"].strip()

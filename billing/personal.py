@@ -7,8 +7,8 @@ import re
 from upstream.calls.redaction import Kind, mask_value
 from upstream.models import Job
 
-from .jobs import INVOICE_ITEM_UPDATE_KIND
 from .models import Invoice
+from .pushes import INVOICE_ITEM_UPDATE_KIND
 
 # A bulk move's label: "#368 (Ali Can)", the target invoice and its customer.
 _MOVE_LABEL = re.compile(r"^(?P<invoice>.*) \((?P<customer>[^()]*)\)$")

@@ -9,7 +9,7 @@ from security.personal import PersonalDataSerializerMixin
 from upstream.api.fields import DateTimeField, column_max
 
 from .models import Invoice, InvoiceItem
-from .services import EDITABLE_FIELDS
+from .pushes import EDITABLE_FIELDS
 
 
 class InvoiceSerializer(PersonalDataSerializerMixin, serializers.ModelSerializer):

@@ -640,13 +640,39 @@ def test_set_due_date_confirms_then_runs_a_job(
 
 
 def test_confirm_without_reason_creates_no_job(operator_client, sandbox, item) -> None:
-    first = _start(operator_client, "renumber_sequence", [item])
+    # A move moves money: without a reason nothing is queued (the single edit's rule too).
+    first = _start(operator_client, "move_to_invoice", [item])
+    preview = operator_client.post(
+        ITEMS, form_data(first, "bulk-confirm", target="#358", step="preview")
+    )
     response = operator_client.post(
-        ITEMS, form_data(first, "bulk-confirm", step="confirm", reason="")
+        ITEMS, form_data(preview, "bulk-confirm", step="confirm", reason="")
     )
     assert response.status_code == 200
     assert "reason" in response.context["form"].errors
     assert not Job.objects.exists()
+
+
+def test_a_bulk_change_that_moves_no_money_needs_no_reason(
+    operator_client, sandbox, synced, django_capture_on_commit_callbacks
+) -> None:
+    # The same rule as the single edit: a reason for money changes, none for the rest.
+    items = list(InvoiceItem.objects.filter(invoice__wisecp_id=SOURCE_INVOICE_ID))
+    first = _start(operator_client, "set_due_date", items)
+    preview = operator_client.post(
+        ITEMS,
+        form_data(
+            first, "bulk-confirm", due_date_0="01.10.2031", due_date_1="12:00:00", step="preview"
+        ),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        done = operator_client.post(
+            ITEMS, form_data(preview, "bulk-confirm", step="confirm", reason="")
+        )
+
+    job = Job.objects.get()
+    assert done.status_code == 302
+    assert (job.state, job.succeeded, job.reason) == ("succeeded", 2, "")
 
 
 def test_move_confirms_blocks_other_currencies_and_refreshes_totals(
@@ -836,3 +862,57 @@ def test_a_forged_target_invoice_is_a_form_error_not_a_crash(operator_client, it
 
     assert response.status_code == 200
     assert "invoice" in response.context["form"].errors
+
+
+def test_a_bulk_move_offers_the_override_to_whoever_may_override(
+    operator, sandbox, synced, django_capture_on_commit_callbacks
+) -> None:
+    # 1622 sits on #354, paid; #358 is the same customer's, open.
+    paid_item = InvoiceItem.objects.get(wisecp_id=1622)
+    browser = logged_in(operator)
+    first = _start(browser, "move_to_invoice", [paid_item])
+    assert 'name="override"' not in first.content.decode()
+    refused = browser.post(ITEMS, form_data(first, "bulk-confirm", target="#358", step="preview"))
+    assert _verdicts(refused) == {paid_item.pk: "blocked"}
+    assert "#354 is closed (Paid)" in refused.content.decode()
+
+    browser = logged_in(with_override(operator))
+    first = _start(browser, "move_to_invoice", [paid_item])
+    assert 'name="override"' in first.content.decode()
+    preview = browser.post(
+        ITEMS, form_data(first, "bulk-confirm", target="#358", override="on", step="preview")
+    )
+    assert _verdicts(preview) == {paid_item.pk: "change"}
+    assert "its money changes by override" in preview.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        # A checked box posts "on" (the form parser reads no value from it).
+        browser.post(
+            ITEMS,
+            form_data(preview, "bulk-confirm", step="confirm", reason="İade", override="on"),
+        )
+
+    job = Job.objects.get()
+    assert (job.state, job.succeeded, job.reason) == ("succeeded", 1, "İade")
+    assert item_puts(sandbox)[0]["request"] == {"owner_id": TARGET_INVOICE_ID}
+
+
+def test_a_change_on_a_closed_invoice_that_moves_no_money_says_so(
+    operator_client, sandbox, synced
+) -> None:
+    paid_item = InvoiceItem.objects.get(wisecp_id=PAID_ITEM_ID)
+
+    single = _preview(operator_client, paid_item, description="Açıklama")
+    first = _start(operator_client, "set_due_date", [paid_item])
+    bulk = operator_client.post(
+        ITEMS,
+        form_data(
+            first, "bulk-confirm", due_date_0="01.10.2031", due_date_1="12:00:00", step="preview"
+        ),
+    )
+
+    note = "Invoice #306 is closed (Paid); this change moves no money, so it needs no override."
+    assert single.context["preview"]["note"] == note
+    assert note in single.content.decode()
+    assert _verdicts(bulk) == {paid_item.pk: "change"}
+    assert bulk.context["preview"].notes == {note: 1}
+    assert item_puts(sandbox) == []

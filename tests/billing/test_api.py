@@ -161,7 +161,7 @@ def test_put_and_delete_are_not_offered(api_operator, sandbox, item) -> None:
     assert item_puts(sandbox) == []
 
 
-# The rules (billing/rules.py) ----------------------------------------------------------------
+# The rules (billing/pushes.py) ---------------------------------------------------------------
 
 
 def test_patch_money_without_a_reason_is_400(api_operator, sandbox, item) -> None:

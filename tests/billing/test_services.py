@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from billing import rules
+from billing import pushes
 from billing.client import ISTANBUL
 from billing.models import Invoice, InvoiceItem
 from billing.services import (
@@ -474,7 +474,7 @@ def test_upstream_errors_are_typed(sandbox, item, operator) -> None:
     assert caught.value.call_id == UpstreamCall.objects.get(operation="UpdateInvoiceItem").pk
 
 
-# Rules (billing/rules.py), the same for every path -------------------------------------------
+# Rules (the item update kind, billing/pushes.py), the same for every path --------------------
 
 
 def _with_override(user):
@@ -540,11 +540,11 @@ def test_no_move_to_another_currencys_invoice(sandbox, item, operator) -> None:
 def test_customer_names_decide_when_an_id_is_missing(sandbox, item, target_invoice) -> None:
     Invoice.objects.filter(pk=target_invoice.pk).update(user_id=None)
     target = Invoice.objects.get(pk=target_invoice.pk)
-    assert rules.same_customer(item.invoice, target)  # both "Merve Koç"
+    assert pushes.same_customer(item.invoice, target)  # both "Merve Koç"
     target.full_name = "Başka Biri"
-    assert not rules.same_customer(item.invoice, target)
+    assert not pushes.same_customer(item.invoice, target)
     target.full_name = ""
-    assert not rules.same_customer(item.invoice, target)
+    assert not pushes.same_customer(item.invoice, target)
 
 
 def test_money_change_on_a_closed_invoice_is_refused(sandbox, synced, operator) -> None:
@@ -592,8 +592,8 @@ def test_override_with_the_permission_and_a_reason_is_sent(sandbox, synced, oper
 
 def test_operators_do_not_get_the_override_by_default(operator, viewer) -> None:
     assert operator.has_perm("billing.push_invoiceitem")
-    assert not operator.has_perm(rules.PERM_OVERRIDE_CLOSED)
-    assert not viewer.has_perm(rules.PERM_OVERRIDE_CLOSED)
+    assert not operator.has_perm(pushes.PERM_OVERRIDE_CLOSED)
+    assert not viewer.has_perm(pushes.PERM_OVERRIDE_CLOSED)
 
 
 # The bulk path asks the same rules -----------------------------------------------------------
@@ -650,15 +650,32 @@ def test_bulk_move_into_or_out_of_a_closed_invoice_is_blocked(sandbox, synced) -
     assert {kind for kind, _reason in _verdicts(due).values()} == {"change"}
 
 
-def test_bulk_update_still_needs_a_reason(sandbox, synced, operator) -> None:
-    with pytest.raises(ValidationError):
+def test_bulk_update_still_needs_a_reason(sandbox, synced, operator, target_invoice) -> None:
+    # For a money change (a move), as on the single path; a renumber needs none (below).
+    with pytest.raises(ValidationError) as caught:
         invoice_item_bulk_update(
             items=InvoiceItem.objects.filter(wisecp_id=ITEM_ID),
-            action="renumber",
-            value=None,
+            action="move",
+            value=target_invoice.pk,
             actor=operator,
             reason=" ",
         )
+    assert "reason" in caught.value.message_dict
+    assert not Job.objects.exists()
+
+
+def test_a_bulk_renumber_needs_no_reason(sandbox, synced, operator, queued_tasks) -> None:
+    InvoiceItem.objects.filter(wisecp_id=1504).update(sequence=5)  # #302 is now 1, 5
+
+    job = invoice_item_bulk_update(
+        items=InvoiceItem.objects.filter(wisecp_id=ITEM_ID),
+        action="renumber",
+        value=None,
+        actor=operator,
+        reason="",
+    )
+
+    assert (job.total, job.reason) == (1, "")
 
 
 def test_a_bulk_job_skips_an_item_edited_since_the_preview(

@@ -220,7 +220,7 @@ def test_long_texts_in_lists_are_cut_with_the_whole_on_hover(admin_client, invoi
 
 
 def test_what_a_job_item_changed_is_described_in_the_readers_language() -> None:
-    from billing.jobs import InvoiceItemUpdateHandler
+    from billing.pushes import InvoiceItemUpdateHandler
     from billqueries.jobs import BillQueryHandler
 
     counts = {"found": 1, "no_debt": 2, "failed": 1, "summary": "1 borçlu, 2 borçsuz"}

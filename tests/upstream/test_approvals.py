@@ -399,7 +399,7 @@ def test_approving_past_the_deadline_is_refused_under_the_lock(mirror, operator,
 
 
 def test_a_credit_line_weighs_its_absolute_amount():
-    from billing.services import _at_stake
+    from billing.pushes import at_stake as _at_stake
 
     assert _at_stake(Decimal("100"), Decimal("-10000000")) == Decimal("10000100")
     assert _at_stake(Decimal("-600000"), Decimal("-600000")) == Decimal("600000")

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from billing.jobs import ItemUpdate
+from billing.pushes import ItemUpdate
 from subscriptions.pushes import NewInvoice, StatusChange
 
 
