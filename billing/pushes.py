@@ -850,15 +850,17 @@ class InvoiceItemUpdateHandler(PushKind):
             payload.from_total, payload.from_total if after is None else to_money(after)
         )
 
-    def drift_request(self, record: InvoiceItem, changes: dict[str, Any]) -> ItemRequest:
+    def drift_request(
+        self, record: InvoiceItem, changes: dict[str, Any], *, reason: str = ""
+    ) -> ItemRequest:
         """A re-push of what the mirror expected ({field: expected} as drift entries store it:
-        amounts as strings, an invoice as its local id), against the item as it is now. The
-        reason is the re-push's own: the caller sets it (`dataclasses.replace`)."""
+        amounts as strings, an invoice as its local id), against the item as it is now, with the
+        re-push's reason (a money change needs one, as any other)."""
         if set(changes) - self.drift_fields:
             raise ValidationError(
                 {"field": [_("This field cannot be pushed to the upstream; accept it instead.")]}
             )
-        return item_request(changes, version=record.version)
+        return item_request(changes, version=record.version, reason=reason)
 
     def recheck(self, items: list[WorkItem]) -> dict[int, str]:
         # Just before sending, with the records claimed: the verdict again, on the item and the

@@ -197,7 +197,9 @@ class InvoiceStatusKind(_PaynetKind):
         # The bulk launch sums the same field in SQL (job_create_frozen's `amount="amount"`).
         return payload.amount or Decimal("0")
 
-    def drift_request(self, record: SubscriptionInvoice, changes: dict[str, Any]) -> StatusRequest:
+    def drift_request(
+        self, record: SubscriptionInvoice, changes: dict[str, Any], *, reason: str = ""
+    ) -> StatusRequest:
         return StatusRequest(status=int(changes["status"]))
 
     def recheck(self, items: list[WorkItem]) -> dict[int, str]:

@@ -281,7 +281,7 @@ def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
     if drift.state != Drift.State.OPEN:
         raise ValidationError({"state": [_("This drift entry is no longer open.")]})
     launch = RepushLaunch()
-    ((kind, pushes),) = _repushes([drift], launch).items() or ((None, []),)
+    ((kind, pushes),) = _repushes([drift], launch, reason).items() or ((None, []),)
     if drift.pk in launch.refused or not pushes:
         raise ValidationError({"field": [launch.refused.get(drift.pk, "")]})
     push = pushes[0]
@@ -313,7 +313,9 @@ class _Repush:
     entries: list[Drift]
 
 
-def _repushes(drifts: Iterable[Drift], launch: RepushLaunch) -> dict[Any, list[_Repush]]:
+def _repushes(
+    drifts: Iterable[Drift], launch: RepushLaunch, reason: str
+) -> dict[Any, list[_Repush]]:
     """The open entries as pushes of their records' kinds, one per record (two drifted fields of
     one record go in one push); refusals are noted on `launch`."""
     from upstream.models import Drift
@@ -345,7 +347,7 @@ def _repushes(drifts: Iterable[Drift], launch: RepushLaunch) -> dict[Any, list[_
     for kind, records in grouped.items():
         for record, changes, entries in records.values():
             try:
-                request = kind.drift_request(record, changes)
+                request = kind.drift_request(record, changes, reason=reason)
             except ValidationError as error:
                 for drift in entries:
                     launch.refuse(drift, _error_text(error))
@@ -387,7 +389,7 @@ def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) 
 
     reason = _require(actor, reason)
     launch = RepushLaunch()
-    for kind, pushes in _repushes(drifts, launch).items():
+    for kind, pushes in _repushes(drifts, launch, reason).items():
         entries = [drift for push in pushes for drift in push.entries]
         try:
             job = job_create(

@@ -221,8 +221,9 @@ class PushKind(JobKind):
         """What the push weighs for the approval thresholds (₺)."""
         return Decimal("0")
 
-    def drift_request(self, record: Model, changes: dict[str, Any]) -> Any:
-        """The request a drift re-push of `changes` ({field: expected}) makes for `record`."""
+    def drift_request(self, record: Model, changes: dict[str, Any], *, reason: str = "") -> Any:
+        """The request a drift re-push of `changes` ({field: expected}, as stored) makes for
+        `record`, with the re-push's reason (a kind whose rules ask for one reads it)."""
         raise NotImplementedError(f"{self.kind} re-pushes no drift")
 
 
