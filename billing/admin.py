@@ -18,7 +18,7 @@ from upstream.admin.filters import DateRangeFilter, InputFilter, catalogue_filte
 from upstream.admin.lists import contains, exact
 from upstream.admin.tools import (
     FormattedFieldsMixin,
-    MirrorAdmin,
+    ReadOnlyListAdmin,
     RecordOperationsMixin,
     confirm_then_start,
     form_add_errors,
@@ -181,7 +181,7 @@ class InvoiceItemInline(FormattedFieldsMixin, admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(RecordOperationsMixin, MirrorAdmin):
+class InvoiceAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
     change_form_template = "admin/upstream/record_change_form.html"
     # Fits 1366 px beside the filters; the WiseCP id, subtotal, tax and sync time are on the
     # invoice's page (the id is searchable).
@@ -272,7 +272,7 @@ class InvoiceAdmin(RecordOperationsMixin, MirrorAdmin):
 
 
 @admin.register(InvoiceItem)
-class InvoiceItemAdmin(RecordOperationsMixin, MirrorAdmin):
+class InvoiceItemAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
     # Fits 1366 px beside the filters; the sequence, tax exemption, linked service and sync
     # time are on the item's page.
     list_display = (

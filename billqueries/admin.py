@@ -16,7 +16,7 @@ from upstream.admin.filters import DateRangeFilter
 from upstream.admin.lists import contains, exact
 from upstream.admin.tools import (
     FormattedFieldsMixin,
-    MirrorAdmin,
+    ReadOnlyListAdmin,
     RecordOperationsMixin,
     error_text,
     money_column,
@@ -39,7 +39,7 @@ PREVIEW_SAMPLE = 50
 
 
 @admin.register(Institution)
-class InstitutionAdmin(MirrorAdmin):
+class InstitutionAdmin(ReadOnlyListAdmin):
     list_display = (
         "soot_code",
         "name",
@@ -166,7 +166,7 @@ class BillDebtInline(FormattedFieldsMixin, admin.TabularInline):
 
 
 @admin.register(BillQueryLine)
-class BillQueryLineAdmin(RecordOperationsMixin, MirrorAdmin):
+class BillQueryLineAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
     change_form_template = "admin/upstream/record_change_form.html"
 
     @admin.display(description=gettext_lazy("line"), ordering="position")
@@ -267,7 +267,7 @@ class BillQueryLineAdmin(RecordOperationsMixin, MirrorAdmin):
 
 
 @admin.register(BillQueryBatch)
-class BillQueryBatchAdmin(MirrorAdmin):
+class BillQueryBatchAdmin(ReadOnlyListAdmin):
     list_display = (
         "id",
         "created_at",

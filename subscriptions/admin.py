@@ -18,8 +18,8 @@ from upstream.admin.filters import DateRangeFilter, InputFilter, catalogue_filte
 from upstream.admin.lists import contains, exact
 from upstream.admin.tools import (
     FormattedFieldsMixin,
-    MirrorAdmin,
     PushOutcome,
+    ReadOnlyListAdmin,
     RecordOperationsMixin,
     confirm_then_start,
     money_column,
@@ -37,7 +37,7 @@ from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 CREATE_FORM_ONLY = ("reason", "idempotency_key", "allow_duplicate")
 
 
-class PaynetMirrorAdmin(MirrorAdmin):
+class PaynetMirrorAdmin(ReadOnlyListAdmin):
     """Subscriptions and their records: refreshed from Paynet on demand."""
 
     def _status_action(

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.admin.tools import MirrorAdmin, confirmation_page
+from upstream.admin.tools import ReadOnlyListAdmin, confirmation_page
 from upstream.history.drift import drift_resolve_many
 from upstream.history.timeline import field_label, format_value, record_link
 from upstream.models import Drift
@@ -23,7 +23,7 @@ class ReasonForm(forms.Form):
 
 
 @admin.register(Drift)
-class DriftAdmin(MirrorAdmin):
+class DriftAdmin(ReadOnlyListAdmin):
     list_display = (
         "first_seen_at",
         "service",

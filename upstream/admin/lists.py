@@ -1,4 +1,4 @@
-"""Changelists that stay fast on a million rows (MirrorAdmin has all of this).
+"""Changelists that stay fast on a million rows (ReadOnlyListAdmin has all of this).
 
 - **The total.** EstimatedCountPaginator (upstream.lists.counting): exact while counting is cheap,
   PostgreSQL's estimate ("about 1,000,000") when it is not; a search counts up to 10,000 matches

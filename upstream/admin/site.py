@@ -18,7 +18,7 @@ from upstream.admin.approvals import ApprovalAdminMixin, AwaitingMyApprovalFilte
 from upstream.admin.filters import DateRangeFilter, catalogue_filter
 from upstream.admin.lists import any_record_type, contains, exact, prefix
 from upstream.admin.tools import (
-    MirrorAdmin,
+    ReadOnlyListAdmin,
     pretty_json,
     run_and_report,
     truncated,
@@ -41,7 +41,7 @@ def _job_kinds() -> list[tuple[str, str]]:
 
 
 @admin.register(UpstreamCall)
-class UpstreamCallAdmin(MirrorAdmin):
+class UpstreamCallAdmin(ReadOnlyListAdmin):
     # Fits 1366 px beside the filters; the upstream code and who made the call are on its page.
     list_display = (
         "id",
@@ -136,7 +136,7 @@ class UpstreamCallAdmin(MirrorAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
+class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
     list_display = (
         "id",
         "title_display",
@@ -392,7 +392,7 @@ class JobAdmin(ApprovalAdminMixin, MirrorAdmin):
 
 
 @admin.register(JobItem)
-class JobItemAdmin(MirrorAdmin):
+class JobItemAdmin(ReadOnlyListAdmin):
     list_display = (
         "job_column",
         "position",

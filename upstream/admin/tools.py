@@ -307,7 +307,7 @@ class KnownActionsMixin:
         return super().response_action(request, queryset)
 
 
-class MirrorAdmin(
+class ReadOnlyListAdmin(
     KnownActionsMixin,
     FormattedFieldsMixin,
     ReadOnlyMixin,
@@ -316,8 +316,8 @@ class MirrorAdmin(
     admin.ModelAdmin,
 ):
     """Rows we do not own: an upstream's mirror, or the record of what it was sent and what it
-    answered. Viewed and exported here; they change only through pushes, queries and syncs.
-    Their lists may hold millions of rows (upstream.admin.lists)."""
+    answered (the call log, jobs). Viewed and exported here; they change only through pushes,
+    queries and syncs. Their lists may hold millions of rows (upstream.admin.lists)."""
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         from security.personal import shown_masked
