@@ -639,6 +639,15 @@ class Drift(models.Model):
             ),
             models.Index(fields=["content_type", "object_id", "state"], name="drift_record_idx"),
         ]
+        constraints = [
+            # Seen again, a drift keeps its one open entry (upstream.history.drift._open), even
+            # when two reads of the record race.
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "field"],
+                condition=models.Q(state="open"),
+                name="drift_one_open_per_field",
+            )
+        ]
         permissions = [("resolve_drift", _("Can accept or re-push drift"))]
 
     def __str__(self) -> str:

@@ -538,6 +538,20 @@ def test_refused_connection_never_reached_paynet_so_even_a_create_is_retried():
     assert [e.outcome for e in r.recorder.exchanges] == ["failed", "failed", "ok"]
 
 
+def test_a_502_then_refused_connections_stay_in_doubt():
+    # The 502 may follow an applied write; the refused retries that follow say nothing of it.
+    r = rig([(502, "<html>Bad Gateway</html>", {"Content-Type": "text/html"}), refused()])
+
+    with pytest.raises(UpstreamTransportError) as info:
+        r.client.invoice_status_update(status=5, invoice_no="11400505")
+
+    assert info.value.sent is False
+    assert info.value.in_doubt is True
+    assert r.attempts == 3
+    assert [e.may_have_applied for e in r.recorder.exchanges] == [True, False, False]
+    assert r.recorder.exchanges[-1].outcome == "in_doubt"
+
+
 def test_refused_connection_that_never_recovers_is_not_in_doubt():
     r = rig([refused()])
 

@@ -6,6 +6,8 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
 from billing.models import Invoice, InvoiceItem
 from billing.sync import invoice_refresh, wisecp_sync
@@ -15,7 +17,7 @@ from subscriptions.services import subscription_invoice_set_status
 from subscriptions.sync import subscription_refresh
 from tests.subscriptions.conftest import mirror  # noqa: F401
 from tests.subscriptions.helpers import a_record, upstream_record
-from upstream.history.drift import drift_counts, drift_resolve_many
+from upstream.history.drift import drift_counts, drift_repush, drift_resolve_many
 from upstream.models import Drift, Job, UpstreamCall
 
 pytestmark = pytest.mark.django_db
@@ -417,3 +419,37 @@ def test_an_item_amount_drift_is_repushed_through_the_wisecp_push_kind(wisecp, a
     assert drift.state == "repushed" and drift.job is not None
     call = UpstreamCall.objects.get(operation="UpdateInvoiceItem", job=drift.job)
     assert call.outcome == "ok"
+
+
+def test_a_record_and_field_have_one_open_entry_even_when_written_twice(mirror):  # noqa: F811
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, amount=111)
+    tamper_and_refresh(mirror, record, amount=222)
+
+    drift = only_drift()
+    assert drift.found == "2.22"  # Paynet counts in kuruş
+    twin = Drift.objects.get(pk=drift.pk)
+    twin.pk = None
+    # What a racing read would write: refused by the database, not only by the code.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        twin.save()
+    drift.state = Drift.State.ACCEPTED
+    drift.save(update_fields=["state"])
+    twin.save()  # once the first is resolved, a new open entry may follow
+    assert Drift.objects.filter(state="open").count() == 1
+
+
+def test_a_second_repush_of_the_same_entries_starts_no_second_job(mirror, operator):  # noqa: F811
+    records = list(SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:2])
+    for record in records:
+        tamper_and_refresh(mirror, record, status=S.CANCEL)
+    drifts = list(Drift.objects.select_related("content_type"))
+
+    first = drift_resolve_many(drifts=drifts, actor=operator, reason="back", repush=True)
+    again = drift_resolve_many(drifts=drifts, actor=operator, reason="back", repush=True)
+
+    assert first[0] == 2 and len(first[1]) == 1
+    assert again[:2] == (0, [])
+    assert Job.objects.filter(kind="paynet.invoice_status", reason="back").count() == 1
+    with pytest.raises(ValidationError):
+        drift_repush(drift=drifts[0], actor=operator, reason="back")

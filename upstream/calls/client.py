@@ -345,6 +345,9 @@ class UpstreamClient:
         if json_body is not None:
             headers["Content-Type"] = "application/json; charset=UTF-8"
         attempt = 0
+        # Once an attempt may have reached the upstream, the write stays in doubt whatever later
+        # attempts say (a 502, then a refused connection): only a read-back settles it.
+        doubt = False
         while True:
             attempt += 1
             exchange = Exchange(
@@ -372,8 +375,9 @@ class UpstreamClient:
                     base=self.backoff_base,
                     cap=self.backoff_cap,
                 )
-                error.in_doubt = mutating and _may_have_applied(error)
-                exchange.may_have_applied = error.in_doubt
+                exchange.may_have_applied = mutating and _may_have_applied(error)
+                doubt = doubt or exchange.may_have_applied
+                error.in_doubt = doubt
                 exchange.outcome = "in_doubt" if error.in_doubt and delay is None else error.outcome
                 exchange.error = str(error)
                 self.recorder.finished(exchange)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -133,26 +133,33 @@ def _open(
     from upstream.models import Drift
 
     content_type = ContentType.objects.get_for_model(model)
-    entry = Drift.objects.filter(
+    same = Drift.objects.filter(
         content_type=content_type, object_id=pk, field=field, state=Drift.State.OPEN
-    ).first()
-    if entry is not None:
-        entry.found = found
-        entry.last_seen_at = at
-        entry.save(update_fields=["found", "last_seen_at"])
-        return entry
-    return Drift.objects.create(
-        service=rules.service if (rules := _rules(model._meta.label_lower)) else "",
-        content_type=content_type,
-        object_id=pk,
-        record_label=str(record_label if record_label is not None else pk)[:200],
-        field=field,
-        expected=expected,
-        found=found,
-        kind=kind,
-        first_seen_at=at,
-        last_seen_at=at,
     )
+    entry = same.first()
+    if entry is None:
+        try:
+            # A savepoint: a read racing this one may open the entry first (the constraint
+            # drift_one_open_per_field), and the caller's transaction must go on.
+            with transaction.atomic():
+                return Drift.objects.create(
+                    service=rules.service if (rules := _rules(model._meta.label_lower)) else "",
+                    content_type=content_type,
+                    object_id=pk,
+                    record_label=str(record_label if record_label is not None else pk)[:200],
+                    field=field,
+                    expected=expected,
+                    found=found,
+                    kind=kind,
+                    first_seen_at=at,
+                    last_seen_at=at,
+                )
+        except IntegrityError:
+            entry = same.get()
+    entry.found = found
+    entry.last_seen_at = at
+    entry.save(update_fields=["found", "last_seen_at"])
+    return entry
 
 
 def drift_list(*, service: str = "", kind: str = "", state: str = "") -> models.QuerySet[Drift]:
@@ -269,40 +276,81 @@ def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
     """Send one entry's `expected` back as a single push of its record's push kind (the same
     verdict, claim, approvals and in-doubt settling as any single push), in the request.
 
-    Raises ValidationError for an entry that cannot be re-pushed (a field staff cannot push, a
-    vanished record, the kind's verdict says no), PermissionDenied without the right, and lets
-    the push's own errors rise: then the entry stays open.
+    The entry is taken first (open -> re-pushed, a conditional update), so a second re-push of
+    it, a double click or a racing request, sends nothing. Raises ValidationError for an entry
+    that cannot be re-pushed (no longer open, a field staff cannot push, a vanished record, the
+    kind's verdict says no), PermissionDenied without the right, and lets the push's own errors
+    rise: then the entry is open again.
     """
     from upstream.calls.errors import PushAccepted
     from upstream.models import Drift
     from upstream.pushes.single import push_single
 
     reason = _require(actor, reason)
-    if drift.state != Drift.State.OPEN:
+    if not _take([drift.pk], actor, reason):
         raise ValidationError({"state": [_("This drift entry is no longer open.")]})
-    launch = RepushLaunch()
-    ((kind, pushes),) = _repushes([drift], launch, reason).items() or ((None, []),)
-    if drift.pk in launch.refused or not pushes:
-        raise ValidationError({"field": [launch.refused.get(drift.pk, "")]})
-    push = pushes[0]
+    job = None
     try:
-        done = push_single(
-            kind=kind.kind,
-            target=push.record,
-            payload=push.payload.to_json(),
-            actor=actor,
-            title=_repush_title(kind, 1),
-            reason=reason,
-            target_repr=drift.record_label,
-            amount=push.amount,
-        )
-        job, accepted = done.job, False
-    except PushAccepted as pending:
-        # Waiting for approval or being settled: the entry is re-pushed, the job will tell.
-        job, accepted = pending.job, True
-    _mark_repushed([drift], job, actor, reason)
+        drift = Drift.objects.select_related("content_type").get(pk=drift.pk)
+        launch = RepushLaunch()
+        ((kind, pushes),) = _repushes([drift], launch, reason).items() or ((None, []),)
+        if drift.pk in launch.refused or not pushes:
+            raise ValidationError({"field": [launch.refused.get(drift.pk, "")]})
+        push = pushes[0]
+        try:
+            done = push_single(
+                kind=kind.kind,
+                target=push.record,
+                payload=push.payload.to_json(),
+                actor=actor,
+                title=_repush_title(kind, 1),
+                reason=reason,
+                target_repr=drift.record_label,
+                amount=push.amount,
+            )
+            job, accepted = done.job, False
+        except PushAccepted as pending:
+            # Waiting for approval or being settled: the entry is re-pushed, the job will tell.
+            job, accepted = pending.job, True
+    finally:
+        if job is None:
+            _give_back([drift.pk])
+    Drift.objects.filter(pk=drift.pk).update(job=job)
     drift.refresh_from_db()
     return RepushResult(drift, job, accepted)
+
+
+def _take(pks: list[int], actor: Any, reason: str) -> list[int]:
+    """Mark the entries still open as re-pushed, before anything is sent; returns those taken.
+
+    Row locks on PostgreSQL (SQLite serializes writers): of two racing re-pushes, the second
+    finds the entries re-pushed and takes none.
+    """
+    from upstream.models import Drift
+
+    with transaction.atomic():
+        taken = list(
+            Drift.objects.select_for_update()
+            .filter(pk__in=pks, state=Drift.State.OPEN)
+            .values_list("pk", flat=True)
+        )
+        Drift.objects.filter(pk__in=taken).update(
+            state=Drift.State.REPUSHED,
+            resolved_by=actor,
+            resolved_at=timezone.now(),
+            resolution_reason=reason,
+            job=None,
+        )
+    return taken
+
+
+def _give_back(pks: list[int]) -> None:
+    """Entries taken for a push that did not start: open again, as they were."""
+    from upstream.models import Drift
+
+    Drift.objects.filter(pk__in=pks, state=Drift.State.REPUSHED, job=None).update(
+        state=Drift.State.OPEN, resolved_by=None, resolved_at=None, resolution_reason=""
+    )
 
 
 @dataclass(frozen=True)
@@ -316,16 +364,14 @@ class _Repush:
 def _repushes(
     drifts: Iterable[Drift], launch: RepushLaunch, reason: str
 ) -> dict[Any, list[_Repush]]:
-    """The open entries as pushes of their records' kinds, one per record (two drifted fields of
-    one record go in one push); refusals are noted on `launch`."""
+    """Entries taken for a re-push (`_take`) as pushes of their records' kinds, one per record
+    (two drifted fields of one record go in one push); refusals are noted on `launch`."""
     from upstream.models import Drift
     from upstream.pushes.kinds import push_kinds_for
     from upstream.pushes.verdicts import VerdictKind
 
     grouped: dict[Any, dict[int, tuple[models.Model, dict[str, Any], list[Drift]]]] = {}
     for drift in drifts:
-        if drift.state != Drift.State.OPEN:
-            continue
         model = drift.content_type.model_class()
         record = model.objects.filter(pk=drift.object_id).first() if model else None
         if record is None or drift.kind == Drift.Kind.MISSING:
@@ -365,55 +411,54 @@ def _repushes(
     return pushes
 
 
-def _mark_repushed(entries: list[Drift], job: Job, actor: Any, reason: str) -> int:
-    from upstream.models import Drift
-
-    return Drift.objects.filter(pk__in=[d.pk for d in entries], state=Drift.State.OPEN).update(
-        state=Drift.State.REPUSHED,
-        resolved_by=actor,
-        resolved_at=timezone.now(),
-        resolution_reason=reason,
-        job=job,
-    )
-
-
 def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) -> RepushLaunch:
     """Re-push open entries as bulk pushes: one job per push kind, with the approvals of the
     whole selection, never a loop of single pushes in the request.
 
     Each record's push kind (upstream.pushes.kinds) says which fields a re-push may send and
     turns the expected values into its request; its verdict refuses what the rules refuse, as
-    for any push. The entries whose push started are marked re-pushed with their job.
+    for any push. The entries are taken first (open -> re-pushed), so a double click or a
+    racing request starts no second job; those whose push did not start are open again.
     """
+    from upstream.models import Drift
     from upstream.pushes.jobs import NewItem, job_create
 
     reason = _require(actor, reason)
     launch = RepushLaunch()
-    for kind, pushes in _repushes(drifts, launch, reason).items():
-        entries = [drift for push in pushes for drift in push.entries]
-        try:
-            job = job_create(
-                kind=kind.kind,
-                title=_repush_title(kind, len(pushes)),
-                items=[
-                    NewItem(
-                        target=push.record,
-                        payload=push.payload.to_json(),
-                        target_repr=push.entries[0].record_label,
-                    )
-                    for push in pushes
-                ],
-                actor=actor,
-                reason=reason,
-                amount=sum((push.amount for push in pushes), Decimal("0")),
-            )
-        except (ValidationError, PermissionDenied) as error:
-            for drift in entries:
-                launch.refuse(drift, _error_text(error))
-            launch.forbidden |= isinstance(error, PermissionDenied)
-            continue
-        launch.jobs.append(job)
-        launch.done += _mark_repushed(entries, job, actor, reason)
+    asked = [d for d in drifts if d.state == Drift.State.OPEN]
+    taken = _take([d.pk for d in asked], actor, reason)
+    fresh = Drift.objects.select_related("content_type").in_bulk(taken)
+    started: list[int] = []
+    try:
+        for kind, pushes in _repushes([fresh[pk] for pk in taken], launch, reason).items():
+            entries = [drift for push in pushes for drift in push.entries]
+            try:
+                job = job_create(
+                    kind=kind.kind,
+                    title=_repush_title(kind, len(pushes)),
+                    items=[
+                        NewItem(
+                            target=push.record,
+                            payload=push.payload.to_json(),
+                            target_repr=push.entries[0].record_label,
+                        )
+                        for push in pushes
+                    ],
+                    actor=actor,
+                    reason=reason,
+                    amount=sum((push.amount for push in pushes), Decimal("0")),
+                )
+            except (ValidationError, PermissionDenied) as error:
+                for drift in entries:
+                    launch.refuse(drift, _error_text(error))
+                launch.forbidden |= isinstance(error, PermissionDenied)
+                continue
+            launch.jobs.append(job)
+            ids = [d.pk for d in entries]
+            launch.done += Drift.objects.filter(pk__in=ids).update(job=job)
+            started += ids
+    finally:
+        _give_back([pk for pk in taken if pk not in started])
     return launch
 
 
