@@ -214,6 +214,9 @@ class Job(models.Model):
     # Items not sent because their record changed since the preview (or another rule now says no).
     skipped = models.PositiveIntegerField(_("skipped"), default=0)
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    # When the runner stopped sending for the cancel (null: not yet, or no runner had the job):
+    # from then on no item of the job leaves, so the cancel's answer can count what is not sent.
+    cancel_taken_at = models.DateTimeField(_("cancel took hold at"), null=True, blank=True)
     task_id = models.CharField(_("task id"), max_length=64, blank=True)
     # Who last retried or resumed the job, and who cancelled it (the creator is created_by).
     retried_by = models.ForeignKey(
@@ -319,6 +322,11 @@ class Job(models.Model):
     def processed(self) -> int:
         """Items that went through (sent, or skipped by the re-check); cancelled ones did not."""
         return self.succeeded + self.failed + self.skipped
+
+    @property
+    def sent(self) -> int:
+        """Items that were sent, or tried: every item that is not cancelled, skipped or waiting."""
+        return self.succeeded + self.failed
 
     @property
     def percent(self) -> int:

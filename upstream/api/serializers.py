@@ -67,6 +67,8 @@ class JobItemSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     done = serializers.IntegerField(read_only=True)
+    # Sent, or tried (a cancelled job: before the cancel took hold); cancelled items were not.
+    sent = serializers.IntegerField(read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     items = serializers.SerializerMethodField()
@@ -85,6 +87,7 @@ class JobSerializer(serializers.ModelSerializer):
             "failed",
             "cancelled",
             "skipped",
+            "sent",
             "inline",
             "prepared",
             "amount",

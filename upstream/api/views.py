@@ -18,7 +18,7 @@ from upstream.api.serializers import (
 from upstream.calls.health import upstream_health
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.approvals import job_approve, job_reject
-from upstream.pushes.jobs import job_cancel, job_retry_failed
+from upstream.pushes.jobs import cancel_counts, job_cancel, job_retry_failed
 
 
 class RejectSerializer(serializers.Serializer):
@@ -103,7 +103,16 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @idempotent
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         job = job_cancel(job=get_object_or_404(Job, pk=pk), actor=request.user)
-        return Response({"job": JobSerializer(job, context={"items_limit": 0}).data})
+        counts = cancel_counts(job)
+        return Response(
+            {
+                "job": JobSerializer(job, context={"items_limit": 0}).data,
+                # Answered once the cancel took hold: these will not be sent (resumable) ...
+                "not_sent": counts.not_sent,
+                # ... and these were sent before it did, or are on their way and complete.
+                "sent": counts.sent,
+            }
+        )
 
 
 class UpstreamHealthViewSet(viewsets.GenericViewSet):

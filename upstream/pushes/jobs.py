@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -102,6 +103,34 @@ def job_enqueue(job: Job, *, run_after: datetime | None = None) -> None:
     transaction.on_commit(_enqueue)
 
 
+# How long a cancel waits for the job's runner to stop sending before it answers.
+CANCEL_ANSWER_WAIT = 3.0
+
+
+@dataclass(frozen=True)
+class CancelCounts:
+    """A cancel's answer: items that will not be sent, and those sent or on their way."""
+
+    not_sent: int
+    sent: int
+
+
+def cancel_counts(job: Job) -> CancelCounts:
+    """Once the cancel took hold (or nothing runs the job), exact: what is cancelled or still
+    waiting is not sent; everything else went out or is in flight and completes."""
+    items = JobItem.objects.filter(job_id=job.pk)
+    not_sent = items.filter(
+        Q(state=JobItem.State.PENDING) | Q(outcome=JobItem.Outcome.CANCELLED)
+    ).count()
+    if job.prepared is not None:
+        not_sent += max(job.total - job.prepared, 0)  # frozen entries not yet written as items
+    sent = items.exclude(
+        Q(state=JobItem.State.PENDING)
+        | Q(outcome__in=[JobItem.Outcome.CANCELLED, JobItem.Outcome.SKIPPED])
+    ).count()
+    return CancelCounts(not_sent=not_sent, sent=sent)
+
+
 def job_cancel(*, job: Job, actor: User) -> Job:
     actor_require(
         actor,
@@ -129,7 +158,22 @@ def job_cancel(*, job: Job, actor: User) -> Job:
         cancel_pending_items(job)
         job_finalize(job.pk)
         job.refresh_from_db()
+    elif not job.inline:
+        _wait_for_cancel_to_take_hold(job)
     return job
+
+
+def _wait_for_cancel_to_take_hold(job: Job) -> None:
+    """Answer once the runner stopped sending (within CANCEL_CHECK_EVERY, or its flush), so the
+    answer counts exactly what will not be sent. A job no runner holds just now (waiting out a
+    pause, its worker gone) sends nothing more either: its next run checks the cancel first."""
+    deadline = time.monotonic() + CANCEL_ANSWER_WAIT
+    while time.monotonic() < deadline:
+        job.refresh_from_db(fields=["state", "cancel_taken_at"])
+        if job.cancel_taken_at is not None or job.is_finished:
+            break
+        time.sleep(0.02)
+    job.refresh_from_db()
 
 
 def job_retry_failed(*, job: Job, actor: User) -> Job:
@@ -202,6 +246,7 @@ def _requeue(
         state=Job.State.QUEUED,
         finished_at=None,
         cancel_requested=False,
+        cancel_taken_at=None,
         retried_by=actor,
         retried_at=timezone.now(),
         **counts,

@@ -14,7 +14,8 @@ from django.utils.translation import gettext_noop
 
 from upstream.console.notices import job_finished_announce
 from upstream.l10n.stored import message_fields, text
-from upstream.models import Job, JobItem, RecordClaim
+from upstream.models import Job, JobItem, RecordClaim, UpstreamCall
+from upstream.pushes.claims import release_records
 from upstream.pushes.kinds import kind_for
 from upstream.pushes.runner.leases import item_holder
 
@@ -31,6 +32,32 @@ def cancel_pending_items(job: Job) -> int:
         finished_at=timezone.now(),
         lease_until=None,
     )
+
+
+def take_cancel(job: Job, worker_id: str, unsent: list[int], target_type: str) -> int:
+    """The runner stopped sending for the job's cancel: close the items it had claimed but not
+    let through (`unsent`) and the waiting ones as cancelled, and note when, all at once, so
+    the cancel's answer counts exactly what will not be sent. Returns how many were closed."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = JobItem.objects.filter(
+            id__in=unsent, claimed_by=worker_id, state=JobItem.State.SENDING
+        )
+        targets = list(claimed.values_list("target_id", flat=True))
+        closed = claimed.update(
+            state=JobItem.State.DONE,
+            outcome=JobItem.Outcome.CANCELLED,
+            **message_fields(text(gettext_noop("Cancelled before it was sent."))),
+            finished_at=now,
+            lease_until=None,
+            claimed_by="",
+        )
+        # Their write rows were committed at the claim; no call happened.
+        UpstreamCall.objects.filter(job_item_id__in=unsent, outcome="pending", url="").delete()
+        release_records(holder=worker_id, target_type=target_type, target_ids=targets)
+        closed += cancel_pending_items(job)
+        Job.objects.filter(pk=job.pk).update(cancel_taken_at=now, heartbeat_at=now)
+    return closed
 
 
 def job_finalize(job_id: int, *, announce: bool = True) -> bool:

@@ -200,10 +200,12 @@ def _write_items(
     _link_last_calls(results, calls, read_back)
     succeeded = finished[JobItem.Outcome.OK]
     skipped = finished[JobItem.Outcome.SKIPPED]
+    cancelled = finished[JobItem.Outcome.CANCELLED]
     Job.objects.filter(pk=job.pk).update(
         succeeded=F("succeeded") + succeeded,
-        failed=F("failed") + (sum(finished.values()) - succeeded - skipped),
+        failed=F("failed") + (sum(finished.values()) - succeeded - skipped - cancelled),
         skipped=F("skipped") + skipped,
+        cancelled=F("cancelled") + cancelled,
         heartbeat_at=now,
     )
     return keep_claimed
@@ -219,6 +221,12 @@ def _item_update(r: WorkResult, attempts: int, now: datetime) -> tuple[_ItemUpda
             JobItem.State.PENDING, "", r.item.in_doubt, r.message, code, None, None, 0
         )
         return update, r.item.in_doubt
+    if r.outcome == JobItem.Outcome.CANCELLED:
+        # Not sent (the job was cancelled first): not an attempt; resuming sends it.
+        update = _ItemUpdate(
+            JobItem.State.DONE, r.outcome, r.item.in_doubt, r.message, "", None, now, 0
+        )
+        return update, False
     if r.retry_after is not None:
         # The upstream asked us to wait: nothing was applied, send it again later.
         lease = now + timedelta(seconds=r.retry_after)

@@ -1,10 +1,12 @@
 """The loop: `run_job` drives a job's stages until no item is left for this worker.
 
 This thread claims chunks, hands the items to a bounded pool of HTTP threads, serves their
-requests for call rows, flushes results in batches and renews its leases. Cancel and the
-upstream's breaker are checked before every claim: after a cancel, or while the breaker is open,
-nothing new is claimed and only the requests in flight complete. Items waiting out a long pause
-are left to a task queued for their time.
+requests for call rows, flushes results in batches and renews its leases. The upstream's breaker
+is checked before every claim: while it is open nothing new is claimed. Cancel is checked before
+every claim and, while items are out, every CANCEL_CHECK_EVERY: it stops the pool's threads from
+taking up another item (`SendStop`), so only the requests in flight complete; the claimed items
+not taken up are closed as cancelled at once. Items waiting out a long pause are left to a task
+queued for their time.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from upstream.models import Job, JobItem
 from upstream.pushes.kinds import WorkItem, WorkResult, kind_for
 from upstream.pushes.runner.calls import CallReserver
 from upstream.pushes.runner.claim import claim_items
-from upstream.pushes.runner.finalize import cancel_pending_items, job_finalize
+from upstream.pushes.runner.finalize import cancel_pending_items, job_finalize, take_cancel
 from upstream.pushes.runner.flush import flush_results
 from upstream.pushes.runner.leases import new_worker_id, release_expired_leases, renew_leases
-from upstream.pushes.runner.work import work_item
+from upstream.pushes.runner.work import SendStop, work_item
 from upstream.pushes.selection import prepare_job
 
 FLUSH_EVERY_SECONDS = 0.25
@@ -41,6 +43,9 @@ FLUSH_EVERY_SECONDS = 0.25
 SERVE_EVERY = 0.05
 # Pending items that wait longer than this are left to a task queued for their time.
 LONG_WAIT = timedelta(seconds=5)
+# How often the job's cancel flag is read while items are out: one indexed read of the job's row,
+# so a cancel takes hold within this (plus a flush in progress), not after the chunk.
+CANCEL_CHECK_EVERY = 0.05
 
 
 def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
@@ -67,7 +72,8 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     inflight: dict[Future[WorkResult], WorkItem] = {}
     buffer: list[WorkResult] = []
     exhausted = False
-    last_flush = last_renew = time.monotonic()
+    last_flush = last_renew = last_cancel_check = time.monotonic()
+    stop = SendStop()
     reserver = CallReserver()
     # The upstream's breaker as this run sees it; its threads ask it before every call.
     gate = BreakerGate(handler.service) if handler.service else None
@@ -75,7 +81,8 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool:
         while True:
             if not exhausted and len(inflight) < concurrency * 2:
-                if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
+                if _cancel_requested(job_id):
+                    _stop_sending(job, worker_id, stop, inflight, handler.target_type)
                     exhausted = True
                 elif _follow_breaker(gate, worker_id, take_probe=True) == WAIT:
                     exhausted = True  # open: claim nothing; the items in flight come back paused
@@ -84,7 +91,9 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                     limit = 1 if gate is not None and gate.mode == PROBE else chunk
                     claimed = claim_items(job, worker_id, limit, handler)
                     for item in claimed:
-                        inflight[pool.submit(work_item, job, handler, item, reserver, gate)] = item
+                        inflight[
+                            pool.submit(work_item, job, handler, item, reserver, gate, stop)
+                        ] = item
                     exhausted = not claimed
             if not inflight:
                 flush_results(job, handler, worker_id, buffer)
@@ -95,7 +104,7 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                     waiting = JobItem.objects.filter(job_id=job_id, state=JobItem.State.PENDING)
                     next_at = waiting.order_by("lease_until").values_list("lease_until", flat=True)
                     if next_at.exists():
-                        if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
+                        if _cancel_requested(job_id):
                             break
                         _follow_breaker(gate, worker_id, take_probe=False)
                         earliest = gate.until if gate is not None else None
@@ -112,6 +121,12 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
             reserver.serve()
             done, _pending = wait(list(inflight), timeout=SERVE_EVERY, return_when=FIRST_COMPLETED)
             reserver.serve()
+            now = time.monotonic()
+            if not stop.stopped and now - last_cancel_check >= CANCEL_CHECK_EVERY:
+                last_cancel_check = now
+                if _cancel_requested(job_id):
+                    _stop_sending(job, worker_id, stop, inflight, handler.target_type)
+                    exhausted = True
             for future in done:
                 inflight.pop(future)
                 buffer.append(future.result())
@@ -134,10 +149,30 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     job.refresh_from_db()
     if job.cancel_requested:
         cancel_pending_items(job)
+        if job.cancel_taken_at is None:
+            Job.objects.filter(pk=job_id).update(cancel_taken_at=timezone.now())
     job_finalize(job_id)
     job.refresh_from_db()
     forget_queries()
     return {"succeeded": job.succeeded, "failed": job.failed, "cancelled": job.cancelled}
+
+
+def _cancel_requested(job_id: int) -> bool:
+    return Job.objects.filter(pk=job_id, cancel_requested=True).exists()
+
+
+def _stop_sending(
+    job: Job,
+    worker_id: str,
+    stop: SendStop,
+    inflight: dict[Future[WorkResult], WorkItem],
+    target_type: str,
+) -> None:
+    """The cancel takes hold: no thread takes up another item; the claimed items no thread took
+    up, and the waiting ones, are closed as cancelled now (their results are not written)."""
+    started = stop.stop()
+    unsent = [item.id for future, item in inflight.items() if item.id not in started]
+    take_cancel(job, worker_id, unsent, target_type)
 
 
 def _follow_breaker(gate: BreakerGate | None, holder: str, *, take_probe: bool) -> str | None:

@@ -10,6 +10,7 @@ With a breaker gate, the breaker is asked before every call.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -25,6 +26,38 @@ from upstream.pushes.runner.calls import JobRecorder, insert_call
 
 logger = logging.getLogger(__name__)
 
+
+class SendStop:
+    """A job's cancel as its pool threads see it: checked as a thread takes up an item.
+
+    The runner's thread reads the job's cancel flag (the threads never touch the database) and
+    calls `stop`; from then on no item is let through. The lock makes the line exact: `stop`
+    returns the items already let through (those in flight), every other claimed item is not
+    sent, so the runner can write them as cancelled at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._started: set[int] = set()
+
+    def admit(self, item_id: int) -> bool:
+        with self._lock:
+            if self._stopped:
+                return False
+            self._started.add(item_id)
+            return True
+
+    def stop(self) -> set[int]:
+        with self._lock:
+            self._stopped = True
+            return set(self._started)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+
 # A Retry-After up to this long re-schedules the item; a longer one fails it with the reason.
 MAX_RETRY_AFTER = 3600
 
@@ -35,7 +68,15 @@ def work_item(
     item: WorkItem,
     reserve: Callable[[UpstreamCall], int] = insert_call,
     gate: BreakerGate | None = None,
+    stop: SendStop | None = None,
 ) -> WorkResult:
+    if stop is not None and not stop.admit(item.id):
+        # Cancelled while it waited for a thread: nothing is sent, not even a read-back.
+        return WorkResult(
+            item,
+            JobItem.Outcome.CANCELLED,
+            message=text(gettext_noop("Cancelled before it was sent.")),
+        )
     return _attempt(handler, item, JobRecorder(job, handler, item, reserve, gate))
 
 
