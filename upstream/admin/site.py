@@ -28,7 +28,12 @@ from upstream.calls.client import operation_catalogue
 from upstream.history.timeline import record_link
 from upstream.lists.exports import job_results_csv, job_results_xlsx
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.pushes.jobs import job_cancel, job_resume_cancelled, job_retry_failed
+from upstream.pushes.jobs import (
+    cancel_counts,
+    job_cancel,
+    job_resume_cancelled,
+    job_retry_failed,
+)
 from upstream.pushes.kinds import kind_for, kind_label, registered_kinds
 
 
@@ -313,7 +318,7 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
         title: str,
         question: str,
         button: str,
-        done_message: str,
+        done_message: str | Callable[[Any], str],
     ) -> HttpResponse:
         """Nothing happens on the first request: a page says what will, and asks to confirm."""
         job = get_object_or_404(Job, pk=pk)
@@ -356,10 +361,26 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
         )
 
     def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        count = JobItem.objects.filter(job_id=pk, state=JobItem.State.PENDING).count()
         job = get_object_or_404(Job, pk=pk)
+        # Before the cancel: what waits, and the claimed items beyond what can be in flight
+        # (the upstream's concurrency). The answer, once the cancel took hold, is exact.
+        items = JobItem.objects.filter(job_id=pk)
+        count = items.filter(state=JobItem.State.PENDING).count()
+        try:
+            concurrency = max(1, kind_for(job.kind).concurrency())
+        except LookupError:
+            concurrency = 1
+        count += max(items.filter(state=JobItem.State.SENDING).count() - concurrency, 0)
         if job.prepared is not None:
             count += max(job.total - job.prepared, 0)  # frozen entries not yet written as items
+
+        def done(cancelled: Job) -> str:
+            counts = cancel_counts(cancelled)
+            return _(
+                "Cancelled: %(not_sent)s items not yet sent will not be sent (you can resume "
+                "them); %(sent)s were sent before the cancel took hold."
+            ) % {"not_sent": counts.not_sent, "sent": counts.sent}
+
         return self._confirmed_action(
             request,
             pk,
@@ -371,7 +392,7 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             )
             % {"count": count},
             button=_("Yes, cancel the job"),
-            done_message=_("Cancelling: items not yet sent will not be sent."),
+            done_message=done,
         )
 
     def resume_view(self, request: HttpRequest, pk: int) -> HttpResponse:

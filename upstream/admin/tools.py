@@ -443,15 +443,19 @@ def confirm_then_start(
 
 
 def run_and_report(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, run: Callable[[], Any], done: str
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    run: Callable[[], Any],
+    done: str | Callable[[Any], str],
 ) -> bool:
-    """Call a service from an admin button: its refusal as an error, else `done` as a success."""
+    """Call a service from an admin button: its refusal as an error, else `done` as a success
+    (`done` may be made from the service's answer)."""
     try:
-        run()
+        answer = run()
     except (ValidationError, PermissionDenied) as error:
         modeladmin.message_user(request, error_text(error), messages.ERROR)
         return False
-    modeladmin.message_user(request, done, messages.SUCCESS)
+    modeladmin.message_user(request, done(answer) if callable(done) else done, messages.SUCCESS)
     return True
 
 
