@@ -42,6 +42,7 @@ from upstream.calls.errors import (
     PushInDoubt,
     UpstreamError,
     UpstreamRejectedError,
+    UpstreamUnavailable,
 )
 from upstream.l10n.stored import to_json
 from upstream.models import Job, JobItem
@@ -477,6 +478,8 @@ def _finished(job: Job, result: WorkResult | None) -> SingleResult:
         raise PushInDoubt(item.display_message, job=job)
     if item.outcome == JobItem.Outcome.SKIPPED:
         raise PushConflict(item.display_message)
+    if isinstance(error, UpstreamUnavailable):
+        raise error  # the breaker opened on the way: refused like any push it refuses
     if error is not None and not isinstance(error, UpstreamError):
         # Our own code failed before the write left (upstream.pushes.runner.work logged it).
         raise _failed_here(job, error) from error
