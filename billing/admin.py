@@ -28,7 +28,13 @@ from upstream.admin.tools import (
     start_job,
     truncated,
 )
-from upstream.calls.errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
+from upstream.calls.errors import (
+    AwaitingApproval,
+    PushConflict,
+    PushFailed,
+    PushInDoubt,
+    UpstreamError,
+)
 from upstream.l10n.formats import day, money
 from upstream.lists.queries import related_count
 from upstream.models import Job
@@ -485,7 +491,7 @@ class InvoiceItemAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
         except ValidationError as error:
             form.add_service_error(error)
             return None
-        except PushConflict as error:
+        except (PushConflict, PushFailed) as error:
             self.message_user(request, str(error), messages.ERROR)
             return None
         except (PushInDoubt, AwaitingApproval) as error:

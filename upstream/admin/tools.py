@@ -34,7 +34,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from upstream.admin.lists import ScaledListMixin
-from upstream.calls.errors import AwaitingApproval, PushConflict, PushInDoubt, UpstreamError
+from upstream.calls.errors import (
+    AwaitingApproval,
+    PushConflict,
+    PushFailed,
+    PushInDoubt,
+    UpstreamError,
+)
 from upstream.calls.redaction import redact_shown
 from upstream.l10n.formats import duration, money
 from upstream.pushes.approvals import awaiting_message
@@ -514,7 +520,7 @@ def push_one(
     except AwaitingApproval as error:
         modeladmin.message_user(request, in_doubt_message(error), messages.WARNING)
         return PushOutcome.AWAITING_APPROVAL, error.job
-    except (PushConflict, UpstreamError) as error:
+    except (PushConflict, PushFailed, UpstreamError) as error:
         modeladmin.message_user(request, str(error), messages.ERROR)
     except PermissionDenied as error:
         text = str(error) or _("You do not have permission to make this change.")

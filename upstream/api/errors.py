@@ -22,6 +22,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from upstream.calls.errors import (
     PushAccepted,
     PushConflict,
+    PushFailed,
     UpstreamError,
     UpstreamUnavailable,
 )
@@ -56,6 +57,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(
             {"detail": exc.message, "job": {"id": job.pk, "state": job.state}},
             status=status.HTTP_202_ACCEPTED,
+        )
+    if isinstance(exc, PushFailed):
+        # Our fault, said plainly and with the job, not a bare 500: nothing was sent.
+        job = exc.job
+        return Response(
+            {"detail": exc.message, "job": {"id": job.pk, "state": job.state}},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     if isinstance(exc, UpstreamError):
         return Response(

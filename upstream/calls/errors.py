@@ -108,6 +108,20 @@ class PushInDoubt(PushAccepted):
     being settled by reading the record back."""
 
 
+class PushFailed(Exception):
+    """Our own code failed before anything was sent: nothing changed here or at the upstream,
+    the record is free again and the operation (a job of one item) is closed as failed. The
+    traceback is in the server log. The API answers 500 with the job."""
+
+    def __init__(self, message: str, *, job: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.job = job
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class AwaitingApproval(PushAccepted):
     """The push is over an approval threshold: it waits, unsent, for a second person."""
 

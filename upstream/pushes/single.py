@@ -8,6 +8,7 @@ An answer that never came leaves the job to the worker, which settles it by read
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -37,9 +38,11 @@ from upstream.calls.breaker import (
 from upstream.calls.errors import (
     AwaitingApproval,
     PushConflict,
+    PushFailed,
     PushInDoubt,
     UpstreamError,
     UpstreamRejectedError,
+    UpstreamUnavailable,
 )
 from upstream.l10n.stored import to_json
 from upstream.models import Job, JobItem
@@ -50,10 +53,13 @@ from upstream.pushes.kinds import JobKind, WorkItem, WorkResult, kind_for
 from upstream.pushes.runner import (
     JobRecorder,
     flush_results,
+    hand_over,
     job_finalize,
     reserve_calls,
     work_item,
 )
+
+logger = logging.getLogger(__name__)
 
 # How long a second push of the same record waits for the first before it is refused.
 CLAIM_WAIT_SECONDS = 2.0
@@ -192,18 +198,26 @@ def _push_single(
                 continue  # the first try was refused and changed nothing: this is a new try
             return _repeat(actor, key, kind, target, payload)
 
-    result = work_item(job, handler, item, gate=gate)
-    if result.paused:
-        result = _paused(handler, result)
-    if result.outcome == JobItem.Outcome.IN_DOUBT:
-        result = _read_back_now(job, handler, item, result, gate)
-    if result.retry_after is not None:
-        # One change asked for now: a long "come back later" fails it rather than queueing it.
-        result.retry_after = None
-        result.outcome = JobItem.Outcome.FAILED
-    flush_results(job, handler, holder, [result])
-    release_records(holder=holder)
-    if job_finalize(job.pk, announce=False):
+    result: WorkResult | None = None
+    try:
+        result = work_item(job, handler, item, gate=gate)
+        if result.paused:
+            result = _paused(handler, result)
+        if result.outcome == JobItem.Outcome.IN_DOUBT:
+            result = _read_back_now(job, handler, item, result, gate)
+        if result.retry_after is not None:
+            # One change asked for now: a long "come back later" fails it rather than queueing it.
+            result.retry_after = None
+            result.outcome = JobItem.Outcome.FAILED
+        flush_results(job, handler, holder, [result])
+        release_records(holder=holder)
+        finished = job_finalize(job.pk, announce=False)
+    except Exception as error:
+        # Our own bug or the database, after the claim: the web holder stops here, so nothing
+        # may stay held by it. The traceback goes to the log, the user gets a typed answer.
+        logger.exception("single push %s of %s failed in our code (job %s)", kind, target, job.pk)
+        return _crashed(job, handler, holder, result, error)
+    if finished:
         job.refresh_from_db()
         return _finished(job, result)
     # In doubt: the worker reads the record back (after a short pause) and settles the job.
@@ -214,6 +228,50 @@ def _push_single(
     raise PushInDoubt(
         _("Sent, but no trustworthy answer came (%(error)s). It is being checked by reading back.")
         % {"error": result.message},
+        job=job,
+    )
+
+
+def _crashed(
+    job: Job, handler: JobKind, holder: str, result: WorkResult | None, error: Exception
+) -> SingleResult:
+    """Hand a single push over after our own code failed, and answer with a typed error.
+
+    Once its write may have gone out (no result yet counts as that: reading back is harmless,
+    racing an applied write is not), the item is in doubt, keeps its record under its own
+    holder and is queued for the worker to read back: PushInDoubt. With nothing sent, the
+    record is released and the job closed as failed: PushFailed. A result the flush already
+    wrote stands as written (the failure came after its commit).
+    """
+    sent = result is None or (
+        result.outcome in (JobItem.Outcome.OK, JobItem.Outcome.IN_DOUBT) or result.item.in_doubt
+    )
+    try:
+        handed = hand_over(job, handler.target_type, holder, error, sent=sent)
+        if not job_finalize(job.pk, announce=False):
+            job_enqueue(job)  # the worker reads it back (an immediate backend does so now)
+    except Exception:
+        # The hand-over failed too (the database is gone): the sweep settles it from the
+        # pending call and the leases, as after a killed process.
+        logger.exception("handing over the failed single push of job %s failed", job.pk)
+        raise error from None
+    job.refresh_from_db()
+    if not job.is_finished:
+        raise PushInDoubt(job.items.get().display_message, job=job)
+    if handed and not sent:
+        raise _failed_here(job, error)
+    # The flush wrote the answer before the failure, or the worker settled it by reading back.
+    return _finished(job, result if not handed else None)
+
+
+def _failed_here(job: Job, error: BaseException) -> PushFailed:
+    return PushFailed(
+        _(
+            "Not done: an internal error (%(error)s) stopped this change and the upstream did "
+            "not apply it, so nothing changed. Try again; if it happens again, tell the "
+            "administrators (the details are in the server log)."
+        )
+        % {"error": type(error).__name__},
         job=job,
     )
 
@@ -408,19 +466,23 @@ def _start(
     return job, replace(item, call_id=call_ids.get(item.id))
 
 
-def _finished(job: Job, result: WorkResult) -> SingleResult:
+def _finished(job: Job, result: WorkResult | None) -> SingleResult:
     item = job.items.get()
     if item.outcome == JobItem.Outcome.OK:
         # What apply() recorded for the item (e.g. the new record's id).
         return SingleResult(job=job, data=item.result, message=item.display_message)
-    if isinstance(result.error, UpstreamError) and item.outcome == result.outcome:
-        raise result.error
+    error = result.error if result is not None else None
+    if isinstance(error, UpstreamError) and item.outcome == result.outcome:
+        raise error
     if item.outcome == JobItem.Outcome.IN_DOUBT:
         raise PushInDoubt(item.display_message, job=job)
     if item.outcome == JobItem.Outcome.SKIPPED:
         raise PushConflict(item.display_message)
-    if result.error is not None and not isinstance(result.error, UpstreamError):
-        raise result.error
+    if isinstance(error, UpstreamUnavailable):
+        raise error  # the breaker opened on the way: refused like any push it refuses
+    if error is not None and not isinstance(error, UpstreamError):
+        # Our own code failed before the write left (upstream.pushes.runner.work logged it).
+        raise _failed_here(job, error) from error
     raise UpstreamRejectedError(item.display_message)
 
 

@@ -22,7 +22,7 @@ them: patch them there (`upstream.pushes.runner.flush.IN_DOUBT_PAUSE`), not here
 from upstream.pushes.runner.calls import CallReserver, JobRecorder, insert_call, reserve_calls
 from upstream.pushes.runner.claim import claim_items
 from upstream.pushes.runner.finalize import cancel_pending_items, job_finalize
-from upstream.pushes.runner.flush import flush_results
+from upstream.pushes.runner.flush import flush_results, hand_over
 from upstream.pushes.runner.leases import item_holder, new_worker_id, release_expired_leases
 from upstream.pushes.runner.loop import forget_queries, run_job
 from upstream.pushes.runner.sweeper import (
@@ -43,6 +43,7 @@ __all__ = [
     "close_abandoned_tasks",
     "flush_results",
     "forget_queries",
+    "hand_over",
     "insert_call",
     "item_holder",
     "job_finalize",

@@ -315,3 +315,70 @@ def _apply(handler: JobKind, ok: list[WorkResult]) -> None:
                 "The upstream confirmed the change, but writing it here failed (%(error)s); "
                 "it will be read back and written again."
             ) % {"error": type(error).__name__}
+
+
+def hand_over(job: Job, target_type: str, holder: str, error: BaseException, *, sent: bool) -> int:
+    """What a holder leaves when our own code fails while it holds items: nothing stays held by
+    a holder that has stopped (`error` is logged by the caller).
+
+    The holder's sending items whose write may have gone out (`sent`) are put in doubt, and
+    each keeps its record claimed under `item_holder` until a read-back settles it: a plain
+    release would let another push race a write the upstream may have applied. Items with
+    nothing sent fail, and their records are released. Calls left pending stay as evidence for
+    the sweep. Returns how many items were handed over.
+    """
+    now = timezone.now()
+    internal = text(
+        gettext_noop("Internal error (%(error)s); see the server log."),
+        error=type(error).__name__,
+    )
+    with transaction.atomic():
+        items = JobItem.objects.filter(
+            job_id=job.pk, claimed_by=holder, state=JobItem.State.SENDING
+        )
+        if connection.features.has_select_for_update:
+            items = items.select_for_update()
+        held = dict(items.values_list("id", "target_id"))
+        mine = JobItem.objects.filter(id__in=list(held))
+        if sent:
+            mine.update(
+                state=JobItem.State.PENDING,
+                in_doubt=True,
+                claimed_by="",
+                lease_until=now + IN_DOUBT_PAUSE,
+                attempts=F("attempts") + 1,
+                **message_fields(
+                    text(
+                        gettext_noop(
+                            "%(error)s The change may have reached the upstream; "
+                            "it will be read back."
+                        ),
+                        error=internal,
+                    )
+                ),
+            )
+            for item_id, target_id in held.items():
+                RecordClaim.objects.filter(
+                    holder=holder, target_type=target_type, target_id=target_id
+                ).update(
+                    holder=item_holder(item_id), job_item_id=item_id, until=now + lease_length()
+                )
+        else:
+            mine.update(
+                state=JobItem.State.DONE,
+                outcome=JobItem.Outcome.FAILED,
+                in_doubt=False,
+                claimed_by="",
+                lease_until=None,
+                finished_at=now,
+                attempts=F("attempts") + 1,
+                **message_fields(internal),
+            )
+            # Reserved for a write that never left: no call happened (as in the flush).
+            UpstreamCall.objects.filter(
+                job_item_id__in=list(held), outcome="pending", url=""
+            ).delete()
+        # Whatever was not passed on above (a record whose item was already written) is free.
+        release_records(holder=holder, target_type=target_type)
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=now)
+    return len(held)

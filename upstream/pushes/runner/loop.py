@@ -11,6 +11,7 @@ queued for their time.
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
@@ -29,14 +30,21 @@ from upstream.calls.breaker import (
     breaker_trip,
 )
 from upstream.models import Job, JobItem
-from upstream.pushes.kinds import WorkItem, WorkResult, kind_for
+from upstream.pushes.kinds import JobKind, WorkItem, WorkResult, kind_for
 from upstream.pushes.runner.calls import CallReserver
 from upstream.pushes.runner.claim import claim_items
 from upstream.pushes.runner.finalize import cancel_pending_items, job_finalize, take_cancel
-from upstream.pushes.runner.flush import flush_results
-from upstream.pushes.runner.leases import new_worker_id, release_expired_leases, renew_leases
+from upstream.pushes.runner.flush import flush_results, hand_over
+from upstream.pushes.runner.leases import (
+    lease_length,
+    new_worker_id,
+    release_expired_leases,
+    renew_leases,
+)
 from upstream.pushes.runner.work import SendStop, work_item
 from upstream.pushes.selection import prepare_job
+
+logger = logging.getLogger(__name__)
 
 FLUSH_EVERY_SECONDS = 0.25
 # How soon a worker thread's request for a pending call row is served.
@@ -78,72 +86,90 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     # The upstream's breaker as this run sees it; its threads ask it before every call.
     gate = BreakerGate(handler.service) if handler.service else None
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool:
-        while True:
-            if not exhausted and len(inflight) < concurrency * 2:
-                if _cancel_requested(job_id):
-                    _stop_sending(job, worker_id, stop, inflight, handler.target_type)
-                    exhausted = True
-                elif _follow_breaker(gate, worker_id, take_probe=True) == WAIT:
-                    exhausted = True  # open: claim nothing; the items in flight come back paused
-                elif not (gate is not None and gate.mode == PROBE and inflight):
-                    # Holding the probe: one item goes, the others wait for its answer.
-                    limit = 1 if gate is not None and gate.mode == PROBE else chunk
-                    claimed = claim_items(job, worker_id, limit, handler)
-                    for item in claimed:
-                        inflight[
-                            pool.submit(work_item, job, handler, item, reserver, gate, stop)
-                        ] = item
-                    exhausted = not claimed
-            if not inflight:
-                flush_results(job, handler, worker_id, buffer)
-                buffer = []
-                if exhausted:
-                    # Items may be waiting out a pause (in doubt, a busy record, a Retry-After,
-                    # the breaker): wait for a short one here; for a long one, come back later.
-                    waiting = JobItem.objects.filter(job_id=job_id, state=JobItem.State.PENDING)
-                    next_at = waiting.order_by("lease_until").values_list("lease_until", flat=True)
-                    if next_at.exists():
-                        if _cancel_requested(job_id):
-                            break
-                        _follow_breaker(gate, worker_id, take_probe=False)
-                        earliest = gate.until if gate is not None else None
-                        earliest = earliest or next_at.first()
-                        if earliest is not None and earliest - timezone.now() > LONG_WAIT:
-                            _release_probe(gate, worker_id)
-                            _defer(job, earliest)
-                            return {"succeeded": job.succeeded, "failed": job.failed}
-                        time.sleep(0.2)
-                        exhausted = False
-                        continue
-                    break
-                continue
-            reserver.serve()
-            done, _pending = wait(list(inflight), timeout=SERVE_EVERY, return_when=FIRST_COMPLETED)
-            reserver.serve()
-            now = time.monotonic()
-            if not stop.stopped and now - last_cancel_check >= CANCEL_CHECK_EVERY:
-                last_cancel_check = now
-                if _cancel_requested(job_id):
-                    _stop_sending(job, worker_id, stop, inflight, handler.target_type)
-                    exhausted = True
-            for future in done:
-                inflight.pop(future)
-                buffer.append(future.result())
-            now = time.monotonic()
-            # While the breaker is not plainly closed each answer is written at once: the probe's
-            # decides whether the job goes on, a failure whether it stops.
-            hurry = gate is not None and gate.mode != GO and bool(buffer)
-            if hurry or len(buffer) >= chunk or now - last_flush >= FLUSH_EVERY_SECONDS:
-                flush_results(job, handler, worker_id, buffer)
-                buffer = []
-                last_flush = now
-                forget_queries()
-                if _follow_breaker(gate, worker_id, take_probe=False) == WAIT:
-                    exhausted = True
-            if now - last_renew >= lease_renew_every:
-                renew_leases(job_id, worker_id)
-                last_renew = now
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool:
+            while True:
+                if not exhausted and len(inflight) < concurrency * 2:
+                    if _cancel_requested(job_id):
+                        _stop_sending(job, worker_id, stop, inflight, handler.target_type)
+                        exhausted = True
+                    elif _follow_breaker(gate, worker_id, take_probe=True) == WAIT:
+                        exhausted = (
+                            True  # open: claim nothing; the items in flight come back paused
+                        )
+                    elif not (gate is not None and gate.mode == PROBE and inflight):
+                        # Holding the probe: one item goes, the others wait for its answer.
+                        limit = 1 if gate is not None and gate.mode == PROBE else chunk
+                        claimed = claim_items(job, worker_id, limit, handler)
+                        for item in claimed:
+                            inflight[
+                                pool.submit(work_item, job, handler, item, reserver, gate, stop)
+                            ] = item
+                        exhausted = not claimed
+                if not inflight:
+                    flush_results(job, handler, worker_id, buffer)
+                    buffer = []
+                    if exhausted:
+                        # Items may be waiting out a pause (in doubt, a busy record, a
+                        # Retry-After, the breaker): wait for a short one here; for a long one,
+                        # come back later.
+                        waiting = JobItem.objects.filter(job_id=job_id, state=JobItem.State.PENDING)
+                        next_at = waiting.order_by("lease_until").values_list(
+                            "lease_until", flat=True
+                        )
+                        if next_at.exists():
+                            if _cancel_requested(job_id):
+                                break
+                            _follow_breaker(gate, worker_id, take_probe=False)
+                            earliest = gate.until if gate is not None else None
+                            earliest = earliest or next_at.first()
+                            if earliest is not None and earliest - timezone.now() > LONG_WAIT:
+                                _release_probe(gate, worker_id)
+                                _defer(job, earliest)
+                                return {"succeeded": job.succeeded, "failed": job.failed}
+                            time.sleep(0.2)
+                            exhausted = False
+                            continue
+                        break
+                    continue
+                reserver.serve()
+                done, _pending = wait(
+                    list(inflight), timeout=SERVE_EVERY, return_when=FIRST_COMPLETED
+                )
+                reserver.serve()
+                now = time.monotonic()
+                if not stop.stopped and now - last_cancel_check >= CANCEL_CHECK_EVERY:
+                    last_cancel_check = now
+                    if _cancel_requested(job_id):
+                        _stop_sending(job, worker_id, stop, inflight, handler.target_type)
+                        exhausted = True
+                for future in done:
+                    inflight.pop(future)
+                    buffer.append(future.result())
+                now = time.monotonic()
+                # While the breaker is not plainly closed each answer is written at once: the
+                # probe's decides whether the job goes on, a failure whether it stops.
+                hurry = gate is not None and gate.mode != GO and bool(buffer)
+                if hurry or len(buffer) >= chunk or now - last_flush >= FLUSH_EVERY_SECONDS:
+                    flush_results(job, handler, worker_id, buffer)
+                    buffer = []
+                    last_flush = now
+                    forget_queries()
+                    if _follow_breaker(gate, worker_id, take_probe=False) == WAIT:
+                        exhausted = True
+                if now - last_renew >= lease_renew_every:
+                    renew_leases(job_id, worker_id)
+                    last_renew = now
+    except Exception as error:
+        # Our own code failed mid-run (the pool's requests have finished by now). Nothing may
+        # stay held by a run that has stopped: its items go in doubt, keeping their records.
+        logger.exception("job %s: the run failed; its items are handed over in doubt", job_id)
+        _hand_over(job, handler, worker_id, error)
+        raise
+    finally:
+        # A probe still held got no verdict recorded: the next sender may take it at once,
+        # rather than after the probe's lease.
+        _release_probe(gate, worker_id)
 
     _release_probe(gate, worker_id)
     job.refresh_from_db()
@@ -191,6 +217,21 @@ def _release_probe(gate: BreakerGate | None, holder: str) -> None:
     # A run that crashes leaves it to run out (breaker.probe_lease).
     if gate is not None:
         breaker_release_probe(gate.service, holder)
+
+
+def _hand_over(job: Job, handler: JobKind, worker_id: str, error: Exception) -> None:
+    """The items this run was sending may have reached the upstream: in doubt, each keeping its
+    record, read back by the next run, queued after a lease (a bug that fails every run must
+    not spin; a backend that cannot defer leaves it to the sweep)."""
+    from upstream.tasks import job_run
+
+    try:
+        hand_over(job, handler.target_type, worker_id, error, sent=True)
+        if job_run.get_backend().supports_defer:
+            _defer(job, timezone.now() + lease_length())
+    except Exception:
+        # The database is gone too: the leases run out and the sweep settles the items.
+        logger.exception("job %s: handing over its items failed", job.pk)
 
 
 def forget_queries() -> None:
