@@ -116,7 +116,10 @@ def test_a_cancel_mid_job_sends_only_what_was_in_flight(
     assert (body["not_sent"], body["sent"]) == (records - len(ledger), len(ledger))
     items = JobItem.objects.filter(job=job)
     ok = items.filter(outcome=JobItem.Outcome.OK)
-    ok_records = SubscriptionInvoice.objects.filter(pk__in=ok.values_list("target_id", flat=True))
+    # target_id is text: compare as ids (PostgreSQL has no bigint = varchar).
+    ok_records = SubscriptionInvoice.objects.filter(
+        pk__in=[int(pk) for pk in ok.values_list("target_id", flat=True)]
+    )
     assert set(ok_records.values_list("invoice_no", flat=True)) == sent
     assert set(ok_records.values_list("status", flat=True)) == {InvoiceStatus.CANCEL}
     cancelled = items.filter(outcome=JobItem.Outcome.CANCELLED)
