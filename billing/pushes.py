@@ -1097,6 +1097,7 @@ class InvoiceRefreshHandler(RefreshHandler):
     def write(self, result: WorkResult) -> SyncCounts:
         counts = SyncCounts()
         invoice = Invoice.objects.get(pk=int(result.item.target_id))
-        seen = invoice_upsert(result.data["invoice"], read_at=result.data["read_at"], counts=counts)
-        delete_vanished({invoice.pk}, seen, counts)
+        read_at = result.data["read_at"]
+        seen = invoice_upsert(result.data["invoice"], read_at=read_at, counts=counts)
+        delete_vanished({invoice.pk}, seen, counts, read_at=read_at)
         return counts

@@ -1,8 +1,9 @@
 """Pull WiseCP's state into the mirror, always from WiseCP's answer.
 
 Every writer takes the moment the upstream was read (`read_at`) and stores it as `synced_at`; a
-row is only overwritten by a read at least as recent, so a slow sync cannot undo a push that was
-answered after the sync's read.
+row is only overwritten by a read at least as recent. A sync or refresh also leaves alone what a
+push claimed or wrote after its read began (upstream.history.sync.held_back, the rule every
+upstream's sync applies), so a slow sync cannot undo a push, nor delete an item a push moved.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from datetime import date, datetime, time
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from upstream.calls.client import CallRecorder
 from upstream.history.changes import history_source, plain
-from upstream.history.sync import SyncCounts
-from upstream.pushes.claims import live_claims
+from upstream.history.sync import SyncCounts, held_back
 
 from .client import ISTANBUL, WiseCPClient
 from .models import Invoice, InvoiceItem
@@ -58,19 +58,37 @@ def _fresher(row_synced_at: datetime | None, read_at: datetime) -> bool:
     return row_synced_at is None or row_synced_at <= read_at
 
 
+def _locked(queryset: Any) -> Any:
+    # Locked before held_back() looks at them, so a push cannot write one between that check
+    # and the write (SQLite's IMMEDIATE transactions serialize on their own).
+    return queryset.select_for_update() if connection.features.has_select_for_update else queryset
+
+
 def invoice_write(
-    data: dict[str, Any], *, read_at: datetime, counts: SyncCounts | None = None
+    data: dict[str, Any],
+    *,
+    read_at: datetime,
+    counts: SyncCounts | None = None,
+    guard: bool = False,
 ) -> Invoice:
-    """Create or update one invoice's own fields (not its items) from a parsed upstream invoice."""
+    """Create or update one invoice's own fields (not its items) from a parsed upstream invoice.
+
+    `guard`: a sync's or refresh's read, which leaves an invoice a push wrote since `read_at`
+    (its totals) to that push (held_back). A push's own read-back writes without it.
+    """
     counts = counts if counts is not None else SyncCounts()
     fields = {name: data[name] for name in INVOICE_FIELDS}
-    invoice = Invoice.objects.filter(wisecp_id=data["wisecp_id"]).first()
+    found = Invoice.objects.filter(wisecp_id=data["wisecp_id"])
+    invoice = (_locked(found) if guard else found).first()
     if invoice is None:
         counts.created += 1
         return Invoice.objects.create(wisecp_id=data["wisecp_id"], synced_at=read_at, **fields)
     changed = {k: v for k, v in fields.items() if getattr(invoice, k) != v}
     if not changed or not _fresher(invoice.synced_at, read_at):
         counts.unchanged += 1
+        return invoice
+    if guard and held_back(Invoice, [invoice.pk], read_at):
+        counts.held += 1
         return invoice
     written = Invoice.objects.filter(
         Q(synced_at__isnull=True) | Q(synced_at__lte=read_at), pk=invoice.pk
@@ -168,9 +186,13 @@ def invoice_items_reconcile(
     """Mirror the items an invoice read listed; return their WiseCP ids.
 
     A changed item gets a new version (open forms on it become stale). Items in the middle of a
-    push are left to the push, which writes them from its own answer.
+    push, or written by one since the read began, are left to the push (held_back), which writes
+    them from its own answer.
     """
-    existing = {i.wisecp_id: i for i in InvoiceItem.objects.filter(wisecp_id__in=_ids(items))}
+    existing = {
+        i.wisecp_id: i for i in _locked(InvoiceItem.objects.filter(wisecp_id__in=_ids(items)))
+    }
+    held = held_back(InvoiceItem, [i.pk for i in existing.values()], read_at)
     to_create = []
     for data in items:
         values = item_values(data)
@@ -188,11 +210,12 @@ def invoice_items_reconcile(
         if not changed:
             counts.unchanged += 1
             continue
+        if row.pk in held:
+            counts.held += 1
+            continue
         written = (
             InvoiceItem.objects.filter(pk=row.pk, version=row.version)
             .filter(Q(synced_at__isnull=True) | Q(synced_at__lte=read_at))
-            # An item being pushed is written from that push's answer, not from this read.
-            .exclude(Exists(live_claims(InvoiceItem)))
             .update(**changed, synced_at=read_at, version=F("version") + 1)
         )
         if written:
@@ -222,14 +245,27 @@ def _ids(items: list[dict[str, Any]]) -> list[int]:
     return [data["wisecp_id"] for data in items]
 
 
-def delete_vanished(invoice_pks: set[int], seen: set[int], counts: SyncCounts) -> None:
+def delete_vanished(
+    invoice_pks: set[int],
+    seen: set[int],
+    counts: SyncCounts,
+    read_at: datetime | None = None,
+) -> None:
     """Items of the invoices just read that no read listed: deleted or moved upstream.
 
-    A moved item comes back when the invoice it moved to is read.
+    A moved item comes back when the invoice it moved to is read. `read_at`: when the first of
+    those reads began (a sync, a refresh); an item a push claimed or wrote since is kept for the
+    next read (held_back): a push may have moved it to an invoice read before it arrived there.
     """
     if not invoice_pks:
         return
     vanished = InvoiceItem.objects.filter(invoice_id__in=invoice_pks).exclude(wisecp_id__in=seen)
+    if read_at is not None:
+        candidates = list(_locked(vanished).values_list("pk", flat=True))
+        held = held_back(InvoiceItem, candidates, read_at)
+        if held:
+            counts.held += len(held)
+            vanished = vanished.exclude(pk__in=held)
     counts.fields += [
         {"record": str(wisecp_id), "vanished": True, "changes": []}
         for wisecp_id in vanished.values_list("wisecp_id", flat=True)[:200]
@@ -239,9 +275,10 @@ def delete_vanished(invoice_pks: set[int], seen: set[int], counts: SyncCounts) -
 
 
 def invoice_upsert(data: dict[str, Any], *, read_at: datetime, counts: SyncCounts) -> set[int]:
-    """One GetInvoice answer into the mirror: the invoice, then its items."""
+    """One GetInvoice answer (read from `read_at`) into the mirror: the invoice, then its items;
+    what a push claimed or wrote since `read_at` is left to the push (held_back)."""
     with transaction.atomic():
-        invoice = invoice_write(data, read_at=read_at, counts=counts)
+        invoice = invoice_write(data, read_at=read_at, counts=counts, guard=True)
         return invoice_items_reconcile(invoice, data["items"] or [], read_at=read_at, counts=counts)
 
 
@@ -262,6 +299,7 @@ def _wisecp_sync(*, recorder: CallRecorder | None, since: date | None) -> SyncCo
     counts = SyncCounts()
     seen: set[int] = set()
     read: set[int] = set()
+    began = timezone.now()
     for row in client.iter_invoices(filters=filters):
         read_at = timezone.now()
         data = client.get_invoice(row["wisecp_id"])
@@ -269,7 +307,7 @@ def _wisecp_sync(*, recorder: CallRecorder | None, since: date | None) -> SyncCo
         read.add(data["wisecp_id"])
     with transaction.atomic():
         pks = set(Invoice.objects.filter(wisecp_id__in=read).values_list("pk", flat=True))
-        delete_vanished(pks, seen, counts)
+        delete_vanished(pks, seen, counts, read_at=began)
     return counts
 
 
@@ -283,5 +321,5 @@ def invoice_refresh(invoice: Invoice, recorder: CallRecorder | None = None) -> S
     with history_source("refresh", actor_id=actor_id, keep_outer=True):
         seen = invoice_upsert(data, read_at=read_at, counts=counts)
         with transaction.atomic():
-            delete_vanished({invoice.pk}, seen, counts)
+            delete_vanished({invoice.pk}, seen, counts, read_at=read_at)
     return counts

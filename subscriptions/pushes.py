@@ -981,15 +981,21 @@ class SubscriptionRefreshKind(RefreshHandler, _Paynet):
 
     def read(self, client: PaynetClient, item: WorkItem) -> Any:
         subscription_id = item.payload["subscription_id"]
+        read_at = timezone.now()
         return {
+            "read_at": read_at,
             "detail": client.subscription_detail(subscription_id=subscription_id),
             "records": list(client.iter_invoices(subscription_id=subscription_id)),
         }
 
     def write(self, result: WorkResult) -> SyncCounts:
         subscription = Subscription.objects.get(pk=int(result.item.target_id))
+        read_at = result.data["read_at"]
         _, counts = subscription_upsert(
-            {**result.data["detail"], "subscription_id": subscription.subscription_id}
+            {**result.data["detail"], "subscription_id": subscription.subscription_id},
+            read_at=read_at,
         )
-        counts.add(invoices_reconcile(subscription, result.data["records"], complete=True))
+        counts.add(
+            invoices_reconcile(subscription, result.data["records"], complete=True, read_at=read_at)
+        )
         return counts

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from upstream.calls.client import CallRecorder
 from upstream.calls.errors import UpstreamAuthError, UpstreamError, UpstreamTransportError
 from upstream.history.changes import history_source, plain
 from upstream.history.drift import drift_missing
-from upstream.history.sync import SyncCounts
+from upstream.history.sync import SyncCounts, held_back
 
 from .client import PaynetClient, from_kurus, parse_datetime
 from .models import Subscription, SubscriptionInvoice
@@ -55,12 +55,28 @@ def _invoice_fields(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _upsert(model: type, lookup: dict[str, Any], fields: dict[str, Any], counts: SyncCounts) -> Any:
+def _locked(queryset: Any) -> Any:
+    # Rows the sync may write are locked before held_back() looks at them, so a push cannot
+    # write one between that check and this write (SQLite's IMMEDIATE transactions serialize).
+    return queryset.select_for_update() if connection.features.has_select_for_update else queryset
+
+
+def _upsert(
+    model: type,
+    lookup: dict[str, Any],
+    fields: dict[str, Any],
+    counts: SyncCounts,
+    read_at: datetime | None,
+) -> Any:
     now = timezone.now()
-    obj = model.objects.filter(**lookup).first()
+    found = model.objects.filter(**lookup)
+    obj = (_locked(found) if read_at is not None else found).first()
     if obj is None:
         obj = model.objects.create(**lookup, **fields, synced_at=now)
         counts.created += 1
+        return obj
+    if read_at is not None and held_back(model, [obj.pk], read_at):
+        counts.held += 1
         return obj
     changed = {k: v for k, v in fields.items() if getattr(obj, k) != v}
     if changed:
@@ -84,29 +100,52 @@ def _upsert(model: type, lookup: dict[str, Any], fields: dict[str, Any], counts:
     return obj
 
 
-def subscription_upsert(row: dict[str, Any]) -> tuple[Subscription, SyncCounts]:
+def subscription_upsert(
+    row: dict[str, Any], *, read_at: datetime | None = None
+) -> tuple[Subscription, SyncCounts]:
+    """`read_at`: when the read of `row` began (a sync, a refresh); a subscription a push claimed
+    or wrote since is left as it is (upstream.history.sync.held_back)."""
     counts = SyncCounts()
     obj = _upsert(
         Subscription,
         {"subscription_id": str(row["subscription_id"])},
         _subscription_fields(row),
         counts,
+        read_at,
     )
     return obj, counts
 
 
 def invoices_reconcile(
-    subscription: Subscription, rows: Iterable[dict[str, Any]], *, complete: bool = False
+    subscription: Subscription,
+    rows: Iterable[dict[str, Any]],
+    *,
+    complete: bool = False,
+    read_at: datetime | None = None,
 ) -> SyncCounts:
     """Make the subscription's mirrored records equal to what Paynet listed; report each change.
 
     `complete`: the rows are every record Paynet lists for the subscription, so a mirrored record
     missing from them vanished upstream. It stays in the mirror (jobs and calls name it) and is
     reported as drift.
+
+    `read_at`: when the read of `rows` began. A sync or refresh passes it, and the records a push
+    claimed or wrote since are left alone, neither written nor reported (held_back); so are all
+    of them while a push of the whole subscription (status of all, a create) holds it. A push's
+    own read-back passes none: it is the push writing.
     """
     counts = SyncCounts()
     now = timezone.now()
-    existing = {inv.invoice_id: inv for inv in subscription.invoices.all()}
+    invoices = subscription.invoices.all()
+    if read_at is not None:
+        invoices = _locked(invoices)
+    existing = {inv.invoice_id: inv for inv in invoices}
+    held: set[int] = set()
+    if read_at is not None:
+        if held_back(Subscription, [subscription.pk], read_at):
+            held = {inv.pk for inv in existing.values()}
+        else:
+            held = held_back(SubscriptionInvoice, [inv.pk for inv in existing.values()], read_at)
     to_create, to_update = [], []
     listed: set[str] = set()
     for row in rows:
@@ -114,6 +153,9 @@ def invoices_reconcile(
         invoice_id = str(row["invoice_id"])
         listed.add(invoice_id)
         inv = existing.get(invoice_id)
+        if inv is not None and inv.pk in held:
+            counts.held += 1
+            continue
         if inv is None:
             to_create.append(
                 SubscriptionInvoice(
@@ -162,7 +204,11 @@ def invoices_reconcile(
     counts.created += len(to_create)
     counts.updated += len(to_update)
     if complete:
-        gone = [(inv.pk, inv.invoice_no) for key, inv in existing.items() if key not in listed]
+        gone = [
+            (inv.pk, inv.invoice_no)
+            for key, inv in existing.items()
+            if key not in listed and inv.pk not in held
+        ]
         if gone:
             drift_missing(SubscriptionInvoice, gone, at=now)
             counts.fields += [{"record": no, "vanished": True, "changes": []} for _pk, no in gone]
@@ -176,12 +222,15 @@ def paynet_sync(
     client = PaynetClient(recorder=recorder)
     datab, datbi = since or EPOCH, until or timezone.localdate()
     totals = SyncCounts()
+    # The list of subscriptions is read page by page while the loop runs: it began now.
+    listed_at = timezone.now()
     for row in client.iter_subscriptions(datab=datab, datbi=datbi):
+        read_at = timezone.now()
         records = list(client.iter_invoices(subscription_id=str(row["subscription_id"])))
         with transaction.atomic(), history_source("sync", keep_outer=True):
-            subscription, counts = subscription_upsert(row)
+            subscription, counts = subscription_upsert(row, read_at=listed_at)
             totals.add(counts)
-            totals.add(invoices_reconcile(subscription, records, complete=True))
+            totals.add(invoices_reconcile(subscription, records, complete=True, read_at=read_at))
     return totals
 
 
@@ -190,12 +239,15 @@ def subscription_refresh(
 ) -> SyncCounts:
     """Re-read one subscription and its records from Paynet."""
     client = PaynetClient(recorder=recorder)
+    read_at = timezone.now()
     detail = client.subscription_detail(subscription_id=subscription.subscription_id)
     records = list(client.iter_invoices(subscription_id=subscription.subscription_id))
     actor_id = getattr(recorder, "actor_id", None)
     with transaction.atomic(), history_source("refresh", actor_id=actor_id, keep_outer=True):
-        _, counts = subscription_upsert({**detail, "subscription_id": subscription.subscription_id})
-        counts.add(invoices_reconcile(subscription, records, complete=True))
+        _, counts = subscription_upsert(
+            {**detail, "subscription_id": subscription.subscription_id}, read_at=read_at
+        )
+        counts.add(invoices_reconcile(subscription, records, complete=True, read_at=read_at))
     return counts
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from django.db.models import Model
 
 
 @dataclass
@@ -12,6 +16,8 @@ class SyncCounts:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    # Records left alone because a push claimed or wrote them after the read began.
+    held: int = 0
     # One entry per notable change, in the vertical's own shape (shown in job results).
     changes: list[dict[str, Any]] = field(default_factory=list)
     # Per record what changed, field by field: {"record", "changes": [{field, old, new}]}.
@@ -22,6 +28,7 @@ class SyncCounts:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.deleted += other.deleted
+        self.held += other.held
         self.changes += other.changes
         self.fields += other.fields
 
@@ -40,3 +47,43 @@ def upstream_sync(service: str, **kwargs: Any) -> SyncCounts:
     kwargs.setdefault("recorder", DbCallRecorder())
     with history_source("sync", keep_outer=True):
         return sync(**kwargs)
+
+
+def held_back(model: type[Model], pks: Iterable[Any], read_began: datetime) -> set[Any]:
+    """The records among `pks` that a read begun at `read_began` must not write (the one door).
+
+    A record claimed by a push now, or written by a push (a change with source "operation") at
+    or after the read began, may hold a value the read never saw: writing the read over it would
+    undo the push and open a false "reverted" drift. Such a record is left for the next read.
+    Costs two indexed queries per CHUNK records (the live claims, then the push changes), never
+    one per record. Call it inside the transaction that writes, after locking the rows it names
+    (PostgreSQL), so a push's write cannot slip in between this check and that write.
+    """
+    from django.contrib.contenttypes.models import ContentType
+
+    from upstream.history.changes import CHUNK
+    from upstream.models import RecordChange
+    from upstream.pushes.claims import live_claim_ids
+
+    pks = list(dict.fromkeys(pks))
+    if not pks:
+        return set()
+    content_type = ContentType.objects.get_for_model(model)
+    held: set[Any] = set()
+    for start in range(0, len(pks), CHUNK):
+        chunk = pks[start : start + CHUNK]
+        held |= live_claim_ids(model, chunk)
+        rest = [pk for pk in chunk if pk not in held]
+        if rest:
+            held |= set(
+                RecordChange.objects.filter(
+                    content_type=content_type,
+                    object_id__in=rest,
+                    at__gte=read_began,
+                    source=RecordChange.Source.OPERATION,
+                )
+                .order_by()
+                .values_list("object_id", flat=True)
+                .distinct()
+            )
+    return held
