@@ -453,3 +453,78 @@ def test_a_second_repush_of_the_same_entries_starts_no_second_job(mirror, operat
     assert Job.objects.filter(kind="paynet.invoice_status", reason="back").count() == 1
     with pytest.raises(ValidationError):
         drift_repush(drift=drifts[0], actor=operator, reason="back")
+
+
+def test_a_repush_whose_job_was_rejected_is_open_again_after_the_sweep(
+    mirror,  # noqa: F811
+    operator,
+    approver,
+    settings,
+):
+    from upstream.pushes import runner
+    from upstream.pushes.approvals import job_reject
+
+    settings.APPROVAL_MIN_ITEMS = 2
+    records = list(SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:2])
+    for record in records:
+        tamper_and_refresh(mirror, record, status=S.CANCEL)
+    _done, (job,), _errors = drift_resolve_many(
+        drifts=list(Drift.objects.select_related("content_type")),
+        actor=operator,
+        reason="back",
+        repush=True,
+    )
+    assert set(Drift.objects.values_list("state", flat=True)) == {"repushed"}
+
+    job_reject(job=job, actor=approver, reason="not today")
+    swept = runner.sweep()
+
+    # Nothing was sent: the drift is still there, and the report says so again.
+    assert swept["drift_reopened"] == 2
+    assert set(Drift.objects.values_list("state", "job", flat=False)) == {("open", None)}
+    assert drift_counts() == {"paynet": {"outside_change": 2}}
+
+
+def test_a_repush_that_changed_its_record_stays_resolved_after_the_sweep(
+    mirror,  # noqa: F811
+    operator,
+    django_capture_on_commit_callbacks,
+):
+    from upstream.pushes import runner
+
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, status=S.CANCEL)
+    with django_capture_on_commit_callbacks(execute=True):
+        drift_resolve_many(
+            drifts=list(Drift.objects.select_related("content_type")),
+            actor=operator,
+            reason="back",
+            repush=True,
+        )
+    record.refresh_from_db()
+    assert record.status == S.WAITING
+
+    assert runner.sweep()["drift_reopened"] == 0
+    assert only_drift().state == "repushed"
+
+
+def test_a_single_repush_orphaned_by_a_dead_web_process_is_open_again(mirror, operator):  # noqa: F811
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from upstream.pushes import runner
+
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, status=S.CANCEL)
+    drift = only_drift()
+    # What a process killed between taking the entry and linking its job leaves behind.
+    Drift.objects.filter(pk=drift.pk).update(
+        state="repushed", resolved_by=operator, resolved_at=timezone.now(), job=None
+    )
+    assert runner.sweep()["drift_reopened"] == 0  # it may still be pushing: wait the lease out
+    Drift.objects.filter(pk=drift.pk).update(resolved_at=timezone.now() - timedelta(hours=1))
+
+    assert runner.sweep()["drift_reopened"] == 1
+    drift.refresh_from_db()
+    assert (drift.state, drift.resolved_by, drift.job) == ("open", None, None)

@@ -201,6 +201,7 @@ def test_sweep_releases_expired_leases_and_requeues_a_silent_job(
         "tasks_closed": 0,
         "approvals_expired": 0,
         "dashboard_totals": 1,
+        "drift_reopened": 0,
     }
     assert queued_job_ids(queued_tasks) == [job.pk]
     assert set(job.items.values_list("state", "in_doubt")) == {("pending", True)}
@@ -219,6 +220,7 @@ def test_sweep_leaves_a_live_job_alone(
             "tasks_closed": 0,
             "approvals_expired": 0,
             "dashboard_totals": 1,
+            "drift_reopened": 0,
         }
     assert queued_job_ids(queued_tasks) == []
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
-from django.db.models import Count
+from django.db.models import CharField, Count, Exists, OuterRef
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -348,9 +350,60 @@ def _give_back(pks: list[int]) -> None:
     """Entries taken for a push that did not start: open again, as they were."""
     from upstream.models import Drift
 
-    Drift.objects.filter(pk__in=pks, state=Drift.State.REPUSHED, job=None).update(
-        state=Drift.State.OPEN, resolved_by=None, resolved_at=None, resolution_reason=""
+    _reopen(Drift.objects.filter(pk__in=pks, state=Drift.State.REPUSHED, job=None))
+
+
+def _reopen(entries: models.QuerySet[Drift]) -> int:
+    """Open these re-pushed entries again, one by one: an entry whose record and field have
+    opened a newer entry meanwhile (a sync saw the drift again) stays closed, the newer one
+    speaks for it (one open entry per record and field)."""
+    from upstream.models import Drift
+
+    reopened = 0
+    for entry in entries.only("pk", "content_type_id", "object_id", "field"):
+        twin = Drift.objects.filter(
+            content_type_id=entry.content_type_id,
+            object_id=entry.object_id,
+            field=entry.field,
+            state=Drift.State.OPEN,
+        )
+        try:
+            with transaction.atomic():
+                if twin.exists():
+                    continue
+                reopened += Drift.objects.filter(pk=entry.pk, state=Drift.State.REPUSHED).update(
+                    state=Drift.State.OPEN,
+                    resolved_by=None,
+                    resolved_at=None,
+                    resolution_reason="",
+                    job=None,
+                )
+        except IntegrityError:
+            continue  # a sync opened the twin in between
+    return reopened
+
+
+def drift_repushes_settle(*, window: timedelta = timedelta(days=7)) -> int:
+    """The sweep's step: re-pushed entries whose push did not change the record are open again.
+
+    A re-push is marked when it starts; its job may then be rejected, expire, be cancelled, fail
+    or skip the record (changed since). And a single re-push whose web process died before it
+    linked its job leaves the entry re-pushed with no job: open again after the inline lease.
+    Returns how many entries were reopened.
+    """
+    from upstream.models import Drift, Job, JobItem
+    from upstream.pushes.single import inline_lease
+
+    now = timezone.now()
+    applied = JobItem.objects.filter(
+        job_id=OuterRef("job_id"),
+        target_id=Cast(OuterRef("object_id"), CharField()),
+        outcome=JobItem.Outcome.OK,
     )
+    repushed = Drift.objects.filter(state=Drift.State.REPUSHED, resolved_at__gte=now - window)
+    unchanged = repushed.filter(job__state__in=Job.FINISHED_STATES).exclude(Exists(applied))
+    orphaned = repushed.filter(job=None, resolved_at__lt=now - inline_lease())
+    return _reopen(unchanged) + _reopen(orphaned)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
     closed += _stage("close tasks", close_abandoned_tasks)  # the tasks of jobs finalized above
     expired = _stage("expire approvals", expire_approvals)
     totals = _stage("dashboard totals", _refresh_dashboard_totals)
+    reopened = _stage("drift re-pushes", _settle_drift_repushes)
     return {
         "released": released,
         "requeued": requeued,
@@ -58,7 +59,16 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
         "tasks_closed": closed,
         "approvals_expired": expired,
         "dashboard_totals": totals,
+        "drift_reopened": reopened,
     }
+
+
+def _settle_drift_repushes() -> int:
+    # After the approvals expired above: a re-push whose job ended without changing its record
+    # (rejected, expired, cancelled, failed, skipped) leaves its drift entry open again.
+    from upstream.history.drift import drift_repushes_settle
+
+    return drift_repushes_settle()
 
 
 def _refresh_dashboard_totals() -> int:
