@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
-from django.db.models import CharField, Count, Exists, OuterRef
+from django.db.models import CharField, Count, Exists, OuterRef, Q
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -401,7 +401,11 @@ def drift_repushes_settle(*, window: timedelta = timedelta(days=7)) -> int:
         outcome=JobItem.Outcome.OK,
     )
     repushed = Drift.objects.filter(state=Drift.State.REPUSHED, resolved_at__gte=now - window)
-    unchanged = repushed.filter(job__state__in=Job.FINISHED_STATES).exclude(Exists(applied))
+    # A job that succeeded without skipping changed every record it had: not looked at again.
+    ended_short = Q(job__state__in=set(Job.FINISHED_STATES) - {Job.State.SUCCEEDED}) | Q(
+        job__state=Job.State.SUCCEEDED, job__skipped__gt=0
+    )
+    unchanged = repushed.filter(ended_short).exclude(Exists(applied))
     orphaned = repushed.filter(job=None, resolved_at__lt=now - inline_lease())
     return _reopen(unchanged) + _reopen(orphaned)
 
