@@ -427,10 +427,17 @@ def _repushes(
     from upstream.pushes.kinds import push_kinds_for
     from upstream.pushes.verdicts import VerdictKind
 
+    drifts = list(drifts)
+    # The records, one query per model, not one per entry (a selection may hold thousands).
+    wanted: dict[Any, set[int]] = {}
+    for drift in drifts:
+        if (model := drift.content_type.model_class()) is not None:
+            wanted.setdefault(model, set()).add(drift.object_id)
+    found = {model: model.objects.in_bulk(list(pks)) for model, pks in wanted.items()}
     grouped: dict[Any, dict[int, tuple[models.Model, dict[str, Any], list[Drift]]]] = {}
     for drift in drifts:
         model = drift.content_type.model_class()
-        record = model.objects.filter(pk=drift.object_id).first() if model else None
+        record = found.get(model, {}).get(drift.object_id)
         if record is None or drift.kind == Drift.Kind.MISSING:
             launch.refuse(drift, _("A vanished record cannot be re-pushed."))
             continue
