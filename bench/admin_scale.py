@@ -1093,7 +1093,7 @@ def month(field: str, year: int = 2026, number: int = 6) -> dict[str, str]:
 
 
 def day_range(field: str, first: str, last: str) -> dict[str, str]:
-    """DateRangeFilter's parameters (upstream/admin_filters.py), days as staff type them."""
+    """DateRangeFilter's parameters (upstream/admin/filters.py), days as staff type them."""
     return {f"{field}__range_from": first, f"{field}__range_to": last}
 
 

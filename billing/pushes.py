@@ -1023,7 +1023,7 @@ def item_update_kind() -> InvoiceItemUpdateHandler:
     return cast(InvoiceItemUpdateHandler, kind_for(INVOICE_ITEM_UPDATE_KIND))
 
 
-# The frozen selection's tag (upstream/pushes/selection.py) and what each item weighs.
+# The frozen selection's tag (upstream/pushes/bulk.py) and what each item weighs.
 FROZEN_TAG = "frozen_tag"
 AT_STAKE = "at_stake"
 

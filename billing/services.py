@@ -23,7 +23,7 @@ from upstream.calls.errors import PushConflict, UpstreamError
 from upstream.calls.log import DbCallRecorder
 from upstream.l10n.stored import text
 from upstream.models import Job, RecordClaim
-from upstream.pushes.selection import job_create_frozen
+from upstream.pushes.bulk import job_create_frozen
 from upstream.pushes.single import operation_seen, push_single, repeat_single
 from upstream.pushes.verdicts import Preview, Verdict, VerdictKind
 
@@ -308,7 +308,7 @@ def invoice_item_bulk_update(
     `wisecp.invoice_item_update`): a new due date, a move to another invoice (both invoices'
     totals are read back), sequence 1..n per invoice in the current order, or any fields.
 
-    The selection is frozen as it is now (upstream/pushes/selection.py), filtered by the
+    The selection is frozen as it is now (upstream/pushes/bulk.py), filtered by the
     verdict's queryset twin: the same few statements for 500 or 50,000 items. The worker writes
     the items, and each is judged again by the verdict just before it is sent (an item saved
     since the launch is skipped). The mirror changes per item when WiseCP confirms it.

@@ -84,7 +84,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "upstream.console.context_processors.upstream_modes",
             ],
-            # Turkish-aware |capfirst and |upper for every template (upstream/text.py).
+            # Turkish-aware |capfirst and |upper for every template (upstream/l10n/capitals.py).
             "builtins": ["upstream.templatetags.turkish_builtins"],
         },
     },
@@ -180,7 +180,7 @@ API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="30/minute")
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # Lists (admin changelists, API lists) count their rows while PostgreSQL's planner expects that
 # to cost at most this much (its units, about one per page read; 2,000 is a few milliseconds);
-# above it they give the planner's estimate ("about 1,000,000"): upstream/pagination.py.
+# above it they give the planner's estimate ("about 1,000,000"): upstream/lists/counting.py.
 LIST_COUNT_BUDGET = env.float("LIST_COUNT_BUDGET", default=2000.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Finance back office API",
@@ -249,8 +249,8 @@ UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=15.0)
 UPSTREAM_MAX_ATTEMPTS = env.int("UPSTREAM_MAX_ATTEMPTS", default=3)
 UPSTREAM_BACKOFF_BASE = env.float("UPSTREAM_BACKOFF_BASE", default=0.5)
 UPSTREAM_BACKOFF_CAP = env.float("UPSTREAM_BACKOFF_CAP", default=8.0)
-# The circuit breaker of each upstream (upstream/breaker.py): this many consecutive failed calls
-# (transport, timeout, 5xx) open it; after the cooldown one probe call may go.
+# The circuit breaker of each upstream (upstream/calls/breaker.py): this many consecutive
+# failed calls (transport, timeout, 5xx) open it; after the cooldown one probe call may go.
 BREAKER_FAILURES = env.int("BREAKER_FAILURES", default=5)
 BREAKER_COOLDOWN_SECONDS = env.float("BREAKER_COOLDOWN_SECONDS", default=60.0)
 

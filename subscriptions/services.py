@@ -19,7 +19,7 @@ from upstream.calls.errors import UpstreamRejectedError
 from upstream.history.drift import open_drift_count, open_drift_ids
 from upstream.l10n.stored import text
 from upstream.models import Job
-from upstream.pushes.selection import job_create_frozen
+from upstream.pushes.bulk import job_create_frozen
 from upstream.pushes.single import operation_seen, push_single
 from upstream.pushes.verdicts import Preview, Verdict, VerdictKind
 
@@ -170,7 +170,7 @@ def subscription_invoice_set_status_bulk(
 ) -> Job:
     """Queue `invoice_status_update` for every selected record the rules let change.
 
-    The selection is frozen as it is now (upstream/pushes/selection.py): the same few statements
+    The selection is frozen as it is now (upstream/pushes/bulk.py): the same few statements
     for 500 or 50,000 records; the worker writes the items, and each is re-checked against the
     status the launch saw before it is sent. `upto` is the preview's highest id: records
     created after the preview are left out.
@@ -358,7 +358,7 @@ def subscription_refresh_start(*, subscriptions: QuerySet[Subscription], actor: 
     (subscription detail, invoice_list); each item lists per record what changed.
 
     Every selected subscription, however many: the selection is frozen in a few statements and
-    the worker writes the items in chunks (upstream/pushes/selection.py).
+    the worker writes the items in chunks (upstream/pushes/bulk.py).
     """
     return job_create_frozen(
         kind=SUBSCRIPTION_REFRESH_KIND,

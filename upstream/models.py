@@ -85,7 +85,7 @@ class UpstreamCall(models.Model):
             # by upstream code (upstream.admin.lists).
             models.Index(fields=["created_at", "id"], name="call_created_id_idx"),
             models.Index(fields=["upstream_code", "created_at"], name="call_upstream_code_idx"),
-            # Upstream health (upstream/health.py): an upstream's calls of the last minutes by
+            # Upstream health (upstream/calls/health.py): an upstream's calls of the last minutes by
             # outcome, their durations and its last success, each a range of this index (read
             # without touching the table) however big the log is.
             models.Index(
@@ -101,7 +101,8 @@ class UpstreamCall(models.Model):
 
 
 class UpstreamBreaker(models.Model):
-    """An upstream's circuit breaker, shared by every web and worker process (upstream/breaker.py).
+    """An upstream's circuit breaker, shared by every web and worker process
+    (upstream/calls/breaker.py).
 
     One row per upstream, written only under its row lock (PostgreSQL) or in an IMMEDIATE
     transaction (SQLite), so two processes never both take the probe or lose a failure.
@@ -135,7 +136,7 @@ class UpstreamBreaker(models.Model):
 
 
 class DashboardFigure(models.Model):
-    """A whole-table total for the dashboard, computed by the sweep (upstream/dashboard.py).
+    """A whole-table total for the dashboard, computed by the sweep (upstream/console/dashboard.py).
 
     A GROUP BY over a million payment records costs ~200 ms; the page reads this row instead.
     """
@@ -164,7 +165,7 @@ class Job(models.Model):
         # Over an approval threshold: nothing is sent until a second person approves it.
         AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval")
         QUEUED = "queued", _("Queued")
-        # Writing the items of a frozen selection (upstream/selection.py) before sending.
+        # Writing the items of a frozen selection (upstream/pushes/bulk.py) before sending.
         PREPARING = "preparing", _("Preparing")
         RUNNING = "running", _("Running")
         SUCCEEDED = "succeeded", _("Succeeded")
@@ -240,7 +241,7 @@ class Job(models.Model):
     inline = models.BooleanField(_("single push"), default=False)
     # A form's one-time token or an API Idempotency-Key: the same key never makes a second job.
     idempotency_key = models.CharField(_("idempotency key"), max_length=100, blank=True)
-    # The records as launched ("id:tag,…", upstream/selection.py), expanded into items by the
+    # The records as launched ("id:tag,…", upstream/pushes/bulk.py), expanded into items by the
     # worker; `prepared` counts the entries already written as items (None: the items were
     # written when the job was created). Deferred by default: it can be megabytes.
     selection = models.TextField(_("frozen selection"), blank=True)
@@ -250,7 +251,7 @@ class Job(models.Model):
     amount = models.DecimalField(
         _("amount"), max_digits=16, decimal_places=2, null=True, blank=True
     )
-    # Four-eyes approval (upstream/approvals.py): who decided, when, and why a rejection.
+    # Four-eyes approval (upstream/pushes/approvals.py): who decided, when, and why a rejection.
     approval_expires_at = models.DateTimeField(_("approval expires at"), null=True, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -9,14 +9,14 @@ from django.conf import settings
 from django.utils import timezone
 from django_tasks import task
 
-from upstream.pushes import runner
+from upstream.pushes import bulk, runner
 
 logger = logging.getLogger(__name__)
 
 
 @task()
 def job_run(job_id: int) -> dict[str, int]:
-    return runner.run_job(job_id)
+    return bulk.run_job(job_id)
 
 
 @task()

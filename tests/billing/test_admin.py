@@ -799,7 +799,7 @@ def test_in_doubt_job_item_is_read_back_not_resent(
             "operation": "UpdateInvoiceItem",
         }
     )
-    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.send.IN_DOUBT_PAUSE", timedelta(0))
     first = _start(operator_client, "set_due_date", [item])
     preview = operator_client.post(
         ITEMS,

@@ -28,7 +28,7 @@ from upstream.calls.errors import (
     UpstreamRejectedError,
 )
 from upstream.models import Drift, Job, RecordClaim, UpstreamCall
-from upstream.pushes import runner
+from upstream.pushes import bulk
 
 from .conftest import (
     EURO_INVOICE_ID,
@@ -338,8 +338,8 @@ def test_an_unanswered_edit_is_read_back_then_left_in_doubt_for_the_worker(
     # Read back once in the request: not there, so nothing is claimed either way yet.
     assert UpstreamCall.objects.filter(operation="GetInvoice", outcome="ok").count() == 1
 
-    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
-    runner.run_job(caught.value.job.pk)
+    monkeypatch.setattr("upstream.pushes.runner.send.IN_DOUBT_PAUSE", timedelta(0))
+    bulk.run_job(caught.value.job.pk)
 
     # The worker reads back again, finds it not applied and sends it once more.
     assert [p["request"]["description"] for p in item_puts(sandbox)] == ["Yeni"]
@@ -693,7 +693,7 @@ def test_a_bulk_job_skips_an_item_edited_since_the_preview(
     # Someone saves item b in between: its version moves on.
     push(b, operator, description="Elle düzeltildi")
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert (job.succeeded, job.skipped, job.failed) == (1, 1, 0)
@@ -718,7 +718,7 @@ def test_a_bulk_move_is_skipped_when_its_invoice_was_paid_since_the_preview(
     # A refresh shows the source invoice paid before the job gets to it.
     Invoice.objects.filter(wisecp_id=SOURCE_INVOICE_ID).update(status="paid")
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     skipped = job.items.get()
     assert skipped.outcome == "skipped" and "Not sent" in skipped.message
@@ -744,7 +744,7 @@ def test_a_bulk_move_skipped_for_another_customer_names_them_masked(
         user_id=999, full_name="Zeynep Kaya", company_name=""
     )
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     skipped = job.items.get()
     assert skipped.outcome == "skipped" and "another customer" in skipped.message

@@ -184,7 +184,7 @@ def test_a_job_names_its_subscriptions_masked(records, operator, queued_tasks) -
     # Job pages, job exports and the call log's targets are read by every viewer.
     from subscriptions import services
     from upstream.models import JobItem
-    from upstream.pushes.selection import prepare_job
+    from upstream.pushes.bulk import prepare_job
 
     job = services.subscription_set_status_all(
         subscriptions=Subscription.objects.filter(pk=records[0].pk),

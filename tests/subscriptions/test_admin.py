@@ -27,6 +27,7 @@ from tests.subscriptions.helpers import a_record, a_subscription
 from upstream.calls.breaker import breaker_trip
 from upstream.calls.errors import PushConflict, PushInDoubt
 from upstream.models import Job, JobItem, UpstreamCall
+from upstream.pushes import bulk
 from upstream.pushes.verdicts import VerdictKind
 
 S = InvoiceStatus
@@ -1120,7 +1121,7 @@ def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
 
     from security.personal import masked_str
     from upstream.models import Job
-    from upstream.pushes.selection import prepare_job
+    from upstream.pushes.bulk import prepare_job
 
     viewer.user_permissions.add(Permission.objects.get(codename="sync_subscription"))
     client.force_login(viewer)
@@ -1137,9 +1138,8 @@ def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
     item = job.items.get()
     assert item.target_repr == masked_str(sub) and sub.name_surname not in item.target_repr
     assert sub.name_surname not in response.content.decode()
-    from upstream.pushes import runner
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     item.refresh_from_db()
     assert item.outcome == "failed" and sub.name_surname not in item.display_message
     page = client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()

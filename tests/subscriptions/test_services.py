@@ -32,9 +32,9 @@ from upstream.calls.errors import (
     UpstreamRejectedError,
 )
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.pushes import runner, selection
+from upstream.pushes import bulk
+from upstream.pushes.bulk import prepare_job
 from upstream.pushes.jobs import job_retry_failed
-from upstream.pushes.selection import prepare_job
 from upstream.pushes.verdicts import VerdictKind
 
 S = InvoiceStatus
@@ -51,8 +51,8 @@ def writes(sandbox, operation: str = "invoice_status_update") -> list[dict]:
 
 def settle(job: Job, monkeypatch) -> Job:
     """What the worker does with an in-doubt single push: read back, then apply or resend."""
-    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
-    runner.run_job(job.pk)
+    monkeypatch.setattr("upstream.pushes.runner.send.IN_DOUBT_PAUSE", timedelta(0))
+    bulk.run_job(job.pk)
     job.refresh_from_db()
     return job
 
@@ -899,7 +899,7 @@ def test_a_refresh_bigger_than_a_chunk_re_reads_every_subscription_from_paynet(
     mirror, operator, monkeypatch, django_capture_on_commit_callbacks
 ):
     # Items are written a few subscriptions at a time, as a big refresh's are 2,000 at a time.
-    monkeypatch.setattr(selection, "EXPAND_CHUNK", 7)
+    monkeypatch.setattr(bulk, "EXPAND_CHUNK", 7)
     pks = list(Subscription.objects.order_by("pk").values_list("pk", flat=True))
     record = a_record(S.WAITING, subscription__pk__in=pks[7 * 2 :])  # in the third chunk or later
     mirror.command("paynet", command="set_status", invoice_no=record.invoice_no, status=S.CANCEL)

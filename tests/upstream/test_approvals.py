@@ -25,7 +25,7 @@ from subscriptions.sync import paynet_sync
 from upstream.calls.errors import AwaitingApproval
 from upstream.groups import APPROVERS, OPERATORS
 from upstream.models import Job
-from upstream.pushes import runner, selection
+from upstream.pushes import bulk, runner
 from upstream.pushes.approvals import awaiting_for, job_approve, job_reject
 
 
@@ -86,7 +86,7 @@ def test_a_push_over_the_item_threshold_waits_unsent_then_runs_once_approved(
 
     assert job.state == Job.State.QUEUED and job.decided_by == approver
     assert job_runs(queued_tasks) == [job.pk]
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED and job.succeeded == 3
     assert len(paynet_writes(mirror)) == 3
@@ -147,7 +147,7 @@ def test_a_rejection_needs_a_reason_and_sends_nothing(mirror, operator, approver
     job.refresh_from_db()
     assert job.rejection_reason == "wrong month" and job.decided_by == approver
     assert job.is_finished
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     assert paynet_writes(mirror) == []
     again = api(approver).post(f"/api/jobs/{job.pk}/approve/", {}, format="json")
     assert again.status_code == 400 and "not waiting for approval" in again.json()["detail"]
@@ -192,7 +192,7 @@ def test_the_approval_runs_the_frozen_selection_not_what_the_list_holds_now(
     )
 
     job_approve(job=job, actor=approver)
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     sent = {e["request"]["invoice_no"] for e in paynet_writes(mirror)}
@@ -219,7 +219,7 @@ def test_a_single_push_over_the_amount_waits_for_approval_and_a_repeat_says_so(
     assert Job.objects.count() == 1 and job.inline and job.state == "awaiting_approval"
     assert paynet_writes(mirror) == []
     job_approve(job=job, actor=approver)
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     record.refresh_from_db()
     assert record.status == S.CANCEL and len(paynet_writes(mirror)) == 1
 
@@ -337,14 +337,14 @@ def test_a_cancelled_awaiting_job_sends_nothing(mirror, operator):
     job = job_cancel(job=job, actor=operator)
 
     assert job.state == Job.State.CANCELLED and job.cancelled == 3
-    assert selection.parse(Job.objects.only("selection").get(pk=job.pk).selection)
+    assert bulk.parse(Job.objects.only("selection").get(pk=job.pk).selection)
     assert paynet_writes(mirror) == []
 
 
 def test_a_stray_task_for_a_job_awaiting_approval_sends_nothing(mirror, operator):
     job = big_job(operator)
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert job.state == Job.State.AWAITING_APPROVAL and job.prepared == 0

@@ -51,9 +51,9 @@ from upstream.calls.errors import (
 )
 from upstream.calls.log import DbCallRecorder
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.pushes import runner
+from upstream.pushes import bulk
+from upstream.pushes.bulk import prepare_job
 from upstream.pushes.jobs import job_retry_failed
-from upstream.pushes.selection import prepare_job
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOICES = "/api/subscription-invoices/"
@@ -295,7 +295,7 @@ def test_retry_of_a_finished_job_is_refused_while_open(mirror, operator, breaker
     breaker.BREAKER_COOLDOWN_SECONDS = 60
     mirror.faults({"kind": "reject", "operation": "invoice_status_update"})
     job = queued_job(waiting(2), operator)
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     job.refresh_from_db()
     assert job.state == Job.State.FAILED
     open_paynet_breaker(mirror)
@@ -315,13 +315,13 @@ def test_running_job_pauses_its_items_and_resumes_when_the_breaker_closes(
 ):
     breaker.PAYNET_CONCURRENCY = 2
     # Defer rather than wait in-process.
-    monkeypatch.setattr("upstream.pushes.runner.loop.LONG_WAIT", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.bulk.LONG_WAIT", timedelta(0))
     records = waiting(20)
     job = queued_job(records, operator)
     mirror.faults({"kind": "status", "status": 503, "operation": "invoice_status_update"})
 
     with django_capture_on_commit_callbacks(execute=True):
-        runner.run_job(job.pk)
+        bulk.run_job(job.pk)
 
     job.refresh_from_db()
     state = breaker_get("paynet")
@@ -339,7 +339,7 @@ def test_running_job_pauses_its_items_and_resumes_when_the_breaker_closes(
 
     mirror.faults()  # Paynet is back
     wait_out_the_cooldown(state)
-    runner.run_job(job.pk)  # what the deferred task does
+    bulk.run_job(job.pk)  # what the deferred task does
 
     job.refresh_from_db()
     assert (job.state, job.succeeded) == (Job.State.SUCCEEDED, 20)
@@ -354,7 +354,7 @@ def test_a_job_started_while_open_sends_nothing_and_waits(mirror, operator, brea
     job = queued_job(waiting(5), operator)
     open_paynet_breaker(mirror)
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert not job.is_finished
@@ -368,7 +368,7 @@ def test_a_job_started_while_open_sends_nothing_and_waits(mirror, operator, brea
 def test_after_the_cooldown_one_probe_goes_and_a_failure_reopens_then_a_success_closes(
     mirror, operator, breaker, monkeypatch
 ):
-    monkeypatch.setattr("upstream.pushes.runner.loop.LONG_WAIT", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.bulk.LONG_WAIT", timedelta(0))
     records = waiting(6)
     job = queued_job(records, operator)
     first = open_paynet_breaker(mirror)
@@ -376,7 +376,7 @@ def test_after_the_cooldown_one_probe_goes_and_a_failure_reopens_then_a_success_
     wait_out_the_cooldown(first)
     assert breaker_get("paynet").shown(timezone.now()) == HALF_OPEN
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     # One call went through, failed, and the breaker is open for another cooldown.
     assert len(status_requests(mirror)) == 1
@@ -388,7 +388,7 @@ def test_after_the_cooldown_one_probe_goes_and_a_failure_reopens_then_a_success_
 
     mirror.faults()
     wait_out_the_cooldown(again)
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert (job.state, job.succeeded) == (Job.State.SUCCEEDED, 6)

@@ -17,9 +17,9 @@ from subscriptions.models import InvoiceStatus, SubscriptionInvoice
 from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.pushes import runner
+from upstream.pushes import bulk
+from upstream.pushes.bulk import prepare_job
 from upstream.pushes.jobs import job_resume_cancelled
-from upstream.pushes.selection import prepare_job
 
 # The runner's thread needs the rows this thread committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,7 +57,7 @@ def writes(sandbox) -> list[dict]:
 def run_in_thread(job_id: int) -> threading.Thread:
     def run() -> None:
         try:
-            runner.run_job(job_id)
+            bulk.run_job(job_id)
         finally:
             connections.close_all()
 
@@ -133,7 +133,7 @@ def test_a_cancel_mid_job_sends_only_what_was_in_flight(
     # The cancelled items can be resumed: each is then sent once, none twice.
     sandbox.latency(0)
     job_resume_cancelled(job=job, actor=operator)
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     job.refresh_from_db()
     assert (job.state, job.succeeded, job.cancelled) == (Job.State.SUCCEEDED, records, 0)
     everything = [e["request"]["invoice_no"] for e in writes(sandbox)]

@@ -1,4 +1,4 @@
-"""The shared client's pure rules (upstream/client.py), tested rule by rule."""
+"""The shared client's pure rules (upstream/calls/client.py), tested rule by rule."""
 
 from __future__ import annotations
 

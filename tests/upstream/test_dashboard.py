@@ -18,7 +18,7 @@ from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
 from upstream.console.charts import Series, stacked_bars
 from upstream.models import DashboardFigure, Job, JobItem, UpstreamCall
-from upstream.pushes import runner
+from upstream.pushes import bulk, runner
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_the_index_draws_the_charts_from_the_data(mirror, operator, admin_client
         actor=operator,
         reason="r",
     )
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     page = admin_client.get(reverse("admin:index")).content.decode()
 

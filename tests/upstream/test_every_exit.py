@@ -25,10 +25,10 @@ from tests.subscriptions.helpers import a_record
 from upstream.calls.breaker import OPEN, PROBE, breaker_admit, breaker_get, breaker_release_probe
 from upstream.calls.errors import PushFailed, PushInDoubt
 from upstream.models import Job, JobItem, RecordClaim, UpstreamBreaker, UpstreamCall
-from upstream.pushes import runner
+from upstream.pushes import bulk, runner
 from upstream.pushes import single as operations
+from upstream.pushes.bulk import prepare_job
 from upstream.pushes.kinds import kind_for
-from upstream.pushes.selection import prepare_job
 
 KIND = "paynet.invoice_status"
 
@@ -41,7 +41,7 @@ def mirror(sandbox, db):
 
 @pytest.fixture
 def no_pause(monkeypatch):
-    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.send.IN_DOUBT_PAUSE", timedelta(0))
 
 
 def status_writes(sandbox) -> list[str]:
@@ -108,7 +108,7 @@ def test_a_flush_that_fails_after_the_send_leaves_the_push_in_doubt_not_a_500(
     record.refresh_from_db()
     assert record.status == S.WAITING  # the answer was not written: nothing local yet
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     record.refresh_from_db()
@@ -133,7 +133,7 @@ def test_a_read_back_that_crashes_in_the_request_leaves_the_push_in_doubt(
         )
 
     assert_held_by_its_item(record)
-    runner.run_job(doubt.value.job.pk)
+    bulk.run_job(doubt.value.job.pk)
     record.refresh_from_db()
     assert record.status == S.CANCEL and doubt.value.job.items.get().outcome == "ok"
     assert status_writes(mirror) == [record.invoice_no]
@@ -268,10 +268,10 @@ def test_a_job_run_that_fails_lets_go_of_the_breakers_probe_and_hands_its_items_
     failing = fail_once(runner.flush_results, RuntimeError("database went away"))
 
     with (
-        mock.patch("upstream.pushes.runner.loop.flush_results", failing),
+        mock.patch("upstream.pushes.bulk.flush_results", failing),
         pytest.raises(RuntimeError),
     ):
-        runner.run_job(job.pk)
+        bulk.run_job(job.pk)
 
     breaker = breaker_get("paynet")
     assert breaker.probe_holder == "" and breaker.state == OPEN
@@ -286,7 +286,7 @@ def test_a_job_run_that_fails_lets_go_of_the_breakers_probe_and_hands_its_items_
     assert sorted(claims) == sorted(runner.item_holder(pk) for pk in sent)
     assert UpstreamCall.objects.filter(job=job, outcome="pending").exists()  # the evidence
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert (job.state, job.succeeded) == ("succeeded", 2)

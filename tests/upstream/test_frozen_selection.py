@@ -24,7 +24,7 @@ from subscriptions.services import (
 )
 from subscriptions.sync import paynet_sync
 from upstream.models import Job, JobItem
-from upstream.pushes import runner, selection
+from upstream.pushes import bulk, runner
 from upstream.pushes.jobs import job_cancel
 
 INVOICES = reverse("admin:subscriptions_subscriptioninvoice_changelist")
@@ -67,7 +67,7 @@ def test_the_launch_writes_no_item_and_freezes_only_records_that_would_change(mi
 
     assert job.total == 4 and job.prepared == 0
     assert not JobItem.objects.filter(job=job).exists()
-    frozen = selection.parse(Job.objects.only("selection").get(pk=job.pk).selection)
+    frozen = bulk.parse(Job.objects.only("selection").get(pk=job.pk).selection)
     assert frozen == sorted((r.pk, str(S.WAITING.value)) for r in changeable)
     assert "4" in job.title
 
@@ -88,8 +88,8 @@ def test_the_worker_writes_the_items_in_chunks_then_sends_each_once(mirror, oper
     records = list(waiting(5))
     job = launch(SubscriptionInvoice.objects.filter(pk__in=[r.pk for r in records]), operator)
 
-    with mock.patch.object(selection, "EXPAND_CHUNK", 2):
-        runner.run_job(job.pk)
+    with mock.patch.object(bulk, "EXPAND_CHUNK", 2):
+        bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED and job.succeeded == 5 and job.prepared == 5
@@ -115,12 +115,12 @@ def test_a_crash_while_preparing_resumes_where_it_stopped_without_duplicates(mir
         mock.patch.object(JobItem.objects, "bulk_create", crash_on_second_chunk),
         pytest.raises(RuntimeError),
     ):
-        selection.prepare_job(job.pk, chunk=2)
+        bulk.prepare_job(job.pk, chunk=2)
     job.refresh_from_db()
     assert job.prepared == 2 and job.items.count() == 2  # the failed chunk rolled back whole
     assert not runner.job_finalize(job.pk), "a job still preparing is never closed"
 
-    selection.prepare_job(job.pk, chunk=2)
+    bulk.prepare_job(job.pk, chunk=2)
 
     job.refresh_from_db()
     assert job.prepared == 5
@@ -129,12 +129,12 @@ def test_a_crash_while_preparing_resumes_where_it_stopped_without_duplicates(mir
 
 def test_a_worker_that_read_a_stale_position_writes_nothing_twice(mirror, operator):
     job = launch(waiting(6), operator)
-    selection.prepare_job(job.pk, chunk=3)  # another worker wrote every chunk meanwhile
+    bulk.prepare_job(job.pk, chunk=3)  # another worker wrote every chunk meanwhile
     reads = iter([(0, False)])
-    real = selection._progress
+    real = bulk._progress
 
-    with mock.patch.object(selection, "_progress", lambda pk: next(reads, None) or real(pk)):
-        written = selection.prepare_job(job.pk, chunk=3)
+    with mock.patch.object(bulk, "_progress", lambda pk: next(reads, None) or real(pk)):
+        written = bulk.prepare_job(job.pk, chunk=3)
 
     assert written == 0
     assert sorted(job.items.values_list("position", flat=True)) == [1, 2, 3, 4, 5, 6]
@@ -153,7 +153,7 @@ def test_records_created_after_the_launch_are_not_in_the_job(mirror, operator):
         status=S.WAITING,
     )
 
-    selection.prepare_job(job.pk)
+    bulk.prepare_job(job.pk)
 
     targets = {int(t) for t in job.items.values_list("target_id", flat=True)}
     assert targets == before and later.pk not in targets
@@ -168,7 +168,7 @@ def test_a_record_changed_or_deleted_after_the_launch_is_skipped_not_sent(mirror
     SubscriptionInvoice.objects.filter(pk=moved.pk).update(status=S.EXTERNAL_CHARGED)
     SubscriptionInvoice.objects.filter(pk=deleted.pk).delete()
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert job.skipped == 2 and job.succeeded == 2
@@ -185,7 +185,7 @@ def test_cancel_before_the_worker_started_cancels_every_entry_and_sends_nothing(
 
     assert job.state == Job.State.CANCELLED and job.cancelled == 3 and job.prepared == 3
     assert set(job.items.values_list("outcome", flat=True)) == {"cancelled"}
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     assert status_writes(mirror) == []
 
 
@@ -193,7 +193,7 @@ def test_the_sweep_requeues_a_job_that_died_preparing_instead_of_closing_it(
     mirror, operator, queued_tasks, settings, django_capture_on_commit_callbacks
 ):
     job = launch(waiting(3), operator)
-    selection.prepare_job(job.pk, chunk=1)
+    bulk.prepare_job(job.pk, chunk=1)
     JobItem.objects.filter(job=job, position__gt=1).delete()  # died after its first chunk
     stale = timezone.now() - timedelta(seconds=settings.JOBS_LEASE_SECONDS + 5)
     Job.objects.filter(pk=job.pk).update(state=Job.State.PREPARING, prepared=1, heartbeat_at=stale)
@@ -205,7 +205,7 @@ def test_the_sweep_requeues_a_job_that_died_preparing_instead_of_closing_it(
     job.refresh_from_db()
     assert job.state == Job.State.PREPARING, "not closed as a success with one item of three"
     assert [t.args[0] for t in queued_tasks if t.task.name == "job_run"] == [job.pk]
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED and job.prepared == 3 and job.items.count() == 3
 
@@ -220,7 +220,7 @@ def test_the_job_page_says_preparing_while_items_are_written(mirror, operator, o
 
     assert 'id="job-preparing" class="help">' in page or 'id="job-preparing" class="help"\n' in page
     assert progress["state"] == "preparing" and progress["prepared"] == 0
-    selection.prepare_job(job.pk)
+    bulk.prepare_job(job.pk)
     Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING)
     assert 'job-preparing" class="help" hidden' in operator_client.get(url).content.decode()
 
@@ -237,7 +237,7 @@ def test_status_of_all_records_freezes_each_subscriptions_records(mirror, operat
     record = subscription.invoices.filter(status=S.WAITING).first()
     SubscriptionInvoice.objects.filter(pk=record.pk).update(status=S.EXTERNAL_CHARGED)
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     item = job.items.get()
     assert item.outcome == "skipped" and "changed since the preview" in item.message
@@ -289,8 +289,8 @@ def test_a_worker_with_debug_on_keeps_no_query_log(mirror, operator, settings):
     job = launch(waiting(5), operator)
     connection.queries_log.clear()
 
-    with mock.patch.object(selection, "EXPAND_CHUNK", 2):
-        runner.run_job(job.pk)
+    with mock.patch.object(bulk, "EXPAND_CHUNK", 2):
+        bulk.run_job(job.pk)
 
     kept = len(connection.queries_log)
     assert Job.objects.get(pk=job.pk).succeeded == 5
@@ -322,7 +322,7 @@ def test_a_record_created_after_the_preview_is_not_in_the_job(mirror, operator, 
     assert done.status_code == 302
     job = Job.objects.get()
     assert job.total == len(waiting_before)
-    frozen = {pk for pk, _tag in selection.parse(Job.objects.only("selection").get().selection)}
+    frozen = {pk for pk, _tag in bulk.parse(Job.objects.only("selection").get().selection)}
     assert frozen == waiting_before and later.pk not in frozen
 
 
@@ -337,7 +337,7 @@ def test_status_of_all_records_leaves_out_subscriptions_newer_than_the_preview(m
         subscriptions=selected, status=S.CANCEL, actor=operator, reason="r", upto=first.pk
     )
 
-    assert [pk for pk, _t in selection.parse(Job.objects.only("selection").get().selection)] == [
+    assert [pk for pk, _t in bulk.parse(Job.objects.only("selection").get().selection)] == [
         first.pk
     ]
     assert job.total == 1

@@ -17,7 +17,7 @@ from subscriptions.services import (
 )
 from subscriptions.sync import paynet_sync
 from upstream.models import JobNotice
-from upstream.pushes import runner
+from upstream.pushes import bulk
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_the_creator_sees_a_notice_on_the_next_page_once_and_gets_an_email(
     del target
 
     with django_capture_on_commit_callbacks(execute=True):
-        runner.run_job(job.pk)
+        bulk.run_job(job.pk)
 
     page = operator_client.get(reverse("admin:index")).content.decode()
     assert f"Job #{job.pk}" in page and "2 succeeded, 1 failed" in page
@@ -70,7 +70,7 @@ def test_a_notice_is_in_the_readers_language(
 ):
     job = bulk_job(operator)
     with django_capture_on_commit_callbacks(execute=True):
-        runner.run_job(job.pk)
+        bulk.run_job(job.pk)
 
     operator_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "tr"  # the reader's own choice
     page = operator_client.get(reverse("admin:index")).content.decode()
@@ -83,7 +83,7 @@ def test_polling_and_the_api_do_not_consume_the_notice(
 ):
     job = bulk_job(operator)
     with django_capture_on_commit_callbacks(execute=True):
-        runner.run_job(job.pk)
+        bulk.run_job(job.pk)
 
     operator_client.get(reverse("admin:upstream_job_progress", args=[job.pk]))
     operator_client.get("/api/jobs/", HTTP_ACCEPT="application/json")
@@ -101,7 +101,7 @@ def test_a_jobs_results_download_as_csv_and_excel_in_turkish_formats(
     mirror, operator, operator_client
 ):
     job = bulk_job(operator)
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     item = job.items.order_by("position").first()
 
     csv = operator_client.get(

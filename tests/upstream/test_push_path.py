@@ -31,11 +31,11 @@ from tests.subscriptions.helpers import a_record, a_subscription, upstream_recor
 from upstream import tasks
 from upstream.calls.errors import PushConflict, PushInDoubt, UpstreamRejectedError
 from upstream.models import IdempotencyRecord, Job, JobItem, RecordClaim, UpstreamCall
-from upstream.pushes import runner
+from upstream.pushes import bulk, runner
 from upstream.pushes import single as operations
+from upstream.pushes.bulk import prepare_job
 from upstream.pushes.jobs import job_retry_failed
 from upstream.pushes.kinds import kind_for
-from upstream.pushes.selection import prepare_job
 
 VAL_DATE = timezone.now() + timedelta(days=30)
 
@@ -48,7 +48,7 @@ def mirror(sandbox, db):
 
 @pytest.fixture
 def no_pause(monkeypatch):
-    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.send.IN_DOUBT_PAUSE", timedelta(0))
     monkeypatch.setattr(operations, "CLAIM_WAIT_SECONDS", 0.2)
 
 
@@ -105,7 +105,7 @@ def test_single_push_is_an_operation_with_actor_reason_and_its_call(mirror, oper
 def test_claimed_items_have_their_call_committed_pending_before_anything_is_sent(mirror, operator):
     job = queued_job(waiting(3), operator)
 
-    claimed = runner.claim_items(job, "worker-a", 10)
+    claimed = bulk.claim_items(job, "worker-a", 10)
 
     assert len(claimed) == 3 and mirror.ledger("paynet") == []
     pending = UpstreamCall.objects.filter(job=job, outcome="pending")
@@ -144,7 +144,7 @@ def test_web_process_killed_mid_push_is_settled_by_the_sweep(mirror, operator, n
     Job.objects.filter(pk=job.pk).update(heartbeat_at=past)
     UpstreamCall.objects.filter(pk=call.pk).update(created_at=past)
     assert runner.sweep()["released"] == 1  # requeued, not run: the worker is called next
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     result = runner.sweep()
 
     job.refresh_from_db()
@@ -165,14 +165,14 @@ def test_a_crash_after_the_write_went_out_is_in_doubt_not_failed(mirror, operato
         raise ValueError("bug after the write")
 
     with mock.patch.object(handler, "push", push_then_crash):
-        claimed = runner.claim_items(job, "w", 1, handler)
+        claimed = bulk.claim_items(job, "w", 1, handler)
         result = runner.work_item(job, handler, claimed[0])
 
     assert result.outcome == JobItem.Outcome.IN_DOUBT
     runner.flush_results(job, handler, "w", [result])
     item = job.items.get()
     assert (item.state, item.in_doubt) == ("pending", True)
-    runner.run_job(job.pk)  # read back: it landed, so it is not sent again
+    bulk.run_job(job.pk)  # read back: it landed, so it is not sent again
     assert len(status_writes(mirror)) == 1
     assert job.items.get().outcome == "ok"
 
@@ -184,7 +184,7 @@ def test_a_long_retry_after_reschedules_the_item(mirror, operator, no_pause):
     job = queued_job(waiting(1), operator)
     handler = kind_for(job.kind)
 
-    claimed = runner.claim_items(job, "w", 1, handler)
+    claimed = bulk.claim_items(job, "w", 1, handler)
     result = runner.work_item(job, handler, claimed[0])
     runner.flush_results(job, handler, "w", [result])
 
@@ -203,7 +203,7 @@ def test_a_single_push_waits_for_a_job_holding_the_record_then_is_refused(
 ):
     records = waiting(2)
     job = queued_job(records, operator)
-    runner.claim_items(job, "worker-a", 10)
+    bulk.claim_items(job, "worker-a", 10)
     record = records.first()
 
     with pytest.raises(PushConflict) as refused:
@@ -224,7 +224,7 @@ def test_a_job_never_writes_its_stale_target_over_a_newer_change(mirror, operato
         record=changed, status=S.EXTERNAL_CHARGED, actor=operator, reason="paid at the desk"
     )
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     changed.refresh_from_db()
@@ -418,7 +418,7 @@ def test_the_job_page_lists_items_skipped_as_changed_since_the_preview(
     subscription_invoice_set_status(
         record=changed, status=S.EXTERNAL_CHARGED, actor=operator, reason="paid"
     )
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     page = operator_client.get(reverse("admin:upstream_job_change", args=[job.pk]))
 
@@ -491,7 +491,7 @@ def test_api_key_of_a_request_that_died_is_answered_from_its_operation(mirror, a
 def test_a_jobs_read_back_is_recorded_pending_before_it_is_sent(mirror, operator, no_pause):
     job = queued_job(waiting(1), operator)
     handler = kind_for(job.kind)
-    claimed = runner.claim_items(job, "w", 1, handler)
+    claimed = bulk.claim_items(job, "w", 1, handler)
     JobItem.objects.filter(pk=claimed[0].id).update(in_doubt=True)
     item = replace(claimed[0], in_doubt=True)
     reserved = []
@@ -533,7 +533,7 @@ def test_a_result_that_cannot_be_written_here_stays_in_doubt_and_spares_the_othe
 ):
     job = queued_job(waiting(3), operator)
     handler = kind_for(job.kind)
-    claimed = runner.claim_items(job, "w", 3, handler)
+    claimed = bulk.claim_items(job, "w", 3, handler)
     results = [runner.work_item(job, handler, item) for item in claimed]
     bad = claimed[1]
     original = type(handler).apply
@@ -551,7 +551,7 @@ def test_a_result_that_cannot_be_written_here_stays_in_doubt_and_spares_the_othe
     assert (items[bad.id].state, items[bad.id].in_doubt) == ("pending", True)
     assert "writing it here failed" in items[bad.id].message
     assert UpstreamCall.objects.filter(job=job, outcome="ok").count() == 3  # all calls kept
-    runner.run_job(job.pk)  # read back: it is there, applied now
+    bulk.run_job(job.pk)  # read back: it is there, applied now
     assert job.items.get(pk=bad.id).outcome == "ok"
     assert len(status_writes(mirror)) == 3
 
@@ -573,7 +573,7 @@ def test_a_push_in_doubt_keeps_its_record_until_it_is_settled(mirror, operator, 
             record=record, status=S.EXTERNAL_CHARGED, actor=operator, reason="test"
         )
 
-    runner.run_job(first.value.job.pk)  # the worker reads back: it landed
+    bulk.run_job(first.value.job.pk)  # the worker reads back: it landed
     record.refresh_from_db()
     assert record.status == S.CANCEL and first.value.job.items.get().outcome == "ok"
     assert not RecordClaim.objects.exists()
@@ -633,7 +633,7 @@ def test_a_create_retried_later_is_checked_again_and_skipped_as_a_duplicate(
         reason="test",
     )
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     item = job.items.get()
     assert item.outcome == "skipped" and "same charge date and amount" in item.message
@@ -672,7 +672,7 @@ def test_status_of_all_records_and_single_pushes_of_them_exclude_each_other(
         reason="all",
     )
     prepare_job(job.pk)
-    runner.claim_items(job, "worker-a", 1)  # the job is about to send
+    bulk.claim_items(job, "worker-a", 1)  # the job is about to send
 
     with pytest.raises(PushConflict):
         subscription_invoice_set_status(
@@ -695,7 +695,7 @@ def test_status_of_all_records_is_skipped_when_a_record_changed_since_the_previe
         record=record, status=S.EXTERNAL_CHARGED, actor=operator, reason="paid at the desk"
     )
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     item = job.items.get()
     assert item.outcome == "skipped" and "changed since the" in item.message
@@ -745,7 +745,7 @@ def test_cancel_asks_first_records_who_and_the_cancelled_items_can_be_resumed(
     operator_client.post(resume, {"confirm": "yes"})
     job.refresh_from_db()
     assert (job.state, job.cancelled, job.retried_by) == ("queued", 0, operator)
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     job.refresh_from_db()
     assert (job.state, job.succeeded) == ("succeeded", 4)
     assert len(status_writes(mirror)) == 4
@@ -754,7 +754,7 @@ def test_cancel_asks_first_records_who_and_the_cancelled_items_can_be_resumed(
 def test_retry_is_confirmed_and_records_who_retried(mirror, operator, operator_client, no_pause):
     mirror.faults({"kind": "reject", "operation": "invoice_status_update", "times": 1})
     job = queued_job(waiting(2), operator)
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     retry = reverse("admin:upstream_job_retry", args=[job.pk])
 
     asked = operator_client.post(retry)
@@ -768,14 +768,14 @@ def test_retry_is_confirmed_and_records_who_retried(mirror, operator, operator_c
 
 
 def test_an_item_left_in_doubt_says_what_happens_next(mirror, operator, no_pause, monkeypatch):
-    monkeypatch.setattr("upstream.pushes.runner.flush.MAX_ITEM_ATTEMPTS", 1)
+    monkeypatch.setattr("upstream.pushes.runner.send.MAX_ITEM_ATTEMPTS", 1)
     mirror.faults(
         {"kind": "drop", "operation": "invoice_status_update"},
         {"kind": "status", "status": 503, "operation": "invoice_list"},
     )
     job = queued_job(waiting(1), operator)
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     item = job.items.get()
     assert item.outcome == "in_doubt"

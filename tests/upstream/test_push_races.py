@@ -24,7 +24,7 @@ from subscriptions.sync import paynet_sync
 from tests.conftest import require_postgres
 from tests.subscriptions.helpers import upstream_records
 from upstream.calls.errors import PushConflict, PushInDoubt
-from upstream.pushes import runner
+from upstream.pushes import bulk
 from upstream.pushes import single as operations
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def mirror(sandbox, monkeypatch, queued_tasks):
     require_postgres()
-    monkeypatch.setattr("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0))
+    monkeypatch.setattr("upstream.pushes.runner.send.IN_DOUBT_PAUSE", timedelta(0))
     paynet_sync()
     # Paynet answers slowly, so the pushes are surely in flight together.
     sandbox.faults({"kind": "latency", "seconds": 0.2, "operation": "invoice_status_update"})
@@ -130,7 +130,7 @@ def test_single_pushes_beside_a_job_never_leave_the_mirror_wrong(mirror, operato
     later = pks[::4]  # the operator changes some of them while the job runs
 
     def run_job() -> dict:
-        return runner.run_job(job.pk)
+        return bulk.run_job(job.pk)
 
     results = together(run_job, *[single(pk, S.EXTERNAL_CHARGED, operator) for pk in later])
 
@@ -160,7 +160,7 @@ def test_two_jobs_over_the_same_records_push_each_record_once(mirror, operator):
             )
         )
 
-    results = together(*[(lambda j=j: runner.run_job(j.pk)) for j in jobs])
+    results = together(*[(lambda j=j: bulk.run_job(j.pk)) for j in jobs])
 
     assert not any(isinstance(r, BaseException) for r in results), results
     writes = writes_per_record(mirror)

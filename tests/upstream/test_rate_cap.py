@@ -14,8 +14,8 @@ from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
 from upstream.calls.client import TokenBucket, rate_burst, rate_limiter
 from upstream.models import Job
-from upstream.pushes import runner
-from upstream.pushes.selection import prepare_job
+from upstream.pushes import bulk
+from upstream.pushes.bulk import prepare_job
 
 
 class FakeTime:
@@ -78,7 +78,7 @@ def test_a_job_never_sends_more_than_the_cap_plus_its_burst_in_any_second(
     )
     prepare_job(job.pk)
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert (job.state, job.succeeded) == (Job.State.SUCCEEDED, 30)

@@ -19,9 +19,9 @@ from subscriptions.services import subscription_invoice_set_status_bulk
 from subscriptions.sync import paynet_sync
 from tests.conftest import require_postgres, worker_env
 from upstream.models import Job, JobItem, UpstreamCall
-from upstream.pushes import runner
+from upstream.pushes import bulk, runner
+from upstream.pushes.bulk import prepare_job
 from upstream.pushes.jobs import job_cancel, job_retry_failed
-from upstream.pushes.selection import prepare_job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +68,7 @@ def test_run_job_pushes_each_item_once_and_records_calls_in_bulk(sandbox, mirror
     records = waiting_records(30)
     job = queued_job(records, operator)
 
-    counts = runner.run_job(job.pk)
+    counts = bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert counts == {"succeeded": 30, "failed": 0, "cancelled": 0}
@@ -86,7 +86,7 @@ def test_expired_lease_is_read_back_before_anything_is_resent(sandbox, mirror, o
     records = waiting_records(6)
     job = queued_job(records, operator)
     # A worker claims three items, pushes one of them, and dies before writing anything.
-    claimed = runner.claim_items(job, "dead-worker", 3)
+    claimed = bulk.claim_items(job, "dead-worker", 3)
     landed = claimed[0]
     from subscriptions.client import PaynetClient
 
@@ -97,7 +97,7 @@ def test_expired_lease_is_read_back_before_anything_is_resent(sandbox, mirror, o
         lease_until=timezone.now() - timedelta(seconds=1)
     )
 
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED
@@ -118,8 +118,8 @@ def test_unanswered_push_is_settled_by_reading_back(sandbox, mirror, operator, s
     )
     job = queued_job(records, operator)
 
-    with mock.patch("upstream.pushes.runner.flush.IN_DOUBT_PAUSE", timedelta(0)):
-        runner.run_job(job.pk)
+    with mock.patch("upstream.pushes.runner.send.IN_DOUBT_PAUSE", timedelta(0)):
+        bulk.run_job(job.pk)
 
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED
@@ -144,7 +144,7 @@ def test_rejected_items_fail_with_the_upstream_message_and_can_be_retried(
         {"kind": "reject", "match": {"invoice_no": target.invoice_no}, "message": "Kayıt kilitli"}
     )
     job = queued_job(records, operator)
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     job.refresh_from_db()
     assert (job.state, job.succeeded, job.failed) == (Job.State.PARTIALLY_FAILED, 4, 1)
     failed = job.items.get(outcome="rejected")
@@ -156,7 +156,7 @@ def test_rejected_items_fail_with_the_upstream_message_and_can_be_retried(
     with django_capture_on_commit_callbacks(execute=True):
         job_retry_failed(job=job, actor=operator)
     assert queued_job_ids(queued_tasks) == [job.pk]
-    runner.run_job(job.pk)
+    bulk.run_job(job.pk)
     job.refresh_from_db()
     assert (job.state, job.succeeded, job.failed) == (Job.State.SUCCEEDED, 5, 0)
     target.refresh_from_db()
@@ -168,7 +168,7 @@ def test_cancel_before_start_sends_nothing(sandbox, mirror, operator):
     job_cancel(job=job, actor=operator)
     job.refresh_from_db()
     assert (job.state, job.cancelled) == (Job.State.CANCELLED, 5)
-    assert runner.run_job(job.pk)["succeeded"] == 0
+    assert bulk.run_job(job.pk)["succeeded"] == 0
     assert paynet_writes(sandbox) == []
 
 
@@ -186,7 +186,7 @@ def test_sweep_releases_expired_leases_and_requeues_a_silent_job(
     sandbox, mirror, operator, settings, queued_tasks, django_capture_on_commit_callbacks
 ):
     job = queued_job(waiting_records(3), operator)
-    runner.claim_items(job, "dead-worker", 3)
+    bulk.claim_items(job, "dead-worker", 3)
     stale = timezone.now() - timedelta(seconds=settings.JOBS_LEASE_SECONDS + 5)
     JobItem.objects.filter(job=job).update(lease_until=stale)
     Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, heartbeat_at=stale)

@@ -1,4 +1,5 @@
-"""The job page's approval panel: what the creator saw, approve, reject (upstream/approvals.py)."""
+"""The job page's approval panel: what the creator saw, approve, reject
+(upstream/pushes/approvals.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from upstream.pushes.approvals import (
     job_approve,
     job_reject,
 )
+from upstream.pushes.bulk import parse
 from upstream.pushes.kinds import kind_for
-from upstream.pushes.selection import parse
 
 SAMPLE = 50
 

@@ -5,8 +5,9 @@ from upstream.models import Job, JobItem, Service, UpstreamBreaker, UpstreamCall
 
 
 class UpstreamCallSerializer(serializers.ModelSerializer):
-    """A call as recorded; its headers and bodies masked again as shown (upstream/redaction.py),
-    so a row stored before a field joined the lists is not shown in clear either."""
+    """A call as recorded; its headers and bodies masked again as shown
+    (upstream/calls/redaction.py), so a row stored before a field joined the lists is not shown
+    in clear either."""
 
     def to_representation(self, instance: UpstreamCall) -> dict:
         data = super().to_representation(instance)

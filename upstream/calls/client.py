@@ -432,7 +432,7 @@ class UpstreamClient:
                 % {"upstream": label, "status": response.status_code},
                 exchange=exchange,
             ) from None
-        # Masked whatever its length: a long body is masked, then cut (upstream/redaction.py).
+        # Masked whatever its length: a long body is masked, then cut (upstream/calls/redaction.py).
         exchange.response_body = redact_body(body)
         exchange.data = body
         self.interpret(exchange, response.status_code, body)

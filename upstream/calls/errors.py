@@ -127,9 +127,9 @@ class AwaitingApproval(PushAccepted):
 
 
 class UpstreamUnavailable(ValidationError):
-    """The upstream's circuit breaker is open (upstream/breaker.py): the push is refused before
-    anything is recorded or sent. A ValidationError, so every admin page shows it as the refusal
-    it is; the API answers 503 with `retry_after` (seconds until a probe may go)."""
+    """The upstream's circuit breaker is open (upstream/calls/breaker.py): the push is refused
+    before anything is recorded or sent. A ValidationError, so every admin page shows it as the
+    refusal it is; the API answers 503 with `retry_after` (seconds until a probe may go)."""
 
     def __init__(self, message: str, *, service: str, retry_after: int) -> None:
         super().__init__(message, code="upstream_unavailable")

@@ -239,7 +239,7 @@ def _drift_services() -> list[tuple[str, str]]:
 
 
 def open_drift_chart(per_service: dict[str, dict[str, int]]) -> Chart:
-    """Open drift per upstream, stacked by kind (upstream/drift.py)."""
+    """Open drift per upstream, stacked by kind (upstream/history/drift.py)."""
     from upstream.models import Drift
 
     services = _drift_services()
@@ -272,7 +272,7 @@ def drift_dashboard_counts(per_service: dict[str, dict[str, int]]) -> list[dict[
 
 
 def health_cards() -> list[dict[str, Any]]:
-    """Each upstream's health (upstream/health.py), formatted for the dashboard's cards."""
+    """Each upstream's health (upstream/calls/health.py), formatted for the dashboard's cards."""
     from upstream.calls.health import upstream_health
 
     labels = {

@@ -151,8 +151,8 @@ def job_cancel(*, job: Job, actor: User) -> Job:
     if job.state == Job.State.QUEUED:
         # Nothing runs it yet: cancel the waiting items now rather than waiting for a worker
         # (a frozen selection's remaining entries are written as cancelled items first).
+        from upstream.pushes.bulk import prepare_job
         from upstream.pushes.runner import cancel_pending_items, job_finalize
-        from upstream.pushes.selection import prepare_job
 
         prepare_job(job.pk)
         cancel_pending_items(job)

@@ -5,7 +5,7 @@ is a write to an upstream, defined once in its vertical's `pushes.py`: how its t
 built from a record and the staff's request, its verdict (and the same rule as a queryset
 filter), push, settle (read back), apply, its amount for the approval thresholds and which fields
 a drift re-push may send. The single push (`upstream.pushes.single`), the bulk launch
-(`upstream.pushes.selection`), the API, the approval page and the runner's check just before
+(`upstream.pushes.bulk`), the API, the approval page and the runner's check just before
 sending all ask the same kind.
 
 `push` and `settle` run in worker threads and only talk HTTP; `apply` runs in the runner's

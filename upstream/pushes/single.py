@@ -481,7 +481,7 @@ def _finished(job: Job, result: WorkResult | None) -> SingleResult:
     if isinstance(error, UpstreamUnavailable):
         raise error  # the breaker opened on the way: refused like any push it refuses
     if error is not None and not isinstance(error, UpstreamError):
-        # Our own code failed before the write left (upstream.pushes.runner.work logged it).
+        # Our own code failed before the write left (upstream.pushes.runner.send logged it).
         raise _failed_here(job, error) from error
     raise UpstreamRejectedError(item.display_message)
 

@@ -20,7 +20,8 @@ def record_link(item) -> str:
 
 @register.inclusion_tag("admin/upstream/_operations.html", takes_context=True)
 def operations_dashboard(context) -> dict:
-    """The admin index: counts for the reader, upstream health, charts (upstream/dashboard.py)."""
+    """The admin index: counts for the reader, upstream health, charts
+    (upstream/console/dashboard.py)."""
     from upstream.console.dashboard import dashboard
 
     return dashboard(context["request"].user)

@@ -1,30 +1,32 @@
-"""The job runner: works through a job's items with bounded concurrency over one pooled session.
+"""The runner's machinery, shared by a single push (`upstream.pushes.single`) and a job over a
+selection (`upstream.pushes.bulk`, whose `run_job` drives it chunk by chunk).
 
 Threads only talk HTTP. The runner's thread claims items (with a lease), collects results and
 writes them in batches: the calls, the mirror changes and the item states in one transaction, so
 a local change never exists without the upstream's confirmation and its recorded call.
 
-One module per stage, in the order an item meets them:
-
+- `send`: a batch of claimed items on its way out and back: the pending call rows committed
+  before a request leaves, the HTTP side in the pool's threads (push, or read back an item in
+  doubt), and the flush of results in one transaction (calls, mirror changes, items, counters)
 - `leases`: who holds an item or a record, and until when; an expired lease puts its item in doubt
-- `claim`: a chunk of pending items claimed with their records, marked sending, re-checked
-- `calls`: the pending call rows committed before a request leaves
-- `work`: the HTTP side, in the pool's threads: push, or read back an item in doubt
-- `flush`: a batch of results in one transaction: calls, mirror changes, items, counters
 - `finalize`: a job closed once no item is left; a cancelled job's waiting items
-- `loop`: `run_job`, which drives the stages and follows the upstream's breaker
 - `sweeper`: what killed processes left behind: leases, quiet jobs, pending calls, task rows
 
-The names below are the runner's interface. Its tuning constants stay in the stage that reads
-them: patch them there (`upstream.pushes.runner.flush.IN_DOUBT_PAUSE`), not here.
+The names below are the runner's interface. Its tuning constants stay in the module that reads
+them: patch them there (`upstream.pushes.runner.send.IN_DOUBT_PAUSE`), not here.
 """
 
-from upstream.pushes.runner.calls import CallReserver, JobRecorder, insert_call, reserve_calls
-from upstream.pushes.runner.claim import claim_items
 from upstream.pushes.runner.finalize import cancel_pending_items, job_finalize
-from upstream.pushes.runner.flush import flush_results, hand_over
 from upstream.pushes.runner.leases import item_holder, new_worker_id, release_expired_leases
-from upstream.pushes.runner.loop import forget_queries, run_job
+from upstream.pushes.runner.send import (
+    CallReserver,
+    JobRecorder,
+    flush_results,
+    hand_over,
+    insert_call,
+    reserve_calls,
+    work_item,
+)
 from upstream.pushes.runner.sweeper import (
     WorkerStopped,
     close_abandoned_tasks,
@@ -32,17 +34,14 @@ from upstream.pushes.runner.sweeper import (
     settle_orphan_calls,
     sweep,
 )
-from upstream.pushes.runner.work import work_item
 
 __all__ = [
     "CallReserver",
     "JobRecorder",
     "WorkerStopped",
     "cancel_pending_items",
-    "claim_items",
     "close_abandoned_tasks",
     "flush_results",
-    "forget_queries",
     "hand_over",
     "insert_call",
     "item_holder",
@@ -51,7 +50,6 @@ __all__ = [
     "release_expired_leases",
     "requeue_stalled_jobs",
     "reserve_calls",
-    "run_job",
     "settle_orphan_calls",
     "sweep",
     "work_item",

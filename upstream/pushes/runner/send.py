@@ -1,17 +1,34 @@
-"""Flush: a batch of results written in one transaction.
+"""Send: a batch of claimed items on its way out and back, in three steps.
 
-The calls, the mirror changes and the items' states are written together, so a local change
-never exists without the upstream's confirmation and its recorded call. Only results of items
-this worker still holds are written (a lease taken over is not ours). The records' claims are
-let go in the same transaction, except those of items to be read back, which pass to the item
-itself until it is claimed again. The breaker hears the answers after the commit.
+1. **Calls** (`reserve_calls`, `CallReserver`, `insert_call`, `JobRecorder`): every request's
+   call-log row is committed, pending, before the request leaves. The write an item is about to
+   send gets its row when the item is claimed, in the claim's transaction. Any other request (a
+   retried attempt, a read-back) gets a row of its own before it leaves: a job's pool thread
+   asks the runner's thread for it (`CallReserver`), since those threads never touch the
+   database; a push run inline inserts it itself. So a killed process always leaves evidence: a
+   pending row the sweep settles.
+2. **Work** (`work_item`, in a job's pool threads; a single push runs it inline): push the item,
+   or read back one in doubt, or skip one whose record went stale. It only talks HTTP. Whatever
+   happens becomes a WorkResult; a failure after a write may have been applied leaves the item
+   in doubt, to be read back before anything is sent again. With a breaker gate, the breaker is
+   asked before every call; `SendStop` stops the threads taking up another item on cancel.
+3. **Flush** (`flush_results`): a batch of results in one transaction: the calls, the mirror
+   changes (the kind's `apply`, recorded in history) and the items' states, so a local change
+   never exists without the upstream's confirmation and its recorded call. Only results of items
+   this worker still holds are written. The records' claims are let go in the same transaction,
+   except those of items to be read back, which pass to the item itself. The breaker hears the
+   answers after the commit. `hand_over` is what a holder leaves when our own code fails.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -21,15 +38,337 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from upstream.calls.breaker import breaker_record
+from upstream.calls.breaker import BreakerGate, BreakerOpen, breaker_record
+from upstream.calls.client import Exchange
+from upstream.calls.errors import UpstreamError, UpstreamResponseError
 from upstream.calls.log import upstream_call_from_exchange
 from upstream.history.changes import history_source
 from upstream.l10n.stored import message_fields, text
 from upstream.models import Job, JobItem, RecordChange, RecordClaim, UpstreamCall
 from upstream.pushes.claims import release_records
 from upstream.pushes.kinds import JobKind, WorkItem, WorkResult
-from upstream.pushes.runner.calls import finish_reserved_calls
 from upstream.pushes.runner.leases import item_holder, lease_length
+
+# --- Calls: committed before a request leaves -------------------------------------------------
+
+
+def reserve_calls(
+    job: Job, handler: JobKind, items: list[WorkItem], now: datetime
+) -> dict[int, int]:
+    """Commit one pending call-log row per item for the write it is about to send."""
+    if not handler.operation or not items:
+        return {}
+    calls = UpstreamCall.objects.bulk_create(
+        [
+            UpstreamCall(
+                service=handler.service,
+                operation=handler.operation,
+                method="",
+                url="",
+                outcome="pending",
+                mutating=True,
+                created_at=now,
+                actor_id=job.created_by_id,
+                job_id=job.pk,
+                job_item_id=item.id,
+                target_type=handler.target_type,
+                target_id=item.target_id,
+                target_repr=item.target_repr[:200],
+            )
+            for item in items
+        ],
+        batch_size=500,
+    )
+    if any(call.pk is None for call in calls):
+        # Backends that do not return ids from a bulk insert: look them up.
+        by_item = dict(
+            UpstreamCall.objects.filter(
+                job_item_id__in=[i.id for i in items], outcome="pending", created_at=now
+            ).values_list("job_item_id", "id")
+        )
+        return by_item
+    return {call.job_item_id: call.pk for call in calls}
+
+
+class CallReserver:
+    """Commits pending call rows for requests that worker threads are about to send.
+
+    Worker threads never touch the database: a thread that needs a pending row (a read-back, a
+    retried write) asks the runner's thread, which inserts and commits it, then lets it send.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[UpstreamCall, threading.Event]] = (
+            queue.SimpleQueue()
+        )
+
+    def __call__(self, call: UpstreamCall) -> int:
+        done = threading.Event()
+        self._requests.put((call, done))
+        if not done.wait(timeout=60) or call.pk is None:
+            raise RuntimeError("the runner did not record the call before sending")
+        return call.pk
+
+    def serve(self) -> None:
+        while True:
+            try:
+                call, done = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                call.save(force_insert=True)
+            finally:
+                done.set()
+
+
+def insert_call(call: UpstreamCall) -> int:
+    call.save(force_insert=True)
+    return call.pk
+
+
+class JobRecorder:
+    """Where an item's exchanges go.
+
+    The item's write uses the pending row committed when the item was claimed; any other
+    request (a retried attempt, a read-back) gets its own pending row committed before it
+    leaves. Every row is finished with the results. With a gate, each call first asks the
+    upstream's breaker (BreakerOpen: nothing is recorded or sent) and tells it the answer.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        handler: JobKind,
+        item: WorkItem,
+        reserve: Callable[[UpstreamCall], int] = insert_call,
+        gate: BreakerGate | None = None,
+    ) -> None:
+        self.job = job
+        self.handler = handler
+        self.item = item
+        self.reserved = item.call_id
+        self.reserve = reserve
+        self.gate = gate
+        self.exchanges: list[Exchange] = []
+        self.wrote = False
+
+    def started(self, exchange: Exchange) -> None:
+        if self.gate is not None:
+            self.gate.before(exchange)
+        if exchange.mutating:
+            self.wrote = True
+            if self.reserved is not None:
+                exchange.call_id, self.reserved = self.reserved, None
+                return
+        exchange.call_id = self.reserve(
+            upstream_call_from_exchange(
+                exchange,
+                actor_id=self.job.created_by_id,
+                job_id=self.job.pk,
+                job_item_id=self.item.id,
+                target_type=self.handler.target_type,
+                target_id=self.item.target_id,
+                target_repr=self.item.target_repr,
+            )
+        )
+
+    def finished(self, exchange: Exchange) -> None:
+        self.exchanges.append(exchange)
+        if self.gate is not None:
+            self.gate.after(exchange)
+
+    @property
+    def may_have_applied(self) -> bool:
+        """A write of this item went out and was confirmed, or failed after it may have landed."""
+        return any(e.mutating and (e.outcome == "ok" or e.may_have_applied) for e in self.exchanges)
+
+
+def finish_reserved_calls(calls: list[UpstreamCall]) -> list[UpstreamCall]:
+    """Finish pending call rows in place; return the calls whose row is no longer pending.
+
+    Each pending row is replaced, in the caller's transaction, by its finished row under the
+    same id: one DELETE and one INSERT instead of an UPDATE with a CASE per field and row. A row
+    the sweep already closed (its process looked dead) keeps its note, and the real answer is
+    added as a row of its own.
+    """
+    if not calls:
+        return []
+    pending = set(
+        UpstreamCall.objects.filter(pk__in=[c.pk for c in calls], outcome="pending").values_list(
+            "pk", flat=True
+        )
+    )
+    UpstreamCall.objects.filter(pk__in=pending).delete()
+    finished = [c for c in calls if c.pk in pending]
+    UpstreamCall.objects.bulk_create(finished, batch_size=500)
+    late = [c for c in calls if c.pk not in pending]
+    for call in late:
+        call.pk = None
+    return late
+
+
+# --- Work: the HTTP side, in the pool's threads -----------------------------------------------
+
+logger = logging.getLogger(__name__)
+
+
+class SendStop:
+    """A job's cancel as its pool threads see it: checked as a thread takes up an item.
+
+    The runner's thread reads the job's cancel flag (the threads never touch the database) and
+    calls `stop`; from then on no item is let through. The lock makes the line exact: `stop`
+    returns the items already let through (those in flight), every other claimed item is not
+    sent, so the runner can write them as cancelled at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._started: set[int] = set()
+
+    def admit(self, item_id: int) -> bool:
+        with self._lock:
+            if self._stopped:
+                return False
+            self._started.add(item_id)
+            return True
+
+    def stop(self) -> set[int]:
+        with self._lock:
+            self._stopped = True
+            return set(self._started)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+
+# A Retry-After up to this long re-schedules the item; a longer one fails it with the reason.
+MAX_RETRY_AFTER = 3600
+
+
+def work_item(
+    job: Job,
+    handler: JobKind,
+    item: WorkItem,
+    reserve: Callable[[UpstreamCall], int] = insert_call,
+    gate: BreakerGate | None = None,
+    stop: SendStop | None = None,
+) -> WorkResult:
+    if stop is not None and not stop.admit(item.id):
+        # Cancelled while it waited for a thread: nothing is sent, not even a read-back.
+        return WorkResult(
+            item,
+            JobItem.Outcome.CANCELLED,
+            message=text(gettext_noop("Cancelled before it was sent.")),
+        )
+    return _attempt(handler, item, JobRecorder(job, handler, item, reserve, gate))
+
+
+def _attempt(handler: JobKind, item: WorkItem, recorder: JobRecorder) -> WorkResult:
+    client = handler.make_client(recorder)
+    try:
+        if item.in_doubt:
+            try:
+                data = handler.settle(client, item)
+            except UpstreamError as error:
+                # Still unknown whether the first push landed: keep it in doubt, send nothing.
+                return WorkResult(
+                    item,
+                    JobItem.Outcome.IN_DOUBT,
+                    message=text(
+                        gettext_noop("Could not read the record back: %(error)s"), error=error
+                    ),
+                    upstream_code=error.upstream_code,
+                    exchanges=recorder.exchanges,
+                    error=error,
+                )
+            if data is not None:
+                return WorkResult(
+                    item,
+                    JobItem.Outcome.OK,
+                    message=text(
+                        gettext_noop("Confirmed by reading back from the upstream; not sent again.")
+                    ),
+                    data=data,
+                    exchanges=recorder.exchanges,
+                )
+        if item.stale_reason:
+            return WorkResult(
+                item,
+                JobItem.Outcome.SKIPPED,
+                message=item.stale_reason,
+                exchanges=recorder.exchanges,
+            )
+        data = handler.push(client, item)
+        last = recorder.exchanges[-1] if recorder.exchanges else None
+        return WorkResult(
+            item,
+            JobItem.Outcome.OK,
+            upstream_code=last.upstream_code if last else "",
+            data=data,
+            exchanges=recorder.exchanges,
+        )
+    except BreakerOpen as stop:
+        # The breaker kept this call back: the item waits as pending, and is read back first if
+        # an earlier call of it may have been applied.
+        return WorkResult(
+            replace(item, in_doubt=item.in_doubt or recorder.may_have_applied),
+            JobItem.Outcome.NONE,
+            message=str(stop),
+            exchanges=recorder.exchanges,
+            paused=True,
+        )
+    except UpstreamError as error:
+        retry_after = error.retry_after if isinstance(error, UpstreamResponseError) else None
+        if retry_after is not None and not error.in_doubt and retry_after <= MAX_RETRY_AFTER:
+            return WorkResult(
+                item,
+                JobItem.Outcome.NONE,
+                message=text(
+                    gettext_noop("%(error)s Sent again after %(seconds)s s."),
+                    error=error,
+                    seconds=int(retry_after),
+                ),
+                upstream_code=error.upstream_code,
+                exchanges=recorder.exchanges,
+                retry_after=retry_after,
+                error=error,
+            )
+        return WorkResult(
+            item,
+            JobItem.Outcome.IN_DOUBT if error.in_doubt else error.outcome,
+            message=str(error),  # a Text when the client wrote it (upstream.l10n.stored)
+            upstream_code=error.upstream_code,
+            exchanges=recorder.exchanges,
+            error=error,
+        )
+    except Exception as error:
+        # Our bug, not the upstream's: keep the traceback in the log. Once a write went out it
+        # may have been applied, so the item is in doubt (read back, never resent blindly).
+        logger.exception("job item %s crashed", item.id)
+        message = _("Internal error (%(error)s); see the server log.") % {
+            "error": type(error).__name__
+        }
+        if recorder.wrote:
+            return WorkResult(
+                item,
+                JobItem.Outcome.IN_DOUBT,
+                message=text(
+                    gettext_noop(
+                        "%(error)s The change may have reached the upstream; it will be read back."
+                    ),
+                    error=message,
+                ),
+                exchanges=recorder.exchanges,
+                error=error,
+            )
+        return WorkResult(
+            item, JobItem.Outcome.FAILED, message=message, exchanges=recorder.exchanges, error=error
+        )
+
+
+# --- Flush: a batch of results in one transaction ---------------------------------------------
 
 logger = logging.getLogger(__name__)
 
