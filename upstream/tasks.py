@@ -109,6 +109,17 @@ def ensure_periodic_chains() -> dict[str, bool]:
 
 @contextmanager
 def _chain_lock(name: str) -> Iterator[None]:
+    """One process at a time checks for a waiting task and queues one, where the tasks live."""
+    if _backend_is("django_tasks_rq"):
+        # In Redis, so a chain keeps going while the database is away.
+        import django_rq
+
+        lock = django_rq.get_connection("default").lock(
+            f"backoffice:chain:{name}", timeout=30, blocking_timeout=10
+        )
+        with lock:
+            yield
+        return
     # SQLite's IMMEDIATE transaction already lets one writer in at a time; PostgreSQL takes a
     # transaction-scoped advisory lock named after the chain.
     with transaction.atomic():

@@ -178,7 +178,8 @@ def test_the_sweep_chain_is_restored_after_an_outage_and_never_doubled(
     from django_tasks_db.models import DBTaskResult
 
     DBTaskResult.objects.filter(task_path__endswith=".jobs_sweep").delete()
-    with mock.patch.object(tasks, "_sweep_waiting", side_effect=OperationalError("refused")):
+    refused = OperationalError("unable to open database file")
+    with mock.patch.object(tasks, "_sweep_waiting", side_effect=refused):
         tasks.jobs_sweep.call(reschedule=True)
     assert sweeps_waiting() == 0
 
@@ -217,7 +218,7 @@ def test_a_worker_refused_by_the_database_waits_and_puts_the_chains_back(
 
     def get_locked(self):
         if next(refusals, False):
-            raise OperationalError("connection refused")
+            raise OperationalError("unable to open database file")  # what SQLite says
         return real_get_locked(self)
 
     probes = iter([False, True])
