@@ -225,6 +225,9 @@ if TASKS_BACKEND == "rq":
     # --job-class django_tasks_rq.Job default`.
     INSTALLED_APPS.append("django_rq")
     RQ_QUEUES = {"default": {"URL": env("REDIS_URL", default="redis://127.0.0.1:6379/0")}}
+    # RQ's worker, which also puts missing periodic chains back at its start and takes the
+    # scheduler over from a dead worker within 30 s (upstream/liveness/rqworker.py).
+    RQ = {"WORKER_CLASS": "upstream.liveness.rqworker.Worker"}
 
 # Task workers: how often each writes its heartbeat; after how long without one the dashboard
 # warns and `worker_alive` fails; the longest wait between two probes of a database that went
