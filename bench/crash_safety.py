@@ -1,19 +1,29 @@
 """Kill workers and web processes mid-push at random; prove every change landed exactly once.
 
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_crash \\
-        .venv/bin/python bench/crash_safety.py [--jobs 6] [--items 500] [--singles 12] [--seed 1]
+    .venv/bin/python bench/crash_safety.py [--jobs 6] [--items 500] [--singles 12] [--seed 1]
+        [--outages 3] [--outage-seconds 8] [--tasks-backend database|rq]
 
-Runs on PostgreSQL (the database named by BENCH_DATABASE_URL, default
-postgres://postgres@127.0.0.1:5432/bench_crash, is dropped and recreated): several real
-`manage.py db_worker` processes work on jobs on the same database, as in production. SQLite is
-not supported (several writer processes on one SQLite file is not a deployment we run).
+Runs on PostgreSQL: several real `manage.py db_worker` processes (or `rqworker`s with
+`--tasks-backend rq`, on Redis database 12 of REDIS_URL's server, emptied first) work on jobs on
+the same database, as in production. SQLite is not supported (several writer processes on one
+SQLite file is not a deployment we run).
+
+With `--outages N` (the default, 3, when PostgreSQL's server programs are installed) the bench
+starts a private PostgreSQL cluster of its own (initdb into a temporary folder, a free port; as
+the `postgres` user when run as root), and stops it hard (`pg_ctl stop -m immediate`) for
+`--outage-seconds` N times while jobs are running, then starts it again; nobody restarts a
+worker that exits by itself (`worker_self_exits`), the bench runs no sweep of its own (the
+workers' periodic sweep must survive the outages) and the cluster is removed at the end. With
+`--outages 0` the database named by BENCH_DATABASE_URL (default
+postgres://postgres@127.0.0.1:5432/bench_crash) is dropped and recreated, and the bench sweeps
+every 2 s itself as before.
 
 What it does, against the sandbox in its own process at `--latency-ms 50`:
 
 1. Seeds `jobs * items + singles` waiting Paynet payment records in the sandbox and syncs them.
    Creates `--jobs` status-change jobs of `--items` records each (alternately waiting -> cancelled
    and waiting -> not charged, so every item changes its record), queued for the task workers.
-2. Runs `--workers` `db_worker` processes (JOBS_LEASE_SECONDS=4, PAYNET_CONCURRENCY=4, chunks of
+2. Runs `--workers` task worker processes (JOBS_LEASE_SECONDS=4, PAYNET_CONCURRENCY=4, chunks of
    16) and SIGKILLs a random live one every 0.5-2 s (at most `--worker-kills`), restarting it a
    moment later. `manage.py jobs_sweep` runs every 2 s (in this process) and the self-repeating
    sweep task is queued on the workers too (JOBS_SWEEP_INTERVAL_SECONDS=2).
@@ -46,10 +56,12 @@ operation targets its own record, no record is targeted twice):
   every ledger write of a record no operation targeted.
 - non_terminal: job items not DONE + jobs not finished (bulk and single-push) + call rows still
   `pending` after the final sweep.
+- db_outages: times the private cluster was stopped hard and started again.
 
 Exits 1 if applied_twice, lost, unlogged_writes or non_terminal is not 0 (or the run timed out).
 Figures also go to bench/results/crash_safety-<time>.json.
-Last line: kills=<n> items=<n> applied_twice=<n> lost=<n> unlogged_writes=<n> non_terminal=<n>
+Last line: kills=<n> items=<n> db_outages=<n> applied_twice=<n> lost=<n> unlogged_writes=<n>
+non_terminal=<n>
 """
 
 from __future__ import annotations
@@ -73,6 +85,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._common import free_port, fresh_postgres  # noqa: E402
+from bench._pgcluster import PrivateCluster, cluster_unavailable_reason  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_crash"
 LEASE_SECONDS = 4
@@ -82,6 +95,8 @@ KILL_GAP = (0.5, 2.0)  # seconds between worker kills
 RESTART_GAP = (0.2, 1.0)  # seconds before a killed worker is started again
 MIN_WORKER_AGE = 1.5  # a worker is killed only once it had time to start and claim work
 MIN_KILLS = 30  # fewer and the run says so
+OUTAGE_GAP = (6.0, 12.0)  # seconds of work between two outages (the first: after the first)
+RQ_REDIS_DB = 12
 WORKER_ENV = {
     "TASKS_BACKEND": "database",
     "JOBS_LEASE_SECONDS": str(LEASE_SECONDS),
@@ -182,7 +197,15 @@ def main() -> None:
     parser.add_argument("--worker-kills", type=int, default=40, help="at most this many")
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--seed", type=int, default=1, help="seeds the kill schedule")
-    parser.add_argument("--timeout", type=float, default=420, help="seconds for the whole run")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds for the whole run")
+    parser.add_argument(
+        "--outages",
+        type=int,
+        default=None,
+        help="database outages on a private cluster (default 3 when it can be started, else 0)",
+    )
+    parser.add_argument("--outage-seconds", type=float, default=8.0)
+    parser.add_argument("--tasks-backend", choices=["database", "rq"], default="database")
     parser.add_argument("--push-one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,10 +213,22 @@ def main() -> None:
         push_one(args.push_one, args.key)
         return
 
-    url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL
-    if not url.startswith("postgres"):
-        sys.exit("crash_safety.py needs PostgreSQL: set BENCH_DATABASE_URL=postgres://...")
-    fresh_postgres(url)
+    if args.outages is None:
+        reason = cluster_unavailable_reason()
+        args.outages = 0 if reason else 3
+        if reason:
+            print(f"no database outages: {reason}", flush=True)
+    cluster = None
+    if args.outages > 0:
+        # Our own cluster: the machine's shared PostgreSQL is never stopped.
+        cluster = PrivateCluster().init()
+        url = cluster.create_database("bench_crash")
+        print(f"private PostgreSQL cluster on port {cluster.port} ({cluster.root})", flush=True)
+    else:
+        url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL
+        if not url.startswith("postgres"):
+            sys.exit("crash_safety.py needs PostgreSQL: set BENCH_DATABASE_URL=postgres://...")
+        fresh_postgres(url)
     workdir = Path(tempfile.mkdtemp(prefix="bench-crash-"))
     port = free_port()
     sandbox_url = f"http://127.0.0.1:{port}"
@@ -203,6 +238,7 @@ def main() -> None:
             "DATABASE_URL": url,
             "SANDBOX_URL": sandbox_url,
             **WORKER_ENV,
+            "TASKS_BACKEND": args.tasks_backend,
             # The push path is measured, not the wait for a second person: no approval.
             "APPROVAL_MIN_ITEMS": "1000000000",
             "APPROVAL_MIN_AMOUNT": "1000000000000",
@@ -221,15 +257,52 @@ def main() -> None:
             ],
             "sandbox.log",
         )
-        ok = run(args, sandbox_url, workdir, children)
+        if args.tasks_backend == "rq":
+            os.environ["REDIS_URL"] = _redis_url()
+            _flush_redis()
+        ok = run(args, sandbox_url, workdir, children, cluster)
     finally:
         children.stop_all()
+        if cluster is not None:
+            cluster.destroy()
     if not ok:
         sys.exit(1)
 
 
+def _redis_url() -> str:
+    from urllib.parse import urlsplit
+
+    base = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    return f"{base.scheme}://{base.netloc}/{RQ_REDIS_DB}"
+
+
+def _flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+
+
+def db_down(error: BaseException) -> bool:
+    """The bench's own queries during an outage: wait, as the product does."""
+    from django.db.utils import InterfaceError, OperationalError
+
+    from upstream.liveness.database import drop_connection
+
+    if isinstance(error, OperationalError | InterfaceError):
+        drop_connection()
+        return True
+    return False
+
+
 class Bench:
-    def __init__(self, args, sandbox_url: str, workdir: Path, children: Children) -> None:
+    def __init__(
+        self,
+        args,
+        sandbox_url: str,
+        workdir: Path,
+        children: Children,
+        cluster: PrivateCluster | None = None,
+    ) -> None:
         import requests
 
         self.args = args
@@ -245,6 +318,12 @@ class Bench:
         self.web_finished_first = 0
         self.single_notes: list[str] = []
         self.worker_starts = 0
+        self.cluster = cluster
+        self.outages = 0
+        self.outage_log: list[str] = []
+        self.database_down = threading.Event()
+        self.worker_self_exits = 0
+        self.settle_s = 0.0
 
     def sandbox(self, method: str, path: str, **kwargs):
         response = self.http.request(method, f"{self.sandbox_url}/_sandbox{path}", **kwargs)
@@ -255,24 +334,32 @@ class Bench:
 
     def start_worker(self, slot: int) -> subprocess.Popen:
         self.worker_starts += 1
-        return self.children.start(
-            [
+        if self.args.tasks_backend == "rq":
+            command = [
                 "manage.py",
-                "db_worker",
-                "--interval",
-                "0.1",
-                "--no-startup-delay",
-                "--no-reload",
-            ],
-            f"worker{slot}.log",
-        )
+                "rqworker",
+                "--with-scheduler",
+                "--job-class",
+                "django_tasks_rq.Job",
+                "default",
+            ]
+        else:
+            command = ["manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay"]
+            command.append("--no-reload")
+        return self.children.start(command, f"worker{slot}.log")
 
     def kill_worker(self, proc: subprocess.Popen) -> None:
         from upstream.models import JobItem
 
-        sending = JobItem.objects.filter(
-            state=JobItem.State.SENDING, claimed_by__contains=f":{proc.pid}:"
-        ).count()
+        sending = 0
+        if not self.database_down.is_set():
+            try:
+                sending = JobItem.objects.filter(
+                    state=JobItem.State.SENDING, claimed_by__contains=f":{proc.pid}:"
+                ).count()
+            except Exception as error:
+                if not db_down(error):
+                    raise
         if self.children.sigkill(proc):
             self.worker_kills += 1
             self.worker_kills_mid_send += sending > 0
@@ -288,6 +375,8 @@ class Bench:
             for record in records:
                 if stop.wait(self.rng.uniform(1.0, 3.0)):
                     return
+                while self.database_down.is_set() and not stop.wait(0.2):
+                    pass  # a push is started with the database up; it may go down under it
                 self.sandbox(
                     "POST",
                     "/faults",
@@ -320,7 +409,14 @@ class Bench:
                     operation="invoice_status_update", target_id=str(record.pk)
                 )
                 deadline = time.monotonic() + 60
-                while not calls.exists() and proc.poll() is None and time.monotonic() < deadline:
+                while proc.poll() is None and time.monotonic() < deadline:
+                    try:
+                        if calls.exists():
+                            break
+                    except Exception as error:
+                        if not db_down(error):
+                            raise
+                        time.sleep(0.2)
                     time.sleep(0.01)
                 time.sleep(delay)
                 if self.children.sigkill(proc):
@@ -333,6 +429,21 @@ class Bench:
         finally:
             connection.close()
 
+    # --- database outages ----------------------------------------------------------------------
+
+    def outage_begin(self) -> None:
+        from django.db import connection
+
+        connection.close()
+        self.database_down.set()
+        self.cluster.stop_hard()
+        self.outages += 1
+
+    def outage_end(self, began: float) -> None:
+        self.cluster.start()
+        self.database_down.clear()
+        self.outage_log.append(f"outage {self.outages}: {time.monotonic() - began:.1f}s down")
+
     # --- the run -----------------------------------------------------------------------------
 
     def sweep(self) -> str:
@@ -343,7 +454,9 @@ class Bench:
         return out.getvalue().strip()
 
 
-def run(args, sandbox_url: str, workdir: Path, children: Children) -> bool:
+def run(
+    args, sandbox_url: str, workdir: Path, children: Children, cluster: PrivateCluster | None
+) -> bool:
     import django
 
     django.setup()
@@ -356,7 +469,7 @@ def run(args, sandbox_url: str, workdir: Path, children: Children) -> bool:
     from subscriptions.sync import paynet_sync
     from upstream.models import Job
 
-    bench = Bench(args, sandbox_url, workdir, children)
+    bench = Bench(args, sandbox_url, workdir, children, cluster)
     started = time.monotonic()
     deadline = started + args.timeout
     for _ in range(200):
@@ -423,6 +536,10 @@ def run(args, sandbox_url: str, workdir: Path, children: Children) -> bool:
     sweeps = 0
     timed_out = False
     bulk_done_at = None
+    outages = args.outages
+    own_sweeps = outages == 0  # with outages, the workers' periodic sweep must do it alone
+    next_outage = None
+    outage_began = None
     try:
         while True:
             now = time.monotonic()
@@ -434,8 +551,34 @@ def run(args, sandbox_url: str, workdir: Path, children: Children) -> bool:
                     workers[slot] = bench.start_worker(slot)
                     born[slot] = now
                     del restart_at[slot]
-            unfinished = Job.objects.exclude(state__in=Job.FINISHED_STATES)
-            bulk_left = unfinished.filter(inline=False).exists()
+            if outage_began is not None:
+                # The database is away: nothing here may query it; the workers wait for it.
+                if now - outage_began >= args.outage_seconds:
+                    bench.outage_end(outage_began)
+                    print(bench.outage_log[-1], flush=True)
+                    outage_began = None
+                    next_outage = now + bench.rng.uniform(*OUTAGE_GAP)
+                time.sleep(0.1)
+                continue
+            try:
+                unfinished = Job.objects.exclude(state__in=Job.FINISHED_STATES)
+                bulk_left = unfinished.filter(inline=False).exists()
+                running = Job.objects.filter(state=Job.State.RUNNING, inline=False, succeeded__gt=0)
+                job_running = bulk_left and running.exists()
+                all_done = not singles.is_alive() and not unfinished.exists()
+            except Exception as error:
+                if not db_down(error):
+                    raise
+                time.sleep(0.2)
+                continue
+            if bench.outages < outages and job_running:
+                if next_outage is None:
+                    next_outage = now + bench.rng.uniform(*OUTAGE_GAP) / 2
+                if now >= next_outage:
+                    bench.outage_begin()
+                    outage_began = time.monotonic()
+                    print(f"outage {bench.outages}: PostgreSQL stopped hard", flush=True)
+                    continue
             if bulk_left and bench.worker_kills < args.worker_kills and now >= next_kill:
                 live = [
                     s
@@ -450,24 +593,40 @@ def run(args, sandbox_url: str, workdir: Path, children: Children) -> bool:
                     next_kill = now + bench.rng.uniform(*KILL_GAP)
             if not bulk_left and bulk_done_at is None:
                 bulk_done_at = now
-            if now >= next_sweep:
+            if own_sweeps and now >= next_sweep:
                 bench.sweep()
                 sweeps += 1
                 next_sweep = now + SWEEP_EVERY
             for slot, proc in workers.items():
                 if proc is not None and proc.poll() is not None and slot not in restart_at:
                     print(f"worker {slot} exited by itself ({proc.returncode})", flush=True)
+                    bench.worker_self_exits += 1
                     workers[slot] = None
-                    restart_at[slot] = now + 1
-            if not singles.is_alive() and not unfinished.exists():
+                    if own_sweeps:
+                        restart_at[slot] = now + 1  # without outages: as before
+            if all_done and bench.outages >= outages:
                 break
+            if all_done and not bulk_left:
+                break  # the jobs ended before every outage could be had
             time.sleep(0.1)
         run_s = time.monotonic() - run_started
-        # Orphaned pending call rows are settled once they are older than the lease.
-        if not timed_out:
+        # Orphaned pending call rows are settled once they are older than the lease: by this
+        # process's sweep, or (with outages) by the workers' periodic one.
+        if not timed_out and own_sweeps:
             time.sleep(LEASE_SECONDS + 1)
             bench.sweep()
             sweeps += 1
+        elif not timed_out:
+            from upstream.models import UpstreamCall
+
+            # With RQ the sweep's next run waits for RQ's scheduler, which the last killed worker
+            # may have held: its lock lasts 61 s, a live worker looks for it every 30 s.
+            settle_started = time.monotonic()
+            while UpstreamCall.objects.filter(outcome="pending").exists():
+                if time.monotonic() - settle_started > 150:
+                    break
+                time.sleep(0.5)
+            bench.settle_s = time.monotonic() - settle_started
     finally:
         stop.set()
         singles.join(30)
@@ -500,6 +659,13 @@ def run(args, sandbox_url: str, workdir: Path, children: Children) -> bool:
         "web_kills": bench.web_kills,
         "web_exited_before_kill": bench.web_finished_first,
         "sweeps_run_here": sweeps,
+        "tasks_backend": args.tasks_backend,
+        "db_outages": bench.outages,
+        "outage_seconds": args.outage_seconds if bench.outages else None,
+        "outages": bench.outage_log,
+        "worker_self_exits": bench.worker_self_exits,
+        "pending_calls_settled_after_s": round(bench.settle_s, 1),
+        "sweep_chains_waiting": sweep_chains(args.tasks_backend),
         "timed_out": timed_out,
         **details,
         **figures,
@@ -514,6 +680,10 @@ def run(args, sandbox_url: str, workdir: Path, children: Children) -> bool:
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
     bad = [k for k in ("applied_twice", "lost", "unlogged_writes", "non_terminal") if figures[k]]
+    if result["sweep_chains_waiting"] != 1:
+        bad.append("sweep_chains_waiting")
+    if bench.outages and bench.worker_self_exits:
+        bad.append("worker_self_exits")  # nobody restarts them: a worker must outlive it
     ok = not bad and not timed_out
     if figures["kills"] < MIN_KILLS:
         print(f"warning: only {figures['kills']} kills (aim: {MIN_KILLS}); raise --jobs or --items")
@@ -523,11 +693,29 @@ def run(args, sandbox_url: str, workdir: Path, children: Children) -> bool:
         + ("; TIMED OUT" if timed_out else "")
     )
     print(
-        f"kills={figures['kills']} items={figures['items']} "
+        f"kills={figures['kills']} items={figures['items']} db_outages={bench.outages} "
         f"applied_twice={figures['applied_twice']} lost={figures['lost']} "
         f"unlogged_writes={figures['unlogged_writes']} non_terminal={figures['non_terminal']}"
     )
     return ok
+
+
+def sweep_chains(backend: str) -> int:
+    """Periodic sweeps waiting to run: exactly one after any number of outages and kills."""
+    if backend == "rq":
+        import django_rq
+        from rq.job import Job as RQJob
+
+        queue = django_rq.get_queue("default")
+        ids = [*queue.scheduled_job_registry.get_job_ids(), *queue.get_job_ids()]
+        jobs = RQJob.fetch_many(ids, connection=queue.connection)
+        return sum(1 for j in jobs if j and (j.func_name or "").endswith(".jobs_sweep"))
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    return DBTaskResult.objects.filter(
+        status=TaskResultStatus.READY, task_path__endswith=".jobs_sweep"
+    ).count()
 
 
 def check(bench: Bench) -> tuple[dict, dict]:
@@ -601,6 +789,7 @@ def check(bench: Bench) -> tuple[dict, dict]:
     from django_tasks import TaskResultStatus
     from django_tasks_db.models import DBTaskResult
 
+    # RQ keeps its tasks in Redis: no rows here.
     tasks_running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).count()
     figures = {
         "kills": bench.worker_kills + bench.web_kills,

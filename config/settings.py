@@ -38,10 +38,12 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_tasks",
+    # Before django_tasks_db: its `db_worker` command (one that outlives the database) takes the
+    # library's name, as staticfiles' runserver takes Django's.
+    "upstream",
     "upstream.apps.TasksDbConfig",  # django_tasks_db, named in the reader's language
     # Login lockout; before "security", whose log receivers read what axes noted on a request.
     "axes",
-    "upstream",
     "subscriptions",
     "billing",
     "billqueries",
@@ -50,7 +52,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost, so it sees every 401 and 403 answer (CSRF failures too).
+    # Outermost: a request that failed because the database is away answers 503, not 500.
+    "upstream.liveness.answers.DatabaseUnavailableMiddleware",
+    # So it sees every 401 and 403 answer (CSRF failures too).
     "security.middleware.RefusalLog",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -221,6 +225,16 @@ if TASKS_BACKEND == "rq":
     # --job-class django_tasks_rq.Job default`.
     INSTALLED_APPS.append("django_rq")
     RQ_QUEUES = {"default": {"URL": env("REDIS_URL", default="redis://127.0.0.1:6379/0")}}
+    # RQ's worker, which also puts missing periodic chains back at its start and takes the
+    # scheduler over from a dead worker within 30 s (upstream/liveness/rqworker.py).
+    RQ = {"WORKER_CLASS": "upstream.liveness.rqworker.Worker"}
+
+# Task workers: how often each writes its heartbeat; after how long without one the dashboard
+# warns and `worker_alive` fails; the longest wait between two probes of a database that went
+# away (the worker waits for it instead of exiting).
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15)
+WORKER_STALE_SECONDS = env.float("WORKER_STALE_SECONDS", default=90)
+WORKER_DB_BACKOFF_CAP = env.float("WORKER_DB_BACKOFF_CAP", default=10)
 
 # The job runner: how long a claimed item is ours, how many items one task claims at a time.
 JOBS_LEASE_SECONDS = env.int("JOBS_LEASE_SECONDS", default=120)

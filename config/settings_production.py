@@ -35,6 +35,8 @@ if len(SECRET_KEY) < 50:  # noqa: F405
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+# Probes reach the web process directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$"]
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True

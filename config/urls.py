@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from upstream.api import errors as api_errors
+from upstream.liveness.answers import healthz
 
 admin.site.site_header = _("Finance back office")
 admin.site.site_title = _("Finance back office")
@@ -12,6 +13,8 @@ admin.site.site_url = None  # the admin is the whole site
 
 urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
+    # For orchestrators and load balancers: the database answers and is migrated (no login).
+    re_path(r"^healthz/?\Z", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("config.api_urls")),

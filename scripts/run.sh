@@ -42,8 +42,26 @@ for upstream in paynet wisecp payofin; do
 done
 $PY manage.py billqueries_demo || true
 
+# Runs a command again whenever it exits, as systemd's Restart=always does in production (README,
+# "Production"). The worker waits out a database outage by itself; this catches the rest (a
+# crash, an out-of-memory kill). TERM stops the command and the loop.
+supervise() {
+  local log=$1; shift
+  local child=""
+  trap '[ -n "$child" ] && kill "$child" 2>/dev/null; wait 2>/dev/null; exit 0' TERM INT
+  while true; do
+    "$@" >>"$log" 2>&1 &
+    child=$!
+    status=0; wait "$child" || status=$?
+    echo "$(date '+%F %T') run.sh: exited ($status); starting it again in 2 s" >>"$log"
+    sleep 2
+  done
+}
+
 # DEBUG off: a worker keeps no query log and shows no debug pages (it serves none).
-DJANGO_DEBUG=false $PY manage.py db_worker --interval 0.5 --no-reload >var/log/worker.log 2>&1 &
+: >var/log/worker.log
+supervise var/log/worker.log env DJANGO_DEBUG=false $PY manage.py db_worker --interval 0.5 \
+  --no-reload --heartbeat-file var/worker.alive &
 pids+=($!)
 $PY manage.py jobs_sweep --schedule >/dev/null
 $PY manage.py sync --schedule >/dev/null

@@ -153,6 +153,38 @@ class DashboardFigure(models.Model):
         return self.key
 
 
+class WorkerHeartbeat(models.Model):
+    """A task worker's last sign of life, written by the worker every WORKER_HEARTBEAT_SECONDS.
+
+    django-tasks-db keeps no record of its workers: without this nobody can see that no worker
+    is alive while jobs wait (upstream/liveness/heartbeat.py).
+    """
+
+    class State(models.TextChoices):
+        IDLE = "idle", _("Waiting for tasks")
+        RUNNING = "running", _("Running a task")
+        WAITING_FOR_DATABASE = "waiting_for_database", _("Waiting for the database")
+
+    worker_id = models.CharField(_("worker"), max_length=100, primary_key=True)
+    hostname = models.CharField(_("host"), max_length=100)
+    pid = models.PositiveIntegerField(_("process id"))
+    started_at = models.DateTimeField(_("started at"))
+    seen_at = models.DateTimeField(_("last seen"), db_index=True)
+    state = models.CharField(_("state"), max_length=24, choices=State.choices, default=State.IDLE)
+    # The task it is running (its path), empty when idle.
+    task = models.CharField(_("task"), max_length=200, blank=True)
+    # Reconnections after the database went away, since the worker started.
+    reconnects = models.PositiveIntegerField(_("reconnections"), default=0)
+
+    class Meta:
+        verbose_name = _("worker heartbeat")
+        verbose_name_plural = _("worker heartbeats")
+        ordering = ["-seen_at"]
+
+    def __str__(self) -> str:
+        return self.worker_id
+
+
 class JobManager(models.Manager["Job"]):
     def get_queryset(self) -> models.QuerySet[Job]:
         return super().get_queryset().defer("selection")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 from django_tasks import task
 
@@ -30,7 +34,20 @@ def jobs_sweep(reschedule: bool = False) -> dict[str, int]:
     result = runner.sweep()
     if reschedule and not scheduled:
         _schedule_safely()  # a blip at the start must not end the chain
+    if reschedule:
+        _restore_syncs()
     return result
+
+
+def _restore_syncs() -> None:
+    # Each upstream's periodic sync, put back if an outage broke its chain (never doubled).
+    from upstream.registry import upstreams
+
+    for service in sorted(upstreams()):
+        try:
+            schedule_next_sync(service)
+        except Exception:
+            logger.exception("could not put back the periodic %s sync", service)
 
 
 def _schedule_safely() -> bool:
@@ -42,22 +59,28 @@ def _schedule_safely() -> bool:
     return True
 
 
-def schedule_next_sweep() -> bool:
-    """Queue the next periodic sweep unless one is already waiting; True if queued."""
+def schedule_next_sweep(*, delay: float | None = None) -> bool:
+    """Queue the next periodic sweep unless one is already waiting; True if queued.
+
+    The check and the enqueue hold one lock, so two processes (a worker starting while a sweep
+    queues its next run) never start two chains.
+    """
     backend = jobs_sweep.get_backend()
     if not backend.supports_defer:
         return False
-    if _sweep_waiting():
-        return False
-    run_after = timezone.now() + timedelta(seconds=settings.JOBS_SWEEP_INTERVAL_SECONDS)
-    jobs_sweep.using(run_after=run_after).enqueue(reschedule=True)
+    seconds = settings.JOBS_SWEEP_INTERVAL_SECONDS if delay is None else delay
+    with _chain_lock("jobs_sweep"):
+        if _sweep_waiting():
+            return False
+        run_after = timezone.now() + timedelta(seconds=seconds)
+        jobs_sweep.using(run_after=run_after).enqueue(reschedule=True)
     return True
 
 
 def _sweep_waiting() -> bool:
-    from django.apps import apps
-
-    if not apps.is_installed("django_tasks_db"):
+    if _backend_is("django_tasks_rq"):
+        return _rq_waiting(".jobs_sweep")
+    if not _backend_is("django_tasks_db"):
         return False
     from django_tasks import TaskResultStatus
     from django_tasks_db.models import DBTaskResult
@@ -65,6 +88,67 @@ def _sweep_waiting() -> bool:
     return DBTaskResult.objects.filter(
         status=TaskResultStatus.READY, task_path__endswith=".jobs_sweep"
     ).exists()
+
+
+def ensure_periodic_chains() -> dict[str, bool]:
+    """Put back a periodic chain (the sweep, each upstream's sync) that an outage or a killed
+    worker broke; one already waiting is left alone, so there is never more than one of each.
+
+    Called when a worker starts and after it got its database back, and by every periodic sync
+    (for the sweep) and sweep (for the syncs), so a broken chain is back within one interval of
+    any of them. Returns, per chain, whether it had to be queued.
+    """
+    from upstream.registry import upstreams
+
+    # A sweep put back runs soon: what the outage left (leases, in-doubt items) waits for it.
+    queued = {"jobs_sweep": schedule_next_sweep(delay=1)}
+    for service in sorted(upstreams()):
+        queued[f"sync:{service}"] = schedule_next_sync(service)
+    return queued
+
+
+@contextmanager
+def _chain_lock(name: str) -> Iterator[None]:
+    """One process at a time checks for a waiting task and queues one, where the tasks live."""
+    if _backend_is("django_tasks_rq"):
+        # In Redis, so a chain keeps going while the database is away.
+        import django_rq
+
+        lock = django_rq.get_connection("default").lock(
+            f"backoffice:chain:{name}", timeout=30, blocking_timeout=10
+        )
+        with lock:
+            yield
+        return
+    # SQLite's IMMEDIATE transaction already lets one writer in at a time; PostgreSQL takes a
+    # transaction-scoped advisory lock named after the chain.
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [zlib.crc32(name.encode())])
+        yield
+
+
+def _backend_is(package: str) -> bool:
+    from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+
+    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    return type(backend).__module__.split(".")[0] == package
+
+
+def _rq_waiting(suffix: str, **kwargs: object) -> bool:
+    """Is a task of this path (with these kwargs) queued or scheduled in Redis?"""
+    import django_rq
+    from rq.job import Job as RQJob
+
+    queue = django_rq.get_queue("default")
+    ids = [*queue.scheduled_job_registry.get_job_ids(), *queue.get_job_ids()]
+    for job in RQJob.fetch_many(ids, connection=queue.connection):
+        if job is None or not (job.func_name or "").endswith(suffix):
+            continue
+        if all(job.kwargs.get(key) == value for key, value in kwargs.items()):
+            return True
+    return False
 
 
 @task()
@@ -76,6 +160,7 @@ def upstream_sync_periodic(service: str) -> dict[str, int]:
 
     try:
         schedule_next_sync(service)
+        schedule_next_sweep()  # the sweep's chain, put back if an outage broke it
     except Exception:
         logger.exception("could not queue the next periodic %s sync", service)
     try:
@@ -95,17 +180,18 @@ def schedule_next_sync(service: str) -> bool:
     backend = upstream_sync_periodic.get_backend()
     if interval <= 0 or not backend.supports_defer:
         return False
-    if _sync_waiting(service):
-        return False
-    run_after = timezone.now() + timedelta(seconds=interval)
-    upstream_sync_periodic.using(run_after=run_after).enqueue(service=service)
+    with _chain_lock(f"sync:{service}"):
+        if _sync_waiting(service):
+            return False
+        run_after = timezone.now() + timedelta(seconds=interval)
+        upstream_sync_periodic.using(run_after=run_after).enqueue(service=service)
     return True
 
 
 def _sync_waiting(service: str) -> bool:
-    from django.apps import apps
-
-    if not apps.is_installed("django_tasks_db"):
+    if _backend_is("django_tasks_rq"):
+        return _rq_waiting(".upstream_sync_periodic", service=service)
+    if not _backend_is("django_tasks_db"):
         return False
     from django_tasks import TaskResultStatus
     from django_tasks_db.models import DBTaskResult

@@ -1,5 +1,5 @@
 """One DRF handler for our errors: 400 bad input, 403 permission, 409 conflict, 429 too many
-requests, 502 upstream, 503 while an upstream's circuit breaker is open."""
+requests, 502 upstream, 503 while an upstream's circuit breaker is open or the database is away."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.utils import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils.translation import gettext
@@ -26,6 +27,8 @@ from upstream.calls.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from upstream.liveness.answers import outage_detail
+from upstream.liveness.database import RETRY_AFTER_SECONDS, database_unavailable
 
 
 class Conflict(exceptions.APIException):
@@ -37,6 +40,13 @@ class Conflict(exceptions.APIException):
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     from security.throttles import throttle_refused
 
+    if isinstance(exc, DatabaseError) and database_unavailable(exc):
+        # The database is away: nothing was done, and the same request can be sent again.
+        return Response(
+            {"detail": outage_detail(), "retry_after": RETRY_AFTER_SECONDS},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     exc = throttle_refused(exc, context)
     if isinstance(exc, exceptions.Throttled):
         return _throttled(exc, context)

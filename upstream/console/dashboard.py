@@ -300,6 +300,51 @@ def health_cards() -> list[dict[str, Any]]:
     return cards
 
 
+def worker_card() -> dict[str, Any] | None:
+    """The task workers: when each was last seen, and a warning when none has been seen for
+    WORKER_STALE_SECONDS (urgent while jobs wait: nothing runs them)."""
+    from django.utils.timesince import timesince
+
+    from upstream.liveness.heartbeat import worker_status
+
+    status = worker_status()
+    if status.backend not in ("database", "rq"):
+        return None  # tasks run in the request (immediate) or never (dummy): no worker to see
+    now = timezone.now()
+    warning = ""
+    if status.unreadable:
+        warning = _("The task workers' registry cannot be read (is Redis running?).")
+    elif status.warning and status.last_seen_at is None:
+        warning = _("No task worker has been seen.")
+    elif status.warning:
+        warning = _("No task worker has been seen for %(age)s.") % {
+            "age": timesince(status.last_seen_at, now)
+        }
+    if warning and status.jobs_waiting and not status.unreadable:
+        warning += " " + _(
+            "%(count)s job(s) are waiting and will not run until a worker is started."
+        ) % {"count": formats.number_format(status.jobs_waiting)}
+    return {
+        "workers": [
+            {
+                "name": f"{w.hostname} #{w.pid}" if w.pid else w.name,
+                "state": w.state,
+                "state_label": w.state_label,
+                "task": w.task,
+                "seen_at": w.seen_at,
+                "seen_ago": timesince(w.seen_at, now) if w.seen_at else "",
+                "alive": w.alive,
+                "reconnects": w.reconnects,
+            }
+            for w in status.workers[:8]
+        ],
+        "alive": status.alive,
+        "warning": warning,
+        "urgent": bool(warning) and status.jobs_waiting > 0,
+        "jobs_waiting": status.jobs_waiting,
+    }
+
+
 def dashboard(user: Any) -> dict[str, Any]:
     now = timezone.now()
     charts = []
@@ -320,4 +365,5 @@ def dashboard(user: Any) -> dict[str, Any]:
         "charts": charts,
         "counts": counts,
         "health": health_cards() if user.has_perm("upstream.view_upstreamcall") else [],
+        "workers": worker_card() if user.has_perm("upstream.view_job") else None,
     }

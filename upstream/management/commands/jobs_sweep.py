@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandParser
 
 from upstream.pushes.runner import sweep
-from upstream.tasks import jobs_sweep
+from upstream.tasks import jobs_sweep, schedule_next_sweep
 
 
 class Command(BaseCommand):
@@ -15,8 +15,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, schedule: bool, **options) -> None:
         if schedule:
-            jobs_sweep.enqueue(reschedule=True)
-            self.stdout.write("periodic sweep queued")
+            # One chain only: a sweep already waiting (an earlier start's) is kept.
+            if not jobs_sweep.get_backend().supports_defer:
+                jobs_sweep.enqueue(reschedule=True)  # runs now; it cannot repeat itself later
+                self.stdout.write("periodic sweep queued")
+                return
+            queued = schedule_next_sweep(delay=0)
+            self.stdout.write(
+                "periodic sweep queued" if queued else "periodic sweep already queued"
+            )
             return
         result = sweep()
         self.stdout.write(

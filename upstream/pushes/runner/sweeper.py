@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.approvals import expire_approvals
 from upstream.pushes.runner.finalize import job_finalize
+from upstream.pushes.runner.flush import hand_over
 from upstream.pushes.runner.leases import lease_length, release_expired_leases
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,69 @@ def close_abandoned_tasks() -> int:
             traceback="The worker stopped while running this task; closed by the sweep.",
         )
     return closed
+
+
+def settle_stopped_runs(holder_prefix: str, error: BaseException) -> list[int]:
+    """What this process's job runs left when the database went away under them, settled now
+    rather than after their leases: the process knows no run of its own is alive any more.
+
+    Items still sending under one of its holders (`host:pid:` of `new_worker_id`) are handed
+    over in doubt, keeping their records, to be read back; the jobs are queued again unless a
+    task of theirs already waits. Returns the jobs queued again.
+    """
+    from upstream.pushes.kinds import kind_for
+
+    held = (
+        JobItem.objects.filter(state=JobItem.State.SENDING, claimed_by__startswith=holder_prefix)
+        .values_list("job_id", "claimed_by")
+        .distinct()
+    )
+    job_ids: set[int] = set()
+    for job_id, holder in held:
+        job = Job.objects.get(pk=job_id)
+        hand_over(job, kind_for(job.kind).target_type, holder, error, sent=True)
+        job_ids.add(job_id)
+    return requeue_jobs(job_ids)
+
+
+def requeue_jobs(job_ids: set[int]) -> list[int]:
+    """Queue these jobs' runs again (those still active, with no task of theirs waiting)."""
+    from upstream.pushes.jobs import job_enqueue
+
+    requeued = []
+    for job in Job.objects.filter(pk__in=job_ids, state__in=Job.ACTIVE_STATES).order_by("pk"):
+        if _task_waiting(job):
+            continue
+        with transaction.atomic():
+            Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+            job_enqueue(job)
+        requeued.append(job.pk)
+    return requeued
+
+
+def close_worker_tasks(worker_id: str, backend_name: str) -> list[str]:
+    """Task rows a db_worker was running when the database went away: it is alive and knows it
+    runs none of them now, so they are closed at once (the sweep would, after a lease or a few
+    sweep intervals). Returns the closed task ids."""
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    running = DBTaskResult.objects.filter(
+        status=TaskResultStatus.RUNNING, backend_name=backend_name
+    )
+    mine = [
+        str(row.pk)
+        for row in running.only("id", "worker_ids")
+        if row.worker_ids[-1:] == [worker_id]
+    ]
+    if mine:
+        running.filter(pk__in=mine).update(
+            status=TaskResultStatus.FAILED,
+            finished_at=timezone.now(),
+            exception_class_path=WORKER_STOPPED_PATH,
+            traceback="The database went away while this task ran; closed by its worker.",
+        )
+    return mine
 
 
 def _is_uuid(value: str) -> bool:
