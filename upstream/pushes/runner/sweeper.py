@@ -24,8 +24,8 @@ from django.utils.translation import gettext as _
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.approvals import expire_approvals
 from upstream.pushes.runner.finalize import job_finalize
-from upstream.pushes.runner.flush import hand_over
 from upstream.pushes.runner.leases import lease_length, release_expired_leases
+from upstream.pushes.runner.send import hand_over
 
 logger = logging.getLogger(__name__)
 
