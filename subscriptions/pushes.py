@@ -919,7 +919,10 @@ class CreateInvoiceKind(_PaynetKind):
         return NewInvoice(
             subscription_id=record.subscription_id,
             invoice_no=typed or _new_invoice_no(),
-            val_date=request.val_date,
+            # Paynet keeps whole seconds: the payload holds what is sent, so a read-back that
+            # compares the record it lists with the payload finds it (an API time with
+            # microseconds otherwise never matched, and a resend was refused as "not ours").
+            val_date=request.val_date.replace(microsecond=0),
             amount=request.amount,
             agent_amount=request.agent_amount,
             company_amount=request.company_amount,

@@ -48,7 +48,7 @@ from upstream.calls.errors import (
 from upstream.l10n.stored import to_json
 from upstream.models import Job, JobItem
 from upstream.pushes.approvals import approval_fields, approval_needed, awaiting_message
-from upstream.pushes.claims import claim_records, release_records
+from upstream.pushes.claims import claim_holder, claim_records, release_records
 from upstream.pushes.jobs import job_enqueue
 from upstream.pushes.kinds import JobKind, WorkItem, WorkResult, kind_for
 from upstream.pushes.runner import (
@@ -437,6 +437,22 @@ class _Busy(Exception):
         self.message = message
 
 
+def _busy_message(target_type: str, target_id: str, target_repr: str) -> str:
+    """Who holds the record: a push in flight, or one in doubt that holds it until it is read
+    back (named, so staff can find it; "try again in a moment" would not be true then)."""
+    claim = claim_holder(target_type, target_id)
+    item = claim.job_item if claim is not None else None
+    if item is not None and item.in_doubt:
+        return _(
+            "A change of %(record)s sent by job #%(job)s may have reached the upstream without "
+            "an answer; no other change of it is sent until reading back settles that (the "
+            "job's page says how it stands)."
+        ) % {"record": target_repr, "job": item.job_id}
+    return _("Another change of %(record)s is being sent right now. Try again in a moment.") % {
+        "record": target_repr
+    }
+
+
 def _start(
     handler: JobKind,
     *,
@@ -487,11 +503,9 @@ def _start(
             job_items={target_id: row.pk},
         )
         if not ours:
+            busy = _Busy(_busy_message(handler.target_type, target_id, target_repr))
             transaction.set_rollback(True)
-            raise _Busy(
-                _("Another change of %(record)s is being sent right now. Try again in a moment.")
-                % {"record": target_repr}
-            )
+            raise busy
         item = WorkItem(
             id=row.pk,
             target_id=target_id,
