@@ -850,6 +850,10 @@ class InvoiceItemUpdateHandler(PushKind):
             payload.from_total, payload.from_total if after is None else to_money(after)
         )
 
+    def drift_verdict(self, record: InvoiceItem, request: ItemRequest) -> Verdict:
+        # A move's refusal names both customers: masked for a reader who may not see them.
+        return self.verdict(record, request, masked=True)
+
     def drift_request(
         self, record: InvoiceItem, changes: dict[str, Any], *, reason: str = ""
     ) -> ItemRequest:

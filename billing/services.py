@@ -14,7 +14,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
@@ -24,6 +23,7 @@ from upstream.calls.log import DbCallRecorder
 from upstream.l10n.stored import text
 from upstream.models import Job, RecordClaim
 from upstream.pushes.bulk import job_create_frozen
+from upstream.pushes.claims import claims_holding
 from upstream.pushes.single import operation_seen, push_single, repeat_single
 from upstream.pushes.verdicts import Preview, Verdict, VerdictKind
 
@@ -275,7 +275,7 @@ def invoice_item_bulk_preview(
     # Few records are being pushed at any moment: read their claims once.
     busy = set(
         RecordClaim.objects.filter(
-            target_type=InvoiceItem._meta.label_lower, until__gte=timezone.now()
+            claims_holding(), target_type=InvoiceItem._meta.label_lower
         ).values_list("target_id", flat=True)
     )
     ordered = (

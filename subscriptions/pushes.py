@@ -51,6 +51,7 @@ from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
 from upstream.l10n.formats import money
 from upstream.l10n.stored import text
+from upstream.models import Job, JobItem
 from upstream.pushes.claims import live_claim_ids
 from upstream.pushes.jobs import NewItem
 from upstream.pushes.kinds import (
@@ -642,6 +643,26 @@ class CreateVerdict:
     checks: tuple[CreateCheck, ...]
     # Records with the same charge day and amount: a warning, never a refusal on its own.
     duplicates: tuple[SubscriptionInvoice, ...] = ()
+    # The same create (charge day and amount) still waiting, being sent or in doubt: a refusal
+    # "create anyway" cannot lift, since it may be made at Paynet any moment.
+    twins: tuple[JobItem, ...] = ()
+
+    @property
+    def twin_error(self) -> str:
+        if not self.twins:
+            return ""
+        twin = self.twins[0]
+        return _(
+            "The same payment record (charge day and amount) is already being created: "
+            "%(no)s in job #%(job)s, %(state)s. It is not sent again. Once that job is "
+            "settled you can create another one with “Create anyway”."
+        ) % {
+            "no": twin.target_repr,
+            "job": twin.job_id,
+            "state": _("in doubt, being checked by reading back")
+            if twin.in_doubt
+            else _("not settled yet"),
+        }
 
     @property
     def duplicate_warning(self) -> str:
@@ -658,7 +679,9 @@ class CreateVerdict:
         for check in self.checks:
             if check.error:
                 errors.setdefault(check.field, []).append(check.error)
-        if self.duplicates and not allow_duplicate:
+        if self.twins:
+            errors.setdefault("__all__", []).append(self.twin_error)
+        elif self.duplicates and not allow_duplicate:
             errors["allow_duplicate"] = [
                 self.duplicate_warning + " " + _("Confirm that it should be created anyway.")
             ]
@@ -694,8 +717,10 @@ def invoice_create_verdict(
     invoice_no: str = "",
     currency: str = "TRY",
     now: datetime | None = None,
+    exclude_item: int | None = None,
 ) -> CreateVerdict:
-    """Check a new payment record against the rules; reads the mirror, sends nothing."""
+    """Check a new payment record against the rules; reads the mirror and the creates still
+    unsettled (other than `exclude_item`), sends nothing."""
     now = now or timezone.now()
     checks: list[CreateCheck] = []
 
@@ -768,6 +793,7 @@ def invoice_create_verdict(
             else "",
         )
     duplicates: tuple[SubscriptionInvoice, ...] = ()
+    twins: tuple[JobItem, ...] = ()
     if val_date is not None and amount_ok:
         # "Same day" as staff read it: the local (Istanbul) calendar day of the charge date.
         duplicates = tuple(
@@ -775,7 +801,43 @@ def invoice_create_verdict(
                 val_date__date=timezone.localtime(val_date).date(), amount=amount
             ).order_by("val_date", "pk")
         )
-    return CreateVerdict(checks=tuple(checks), duplicates=duplicates)
+        twins = create_twins(subscription, val_date, amount, exclude_item=exclude_item)
+    return CreateVerdict(checks=tuple(checks), duplicates=duplicates, twins=twins)
+
+
+def create_twins(
+    subscription: Subscription,
+    val_date: datetime,
+    amount: Decimal,
+    *,
+    exclude_item: int | None = None,
+) -> tuple[JobItem, ...]:
+    """Creates of the same charge day and amount on this subscription that are not settled:
+    waiting (for a worker or an approval), being sent, or in doubt. The mirror cannot show
+    them yet, and any of them may be made at Paynet at any moment."""
+    unsettled = (
+        JobItem.objects.filter(
+            job__kind=CREATE_INVOICE_KIND,
+            target_type=Subscription._meta.label_lower,
+            target_id=str(subscription.pk),
+        )
+        .filter(
+            Q(
+                state__in=[JobItem.State.PENDING, JobItem.State.SENDING],
+                job__state__in=[*Job.ACTIVE_STATES, Job.State.AWAITING_APPROVAL],
+            )
+            | Q(in_doubt=True)
+        )
+        .exclude(pk=exclude_item)
+        .order_by("pk")
+    )
+    day = timezone.localtime(val_date).date()
+    return tuple(
+        item
+        for item in unsettled
+        if (new := NewInvoice.from_json(item.payload)).amount == amount
+        and timezone.localtime(new.val_date).date() == day
+    )
 
 
 def _new_invoice_no() -> str:
@@ -821,9 +883,12 @@ class CreateInvoiceKind(_PaynetKind):
     operation = "create_invoice"
     payload_type = NewInvoice
 
-    def checks(self, record: Subscription, request: CreateRequest) -> CreateVerdict:
+    def checks(
+        self, record: Subscription, request: CreateRequest, *, exclude_item: int | None = None
+    ) -> CreateVerdict:
         """Each rule the create was checked against, by field (the form and the API's 400 show
-        them; the confirmation page lists them); `verdict` is their one-line answer."""
+        them; the confirmation page lists them); `verdict` is their one-line answer. The check
+        just before sending leaves its own item out of the unsettled twins."""
         return invoice_create_verdict(
             subscription=record,
             val_date=request.val_date,
@@ -832,10 +897,15 @@ class CreateInvoiceKind(_PaynetKind):
             company_amount=request.company_amount,
             invoice_no=request.invoice_no,
             currency=request.currency,
+            exclude_item=exclude_item,
         )
 
-    def verdict(self, record: Subscription, request: CreateRequest) -> Verdict:
-        errors = self.checks(record, request).errors(allow_duplicate=request.allow_duplicate)
+    def verdict(
+        self, record: Subscription, request: CreateRequest, *, exclude_item: int | None = None
+    ) -> Verdict:
+        errors = self.checks(record, request, exclude_item=exclude_item).errors(
+            allow_duplicate=request.allow_duplicate
+        )
         if errors:
             return Verdict(
                 VerdictKind.BLOCKED, " ".join(m for messages in errors.values() for m in messages)
@@ -849,7 +919,10 @@ class CreateInvoiceKind(_PaynetKind):
         return NewInvoice(
             subscription_id=record.subscription_id,
             invoice_no=typed or _new_invoice_no(),
-            val_date=request.val_date,
+            # Paynet keeps whole seconds: the payload holds what is sent, so a read-back that
+            # compares the record it lists with the payload finds it (an API time with
+            # microseconds otherwise never matched, and a resend was refused as "not ours").
+            val_date=request.val_date.replace(microsecond=0),
             amount=request.amount,
             agent_amount=request.agent_amount,
             company_amount=request.company_amount,
@@ -881,7 +954,8 @@ class CreateInvoiceKind(_PaynetKind):
             if subscription is None:
                 stale[item.id] = text(gettext_noop("The subscription is no longer in the mirror."))
                 continue
-            verdict = self.verdict(subscription, self.request_of(self.payload(item)))
+            request = self.request_of(self.payload(item))
+            verdict = self.verdict(subscription, request, exclude_item=item.id)
             if verdict.kind != VerdictKind.CHANGE:
                 stale[item.id] = _("Not sent: %(errors)s") % {"errors": verdict.reason}
         return stale

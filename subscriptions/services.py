@@ -15,7 +15,7 @@ from django.utils.translation import gettext_noop
 
 from security.personal import masked_str
 from upstream.actors import User, actor_require
-from upstream.calls.errors import UpstreamRejectedError
+from upstream.calls.errors import PushConflict, UpstreamRejectedError
 from upstream.history.drift import open_drift_count, open_drift_ids
 from upstream.l10n.stored import text
 from upstream.models import Job
@@ -322,9 +322,11 @@ def subscription_invoice_create(
     # A double submit is answered from the first operation (never created twice), so the
     # duplicate checks below, which would now see the first record, are not asked again.
     if not operation_seen(actor, idempotency_key):
-        errors = CREATE_INVOICE.checks(subscription, request).errors(
-            allow_duplicate=allow_duplicate
-        )
+        verdict = CREATE_INVOICE.checks(subscription, request)
+        if verdict.twins:
+            # The same create is on its way (or in doubt): answered with it, never sent twice.
+            raise PushConflict(verdict.twin_error, job=verdict.twins[0].job)
+        errors = verdict.errors(allow_duplicate=allow_duplicate)
         if not (reason or "").strip():
             errors["reason"] = [_("Give a reason for the change.")]
         if errors:

@@ -6,10 +6,13 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from billing.models import Invoice, InvoiceItem
+from billing.services import invoice_item_update
 from billing.sync import invoice_refresh, wisecp_sync
 from subscriptions.models import InvoiceStatus as S
 from subscriptions.models import SubscriptionInvoice
@@ -528,3 +531,87 @@ def test_a_single_repush_orphaned_by_a_dead_web_process_is_open_again(mirror, op
     assert runner.sweep()["drift_reopened"] == 1
     drift.refresh_from_db()
     assert (drift.state, drift.resolved_by, drift.job) == ("open", None, None)
+
+
+def test_a_repush_never_undoes_a_push_made_after_the_drift_was_found(wisecp, operator):
+    item = InvoiceItem.objects.get(wisecp_id=ITEM_ID)
+    wisecp.tamper("wisecp", item_id=ITEM_ID, fields={"amount": 999.5})
+    invoice_refresh(item.invoice)
+    drift = only_drift()
+    # Then someone sets the price on purpose, through the push path.
+    item.refresh_from_db()
+    invoice_item_update(
+        item=item,
+        changes={"amount": Decimal("500.00")},
+        expected_version=item.version,
+        actor=operator,
+        reason="the new agreed price",
+    )
+    puts = len(wisecp.ledger("wisecp", "UpdateInvoiceItem"))
+
+    done, jobs, errors = drift_resolve_many(
+        drifts=[drift], actor=operator, reason="back to the old price", repush=True
+    )
+
+    assert (done, jobs) == (0, [])
+    (error,) = errors
+    assert "pushed again after the drift was found" in error
+    item.refresh_from_db()
+    assert item.amount == Decimal("500.00")
+    assert len(wisecp.ledger("wisecp", "UpdateInvoiceItem")) == puts
+    drift.refresh_from_db()
+    assert drift.state == "open"
+
+
+def test_an_expected_value_that_cannot_be_sent_is_refused_not_a_500(mirror, operator):  # noqa: F811
+    record = a_record(S.WAITING)
+    tamper_and_refresh(mirror, record, status=S.CANCEL)
+    drift = only_drift()
+    Drift.objects.filter(pk=drift.pk).update(expected={"not": "a status"})  # an older shape
+    drift.refresh_from_db()
+
+    done, jobs, errors = drift_resolve_many(
+        drifts=[drift], actor=operator, reason="back", repush=True
+    )
+
+    assert (done, jobs) == (0, [])
+    (error,) = errors
+    assert "cannot be sent" in error
+    drift.refresh_from_db()
+    assert drift.state == "open"
+
+
+def test_a_repush_refusal_masks_the_customers_it_names(wisecp, operator):
+    # A move into another customer's invoice is refused, and the refusal names both customers;
+    # it is read by whoever re-pushes, so people's names are masked (companies' are not
+    # personal data).
+    item = InvoiceItem.objects.select_related("invoice").get(wisecp_id=ITEM_ID)
+    other = (
+        Invoice.objects.exclude(user_id=item.invoice.user_id)
+        .filter(company_name="", currency=item.invoice.currency)
+        .exclude(full_name="")
+        .first()
+    )
+    now = timezone.now()
+    drift = Drift.objects.create(
+        service="wisecp",
+        content_type=ContentType.objects.get_for_model(InvoiceItem),
+        object_id=item.pk,
+        record_label=str(item),
+        field="invoice",
+        expected=other.pk,
+        found=item.invoice_id,
+        kind=Drift.Kind.OUTSIDE_CHANGE,
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+
+    _done, jobs, errors = drift_resolve_many(
+        drifts=[drift], actor=operator, reason="back", repush=True
+    )
+
+    assert jobs == [] and errors
+    text = " ".join(errors)
+    assert item.invoice.company_name == ""  # both are people
+    assert item.invoice.full_name not in text and other.full_name not in text
+    assert "*" in text  # named, masked

@@ -608,6 +608,16 @@ def test_a_create_retried_later_is_checked_again_and_skipped_as_a_duplicate(
     mirror, operator, no_pause
 ):
     subscription = a_subscription(fixed=False)
+    # The same record (day and amount) was created another way...
+    subscription_invoice_create(
+        subscription=subscription,
+        val_date=VAL_DATE,
+        amount=Decimal("55.00"),
+        actor=operator,
+        reason="test",
+    )
+    # ... and an old create of it (a job written before it) is run later. (While that create
+    # was waiting, the other way was refused: tests/upstream/test_in_doubt_holds.py.)
     job = Job.objects.create(kind="paynet.create_invoice", title="t", created_by=operator)
     payload = {
         "subscription_id": subscription.subscription_id,
@@ -623,14 +633,6 @@ def test_a_create_retried_later_is_checked_again_and_skipped_as_a_duplicate(
         target_id=str(subscription.pk),
         target_repr="x",
         payload=payload,
-    )
-    # Meanwhile the same record (day and amount) was created another way.
-    subscription_invoice_create(
-        subscription=subscription,
-        val_date=VAL_DATE,
-        amount=Decimal("55.00"),
-        actor=operator,
-        reason="test",
     )
 
     bulk.run_job(job.pk)

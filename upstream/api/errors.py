@@ -61,6 +61,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body: dict[str, Any] = {"detail": exc.message}
         if exc.current_version is not None:
             body["current_version"] = exc.current_version
+        if exc.job is not None:
+            body["job"] = {"id": exc.job.pk, "state": exc.job.state}
         return Response(body, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, PushAccepted):
         job = exc.job

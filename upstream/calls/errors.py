@@ -79,12 +79,16 @@ class UpstreamAuthError(UpstreamRejectedError):
 
 class PushConflict(Exception):
     """The record is not ours to push now: another push of it is in flight, or it changed since
-    the caller read it. Nothing was sent. The API answers 409."""
+    the caller read it. Nothing was sent. The API answers 409, with the job in the way when it
+    is known (`job`)."""
 
-    def __init__(self, message: str, *, current_version: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, current_version: int | None = None, job: object | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.current_version = current_version
+        self.job = job
 
     def __str__(self) -> str:
         return self.message

@@ -14,6 +14,7 @@ with its rules, reason and approvals). Kinds:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -35,6 +36,8 @@ from upstream.registry import Mirrored, mirrored
 if TYPE_CHECKING:
     from upstream.history.changes import Source
     from upstream.models import Drift, Job, RecordChange
+
+logger = logging.getLogger(__name__)
 
 # Sources that bring the upstream's state into the mirror: only their changes can be drift.
 READ_SOURCES = frozenset({"sync", "refresh", "call"})
@@ -434,12 +437,24 @@ def _repushes(
         if (model := drift.content_type.model_class()) is not None:
             wanted.setdefault(model, set()).add(drift.object_id)
     found = {model: model.objects.in_bulk(list(pks)) for model, pks in wanted.items()}
+    pushed_since = _pushed_since(drifts)
     grouped: dict[Any, dict[int, tuple[models.Model, dict[str, Any], list[Drift]]]] = {}
     for drift in drifts:
         model = drift.content_type.model_class()
         record = found.get(model, {}).get(drift.object_id)
         if record is None or drift.kind == Drift.Kind.MISSING:
             launch.refuse(drift, _("A vanished record cannot be re-pushed."))
+            continue
+        if drift.pk in pushed_since:
+            # Someone pushed this field on purpose after the drift was found: re-pushing the
+            # older expected value would undo that push.
+            launch.refuse(
+                drift,
+                _(
+                    "This field was pushed again after the drift was found, so its expected "
+                    "value is out of date; accept the entry instead."
+                ),
+            )
             continue
         # The record's push kind says which fields a re-push may send (its drift_fields).
         kind = next((k for k in push_kinds_for(model) if drift.field in k.drift_fields), None)
@@ -458,21 +473,53 @@ def _repushes(
         for record, changes, entries in records.values():
             try:
                 request = kind.drift_request(record, changes, reason=reason)
+                verdict = kind.drift_verdict(record, request)
+                if verdict.kind != VerdictKind.CHANGE:
+                    why = verdict.reason or _("The upstream already holds the expected value.")
+                    raise ValidationError(str(why))
+                payload = kind.build(record, request)
+                amount = kind.amount(payload)
             except ValidationError as error:
                 for drift in entries:
                     launch.refuse(drift, _error_text(error))
                 continue
-            verdict = kind.verdict(record, request)
-            if verdict.kind != VerdictKind.CHANGE:
-                why = verdict.reason or _("The upstream already holds the expected value.")
+            except Exception as error:
+                # An expected value the kind cannot turn into a push (stored long ago, in an
+                # older shape): refused with the others going on, never a 500 for the selection.
+                logger.exception("drift re-push of %s could not be prepared", record)
                 for drift in entries:
-                    launch.refuse(drift, str(why))
+                    launch.refuse(
+                        drift,
+                        _("The expected value cannot be sent (%(error)s); accept it instead.")
+                        % {"error": type(error).__name__},
+                    )
                 continue
-            payload = kind.build(record, request)
-            pushes.setdefault(kind, []).append(
-                _Repush(record, payload, kind.amount(payload), entries)
-            )
+            pushes.setdefault(kind, []).append(_Repush(record, payload, amount, entries))
     return pushes
+
+
+def _pushed_since(drifts: list[Drift]) -> set[int]:
+    """The entries whose field a push changed after the entry was first seen (one query)."""
+    from upstream.models import RecordChange
+
+    if not drifts:
+        return set()
+    changes = RecordChange.objects.filter(
+        source=RecordChange.Source.OPERATION,
+        object_id__in={d.object_id for d in drifts},
+        field__in={d.field for d in drifts},
+        at__gt=min(d.first_seen_at for d in drifts),
+    ).values_list("content_type_id", "object_id", "field", "at")
+    latest: dict[tuple[int, int, str], Any] = {}
+    for content_type_id, object_id, field, at in changes:
+        key = (content_type_id, object_id, field)
+        latest[key] = max(at, latest.get(key, at))
+    return {
+        d.pk
+        for d in drifts
+        if (at := latest.get((d.content_type_id, d.object_id, d.field))) is not None
+        and at > d.first_seen_at
+    }
 
 
 def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) -> RepushLaunch:

@@ -279,17 +279,19 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool:
             while True:
                 if not exhausted and len(inflight) < concurrency * 2:
-                    if _cancel_requested(job_id):
+                    if not stop.stopped and _cancel_requested(job_id):
                         _stop_sending(job, worker_id, stop, inflight, handler.target_type)
-                        exhausted = True
-                    elif _follow_breaker(gate, worker_id, take_probe=True) == WAIT:
+                    if _follow_breaker(gate, worker_id, take_probe=True) == WAIT:
                         exhausted = (
                             True  # open: claim nothing; the items in flight come back paused
                         )
                     elif not (gate is not None and gate.mode == PROBE and inflight):
                         # Holding the probe: one item goes, the others wait for its answer.
                         limit = 1 if gate is not None and gate.mode == PROBE else chunk
-                        claimed = claim_items(job, worker_id, limit, handler)
+                        # After a cancel only items in doubt are taken, to be read back.
+                        claimed = claim_items(
+                            job, worker_id, limit, handler, in_doubt_only=stop.stopped
+                        )
                         for item in claimed:
                             inflight[
                                 pool.submit(work_item, job, handler, item, reserver, gate, stop)
@@ -302,13 +304,15 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                         # Items may be waiting out a pause (in doubt, a busy record, a
                         # Retry-After, the breaker): wait for a short one here; for a long one,
                         # come back later.
+                        if not stop.stopped and _cancel_requested(job_id):
+                            _stop_sending(job, worker_id, stop, inflight, handler.target_type)
                         waiting = JobItem.objects.filter(job_id=job_id, state=JobItem.State.PENDING)
+                        if stop.stopped:
+                            waiting = waiting.filter(in_doubt=True)  # still to be read back
                         next_at = waiting.order_by("lease_until").values_list(
                             "lease_until", flat=True
                         )
                         if next_at.exists():
-                            if _cancel_requested(job_id):
-                                break
                             _follow_breaker(gate, worker_id, take_probe=False)
                             earliest = gate.until if gate is not None else None
                             earliest = earliest or next_at.first()
@@ -331,7 +335,6 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                     last_cancel_check = now
                     if _cancel_requested(job_id):
                         _stop_sending(job, worker_id, stop, inflight, handler.target_type)
-                        exhausted = True
                 for future in done:
                     inflight.pop(future)
                     buffer.append(future.result())
@@ -384,9 +387,12 @@ def _stop_sending(
     target_type: str,
 ) -> None:
     """The cancel takes hold: no thread takes up another item; the claimed items no thread took
-    up, and the waiting ones, are closed as cancelled now (their results are not written)."""
+    up, and the waiting ones, are closed as cancelled now (their results are not written).
+    Items in doubt are not: a thread still reads each back (`work_item`), sending nothing."""
     started = stop.stop()
-    unsent = [item.id for future, item in inflight.items() if item.id not in started]
+    unsent = [
+        item.id for future, item in inflight.items() if item.id not in started and not item.in_doubt
+    ]
     take_cancel(job, worker_id, unsent, target_type)
 
 
@@ -444,7 +450,12 @@ CLAIM_BUSY_PAUSE = timedelta(seconds=1)
 
 
 def claim_items(
-    job: Job, worker_id: str, limit: int, handler: JobKind | None = None
+    job: Job,
+    worker_id: str,
+    limit: int,
+    handler: JobKind | None = None,
+    *,
+    in_doubt_only: bool = False,
 ) -> list[WorkItem]:
     """Claim up to `limit` pending items and their records, in one short transaction.
 
@@ -462,6 +473,8 @@ def claim_items(
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
             .order_by("position")
         )
+        if in_doubt_only:
+            pending = pending.filter(in_doubt=True)
         if connection.features.has_select_for_update_skip_locked:
             pending = pending.select_for_update(skip_locked=True)
         rows = list(pending.values("id", "target_id", "target_repr", "payload", "in_doubt")[:limit])

@@ -2,7 +2,11 @@
 
 A claim is a row in RecordClaim, unique per record. Taking it is an INSERT that either wins or
 conflicts, so two processes cannot both hold a record, on SQLite or PostgreSQL, without any lock
-held across the HTTP request. A claim whose holder died runs out at `until` and is replaced.
+held across the HTTP request. A claim whose holder died runs out at `until` and is replaced,
+except one whose write may have reached the upstream: a claim of an item still sending or in
+doubt holds, whatever its `until`, until a read-back settles the item (`claims_holding`).
+Otherwise a push could race a write the upstream may have applied, and a read-back would then
+judge the first push by the second's answer.
 """
 
 from __future__ import annotations
@@ -12,11 +16,21 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import CharField, Model, OuterRef, QuerySet
+from django.db.models import CharField, Model, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from upstream.models import RecordClaim
+from upstream.models import JobItem, RecordClaim
+
+
+def claims_holding(now: datetime | None = None) -> Q:
+    """Claims that hold now: within their `until`, or of an item whose write may have gone out
+    and is not settled yet (sending, or in doubt), which no lease expiry frees."""
+    return (
+        Q(until__gte=now or timezone.now())
+        | Q(job_item__state=JobItem.State.SENDING)
+        | Q(job_item__in_doubt=True)
+    )
 
 
 def claim_records(
@@ -40,8 +54,8 @@ def claim_records(
     with transaction.atomic():
         # Only claims that ran out are replaced; a live one keeps its row and the insert below
         # conflicts on the unique constraint instead.
-        RecordClaim.objects.filter(
-            target_type=target_type, target_id__in=ids, until__lt=now
+        RecordClaim.objects.filter(target_type=target_type, target_id__in=ids).exclude(
+            claims_holding(now)
         ).delete()
         RecordClaim.objects.bulk_create(
             [
@@ -83,9 +97,9 @@ def renew_claims(*, holder: str, until: datetime) -> int:
 def live_claims(model: type[Model]) -> QuerySet[RecordClaim]:
     """Live claims on rows of `model`, correlated to the outer query's pk (for Exists())."""
     return RecordClaim.objects.filter(
+        claims_holding(),
         target_type=model._meta.label_lower,
         target_id=Cast(OuterRef("pk"), output_field=CharField()),
-        until__gte=timezone.now(),
     )
 
 
@@ -94,19 +108,19 @@ def live_claim_ids(model: type[Model], pks: Iterable[Any]) -> set[Any]:
     by_text = {str(pk): pk for pk in pks}
     if not by_text:
         return set()
-    held = RecordClaim.objects.filter(
+    taken = RecordClaim.objects.filter(
+        claims_holding(),
         target_type=model._meta.label_lower,
         target_id__in=list(by_text),
-        until__gte=timezone.now(),
     ).values_list("target_id", flat=True)
-    return {by_text[t] for t in held}
+    return {by_text[t] for t in taken}
 
 
 def claim_holder(target_type: str, target_id: str) -> RecordClaim | None:
     """The live claim on a record, if any (for a clear "in progress" message)."""
     return (
         RecordClaim.objects.filter(
-            target_type=target_type, target_id=str(target_id), until__gte=timezone.now()
+            claims_holding(), target_type=target_type, target_id=str(target_id)
         )
         .select_related("job_item")
         .first()

@@ -9,6 +9,7 @@ An answer that never came leaves the job to the worker, which settles it by read
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -47,7 +48,7 @@ from upstream.calls.errors import (
 from upstream.l10n.stored import to_json
 from upstream.models import Job, JobItem
 from upstream.pushes.approvals import approval_fields, approval_needed, awaiting_message
-from upstream.pushes.claims import claim_records, release_records
+from upstream.pushes.claims import claim_holder, claim_records, release_records
 from upstream.pushes.jobs import job_enqueue
 from upstream.pushes.kinds import JobKind, WorkItem, WorkResult, kind_for
 from upstream.pushes.runner import (
@@ -58,6 +59,7 @@ from upstream.pushes.runner import (
     reserve_calls,
     work_item,
 )
+from upstream.pushes.runner.leases import WEB_LEASE, renew_leases
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +76,15 @@ class SingleResult:
     message: str
 
 
+# A single push's item and claim are leased for WEB_LEASE (runner.leases) and renewed every
+# WEB_RENEW_EVERY while its request runs (`_LeaseKeeper`): a killed web process stops renewing,
+# and the sweep puts its push in doubt and has it read back within WEB_LEASE plus one interval.
+WEB_RENEW_EVERY = 5.0
+
+
 def inline_lease() -> timedelta:
-    # Nothing renews a single push's claim while it waits on the upstream, so it must outlive
-    # the request with its retries; a killed web process frees the record when it runs out.
+    """The longest a single push's request can run, with its retries and read-back: anything a
+    request left unfinished for longer belongs to a process that has died."""
     per_attempt = (
         settings.UPSTREAM_CONNECT_TIMEOUT
         + settings.UPSTREAM_READ_TIMEOUT
@@ -200,16 +208,18 @@ def _push_single(
 
     result: WorkResult | None = None
     try:
-        result = work_item(job, handler, item, gate=gate)
-        if result.paused:
-            result = _paused(handler, result)
-        if result.outcome == JobItem.Outcome.IN_DOUBT:
-            result = _read_back_now(job, handler, item, result, gate)
-        if result.retry_after is not None:
-            # One change asked for now: a long "come back later" fails it rather than queueing it.
-            result.retry_after = None
-            result.outcome = JobItem.Outcome.FAILED
-        flush_results(job, handler, holder, [result])
+        with _LeaseKeeper(job.pk, holder):
+            result = work_item(job, handler, item, gate=gate)
+            if result.paused:
+                result = _paused(handler, result)
+            if result.outcome == JobItem.Outcome.IN_DOUBT:
+                result = _read_back_now(job, handler, item, result, gate)
+            if result.retry_after is not None:
+                # One change asked for now: a long "come back later" fails it rather than
+                # queueing it.
+                result.retry_after = None
+                result.outcome = JobItem.Outcome.FAILED
+            flush_results(job, handler, holder, [result])
         release_records(holder=holder)
         finished = job_finalize(job.pk, announce=False)
     except Exception as error:
@@ -230,6 +240,43 @@ def _push_single(
         % {"error": result.message},
         job=job,
     )
+
+
+class _LeaseKeeper:
+    """Renews a single push's lease from a thread of its own while the request waits on the
+    upstream (the request's thread is blocked in the HTTP call and cannot).
+
+    Best effort: a renewal that fails is logged, and the lease then runs out as if the process
+    had died, which the protocol settles by reading back. The thread uses its own database
+    connection and closes it when it stops.
+    """
+
+    def __init__(self, job_id: int, holder: str) -> None:
+        self._job_id = job_id
+        self._holder = holder
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{holder}", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Not joined: a renewal waiting on a database lock must not hold the answer back; what
+        # it renews afterwards is already released or finished, so it changes nothing.
+        self._stop.set()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(WEB_RENEW_EVERY):
+                try:
+                    renew_leases(self._job_id, self._holder, length=WEB_LEASE)
+                except Exception:
+                    logger.warning(
+                        "renewing the lease of job %s failed", self._job_id, exc_info=True
+                    )
+        finally:
+            connection.close()
 
 
 def _crashed(
@@ -390,6 +437,22 @@ class _Busy(Exception):
         self.message = message
 
 
+def _busy_message(target_type: str, target_id: str, target_repr: str) -> str:
+    """Who holds the record: a push in flight, or one in doubt that holds it until it is read
+    back (named, so staff can find it; "try again in a moment" would not be true then)."""
+    claim = claim_holder(target_type, target_id)
+    item = claim.job_item if claim is not None else None
+    if item is not None and item.in_doubt:
+        return _(
+            "A change of %(record)s sent by job #%(job)s may have reached the upstream without "
+            "an answer; no other change of it is sent until reading back settles that (the "
+            "job's page says how it stands)."
+        ) % {"record": target_repr, "job": item.job_id}
+    return _("Another change of %(record)s is being sent right now. Try again in a moment.") % {
+        "record": target_repr
+    }
+
+
 def _start(
     handler: JobKind,
     *,
@@ -405,7 +468,7 @@ def _start(
 ) -> tuple[Job, WorkItem]:
     """Commit the operation, its item, the record's claim and the pending call, or nothing."""
     now = timezone.now()
-    lease_until = now + inline_lease()
+    lease_until = now + WEB_LEASE
     target_id = str(target.pk)
     with transaction.atomic():
         job = Job.objects.create(
@@ -440,11 +503,9 @@ def _start(
             job_items={target_id: row.pk},
         )
         if not ours:
+            busy = _Busy(_busy_message(handler.target_type, target_id, target_repr))
             transaction.set_rollback(True)
-            raise _Busy(
-                _("Another change of %(record)s is being sent right now. Try again in a moment.")
-                % {"record": target_repr}
-            )
+            raise busy
         item = WorkItem(
             id=row.pk,
             target_id=target_id,

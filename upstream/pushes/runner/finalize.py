@@ -21,7 +21,10 @@ from upstream.pushes.runner.leases import item_holder
 
 
 def cancel_pending_items(job: Job) -> int:
-    pending = JobItem.objects.filter(job_id=job.pk, state=JobItem.State.PENDING)
+    """Close the job's waiting items as cancelled; not those in doubt: their write may have
+    landed, so they keep their records and are still read back (a read-back sends nothing; one
+    that finds the change not there closes the item as cancelled instead of sending it)."""
+    pending = JobItem.objects.filter(job_id=job.pk, state=JobItem.State.PENDING, in_doubt=False)
     RecordClaim.objects.filter(
         holder__in=[item_holder(pk) for pk in pending.values_list("pk", flat=True)]
     ).delete()

@@ -16,12 +16,18 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import CharField, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from upstream.l10n.stored import message_fields, text
 from upstream.models import Job, JobItem, RecordClaim
 from upstream.pushes.claims import renew_claims
+
+# A single push's lease, renewed by its web process while the request runs: short, so a killed
+# web process's push is settled by the next sweep rather than minutes later.
+WEB_LEASE = timedelta(seconds=20)
 
 
 def new_worker_id() -> str:
@@ -32,10 +38,10 @@ def lease_length() -> timedelta:
     return timedelta(seconds=settings.JOBS_LEASE_SECONDS)
 
 
-def renew_leases(job_id: int, worker_id: str) -> None:
+def renew_leases(job_id: int, worker_id: str, *, length: timedelta | None = None) -> None:
     """A worker still at work keeps what it holds for another lease: the items it is sending,
     their records, and the job's heartbeat (which tells the sweep it is alive)."""
-    renewed_until = timezone.now() + lease_length()
+    renewed_until = timezone.now() + (length or lease_length())
     JobItem.objects.filter(claimed_by=worker_id, state=JobItem.State.SENDING).update(
         lease_until=renewed_until
     )
@@ -45,14 +51,15 @@ def renew_leases(job_id: int, worker_id: str) -> None:
 
 def item_holder(item_id: int) -> str:
     """Who holds a record claim kept for an item between its attempts (in doubt)."""
-    return f"item:{item_id}"
+    return f"item:{item_id}"  # release_expired_leases builds the same in SQL
 
 
 def release_expired_leases(job_id: int | None = None) -> int:
     """Items whose worker vanished mid-push may have reached the upstream: mark them in doubt.
 
-    Their record claims go with them (they ran out together), so the settling read-back can
-    claim the record again at once.
+    Each keeps its record: the claim passes to the item itself (`item_holder`) and holds until a
+    read-back settles it, so no other push races a write the upstream may have applied. The
+    settling read-back takes it back when it claims the item.
     """
     expired = JobItem.objects.filter(state=JobItem.State.SENDING, lease_until__lt=timezone.now())
     if job_id is not None:
@@ -61,7 +68,10 @@ def release_expired_leases(job_id: int | None = None) -> int:
         ids = list(expired.values_list("id", flat=True))
         if not ids:
             return 0
-        RecordClaim.objects.filter(job_item_id__in=ids).delete()
+        RecordClaim.objects.filter(job_item_id__in=ids).update(
+            holder=Concat(Value("item:"), Cast("job_item_id", CharField())),
+            until=timezone.now() + lease_length(),
+        )
         return JobItem.objects.filter(id__in=ids, state=JobItem.State.SENDING).update(
             state=JobItem.State.PENDING,
             in_doubt=True,

@@ -255,17 +255,23 @@ def work_item(
     gate: BreakerGate | None = None,
     stop: SendStop | None = None,
 ) -> WorkResult:
-    if stop is not None and not stop.admit(item.id):
-        # Cancelled while it waited for a thread: nothing is sent, not even a read-back.
+    settle_only = stop is not None and not stop.admit(item.id)
+    if settle_only and not item.in_doubt:
+        # Cancelled while it waited for a thread: nothing is sent.
         return WorkResult(
             item,
             JobItem.Outcome.CANCELLED,
             message=text(gettext_noop("Cancelled before it was sent.")),
         )
-    return _attempt(handler, item, JobRecorder(job, handler, item, reserve, gate))
+    recorder = JobRecorder(job, handler, item, reserve, gate)
+    return _attempt(handler, item, recorder, settle_only=settle_only)
 
 
-def _attempt(handler: JobKind, item: WorkItem, recorder: JobRecorder) -> WorkResult:
+def _attempt(
+    handler: JobKind, item: WorkItem, recorder: JobRecorder, *, settle_only: bool = False
+) -> WorkResult:
+    """Push the item, or read it back first when it is in doubt. With `settle_only` (its job
+    was cancelled) an item in doubt is only read back: one not applied is cancelled, not sent."""
     client = handler.make_client(recorder)
     try:
         if item.in_doubt:
@@ -291,6 +297,18 @@ def _attempt(handler: JobKind, item: WorkItem, recorder: JobRecorder) -> WorkRes
                         gettext_noop("Confirmed by reading back from the upstream; not sent again.")
                     ),
                     data=data,
+                    exchanges=recorder.exchanges,
+                )
+            if settle_only:
+                return WorkResult(
+                    item,
+                    JobItem.Outcome.CANCELLED,
+                    message=text(
+                        gettext_noop(
+                            "Read back after the cancel: the change is not there, so it was "
+                            "not sent again."
+                        )
+                    ),
                     exchanges=recorder.exchanges,
                 )
         if item.stale_reason:
@@ -561,10 +579,9 @@ def _item_update(r: WorkResult, attempts: int, now: datetime) -> tuple[_ItemUpda
         )
         return update, r.item.in_doubt
     if r.outcome == JobItem.Outcome.CANCELLED:
-        # Not sent (the job was cancelled first): not an attempt; resuming sends it.
-        update = _ItemUpdate(
-            JobItem.State.DONE, r.outcome, r.item.in_doubt, r.message, "", None, now, 0
-        )
+        # Not sent (the job was cancelled first, or a read-back after the cancel found the
+        # change not there): settled, not an attempt; resuming sends it.
+        update = _ItemUpdate(JobItem.State.DONE, r.outcome, False, r.message, "", None, now, 0)
         return update, False
     if r.retry_after is not None:
         # The upstream asked us to wait: nothing was applied, send it again later.
@@ -582,16 +599,18 @@ def _item_update(r: WorkResult, attempts: int, now: datetime) -> tuple[_ItemUpda
     in_doubt = r.outcome == JobItem.Outcome.IN_DOUBT
     message = r.message
     if in_doubt:
-        # Say what happens next: nothing, until someone asks for a read-back.
+        # Say what happens next: nothing, until someone asks for a read-back. The record stays
+        # claimed by the item meanwhile: no other push may race a write that may have landed.
         message = text(
             gettext_noop(
-                "%(error)s Reading back did not settle it, so nothing was sent again. "
-                "“Retry failed items” reads the record back first and sends only if "
-                "the change is not there."
+                "%(error)s Reading back did not settle it, so nothing was sent again, and no "
+                "other change of this record is sent until it is settled. “Retry failed items” "
+                "reads the record back first and sends only if the change is not there."
             ),
             error=message,
         )
-    return _ItemUpdate(JobItem.State.DONE, r.outcome, in_doubt, message, code, None, now, 1), False
+    update = _ItemUpdate(JobItem.State.DONE, r.outcome, in_doubt, message, code, None, now, 1)
+    return update, in_doubt
 
 
 def _link_last_calls(

@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.approvals import expire_approvals
 from upstream.pushes.runner.finalize import job_finalize
-from upstream.pushes.runner.leases import lease_length, release_expired_leases
+from upstream.pushes.runner.leases import WEB_LEASE, lease_length, release_expired_leases
 from upstream.pushes.runner.send import hand_over
 
 logger = logging.getLogger(__name__)
@@ -91,8 +91,14 @@ def requeue_stalled_jobs(*, enqueue: bool = True) -> int:
 
     stale_before = timezone.now() - lease_length()
     requeued = 0
+    # A single push (inline) renews its heartbeat every few seconds while its web process
+    # works: quiet for a web lease, its process is gone, and it is queued now, so it is read back
+    # within this sweep's interval rather than after a worker's lease.
+    web_quiet = Q(inline=True, heartbeat_at__lt=timezone.now() - WEB_LEASE)
     candidates = Job.objects.filter(state__in=Job.ACTIVE_STATES).filter(
-        Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True, created_at__lt=stale_before)
+        Q(heartbeat_at__lt=stale_before)
+        | Q(heartbeat_at__isnull=True, created_at__lt=stale_before)
+        | web_quiet
     )
     for job in candidates:
         live = JobItem.objects.filter(
@@ -103,6 +109,9 @@ def requeue_stalled_jobs(*, enqueue: bool = True) -> int:
         pending = JobItem.objects.filter(job=job, state=JobItem.State.PENDING)
         if not pending.exists() and job_finalize(job.pk):
             continue
+        quiet_web_push = job.heartbeat_at is not None and job.heartbeat_at >= stale_before
+        if quiet_web_push and _task_alive(job):
+            continue  # a worker has it already (reading it back): do not queue it twice
         if enqueue and not _task_waiting(job):
             with transaction.atomic():
                 Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
@@ -253,6 +262,19 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _task_alive(job: Job) -> bool:
+    """Is the job's last task queued or running?"""
+    if not job.task_id:
+        return False
+    from django_tasks import TaskResultStatus, default_task_backend
+
+    try:
+        status = default_task_backend.get_result(job.task_id).status
+    except Exception:
+        return False
+    return status in (TaskResultStatus.READY, TaskResultStatus.RUNNING)
 
 
 def _task_waiting(job: Job) -> bool:
