@@ -33,7 +33,13 @@ What it does, against the sandbox in its own process at `--latency-ms 50`:
    `invoice_status_update` for 1.5 s more (a latency fault); once the push's pending call row is
    committed, the child is SIGKILLed after a random 0-1.7 s: before the request reached the
    sandbox, while it waits there, or after the answer came but before it was written down.
-4. Runs until every job (the bulk ones and the single pushes' one-item jobs) is finished, then
+4. Meanwhile `--creates` Paynet creates (`subscription_invoice_create`, the same amount and
+   charge day each time) run the same way, each on a subscription of its own: SIGKILLed after
+   their pending call row, then sent again at once by a new process (a person retrying with a
+   fresh form), and again once the killed request's web lease has run out. Each must end with
+   exactly one record at Paynet and in the mirror: the retries are answered with the first
+   create while it is unsettled, and as a known duplicate once it is.
+5. Runs until every job (the bulk ones and the single pushes' one-item jobs) is finished, then
    waits past the lease and sweeps once more so orphaned pending call rows are settled, stops
    the workers and checks every operation against the sandbox.
 
@@ -45,7 +51,10 @@ operation targets its own record, no record is targeted twice):
 - items: operations (job items + single pushes).
 - applied_twice: operations whose record the sandbox ledger shows more than one accepted
   `invoice_status_update` for (any write of that record counts, including a resend of the status
-  it already had: each operation must reach the upstream at most once).
+  it already had: each operation must reach the upstream at most once); and killed creates the
+  ledger shows more than one `create_invoice` of for their subscription.
+- creates: killed creates (each retried twice); one of them made no record, or a mirror
+  that differs from the sandbox, counts as lost.
 - lost: operations that, once everything is terminal, are OK in our database while the
   sandbox's record is not in the target status; or whose change the sandbox has (its record is
   in the target status) while our item is not OK or our mirror's status differs from the
@@ -91,6 +100,10 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_crash"
 LEASE_SECONDS = 4
 SWEEP_EVERY = 2.0
 SINGLE_EXTRA_LATENCY = 1.5  # seconds the sandbox holds a single push's write
+# Every killed create asks for the same record (amount and charge day), on its own subscription.
+CREATE_AMOUNT = "123.45"
+CREATE_VAL_DATE = "2031-01-15T07:00:00+00:00"
+CREATE_LATE_RETRY = 22.0  # seconds: past a single push's web lease (runner.leases.WEB_LEASE)
 KILL_GAP = (0.5, 2.0)  # seconds between worker kills
 RESTART_GAP = (0.2, 1.0)  # seconds before a killed worker is started again
 MIN_WORKER_AGE = 1.5  # a worker is killed only once it had time to start and claim work
@@ -188,11 +201,40 @@ def push_one(pk: int, key: str) -> None:
         print(f"push {pk}: {type(error).__name__}: {error}", flush=True)
 
 
+def create_one(pk: int, key: str) -> None:
+    """The child "web process": one Paynet create through the service, as a request would."""
+    import django
+
+    django.setup()
+    from datetime import datetime
+    from decimal import Decimal
+
+    from django.contrib.auth import get_user_model
+
+    from subscriptions.models import Subscription
+    from subscriptions.services import subscription_invoice_create
+
+    actor = get_user_model().objects.get(username="bench")
+    try:
+        record = subscription_invoice_create(
+            subscription=Subscription.objects.get(pk=pk),
+            val_date=datetime.fromisoformat(CREATE_VAL_DATE),
+            amount=Decimal(CREATE_AMOUNT),
+            actor=actor,
+            reason="bench",
+            idempotency_key=key,
+        )
+        print(f"create {pk} ({key}): done, {record.invoice_no}", flush=True)
+    except Exception as error:  # reported, the bench judges the outcome from the sandbox
+        print(f"create {pk} ({key}): {type(error).__name__}: {error}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=6)
     parser.add_argument("--items", type=int, default=500, help="items per job")
     parser.add_argument("--singles", type=int, default=12, help="single pushes killed mid-request")
+    parser.add_argument("--creates", type=int, default=4, help="creates killed, then retried")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-kills", type=int, default=40, help="at most this many")
     parser.add_argument("--latency-ms", type=float, default=50)
@@ -207,10 +249,14 @@ def main() -> None:
     parser.add_argument("--outage-seconds", type=float, default=8.0)
     parser.add_argument("--tasks-backend", choices=["database", "rq"], default="database")
     parser.add_argument("--push-one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--create-one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.push_one is not None:
         push_one(args.push_one, args.key)
+        return
+    if args.create_one is not None:
+        create_one(args.create_one, args.key)
         return
 
     if args.outages is None:
@@ -317,6 +363,8 @@ class Bench:
         self.web_kills = 0
         self.web_finished_first = 0
         self.single_notes: list[str] = []
+        self.create_notes: list[str] = []
+        self.create_subscriptions: list = []
         self.worker_starts = 0
         self.cluster = cluster
         self.outages = 0
@@ -429,6 +477,78 @@ class Bench:
         finally:
             connection.close()
 
+    # --- creates, killed mid-request, then sent again ------------------------------------------
+
+    def creates(self, subscriptions: list, stop: threading.Event) -> None:
+        from django.db import connection
+
+        from upstream.models import UpstreamCall
+
+        try:
+            for sub in subscriptions:
+                if stop.wait(self.rng.uniform(0.5, 1.5)):
+                    return
+                while self.database_down.is_set() and not stop.wait(0.2):
+                    pass
+                self.sandbox(
+                    "POST",
+                    "/faults",
+                    json={
+                        "replace": False,
+                        "rules": [
+                            {
+                                "kind": "latency",
+                                "seconds": SINGLE_EXTRA_LATENCY,
+                                "service": "paynet",
+                                "operation": "create_invoice",
+                                "match": {"subscription_id": sub.subscription_id},
+                                "times": 1,
+                            }
+                        ],
+                    },
+                )
+                delay = self.rng.uniform(0, SINGLE_EXTRA_LATENCY + 0.2)
+                proc = self._create(sub, 1)
+                calls = UpstreamCall.objects.filter(
+                    operation="create_invoice", target_id=str(sub.pk)
+                )
+                deadline = time.monotonic() + 60
+                while proc.poll() is None and time.monotonic() < deadline:
+                    try:
+                        if calls.exists():
+                            break
+                    except Exception as error:
+                        if not db_down(error):
+                            raise
+                        time.sleep(0.2)
+                    time.sleep(0.01)
+                time.sleep(delay)
+                if self.children.sigkill(proc):
+                    with self.lock:
+                        self.web_kills += 1
+                    self.create_notes.append(f"{sub.pk}: killed {delay:.2f}s after its call row")
+                else:
+                    self.create_notes.append(f"{sub.pk}: exited before its kill ({delay:.2f}s)")
+                self._wait(self._create(sub, 2))  # the person sends it again at once
+            if stop.wait(CREATE_LATE_RETRY):
+                return
+            for sub in subscriptions:
+                self._wait(self._create(sub, 3))  # and again, once the killed one's lease ran out
+        finally:
+            connection.close()
+
+    def _create(self, sub, attempt: int) -> subprocess.Popen:
+        return self.children.start(
+            ["bench/crash_safety.py", "--create-one", str(sub.pk), "--key", f"c{sub.pk}-{attempt}"],
+            "creates.log",
+        )
+
+    def _wait(self, proc: subprocess.Popen) -> None:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            Children.sigkill(proc)
+
     # --- database outages ----------------------------------------------------------------------
 
     def outage_begin(self) -> None:
@@ -485,18 +605,23 @@ def run(
         "/state/paynet",
         json={
             "command": "seed_bulk",
-            "subscriptions": -(-needed // per_sub),
+            # The creates get subscriptions of their own, whose records no push targets.
+            "subscriptions": -(-needed // per_sub) + args.creates,
             "records_per_subscription": per_sub,
         },
     )
     call_command("migrate", verbosity=0)
     actor = get_user_model().objects.create_superuser("bench", password=None)
     paynet_sync()
+    create_ids = seeded["subscriptions"][len(seeded["subscriptions"]) - args.creates :]
+    bench.create_subscriptions = list(
+        Subscription.objects.filter(subscription_id__in=create_ids).order_by("pk")
+    )
     ids = list(
         SubscriptionInvoice.objects.filter(
             subscription__in=Subscription.objects.filter(
                 subscription_id__in=seeded["subscriptions"]
-            ),
+            ).exclude(subscription_id__in=create_ids),
             status=InvoiceStatus.WAITING,
         )
         .order_by("pk")
@@ -530,6 +655,10 @@ def run(
         daemon=True,
     )
     singles.start()
+    creates = threading.Thread(
+        target=bench.creates, args=(bench.create_subscriptions, stop), daemon=True
+    )
+    creates.start()
     run_started = time.monotonic()
     next_kill = run_started + bench.rng.uniform(*KILL_GAP)
     next_sweep = run_started + SWEEP_EVERY
@@ -565,7 +694,9 @@ def run(
                 bulk_left = unfinished.filter(inline=False).exists()
                 running = Job.objects.filter(state=Job.State.RUNNING, inline=False, succeeded__gt=0)
                 job_running = bulk_left and running.exists()
-                all_done = not singles.is_alive() and not unfinished.exists()
+                all_done = (
+                    not singles.is_alive() and not creates.is_alive() and not unfinished.exists()
+                )
             except Exception as error:
                 if not db_down(error):
                     raise
@@ -630,6 +761,7 @@ def run(
     finally:
         stop.set()
         singles.join(30)
+        creates.join(90)
         for proc in workers.values():
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -646,6 +778,7 @@ def run(
         "jobs": args.jobs,
         "items_per_job": args.items,
         "single_pushes": args.singles,
+        "creates": len(bench.create_subscriptions),
         "workers": args.workers,
         "latency_ms": args.latency_ms,
         "lease_s": LEASE_SECONDS,
@@ -673,7 +806,14 @@ def run(
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"crash_safety-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
-        json.dumps({**result, "single_pushes_log": bench.single_notes}, indent=2)
+        json.dumps(
+            {
+                **result,
+                "single_pushes_log": bench.single_notes,
+                "creates_log": bench.create_notes,
+            },
+            indent=2,
+        )
     )
     print()
     width = max(len(k) for k in result)
@@ -693,7 +833,8 @@ def run(
         + ("; TIMED OUT" if timed_out else "")
     )
     print(
-        f"kills={figures['kills']} items={figures['items']} db_outages={bench.outages} "
+        f"kills={figures['kills']} items={figures['items']} creates={figures['creates']} "
+        f"db_outages={bench.outages} "
         f"applied_twice={figures['applied_twice']} lost={figures['lost']} "
         f"unlogged_writes={figures['unlogged_writes']} non_terminal={figures['non_terminal']}"
     )
@@ -775,6 +916,11 @@ def check(bench: Bench) -> tuple[dict, dict]:
             unlogged_count += writes[no] - logged
             unlogged.append(f"{where}: {writes[no]} ledger writes, {logged} call rows")
     foreign = sum(n for no, n in writes.items() if no not in targeted)
+    create_figures = _check_creates(bench)
+    applied_twice += create_figures["twice"]
+    lost += create_figures["lost"]
+    unlogged += create_figures["unlogged"]
+    unlogged_count += len(create_figures["unlogged"])
     unfinished_jobs = Job.objects.exclude(state__in=Job.FINISHED_STATES)
     not_done = sum(1 for i in items if i.state != JobItem.State.DONE)
     jobs_open = unfinished_jobs.filter(inline=False).count()
@@ -793,7 +939,8 @@ def check(bench: Bench) -> tuple[dict, dict]:
     tasks_running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).count()
     figures = {
         "kills": bench.worker_kills + bench.web_kills,
-        "items": len(items),
+        "items": len(items) + len(bench.create_subscriptions),
+        "creates": len(bench.create_subscriptions),
         "applied_twice": len(applied_twice),
         "lost": len(lost),
         "unlogged_writes": unlogged_count + foreign,
@@ -815,6 +962,43 @@ def check(bench: Bench) -> tuple[dict, dict]:
         "examples_unlogged": unlogged[:10],
     }
     return figures, details
+
+
+def _check_creates(bench: Bench) -> dict[str, list[str]]:
+    """Each killed create, retried at once and after its lease: one record at Paynet, the same
+    in the mirror, every write accounted for by a call row."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from subscriptions.models import SubscriptionInvoice
+    from upstream.models import UpstreamCall
+
+    ledger = bench.sandbox(
+        "GET", "/ledger", params={"service": "paynet", "operation": "create_invoice"}
+    )
+    kurus = int(Decimal(CREATE_AMOUNT) * 100)
+    made = Counter(str(e["subscription_id"]) for e in ledger if int(e["amount"]) == kurus)
+    found: dict[str, list[str]] = {"twice": [], "lost": [], "unlogged": []}
+    for sub in bench.create_subscriptions:
+        where = f"create on subscription {sub.pk} ({sub.subscription_id})"
+        n = made[str(sub.subscription_id)]
+        mirrored = SubscriptionInvoice.objects.filter(
+            subscription=sub,
+            amount=Decimal(CREATE_AMOUNT),
+            val_date=datetime.fromisoformat(CREATE_VAL_DATE),
+        ).count()
+        if n > 1:
+            found["twice"].append(f"{where}: {n} records made at Paynet")
+        if n == 0 or mirrored != n:
+            found["lost"].append(f"{where}: {n} at Paynet, {mirrored} in the mirror")
+        rows = (
+            UpstreamCall.objects.filter(operation="create_invoice", target_id=str(sub.pk))
+            .exclude(outcome="rejected")
+            .count()
+        )
+        if n > rows:
+            found["unlogged"].append(f"{where}: {n} ledger writes, {rows} call rows")
+    return found
 
 
 if __name__ == "__main__":
