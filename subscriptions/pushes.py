@@ -659,9 +659,7 @@ class CreateVerdict:
         ) % {
             "no": twin.target_repr,
             "job": twin.job_id,
-            "state": _("in doubt, being checked by reading back")
-            if twin.in_doubt
-            else _("not settled yet"),
+            "state": _twin_state(twin),
         }
 
     @property
@@ -686,6 +684,14 @@ class CreateVerdict:
                 self.duplicate_warning + " " + _("Confirm that it should be created anyway.")
             ]
         return errors
+
+
+def _twin_state(twin: JobItem) -> str:
+    if twin.in_doubt and twin.state == JobItem.State.DONE:
+        return _("in doubt: reading back did not settle it; “Retry failed items” on that job does")
+    if twin.in_doubt:
+        return _("in doubt, being checked by reading back")
+    return _("not settled yet")
 
 
 def _has_kurus_precision(value: Decimal) -> bool:

@@ -340,3 +340,20 @@ def test_the_sweep_leaves_a_live_single_push_alone(mirror, operator):
 
     assert (result["released"], result["requeued"]) == (0, 0)
     assert job.items.get().state == "sending"
+
+
+def test_a_create_left_in_doubt_is_a_twin_until_its_job_is_retried(mirror, operator):
+    subscription = a_subscription(fixed=False)
+    with killed_after_sending("create_invoice"), pytest.raises(Killed):
+        create(subscription, Decimal("31.00"), operator)
+    first = Job.objects.get()
+    # Its read-backs could not reach Paynet: reported in doubt, nothing sent again.
+    JobItem.objects.filter(job=first).update(
+        state=JobItem.State.DONE, outcome=JobItem.Outcome.IN_DOUBT, in_doubt=True
+    )
+
+    with pytest.raises(PushConflict) as info:
+        create(subscription, Decimal("31.00"), operator, allow_duplicate=True)
+
+    assert info.value.job == first and "Retry failed items" in str(info.value)
+    assert len(creates(mirror)) == 1
