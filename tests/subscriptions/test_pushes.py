@@ -33,7 +33,7 @@ from subscriptions.services import (
 )
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
 from upstream.models import Job, UpstreamCall
-from upstream.pushes import selection
+from upstream.pushes import bulk
 from upstream.pushes.kinds import PushKind, WorkItem
 from upstream.pushes.verdicts import VerdictKind
 
@@ -137,7 +137,7 @@ def recheck(kind: PushKind, record: Any, payload: Any) -> str | None:
 
 def frozen_pks(job: Job) -> set[int]:
     return {
-        pk for pk, _tag in selection.parse(Job.objects.only("selection").get(pk=job.pk).selection)
+        pk for pk, _tag in bulk.parse(Job.objects.only("selection").get(pk=job.pk).selection)
     }
 
 
