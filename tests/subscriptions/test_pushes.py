@@ -136,9 +136,7 @@ def recheck(kind: PushKind, record: Any, payload: Any) -> str | None:
 
 
 def frozen_pks(job: Job) -> set[int]:
-    return {
-        pk for pk, _tag in bulk.parse(Job.objects.only("selection").get(pk=job.pk).selection)
-    }
+    return {pk for pk, _tag in bulk.parse(Job.objects.only("selection").get(pk=job.pk).selection)}
 
 
 STATUS_CASES = {
