@@ -18,8 +18,13 @@ from upstream.admin.tools import (
     FormattedFieldsMixin,
     ReadOnlyListAdmin,
     RecordOperationsMixin,
+    Repeated,
     error_text,
+    launch_once,
     money_column,
+    new_launch_token,
+    repeated_answer,
+    repeated_message,
     run_and_report,
     truncated,
     truncated_column,
@@ -365,11 +370,15 @@ class BillQueryBatchAdmin(ReadOnlyListAdmin):
             return self._input_page(request, BatchInputForm())
         data = confirm.cleaned_data["lines"]
         try:
-            batch = services.bill_query_batch_create(
-                lines=data["lines"],
-                actor=request.user,
-                source=data["source"],
-                filename=data["filename"],
+            # Once per confirmation (its one-time token): a double click queries once.
+            batch = launch_once(
+                request,
+                lambda: services.bill_query_batch_create(
+                    lines=data["lines"],
+                    actor=request.user,
+                    source=data["source"],
+                    filename=data["filename"],
+                ),
             )
         except services.InvalidLines as error:
             # The catalogue changed since the preview: show what no longer passes.
@@ -379,6 +388,8 @@ class BillQueryBatchAdmin(ReadOnlyListAdmin):
         except (ValidationError, PermissionDenied) as error:
             self.message_user(request, error_text(error), messages.ERROR)
             return self._input_page(request, BatchInputForm())
+        if isinstance(batch, Repeated):
+            return self._repeated(request, batch)
         self.message_user(
             request,
             _("Batch #%(id)s queued: %(count)s lines go to Payofin.")
@@ -387,6 +398,16 @@ class BillQueryBatchAdmin(ReadOnlyListAdmin):
         )
         return HttpResponseRedirect(
             reverse("admin:billqueries_billquerybatch_change", args=[batch.pk])
+        )
+
+    def _repeated(self, request: HttpRequest, repeat: Repeated) -> HttpResponse:
+        """The same confirmation again: the batch the first one queued, not a second batch."""
+        first = BillQueryBatch.objects.filter(job__in=repeat.jobs).order_by("pk").first()
+        if first is None:
+            return repeated_answer(self, request, repeat)
+        self.message_user(request, repeated_message(repeat), messages.WARNING)
+        return HttpResponseRedirect(
+            reverse("admin:billqueries_billquerybatch_change", args=[first.pk])
         )
 
     def _input_page(self, request: HttpRequest, form: BatchInputForm) -> TemplateResponse:
@@ -412,6 +433,7 @@ class BillQueryBatchAdmin(ReadOnlyListAdmin):
             "source_label": BillQueryBatch.Source(source).label,
             "filename": filename,
             "error": error,
+            "launch_token": new_launch_token(),
             "confirm": BatchConfirmForm(
                 initial={
                     "lines": BatchConfirmForm.sign([v.as_dict() for v in valid], source, filename)
@@ -468,6 +490,7 @@ class BillQueryBatchAdmin(ReadOnlyListAdmin):
             "current_soot": request.GET.get("soot_code", ""),
             "debt_total": money(batch.debt_total),
             "can_run": request.user.has_perm(services.PERM_RUN),
+            "launch_token": new_launch_token(),
             "has_view_permission": True,
             **(extra_context or {}),
         }
@@ -505,7 +528,10 @@ class BillQueryBatchAdmin(ReadOnlyListAdmin):
             run_and_report(
                 self,
                 request,
-                lambda: services.bill_query_batch_rerun_failed(batch, request.user),
+                # Once per page (its one-time token): a double click re-runs the lines once.
+                lambda: launch_once(
+                    request, lambda: services.bill_query_batch_rerun_failed(batch, request.user)
+                ),
                 _("The failed lines are queued again."),
             )
         return HttpResponseRedirect(

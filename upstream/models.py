@@ -494,7 +494,10 @@ class RecordClaim(models.Model):
 
 
 class IdempotencyRecord(models.Model):
-    """An API write made with an Idempotency-Key, and the answer it got (kept 24 h)."""
+    """An API write made with an Idempotency-Key, or an admin confirmation with its one-time
+    token, and the answer it got (kept 24 h). The unique row decides which request runs; the
+    jobs it started are linked in their own transaction (upstream/pushes/once.py), so a repeat
+    is answered from them even when the first request never stored its answer."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
@@ -506,6 +509,9 @@ class IdempotencyRecord(models.Model):
     status_code = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
     response = models.JSONField(_("response"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), db_index=True)
+    jobs = models.ManyToManyField(
+        Job, verbose_name=_("jobs started"), blank=True, related_name="idempotency_records"
+    )
 
     class Meta:
         verbose_name = _("idempotency key")

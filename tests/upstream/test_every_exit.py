@@ -233,7 +233,7 @@ def test_a_flush_that_fails_when_nothing_was_applied_releases_and_fails(
     assert status_writes(mirror) == [record.invoice_no]
 
 
-def test_the_api_answers_the_failure_with_its_job_not_a_bare_500(mirror, api_operator):
+def test_the_api_answers_the_failure_with_its_job_not_a_500(mirror, api_operator):
     record = a_record(S.WAITING)
     handler = kind_for(KIND)
 
@@ -244,10 +244,32 @@ def test_the_api_answers_the_failure_with_its_job_not_a_bare_500(mirror, api_ope
             format="json",
         )
 
-    assert response.status_code == 500
+    # Our own failure, never a 500: nothing was sent, said so, with the job.
+    assert response.status_code == 503
     body = response.json()
     assert "nothing changed" in body["detail"] and body["job"]["state"] == "failed"
+    assert body["sent"] is False
     assert not RecordClaim.objects.exists()
+
+
+def test_a_key_whose_push_failed_in_our_code_answers_that_outcome_not_a_second_send(
+    mirror, api_operator
+):
+    record = a_record(S.WAITING)
+    url = f"/api/subscription-invoices/{record.pk}/set-status/"
+    body = {"status": int(S.CANCEL), "reason": "test"}
+    with mock.patch.object(kind_for(KIND), "push", side_effect=ValueError("bad payload")):
+        first = api_operator.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k-ours")
+
+    again = api_operator.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k-ours")
+
+    assert first.status_code == again.status_code == 503
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    assert status_writes(mirror) == []  # the repeat was answered, not sent
+    assert Job.objects.count() == 1
+    # A new key is a new request: it goes through.
+    fresh = api_operator.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="k-new")
+    assert fresh.status_code == 200 and status_writes(mirror) == [record.invoice_no]
 
 
 # A job run that fails --------------------------------------------------------------------------

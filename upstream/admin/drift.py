@@ -10,7 +10,13 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from upstream.admin.tools import ReadOnlyListAdmin, confirmation_page
+from upstream.admin.tools import (
+    ReadOnlyListAdmin,
+    Repeated,
+    confirmation_page,
+    launch_once,
+    repeated_answer,
+)
 from upstream.history.drift import drift_resolve_many
 from upstream.history.timeline import field_label, format_value, record_link
 from upstream.models import Drift
@@ -93,9 +99,21 @@ class DriftAdmin(ReadOnlyListAdmin):
         drifts = list(queryset.filter(state=Drift.State.OPEN).select_related("content_type")[:500])
         form = ReasonForm(request.POST if request.POST.get("step") == "confirm" else None)
         if form.is_bound and form.is_valid():
-            done, jobs, errors = drift_resolve_many(
-                drifts=drifts, actor=request.user, reason=form.cleaned_data["reason"], repush=repush
+            # Once per confirmation (its one-time token): the same page posted twice goes to
+            # the first re-push's job instead of finding its entries taken.
+            resolved = launch_once(
+                request,
+                lambda: drift_resolve_many(
+                    drifts=drifts,
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                    repush=repush,
+                ),
+                started=lambda result: result[0] > 0,
             )
+            if isinstance(resolved, Repeated):
+                return repeated_answer(self, request, resolved)
+            done, jobs, errors = resolved
             for error in errors:
                 self.message_user(request, error, messages.ERROR)
             if jobs:

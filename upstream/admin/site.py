@@ -19,6 +19,8 @@ from upstream.admin.filters import DateRangeFilter, catalogue_filter
 from upstream.admin.lists import any_record_type, contains, exact, prefix
 from upstream.admin.tools import (
     ReadOnlyListAdmin,
+    launch_once,
+    new_launch_token,
     pretty_json,
     run_and_report,
     truncated,
@@ -329,8 +331,12 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             )
             return back
         if request.method == "POST" and request.POST.get("confirm") == "yes":
+            # Once per page (its one-time token): a double click retries, resumes or cancels once.
             run_and_report(
-                self, request, lambda: service(job=job, actor=request.user), done_message
+                self,
+                request,
+                lambda: launch_once(request, lambda: service(job=job, actor=request.user)),
+                done_message,
             )
             return back
         context = {
@@ -340,6 +346,7 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             "title": title,
             "question": question,
             "button": button,
+            "launch_token": new_launch_token(),
         }
         return TemplateResponse(request, "admin/upstream/job/confirm_action.html", context)
 

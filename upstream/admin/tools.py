@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from django import forms
@@ -28,7 +31,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import formats, timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -43,7 +46,19 @@ from upstream.calls.errors import (
 )
 from upstream.calls.redaction import redact_shown
 from upstream.l10n.formats import duration, money
+from upstream.models import Job
 from upstream.pushes.approvals import awaiting_message
+from upstream.pushes.once import (
+    fingerprint,
+    once_begin,
+    once_forget,
+    once_jobs,
+    once_release_stale,
+    once_scope,
+    once_stale,
+    once_store,
+    once_wait,
+)
 
 
 def pretty_json(value: Any) -> str:
@@ -328,6 +343,8 @@ class ReadOnlyListAdmin(
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         from security.personal import shown_masked
 
+        # The action bar's one-time token: an action that starts a job from the list runs once.
+        extra_context = {"launch_token": new_launch_token(), **(extra_context or {})}
         if request.method == "POST" and not (
             "index" in request.POST or helpers.ACTION_CHECKBOX_NAME in request.POST
         ):
@@ -345,6 +362,144 @@ class ReadOnlyListAdmin(
         )
 
 
+# --- One job per confirmation: the one-time token ---------------------------------------------
+
+# The hidden field of every form that starts work: bulk confirmation pages
+# (admin/_selection_fields.html), the changelists' action bar (a refresh starts a job from it),
+# a job's retry/resume/cancel page and a bill query batch's confirmation.
+LAUNCH_TOKEN = "launch_token"  # noqa: S105 (a form field's name)
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+T = TypeVar("T")
+
+
+def new_launch_token() -> str:
+    return uuid.uuid4().hex
+
+
+def launch_token(request: HttpRequest) -> str:
+    """A confirmation page's token: the one its own form posted back (a preview step keeps it,
+    so preview and confirm are one launch), else a new one (the page opened from the list)."""
+    posted = request.POST.get(LAUNCH_TOKEN, "") if request.POST.get("step") else ""
+    return posted if _TOKEN.fullmatch(posted) else new_launch_token()
+
+
+@dataclass(frozen=True)
+class Repeated:
+    """The same confirmation posted again (a double click, a reload): what the first started."""
+
+    jobs: list[Job]
+    # The first failed in our own code before it started anything: nothing was sent.
+    failed: bool = False
+    # The first is still being processed and has started no job yet.
+    running: bool = False
+
+
+def _form_digest(request: HttpRequest) -> str:
+    fields = sorted(
+        (name, request.POST.getlist(name)) for name in request.POST if name != "csrfmiddlewaretoken"
+    )
+    return fingerprint("POST", request.get_full_path(), fields)
+
+
+def launch_once(
+    request: HttpRequest,
+    start: Callable[[], T],
+    *,
+    started: Callable[[T], bool] = lambda result: True,
+) -> T | Repeated:
+    """Run `start` (a service that starts work) at most once per posted one-time token.
+
+    The token and what the form posted are one row of the idempotency store, inserted before
+    anything starts: of two copies of the same post, concurrent or not, one runs and the other
+    gets `Repeated` with the jobs the first started (linked in their own transaction). A refusal
+    that started nothing (the service's ValidationError or PermissionDenied, or `started` saying
+    so) forgets the token, so the corrected form may go again; a failure in our own code is
+    kept, so the same form again says so instead of starting. A post without a token (a script,
+    a page from before tokens) runs as it always did.
+    """
+    token = request.POST.get(LAUNCH_TOKEN, "").strip() if request.method == "POST" else ""
+    if not _TOKEN.fullmatch(token) or not request.user.is_authenticated:
+        return start()
+    digest = _form_digest(request)
+    # The request is part of the key: the same token on another request (a page reached by
+    # "back" and used again for something else) is another launch, not a repeat.
+    key = f"form:{token}:{digest[:40]}"
+    once = once_begin(user=request.user, key=key, method="POST", path=request.path, digest=digest)
+    if not once.ours:
+        first = once_wait(once.record)
+        if first is None or (once_stale(first) and once_release_stale(first)):
+            return launch_once(request, start, started=started)  # the first started nothing
+        jobs = once_jobs(first)
+        return Repeated(
+            jobs=jobs,
+            failed=first.status_code == 500 and not jobs,
+            running=first.status_code is None and not jobs,
+        )
+    record = once.record
+    with once_scope(record):
+        try:
+            result = start()
+        except (ValidationError, PermissionDenied):
+            _settle(record, refused=True)
+            raise
+        except Exception:
+            _settle(record, refused=False, failed=True)
+            raise
+    _settle(record, refused=not started(result))
+    return result
+
+
+def _settle(record: Any, *, refused: bool, failed: bool = False) -> None:
+    if once_jobs(record):
+        once_store(record, 200, None)  # it started something: that is what a repeat is told
+    elif refused:
+        once_forget(record)
+    else:
+        once_store(record, 500 if failed else 200, None)
+
+
+def repeated_message(repeat: Repeated) -> str:
+    """What the second copy of a confirmation says instead of starting anything."""
+    if repeat.jobs:
+        return format_html(
+            "{} {}",
+            _("This confirmation was already sent; nothing was started again."),
+            _job_links(repeat.jobs),
+        )
+    if repeat.running:
+        return _(
+            "This confirmation is still being processed; nothing was started again. Look at "
+            "the jobs in a moment."
+        )
+    if repeat.failed:
+        return _(
+            "This confirmation was already sent and failed in our own code before anything "
+            "started; nothing was sent. Open the action again to send it."
+        )
+    return _("This confirmation was already sent; nothing was started again.")
+
+
+def _job_links(jobs: list[Job]) -> str:
+    return format_html_join(
+        ", ",
+        '<a href="{}">{}</a>',
+        (
+            (reverse("admin:upstream_job_change", args=[job.pk]), _("Job #%(id)s") % {"id": job.pk})
+            for job in jobs
+        ),
+    )
+
+
+def repeated_answer(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, repeat: Repeated
+) -> HttpResponseRedirect:
+    """The second copy's page: the first job's (or the list), with a message saying so."""
+    modeladmin.message_user(request, repeated_message(repeat), messages.WARNING)
+    if repeat.jobs:
+        return HttpResponseRedirect(reverse("admin:upstream_job_change", args=[repeat.jobs[0].pk]))
+    return HttpResponseRedirect(request.get_full_path())
+
+
 def confirmation_page(
     request: HttpRequest,
     modeladmin: admin.ModelAdmin,
@@ -358,7 +513,8 @@ def confirmation_page(
     """An intermediate page like delete_selected's: it posts the same selection back.
 
     With "select all N" it posts select_across=1 and the changelist's filters stay in the URL, so
-    the action works on the whole filtered result, not only the page.
+    the action works on the whole filtered result, not only the page. It carries a one-time
+    token (`launch_once`): the same confirmation posted twice starts one job.
     """
     select_across = request.POST.get("select_across") == "1"
     # Posted back even with select_across: Django's changelist ignores an action with no boxes.
@@ -373,6 +529,7 @@ def confirmation_page(
         "selected": selected,
         "selection_count": queryset.count(),
         "form_url": request.get_full_path(),
+        "launch_token": launch_token(request),
         **context,
     }
     return TemplateResponse(request, template, ctx)
@@ -391,12 +548,15 @@ def start_job(
     """Call a service that queues a job; go to the job's page, or show why it was refused.
 
     Returns None when the service refused (the confirmation page is shown again with the error).
+    Once per one-time token: the same form posted again goes to the first job's page.
     """
     try:
-        job = start()
+        job = launch_once(request, start)
     except (ValidationError, PermissionDenied) as error:
         modeladmin.message_user(request, error_text(error), messages.ERROR)
         return None
+    if isinstance(job, Repeated):
+        return repeated_answer(modeladmin, request, job)
     if job.is_awaiting_approval:
         modeladmin.message_user(request, awaiting_message(job), messages.WARNING)
     else:
@@ -455,12 +615,16 @@ def run_and_report(
     done: str | Callable[[Any], str],
 ) -> bool:
     """Call a service from an admin button: its refusal as an error, else `done` as a success
-    (`done` may be made from the service's answer)."""
+    (`done` may be made from the service's answer). A `run` wrapped in `launch_once` that
+    answers `Repeated` (the same form posted again) says so and does nothing else."""
     try:
         answer = run()
     except (ValidationError, PermissionDenied) as error:
         modeladmin.message_user(request, error_text(error), messages.ERROR)
         return False
+    if isinstance(answer, Repeated):
+        modeladmin.message_user(request, repeated_message(answer), messages.WARNING)
+        return True
     modeladmin.message_user(request, done(answer) if callable(done) else done, messages.SUCCESS)
     return True
 

@@ -1,5 +1,6 @@
 """One DRF handler for our errors: 400 bad input, 403 permission, 409 conflict, 429 too many
-requests, 502 upstream, 503 while an upstream's circuit breaker is open or the database is away."""
+requests, 502 upstream, 503 while an upstream's circuit breaker is open, while the database is
+away, or when our own code failed before anything was sent (`"sent": false`)."""
 
 from __future__ import annotations
 
@@ -71,11 +72,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_202_ACCEPTED,
         )
     if isinstance(exc, PushFailed):
-        # Our fault, said plainly and with the job, not a bare 500: nothing was sent.
+        # Our fault, said plainly and with the job, never a 500: nothing was sent, so the change
+        # can be sent again (with a new Idempotency-Key: this one answers this outcome).
         job = exc.job
         return Response(
-            {"detail": exc.message, "job": {"id": job.pk, "state": job.state}},
-            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+            {"detail": exc.message, "sent": False, "job": {"id": job.pk, "state": job.state}},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
     if isinstance(exc, UpstreamError):
         return Response(

@@ -59,6 +59,7 @@ from upstream.pushes.approvals import approval_fields
 from upstream.pushes.claims import claim_records, release_records
 from upstream.pushes.jobs import job_enqueue
 from upstream.pushes.kinds import JobKind, WorkItem, WorkResult, kind_for
+from upstream.pushes.once import once_link
 from upstream.pushes.runner.finalize import cancel_pending_items, job_finalize, take_cancel
 from upstream.pushes.runner.leases import (
     item_holder,
@@ -167,6 +168,8 @@ def job_create_frozen(
                 approval_fields(max(count, approval_count or 0), total) if handler.operation else {}
             ),
         )
+        # A repeated request (the same Idempotency-Key or confirmation) finds this job.
+        once_link(job)
         if job.state == Job.State.QUEUED:
             job_enqueue(job)
     return job

@@ -21,6 +21,7 @@ from upstream.calls.breaker import breaker_require
 from upstream.l10n.stored import to_json
 from upstream.models import Job, JobItem
 from upstream.pushes.kinds import kind_for
+from upstream.pushes.once import once_link
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ def job_create(
             ],
             batch_size=1000,
         )
+        # A repeated request (the same Idempotency-Key or confirmation) finds this job.
+        once_link(job)
         if job.state == Job.State.QUEUED:
             job_enqueue(job)
     return job

@@ -51,6 +51,7 @@ from upstream.pushes.approvals import approval_fields, approval_needed, awaiting
 from upstream.pushes.claims import claim_holder, claim_records, release_records
 from upstream.pushes.jobs import job_enqueue
 from upstream.pushes.kinds import JobKind, WorkItem, WorkResult, kind_for
+from upstream.pushes.once import once_link
 from upstream.pushes.runner import (
     JobRecorder,
     flush_results,
@@ -359,6 +360,7 @@ def _await_approval(
                 target_repr=target_repr[:200],
                 payload=payload,
             )
+            once_link(job)
     except IntegrityError:
         if not key:
             raise
@@ -495,6 +497,7 @@ def _start(
             claimed_by=holder,
             lease_until=lease_until,
         )
+        once_link(job)  # an API request that fails after this answers with the job
         ours = claim_records(
             handler.target_type,
             [target_id],
