@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Model
@@ -49,10 +49,6 @@ def upstream_sync(service: str, **kwargs: Any) -> SyncCounts:
         return sync(**kwargs)
 
 
-# How far the clocks of the processes writing the mirror may disagree.
-CLOCK_MARGIN = timedelta(seconds=60)
-
-
 def held_back(model: type[Model], pks: Iterable[Any], read_began: datetime) -> set[Any]:
     """The records among `pks` that a read begun at `read_began` must not write (the one door).
 
@@ -83,10 +79,7 @@ def held_back(model: type[Model], pks: Iterable[Any], read_began: datetime) -> s
                 RecordChange.objects.filter(
                     content_type=content_type,
                     object_id__in=rest,
-                    # The change's time comes from the pushing process's clock, the read's
-                    # from this one: a margin keeps a few seconds of skew from letting a push
-                    # through (a record held back needlessly is only read again next time).
-                    at__gte=read_began - CLOCK_MARGIN,
+                    at__gte=read_began,
                     source=RecordChange.Source.OPERATION,
                 )
                 .order_by()
