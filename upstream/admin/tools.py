@@ -43,6 +43,7 @@ from upstream.calls.errors import (
 )
 from upstream.calls.redaction import redact_shown
 from upstream.l10n.formats import duration, money
+from upstream.lists.cells import inert
 from upstream.pushes.approvals import awaiting_message
 
 
@@ -104,6 +105,8 @@ class _Echo:
 
 
 def _csv_value(value: Any) -> str:
+    if isinstance(value, str):
+        return inert(value)  # never a formula in the reader's spreadsheet (upstream.lists.cells)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -116,8 +119,8 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, date):
         return formats.date_format(value, "SHORT_DATE_FORMAT")
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+        return inert(json.dumps(value, ensure_ascii=False))
+    return inert(str(value))
 
 
 _ASCII_TURKISH = str.maketrans("ıİğĞşŞçÇöÖüÜ", "iIgGsScCoOuU")
@@ -141,12 +144,14 @@ def attachment_disposition(filename: str) -> str:
 def csv_response(
     filename: str, header: list[str], rows: Iterator[list[Any]]
 ) -> StreamingHttpResponse:
-    """A streamed CSV that Excel opens right in Turkish: UTF-8 with BOM, semicolons, 1.234,56."""
+    """A streamed CSV that Excel opens right in Turkish: UTF-8 with BOM, semicolons, 1.234,56.
+
+    Every text cell is made inert (no formula runs when it is opened: upstream.lists.cells)."""
     writer = csv.writer(_Echo(), delimiter=";")
 
     def lines() -> Iterator[str]:
         yield "\ufeff"
-        yield writer.writerow(header)
+        yield writer.writerow([inert(title) for title in header])
         for row in rows:
             yield writer.writerow([_csv_value(v) for v in row])
 
