@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -37,6 +38,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI served from our own static files: the API docs need no CDN under the CSP.
+    "drf_spectacular_sidecar",
+    "csp",
     "django_tasks",
     "upstream.apps.TasksDbConfig",  # django_tasks_db, named in the reader's language
     # Login lockout; before "security", whose log receivers read what axes noted on a request.
@@ -53,6 +57,9 @@ MIDDLEWARE = [
     # Outermost, so it sees every 401 and 403 answer (CSRF failures too).
     "security.middleware.RefusalLog",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (django-csp) and Permissions-Policy on every answer.
+    "csp.middleware.CSPMiddleware",
+    "security.middleware.PermissionsPolicy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "config.middleware.TurkishUnlessChosen",
     "django.middleware.locale.LocaleMiddleware",
@@ -153,6 +160,34 @@ STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
 LOGIN_URL = "admin:login"
 
+# Headers every answer carries (decision note "at-the-door-two"). The Content-Security-Policy
+# (django-csp): scripts only from our own static files, or inline with this request's nonce
+# (the batch pages' two small scripts); no inline handlers. Styles may be inline: Django's
+# admin, its date pickers, the server-drawn SVG charts and Swagger UI set style attributes,
+# which a nonce cannot cover, and a style cannot run code. Images also as data: URIs (the
+# admin's and Swagger UI's icons). No frames, no plugins, forms post only here.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# A link followed out of the back office names no page of it (record ids, filters).
+SECURE_REFERRER_POLICY = "same-origin"
+# Powerful browser features no page here uses, off for every page and anything it embeds.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), autoplay=(), camera=(), display-capture=(), geolocation=(), "
+    "gyroscope=(), magnetometer=(), microphone=(), midi=(), payment=(), usb=()"
+)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -187,6 +222,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Paynet subscriptions, WiseCP invoice items and Payofin bill queries.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files, not a CDN (the CSP allows 'self').
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Several models have a "state" or "outcome" field with different choices: name each enum.
     "ENUM_NAME_OVERRIDES": {
         "JobStateEnum": "upstream.models.Job.State",
