@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from upstream.calls.redaction import redact_headers, redact_shown
-from upstream.models import Job, JobItem, Service, UpstreamBreaker, UpstreamCall
+from upstream.models import Job, JobAction, JobItem, Service, UpstreamBreaker, UpstreamCall
 
 
 class UpstreamCallSerializer(serializers.ModelSerializer):
@@ -65,6 +65,14 @@ class JobItemSerializer(serializers.ModelSerializer):
         ]
 
 
+class JobActionSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = JobAction
+        fields = ["kind", "actor", "on_behalf", "reason", "at"]
+
+
 class JobSerializer(serializers.ModelSerializer):
     done = serializers.IntegerField(read_only=True)
     # Sent, or tried (a cancelled job: before the cancel took hold); cancelled items were not.
@@ -72,6 +80,8 @@ class JobSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     items = serializers.SerializerMethodField()
+    # Who cancelled, retried, resumed or withdrew it, and why (another person's step needs one).
+    actions = JobActionSerializer(many=True, read_only=True)
 
     class Meta:
         model = Job
@@ -99,6 +109,7 @@ class JobSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "actions",
             "items",
         ]
 
