@@ -35,7 +35,8 @@ INSTALLED_APPS = [
     # Trigram indexes (OpClass in index expressions); harmless on SQLite.
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens, hashed at rest with an expiry (django-rest-knox, named "API tokens").
+    "security.apps.ApiTokensConfig",
     "django_filters",
     "drf_spectacular",
     # Swagger UI served from our own static files: the API docs need no CDN under the CSP.
@@ -191,7 +192,8 @@ PERMISSIONS_POLICY = (
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # `Authorization: Token <key>`, looked up by its digest (security/tokens.py).
+        "knox.auth.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["upstream.api.permissions.IsStaffWithModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "upstream.api.pagination.Pagination",
@@ -205,6 +207,17 @@ REST_FRAMEWORK = {
         "security.throttles.AnonRateThrottle",
         "security.throttles.UserRateThrottle",
     ],
+}
+# API tokens (django-rest-knox): only a digest is stored; a token unused for
+# API_TOKEN_IDLE_HOURS expires (each use moves it), none outlives API_TOKEN_MAX_DAYS, and a
+# password change ends them (security/tokens.py).
+API_TOKEN_IDLE_HOURS = env.float("API_TOKEN_IDLE_HOURS", default=7 * 24)
+API_TOKEN_MAX_DAYS = env.float("API_TOKEN_MAX_DAYS", default=30)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_TTL": timedelta(hours=API_TOKEN_IDLE_HOURS),
+    "AUTO_REFRESH": True,
+    "AUTO_REFRESH_MAX_TTL": timedelta(days=API_TOKEN_MAX_DAYS),
 }
 # Requests to the API per user and per anonymous address ("N/second|minute|hour|day"; empty:
 # no limit). Counted in the cache below.

@@ -145,10 +145,10 @@ def test_the_api(records, api_viewer, api_operator, url, field, raw, masked) -> 
 
 
 def test_a_token_without_the_permission_gets_masked_data(records, viewer) -> None:
-    from rest_framework.authtoken.models import Token
+    from security.tokens import api_token_create
 
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=viewer).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=viewer)[1]}")
     row = api.get("/api/subscriptions/").json()["results"][0]
     assert row["name_surname"] == MASKED[0]
 

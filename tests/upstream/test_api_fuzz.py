@@ -21,13 +21,13 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing.models import Invoice, InvoiceItem
 from billing.sync import wisecp_sync
 from billqueries.models import BillQueryBatch, Institution
 from billqueries.sync import payofin_sync
+from security.tokens import api_token_create
 from subscriptions.models import Subscription, SubscriptionInvoice
 from subscriptions.sync import paynet_sync
 from upstream.models import Job, UpstreamCall
@@ -104,7 +104,7 @@ def seeded_token(sandbox, db, django_user_model, django_capture_on_commit_callba
             format="json",
         )
     assert (bulk.status_code, batch.status_code) == (202, 202), (bulk.content, batch.content)
-    return Token.objects.create(user=admin).key
+    return api_token_create(user=admin)[1]
 
 
 @pytest.fixture
