@@ -192,8 +192,9 @@ PERMISSIONS_POLICY = (
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        # `Authorization: Token <key>`, looked up by its digest (security/tokens.py).
-        "knox.auth.TokenAuthentication",
+        # `Authorization: Token <key>`, looked up by its digest (security/tokens.py); an
+        # address over API_THROTTLE_BAD_TOKEN refused tokens is not looked up (security/auth.py).
+        "security.auth.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["upstream.api.permissions.IsStaffWithModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "upstream.api.pagination.Pagination",
@@ -223,8 +224,11 @@ REST_KNOX = {
 # no limit). Counted in the cache below.
 API_THROTTLE_USER = env("API_THROTTLE_USER", default="600/minute")
 API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="30/minute")
-# The cache (API throttle counts): per process by default; with several web processes point
-# CACHE_URL at Redis (redis://host:6379/1) so they share the counts.
+# Refused tokens (wrong, expired, revoked) per address; over it, every token it sends is
+# answered 429 unread, a right one too.
+API_THROTTLE_BAD_TOKEN = env("API_THROTTLE_BAD_TOKEN", default="30/minute")
+# The cache (API throttle counts): per process locally (one runserver); production defaults to
+# the database cache (config/settings_production.py), or CACHE_URL=redis://host:6379/1.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # Lists (admin changelists, API lists) count their rows while PostgreSQL's planner expects that
 # to cost at most this much (its units, about one per page read; 2,000 is a few milliseconds);

@@ -12,10 +12,13 @@ class SecurityConfig(AppConfig):
     verbose_name = _("Security")
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from . import personal, signals
 
         signals.connect()
         personal.connect()
+        post_migrate.connect(_cache_table, sender=self)
 
 
 class ApiTokensConfig(AppConfig):
@@ -32,3 +35,11 @@ class ApiTokensConfig(AppConfig):
         model = self.get_model("AuthToken")
         model._meta.verbose_name = _("API token")
         model._meta.verbose_name_plural = _("API tokens")
+
+
+def _cache_table(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
+    """`migrate` also makes the database cache's table (production's default cache, where the
+    API throttles count): no separate `createcachetable` step to forget."""
+    from django.core.management import call_command
+
+    call_command("createcachetable", database=using, verbosity=0)
