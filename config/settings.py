@@ -298,6 +298,12 @@ EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 APPROVAL_MIN_ITEMS = env.int("APPROVAL_MIN_ITEMS", default=100)
 APPROVAL_MIN_AMOUNT = Decimal(env.str("APPROVAL_MIN_AMOUNT", default="50000"))
 APPROVAL_TTL_HOURS = env.float("APPROVAL_TTL_HOURS", default=24)
+# Four eyes over time: a push also waits when it, plus what the same person sent without
+# approval in the last APPROVAL_WINDOW_HOURS, reaches these (split pushes add up).
+APPROVAL_WINDOW_HOURS = env.float("APPROVAL_WINDOW_HOURS", default=24)
+# Unset: five times APPROVAL_MIN_ITEMS and APPROVAL_MIN_AMOUNT (upstream/pushes/approvals.py).
+APPROVAL_WINDOW_ITEMS = env.int("APPROVAL_WINDOW_ITEMS", default=None)
+APPROVAL_WINDOW_AMOUNT = env.str("APPROVAL_WINDOW_AMOUNT", default=None)
 
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=3.05)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=15.0)

@@ -44,7 +44,7 @@ from upstream.calls.errors import (
 from upstream.calls.redaction import redact_shown
 from upstream.l10n.formats import duration, money
 from upstream.lists.cells import inert
-from upstream.pushes.approvals import awaiting_message
+from upstream.pushes.approvals import approval_reason, awaiting_message
 
 
 def pretty_json(value: Any) -> str:
@@ -366,6 +366,13 @@ def confirmation_page(
     the action works on the whole filtered result, not only the page.
     """
     select_across = request.POST.get("select_across") == "1"
+    preview = context.get("preview")
+    if getattr(preview, "will_change", 0):
+        # Before confirming: will it wait for a second person, and why (its size, or with
+        # what this person sent without approval in the window)?
+        context["approval_notice"] = approval_reason(
+            preview.will_change, getattr(preview, "change_total", None), request.user
+        )
     # Posted back even with select_across: Django's changelist ignores an action with no boxes.
     selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
     ctx = {

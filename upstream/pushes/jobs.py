@@ -116,7 +116,7 @@ def job_create(
             created_by=actor if actor is not None and actor.is_authenticated else None,
             total=len(items),
             amount=amount,
-            **(approval_fields(len(items), amount) if handler.operation else {}),
+            **(approval_fields(len(items), amount, actor) if handler.operation else {}),
         )
         JobItem.objects.bulk_create(
             [
