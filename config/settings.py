@@ -285,6 +285,10 @@ JOBS_SWEEP_INTERVAL_SECONDS = env.int("JOBS_SWEEP_INTERVAL_SECONDS", default=30)
 DASHBOARD_TOTALS_SECONDS = env.int("DASHBOARD_TOTALS_SECONDS", default=60)
 # The mirror follows each upstream: a periodic sync every this many seconds (0 = off).
 SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=900)
+# KVKK: personal data older than this many days is masked in the call log and the record
+# history by the periodic sweep (both mask it when written; this bounds anything older or
+# missed). 0 keeps it. docs/decisions/at-the-door-two-personal-data.md.
+PERSONAL_DATA_RETENTION_DAYS = env.float("PERSONAL_DATA_RETENTION_DAYS", default=365)
 # Where staff reach the back office (links in e-mails), and how mail is sent (console locally).
 BACKOFFICE_URL = env("BACKOFFICE_URL", default="http://127.0.0.1:8000")
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
