@@ -8,6 +8,7 @@ passed: a guess that happens to be right does not get in. Counted in the shared 
 
 from __future__ import annotations
 
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
@@ -30,3 +31,10 @@ class TokenAuthentication(KnoxTokenAuthentication):
         except exceptions.AuthenticationFailed:
             throttle.note_refused(request)
             raise
+
+
+class TokenScheme(KnoxTokenScheme):
+    """The OpenAPI schema's security scheme: `Authorization: Token <key>`, as knox's."""
+
+    target_class = "security.auth.TokenAuthentication"
+    name = "tokenAuth"
