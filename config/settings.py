@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -34,9 +35,13 @@ INSTALLED_APPS = [
     # Trigram indexes (OpClass in index expressions); harmless on SQLite.
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens, hashed at rest with an expiry (django-rest-knox, named "API tokens").
+    "security.apps.ApiTokensConfig",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI served from our own static files: the API docs need no CDN under the CSP.
+    "drf_spectacular_sidecar",
+    "csp",
     "django_tasks",
     # Before django_tasks_db: its `db_worker` command (one that outlives the database) takes the
     # library's name, as staticfiles' runserver takes Django's.
@@ -57,6 +62,9 @@ MIDDLEWARE = [
     # So it sees every 401 and 403 answer (CSRF failures too).
     "security.middleware.RefusalLog",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (django-csp) and Permissions-Policy on every answer.
+    "csp.middleware.CSPMiddleware",
+    "security.middleware.PermissionsPolicy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "config.middleware.TurkishUnlessChosen",
     "django.middleware.locale.LocaleMiddleware",
@@ -157,10 +165,40 @@ STATIC_ROOT = env("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
 LOGIN_URL = "admin:login"
 
+# Headers every answer carries (decision note "at-the-door-two"). The Content-Security-Policy
+# (django-csp): scripts only from our own static files, or inline with this request's nonce
+# (the batch pages' two small scripts); no inline handlers. Styles may be inline: Django's
+# admin, its date pickers, the server-drawn SVG charts and Swagger UI set style attributes,
+# which a nonce cannot cover, and a style cannot run code. Images also as data: URIs (the
+# admin's and Swagger UI's icons). No frames, no plugins, forms post only here.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# A link followed out of the back office names no page of it (record ids, filters).
+SECURE_REFERRER_POLICY = "same-origin"
+# Powerful browser features no page here uses, off for every page and anything it embeds.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), autoplay=(), camera=(), display-capture=(), geolocation=(), "
+    "gyroscope=(), magnetometer=(), microphone=(), midi=(), payment=(), usb=()"
+)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # `Authorization: Token <key>`, looked up by its digest (security/tokens.py); an
+        # address over API_THROTTLE_BAD_TOKEN refused tokens is not looked up (security/auth.py).
+        "security.auth.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["upstream.api.permissions.IsStaffWithModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "upstream.api.pagination.Pagination",
@@ -175,12 +213,26 @@ REST_FRAMEWORK = {
         "security.throttles.UserRateThrottle",
     ],
 }
+# API tokens (django-rest-knox): only a digest is stored; a token unused for
+# API_TOKEN_IDLE_HOURS expires (each use moves it), none outlives API_TOKEN_MAX_DAYS, and a
+# password change ends them (security/tokens.py).
+API_TOKEN_IDLE_HOURS = env.float("API_TOKEN_IDLE_HOURS", default=7 * 24)
+API_TOKEN_MAX_DAYS = env.float("API_TOKEN_MAX_DAYS", default=30)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_TTL": timedelta(hours=API_TOKEN_IDLE_HOURS),
+    "AUTO_REFRESH": True,
+    "AUTO_REFRESH_MAX_TTL": timedelta(days=API_TOKEN_MAX_DAYS),
+}
 # Requests to the API per user and per anonymous address ("N/second|minute|hour|day"; empty:
 # no limit). Counted in the cache below.
 API_THROTTLE_USER = env("API_THROTTLE_USER", default="600/minute")
 API_THROTTLE_ANON = env("API_THROTTLE_ANON", default="30/minute")
-# The cache (API throttle counts): per process by default; with several web processes point
-# CACHE_URL at Redis (redis://host:6379/1) so they share the counts.
+# Refused tokens (wrong, expired, revoked) per address; over it, every token it sends is
+# answered 429 unread, a right one too.
+API_THROTTLE_BAD_TOKEN = env("API_THROTTLE_BAD_TOKEN", default="30/minute")
+# The cache (API throttle counts): per process locally (one runserver); production defaults to
+# the database cache (config/settings_production.py), or CACHE_URL=redis://host:6379/1.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # Lists (admin changelists, API lists) count their rows while PostgreSQL's planner expects that
 # to cost at most this much (its units, about one per page read; 2,000 is a few milliseconds);
@@ -191,6 +243,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Paynet subscriptions, WiseCP invoice items and Payofin bill queries.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files, not a CDN (the CSP allows 'self').
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Several models have a "state" or "outcome" field with different choices: name each enum.
     "ENUM_NAME_OVERRIDES": {
         "JobStateEnum": "upstream.models.Job.State",
@@ -244,6 +299,10 @@ JOBS_SWEEP_INTERVAL_SECONDS = env.int("JOBS_SWEEP_INTERVAL_SECONDS", default=30)
 DASHBOARD_TOTALS_SECONDS = env.int("DASHBOARD_TOTALS_SECONDS", default=60)
 # The mirror follows each upstream: a periodic sync every this many seconds (0 = off).
 SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=900)
+# KVKK: personal data older than this many days is masked in the call log and the record
+# history by the periodic sweep (both mask it when written; this bounds anything older or
+# missed). 0 keeps it. docs/decisions/at-the-door-two-personal-data.md.
+PERSONAL_DATA_RETENTION_DAYS = env.float("PERSONAL_DATA_RETENTION_DAYS", default=365)
 # Where staff reach the back office (links in e-mails), and how mail is sent (console locally).
 BACKOFFICE_URL = env("BACKOFFICE_URL", default="http://127.0.0.1:8000")
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -257,6 +316,12 @@ EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 APPROVAL_MIN_ITEMS = env.int("APPROVAL_MIN_ITEMS", default=100)
 APPROVAL_MIN_AMOUNT = Decimal(env.str("APPROVAL_MIN_AMOUNT", default="50000"))
 APPROVAL_TTL_HOURS = env.float("APPROVAL_TTL_HOURS", default=24)
+# Four eyes over time: a push also waits when it, plus what the same person sent without
+# approval in the last APPROVAL_WINDOW_HOURS, reaches these (split pushes add up).
+APPROVAL_WINDOW_HOURS = env.float("APPROVAL_WINDOW_HOURS", default=24)
+# Unset: five times APPROVAL_MIN_ITEMS and APPROVAL_MIN_AMOUNT (upstream/pushes/approvals.py).
+APPROVAL_WINDOW_ITEMS = env.int("APPROVAL_WINDOW_ITEMS", default=None)
+APPROVAL_WINDOW_AMOUNT = env.str("APPROVAL_WINDOW_AMOUNT", default=None)
 
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=3.05)
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=15.0)

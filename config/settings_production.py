@@ -23,8 +23,24 @@ if _missing:
     )
 os.environ.setdefault("DJANGO_DEBUG", "false")
 
+# The API throttles count in the cache, which every web process must share: without
+# CACHE_URL, the database's (its table is made by `migrate`, security/apps.py).
+os.environ.setdefault("CACHE_URL", "dbcache://backoffice_cache")
+
 from .settings import *  # noqa: E402,F403
 from .settings import env  # noqa: E402
+
+# A per-process cache counts each process's requests apart: with three web processes the first
+# 429 came at three times the rate. Refused unless exactly one process serves.
+_PER_PROCESS = ("LocMemCache", "DummyCache")
+_one_process = env.int("WEB_CONCURRENCY", default=0) == 1
+if CACHES["default"]["BACKEND"].endswith(_PER_PROCESS) and not _one_process:  # noqa: F405
+    raise ImproperlyConfigured(
+        f"CACHE_URL={os.environ.get('CACHE_URL')!r} is a per-process cache: with several web "
+        "processes the API throttles count each process apart. Use the database cache "
+        "(dbcache://backoffice_cache, the default) or Redis (redis://host:6379/1), or set "
+        "WEB_CONCURRENCY=1 when exactly one process serves."
+    )
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # The simulator of the three upstreams is for development and tests; nothing in the product

@@ -1,4 +1,4 @@
-"""Idle sessions end; refused requests (401, 403) are logged."""
+"""Idle sessions end; refused requests (401, 403) are logged; the Permissions-Policy header."""
 
 from __future__ import annotations
 
@@ -72,4 +72,19 @@ class RefusalLog:
                 method=request.method,
                 user=user.get_username() if user is not None and user.is_authenticated else None,
             )
+        return response
+
+
+class PermissionsPolicy:
+    """Every answer carries PERMISSIONS_POLICY (camera, microphone, geolocation, payment ...
+    off): Django sets Referrer-Policy itself (SECURE_REFERRER_POLICY), not this one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        policy = getattr(settings, "PERMISSIONS_POLICY", "")
+        if policy and "Permissions-Policy" not in response:
+            response["Permissions-Policy"] = policy
         return response

@@ -5,15 +5,15 @@ upstream.registry). Staff without `security.view_personal_data` see them masked 
 Ka**", "z***@example.com", "532***4567") in every admin list and record page, in the CSV
 exports and in the API. docs/decisions/011-personal-data.md says why and how.
 
-- **Admin pages** (GET requests, and any method but the changing ones: `PersonalDataMasking`
-  middleware): while the request runs, every mirror row loaded from the database is masked as
-  it is loaded (post_init), the rows of a list, a record's page and the rows it reaches through
-  relations alike. A masked row refuses to be saved, so a masked value can never overwrite the
-  real one. Changes (POST) load rows as they are; the pages that change rows are operators'
-  pages, and those that answer a POST without a change render masked (`shown_masked`).
-- **Exports** mask each personal column (`mask_columns`); **the API** masks its serializers'
-  personal fields (`PersonalDataSerializerMixin`): the API authenticates its tokens after the
-  middleware ran.
+- **Every request** (`PersonalDataMasking` middleware, the one central place; it fails
+  closed): whatever its method, view or path, every mirror row loaded while it runs is masked
+  as it is loaded (post_init) for a reader without the permission, the rows of a list, a
+  record's page, an API answer and the rows they reach through relations alike. Who reads is
+  asked when a row loads, after the API authenticated its token. A masked row refuses to be
+  saved, so a masked value can never overwrite the real one; a push's write-back runs
+  `unmasked()`.
+- **Exports** (streamed after the request) mask each personal column (`mask_columns`); the
+  API's serializers mask their personal fields too (`PersonalDataSerializerMixin`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,27 @@ PERM_PERSONAL_DATA = "security.view_personal_data"
 # The attribute a masked row carries; such a row is never saved.
 MASKED = "_personal_data_masked"
 
-_masking: contextvars.ContextVar[bool] = contextvars.ContextVar("personal_masking", default=False)
+
+class _RequestScope:
+    """Masking for one request, decided when a row is loaded: by then the API has authenticated
+    its token (DRF sets the user on the request), so every view, method and path is covered
+    from here, whether the reader signed in with a session, a token or not at all."""
+
+    def __init__(self, request: HttpRequest) -> None:
+        self.request = request
+        self._decided: tuple[int, bool] | None = None
+
+    def masks(self) -> bool:
+        user = getattr(self.request, "user", None)
+        if self._decided is None or self._decided[0] != id(user):
+            self._decided = (id(user), not sees_personal_data(user))
+        return self._decided[1]
+
+
+# True: mask; False: rows as they are; a request's scope: mask unless its user may see them.
+_masking: contextvars.ContextVar[bool | _RequestScope] = contextvars.ContextVar(
+    "personal_masking", default=False
+)
 
 
 def sees_personal_data(user: Any) -> bool:
@@ -95,12 +115,24 @@ def shown_masked(request: HttpRequest, view: Callable[[], HttpResponse]) -> Http
     return response
 
 
+@contextmanager
+def unmasked() -> Iterator[None]:
+    """Rows as they are inside the block, whoever the request's user is: for code that writes
+    the mirror back (a push's apply); a masked row refuses to be saved otherwise."""
+    token = _masking.set(False)
+    try:
+        yield
+    finally:
+        _masking.reset(token)
+
+
 def is_masking() -> bool:
-    return _masking.get()
+    scope = _masking.get()
+    return scope.masks() if isinstance(scope, _RequestScope) else bool(scope)
 
 
 def _on_load(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
-    if _masking.get():
+    if is_masking():
         mask_instance(instance)
 
 
@@ -122,29 +154,23 @@ def connect() -> None:
         pre_save.connect(_refuse_masked, sender=model, dispatch_uid=f"security.guard.{label}")
 
 
-def _changes(request: HttpRequest) -> bool:
-    """Is this a request that may change rows (and so loads them as they are)? A POST, and the
-    API's PUT, PATCH and DELETE. The admin's views answer every other method (OPTIONS, PUT, a
-    made-up one) as a GET, so those are masked like a GET."""
-    if request.method == "POST":
-        return True
-    return request.method in ("PUT", "PATCH", "DELETE") and request.path_info.startswith("/api/")
-
-
 class PersonalDataMasking:
-    """Runs each request of a signed-in user without the permission that changes nothing (a GET,
-    and any method but the changing ones) with masking on (see the module docstring); the page
-    is rendered inside, so what it shows is masked."""
+    """Fails closed: every request, whatever its method, view or path (admin, API, a page added
+    later), runs with masking on for a reader without the permission. Rows loaded while it runs
+    are masked as they load (post_init); the page is rendered inside, so what it shows is
+    masked. Who the reader is is asked when a row loads (`_RequestScope`), after the API has
+    authenticated its token. A masked row refuses to be saved, so a masked value never
+    overwrites a real one; code that writes the mirror back runs `unmasked()`."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        user = getattr(request, "user", None)
-        if _changes(request) or not (user and user.is_authenticated):
+        token = _masking.set(_RequestScope(request))
+        try:
             return self.get_response(request)
-        with masking(user):
-            return self.get_response(request)
+        finally:
+            _masking.reset(token)
 
 
 def column_kind(model: type[models.Model], path: str) -> Kind | None:
@@ -180,8 +206,8 @@ class PersonalDataSerializerMixin:
         data = super().to_representation(instance)
         request = self.context.get("request")
         user = getattr(request, "user", None)
-        if sees_personal_data(user):
-            return data
+        if sees_personal_data(user) or getattr(instance, MASKED, False):
+            return data  # allowed, or masked as it was loaded
         for name, kind in personal_fields(self.Meta.model).items():
             if name in data:
                 data[name] = mask_value(kind, data[name])

@@ -64,7 +64,11 @@ def password_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> 
     # Django's session auth hash follows the password, so every other session of the user ends
     # at its next request (the admin's own password change keeps the current one).
     if not created and getattr(instance, "_password", None) is not None:
+        from .tokens import api_tokens_revoke_all
+
         event("password_changed", user=_username(instance))
+        # API tokens are not sessions: they end here too (security/tokens.py).
+        api_tokens_revoke_all(user=instance, reason="password_changed")
 
 
 def connect() -> None:

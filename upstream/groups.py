@@ -28,7 +28,8 @@ def _finance_apps() -> tuple[str, ...]:
 
 
 def groups_ensure(using: str = "default") -> None:
-    """Operators view and push; viewers only view; approvers push and approve others' jobs.
+    """Operators view and push; viewers only view; approvers push, approve others' jobs and
+    steer them (upstream.manage_others_jobs).
     Operators and approvers see personal data unmasked, viewers masked. Re-running adds newly
     created permissions."""
     finance_apps = _finance_apps()
@@ -42,7 +43,11 @@ def groups_ensure(using: str = "default") -> None:
         )
     )
     # Pushes operators do not get by default: a superuser grants them to named people.
-    held_back = {"upstream.approve_job", *registry.held_back_permissions()}
+    held_back = {
+        "upstream.approve_job",
+        "upstream.manage_others_jobs",
+        *registry.held_back_permissions(),
+    }
     view = [p for p in perms if p.codename.startswith("view_")]
     push = [
         p
@@ -54,8 +59,12 @@ def groups_ensure(using: str = "default") -> None:
     viewers.permissions.set(view)
     operators, _ = Group.objects.using(using).get_or_create(name=OPERATORS)
     operators.permissions.set(view + push + personal)
+    # Approvers also steer others' jobs (cancel, retry, resume, withdraw; always with a reason).
     approve = [
-        p for p in perms if p.codename == "approve_job" and p.content_type.app_label == "upstream"
+        p
+        for p in perms
+        if p.codename in ("approve_job", "manage_others_jobs")
+        and p.content_type.app_label == "upstream"
     ]
     approvers, _ = Group.objects.using(using).get_or_create(name=APPROVERS)
     approvers.permissions.set(view + push + approve + personal)

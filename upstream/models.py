@@ -304,6 +304,10 @@ class Job(models.Model):
         ordering = ["-created_at", "-id"]
         permissions = [
             ("approve_job", _("Can approve or reject a job another person started")),
+            (
+                "manage_others_jobs",
+                _("Can cancel, retry, resume or withdraw a job another person started"),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -365,6 +369,41 @@ class Job(models.Model):
     def percent(self) -> int:
         # A cancelled job must not look complete: the bar shows what was processed.
         return int(100 * self.processed / self.total) if self.total else 100
+
+
+class JobAction(models.Model):
+    """Who steered a job, and why: a cancel, a retry, a resume, a withdrawal (a cancel while it
+    awaited approval). A job belongs to its creator; another person's step needs
+    `upstream.manage_others_jobs` and a reason, kept here and shown on the job."""
+
+    class Kind(models.TextChoices):
+        CANCEL = "cancel", _("Cancel")
+        WITHDRAW = "withdraw", _("Withdrawal")
+        RETRY = "retry", _("Retry of failed items")
+        RESUME = "resume", _("Resume of cancelled items")
+
+    job = models.ForeignKey(
+        Job, verbose_name=_("job"), on_delete=models.CASCADE, related_name="actions"
+    )
+    kind = models.CharField(_("action"), max_length=10, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("by"),
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    # The job was started by someone else (or by the system): the step needed the permission.
+    on_behalf = models.BooleanField(_("another person's job"), default=False)
+    reason = models.TextField(_("reason"), blank=True)
+    at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("job action")
+        verbose_name_plural = _("job actions")
+        ordering = ["job", "at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.job_id}"
 
 
 class JobItem(models.Model):

@@ -25,3 +25,20 @@
     }, 0);
   }, true);
 })();
+
+// Under the Content-Security-Policy no inline handler runs (onclick="...", onchange="..."):
+// the pages mark what they need and these listeners do it.
+(function () {
+  // <a data-back>: back to the page before (the confirmation pages' "No, take me back").
+  document.addEventListener("click", function (event) {
+    const link = event.target.closest && event.target.closest("a[data-back]");
+    if (!link) return;
+    event.preventDefault();
+    window.history.back();
+  });
+  // <select data-submit-on-change>: the header's language switch sends its form at once.
+  document.addEventListener("change", function (event) {
+    const select = event.target;
+    if (select.matches && select.matches("select[data-submit-on-change]")) select.form.submit();
+  });
+})();

@@ -170,12 +170,13 @@ def test_refused_requests_are_logged(viewer_client, caplog) -> None:
 
 
 def test_a_refused_api_token_user_is_named(django_user_model, caplog) -> None:
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
+
+    from security.tokens import api_token_create
 
     clerk = django_user_model.objects.create_user("clerk", password="pw", is_staff=True)
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=clerk).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=clerk)[1]}")
     with caplog.at_level(logging.INFO, logger="backoffice.security"):
         assert api.get("/api/jobs/").status_code == 403  # staff, without upstream.view_job
         assert api.get("/api/jobs/999999/").status_code == 403

@@ -143,6 +143,11 @@ BAD_FILTERS = [
     ("/api/subscription-invoices/", "val_date_after", "0001-01-01T00:00:00"),
     ("/api/subscription-invoices/", "val_date_before", "9999-12-31T23:59:59-14:00"),
     ("/api/subscription-invoices/", "invoice_no", "a\x00b"),
+    # Offsets Python takes (up to ±23:59) but PostgreSQL does not (±15:59): a 400, not a 500.
+    ("/api/subscription-invoices/", "val_date_after", "2020-01-01T00:00:00+20:00"),
+    ("/api/subscription-invoices/", "val_date_before", "2020-01-01T00:00:00-16:00"),
+    ("/api/upstream-calls/", "created_after", "2020-01-01T00:00:00+20:00"),
+    ("/api/upstream-calls/", "created_before", "2020-01-01T00:00:00-23:59"),
     ("/api/upstream-calls/", "created_after", "99999-01-01"),
     ("/api/upstream-calls/", "created_after", "0001-01-01"),
     ("/api/upstream-calls/", "job", "abc"),
@@ -251,6 +256,25 @@ def test_create_invoice_before_year_one_in_utc_is_a_400_and_sends_nothing(api, s
     assert "val_date" in assert_json(response, 400)
     assert sandbox.ledger("paynet") == []
     assert not SubscriptionInvoice.objects.exists()
+
+
+@pytest.mark.parametrize("offset", ["+20:00", "-16:00", "+23:59"])
+def test_create_invoice_with_an_offset_beyond_the_database_is_a_400(api, sandbox, offset):
+    subscription = Subscription.objects.create(
+        subscription_id="sub-offset", reference_no="ref-offset", is_fixed_price=False
+    )
+    response = api.post(
+        f"/api/subscriptions/{subscription.pk}/invoices/",
+        {"val_date": f"2030-01-15T00:00:00{offset}", "amount": "1.00", "reason": "test"},
+        format="json",
+    )
+    assert "val_date" in assert_json(response, 400)
+    assert sandbox.ledger("paynet") == []
+
+
+def test_an_offset_the_database_holds_is_still_taken(api):
+    response = api.get("/api/upstream-calls/", {"created_after": "2020-01-01T00:00:00+14:00"})
+    assert response.status_code == 200, response.content[:300]
 
 
 def test_server_error_under_api_is_json_and_elsewhere_the_usual_page():

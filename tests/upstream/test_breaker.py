@@ -41,6 +41,7 @@ from upstream.calls.breaker import (
     breaker_get,
     breaker_next,
     call_verdict,
+    unavailable,
 )
 from upstream.calls.client import Exchange
 from upstream.calls.errors import (
@@ -473,3 +474,12 @@ def test_the_breaker_is_shared_between_processes(transactional_db, sandbox, oper
     subscription_invoice_set_status(record=record, status=S.CANCEL, actor=operator, reason="test")
     shown = _manage(env, "shell", "-c", SHOW_STATE)
     assert shown.stdout.strip().splitlines()[-1] == "closed", shown.stderr[-2000:]
+
+
+def test_the_refusal_names_the_real_threshold_not_the_running_count(settings):
+    # Calls in flight when the breaker opened went on failing: 20 stored, threshold 5.
+    settings.BREAKER_FAILURES = 5
+    now = timezone.now()
+    breaker = Breaker("paynet", state=OPEN, failures=20, open_until=now + timedelta(seconds=30))
+    message = unavailable(breaker, now).message
+    assert "5 calls in a row failed" in message and "20" not in message

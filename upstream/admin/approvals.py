@@ -18,11 +18,13 @@ from django.utils.translation import gettext_lazy
 from upstream.admin.tools import error_text
 from upstream.models import Job
 from upstream.pushes.approvals import (
+    approval_window,
     awaiting_for,
     can_decide,
     count_confirmation_required,
     job_approve,
     job_reject,
+    window_text,
 )
 from upstream.pushes.bulk import parse
 from upstream.pushes.kinds import kind_for
@@ -81,6 +83,10 @@ class ApprovalAdminMixin:
             "can_decide": job.is_awaiting_approval and can_decide(request.user, job),
             "own_job": job.created_by_id == request.user.pk,
             "count_required": job.is_awaiting_approval and count_confirmation_required(job),
+            # What the creator sent without approval in the window before this job.
+            "creator_window": window_text(approval_window(job.created_by, before=job.created_at))
+            if job.created_by_id
+            else "",
         }
 
     def approve_view(self, request: HttpRequest, pk: int) -> HttpResponse:

@@ -35,6 +35,8 @@ from upstream.pushes.jobs import (
     job_cancel,
     job_resume_cancelled,
     job_retry_failed,
+    may_steer,
+    owns_job,
 )
 from upstream.pushes.kinds import kind_for, kind_label, registered_kinds
 
@@ -253,7 +255,8 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             handler = kind_for(job.kind)
         except LookupError:
             handler = None
-        can_push = handler is not None and request.user.has_perm(handler.permission)
+        # Cancel, retry and resume: the creator, or a person allowed to steer others' jobs.
+        can_push = handler is not None and may_steer(request.user, job)
         recent = list(
             job.items.filter(state=JobItem.State.DONE).order_by("-finished_at", "-position")[:20]
         )
@@ -269,6 +272,7 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             "skipped": job.items.filter(outcome=JobItem.Outcome.SKIPPED).order_by("position")[:500],
             "recent": recent,
             "can_push": can_push,
+            "job_actions": job.actions.select_related("actor"),
             "has_view_permission": True,
             "original": job,
             **self.approval_context(request, job),
@@ -325,17 +329,24 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
         """Nothing happens on the first request: a page says what will, and asks to confirm."""
         job = get_object_or_404(Job, pk=pk)
         back = HttpResponseRedirect(reverse("admin:upstream_job_change", args=[pk]))
-        if not request.user.has_perm(kind_for(job.kind).permission):
-            self.message_user(
-                request, _("You do not have permission to change this job."), messages.ERROR
+        if not may_steer(request.user, job):
+            # The same refusal the service (and the API) gives.
+            text = (
+                _("This job belongs to another person; you may not change it.")
+                if request.user.has_perm(kind_for(job.kind).permission)
+                else _("You do not have permission to change this job.")
             )
+            self.message_user(request, text, messages.ERROR)
             return back
         if request.method == "POST" and request.POST.get("confirm") == "yes":
+            reason = request.POST.get("reason", "")
             # Once per page (its one-time token): a double click retries, resumes or cancels once.
             run_and_report(
                 self,
                 request,
-                lambda: launch_once(request, lambda: service(job=job, actor=request.user)),
+                lambda: launch_once(
+                    request, lambda: service(job=job, actor=request.user, reason=reason)
+                ),
                 done_message,
             )
             return back
@@ -347,6 +358,8 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             "question": question,
             "button": button,
             "launch_token": new_launch_token(),
+            # Another person's job: the step needs a reason, kept on the job.
+            "others_job": not owns_job(request.user, job),
         }
         return TemplateResponse(request, "admin/upstream/job/confirm_action.html", context)
 

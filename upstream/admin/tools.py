@@ -46,8 +46,9 @@ from upstream.calls.errors import (
 )
 from upstream.calls.redaction import redact_shown
 from upstream.l10n.formats import duration, money
+from upstream.lists.cells import inert
 from upstream.models import Job
-from upstream.pushes.approvals import awaiting_message
+from upstream.pushes.approvals import approval_reason, awaiting_message
 from upstream.pushes.once import (
     fingerprint,
     once_begin,
@@ -119,6 +120,8 @@ class _Echo:
 
 
 def _csv_value(value: Any) -> str:
+    if isinstance(value, str):
+        return inert(value)  # never a formula in the reader's spreadsheet (upstream.lists.cells)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -131,8 +134,8 @@ def _csv_value(value: Any) -> str:
     if isinstance(value, date):
         return formats.date_format(value, "SHORT_DATE_FORMAT")
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+        return inert(json.dumps(value, ensure_ascii=False))
+    return inert(str(value))
 
 
 _ASCII_TURKISH = str.maketrans("ıİğĞşŞçÇöÖüÜ", "iIgGsScCoOuU")
@@ -156,12 +159,14 @@ def attachment_disposition(filename: str) -> str:
 def csv_response(
     filename: str, header: list[str], rows: Iterator[list[Any]]
 ) -> StreamingHttpResponse:
-    """A streamed CSV that Excel opens right in Turkish: UTF-8 with BOM, semicolons, 1.234,56."""
+    """A streamed CSV that Excel opens right in Turkish: UTF-8 with BOM, semicolons, 1.234,56.
+
+    Every text cell is made inert (no formula runs when it is opened: upstream.lists.cells)."""
     writer = csv.writer(_Echo(), delimiter=";")
 
     def lines() -> Iterator[str]:
         yield "\ufeff"
-        yield writer.writerow(header)
+        yield writer.writerow([inert(title) for title in header])
         for row in rows:
             yield writer.writerow([_csv_value(v) for v in row])
 
@@ -517,6 +522,13 @@ def confirmation_page(
     token (`launch_once`): the same confirmation posted twice starts one job.
     """
     select_across = request.POST.get("select_across") == "1"
+    preview = context.get("preview")
+    if getattr(preview, "will_change", 0):
+        # Before confirming: will it wait for a second person, and why (its size, or with
+        # what this person sent without approval in the window)?
+        context["approval_notice"] = approval_reason(
+            preview.will_change, getattr(preview, "change_total", None), request.user
+        )
     # Posted back even with select_across: Django's changelist ignores an action with no boxes.
     selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
     ctx = {

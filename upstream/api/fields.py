@@ -7,14 +7,25 @@ that happened after the upstream had already accepted the change.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 _RANGES = BaseDatabaseOperations.integer_field_ranges
+
+# The widest UTC offset PostgreSQL stores ("time zone displacement out of range" beyond it);
+# Python takes up to ±23:59, so "+20:00" passed validation and failed in the database.
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
+
+
+def offset_in_range(value: datetime) -> bool:
+    """Is `value` naive, or aware with an offset every database holds (at most ±15:59)?"""
+    offset = value.utcoffset()
+    return offset is None or abs(offset) <= MAX_UTC_OFFSET
 
 
 def integer_range(field: models.Field) -> tuple[int, int]:
@@ -29,13 +40,20 @@ def column_max(model: type[models.Model], field_name: str) -> int:
 
 
 class DateTimeField(serializers.DateTimeField):
-    """DRF's DateTimeField, refusing a moment that does not exist in UTC.
+    """DRF's DateTimeField, refusing a moment that does not exist in UTC, and an offset beyond
+    ±15:59 (`MAX_UTC_OFFSET`).
 
     "0001-01-01T00:00:00" in Istanbul is year 0 in UTC: DRF's own checks, the database
     adapters and the clients raise OverflowError on it. It gets DRF's "out of range" message.
     """
 
+    default_error_messages = {
+        "offset": _("Time zone offset out of range: it must be between -15:59 and +15:59.")
+    }
+
     def enforce_timezone(self, value: Any) -> Any:
+        if isinstance(value, datetime) and not offset_in_range(value):
+            self.fail("offset")
         try:
             value = super().enforce_timezone(value)
             if value.tzinfo is not None:

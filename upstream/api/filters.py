@@ -13,22 +13,29 @@ from typing import Any
 
 from django import forms
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from django_filters import fields as filter_fields
 from django_filters import rest_framework as filters
 from django_filters.rest_framework.filterset import FILTER_FOR_DBFIELD_DEFAULTS
 
-from upstream.api.fields import integer_range
+from upstream.api.fields import integer_range, offset_in_range
 
 
 class IsoDateTimeField(filter_fields.IsoDateTimeField):
-    """An ISO 8601 date-time that also exists in UTC.
+    """An ISO 8601 date-time that also exists in UTC, with an offset the database holds.
 
     "0001-01-01T00:00+03:00" is year 0 in UTC: SQLite's adapter and Django's time zone
-    conversions raise OverflowError on it, so it is refused here like any invalid date.
+    conversions raise OverflowError on it, so it is refused here like any invalid date. An
+    offset beyond ±15:59 ("+20:00", which Python takes) made PostgreSQL fail: a 400 too.
     """
 
     def to_python(self, value: Any) -> Any:
         value = super().to_python(value)
+        if value is not None and not offset_in_range(value):
+            raise forms.ValidationError(
+                _("Time zone offset out of range: it must be between -15:59 and +15:59."),
+                code="offset",
+            )
         if value is not None:
             try:
                 value.astimezone(UTC)

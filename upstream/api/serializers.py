@@ -1,7 +1,9 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from upstream.calls.redaction import redact_headers, redact_shown
-from upstream.models import Job, JobItem, Service, UpstreamBreaker, UpstreamCall
+from upstream.models import Job, JobAction, JobItem, Service, UpstreamBreaker, UpstreamCall
+from upstream.pushes.approvals import approval_window
 
 
 class UpstreamCallSerializer(serializers.ModelSerializer):
@@ -66,6 +68,14 @@ class JobItemSerializer(serializers.ModelSerializer):
         ]
 
 
+class JobActionSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = JobAction
+        fields = ["kind", "actor", "on_behalf", "reason", "at"]
+
+
 class JobSerializer(serializers.ModelSerializer):
     done = serializers.IntegerField(read_only=True)
     # Sent, or tried (a cancelled job: before the cancel took hold); cancelled items were not.
@@ -73,6 +83,10 @@ class JobSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     items = serializers.SerializerMethodField()
+    # Who cancelled, retried, resumed or withdrew it, and why (another person's step needs one).
+    actions = JobActionSerializer(many=True, read_only=True)
+    # Awaiting approval: what its creator sent without approval in the window before it.
+    creator_window = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -100,8 +114,27 @@ class JobSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "actions",
+            "creator_window",
             "items",
         ]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "hours": {"type": "number"},
+                "records": {"type": "integer"},
+                "amount": {"type": "string"},
+            },
+        }
+    )
+    def get_creator_window(self, job: Job) -> dict | None:
+        if not job.is_awaiting_approval or not job.created_by_id:
+            return None
+        usage = approval_window(job.created_by, before=job.created_at)
+        return {"hours": usage.hours, "records": usage.records, "amount": f"{usage.amount:.2f}"}
 
     def get_items(self, job: Job) -> list[dict]:
         limit = self.context.get("items_limit", 1000)

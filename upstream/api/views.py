@@ -16,13 +16,23 @@ from upstream.api.serializers import (
     UpstreamHealthSerializer,
 )
 from upstream.calls.health import upstream_health
-from upstream.models import Job, JobItem, UpstreamCall
+from upstream.models import Job, JobAction, JobItem, UpstreamCall
 from upstream.pushes.approvals import job_approve, job_reject
-from upstream.pushes.jobs import cancel_counts, job_cancel, job_retry_failed
+from upstream.pushes.jobs import (
+    cancel_counts,
+    job_cancel,
+    job_resume_cancelled,
+    job_retry_failed,
+)
 
 
 class RejectSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class StepSerializer(serializers.Serializer):
+    # Required on another person's job (with upstream.manage_others_jobs); kept on the job.
+    reason = serializers.CharField(allow_blank=True, required=False, default="", max_length=2000)
 
 
 class ApproveSerializer(serializers.Serializer):
@@ -55,7 +65,14 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     LIST_ITEMS = 10
 
     def get_queryset(self):
-        jobs = super().get_queryset().select_related("created_by", "decided_by")
+        jobs = (
+            super()
+            .get_queryset()
+            .select_related("created_by", "decided_by")
+            .prefetch_related(
+                Prefetch("actions", queryset=JobAction.objects.select_related("actor"))
+            )
+        )
         if self.action == "list":
             # Each job's first items for the whole page in one query (a window per job).
             first = JobItem.objects.order_by("position")[: self.LIST_ITEMS]
@@ -67,10 +84,22 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         context["items_limit"] = self.LIST_ITEMS if self.action == "list" else 1000
         return context
 
+    @extend_schema(request=StepSerializer, responses={202: None})
     @action(detail=True, methods=["post"], url_path="retry-failed", permission_classes=[IsStaff])
     @idempotent
     def retry_failed(self, request: Request, pk: str | None = None) -> Response:
-        job = job_retry_failed(job=get_object_or_404(Job, pk=pk), actor=request.user)
+        job = job_retry_failed(
+            job=get_object_or_404(Job, pk=pk), actor=request.user, reason=_reason(request)
+        )
+        return Response({"job": JobSerializer(job, context={"items_limit": 0}).data}, status=202)
+
+    @extend_schema(request=StepSerializer, responses={202: None})
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    @idempotent
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        job = job_resume_cancelled(
+            job=get_object_or_404(Job, pk=pk), actor=request.user, reason=_reason(request)
+        )
         return Response({"job": JobSerializer(job, context={"items_limit": 0}).data}, status=202)
 
     @extend_schema(request=ApproveSerializer, responses={202: None})
@@ -99,10 +128,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         )
         return Response({"job": JobSerializer(job, context={"items_limit": 0}).data})
 
+    @extend_schema(request=StepSerializer)
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
     @idempotent
     def cancel(self, request: Request, pk: str | None = None) -> Response:
-        job = job_cancel(job=get_object_or_404(Job, pk=pk), actor=request.user)
+        job = job_cancel(
+            job=get_object_or_404(Job, pk=pk), actor=request.user, reason=_reason(request)
+        )
         counts = cancel_counts(job)
         return Response(
             {
@@ -113,6 +145,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 "sent": counts.sent,
             }
         )
+
+
+def _reason(request: Request) -> str:
+    body = StepSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data["reason"]
 
 
 class UpstreamHealthViewSet(viewsets.GenericViewSet):

@@ -162,10 +162,12 @@ def unavailable(breaker: Breaker, now: datetime | None = None) -> UpstreamUnavai
             "in %(seconds)s s."
         ) % {"upstream": label, "seconds": seconds}
     else:
+        # The threshold that opened it: the stored count goes on growing with the calls that
+        # were in flight when it opened ("the last 20 calls failed" with a threshold of 5).
         message = _(
-            "%(upstream)s is unavailable: its last %(count)s calls failed, so calls are paused "
+            "%(upstream)s is unavailable: %(count)s calls in a row failed, so calls are paused "
             "(circuit breaker open). Nothing was sent; try again in %(seconds)s s."
-        ) % {"upstream": label, "count": max(breaker.failures, 1), "seconds": seconds}
+        ) % {"upstream": label, "count": _threshold(), "seconds": seconds}
     return UpstreamUnavailable(message, service=breaker.service, retry_after=seconds)
 
 

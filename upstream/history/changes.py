@@ -27,6 +27,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connections, models, transaction
 from django.utils import timezone
 
+from upstream.calls.redaction import mask_value
+from upstream.registry import personal_fields
+
 # Local bookkeeping that is not the upstream's data.
 UNTRACKED = frozenset({"id", "synced_at", "version"})
 # Reads and writes of at most this many rows at a time (SQLite's variable limit, lock sizes).
@@ -132,6 +135,12 @@ def _record(
     source = _current.get() or Source(RecordChange.Source.OTHER)
     content_type = ContentType.objects.db_manager(using).get_for_model(model)
     label = model._meta.label_lower
+    # Personal data is kept masked at rest, as the call log keeps it (KVKK): a customer's name
+    # change is recorded as "Ze*** Ka**" → "Ze*** Yı***". Drift rules never track these fields.
+    entries = [
+        (pk, action, name, mask_change(label, name, old), mask_change(label, name, new))
+        for pk, action, name, old, new in entries
+    ]
     now = timezone.now()
     rows = [
         RecordChange(
@@ -154,6 +163,23 @@ def _record(
     from upstream.history.drift import drift_detect
 
     drift_detect(model, rows, labels, source)
+
+
+def mask_change(label: str, field: str, value: Any) -> Any:
+    """A history value as it is kept: a personal field's value masked; a whole-record snapshot
+    (a create or a delete, `field` empty) with its personal fields masked. Idempotent."""
+    personal = personal_fields(label)
+    if not personal:
+        return value
+    if field:
+        kind = personal.get(field)
+        return mask_value(kind, value) if kind is not None else value
+    if isinstance(value, dict):
+        return {
+            key: mask_value(personal[key], item) if key in personal else item
+            for key, item in value.items()
+        }
+    return value
 
 
 def _diff(

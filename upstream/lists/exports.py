@@ -13,6 +13,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from upstream.admin.tools import attachment_disposition, csv_response
+from upstream.lists.cells import inert
 from upstream.models import Job
 from upstream.pushes.kinds import kind_for
 
@@ -30,7 +31,9 @@ def xlsx_response(
     formats: dict[int, str] | None = None,
 ) -> HttpResponse:
     """An Excel file (write-only, so memory stays flat): a bold, frozen header row; `formats`
-    maps a column index to its number format; date-times are written in local time."""
+    maps a column index to its number format; date-times are written in local time. A text
+    that would start a formula is written inert, as text (upstream.lists.cells): openpyxl
+    stores any string starting with "=" as a formula."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
@@ -42,7 +45,7 @@ def xlsx_response(
     bold = Font(bold=True)
     head = []
     for title in header:
-        cell = WriteOnlyCell(sheet, value=title)
+        cell = WriteOnlyCell(sheet, value=inert(title))
         cell.font = bold
         head.append(cell)
     sheet.append(head)
@@ -52,6 +55,7 @@ def xlsx_response(
             if isinstance(value, datetime):
                 # Excel has no time zones: local time.
                 value = timezone.localtime(value).replace(tzinfo=None) if value.tzinfo else value
+            value = inert(value)
             cell = WriteOnlyCell(sheet, value=value)
             if value is not None and i in formats:
                 cell.number_format = formats[i]

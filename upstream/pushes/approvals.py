@@ -4,40 +4,133 @@ The job is created as it would run (its frozen selection, target, reason and pre
 in state `awaiting_approval`; nothing is queued. Another person holding `upstream.approve_job`
 approves it (it is queued as it was frozen) or rejects it with a reason; one left undecided
 expires after APPROVAL_TTL_HOURS. The creator never decides their own job, superuser or not.
+
+Four eyes over time: a push also waits when it, plus what the same person sent without
+approval in the last APPROVAL_WINDOW_HOURS (single pushes, creates, bulk pushes and drift
+re-pushes alike: every write is a job), reaches APPROVAL_WINDOW_ITEMS records or
+APPROVAL_WINDOW_AMOUNT ₺; so a push split into pieces under the thresholds still meets a
+second person.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from upstream.actors import User, actor_id_of
 from upstream.calls.modes import upstream_mode
 from upstream.console.notices import job_finished_announce
+from upstream.l10n.formats import money
 from upstream.models import Job, JobItem
 from upstream.pushes.jobs import job_enqueue
-from upstream.pushes.kinds import kind_for
+from upstream.pushes.kinds import kind_for, registered_kinds
 
 PERM_APPROVE = "upstream.approve_job"
 
 
-def approval_needed(count: int, amount: Decimal | None) -> bool:
-    """Is a push of `count` records worth `amount` ₺ over a threshold?"""
+@dataclass(frozen=True)
+class WindowUsage:
+    """What one person sent without a second person's approval in the window."""
+
+    hours: float
+    records: int
+    amount: Decimal
+
+
+def _window_items() -> int:
+    value = getattr(settings, "APPROVAL_WINDOW_ITEMS", None)
+    return int(value) if value not in (None, "") else 5 * settings.APPROVAL_MIN_ITEMS
+
+
+def _window_amount() -> Decimal:
+    value = getattr(settings, "APPROVAL_WINDOW_AMOUNT", None)
+    return Decimal(value) if value not in (None, "") else 5 * settings.APPROVAL_MIN_AMOUNT
+
+
+def approval_window(actor: User | None, *, before: datetime | None = None) -> WindowUsage:
+    """Records and ₺ `actor` pushed without approval in the APPROVAL_WINDOW_HOURS before
+    `before` (now): writes only (a refresh reads), not those awaiting approval, rejected,
+    expired or approved by another person; a cancelled job's unsent items do not count."""
+    hours = float(getattr(settings, "APPROVAL_WINDOW_HOURS", 24))
+    person = actor_id_of(actor)
+    if person is None or hours <= 0:
+        return WindowUsage(hours, 0, Decimal("0"))
+    end = before or timezone.now()
+    writes = [kind for kind in registered_kinds() if kind_for(kind).operation]
+    jobs = Job.objects.filter(
+        created_by_id=person,
+        kind__in=writes,
+        created_at__gte=end - timedelta(hours=hours),
+        created_at__lt=end,
+        decided_by__isnull=True,
+    ).exclude(state__in=[Job.State.AWAITING_APPROVAL, Job.State.REJECTED, Job.State.EXPIRED])
+    row = jobs.aggregate(
+        records=Coalesce(Sum(F("total") - F("cancelled")), 0),
+        amount=Sum("amount"),
+    )
+    return WindowUsage(hours, max(0, int(row["records"])), Decimal(row["amount"] or 0))
+
+
+def approval_reason(count: int, amount: Decimal | None, actor: User | None = None) -> str | None:
+    """Why a push of `count` records worth `amount` ₺ by `actor` waits for a second person
+    (its own size, or with the person's window), or None when it goes at once."""
+    # Read first, whatever the size: a launch takes the same statements for 20 or 200 records.
+    usage = approval_window(actor)
     if count >= settings.APPROVAL_MIN_ITEMS:
-        return True
-    return amount is not None and amount >= settings.APPROVAL_MIN_AMOUNT
+        return _("%(count)s records is at or over the %(limit)s-record threshold.") % {
+            "count": count,
+            "limit": settings.APPROVAL_MIN_ITEMS,
+        }
+    if amount is not None and amount >= settings.APPROVAL_MIN_AMOUNT:
+        return _("%(amount)s is at or over the %(limit)s threshold.") % {
+            "amount": money(amount),
+            "limit": money(settings.APPROVAL_MIN_AMOUNT),
+        }
+    if count + usage.records >= _window_items() or (amount or 0) + usage.amount >= _window_amount():
+        return (
+            window_text(usage)
+            + " "
+            + _("With this push that reaches %(records)s records or %(amount)s in %(hours)s h.")
+            % {
+                "records": _window_items(),
+                "amount": money(_window_amount()),
+                "hours": f"{usage.hours:g}",
+            }
+        )
+    return None
 
 
-def approval_fields(count: int, amount: Decimal | None) -> dict[str, object]:
+def window_text(usage: WindowUsage) -> str:
+    """ "Your pushes in the last 24 h: 480 records, ₺ 210.000,00." """
+    return _(
+        "Pushes without approval in the last %(hours)s h: %(records)s records, %(amount)s."
+    ) % {
+        "hours": f"{usage.hours:g}",
+        "records": usage.records,
+        "amount": money(usage.amount),
+    }
+
+
+def approval_needed(count: int, amount: Decimal | None, actor: User | None = None) -> bool:
+    """Is a push of `count` records worth `amount` ₺ over a threshold, alone or added to what
+    `actor` sent without approval in the window?"""
+    return approval_reason(count, amount, actor) is not None
+
+
+def approval_fields(
+    count: int, amount: Decimal | None, actor: User | None = None
+) -> dict[str, object]:
     """The new job's state (and expiry) for its size: awaiting approval or queued."""
-    if not approval_needed(count, amount):
+    if not approval_needed(count, amount, actor):
         return {"state": Job.State.QUEUED}
     return {
         "state": Job.State.AWAITING_APPROVAL,

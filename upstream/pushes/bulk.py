@@ -165,7 +165,9 @@ def job_create_frozen(
             amount=total,
             # A read (a refresh) sends nothing upstream: no second person needed.
             **(
-                approval_fields(max(count, approval_count or 0), total) if handler.operation else {}
+                approval_fields(max(count, approval_count or 0), total, actor)
+                if handler.operation
+                else {}
             ),
         )
         # A repeated request (the same Idempotency-Key or confirmation) finds this job.

@@ -1,4 +1,9 @@
-"""Job bookkeeping every push shares: create, enqueue, cancel, retry, resume."""
+"""Job bookkeeping every push shares: create, enqueue, cancel, retry, resume.
+
+A job belongs to its creator: cancel, retry, resume and withdraw (a cancel while it awaits
+approval) by another person need `upstream.manage_others_jobs` and a reason, kept as a
+JobAction and shown on the job. The API and the admin call these same services.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +21,59 @@ from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from upstream.actors import User, actor_allowed, actor_require
+from upstream.actors import User, actor_allowed, actor_id_of, actor_require
 from upstream.calls.breaker import breaker_require
 from upstream.l10n.stored import to_json
-from upstream.models import Job, JobItem
+from upstream.models import Job, JobAction, JobItem
 from upstream.pushes.kinds import kind_for
 from upstream.pushes.once import once_link
 
 logger = logging.getLogger(__name__)
+
+PERM_MANAGE_OTHERS = "upstream.manage_others_jobs"
+
+
+def owns_job(actor: User | None, job: Job) -> bool:
+    """Did this person start the job? A job the system started (a sync) is nobody's own."""
+    creator = job.created_by_id
+    return creator is not None and creator == actor_id_of(actor)
+
+
+def may_steer(actor: User | None, job: Job) -> bool:
+    """May this person cancel, retry or resume the job (with a reason when it is not theirs)?"""
+    try:
+        permission = kind_for(job.kind).permission
+    except LookupError:
+        return False
+    if actor is None or not actor.is_authenticated or not actor.has_perm(permission):
+        return False
+    return owns_job(actor, job) or actor.has_perm(PERM_MANAGE_OTHERS)
+
+
+def _steer_require(job: Job, actor: User, reason: str, refused: str) -> tuple[bool, str]:
+    """The checks every step on a job shares: the push's permission; for another person's job
+    also `upstream.manage_others_jobs` and a reason. Returns (another's job, the reason)."""
+    actor_require(actor, kind_for(job.kind).permission, refused)
+    reason = (reason or "").strip()
+    if owns_job(actor, job):
+        return False, reason
+    if not actor.has_perm(PERM_MANAGE_OTHERS):
+        raise PermissionDenied(
+            _(
+                "This job belongs to %(creator)s: only they, or a person allowed to manage "
+                "others' jobs, may change it."
+            )
+            % {"creator": job.created_by or _("the system")}
+        )
+    if not reason:
+        raise ValidationError({"reason": _("Give a reason: this job belongs to another person.")})
+    return True, reason
+
+
+def _record_step(job: Job, actor: User, kind: str, on_behalf: bool, reason: str) -> None:
+    JobAction.objects.create(
+        job_id=job.pk, kind=kind, actor=actor, on_behalf=on_behalf, reason=reason[:2000]
+    )
 
 
 @dataclass(frozen=True)
@@ -67,7 +117,7 @@ def job_create(
             created_by=actor if actor is not None and actor.is_authenticated else None,
             total=len(items),
             amount=amount,
-            **(approval_fields(len(items), amount) if handler.operation else {}),
+            **(approval_fields(len(items), amount, actor) if handler.operation else {}),
         )
         JobItem.objects.bulk_create(
             [
@@ -134,15 +184,23 @@ def cancel_counts(job: Job) -> CancelCounts:
     return CancelCounts(not_sent=not_sent, sent=sent)
 
 
-def job_cancel(*, job: Job, actor: User) -> Job:
-    actor_require(
-        actor,
-        kind_for(job.kind).permission,
-        _("You do not have permission to cancel this job."),
+def job_cancel(*, job: Job, actor: User, reason: str = "") -> Job:
+    """Stop sending; a job awaiting approval is withdrawn. Another person's job needs
+    `upstream.manage_others_jobs` and a reason."""
+    on_behalf, reason = _steer_require(
+        job, actor, reason, _("You do not have permission to cancel this job.")
     )
     if job.is_finished:
         raise ValidationError(_("The job has already finished."))
+    withdraw = job.state == Job.State.AWAITING_APPROVAL
     Job.objects.filter(pk=job.pk).update(cancel_requested=True, cancelled_by=actor)
+    _record_step(
+        job,
+        actor,
+        JobAction.Kind.WITHDRAW if withdraw else JobAction.Kind.CANCEL,
+        on_behalf,
+        reason,
+    )
     job.refresh_from_db()
     if job.state == Job.State.AWAITING_APPROVAL:
         # Never approved, never prepared: close it at once (its frozen entries stay unwritten).
@@ -179,10 +237,11 @@ def _wait_for_cancel_to_take_hold(job: Job) -> None:
     job.refresh_from_db()
 
 
-def job_retry_failed(*, job: Job, actor: User) -> Job:
-    """Queue the rejected, failed and in-doubt items again (in-doubt ones are read back first)."""
-    actor_require(
-        actor, kind_for(job.kind).permission, _("You do not have permission to retry this job.")
+def job_retry_failed(*, job: Job, actor: User, reason: str = "") -> Job:
+    """Queue the rejected, failed and in-doubt items again (in-doubt ones are read back first).
+    Another person's job needs `upstream.manage_others_jobs` and a reason."""
+    on_behalf, reason = _steer_require(
+        job, actor, reason, _("You do not have permission to retry this job.")
     )
     if not job.is_finished:
         raise ValidationError(_("The job is still running; retry when it has finished."))
@@ -205,15 +264,17 @@ def job_retry_failed(*, job: Job, actor: User) -> Job:
             raise ValidationError(_("The job has no failed items to retry."))
         failed.filter(outcome=JobItem.Outcome.IN_DOUBT).update(in_doubt=True)
         _requeue(job, failed, actor, failed=0)
+        _record_step(job, actor, JobAction.Kind.RETRY, on_behalf, reason)
     job.refresh_from_db()
     return job
 
 
-def job_resume_cancelled(*, job: Job, actor: User) -> Job:
+def job_resume_cancelled(*, job: Job, actor: User, reason: str = "") -> Job:
     """Queue a cancelled job's unsent items again; each is re-checked against its record just
-    before sending, so one that changed meanwhile is skipped, not sent stale."""
-    actor_require(
-        actor, kind_for(job.kind).permission, _("You do not have permission to resume this job.")
+    before sending, so one that changed meanwhile is skipped, not sent stale. Another person's
+    job needs `upstream.manage_others_jobs` and a reason."""
+    on_behalf, reason = _steer_require(
+        job, actor, reason, _("You do not have permission to resume this job.")
     )
     if not job.is_finished:
         raise ValidationError(_("The job is still running."))
@@ -223,6 +284,7 @@ def job_resume_cancelled(*, job: Job, actor: User) -> Job:
         if not cancelled.exists():
             raise ValidationError(_("The job has no cancelled items to resume."))
         _requeue(job, cancelled, actor, cancelled=0, message="")
+        _record_step(job, actor, JobAction.Kind.RESUME, on_behalf, reason)
     job.refresh_from_db()
     return job
 

@@ -121,7 +121,7 @@ def push_single(
     if actor is None or not actor.has_perm(handler.permission):
         raise PermissionDenied(_("You do not have permission to make this change."))
     key = (idempotency_key or "").strip()[:100]
-    if handler.operation and approval_needed(1, amount):
+    if handler.operation and approval_needed(1, amount, actor):
         return _await_approval(
             handler,
             kind=kind,
@@ -157,6 +157,7 @@ def push_single(
             holder=holder,
             target_repr=target_repr,
             gate=gate,
+            amount=amount,
         )
     finally:
         if gate is not None and gate.take_trip():
@@ -179,6 +180,7 @@ def _push_single(
     holder: str,
     target_repr: str,
     gate: BreakerGate | None,
+    amount: Decimal | None = None,
 ) -> SingleResult:
     deadline = time.monotonic() + CLAIM_WAIT_SECONDS
     while True:
@@ -194,6 +196,7 @@ def _push_single(
                 key=key,
                 holder=holder,
                 target_repr=target_repr or str(target),
+                amount=amount,
             )
             break
         except _Busy as busy:
@@ -350,7 +353,7 @@ def _await_approval(
                 idempotency_key=key,
                 total=1,
                 amount=amount,
-                **approval_fields(1, amount),
+                **approval_fields(1, amount, actor),
             )
             JobItem.objects.create(
                 job=job,
@@ -467,8 +470,10 @@ def _start(
     key: str,
     holder: str,
     target_repr: str,
+    amount: Decimal | None = None,
 ) -> tuple[Job, WorkItem]:
-    """Commit the operation, its item, the record's claim and the pending call, or nothing."""
+    """Commit the operation, its item, the record's claim and the pending call, or nothing.
+    Its ₺ `amount` is kept: the approval window adds up what a person sent (approvals.py)."""
     now = timezone.now()
     lease_until = now + WEB_LEASE
     target_id = str(target.pk)
@@ -483,6 +488,7 @@ def _start(
             created_by=actor if actor.is_authenticated else None,
             idempotency_key=key,
             total=1,
+            amount=amount,
             started_at=now,
             heartbeat_at=now,
         )
