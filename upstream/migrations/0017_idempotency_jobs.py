@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('upstream', '0015_job_cancel_taken_at'),
+        ('upstream', '0016_worker_heartbeat'),
     ]
 
     operations = [

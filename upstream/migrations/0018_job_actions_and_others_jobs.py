@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('upstream', '0015_job_cancel_taken_at'),
+        ('upstream', '0017_idempotency_jobs'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
