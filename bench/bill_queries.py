@@ -89,7 +89,7 @@ def run(server, concurrency: int) -> None:
     from billqueries.models import BillQueryBatch, BillQueryLine, Institution
     from billqueries.services import bill_query_batch_create
     from billqueries.sync import payofin_sync
-    from upstream.pushes.runner import run_job
+    from upstream.pushes.bulk import run_job
 
     call_command("migrate", verbosity=0)
     payofin_sync()

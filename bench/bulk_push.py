@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, sandbox_url: str, workdir: Path) -> None:
     )
     from subscriptions.sync import paynet_sync
     from upstream.pushes.bulk import prepare_job
-    from upstream.pushes.runner import run_job
+    from upstream.pushes.bulk import run_job
 
     http = requests.Session()
     for _ in range(100):

@@ -9,7 +9,7 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from upstream.pushes.runner import run_job
+from upstream.pushes.bulk import run_job
 
 from .masks import MaskError, parse_mask
 from .models import BillQueryBatch, Institution
