@@ -38,7 +38,7 @@ from billing.services import (
     invoice_refresh_start,
 )
 from upstream.models import Job, JobItem
-from upstream.pushes import selection
+from upstream.pushes.bulk import freeze, parse, prepare_job
 from upstream.pushes.kinds import WorkItem
 from upstream.pushes.verdicts import VerdictKind
 
@@ -267,7 +267,7 @@ def test_a_bulk_move_out_of_a_closed_invoice_takes_a_permitted_override(
     job = invoice_item_bulk_update(
         items=items, action="move", value=target, actor=allowed, reason="İade", override=True
     )
-    selection.prepare_job(job.pk)
+    prepare_job(job.pk)
     payload = ItemUpdate.from_json(JobItem.objects.get(job=job).payload)
     assert (payload.override, payload.reason, payload.changes) == (
         True,
@@ -336,11 +336,11 @@ def test_the_queryset_twin_selects_what_the_verdict_lets_change(case, synced) ->
 
     changing = {pk for pk, verdict in judged.items() if verdict.kind == CHANGE}
     assert set(frozen.values_list("pk", flat=True)) == changing
-    count, ids, amount = selection.freeze(frozen, FROZEN_TAG, AT_STAKE)
+    count, ids, amount = freeze(frozen, FROZEN_TAG, AT_STAKE)
     assert count == len(changing)
     # What the approval thresholds weigh: the kind's amount of the payload each item gets.
     records = InvoiceItem.objects.select_related("invoice").in_bulk(changing)
-    tags = dict(selection.parse(ids))
+    tags = dict(parse(ids))
     weights = []
     for pk, tag in tags.items():
         version, _sep, position = tag.partition(".")
@@ -430,7 +430,7 @@ def test_the_worker_writes_the_items_in_chunks_and_each_is_judged_before_sending
     due = invoice_item_bulk_update(
         items=items, action="due_date", value="2031-01-31 23:59:59", actor=operator, reason=""
     )
-    selection.prepare_job(due.pk, chunk=2)
+    prepare_job(due.pk, chunk=2)
     rows = list(JobItem.objects.filter(job=due).order_by("position"))
     assert len(rows) == due.total == items.count()
     paid = next(r for r in rows if r.target_id == str(InvoiceItem.objects.get(wisecp_id=1511).pk))
@@ -462,7 +462,7 @@ def test_a_renumber_leaves_out_an_item_being_saved_without_moving_the_others(
 
     shown = {row.item.wisecp_id: (row.kind, row.new) for row in preview.rows}
     assert shown == {1511: (SAME, "1"), 1513: (BLOCKED, "2"), 1512: (CHANGE, "3")}
-    frozen = selection.parse(Job.objects.only("selection").get(pk=job.pk).selection)
+    frozen = parse(Job.objects.only("selection").get(pk=job.pk).selection)
     item_1512 = InvoiceItem.objects.get(wisecp_id=1512)
     assert frozen == [(item_1512.pk, f"{item_1512.version}.3")]
 
@@ -537,7 +537,7 @@ def test_a_refresh_of_more_than_10000_invoices_takes_them_all(operator, queued_t
 
     assert (job.total, job.state) == (10_001, Job.State.QUEUED)  # a read needs no approval
     assert "10001" in job.title.replace(".", "").replace(",", "")
-    assert selection.prepare_job(job.pk) == 10_001
+    assert prepare_job(job.pk) == 10_001
     rows = JobItem.objects.filter(job=job)
     assert rows.count() == 10_001
     last = rows.order_by("-position").first()

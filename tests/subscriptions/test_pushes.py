@@ -33,7 +33,7 @@ from subscriptions.services import (
 )
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
 from upstream.models import Job, UpstreamCall
-from upstream.pushes import selection
+from upstream.pushes.bulk import parse
 from upstream.pushes.kinds import PushKind, WorkItem
 from upstream.pushes.verdicts import VerdictKind
 
@@ -136,9 +136,7 @@ def recheck(kind: PushKind, record: Any, payload: Any) -> str | None:
 
 
 def frozen_pks(job: Job) -> set[int]:
-    return {
-        pk for pk, _tag in selection.parse(Job.objects.only("selection").get(pk=job.pk).selection)
-    }
+    return {pk for pk, _tag in parse(Job.objects.only("selection").get(pk=job.pk).selection)}
 
 
 STATUS_CASES = {
