@@ -2,7 +2,8 @@
 
 Each source is one indexed range read of the newest `limit` rows for the record (job items and
 calls by target, changes by (content type, object id, at), drift by record), merged in Python,
-so a record's page stays fast however long the history tables grow.
+so a record's page stays fast however long the history tables grow. Pushes aimed at another
+record that changed this one are found through its changes' calls (`pushed_from_elsewhere`).
 """
 
 from __future__ import annotations
@@ -141,12 +142,12 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
     # Pushes aimed at another record that changed this one are on its timeline too (read
     # apart: an OR with the target could make the planner walk every row).
     other_calls, other_items = pushed_from_elsewhere(model, record.pk, limit=limit)
-    items = JobItem.objects.select_related("job", "job__created_by").defer(
+    item_rows = JobItem.objects.select_related("job", "job__created_by").defer(
         "payload", "job__selection", "job__params"
     )
     items = [
-        *items.filter(target_type=label, target_id=str(record.pk)).order_by("-id")[:limit],
-        *(items.filter(pk__in=other_items) if other_items else []),
+        *item_rows.filter(target_type=label, target_id=str(record.pk)).order_by("-id")[:limit],
+        *(item_rows.filter(pk__in=other_items) if other_items else []),
     ]
     for item in items:
         outcome = item.get_outcome_display() if item.outcome else item.get_state_display()
@@ -166,7 +167,7 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
             )
         )
 
-    calls = UpstreamCall.objects.select_related("actor").only(
+    call_rows = UpstreamCall.objects.select_related("actor").only(
         "id",
         "operation",
         "outcome",
@@ -176,11 +177,10 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
         "actor",
         "job_id",
     )
+    aimed = call_rows.filter(target_type=label, target_id=str(record.pk))
     calls = [
-        *calls.filter(target_type=label, target_id=str(record.pk)).order_by("-created_at", "-id")[
-            :limit
-        ],
-        *(calls.filter(pk__in=other_calls) if other_calls else []),
+        *aimed.order_by("-created_at", "-id")[:limit],
+        *(call_rows.filter(pk__in=other_calls) if other_calls else []),
     ]
     for call in calls:
         summary = f"{call.operation}: {call.get_outcome_display()}"
