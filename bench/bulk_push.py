@@ -90,8 +90,7 @@ def run(args: argparse.Namespace, sandbox_url: str, workdir: Path) -> None:
         subscription_invoice_set_status_bulk,
     )
     from subscriptions.sync import paynet_sync
-    from upstream.pushes.bulk import prepare_job
-    from upstream.pushes.bulk import run_job
+    from upstream.pushes.bulk import prepare_job, run_job
 
     http = requests.Session()
     for _ in range(100):
