@@ -20,6 +20,7 @@ from subscriptions.models import Subscription, SubscriptionInvoice
 from subscriptions.services import (
     subscription_invoice_create,
     subscription_invoice_set_status,
+    subscription_refresh_start,
     subscription_set_status_all,
 )
 from subscriptions.sync import subscription_refresh
@@ -159,6 +160,24 @@ def test_a_created_record_names_its_job_and_call_on_its_page(
     timeline = page[page.index('id="record-timeline"') :]
     created_row = timeline[timeline.index('data-kind="created"') :].split("</tr>")[0]
     assert reverse("admin:upstream_upstreamcall_change", args=[call.pk]) in created_row
+
+
+def test_a_refresh_jobs_changes_name_the_job_and_its_read(
+    mirror,  # noqa: F811
+    operator,
+    django_capture_on_commit_callbacks,
+):
+    record = a_record(S.WAITING)
+    mirror.tamper("paynet", invoice_no=record.invoice_no, fields={"status": S.DONE_SUCCEED})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = subscription_refresh_start(
+            subscriptions=Subscription.objects.filter(pk=record.subscription_id), actor=operator
+        )
+
+    (change,) = history(record, action="update")
+    read = UpstreamCall.objects.filter(job=job, operation="invoice_list").latest("id")
+    assert (change.source, change.job_id, change.call_id) == ("refresh", job.pk, read.pk)
 
 
 # --- WiseCP: an invoice's totals after its item's push ----------------------------------------
