@@ -245,6 +245,8 @@ def record_written(
         if new_row is None:
             continue
         for i, f in fields:
+            if old_row[i] == new_row[i]:
+                continue  # the same value (Decimal("0.00") == Decimal("0") too): no change
             old, new = _comparable(f, old_row[i]), _comparable(f, new_row[i])
             if old != new:
                 entries.append((pk, "update", f.name, old, new))
