@@ -61,6 +61,7 @@ from upstream.calls.errors import (
     UpstreamError,
     UpstreamRejectedError,
 )
+from upstream.history.changes import history_call
 from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
 from upstream.l10n.formats import day
@@ -970,17 +971,19 @@ class InvoiceItemUpdateHandler(PushKind):
         for r in results:
             counts = SyncCounts()
             invoice = r.error.read_back["invoice"]
-            seen = invoice_upsert(invoice, read_at=r.error.read_back["read_at"], counts=counts)
-            # An item WiseCP no longer lists on its invoice is gone from the mirror too.
-            delete_vanished(
-                set(
-                    Invoice.objects.filter(wisecp_id=invoice["wisecp_id"]).values_list(
-                        "pk", flat=True
-                    )
-                ),
-                seen,
-                counts,
-            )
+            # The invoice and its other items are not the item's target: they name its call.
+            with history_call(r.call_id):
+                seen = invoice_upsert(invoice, read_at=r.error.read_back["read_at"], counts=counts)
+                # An item WiseCP no longer lists on its invoice is gone from the mirror too.
+                delete_vanished(
+                    set(
+                        Invoice.objects.filter(wisecp_id=invoice["wisecp_id"]).values_list(
+                            "pk", flat=True
+                        )
+                    ),
+                    seen,
+                    counts,
+                )
 
     def settle(self, client: WiseCPClient, item: WorkItem) -> Any | None:
         p = self.payload(item)
@@ -1009,7 +1012,17 @@ class InvoiceItemUpdateHandler(PushKind):
 
     def apply(self, results: list[WorkResult]) -> None:
         items_write([(r.data["item"], r.data["item_at"]) for r in results])
-        invoices_write(read for r in results for read in r.data["invoices"])
+        # Per invoice the latest read counts (as in invoices_write). The invoices are not the
+        # items' target: their totals name the call of the push that read them.
+        latest: dict[int, tuple[tuple[dict[str, Any], datetime], int | None]] = {}
+        for r in results:
+            for data, read_at in r.data["invoices"]:
+                known = latest.get(data["wisecp_id"])
+                if known is None or known[0][1] <= read_at:
+                    latest[data["wisecp_id"]] = ((data, read_at), r.call_id)
+        for read, call_id in latest.values():
+            with history_call(call_id):
+                invoices_write([read])
         for r in results:
             r.result = {"summary": self.payload(r.item).summary}
             if r.data["problems"]:

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from upstream.calls.client import CallRecorder
+from upstream.history.changes import history_call, history_calls, record_written
 from upstream.models import Job, JobItem
 from upstream.pushes.kinds import JobKind, Payload, WorkItem, WorkResult, register
 
@@ -22,6 +23,7 @@ from .client import BillQuery, PayofinClient, QueryResult
 from .models import BillDebt, BillQueryBatch, BillQueryLine
 
 BILL_QUERY_KIND = "payofin.bill_query"
+LINE_LABEL = BillQueryLine._meta.label_lower
 PERM_RUN = "billqueries.run_billquery"
 
 LINE_RESULT_FIELDS = [
@@ -90,7 +92,14 @@ class BillQueryHandler(JobKind):
         """Write each line's answer and its bills; a line's earlier bills are replaced."""
         now = timezone.now()
         line_ids = [i for r in results for i in self.payload(r.item).line_ids]
-        existing = set(BillQueryLine.objects.filter(pk__in=line_ids).values_list("pk", flat=True))
+        # What the lines held before: their history is the difference (written raw, as they are).
+        before = {
+            row[0]: row[1:]
+            for row in BillQueryLine.objects.filter(pk__in=line_ids).values_list(
+                "pk", *LINE_RESULT_FIELDS
+            )
+        }
+        calls: dict[tuple[str, str], int] = {}
         BillDebt.objects.filter(line_id__in=line_ids).delete()
         updates: list[list[Any]] = []
         debts: list[list[Any]] = []
@@ -99,8 +108,10 @@ class BillQueryHandler(JobKind):
             chunk = self.payload(r.item)
             pairs = zip(chunk.line_ids, chunk.queries, r.data, strict=True)
             for line_id, query, answer in pairs:
-                if line_id not in existing:
+                if line_id not in before:
                     continue
+                if r.call_id is not None:
+                    calls[(LINE_LABEL, str(line_id))] = r.call_id
                 outcome = answer.outcome
                 counts[outcome] += 1
                 message = (
@@ -153,7 +164,11 @@ class BillQueryHandler(JobKind):
         # row and bulk_create a statement per 500 rows: for a flush of some hundred lines they
         # held the runner's thread, and the GIL its HTTP threads need, for about a millisecond
         # per line, which halved what bench/bill_queries.py measured.
+        after = {row[-1]: row[:-1] for row in updates}  # copies: _execute_many adapts rows
         _execute_many(BillQueryLine, LINE_RESULT_FIELDS, updates, update=True)
+        # Each line's changes name the query that answered it, in the flush's source (the job).
+        with history_calls(calls):
+            record_written(BillQueryLine, LINE_RESULT_FIELDS, before, after)
         _execute_many(BillDebt, DEBT_FIELDS, debts)
         batch_ids = {self.payload(r.item).batch_id for r in results}
         BillQueryBatch.objects.filter(pk__in=batch_ids, state=BillQueryBatch.State.QUEUED).update(
@@ -176,21 +191,23 @@ class BillQueryHandler(JobKind):
             return  # not a batch's job, or an older run of a batch that has been re-run since
         items = JobItem.objects.filter(
             job=job, outcome__in=[*JobItem.FAILED_OUTCOMES, JobItem.Outcome.CANCELLED]
-        ).values("id", "payload", "message", "finished_at")
+        ).values("id", "payload", "message", "finished_at", "call_id")
         for item in items:
             # Still waiting, or failed by this same item before (a retried item that failed again).
             unanswered = Q(state=BillQueryLine.State.PENDING) | Q(
                 outcome=BillQueryLine.Outcome.FAILED, job_item_id=item["id"]
             )
-            BillQueryLine.objects.filter(unanswered, id__in=item["payload"]["line_ids"]).update(
-                state=BillQueryLine.State.DONE,
-                outcome=BillQueryLine.Outcome.FAILED,
-                result=None,
-                result_code=None,
-                result_message=item["message"] or _("Payofin gave no usable answer."),
-                queried_at=item["finished_at"],
-                job_item_id=item["id"],
-            )
+            # In the job's source (job_finalize); each line names its item's last call.
+            with history_call(item["call_id"]):
+                BillQueryLine.objects.filter(unanswered, id__in=item["payload"]["line_ids"]).update(
+                    state=BillQueryLine.State.DONE,
+                    outcome=BillQueryLine.Outcome.FAILED,
+                    result=None,
+                    result_code=None,
+                    result_message=item["message"] or _("Payofin gave no usable answer."),
+                    queried_at=item["finished_at"],
+                    job_item_id=item["id"],
+                )
         # Nothing may stay pending once the run is over: say so rather than leave it silent.
         batch.lines.filter(state=BillQueryLine.State.PENDING).update(
             state=BillQueryLine.State.DONE,

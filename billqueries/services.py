@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 from upstream.actors import User, actor_allowed, actor_require
+from upstream.history.changes import history_source
 from upstream.l10n.stored import text
 from upstream.pushes.jobs import NewItem, job_create
 
@@ -102,6 +103,10 @@ def _checked(lines: Iterable[ParsedLine | Mapping[str, Any]]) -> list[ParsedLine
     return valid
 
 
+def _actor_id(actor: User | None) -> int | None:
+    return actor.pk if actor is not None and actor.is_authenticated else None
+
+
 def bill_query_batch_create(
     *,
     lines: Iterable[ParsedLine | Mapping[str, Any]],
@@ -118,7 +123,8 @@ def bill_query_batch_create(
     if source not in BillQueryBatch.Source.values:
         raise ValidationError(_("Unknown source %(source)s.") % {"source": source})
     checked = _checked(lines)
-    with transaction.atomic():
+    # The lines are created by staff: their history says who (the job comes after them).
+    with transaction.atomic(), history_source("operation", actor_id=_actor_id(actor)):
         batch = BillQueryBatch.objects.create(
             source=source,
             filename=(filename or "")[:255],
@@ -151,7 +157,7 @@ def bill_query_batch_rerun_failed(batch: BillQueryBatch, actor: User) -> BillQue
     The other lines keep their answers; a re-run line's earlier failure is replaced by the new
     answer (the call log keeps every request and answer). Only a person re-runs lines."""
     actor_require(actor, PERM_RUN, _("You do not have permission to run bill queries at Payofin."))
-    with transaction.atomic():
+    with transaction.atomic(), history_source("operation", actor_id=_actor_id(actor)):
         batch = BillQueryBatch.objects.select_for_update().get(pk=batch.pk)
         if batch.job is not None and not batch.job.is_finished:
             raise ValidationError(_("The batch is still running; re-run its failed lines later."))

@@ -47,6 +47,7 @@ from upstream.calls.errors import (
     UpstreamRejectedError,
     UpstreamResponseError,
 )
+from upstream.history.changes import history_call
 from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
 from upstream.l10n.formats import money
@@ -565,7 +566,9 @@ class SubscriptionStatusAllKind(_PaynetKind):
     def apply(self, results: list[WorkResult]) -> None:
         subs = Subscription.objects.in_bulk([int(r.item.target_id) for r in results])
         for r in results:
-            counts = invoices_reconcile(subs[int(r.item.target_id)], r.data)
+            # The records are not the item's target: their changes name the item's call here.
+            with history_call(r.call_id):
+                counts = invoices_reconcile(subs[int(r.item.target_id)], r.data)
             r.result = {
                 "changed": counts.changes,
                 "unchanged": counts.unchanged,
@@ -1019,7 +1022,9 @@ class CreateInvoiceKind(_PaynetKind):
         subs = Subscription.objects.in_bulk([int(r.item.target_id) for r in results])
         for r in results:
             subscription = subs[int(r.item.target_id)]
-            invoices_reconcile(subscription, [r.data])
+            # The new record is not the item's target: its history names the item's call here.
+            with history_call(r.call_id):
+                invoices_reconcile(subscription, [r.data])
             record = subscription.invoices.get(invoice_id=str(r.data["invoice_id"]))
             r.result = {"record": record.pk, "invoice_no": record.invoice_no}
 

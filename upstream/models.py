@@ -602,10 +602,16 @@ class RecordChange(models.Model):
     class Source(models.TextChoices):
         OPERATION = "operation", _("Staff operation")
         CALL = "call", _("Upstream call")
+        # A push whose answer never came, confirmed by reading the record back.
+        READ_BACK = "read_back", _("Read-back")
         SYNC = "sync", _("Sync")
         REFRESH = "refresh", _("Refresh")
         DRIFT = "drift", _("Drift resolution")
         OTHER = "other", _("Other")
+
+    # Changes our own pushes made, answered or confirmed by reading back: a later read that
+    # finds them changed is drift ("reverted"), and a sync begun before them leaves them be.
+    PUSH_SOURCES = (Source.OPERATION, Source.READ_BACK)
 
     class Action(models.TextChoices):
         CREATE = "create", _("Created")

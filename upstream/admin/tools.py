@@ -705,14 +705,20 @@ def push_one(
 
 
 def record_operations(model: type[Model], pk: Any, *, limit: int = 20) -> list[Any]:
-    """The latest pushes of one record (single or in a job), with who, why and the outcome."""
+    """The latest pushes of one record (single or in a job), with who, why and the outcome:
+    those aimed at it, and those aimed at another record that changed it (a payment record
+    created by its subscription's push)."""
+    from upstream.history.timeline import pushed_from_elsewhere
     from upstream.models import JobItem
 
-    return list(
-        JobItem.objects.filter(target_type=model._meta.label_lower, target_id=str(pk))
-        .select_related("job", "job__created_by")
-        .order_by("-id")[:limit]
-    )
+    items = JobItem.objects.select_related("job", "job__created_by").order_by("-id")
+    aimed = list(items.filter(target_type=model._meta.label_lower, target_id=str(pk))[:limit])
+    _calls, elsewhere = pushed_from_elsewhere(model, pk, limit=limit)
+    if not elsewhere:
+        return aimed
+    # Two indexed reads merged here: an OR of both could make the planner walk every item.
+    merged = {item.pk: item for item in [*aimed, *items.filter(pk__in=elsewhere)[:limit]]}
+    return sorted(merged.values(), key=lambda item: -item.pk)[:limit]
 
 
 class RecordOperationsMixin:

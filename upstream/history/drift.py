@@ -94,7 +94,8 @@ def drift_detect(
         if _is_lifecycle(rules, change.field, change.old, change.new):
             continue
         last = previous.get((change.object_id, change.field))
-        if last is not None and last.source == "operation" and last.new == change.old:
+        pushed = last is not None and last.source in RecordChange.PUSH_SOURCES
+        if pushed and last.new == change.old:
             found.append((change, Drift.Kind.REVERTED, change.old, change.new))
         elif change.field in staff_only:
             found.append((change, Drift.Kind.OUTSIDE_CHANGE, change.old, change.new))

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from django.db import models
 from django.utils.translation import gettext as _
 
-from upstream.history.changes import current_source, history_source
+from upstream.history.changes import current_source, history_call, history_source
 from upstream.history.sync import SyncCounts
 from upstream.history.timeline import field_label, format_value
 from upstream.pushes.kinds import JobKind, WorkItem, WorkResult
@@ -49,7 +49,9 @@ class RefreshHandler(JobKind):
             job_id=outer.job_id if outer else None,
         ):
             for r in results:
-                counts = self.write(r)
+                # The records read are not all the item's target: each names the item's read.
+                with history_call(r.call_id):
+                    counts = self.write(r)
                 r.result = {
                     "created": counts.created,
                     "updated": counts.updated,

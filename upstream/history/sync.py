@@ -52,7 +52,7 @@ def upstream_sync(service: str, **kwargs: Any) -> SyncCounts:
 def held_back(model: type[Model], pks: Iterable[Any], read_began: datetime) -> set[Any]:
     """The records among `pks` that a read begun at `read_began` must not write (the one door).
 
-    A record claimed by a push now, or written by a push (a change with source "operation") at
+    A record claimed by a push now, or written by a push (a change with a push's source) at
     or after the read began, may hold a value the read never saw: writing the read over it would
     undo the push and open a false "reverted" drift. Such a record is left for the next read.
     Costs two indexed queries per CHUNK records (the live claims, then the push changes), never
@@ -80,7 +80,7 @@ def held_back(model: type[Model], pks: Iterable[Any], read_began: datetime) -> s
                     content_type=content_type,
                     object_id__in=rest,
                     at__gte=read_began,
-                    source=RecordChange.Source.OPERATION,
+                    source__in=RecordChange.PUSH_SOURCES,
                 )
                 .order_by()
                 .values_list("object_id", flat=True)

@@ -2,7 +2,8 @@
 
 Each source is one indexed range read of the newest `limit` rows for the record (job items and
 calls by target, changes by (content type, object id, at), drift by record), merged in Python,
-so a record's page stays fast however long the history tables grow.
+so a record's page stays fast however long the history tables grow. Pushes aimed at another
+record that changed this one are found through its changes' calls (`pushed_from_elsewhere`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,35 @@ def field_label(model: type[models.Model], name: str) -> str:
         return name
 
 
+def pushed_from_elsewhere(
+    model: type[models.Model], pk: Any, *, limit: int = 200
+) -> tuple[list[int], list[int]]:
+    """The calls, and their job items, that changed this record while aimed at another one.
+
+    A push names its target (a subscription, an item), yet writes records beside it: a payment
+    record it created or changed with all of its subscription's, an invoice's totals. Those
+    changes name their call, which leads to the push. Two indexed reads of the newest `limit`.
+    """
+    from upstream.models import RecordChange, UpstreamCall
+
+    if not str(pk).isdigit():
+        return [], []
+    content_type = ContentType.objects.get_for_model(model)
+    changed_by = (
+        RecordChange.objects.filter(content_type=content_type, object_id=pk, call__isnull=False)
+        .order_by("-at", "-id")
+        .values_list("call_id", flat=True)[:limit]
+    )
+    rows = list(
+        UpstreamCall.objects.filter(pk__in=set(changed_by))
+        .exclude(target_type=model._meta.label_lower, target_id=str(pk))
+        .values_list("pk", "job_item_id")
+    )
+    calls = sorted({call for call, _item in rows})
+    items = sorted({item for _call, item in rows if item is not None})
+    return calls, items
+
+
 def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = False) -> list[Event]:
     """Everything about one record, oldest first (the admin shows it newest first).
 
@@ -109,12 +139,16 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
     currency = getattr(record, "currency", "") or "TRY"
     events: list[Event] = []
 
-    items = (
-        JobItem.objects.filter(target_type=label, target_id=str(record.pk))
-        .select_related("job", "job__created_by")
-        .defer("payload", "job__selection", "job__params")
-        .order_by("-id")[:limit]
+    # Pushes aimed at another record that changed this one are on its timeline too (read
+    # apart: an OR with the target could make the planner walk every row).
+    other_calls, other_items = pushed_from_elsewhere(model, record.pk, limit=limit)
+    item_rows = JobItem.objects.select_related("job", "job__created_by").defer(
+        "payload", "job__selection", "job__params"
     )
+    items = [
+        *item_rows.filter(target_type=label, target_id=str(record.pk)).order_by("-id")[:limit],
+        *(item_rows.filter(pk__in=other_items) if other_items else []),
+    ]
     for item in items:
         outcome = item.get_outcome_display() if item.outcome else item.get_state_display()
         summary = f"{item.job.title}: {outcome}"
@@ -133,21 +167,21 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
             )
         )
 
-    calls = (
-        UpstreamCall.objects.filter(target_type=label, target_id=str(record.pk))
-        .select_related("actor")
-        .only(
-            "id",
-            "operation",
-            "outcome",
-            "upstream_code",
-            "upstream_message",
-            "created_at",
-            "actor",
-            "job_id",
-        )
-        .order_by("-created_at", "-id")[:limit]
+    call_rows = UpstreamCall.objects.select_related("actor").only(
+        "id",
+        "operation",
+        "outcome",
+        "upstream_code",
+        "upstream_message",
+        "created_at",
+        "actor",
+        "job_id",
     )
+    aimed = call_rows.filter(target_type=label, target_id=str(record.pk))
+    calls = [
+        *aimed.order_by("-created_at", "-id")[:limit],
+        *(call_rows.filter(pk__in=other_calls) if other_calls else []),
+    ]
     for call in calls:
         summary = f"{call.operation}: {call.get_outcome_display()}"
         if call.upstream_message:

@@ -94,6 +94,10 @@ class WorkResult:
     error: Exception | None = None
     # The upstream's circuit breaker kept the item's next call back: pending again, not failed.
     paused: bool = False
+    # Set by the flush before apply: the call that brought this result's changes (the write,
+    # or the read-back that confirmed it). `apply` wraps writes of records other than its
+    # target in `history_call(result.call_id)`, so their history names the call too.
+    call_id: int | None = None
 
 
 class JobKind:

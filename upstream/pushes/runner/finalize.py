@@ -13,8 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from upstream.console.notices import job_finished_announce
+from upstream.history.changes import history_source
 from upstream.l10n.stored import message_fields, text
-from upstream.models import Job, JobItem, RecordClaim, UpstreamCall
+from upstream.models import Job, JobItem, RecordChange, RecordClaim, UpstreamCall
 from upstream.pushes.claims import release_records
 from upstream.pushes.kinds import kind_for
 from upstream.pushes.runner.leases import item_holder
@@ -105,7 +106,14 @@ def job_finalize(job_id: int, *, announce: bool = True) -> bool:
         except LookupError:
             handler = None
         if handler is not None:
-            handler.finished(job)
+            # What a kind writes as its job closes is the job's doing (its history says so).
+            with history_source(
+                RecordChange.Source.OPERATION,
+                actor_id=job.created_by_id,
+                reason=job.reason,
+                job_id=job.pk,
+            ):
+                handler.finished(job)
         if announce:
             job_finished_announce(job)
     return True

@@ -472,10 +472,19 @@ def _write_mirror(
     job: Job, handler: JobKind, results: list[WorkResult], calls: list[UpstreamCall]
 ) -> list[WorkResult]:
     """Apply the confirmed changes to the mirror, then the read-backs of refused pushes; each
-    change is kept with its source. Returns the results that read their record back."""
-    why = _history_context(job, handler, calls)
+    change is kept with its source and call. Returns the results that read their record back."""
+    why = _history_context(job, handler, results, calls)
+    pushed: list[WorkResult] = []
+    settled: list[WorkResult] = []
+    for r in results:
+        if r.outcome == JobItem.Outcome.OK:
+            (settled if _settled(handler, r) else pushed).append(r)
     with history_source(RecordChange.Source.OPERATION, **why):
-        _apply(handler, [r for r in results if r.outcome == JobItem.Outcome.OK])
+        _apply(handler, pushed)
+    if settled:
+        # Confirmed by reading back, not by the write's answer: the history says so.
+        with history_source(RecordChange.Source.READ_BACK, **why):
+            _apply(handler, settled)
     read_back = [r for r in results if getattr(r.error, "read_back", None) is not None]
     if read_back:
         # A refused push read its record back: the mirror follows what the upstream holds.
@@ -484,20 +493,40 @@ def _write_mirror(
     return read_back
 
 
-def _history_context(job: Job, handler: JobKind, calls: list[UpstreamCall]) -> dict[str, Any]:
-    """Each record's change is kept with the push: who, why, the job and the item's last call."""
-    last_call: dict[tuple[str, str], tuple] = {}
+def _settled(handler: JobKind, r: WorkResult) -> bool:
+    """A write confirmed by reading back: no write of it got an answer (the worker's settle
+    sends none; a single push's read-back in the request follows a write left unanswered)."""
+    return bool(handler.operation) and not any(
+        e.mutating and e.outcome == "ok" for e in r.exchanges
+    )
+
+
+def _history_context(
+    job: Job, handler: JobKind, results: list[WorkResult], calls: list[UpstreamCall]
+) -> dict[str, Any]:
+    """Each record's change is kept with the push: who, why, the job and the item's call.
+
+    The call is the one that brought the change: the write that was answered, else the item's
+    last call (the read-back that confirmed or refuted it, or a kind's only call). Each result
+    carries it too (`call_id`), for writes of records beside the item's target.
+    """
+    by_item: dict[int, list[UpstreamCall]] = defaultdict(list)
     for call in calls:
-        key = (handler.target_type, str(call.target_id))
-        if call.pk is not None and (
-            key not in last_call or last_call[key] < (call.created_at, call.pk)
-        ):
-            last_call[key] = (call.created_at, call.pk)
+        if call.pk is not None:
+            by_item[call.job_item_id].append(call)
+    targets: dict[tuple[str, str], int] = {}
+    for r in results:
+        own = sorted(by_item.get(r.item.id, ()), key=lambda c: (c.created_at, c.pk))
+        answered = [c for c in own if c.mutating and c.outcome == "ok"]
+        cause = answered[-1] if answered else own[-1] if own else None
+        r.call_id = cause.pk if cause is not None else None
+        if r.call_id is not None:
+            targets[(handler.target_type, str(r.item.target_id))] = r.call_id
     return {
         "actor_id": job.created_by_id,
         "reason": job.reason,
         "job_id": job.pk,
-        "calls": {key: pk for key, (_at, pk) in last_call.items()},
+        "calls": targets,
     }
 
 
