@@ -615,3 +615,23 @@ def test_a_repush_refusal_masks_the_customers_it_names(wisecp, operator):
     assert item.invoice.company_name == ""  # both are people
     assert item.invoice.full_name not in text and other.full_name not in text
     assert "*" in text  # named, masked
+
+
+def test_the_admin_says_how_many_entries_a_round_leaves_open(mirror, operator_client, monkeypatch):  # noqa: F811
+    monkeypatch.setattr("upstream.admin.drift.DRIFT_AT_ONCE", 1)
+    for record in SubscriptionInvoice.objects.filter(status=S.WAITING).order_by("pk")[:3]:
+        tamper_and_refresh(mirror, record, amount=4242)
+    assert Drift.objects.filter(state="open").count() == 3
+    url = "/upstream/drift/"
+    everything = {"action": "accept_selected", "select_across": "1", "index": 0}
+    everything["_selected_action"] = list(Drift.objects.values_list("pk", flat=True))
+
+    page = operator_client.post(url, everything)
+    done = operator_client.post(
+        url, {**everything, "step": "confirm", "reason": "fine"}, follow=True
+    )
+
+    assert "2 more of the selection are left open" in page.content.decode()
+    assert Drift.objects.filter(state="open").count() == 2
+    shown = [str(m) for m in done.context["messages"]]
+    assert any("2 more of the selection are left open" in m for m in shown)

@@ -21,6 +21,9 @@ from upstream.history.drift import drift_resolve_many
 from upstream.history.timeline import field_label, format_value, record_link
 from upstream.models import Drift
 
+# Entries one confirmation takes (each is read, taken and shown on the page).
+DRIFT_AT_ONCE = 500
+
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(
@@ -96,7 +99,10 @@ class DriftAdmin(ReadOnlyListAdmin):
     def _resolve(
         self, request: HttpRequest, queryset: QuerySet, *, repush: bool
     ) -> HttpResponse | None:
-        drifts = list(queryset.filter(state=Drift.State.OPEN).select_related("content_type")[:500])
+        open_entries = queryset.filter(state=Drift.State.OPEN)
+        drifts = list(open_entries.select_related("content_type")[:DRIFT_AT_ONCE])
+        # Never a silent cut: how many open entries this round leaves for the next.
+        left_out = open_entries.count() - len(drifts) if len(drifts) == DRIFT_AT_ONCE else 0
         form = ReasonForm(request.POST if request.POST.get("step") == "confirm" else None)
         if form.is_bound and form.is_valid():
             # Once per confirmation (its one-time token): the same page posted twice goes to
@@ -126,6 +132,8 @@ class DriftAdmin(ReadOnlyListAdmin):
             self.message_user(
                 request, _("%(count)s drift entries resolved.") % {"count": done}, messages.INFO
             )
+            if left_out:
+                self.message_user(request, _left_out_text(left_out), messages.WARNING)
             return None
         for drift in drifts:
             model = self._model(drift)
@@ -150,6 +158,14 @@ class DriftAdmin(ReadOnlyListAdmin):
             action="repush_selected" if repush else "accept_selected",
             form=form,
             drifts=drifts,
+            left_out=_left_out_text(left_out) if left_out else "",
             explanation=explanation,
             button=_("Yes, re-push") if repush else _("Yes, accept"),
         )
+
+
+def _left_out_text(left_out: int) -> str:
+    return _(
+        "%(at_once)s entries are handled at a time: %(left)s more of the selection are left "
+        "open; run the action again for them."
+    ) % {"at_once": DRIFT_AT_ONCE, "left": left_out}
