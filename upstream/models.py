@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
+from upstream.lists.fold import Folded
 from upstream.lists.indexes import TrigramIndex
 
 
@@ -316,8 +316,8 @@ class Job(models.Model):
         # (upstream.admin.lists); state, kind and created_at have their own indexes.
         indexes = [
             models.Index(fields=["inline", "created_at"], name="job_inline_created_idx"),
-            TrigramIndex(Upper("title"), name="job_title_trgm"),
-            TrigramIndex(Upper("reason"), name="job_reason_trgm"),
+            TrigramIndex(Folded("title"), name="job_title_fold_trgm"),
+            TrigramIndex(Folded("reason"), name="job_reason_fold_trgm"),
         ]
 
     def __str__(self) -> str:
