@@ -168,12 +168,24 @@ class Search:
     sort_matches: bool = False
 
 
+def is_number(term: str) -> bool:
+    """A term of digits ("388", "#388"): what staff type to reach a numbered record."""
+    return term.removeprefix("#").isdigit()
+
+
 def search_q(model: type[models.Model], matches: Sequence[Match], term: str) -> Search:
-    """Rows matching `term` in any of `matches`."""
+    """Rows matching `term` in any of `matches`.
+
+    A number is compared with the exact matches only: "388" finds invoice #388, not the items
+    whose description holds "E-2388G" (a bulk change on the search's result would reach them).
+    """
     alternatives: list[Q] = []
     substring = walk = False
     related: dict[str, list[Q]] = {}
+    number = is_number(term)
     for match in matches:
+        if number and match.how in (How.CONTAINS, How.WHOLE):
+            continue
         relation, _sep, rest = match.path.partition("__")
         if rest and model._meta.get_field(relation).is_relation:
             q = _match_q(model._meta.get_field(relation).related_model, match, rest, term)
@@ -328,6 +340,11 @@ class ScaledListMixin:
 
     def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
         cl = super().get_changelist_instance(request)
+        if cl.search_help_text and any(m.how == How.CONTAINS for m in self.search_matches):
+            cl.search_help_text = "{} {}".format(
+                cl.search_help_text,
+                _("A number is matched exactly, never inside a text."),
+            )
         if cl.search_help_text and any(
             m.how == How.WHOLE for m in searched(self.model, self.search_matches, request)
         ):
