@@ -25,6 +25,7 @@ from upstream.admin.tools import (
     truncated_column,
 )
 from upstream.calls.client import operation_catalogue
+from upstream.console.waits import IN_DOUBT_SHOWN, job_in_doubt, job_pause
 from upstream.history.timeline import record_link
 from upstream.lists.exports import job_results_csv, job_results_xlsx
 from upstream.models import Job, JobItem, UpstreamCall
@@ -266,6 +267,9 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             "failure_count": job.items.filter(outcome__in=JobItem.FAILED_OUTCOMES).count(),
             "skipped": job.items.filter(outcome=JobItem.Outcome.SKIPPED).order_by("position")[:500],
             "recent": recent,
+            "pause": job_pause(job),
+            "in_doubt": job_in_doubt(job)[:IN_DOUBT_SHOWN],
+            "in_doubt_count": job_in_doubt(job).count(),
             "can_push": can_push,
             "has_view_permission": True,
             "original": job,
@@ -306,6 +310,8 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
                 "prepared": job.prepared,
                 "percent": job.percent,
                 "finished": job.is_finished,
+                # The breaker's pause, said while it lasts ("" once calls go again).
+                "paused": pause.message if (pause := job_pause(job)) else "",
             }
         )
 
