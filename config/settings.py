@@ -87,6 +87,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "upstream.console.context_processors.upstream_modes",
+                "security.session.idle_note",
             ],
             # Turkish-aware |capfirst and |upper for every template (upstream/l10n/capitals.py).
             "builtins": ["upstream.templatetags.turkish_builtins"],
