@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from upstream.history.changes import HistoryModel
 
@@ -84,7 +85,7 @@ class BillQueryBatch(models.Model):
     )
     # Recounted from the lines after every write (services.batch_recount), never edited.
     line_count = models.PositiveIntegerField(_("lines"), default=0)
-    found_count = models.PositiveIntegerField(_("found"), default=0)
+    found_count = models.PositiveIntegerField(pgettext_lazy("bill query lines", "found"), default=0)
     no_debt_count = models.PositiveIntegerField(_("no debt"), default=0)
     failed_count = models.PositiveIntegerField(_("failed"), default=0)
     debt_count = models.PositiveIntegerField(_("bills"), default=0)

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from upstream.admin.tools import ReadOnlyListAdmin, confirmation_page
 from upstream.history.drift import drift_resolve_many
@@ -67,7 +67,7 @@ class DriftAdmin(ReadOnlyListAdmin):
     def expected_column(self, obj: Drift) -> str:
         return format_value(self._model(obj), obj.field, obj.expected) if obj.field else "—"
 
-    @admin.display(description=gettext_lazy("found"))
+    @admin.display(description=pgettext_lazy("drift value", "found"))
     def found_column(self, obj: Drift) -> str:
         if obj.kind == Drift.Kind.MISSING:
             return format_html("<em>{}</em>", _("not listed upstream"))

@@ -1,0 +1,60 @@
+"""One English word, two Turkish meanings: each use carries its context (pgettext)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from billing.models import Invoice, InvoiceItem
+from upstream.models import Drift
+
+
+@pytest.fixture
+def drift(db) -> Drift:
+    invoice = Invoice.objects.create(
+        wisecp_id=1,
+        number="#1",
+        status="unpaid",
+        currency="TRY",
+        created_at_upstream=timezone.now(),
+    )
+    item = InvoiceItem.objects.create(
+        wisecp_id=11, invoice=invoice, description="x", amount=Decimal(5), total=Decimal(5)
+    )
+    now = timezone.now()
+    return Drift.objects.create(
+        service="wisecp",
+        content_type=ContentType.objects.get_for_model(InvoiceItem),
+        object_id=item.pk,
+        record_label=str(item),
+        field="amount",
+        expected="5.00",
+        found="7.00",
+        kind=Drift.Kind.OUTSIDE_CHANGE,
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+
+
+def test_the_drift_reports_found_value_is_not_the_debt_found(admin_client, drift):
+    admin_client.cookies["django_language"] = "tr"
+    url = reverse("admin:upstream_drift_changelist")
+    listed = admin_client.get(url).content.decode()
+    assert "Bulunan" in listed and "orç bulunan" not in listed.lower()
+    confirm = admin_client.post(
+        url, {"action": "accept_selected", "_selected_action": [drift.pk]}
+    ).content.decode()
+    assert "beklenen" in confirm and "bulunan" in confirm
+    assert "borç bulunan" not in confirm.lower()
+
+
+def test_a_bill_query_batch_still_counts_lines_with_debt_found():
+    from billqueries.models import BillQueryBatch
+
+    with translation.override("tr"):
+        assert str(BillQueryBatch._meta.get_field("found_count").verbose_name) == "borç bulunan"
+        assert str(Drift._meta.get_field("found").verbose_name) == "bulunan"
