@@ -940,6 +940,7 @@ def test_progress_json_reports_the_counts(
         "prepared": 6,
         "percent": 100,
         "finished": True,
+        "paused": "",
     }
 
 
