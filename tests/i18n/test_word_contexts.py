@@ -58,3 +58,34 @@ def test_a_bill_query_batch_still_counts_lines_with_debt_found():
     with translation.override("tr"):
         assert str(BillQueryBatch._meta.get_field("found_count").verbose_name) == "borç bulunan"
         assert str(Drift._meta.get_field("found").verbose_name) == "bulunan"
+
+
+def test_turkish_lists_use_the_singular_after_a_number_and_headings_without_by(admin_client, db):
+    from tests.upstream.test_big_lists import payment_records
+
+    admin_client.cookies["django_language"] = "tr"
+    url = reverse("admin:subscriptions_subscriptioninvoice_changelist")
+    empty = admin_client.get(url, {"q": "99999999"}).content.decode()
+    assert "0 ödeme kaydı" in empty and "ödeme kayıtları nesnelerini" not in empty
+    payment_records(51, 0)
+    page = admin_client.get(url).content.decode()
+    assert "51 ödeme kaydı" in page
+    assert "Tümünü seç: 51 ödeme kaydı" in page
+    assert " göre" not in page  # "durum göre": the heading is the title ("Durum")
+    assert "<summary>Durum</summary>" in page
+    admin_client.cookies["django_language"] = "en"
+    page = admin_client.get(url).content.decode()
+    assert "51 payment records" in page and "Select all 51 payment records" in page
+    assert "<summary>Status</summary>" in page
+
+
+def test_a_resolved_drift_reads_as_one_turkish_sentence(drift):
+    from upstream.history.timeline import record_timeline
+
+    drift.state, drift.resolved_at = Drift.State.REPUSHED, timezone.now()
+    drift.save()
+    with translation.override("tr"):
+        summaries = [
+            e.summary for e in record_timeline(InvoiceItem.objects.get(pk=drift.object_id))
+        ]
+    assert any(s.startswith("Sapma yeniden gönderildi: ") for s in summaries), summaries

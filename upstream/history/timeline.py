@@ -258,8 +258,13 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
                 Event(
                     at=drift.resolved_at,
                     kind=DRIFT_RESOLVED,
-                    summary=_("Drift %(state)s: %(field)s")
-                    % {"state": drift.get_state_display(), "field": what},
+                    # One sentence per state: "Sapma %(state)s" read "Sapma Yeniden gönderildi".
+                    summary=(
+                        _("Drift re-pushed: %(field)s")
+                        if drift.state == Drift.State.REPUSHED
+                        else _("Drift accepted: %(field)s")
+                    )
+                    % {"field": what},
                     actor=_user(drift.resolved_by),
                     reason=drift.resolution_reason,
                     job=drift.job_id,

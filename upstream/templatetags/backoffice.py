@@ -49,3 +49,18 @@ def upstream_dashboard(context) -> dict:
         else None,
         "since": since,
     }
+
+
+@register.simple_tag
+def counted(count: int, opts, shown: str | None = None) -> str:
+    """ "490 ödeme kaydı", not Django's "490 ödeme kayıtları" (upstream/l10n/grammar.py)."""
+    from upstream.l10n.grammar import counted as counted_text
+
+    return counted_text(count, opts, shown)
+
+
+@register.simple_tag
+def noun_after(count: int, opts) -> str:
+    from upstream.l10n.grammar import noun_after as noun
+
+    return noun(count, opts)
