@@ -1036,6 +1036,7 @@ class SubscriptionRefreshKind(RefreshHandler, _Paynet):
     Launched from a frozen selection, so a refresh of any size costs the same to start."""
 
     kind = SUBSCRIPTION_REFRESH_KIND
+    label = gettext_lazy("Paynet: refresh subscriptions")
     target_type = "subscriptions.subscription"
     permission = "subscriptions.sync_subscription"
     record_model = SubscriptionInvoice

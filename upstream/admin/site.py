@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -27,6 +28,7 @@ from upstream.admin.tools import (
 from upstream.calls.client import operation_catalogue
 from upstream.console.waits import IN_DOUBT_SHOWN, job_in_doubt, job_pause
 from upstream.history.timeline import record_link
+from upstream.l10n.capitals import capfirst
 from upstream.lists.exports import job_results_csv, job_results_xlsx
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.jobs import (
@@ -99,7 +101,7 @@ class UpstreamCallAdmin(ReadOnlyListAdmin):
         ("outcome", "status_code", "upstream_code", "attempt", "duration_ms"),
         "upstream_message",
         "error",
-        ("target_type", "target_id", "target_link"),
+        ("target_type_display", "target_id", "target_link"),
         ("actor", "job", "job_item"),
         "created_at",
         "request_headers_pretty",
@@ -109,6 +111,14 @@ class UpstreamCallAdmin(ReadOnlyListAdmin):
     readonly_fields = tuple(
         name for group in fields for name in (group if isinstance(group, tuple) else (group,))
     )
+
+    @admin.display(description=gettext_lazy("record type"))
+    def target_type_display(self, obj: UpstreamCall) -> str:
+        # The model's name ("payment record"), not its label ("subscriptions.subscriptioninvoice").
+        try:
+            return str(capfirst(apps.get_model(obj.target_type)._meta.verbose_name))
+        except (LookupError, ValueError):
+            return obj.target_type or "—"
 
     @admin.display(description=gettext_lazy("target"))
     def target_link(self, obj: UpstreamCall) -> str:
