@@ -50,3 +50,23 @@ def test_the_dashboard_heads_open_drift_in_turkish(admin_client):
     admin_client.cookies["django_language"] = "tr"
     page = admin_client.get(reverse("admin:index")).content.decode()
     assert "Upstream başına" not in page
+
+
+def test_call_and_job_numbers_are_never_grouped_like_amounts(admin_client):
+    admin_client.cookies["django_language"] = "tr"
+    job = Job.objects.create(pk=1041, kind="paynet.invoice_status", title="t", total=1)
+    call = UpstreamCall.objects.create(
+        pk=2041,
+        service="paynet",
+        operation="invoice_status_update",
+        method="POST",
+        url="http://x",
+        outcome="in_doubt",
+        created_at=timezone.now(),
+    )
+    job.items.create(
+        position=1, target_type="x", target_id="1", target_repr="r", in_doubt=True, call=call
+    )
+    page = admin_client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()
+    assert "#1041" in page and "#2041" in page
+    assert "#1.041" not in page and "#2.041" not in page
