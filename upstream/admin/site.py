@@ -114,11 +114,7 @@ class UpstreamCallAdmin(ReadOnlyListAdmin):
 
     @admin.display(description=gettext_lazy("record type"))
     def target_type_display(self, obj: UpstreamCall) -> str:
-        # The model's name ("payment record"), not its label ("subscriptions.subscriptioninvoice").
-        try:
-            return str(capfirst(apps.get_model(obj.target_type)._meta.verbose_name))
-        except (LookupError, ValueError):
-            return obj.target_type or "—"
+        return record_type_label(obj.target_type)
 
     @admin.display(description=gettext_lazy("target"))
     def target_link(self, obj: UpstreamCall) -> str:
@@ -149,6 +145,14 @@ class UpstreamCallAdmin(ReadOnlyListAdmin):
     @admin.display(description=gettext_lazy("response"))
     def response_pretty(self, obj: UpstreamCall) -> str:
         return pretty_json(obj.response)
+
+
+def record_type_label(target_type: str) -> str:
+    """The model's name ("Payment record"), not its label ("subscriptions.subscriptioninvoice")."""
+    try:
+        return str(capfirst(apps.get_model(target_type)._meta.verbose_name))
+    except (LookupError, ValueError):
+        return target_type or "—"
 
 
 @admin.register(Job)
@@ -484,6 +488,18 @@ class JobItemAdmin(ReadOnlyListAdmin):
             .get_queryset(request)
             .defer("payload", "result", "job__params", "job__selection")
         )
+
+    def get_fields(self, request: HttpRequest, obj: JobItem | None = None) -> list[str]:
+        # The record's type by its name, where the model field would show its label.
+        fields = [f for f in super().get_fields(request, obj) if f != "target_type_display"]
+        return ["target_type_display" if f == "target_type" else f for f in fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: JobItem | None = None):
+        return (*super().get_readonly_fields(request, obj), "target_type_display")
+
+    @admin.display(description=gettext_lazy("record type"))
+    def target_type_display(self, obj: JobItem) -> str:
+        return record_type_label(obj.target_type)
 
     @admin.display(description=gettext_lazy("target"))
     def target_link(self, obj: JobItem) -> str:
