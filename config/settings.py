@@ -88,6 +88,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "upstream.console.context_processors.upstream_modes",
                 "security.session.idle_note",
+                "security.session.login_attempts",
             ],
             # Turkish-aware |capfirst and |upper for every template (upstream/l10n/capitals.py).
             "builtins": ["upstream.templatetags.turkish_builtins"],

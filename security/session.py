@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from . import middleware
@@ -58,3 +59,24 @@ def idle_note(request: HttpRequest) -> dict[str, Any]:
             "go back to the page you were on; what you had typed there is kept in this browser."
         ) % {"minutes": minutes}
     return context
+
+
+def login_attempts(request: HttpRequest) -> dict[str, Any]:
+    """Context: after a wrong password, how many tries are left before the lockout (django-axes
+    counts them per user name and address; the fifth locks the pair out)."""
+    failures = getattr(request, "axes_failures_since_start", None)
+    limit = getattr(settings, "AXES_FAILURE_LIMIT", 0)
+    if not failures or not limit or failures >= limit:
+        return {}
+    left = limit - failures
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    return {
+        "attempts_left_note": ngettext(
+            "One more wrong password locks this user name out from this address for "
+            "%(minutes)s minutes.",
+            "%(count)s tries left before this user name is locked out from this address for "
+            "%(minutes)s minutes.",
+            left,
+        )
+        % {"count": left, "minutes": minutes}
+    }
