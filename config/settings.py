@@ -247,8 +247,13 @@ DASHBOARD_TOTALS_SECONDS = env.int("DASHBOARD_TOTALS_SECONDS", default=60)
 # The mirror follows each upstream: a periodic sync every this many seconds (0 = off).
 SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=900)
 # Where staff reach the back office (links in e-mails), and how mail is sent (console locally).
-BACKOFFICE_URL = env("BACKOFFICE_URL", default="http://127.0.0.1:8000")
+# Links in e-mails: where `make run` serves (WEB_PORT) unless said otherwise.
+BACKOFFICE_URL = env(
+    "BACKOFFICE_URL", default=f"http://127.0.0.1:{env('WEB_PORT', default='8000')}"
+)
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# With EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend (make run's): one file a mail.
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "var" / "mail"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="backoffice@localhost")
 EMAIL_HOST = env("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
