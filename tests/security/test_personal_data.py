@@ -312,3 +312,37 @@ def test_a_name_change_on_the_timeline_is_masked_without_the_permission(
         html = client.get(page).content.decode()
         assert ("Zeynep Demir" in html) is shown
         assert (NAME in html) is shown
+
+
+def test_operators_read_names_in_job_items_viewers_read_them_masked(operator, viewer, db):
+    from django.test import Client
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from security.personal import masked_str
+    from subscriptions.models import Subscription
+    from upstream.models import Job, JobItem
+
+    sub = Subscription.objects.create(
+        subscription_id="s-1",
+        reference_no="90000001",
+        name_surname="Zeynep Kaya",
+        created_date=timezone.now(),
+    )
+    job = Job.objects.create(kind="paynet.subscription_status_all", title="t", total=1)
+    JobItem.objects.create(
+        job=job,
+        position=1,
+        target_type="subscriptions.subscription",
+        target_id=str(sub.pk),
+        target_repr=masked_str(sub),
+        state="done",
+        outcome="failed",
+    )
+    for user, sees in ((operator, True), (viewer, False)):
+        client = Client()
+        client.force_login(user)
+        listed = client.get(reverse("admin:upstream_jobitem_changelist")).content.decode()
+        page = client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()
+        for html in (listed, page):
+            assert ("Zeynep Kaya" in html) is sees, (user, html[:0])

@@ -24,6 +24,7 @@ from upstream.admin.tools import (
     run_and_report,
     truncated,
     truncated_column,
+    with_live_labels,
 )
 from upstream.calls.client import operation_catalogue
 from upstream.console.waits import IN_DOUBT_SHOWN, job_in_doubt, job_pause
@@ -277,12 +278,14 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             "title": job.display_title,
             "opts": self.opts,
             "job": job,
-            "failures": failures,
+            "failures": with_live_labels(failures),
             "failure_count": job.items.filter(outcome__in=JobItem.FAILED_OUTCOMES).count(),
-            "skipped": job.items.filter(outcome=JobItem.Outcome.SKIPPED).order_by("position")[:500],
-            "recent": recent,
+            "skipped": with_live_labels(
+                job.items.filter(outcome=JobItem.Outcome.SKIPPED).order_by("position")[:500]
+            ),
+            "recent": with_live_labels(recent),
             "pause": job_pause(job),
-            "in_doubt": job_in_doubt(job)[:IN_DOUBT_SHOWN],
+            "in_doubt": with_live_labels(job_in_doubt(job)[:IN_DOUBT_SHOWN]),
             "in_doubt_count": job_in_doubt(job).count(),
             "can_push": can_push,
             "has_view_permission": True,
@@ -501,7 +504,14 @@ class JobItemAdmin(ReadOnlyListAdmin):
     def target_type_display(self, obj: JobItem) -> str:
         return record_type_label(obj.target_type)
 
+    def get_changelist_instance(self, request: HttpRequest):
+        cl = super().get_changelist_instance(request)
+        cl.result_list = with_live_labels(cl.result_list)
+        return cl
+
     @admin.display(description=gettext_lazy("target"))
     def target_link(self, obj: JobItem) -> str:
-        # A link to the record, cut to the column's width with the whole of it on hover.
-        return record_link(obj.target_type, obj.target_id, truncated(obj.target_repr))
+        # A link to the record, cut to the column's width with the whole of it on hover; named
+        # as the reader may see it (`with_live_labels`), else as stored (masked).
+        shown = getattr(obj, "live_repr", obj.target_repr)
+        return record_link(obj.target_type, obj.target_id, truncated(shown))

@@ -15,7 +15,8 @@ def record_link(item) -> str:
     """A job item's or call's record, linked to its admin page."""
     from upstream.history.timeline import record_link as link
 
-    return link(item.target_type, item.target_id, item.target_repr)
+    # `live_repr`: the record's label as this reader may see it (upstream.admin.tools).
+    return link(item.target_type, item.target_id, getattr(item, "live_repr", item.target_repr))
 
 
 @register.inclusion_tag("admin/upstream/_operations.html", takes_context=True)
