@@ -316,6 +316,8 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
                 )
                 assert width >= 240, f"{language}: job titles cut at {width}px"
             if name == "subscriptions-subscriptioninvoice":
+                # The charge date filter has the calendar the forms have.
+                assert page.locator("#changelist-filter .datetimeshortcuts .date-icon").count() >= 2
                 assert found["money"], "the payment records list writes its amounts"
             if name == "job-cancelled":
                 # Cancelled after 3 of 10: the bar and the count say 3, not 10 of 10.
@@ -337,6 +339,13 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
             "e => getComputedStyle(e).backgroundColor"
         )
         assert primary not in ("rgba(0, 0, 0, 0)", "rgb(239, 239, 239)"), "a styled button"
+        # An error is summed up at the top of the page, and the focus is there.
+        page.fill("#id_due_date_0", "31.02.2025")
+        page.fill("#id_due_date_1", "10:00")
+        page.locator("#preview-button").click()
+        page.wait_for_selector("#error-summary")
+        assert page.evaluate("document.activeElement.id") == "error-summary"
+        assert page.locator("#error-summary a").count() >= 1
         # The secondary button ("Hayır, geri dön") is as tall as the primary, on its line.
         boxes = [
             page.locator(selector).first.bounding_box()
