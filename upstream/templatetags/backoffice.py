@@ -43,6 +43,8 @@ def upstream_dashboard(context) -> dict:
         "jobs": list(Job.objects.select_related("created_by")[:6])
         if user.has_perm("upstream.view_job")
         else [],
+        # What the reader did: their pushes, refreshes and queries are jobs (never LogEntry).
+        "my_jobs": list(Job.objects.filter(created_by=user).order_by("-created_at", "-pk")[:10]),
         "problem_calls": UpstreamCall.objects.filter(
             created_at__gte=since, outcome__in=["failed", "rejected", "in_doubt"]
         ).count()
