@@ -39,6 +39,7 @@ from subscriptions.services import (
     subscription_refresh_start,
 )
 from subscriptions.sync import paynet_sync
+from upstream.calls.breaker import breaker_trip
 from upstream.groups import OPERATORS
 from upstream.l10n.stored import text, to_json
 from upstream.models import Drift, Job, JobItem
@@ -207,7 +208,38 @@ def world(transactional_db, e2e_settings, settings):
         reason="Müşteriler sözleşmeyi feshetti",
     )
     assert awaiting.state == Job.State.AWAITING_APPROVAL
-    return {"user": user, "cancelled": cancelled, "record": record, "awaiting": awaiting}
+    # A job held back by Paynet's breaker, one of its items in doubt.
+    with translation.override("tr"):
+        paused_title = text(
+            gettext_noop("Set %(count)s payment records to “%(status)s”"),
+            count=2,
+            status=InvoiceStatus.CANCEL.label,
+        )
+    paused = Job.objects.create(
+        kind=INVOICE_STATUS_KIND,
+        title=paused_title,
+        title_text=to_json(paused_title),
+        state=Job.State.RUNNING,
+        total=2,
+        created_by=user,
+    )
+    for n, other in enumerate(SubscriptionInvoice.objects.order_by("pk")[:2]):
+        JobItem.objects.create(
+            job=paused,
+            position=n + 1,
+            target_type="subscriptions.subscriptioninvoice",
+            target_id=str(other.pk),
+            target_repr=other.invoice_no,
+            in_doubt=n == 0,
+        )
+    breaker_trip("paynet")
+    return {
+        "user": user,
+        "cancelled": cancelled,
+        "record": record,
+        "awaiting": awaiting,
+        "paused": paused,
+    }
 
 
 def _pages(world) -> dict[str, str]:
@@ -232,6 +264,7 @@ def _pages(world) -> dict[str, str]:
         "item-edit": ("admin:billing_invoiceitem_edit", item.pk),
         "job-cancelled": ("admin:upstream_job_change", job.pk),
         "job-awaiting-approval": ("admin:upstream_job_change", world["awaiting"].pk),
+        "job-paused": ("admin:upstream_job_change", world["paused"].pk),
         "job-retry-confirm": ("admin:upstream_job_retry", job.pk),
         "job-resume-confirm": ("admin:upstream_job_resume", job.pk),
         "batch-add": ("admin:billqueries_billquerybatch_add", None),
@@ -308,6 +341,9 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
                 top = page.locator("#content-main .app-list, #content-main .module").first
                 assert top.bounding_box()["y"] < HEIGHT, "the app list is below the first screen"
                 assert page.locator("#my-actions li").count() >= 1, "the reader's own pushes"
+            if name == "job-paused":
+                assert "Paynet" in page.locator("#job-paused").inner_text()
+                assert page.locator("#job-in-doubt tbody tr").count() == 1
             if name == "job-awaiting-approval":
                 # "Reddet" is a red button like Django's delete, not the browser's grey one.
                 reject = page.locator("#reject-button").evaluate(
@@ -378,6 +414,9 @@ SHOTS = {
     "upstream-upstreamcall": ("en",),
     "job-cancelled": ("tr",),
     "record-change-status": ("tr",),
+    "job-paused": ("tr",),
+    "job-awaiting-approval": ("tr",),
+    "upstream-drift": ("tr",),
 }
 
 
