@@ -262,4 +262,7 @@ def _language_restored() -> Iterator[None]:
 
     language = translation.get_language()
     yield
-    translation.activate(language) if language else translation.deactivate()
+    if language:
+        translation.activate(language)
+    else:
+        translation.deactivate()
