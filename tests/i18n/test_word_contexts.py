@@ -89,3 +89,48 @@ def test_a_resolved_drift_reads_as_one_turkish_sentence(drift):
             e.summary for e in record_timeline(InvoiceItem.objects.get(pk=drift.object_id))
         ]
     assert any(s.startswith("Sapma yeniden gönderildi: ") for s in summaries), summaries
+
+
+def test_a_timeline_reads_a_turkish_operators_job_in_english(db):
+    from django.contrib.auth import get_user_model
+    from django.utils.translation import gettext_noop
+
+    from upstream.history.timeline import record_timeline
+    from upstream.l10n.stored import message_fields, text, to_json
+    from upstream.models import Job, JobItem
+
+    invoice = Invoice.objects.create(
+        wisecp_id=2,
+        number="#2",
+        status="unpaid",
+        currency="TRY",
+        created_at_upstream=timezone.now(),
+    )
+    item = InvoiceItem.objects.create(
+        wisecp_id=22, invoice=invoice, description="x", amount=Decimal(5), total=Decimal(5)
+    )
+    user = get_user_model().objects.create_user("ayse")
+    with translation.override("tr"):
+        title = text(gettext_noop("Update invoice item %(item)s"), item=str(item))
+        message = text(gettext_noop("Already so."))
+    job = Job.objects.create(
+        kind="wisecp.invoice_item_update",
+        title=title,
+        title_text=to_json(title),
+        total=1,
+        created_by=user,
+    )
+    JobItem.objects.create(
+        job=job,
+        position=1,
+        target_type="billing.invoiceitem",
+        target_id=str(item.pk),
+        target_repr=str(item),
+        state="done",
+        outcome="skipped",
+        **message_fields(message),
+    )
+    with translation.override("en"):
+        [event] = [e for e in record_timeline(item) if e.kind == "operation"]
+    assert event.summary.startswith(f"Update invoice item {item}: ")
+    assert event.summary.endswith("— Already so.")

@@ -117,9 +117,10 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
     )
     for item in items:
         outcome = item.get_outcome_display() if item.outcome else item.get_state_display()
-        summary = f"{item.job.title}: {outcome}"
+        # In the reader's language: the stored title and message are the writer's.
+        summary = f"{item.job.display_title}: {outcome}"
         if item.message:
-            summary = f"{summary} — {item.message}"
+            summary = f"{summary} — {item.display_message}"
         events.append(
             Event(
                 at=item.job.created_at,
