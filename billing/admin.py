@@ -36,6 +36,7 @@ from upstream.calls.errors import (
     UpstreamError,
 )
 from upstream.l10n.formats import day, money
+from upstream.lists.fold import folded_contains, folded_equals
 from upstream.lists.queries import related_count
 from upstream.models import Job
 from upstream.pushes.claims import claim_holder
@@ -139,8 +140,8 @@ class CustomerFilter(InputFilter):
 
     def filter_value(self, queryset, value):
         p = self.prefix
-        name = f"{p}full_name__iexact" if self.whole_name else f"{p}full_name__icontains"
-        query = Q(**{name: value}) | Q(**{f"{p}company_name__icontains": value})
+        by_name = folded_equals if self.whole_name else folded_contains
+        query = by_name(f"{p}full_name", value) | folded_contains(f"{p}company_name", value)
         if value.isdigit():
             query |= Q(**{f"{p}user_id": int(value)})
         return queryset.filter(query)

@@ -7,10 +7,10 @@ float noise, §3); dates are aware datetimes read in Europe/Istanbul, and the ze
 from __future__ import annotations
 
 from django.db import models
-from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from upstream.history.changes import HistoryModel
+from upstream.lists.fold import Folded
 from upstream.lists.indexes import TrigramIndex
 
 
@@ -71,8 +71,8 @@ class Invoice(HistoryModel):
                 fields=["currency", "created_at_upstream", "id"], name="inv_currency_created_idx"
             ),
             models.Index(fields=["due_date", "id"], name="inv_due_date_id_idx"),
-            TrigramIndex(Upper("full_name"), name="inv_full_name_trgm"),
-            TrigramIndex(Upper("company_name"), name="inv_company_name_trgm"),
+            TrigramIndex(Folded("full_name"), name="inv_full_name_fold_trgm"),
+            TrigramIndex(Folded("company_name"), name="inv_company_fold_trgm"),
         ]
         permissions = [
             ("sync_invoice", _("Can refresh invoices from WiseCP")),
@@ -121,7 +121,7 @@ class InvoiceItem(HistoryModel):
             models.Index(fields=["tax_exempt", "wisecp_id"], name="item_tax_exempt_idx"),
             models.Index(fields=["due_date", "id"], name="item_due_date_id_idx"),
             models.Index(fields=["order_id"], name="item_order_id_idx"),
-            TrigramIndex(Upper("description"), name="item_description_trgm"),
+            TrigramIndex(Folded("description"), name="item_descr_fold_trgm"),
         ]
         permissions = [
             ("push_invoiceitem", _("Can push invoice item changes to WiseCP")),

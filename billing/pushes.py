@@ -1089,6 +1089,7 @@ class InvoiceRefreshHandler(RefreshHandler):
     and items WiseCP no longer lists are removed from the mirror and reported as drift."""
 
     kind = INVOICE_REFRESH_KIND
+    label = gettext_lazy("WiseCP: refresh invoices")
     target_type = "billing.invoice"
     permission = "billing.sync_invoice"
     service = "wisecp"

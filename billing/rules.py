@@ -39,6 +39,15 @@ def invoice_totals(invoice: Invoice, lines: Iterable[tuple[Decimal, bool]]) -> T
     return Totals(subtotal=subtotal, tax=tax, total=subtotal + tax)
 
 
+def totals_after_move(
+    invoice: Invoice, *, leaving: set[int], arriving: list[InvoiceItem]
+) -> Totals:
+    """The invoice's estimated totals once the items `leaving` (ids) have left it and the items
+    `arriving` have joined it: a bulk move's source and target invoices."""
+    others = invoice.items.exclude(pk__in=leaving).values_list("total", "tax_exempt")
+    return invoice_totals(invoice, [*others, *((i.total, i.tax_exempt) for i in arriving)])
+
+
 def totals_after(
     invoice: Invoice, *, item: InvoiceItem, total: Decimal, tax_exempt: bool, holds_item: bool
 ) -> Totals:

@@ -43,6 +43,7 @@ from .pushes import (
     ItemVerdict,
     bulk_request,
     bulk_selection,
+    is_closed,
     item_change,
     item_request,
     item_update_kind,
@@ -102,6 +103,13 @@ class InvoiceEstimate:
     invoice: Invoice
     now: rules.Totals
     after: rules.Totals
+    # Paid, cancelled or refunded (the push kind's rule, billing.pushes.is_closed).
+    closed: bool = False
+
+    @property
+    def effect(self) -> Decimal:
+        """What the change does to the invoice's total (₺; negative: it goes down)."""
+        return self.after.total - self.now.total
 
 
 @dataclass(frozen=True)
@@ -235,6 +243,8 @@ class BulkRow:
     current: str
     new: str
     reason: str = ""
+    # The item's invoice is closed (the push kind's rule): flagged on the preview.
+    closed: bool = False
 
 
 @dataclass
@@ -246,6 +256,11 @@ class BulkPreview(Preview):
     value_label: str = ""
     rows: list[BulkRow] = field(default_factory=list)
     notes: dict[str, int] = field(default_factory=dict)
+    # The invoices the change touches, with their ₺ totals now and after (as the single edit
+    # shows them): a move's sources and its target; a due date or a renumber leaves them as is.
+    invoices: list[InvoiceEstimate] = field(default_factory=list)
+    # A move's target invoice (its status is shown beside its number).
+    target: Invoice | None = None
 
     def __post_init__(self) -> None:
         for row in self.rows:
@@ -288,11 +303,54 @@ def invoice_item_bulk_preview(
         request = bulk.for_item(item)
         verdict = kind.verdict(item, request)
         current, new = bulk.shown(item, request.changes)
-        row = BulkRow(item, verdict.kind, current, new, verdict.reason)
+        row = BulkRow(item, verdict.kind, current, new, verdict.reason, is_closed(item.invoice))
         if verdict.kind != VerdictKind.SAME and str(item.pk) in busy:
             row.kind, row.reason = VerdictKind.BLOCKED, _("Another save is in progress.")
         rows.append(row)
-    return BulkPreview(action=bulk.action, value_label=bulk.label(), rows=rows)
+    target = bulk.request.changes.get("invoice") if bulk.action == BulkAction.MOVE else None
+    return BulkPreview(
+        action=bulk.action,
+        value_label=bulk.label(),
+        rows=rows,
+        invoices=_bulk_estimates(rows, target),
+        target=target,
+    )
+
+
+# At most this many invoices are estimated on a bulk preview (each costs a query).
+ESTIMATED_INVOICES = 20
+
+
+def _bulk_estimates(rows: list[BulkRow], target: Invoice | None) -> list[InvoiceEstimate]:
+    """Each touched invoice's totals now and after the items that will change have changed."""
+    moving = [r.item for r in rows if r.kind == VerdictKind.CHANGE]
+    sources: dict[int, Invoice] = {}
+    for item in moving:
+        sources.setdefault(item.invoice_id, item.invoice)
+    estimates = []
+    for invoice in list(sources.values())[:ESTIMATED_INVOICES]:
+        now = rules.Totals(invoice.subtotal, invoice.tax, invoice.total)
+        after = (
+            rules.totals_after_move(
+                invoice, leaving={i.pk for i in moving if i.invoice_id == invoice.pk}, arriving=[]
+            )
+            if target is not None and target.pk != invoice.pk
+            else now
+        )
+        estimates.append(
+            InvoiceEstimate(invoice=invoice, now=now, after=after, closed=is_closed(invoice))
+        )
+    if target is not None:
+        arriving = [i for i in moving if i.invoice_id != target.pk]
+        estimates.append(
+            InvoiceEstimate(
+                invoice=target,
+                now=rules.Totals(target.subtotal, target.tax, target.total),
+                after=rules.totals_after_move(target, leaving=set(), arriving=arriving),
+                closed=is_closed(target),
+            )
+        )
+    return estimates
 
 
 def invoice_item_bulk_update(

@@ -145,11 +145,11 @@ class BillDebtInline(FormattedFieldsMixin, admin.TabularInline):
     readonly_fields = fields
     extra = 0
     can_delete = False
-    invoice_amount_display = money_column("invoice_amount", description=gettext_lazy("amount"))
+    invoice_amount_display = money_column("invoice_amount", description=gettext_lazy("debt"))
     merchant_profit_display = money_column(
         "merchant_profit", description=gettext_lazy("service fee")
     )
-    total_amount_display = money_column("total_amount", description=gettext_lazy("total"))
+    total_amount_display = money_column("total_amount", description=gettext_lazy("to pay"))
 
     @admin.display(description=gettext_lazy("due date"), ordering="exp_date")
     def exp_date_display(self, obj: BillDebt) -> str:
@@ -233,7 +233,7 @@ class BillQueryLineAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
         ("state", "outcome", "queried_at"),
         ("result", "result_code"),
         "result_message",
-        ("debt_count", "debt_total"),
+        ("debt_count", "debt_total", "fee_total"),
         "call_link",
     )
     readonly_fields = (
@@ -253,6 +253,7 @@ class BillQueryLineAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
         "result_message",
         "debt_count",
         "debt_total",
+        "fee_total",
         "call_link",
     )
     debt_total_display = money_column("debt_total", description=gettext_lazy("total debt"))
@@ -489,6 +490,8 @@ class BillQueryBatchAdmin(ReadOnlyListAdmin):
             "current_outcome": request.GET.get("outcome", ""),
             "current_soot": request.GET.get("soot_code", ""),
             "debt_total": money(batch.debt_total),
+            "fee_total": money(batch.fee_total),
+            "payable_total": money(batch.payable_total),
             "can_run": request.user.has_perm(services.PERM_RUN),
             "launch_token": new_launch_token(),
             "has_view_permission": True,
@@ -509,6 +512,8 @@ class BillQueryBatchAdmin(ReadOnlyListAdmin):
                 "no_debt": batch.no_debt_count,
                 "failed": batch.failed_count,
                 "debt_total": money(batch.debt_total),
+                "fee_total": money(batch.fee_total),
+                "payable_total": money(batch.payable_total),
                 "percent": batch.percent,
                 "finished": batch.is_finished,
             }

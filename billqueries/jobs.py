@@ -35,6 +35,7 @@ LINE_RESULT_FIELDS = [
     "queried_at",
     "debt_count",
     "debt_total",
+    "fee_total",
     "job_item",
 ]
 DEBT_FIELDS = [
@@ -118,6 +119,7 @@ class BillQueryHandler(JobKind):
                     answer.failure if outcome == BillQueryLine.Outcome.FAILED else answer.message
                 )
                 total = sum((b.invoice_amount for b in answer.bills), start=Decimal("0"))
+                fees = sum((b.merchant_profit for b in answer.bills), start=Decimal("0"))
                 # In LINE_RESULT_FIELDS order, then the id.
                 updates.append(
                     [
@@ -129,6 +131,7 @@ class BillQueryHandler(JobKind):
                         now,
                         len(answer.bills),
                         total,
+                        fees,
                         r.item.id,
                         line_id,
                     ]
@@ -268,6 +271,7 @@ def batch_recount(batch_ids: Any) -> None:
             failed=Count("id", filter=Q(outcome=Outcome.FAILED)),
             debts=Sum("debt_count"),
             total=Sum("debt_total"),
+            fees=Sum("fee_total"),
         )
     )
     for row in rows:
@@ -278,4 +282,5 @@ def batch_recount(batch_ids: Any) -> None:
             failed_count=row["failed"],
             debt_count=row["debts"] or 0,
             debt_total=row["total"] or 0,
+            fee_total=row["fees"] or 0,
         )

@@ -7,9 +7,12 @@ subscriber again makes a new line in a new batch, so every earlier answer stays 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from upstream.history.changes import HistoryModel
 
@@ -82,11 +85,14 @@ class BillQueryBatch(models.Model):
     )
     # Recounted from the lines after every write (services.batch_recount), never edited.
     line_count = models.PositiveIntegerField(_("lines"), default=0)
-    found_count = models.PositiveIntegerField(_("found"), default=0)
+    found_count = models.PositiveIntegerField(pgettext_lazy("bill query lines", "found"), default=0)
     no_debt_count = models.PositiveIntegerField(_("no debt"), default=0)
     failed_count = models.PositiveIntegerField(_("failed"), default=0)
     debt_count = models.PositiveIntegerField(_("bills"), default=0)
+    # The bills' own amounts; Payofin adds its service fee to each bill (BillDebt.total_amount
+    # is the two together), so a page shows the debt, the fees and their sum apart.
     debt_total = models.DecimalField(_("total debt"), max_digits=16, decimal_places=2, default=0)
+    fee_total = models.DecimalField(_("service fees"), max_digits=16, decimal_places=2, default=0)
 
     class Meta:
         verbose_name = _("bill query batch")
@@ -100,6 +106,11 @@ class BillQueryBatch(models.Model):
 
     def __str__(self) -> str:
         return _("Bill query batch #%(id)s") % {"id": self.pk}
+
+    @property
+    def payable_total(self) -> Decimal:
+        """What paying every bill found costs: the debt and the service fees."""
+        return self.debt_total + self.fee_total
 
     @property
     def done_count(self) -> int:
@@ -161,6 +172,7 @@ class BillQueryLine(HistoryModel):
     queried_at = models.DateTimeField(_("queried at"), null=True, blank=True)
     debt_count = models.PositiveSmallIntegerField(_("bills"), default=0)
     debt_total = models.DecimalField(_("total debt"), max_digits=14, decimal_places=2, default=0)
+    fee_total = models.DecimalField(_("service fees"), max_digits=14, decimal_places=2, default=0)
     # The job item (chunk of ≤ 15 lines) that carried the last query; its call is the evidence.
     job_item = models.ForeignKey(
         "upstream.JobItem",
@@ -193,6 +205,11 @@ class BillQueryLine(HistoryModel):
 
     def __str__(self) -> str:
         return f"{self.soot_code}/{self.subscriber_no}"
+
+    @property
+    def payable_total(self) -> Decimal:
+        """What paying every bill found costs: the debt and the service fees."""
+        return self.debt_total + self.fee_total
 
     @property
     def line_number(self) -> int:

@@ -62,6 +62,7 @@ class BillQueryLineSerializer(serializers.ModelSerializer):
             "queried_at",
             "debt_count",
             "debt_total",
+            "fee_total",
             "debts",
         ]
 
@@ -88,6 +89,7 @@ class BillQueryBatchSerializer(serializers.ModelSerializer):
             "pending_count",
             "debt_count",
             "debt_total",
+            "fee_total",
             "job",
         ]
 

@@ -95,6 +95,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "upstream.console.context_processors.upstream_modes",
+                "security.session.idle_note",
+                "security.session.login_attempts",
             ],
             # Turkish-aware |capfirst and |upper for every template (upstream/l10n/capitals.py).
             "builtins": ["upstream.templatetags.turkish_builtins"],
@@ -304,8 +306,13 @@ SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=900)
 # missed). 0 keeps it. docs/decisions/at-the-door-two-personal-data.md.
 PERSONAL_DATA_RETENTION_DAYS = env.float("PERSONAL_DATA_RETENTION_DAYS", default=365)
 # Where staff reach the back office (links in e-mails), and how mail is sent (console locally).
-BACKOFFICE_URL = env("BACKOFFICE_URL", default="http://127.0.0.1:8000")
+# Links in e-mails: where `make run` serves (WEB_PORT) unless said otherwise.
+BACKOFFICE_URL = env(
+    "BACKOFFICE_URL", default=f"http://127.0.0.1:{env('WEB_PORT', default='8000')}"
+)
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# With EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend (make run's): one file a mail.
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(BASE_DIR / "var" / "mail"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="backoffice@localhost")
 EMAIL_HOST = env("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)

@@ -7,7 +7,11 @@ PY=.venv/bin/python
 WEB_PORT=${WEB_PORT:-8000}
 SANDBOX_PORT=${SANDBOX_PORT:-8001}
 export SANDBOX_URL=${SANDBOX_URL:-http://127.0.0.1:$SANDBOX_PORT}
-mkdir -p var/log
+mkdir -p var/log var/mail
+# The demo users' "job finished" e-mails land in var/mail/, one file each, with links to this port.
+export EMAIL_BACKEND=${EMAIL_BACKEND:-django.core.mail.backends.filebased.EmailBackend}
+export EMAIL_FILE_PATH=${EMAIL_FILE_PATH:-$PWD/var/mail}
+export BACKOFFICE_URL=${BACKOFFICE_URL:-http://127.0.0.1:$WEB_PORT}
 
 pids=()
 cleanup() {
@@ -70,7 +74,7 @@ echo
 echo "================================================================"
 echo " Finance back office: http://127.0.0.1:$WEB_PORT/"
 $PY manage.py bootstrap_admin --demo-users
-echo " (passwords are new on every start; logs in var/log/)"
+echo " (passwords are new on every start; logs in var/log/, e-mails in var/mail/)"
 echo "================================================================"
 echo
 $PY manage.py runserver "127.0.0.1:$WEB_PORT" --noreload

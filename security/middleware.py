@@ -16,8 +16,11 @@ from .signals import IDLE_EXPIRED
 
 # Where a session keeps the moment of its user's last request (seconds since the epoch).
 LAST_SEEN = "security_last_seen"
-# Requests a page makes by itself (a job's progress, polled every second) keep no session alive.
-PASSIVE = re.compile(r"/progress\.json$")
+# Requests a page makes by itself (a job's progress, polled every second; the session's own
+# status, asked before warning of its end) keep no session alive.
+PASSIVE = re.compile(r"/progress\.json$|^/session/status\.json$")
+# Set in the fresh session of a request the idle timeout logged out: the login page says why.
+IDLE_ENDED = "security_idle_ended"
 
 clock: Callable[[], float] = time.time
 
@@ -46,6 +49,7 @@ class IdleSessionTimeout:
             if isinstance(last, int | float) and now - last > idle:
                 setattr(request, IDLE_EXPIRED, True)
                 logout(request)  # logged as `logout reason=idle` (security/signals.py)
+                request.session[IDLE_ENDED] = True
             elif not PASSIVE.search(request.path) and (
                 last is None or now - last >= min(60, idle / 10)
             ):

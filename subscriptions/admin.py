@@ -207,8 +207,23 @@ class SubscriptionAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
                 self.admin_site.admin_view(self.create_invoice_view),
                 name="subscriptions_subscription_create_invoice",
             ),
+            path(
+                "<int:pk>/status-all/",
+                self.admin_site.admin_view(self.status_all_view),
+                name="subscriptions_subscription_status_all",
+            ),
             *super().get_urls(),
         ]
+
+    def status_all_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The list action "Change status of all payment records…" for this one subscription,
+        from its own page: the same confirmation page, preview and job."""
+        if not self.has_push_all_permission(request):
+            raise PermissionDenied
+        subscription = get_object_or_404(Subscription, pk=pk)
+        return self.change_all_invoices_status(
+            request, Subscription.objects.filter(pk=subscription.pk)
+        )
 
     def create_invoice_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """Form, then "what will be sent" (nothing is sent before confirm), then the push."""
@@ -281,6 +296,7 @@ class SubscriptionAdmin(RecordOperationsMixin, PaynetMirrorAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_create_invoice": request.user.has_perm(services.PERM_CREATE_INVOICE),
+            "can_push_all": self.has_push_all_permission(request),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

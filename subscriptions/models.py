@@ -7,10 +7,10 @@ converted from Paynet's integer kuruş when synced.
 from __future__ import annotations
 
 from django.db import models
-from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 from upstream.history.changes import HistoryModel
+from upstream.lists.fold import Folded
 from upstream.lists.indexes import TrigramIndex
 
 
@@ -77,7 +77,7 @@ class Subscription(HistoryModel):
             ),
             models.Index(fields=["status", "created_date", "id"], name="sub_status_created_idx"),
             models.Index(fields=["name_surname", "id"], name="sub_name_id_idx"),
-            TrigramIndex(Upper("name_surname"), name="sub_name_trgm"),
+            TrigramIndex(Folded("name_surname"), name="sub_name_fold_trgm"),
             models.Index(fields=["end_user_email"], name="sub_email_idx"),
             models.Index(fields=["end_user_gsm"], name="sub_gsm_idx"),
         ]

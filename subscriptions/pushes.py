@@ -58,6 +58,7 @@ from upstream.pushes.jobs import NewItem
 from upstream.pushes.kinds import (
     JobKind,
     Payload,
+    PlannedChange,
     PushKind,
     WorkItem,
     WorkResult,
@@ -232,6 +233,21 @@ class InvoiceStatusKind(_PaynetKind):
 
     def expand_queryset(self, queryset: QuerySet) -> QuerySet:
         return queryset.select_related("subscription")
+
+    def planned(
+        self, records: list[SubscriptionInvoice], params: dict[str, Any]
+    ) -> list[PlannedChange]:
+        target = InvoiceStatus(StatusRequest.from_params(params).status).label
+        return [
+            PlannedChange(
+                record=r.invoice_no,
+                customer=r.subscription.name_surname,
+                amount=r.amount,
+                current=r.get_status_display(),
+                new=target,
+            )
+            for r in records
+        ]
 
     def expand(
         self, records: list[SubscriptionInvoice], tags: dict[int, str], params: dict[str, Any]
@@ -463,6 +479,26 @@ class SubscriptionStatusAllKind(_PaynetKind):
 
     def expand_queryset(self, queryset: QuerySet) -> QuerySet:
         return _with_records(queryset)
+
+    def planned(self, records: list[Subscription], params: dict[str, Any]) -> list[PlannedChange]:
+        request = StatusRequest.from_params(params)
+        rows = []
+        for s in records:
+            changing = [
+                r
+                for r in s.invoices.all()
+                if INVOICE_STATUS.verdict(r, request).kind == VerdictKind.CHANGE
+            ]
+            rows.append(
+                PlannedChange(
+                    record=s.reference_no,
+                    customer=s.name_surname,
+                    amount=sum((r.amount for r in changing), Decimal("0")),
+                    current=", ".join(sorted({r.get_status_display() for r in changing})),
+                    new=InvoiceStatus(request.status).label,
+                )
+            )
+        return rows
 
     def expand(
         self, records: list[Subscription], tags: dict[int, str], params: dict[str, Any]
@@ -1047,6 +1083,7 @@ class SubscriptionRefreshKind(RefreshHandler, _Paynet):
     Launched from a frozen selection, so a refresh of any size costs the same to start."""
 
     kind = SUBSCRIPTION_REFRESH_KIND
+    label = gettext_lazy("Paynet: refresh subscriptions")
     target_type = "subscriptions.subscription"
     permission = "subscriptions.sync_subscription"
     record_model = SubscriptionInvoice

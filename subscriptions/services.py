@@ -17,7 +17,7 @@ from security.personal import masked_str
 from upstream.actors import User, actor_require
 from upstream.calls.errors import PushConflict, UpstreamRejectedError
 from upstream.history.drift import open_drift_count, open_drift_ids
-from upstream.l10n.stored import text
+from upstream.l10n.stored import record_param, text
 from upstream.models import Job
 from upstream.pushes.bulk import job_create_frozen
 from upstream.pushes.single import operation_seen, push_single
@@ -344,7 +344,8 @@ def subscription_invoice_create(
             title=text(
                 gettext_noop("Create payment record %(no)s for %(subscription)s"),
                 no=payload.invoice_no,
-                subscription=masked_str(subscription),
+                # The stored title masks the name; each reader reads it as they may see it.
+                subscription=record_param(subscription, masked_str(subscription)),
             ),
             amount=CREATE_INVOICE.amount(payload),
         )

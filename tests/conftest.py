@@ -252,3 +252,17 @@ def _fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _language_restored() -> Iterator[None]:
+    """A request in Turkish leaves Turkish active in the thread (LocaleMiddleware activates it and
+    nothing deactivates it): the next test would read its messages in Turkish."""
+    from django.utils import translation
+
+    language = translation.get_language()
+    yield
+    if language:
+        translation.activate(language)
+    else:
+        translation.deactivate()

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
+from upstream.lists.fold import Folded
 from upstream.lists.indexes import TrigramIndex
 
 
@@ -320,8 +321,8 @@ class Job(models.Model):
         # (upstream.admin.lists); state, kind and created_at have their own indexes.
         indexes = [
             models.Index(fields=["inline", "created_at"], name="job_inline_created_idx"),
-            TrigramIndex(Upper("title"), name="job_title_trgm"),
-            TrigramIndex(Upper("reason"), name="job_reason_trgm"),
+            TrigramIndex(Folded("title"), name="job_title_fold_trgm"),
+            TrigramIndex(Folded("reason"), name="job_reason_fold_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -696,7 +697,8 @@ class Drift(models.Model):
     record_label = models.CharField(_("record"), max_length=200, blank=True)
     field = models.CharField(_("field"), max_length=64, blank=True)
     expected = models.JSONField(_("expected"), null=True, blank=True)
-    found = models.JSONField(_("found"), null=True, blank=True)
+    # "found" is a value here (Turkish "bulunan"), a count of lines with debt on a bill query.
+    found = models.JSONField(pgettext_lazy("drift value", "found"), null=True, blank=True)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.OPEN)
     first_seen_at = models.DateTimeField(_("first seen at"))

@@ -24,6 +24,8 @@
         set("job-skipped", job.skipped);
         set("job-prepared", job.prepared || 0);
         document.getElementById("job-preparing").hidden = job.state !== "preparing";
+        const paused = document.getElementById("job-paused");
+        if (paused) { paused.textContent = job.paused || ""; paused.hidden = !job.paused; }
         if (job.finished) { window.location.reload(); return; }
       }
     } catch (e) { /* the next tick tries again */ }

@@ -916,3 +916,48 @@ def test_a_change_on_a_closed_invoice_that_moves_no_money_says_so(
     assert _verdicts(bulk) == {paid_item.pk: "change"}
     assert bulk.context["preview"].notes == {note: 1}
     assert item_puts(sandbox) == []
+
+
+def test_a_bulk_move_preview_shows_the_invoices_totals_and_the_targets_status(
+    operator_client, sandbox, synced
+) -> None:
+    from billing import rules
+
+    items = list(InvoiceItem.objects.filter(invoice__wisecp_id=SOURCE_INVOICE_ID))
+    source, target = items[0].invoice, Invoice.objects.get(wisecp_id=TARGET_INVOICE_ID)
+    first = _start(operator_client, "move_to_invoice", items)
+    operator_client.cookies["django_language"] = "en"
+    preview = operator_client.post(
+        ITEMS, form_data(first, "bulk-confirm", target="#358", step="preview")
+    )
+    shown = preview.context["preview"]
+    estimates = {e.invoice.pk: e for e in shown.invoices}
+    moved = {i.pk for i in items}
+    assert estimates[source.pk].after == rules.totals_after_move(source, leaving=moved, arriving=[])
+    assert estimates[target.pk].after == rules.totals_after_move(
+        target, leaving=set(), arriving=items
+    )
+    assert estimates[target.pk].effect == sum(
+        (estimates[target.pk].after.total - target.total,), Decimal(0)
+    )
+    html = preview.content.decode()
+    assert 'id="bulk-invoices"' in html and 'id="bulk-target"' in html
+    assert target.get_status_display() in html.split('id="bulk-target"')[1].split("</p>")[0]
+
+
+def test_a_bulk_due_date_preview_flags_items_of_closed_invoices(operator_client, synced) -> None:
+    paid = InvoiceItem.objects.filter(invoice__status="paid").select_related("invoice").first()
+    first = _start(operator_client, "set_due_date", [paid])
+    preview = operator_client.post(
+        ITEMS,
+        form_data(
+            first, "bulk-confirm", due_date_0="01.10.2031", due_date_1="12:00:00", step="preview"
+        ),
+    )
+    [row] = preview.context["preview"].rows
+    assert row.closed
+    html = preview.content.decode()
+    row_html = html.split(f'data-item="{paid.pk}"')[1].split("</tr>")[0]
+    assert "badge-closed" in row_html
+    # A due date moves no money: each invoice's total stays as it is.
+    assert all(e.effect == 0 for e in preview.context["preview"].invoices)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 from openpyxl import Workbook, load_workbook
 
 from billqueries.models import BillQueryBatch, BillQueryLine, Institution
@@ -356,3 +358,40 @@ def test_batch_list_exports_to_csv(sandbox, institutions, operator_client) -> No
         )
     )
     assert len(rows) == 2 and rows[1][0] == str(batch.pk)
+
+
+def test_the_batch_page_shows_debt_fees_and_their_sum_as_three_figures(
+    sandbox, institutions, run_batch, operator_client
+) -> None:
+    # "Toplam borç" left out the fees each bill's total includes: one word, two meanings.
+    batch = run_batch(
+        [line(1, "01345677000"), line(1, "1345600"), line(1, "0134569000"), line(1, "01345699000")]
+    )
+    debts = [d for ln in batch.lines.prefetch_related("debts") for d in ln.debts.all()]
+    fees = sum(d.merchant_profit for d in debts)
+    paid = sum(d.total_amount for d in debts)
+    assert fees > 0
+    assert (batch.debt_total, batch.fee_total, batch.payable_total) == (paid - fees, fees, paid)
+    operator_client.cookies["django_language"] = "tr"
+    page = operator_client.get(change_url(batch)).content.decode()
+    figures = dict(
+        re.findall(r'<th>([^<]+)</th><td id="bq-(?:total|fees|payable)"[^>]*>([^<]+)<', page)
+    )
+    assert figures == {
+        "Toplam borç": "₺\u00a0619,00",
+        "Hizmet bedelleri": money_text(fees),
+        "Ödenecek (borç + hizmet bedeli)": money_text(paid),
+    }
+    # Each bill's columns use the same words: debt, service fee, to pay.
+    assert '<th class="money">Ödenecek</th>' in page and ">TOPLAM<" not in page
+    progress = operator_client.get(
+        reverse("admin:billqueries_billquerybatch_progress", args=[batch.pk])
+    ).json()
+    assert progress["payable_total"] == money_text(paid)
+
+
+def money_text(amount: Decimal) -> str:
+    from upstream.l10n.formats import money
+
+    with translation.override("tr"):
+        return str(money(amount))

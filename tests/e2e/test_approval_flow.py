@@ -61,7 +61,7 @@ def test_a_large_push_waits_for_a_second_person_then_runs(
     second.click(f'#result_list a[href*="/upstream/job/{job.pk}/change/"]')
     expect(second.locator("#approval-count")).to_have_text(str(total))
     expect(second.locator("#job-approval")).to_contain_text("Dönem sonu temizliği")
-    expect(second.locator("#approval-sample li")).to_have_count(min(total, 50))
+    expect(second.locator("#approval-sample tbody tr")).to_have_count(min(total, 50))
     second.click("#approve-button")
 
     expect(second.locator("#job-state")).to_have_attribute(

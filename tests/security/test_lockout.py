@@ -133,3 +133,17 @@ def test_an_api_path_gets_the_lockout_as_json(rf) -> None:
     assert response.status_code == 429 and response["Retry-After"] == "900"
     body = json.loads(response.content)
     assert body["retry_after"] == 900 and "15 minutes" in body["detail"]
+
+
+def test_the_login_page_says_how_many_tries_are_left_and_offers_both_languages(
+    attacker, operator
+) -> None:
+    attacker.cookies["django_language"] = "en"
+    page = attacker.get(LOGIN).content.decode()
+    assert 'id="language-switch"' in page and 'id="attempts-left"' not in page
+    first = attempt(attacker, "operator", "wrong-password").content.decode()
+    assert "4 tries left before this user name is locked out" in first
+    for _n in range(2):
+        attempt(attacker, "operator", "wrong-password")
+    fourth = attempt(attacker, "operator", "wrong-password").content.decode()
+    assert "One more wrong password locks this user name out" in fourth

@@ -309,3 +309,70 @@ def test_a_name_change_is_kept_masked_in_the_history_for_everyone(records, viewe
         html = client.get(page).content.decode()
         assert ("Zeynep Demir" in html) is shown  # the mirror's current name
         assert NAME not in html  # the old one is only in the history, masked
+
+
+def test_operators_read_names_in_job_items_viewers_read_them_masked(operator, viewer, db):
+    from django.test import Client
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from security.personal import masked_str
+    from subscriptions.models import Subscription
+    from upstream.models import Job, JobItem
+
+    sub = Subscription.objects.create(
+        subscription_id="s-1",
+        reference_no="90000001",
+        name_surname="Zeynep Kaya",
+        created_date=timezone.now(),
+    )
+    job = Job.objects.create(kind="paynet.subscription_status_all", title="t", total=1)
+    JobItem.objects.create(
+        job=job,
+        position=1,
+        target_type="subscriptions.subscription",
+        target_id=str(sub.pk),
+        target_repr=masked_str(sub),
+        state="done",
+        outcome="failed",
+    )
+    for user, sees in ((operator, True), (viewer, False)):
+        client = Client()
+        client.force_login(user)
+        listed = client.get(reverse("admin:upstream_jobitem_changelist")).content.decode()
+        page = client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()
+        for html in (listed, page):
+            assert ("Zeynep Kaya" in html) is sees, (user, html[:0])
+
+
+def test_a_job_title_names_the_customer_as_each_reader_may_see_it(operator, viewer, db):
+    from django.test import Client
+    from django.urls import reverse
+    from django.utils import timezone
+    from django.utils.translation import gettext_noop
+
+    from security.personal import masked_str
+    from subscriptions.models import Subscription
+    from upstream.l10n.stored import record_param, text, to_json
+    from upstream.models import Job
+
+    sub = Subscription.objects.create(
+        subscription_id="s-2",
+        reference_no="90000002",
+        name_surname="Zeynep Kaya",
+        created_date=timezone.now(),
+    )
+    title = text(
+        gettext_noop("Create payment record %(no)s for %(subscription)s"),
+        no="11400001",
+        subscription=record_param(sub, masked_str(sub)),
+    )
+    assert "Zeynep Kaya" not in title  # the stored column stays masked
+    job = Job.objects.create(
+        kind="paynet.create_invoice", title=title, title_text=to_json(title), total=1
+    )
+    for user, sees in ((operator, True), (viewer, False)):
+        client = Client()
+        client.force_login(user)
+        page = client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()
+        assert ("Zeynep Kaya" in page) is sees, user

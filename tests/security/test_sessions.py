@@ -194,3 +194,33 @@ def test_the_proxys_address_is_not_taken_for_the_clients(settings, operator, cap
         browser.post(LOGIN, {"username": "operator", "password": "wrong", "next": "/"})
     # The proxy appended the client it saw; what the client wrote before it is not trusted.
     assert "ip=198.51.100.7" in security_lines(caplog)[0]
+
+
+def test_the_login_page_says_an_idle_session_ended_and_leads_back(operator_client, clock) -> None:
+    page = reverse("admin:upstream_job_changelist")
+    assert operator_client.get(page).status_code == 200
+    clock.advance(settings.SESSION_IDLE_SECONDS + 1)
+    response = operator_client.get(page)
+    assert response.status_code == 302 and response.url == f"{LOGIN}?next={page}"
+    operator_client.cookies["django_language"] = "en"
+    login = operator_client.get(response.url).content.decode()
+    assert 'id="session-ended-note"' in login
+    assert "Your session ended after 30 minutes without activity." in login
+    # Said once: a later visit to the login page is a plain login page.
+    assert 'id="session-ended-note"' not in operator_client.get(LOGIN).content.decode()
+
+
+def test_a_page_can_ask_how_long_its_session_has_left_without_keeping_it_alive(
+    operator_client, clock
+) -> None:
+    idle = settings.SESSION_IDLE_SECONDS
+    page = operator_client.get(INDEX).content.decode()
+    assert f'id="session-timer" data-idle="{idle}"' in page
+    status = reverse("session-status")
+    clock.advance(idle - 100)
+    assert 99 <= operator_client.get(status).json()["remaining"] <= 100
+    # "Stay signed in" moves the deadline as any request would.
+    assert operator_client.post(reverse("session-keepalive")).json()["remaining"] >= idle - 1
+    clock.advance(idle + 1)
+    assert operator_client.get(status).json() == {"remaining": 0}
+    assert operator_client.get(INDEX).status_code == 302

@@ -14,6 +14,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.messages import get_messages
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import translation
@@ -940,6 +941,7 @@ def test_progress_json_reports_the_counts(
         "prepared": 6,
         "percent": 100,
         "finished": True,
+        "paused": "",
     }
 
 
@@ -1144,3 +1146,26 @@ def test_a_refresh_failure_names_the_subscription_masked_without_the_permission(
     assert item.outcome == "failed" and sub.name_surname not in item.display_message
     page = client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()
     assert masked_str(sub) in page and sub.name_surname not in page
+
+
+def test_change_all_records_status_from_the_subscriptions_own_page(
+    mirror, operator_client, viewer, django_capture_on_commit_callbacks
+):
+    sub = a_subscription(fixed=True)
+    page = operator_client.get(reverse("admin:subscriptions_subscription_change", args=[sub.pk]))
+    url = reverse("admin:subscriptions_subscription_status_all", args=[sub.pk])
+    assert f'href="{url}" id="status-all-link"' in page.content.decode()
+    viewer_client = Client()
+    viewer_client.force_login(viewer)
+    assert viewer_client.get(url).status_code == 403
+
+    first = operator_client.get(url)
+    assert first.status_code == 200 and sub.reference_no in first.content.decode()
+    preview = post_back(operator_client, url, first, "status-all-confirm", step="preview", status=4)
+    assert 'id="count-change"' in preview.content.decode() and not Job.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        done = post_back(
+            operator_client, url, preview, "status-all-confirm", step="confirm", reason="kapanış"
+        )
+    job = Job.objects.get()
+    assert done.status_code == 302 and done.url == job_url(job)

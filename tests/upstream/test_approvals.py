@@ -24,6 +24,7 @@ from subscriptions.services import (
 from subscriptions.sync import paynet_sync
 from upstream.calls.errors import AwaitingApproval
 from upstream.groups import APPROVERS, OPERATORS
+from upstream.l10n.formats import money
 from upstream.models import Job
 from upstream.pushes import bulk, runner
 from upstream.pushes.approvals import awaiting_for, job_approve, job_reject
@@ -403,3 +404,25 @@ def test_a_credit_line_weighs_its_absolute_amount():
 
     assert _at_stake(Decimal("100"), Decimal("-10000000")) == Decimal("10000100")
     assert _at_stake(Decimal("-600000"), Decimal("-600000")) == Decimal("600000")
+
+
+def test_the_approval_page_shows_each_records_customer_amount_and_change(
+    mirror, operator, approver, viewer, client
+):
+    records = list(waiting(3))
+    job = big_job(operator)
+    url = reverse("admin:upstream_job_change", args=[job.pk])
+    client.force_login(approver)
+    client.cookies["django_language"] = "en"
+    page = client.get(url).content.decode()
+    rows = page.split('id="approval-sample"')[1].split("</table>")[0]
+    for record in records:
+        row = rows.split(f"<td>{record.invoice_no}</td>")[1].split("</tr>")[0]
+        assert record.subscription.name_surname in row  # approvers may see names
+        assert money(record.amount) in row
+        assert f"<td>{record.get_status_display()}</td><td>Cancelled</td>" in row
+    total = sum((r.amount for r in records), Decimal("0"))
+    assert f'id="approval-sample-total">{money(total)}<' in rows
+    client.force_login(viewer)
+    masked = client.get(url).content.decode().split('id="approval-sample"')[1]
+    assert records[0].subscription.name_surname not in masked and "***" in masked

@@ -483,3 +483,51 @@ def test_the_refusal_names_the_real_threshold_not_the_running_count(settings):
     breaker = Breaker("paynet", state=OPEN, failures=20, open_until=now + timedelta(seconds=30))
     message = unavailable(breaker, now).message
     assert "5 calls in a row failed" in message and "20" not in message
+
+
+@pytest.mark.django_db
+def test_a_job_page_says_it_is_paused_by_the_breaker_and_lists_what_is_in_doubt(
+    operator, operator_client
+):
+    from django.urls import reverse
+    from django.utils import translation
+
+    from upstream.calls.breaker import breaker_trip
+
+    job = Job.objects.create(
+        kind="paynet.invoice_status",
+        title="t",
+        created_by=operator,
+        state=Job.State.RUNNING,
+        total=3,
+    )
+    JobItem.objects.create(
+        job=job,
+        position=1,
+        target_type="x",
+        target_id="1",
+        target_repr="11400001",
+        in_doubt=True,
+    )
+    JobItem.objects.create(job=job, position=2, target_type="x", target_id="2", target_repr="r2")
+    breaker_trip("paynet")
+    until = timezone.localtime(breaker_get("paynet").open_until).strftime("%H:%M")
+    url = reverse("admin:upstream_job_change", args=[job.pk])
+    operator_client.cookies["django_language"] = "en"
+    page = operator_client.get(url).content.decode()
+    assert f"Paused: Paynet is failing, next try at {until}." in page
+    doubt = page.split('id="job-in-doubt"')[1].split("</table>")[0]
+    assert "11400001" in doubt and "r2" not in doubt
+    progress = operator_client.get(reverse("admin:upstream_job_progress", args=[job.pk])).json()
+    assert progress["paused"] == f"Paused: Paynet is failing, next try at {until}."
+    operator_client.cookies["django_language"] = "tr"
+    with translation.override("tr"):
+        page = operator_client.get(url).content.decode()
+    assert f"Duraklatıldı: Paynet hata veriyor, sonraki deneme {until}." in page
+    from upstream.calls.breaker import breaker_reset
+
+    breaker_reset("paynet")
+    assert (
+        operator_client.get(reverse("admin:upstream_job_progress", args=[job.pk])).json()["paused"]
+        == ""
+    )

@@ -204,3 +204,14 @@ def test_without_a_worker_the_page_computes_a_missing_or_long_stale_total(
     page = admin_client.get(reverse("admin:index")).content.decode()
     expected = float(sum(SubscriptionInvoice.objects.values_list("amount", flat=True)))
     assert sum(v for _s, v in bars(page, "records")) == pytest.approx(expected)
+
+
+def test_recent_actions_list_the_readers_own_jobs(operator, operator_client):
+    for n in range(3):
+        Job.objects.create(
+            kind="paynet.invoice_status", title=f"Push {n}", created_by=operator, total=1
+        )
+    page = operator_client.get(reverse("admin:index")).content.decode()
+    mine = page.split('id="my-actions"')[1].split("</ul>")[0]
+    assert all(f"Push {n}" in mine for n in range(3))
+    assert page.count('id="recent-actions-module"') == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -30,6 +31,14 @@ DRIFT = "/api/drift/"
 def only_drift() -> Drift:
     (drift,) = Drift.objects.all()
     return drift
+
+
+@pytest.fixture(autouse=True)
+def reads_after_pushes(monkeypatch):
+    """These tests push, then change the record upstream, then read it at once: no clock skew
+    here, so a read begun after a push ended is not held back (held_back's CLOCK_MARGIN is for
+    other processes' clocks; tests/upstream/test_sync_guard.py covers it)."""
+    monkeypatch.setattr("upstream.history.sync.CLOCK_MARGIN", timedelta(0))
 
 
 def tamper_and_refresh(sandbox, record: SubscriptionInvoice, **fields) -> None:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PRODUCTION_ENV = {
@@ -63,3 +65,42 @@ def test_production_settings_leave_the_sandbox_out():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.split() == ["False", "False", "True"]
+
+
+def test_links_in_e_mails_follow_the_web_port():
+    result = manage(
+        {"WEB_PORT": "8123"},
+        "shell",
+        "--verbosity",
+        "0",
+        "-c",
+        "from django.conf import settings; print(settings.BACKOFFICE_URL)",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "http://127.0.0.1:8123"
+
+
+@pytest.mark.django_db
+def test_demo_users_have_e_mail_addresses_so_job_notices_reach_them(capsys):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from upstream.groups import groups_ensure
+
+    groups_ensure()
+    call_command("bootstrap_admin", "--demo-users")
+    users = get_user_model().objects.filter(
+        username__in=["admin", "operator", "approver", "viewer"]
+    )
+    assert sorted(u.email for u in users) == [
+        "admin@backoffice.example",
+        "approver@backoffice.example",
+        "operator@backoffice.example",
+        "viewer@backoffice.example",
+    ]
+
+
+def test_make_run_keeps_e_mails_in_files_with_links_to_its_port():
+    script = (ROOT / "scripts" / "run.sh").read_text()
+    assert "django.core.mail.backends.filebased.EmailBackend" in script
+    assert "BACKOFFICE_URL=${BACKOFFICE_URL:-http://127.0.0.1:$WEB_PORT}" in script

@@ -27,7 +27,7 @@ from upstream.pushes.approvals import (
     window_text,
 )
 from upstream.pushes.bulk import parse
-from upstream.pushes.kinds import kind_for
+from upstream.pushes.kinds import PlannedChange, PushKind, kind_for
 
 SAMPLE = 50
 
@@ -45,16 +45,26 @@ class AwaitingMyApprovalFilter(admin.SimpleListFilter):
         return queryset
 
 
-def selection_sample(job: Job, limit: int = SAMPLE) -> list[Any]:
-    """The first records of the job: its items, or (not yet written) its frozen selection."""
-    items = list(job.items.order_by("position")[:limit])
-    if items or job.prepared is None:
-        return [item.target_repr for item in items]
-    frozen = Job.objects.only("selection").get(pk=job.pk).selection
-    ids = [pk for pk, _tag in parse(frozen)[:limit]]
-    model = apps.get_model(kind_for(job.kind).target_type)
-    records = model.objects.in_bulk(ids)
-    return [str(records[pk]) if pk in records else f"#{pk}" for pk in ids]
+def selection_sample(job: Job, limit: int = SAMPLE) -> list[PlannedChange]:
+    """The first records of the job (its items, or, not yet written, its frozen selection) as
+    the kind plans them: whose, how much, from what to what. Rows are loaded in the reader's
+    request, so a reader without the permission sees customers' names masked."""
+    items = list(job.items.order_by("position").values_list("target_id", "target_repr")[:limit])
+    if items:
+        ids = [int(pk) for pk, _repr in items if str(pk).isdigit()]
+    elif job.prepared is None:
+        return []
+    else:
+        frozen = Job.objects.only("selection").get(pk=job.pk).selection
+        ids = [pk for pk, _tag in parse(frozen)[:limit]]
+    kind = kind_for(job.kind)
+    model = apps.get_model(kind.target_type)
+    queryset = model._default_manager.filter(pk__in=ids)
+    found = {r.pk: r for r in kind.expand_queryset(queryset)}
+    records = [found[pk] for pk in ids if pk in found]
+    if isinstance(kind, PushKind):
+        return kind.planned(records, job.params or {})
+    return [PlannedChange(record=str(r)) for r in records]
 
 
 class ApprovalAdminMixin:

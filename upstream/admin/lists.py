@@ -9,7 +9,8 @@
   follows the column's direction, so one (column, id) index serves both.
 - **Search.** `search_matches` says what the search box matches, and `search_help_text` tells
   staff: an exact value (a plain `=` on a b-tree index), a prefix (`LIKE 'x%'` on a pattern
-  index) or words inside a text (`icontains`, a trigram index on PostgreSQL). A match across a
+  index) or words inside a text (`Folded(col) LIKE '%x%'`: Turkish case folded on every
+  database, a trigram index on PostgreSQL). A match across a
   relation reads the related ids first, so the list is filtered on its own indexed columns and
   PostgreSQL can combine the indexes of every alternative instead of reading the whole list.
 """
@@ -36,6 +37,7 @@ from django.utils.translation import gettext as _
 
 from upstream.api.fields import integer_range
 from upstream.lists.counting import EstimatedCountPaginator
+from upstream.lists.fold import folded_contains, folded_equals
 
 # Up to this many related ids are passed to the list's query as values (each alternative of the
 # search then uses its own index); with more, each row looks its related rows up (EXISTS), which
@@ -122,12 +124,14 @@ def _compare(model: type[models.Model], match: Match, path: str, term: str) -> Q
         return Q(**{path: values.pop()}) if len(values) == 1 else Q(**{f"{path}__in": values})
     if match.how == How.PREFIX:
         return Q(**{f"{path}__startswith": term})
+    # Text is compared folded (upstream.lists.fold): "özkan" finds "ÖZKAN", "ibrahim" "İbrahim",
+    # on SQLite and PostgreSQL alike, through the trigram index built on the same fold.
     if match.how == How.WHOLE:
-        return Q(**{f"{path}__iexact": term})
+        return folded_equals(path, term)
     words = [word for word in term.split() if len(word) >= MIN_WORD]
     if not words:
         return None
-    return reduce(and_, (Q(**{f"{path}__icontains": word}) for word in words))
+    return reduce(and_, (folded_contains(path, word) for word in words))
 
 
 def _through(model: type[models.Model], relation: str, related: Q) -> tuple[Q, bool]:
@@ -164,12 +168,24 @@ class Search:
     sort_matches: bool = False
 
 
+def is_number(term: str) -> bool:
+    """A term of digits ("388", "#388"): what staff type to reach a numbered record."""
+    return term.removeprefix("#").isdigit()
+
+
 def search_q(model: type[models.Model], matches: Sequence[Match], term: str) -> Search:
-    """Rows matching `term` in any of `matches`."""
+    """Rows matching `term` in any of `matches`.
+
+    A number is compared with the exact matches only: "388" finds invoice #388, not the items
+    whose description holds "E-2388G" (a bulk change on the search's result would reach them).
+    """
     alternatives: list[Q] = []
     substring = walk = False
     related: dict[str, list[Q]] = {}
+    number = is_number(term)
     for match in matches:
+        if number and match.how in (How.CONTAINS, How.WHOLE):
+            continue
         relation, _sep, rest = match.path.partition("__")
         if rest and model._meta.get_field(relation).is_relation:
             q = _match_q(model._meta.get_field(relation).related_model, match, rest, term)
@@ -324,6 +340,11 @@ class ScaledListMixin:
 
     def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
         cl = super().get_changelist_instance(request)
+        if cl.search_help_text and any(m.how == How.CONTAINS for m in self.search_matches):
+            cl.search_help_text = "{} {}".format(
+                cl.search_help_text,
+                _("A number is matched exactly, never inside a text."),
+            )
         if cl.search_help_text and any(
             m.how == How.WHOLE for m in searched(self.model, self.search_matches, request)
         ):

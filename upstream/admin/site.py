@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -25,9 +26,12 @@ from upstream.admin.tools import (
     run_and_report,
     truncated,
     truncated_column,
+    with_live_labels,
 )
 from upstream.calls.client import operation_catalogue
+from upstream.console.waits import IN_DOUBT_SHOWN, job_in_doubt, job_pause
 from upstream.history.timeline import record_link
+from upstream.l10n.capitals import capfirst
 from upstream.lists.exports import job_results_csv, job_results_xlsx
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.jobs import (
@@ -102,7 +106,7 @@ class UpstreamCallAdmin(ReadOnlyListAdmin):
         ("outcome", "status_code", "upstream_code", "attempt", "duration_ms"),
         "upstream_message",
         "error",
-        ("target_type", "target_id", "target_link"),
+        ("target_type_display", "target_id", "target_link"),
         ("actor", "job", "job_item"),
         "created_at",
         "request_headers_pretty",
@@ -112,6 +116,10 @@ class UpstreamCallAdmin(ReadOnlyListAdmin):
     readonly_fields = tuple(
         name for group in fields for name in (group if isinstance(group, tuple) else (group,))
     )
+
+    @admin.display(description=gettext_lazy("record type"))
+    def target_type_display(self, obj: UpstreamCall) -> str:
+        return record_type_label(obj.target_type)
 
     @admin.display(description=gettext_lazy("target"))
     def target_link(self, obj: UpstreamCall) -> str:
@@ -142,6 +150,14 @@ class UpstreamCallAdmin(ReadOnlyListAdmin):
     @admin.display(description=gettext_lazy("response"))
     def response_pretty(self, obj: UpstreamCall) -> str:
         return pretty_json(obj.response)
+
+
+def record_type_label(target_type: str) -> str:
+    """The model's name ("Payment record"), not its label ("subscriptions.subscriptioninvoice")."""
+    try:
+        return str(capfirst(apps.get_model(target_type)._meta.verbose_name))
+    except (LookupError, ValueError):
+        return target_type or "—"
 
 
 @admin.register(Job)
@@ -267,10 +283,15 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             "title": job.display_title,
             "opts": self.opts,
             "job": job,
-            "failures": failures,
+            "failures": with_live_labels(failures),
             "failure_count": job.items.filter(outcome__in=JobItem.FAILED_OUTCOMES).count(),
-            "skipped": job.items.filter(outcome=JobItem.Outcome.SKIPPED).order_by("position")[:500],
-            "recent": recent,
+            "skipped": with_live_labels(
+                job.items.filter(outcome=JobItem.Outcome.SKIPPED).order_by("position")[:500]
+            ),
+            "recent": with_live_labels(recent),
+            "pause": job_pause(job),
+            "in_doubt": with_live_labels(job_in_doubt(job)[:IN_DOUBT_SHOWN]),
+            "in_doubt_count": job_in_doubt(job).count(),
             "can_push": can_push,
             "job_actions": job.actions.select_related("actor"),
             "has_view_permission": True,
@@ -312,6 +333,8 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
                 "prepared": job.prepared,
                 "percent": job.percent,
                 "finished": job.is_finished,
+                # The breaker's pause, said while it lasts ("" once calls go again).
+                "paused": pause.message if (pause := job_pause(job)) else "",
             }
         )
 
@@ -489,7 +512,26 @@ class JobItemAdmin(ReadOnlyListAdmin):
             .defer("payload", "result", "job__params", "job__selection")
         )
 
+    def get_fields(self, request: HttpRequest, obj: JobItem | None = None) -> list[str]:
+        # The record's type by its name, where the model field would show its label.
+        fields = [f for f in super().get_fields(request, obj) if f != "target_type_display"]
+        return ["target_type_display" if f == "target_type" else f for f in fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: JobItem | None = None):
+        return (*super().get_readonly_fields(request, obj), "target_type_display")
+
+    @admin.display(description=gettext_lazy("record type"))
+    def target_type_display(self, obj: JobItem) -> str:
+        return record_type_label(obj.target_type)
+
+    def get_changelist_instance(self, request: HttpRequest):
+        cl = super().get_changelist_instance(request)
+        cl.result_list = with_live_labels(cl.result_list)
+        return cl
+
     @admin.display(description=gettext_lazy("target"))
     def target_link(self, obj: JobItem) -> str:
-        # A link to the record, cut to the column's width with the whole of it on hover.
-        return record_link(obj.target_type, obj.target_id, truncated(obj.target_repr))
+        # A link to the record, cut to the column's width with the whole of it on hover; named
+        # as the reader may see it (`with_live_labels`), else as stored (masked).
+        shown = getattr(obj, "live_repr", obj.target_repr)
+        return record_link(obj.target_type, obj.target_id, truncated(shown))

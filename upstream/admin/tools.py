@@ -6,7 +6,7 @@ import csv
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
@@ -772,3 +773,28 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
         "back_url": back if back != request.build_absolute_uri() else "",
     }
     return TemplateResponse(request, "403.html", context, status=403).render()
+
+
+def with_live_labels(rows: Iterable[Any]) -> list[Any]:
+    """Job items or calls, each with `live_repr`: its record's label as the reader may see it.
+
+    Their stored `target_repr` is masked for every reader (viewers read job pages too); loaded
+    in the reader's request, the records are masked only for readers without the permission
+    (security.personal), so an operator reads the names. One query per record type.
+    """
+    rows = list(rows)
+    wanted: dict[str, set[int]] = {}
+    for row in rows:
+        if str(row.target_id).isdigit():
+            wanted.setdefault(row.target_type, set()).add(int(row.target_id))
+    labels: dict[tuple[str, str], str] = {}
+    for target_type, ids in wanted.items():
+        try:
+            model = apps.get_model(target_type)
+        except (LookupError, ValueError):
+            continue
+        for record in model._default_manager.filter(pk__in=ids):
+            labels[(target_type, str(record.pk))] = str(record)
+    for row in rows:
+        row.live_repr = labels.get((row.target_type, str(row.target_id)), row.target_repr)
+    return rows

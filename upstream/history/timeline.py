@@ -151,9 +151,10 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
     ]
     for item in items:
         outcome = item.get_outcome_display() if item.outcome else item.get_state_display()
-        summary = f"{item.job.title}: {outcome}"
+        # In the reader's language: the stored title and message are the writer's.
+        summary = f"{item.job.display_title}: {outcome}"
         if item.message:
-            summary = f"{summary} — {item.message}"
+            summary = f"{summary} — {item.display_message}"
         events.append(
             Event(
                 at=item.job.created_at,
@@ -292,8 +293,13 @@ def record_timeline(record: models.Model, *, limit: int = 200, masked: bool = Fa
                 Event(
                     at=drift.resolved_at,
                     kind=DRIFT_RESOLVED,
-                    summary=_("Drift %(state)s: %(field)s")
-                    % {"state": drift.get_state_display(), "field": what},
+                    # One sentence per state: "Sapma %(state)s" read "Sapma Yeniden gönderildi".
+                    summary=(
+                        _("Drift re-pushed: %(field)s")
+                        if drift.state == Drift.State.REPUSHED
+                        else _("Drift accepted: %(field)s")
+                    )
+                    % {"field": what},
                     actor=_user(drift.resolved_by),
                     reason=drift.resolution_reason,
                     job=drift.job_id,

@@ -34,5 +34,24 @@ def capfirst(value: Any) -> str:
 # gives them the capital İ.
 DJANGO_LABELS = [gettext_noop("permissions")]
 
+# django-axes's labels its Turkish catalogue lacks (the sidebar read "Access failures").
+AXES_LABELS = [
+    gettext_noop("access failure"),
+    gettext_noop("access failures"),
+    gettext_noop("Access Attempt"),
+    gettext_noop("access attempt expiration"),
+    gettext_noop("access attempt expirations"),
+    gettext_noop("Access lock out"),
+    gettext_noop("Locked Out"),
+    gettext_noop("Axes"),
+]
+
+# The staff groups (upstream.groups), named in English in the database, as pages mention them.
+GROUP_LABELS = [
+    gettext_noop("Finance operators"),
+    gettext_noop("Finance approvers"),
+    gettext_noop("Finance viewers"),
+]
+
 # django_tasks_db's model names: translatable there, but it ships no Turkish catalogue.
 TASK_LABELS = [gettext_noop("Task Result"), gettext_noop("Task Results")]

@@ -7,6 +7,8 @@
 - AddIndexConcurrentlyOnPostgres: builds an index with CREATE INDEX CONCURRENTLY on PostgreSQL,
   which does not block writes to a table of a million rows while it builds (the migration must
   say `atomic = False`); a plain AddIndex elsewhere (SQLite in development and tests).
+- RemoveIndexConcurrentlyOnPostgres: its opposite, DROP INDEX CONCURRENTLY on PostgreSQL (e.g. an
+  index replaced by one on another expression); a plain RemoveIndex elsewhere.
 - DropFieldIndexConcurrentlyOnPostgres: turns a field's `db_index` off once a composite index
   that starts with the field covers it; on PostgreSQL the index is dropped CONCURRENTLY, so no
   lock that stops reads and writes is queued behind a long query.
@@ -17,9 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.postgres.indexes import GinIndex, OpClass
-from django.contrib.postgres.operations import AddIndexConcurrently
+from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import models
-from django.db.migrations.operations import AddIndex, AlterField
+from django.db.migrations.operations import AddIndex, AlterField, RemoveIndex
 
 
 class TrigramIndex(models.Index):
@@ -60,6 +62,25 @@ class AddIndexConcurrentlyOnPostgres(AddIndex):
         if schema_editor.connection.vendor != "postgresql":
             return super().database_backwards(app_label, schema_editor, from_state, to_state)
         concurrent = AddIndexConcurrently(self.model_name, self.index)
+        return concurrent.database_backwards(app_label, schema_editor, from_state, to_state)
+
+    def describe(self) -> str:
+        return f"{super().describe()} (concurrently on PostgreSQL)"
+
+
+class RemoveIndexConcurrentlyOnPostgres(RemoveIndex):
+    """RemoveIndex, dropped CONCURRENTLY on PostgreSQL (the migration must be `atomic = False`)."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        concurrent = RemoveIndexConcurrently(self.model_name, self.name)
+        return concurrent.database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            return super().database_backwards(app_label, schema_editor, from_state, to_state)
+        concurrent = RemoveIndexConcurrently(self.model_name, self.name)
         return concurrent.database_backwards(app_label, schema_editor, from_state, to_state)
 
     def describe(self) -> str:

@@ -188,6 +188,17 @@ class JobKind:
         """
 
 
+@dataclass(frozen=True)
+class PlannedChange:
+    """One record of a job as its approver reads it: whose, how much, from what to what."""
+
+    record: str
+    customer: str = ""
+    amount: Decimal | None = None
+    current: str = ""
+    new: str = ""
+
+
 class PushKind(JobKind):
     """A write to an upstream, one definition for every path (see the module doc).
 
@@ -229,6 +240,11 @@ class PushKind(JobKind):
         """The request a drift re-push of `changes` ({field: expected}, as stored) makes for
         `record`, with the re-push's reason (a kind whose rules ask for one reads it)."""
         raise NotImplementedError(f"{self.kind} re-pushes no drift")
+
+    def planned(self, records: list[Model], params: dict[str, Any]) -> list[PlannedChange]:
+        """What a bulk job launched with `params` does to each of `records` (loaded through
+        `expand_queryset`), for the approval page; a kind that says no more names the record."""
+        return [PlannedChange(record=str(r)) for r in records]
 
     def drift_verdict(self, record: Model, request: Any) -> Verdict:
         """`verdict` as a drift re-push reports it: its reason is shown to whoever re-pushes,

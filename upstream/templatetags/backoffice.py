@@ -15,7 +15,8 @@ def record_link(item) -> str:
     """A job item's or call's record, linked to its admin page."""
     from upstream.history.timeline import record_link as link
 
-    return link(item.target_type, item.target_id, item.target_repr)
+    # `live_repr`: the record's label as this reader may see it (upstream.admin.tools).
+    return link(item.target_type, item.target_id, getattr(item, "live_repr", item.target_repr))
 
 
 @register.inclusion_tag("admin/upstream/_operations.html", takes_context=True)
@@ -42,6 +43,8 @@ def upstream_dashboard(context) -> dict:
         "jobs": list(Job.objects.select_related("created_by")[:6])
         if user.has_perm("upstream.view_job")
         else [],
+        # What the reader did: their pushes, refreshes and queries are jobs (never LogEntry).
+        "my_jobs": list(Job.objects.filter(created_by=user).order_by("-created_at", "-pk")[:10]),
         "problem_calls": UpstreamCall.objects.filter(
             created_at__gte=since, outcome__in=["failed", "rejected", "in_doubt"]
         ).count()
@@ -49,3 +52,18 @@ def upstream_dashboard(context) -> dict:
         else None,
         "since": since,
     }
+
+
+@register.simple_tag
+def counted(count: int, opts, shown: str | None = None) -> str:
+    """ "490 ödeme kaydı", not Django's "490 ödeme kayıtları" (upstream/l10n/grammar.py)."""
+    from upstream.l10n.grammar import counted as counted_text
+
+    return counted_text(count, opts, shown)
+
+
+@register.simple_tag
+def noun_after(count: int, opts) -> str:
+    from upstream.l10n.grammar import noun_after as noun
+
+    return noun(count, opts)

@@ -30,6 +30,8 @@ class Command(BaseCommand):
             user, _ = User.objects.get_or_create(username=name)
             user.is_staff = True
             user.is_superuser = superuser
+            # An address, so "job finished" e-mails reach someone (make run: var/mail/).
+            user.email = user.email or f"{name}@backoffice.example"
             user.set_password(password)
             user.save()
             if group:

@@ -1,0 +1,101 @@
+"""Searches fold Turkish case (upstream.lists.fold): a name is found however it is typed, on
+SQLite and on PostgreSQL (the PostgreSQL pass of .ci/run runs this same file there)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from billing.models import Invoice, InvoiceItem
+from subscriptions.models import Subscription
+from upstream.lists.fold import fold
+
+T0 = datetime(2025, 1, 1, 7, tzinfo=UTC)
+NAMES = [
+    "Özkan Yıldırım",
+    "ŞAHİN ÇELİK",
+    "Işık Özkan",
+    "İbrahim Güneş",
+    "IBRAHIM OZKAN",
+    "Boğaziçi Ltd",
+    "Ayşe Yılmaz",
+]
+# term -> the names it finds
+CASES = {
+    "özkan": {"Özkan Yıldırım", "Işık Özkan"},
+    "ÖZKAN": {"Özkan Yıldırım", "Işık Özkan"},
+    "şahin": {"ŞAHİN ÇELİK"},
+    "çelik": {"ŞAHİN ÇELİK"},
+    "ışık": {"Işık Özkan"},
+    "IŞIK": {"Işık Özkan"},
+    "ibrahim": {"İbrahim Güneş", "IBRAHIM OZKAN"},
+    "İBRAHİM": {"İbrahim Güneş", "IBRAHIM OZKAN"},
+    "YILDIRIM": {"Özkan Yıldırım"},
+    "BOĞAZİÇİ": {"Boğaziçi Ltd"},
+    "güneş": {"İbrahim Güneş"},
+}
+
+
+def test_fold_treats_every_i_alike_and_lowers_turkish_capitals():
+    assert fold("İBRAHİM IŞIK ÖZ ÇAĞ ŞÜ") == "ibrahim işik öz çağ şü"
+    assert fold("ibrahim ışık") == fold("IBRAHIM IŞIK")
+
+
+@pytest.fixture
+def subscriptions(db) -> None:
+    Subscription.objects.bulk_create(
+        Subscription(
+            subscription_id=f"sub-{n}",
+            reference_no=f"9{n:07d}",
+            name_surname=name,
+            created_date=T0,
+        )
+        for n, name in enumerate(NAMES)
+    )
+
+
+@pytest.mark.parametrize("term", sorted(CASES))
+def test_a_name_search_folds_turkish_case(admin_client, subscriptions, term):
+    page = admin_client.get(reverse("admin:subscriptions_subscription_changelist"), {"q": term})
+    found = {s.name_surname for s in page.context["cl"].result_list}
+    assert found == CASES[term]
+
+
+@pytest.fixture
+def invoices(db) -> None:
+    for n, name in enumerate(NAMES, start=1):
+        invoice = Invoice.objects.create(
+            wisecp_id=n,
+            number=f"#{n}",
+            status="unpaid",
+            currency="TRY",
+            created_at_upstream=T0,
+            full_name=name,
+            company_name="",
+        )
+        InvoiceItem.objects.create(
+            wisecp_id=n,
+            invoice=invoice,
+            description=f"Hosting {name}",
+            amount=Decimal(10),
+            total=Decimal(10),
+        )
+
+
+def test_invoice_customer_item_description_and_customer_filter_fold_turkish_case(
+    admin_client, invoices
+):
+    def names(url: str, **params: str) -> set[str]:
+        page = admin_client.get(url, params)
+        rows = page.context["cl"].result_list
+        return {getattr(row, "full_name", None) or row.invoice.full_name for row in rows}
+
+    invoices_url = reverse("admin:billing_invoice_changelist")
+    items_url = reverse("admin:billing_invoiceitem_changelist")
+    assert names(invoices_url, q="şahin") == {"ŞAHİN ÇELİK"}
+    assert names(items_url, q="ibrahim") == {"İbrahim Güneş", "IBRAHIM OZKAN"}
+    assert names(invoices_url, customer="boğaziçi") == {"Boğaziçi Ltd"}
+    assert names(items_url, customer="YILDIRIM") == {"Özkan Yıldırım"}
