@@ -8,7 +8,6 @@ find the drift entry and re-push it; the job runs in a real `db_worker`.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
@@ -23,14 +22,6 @@ from .conftest import log_in
 pytestmark = pytest.mark.e2e
 
 REASON = "Müşteri aboneliği iptal etti"
-
-
-@pytest.fixture(autouse=True)
-def reads_after_pushes(monkeypatch):
-    """These tests push, then change the record upstream, then read it at once: no clock skew
-    here, so a read begun after a push ended is not held back (held_back's CLOCK_MARGIN is for
-    other processes' clocks; tests/upstream/test_sync_guard.py covers it)."""
-    monkeypatch.setattr("upstream.history.sync.CLOCK_MARGIN", timedelta(0))
 
 
 @pytest.fixture

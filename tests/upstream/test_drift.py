@@ -33,14 +33,6 @@ def only_drift() -> Drift:
     return drift
 
 
-@pytest.fixture(autouse=True)
-def reads_after_pushes(monkeypatch):
-    """These tests push, then change the record upstream, then read it at once: no clock skew
-    here, so a read begun after a push ended is not held back (held_back's CLOCK_MARGIN is for
-    other processes' clocks; tests/upstream/test_sync_guard.py covers it)."""
-    monkeypatch.setattr("upstream.history.sync.CLOCK_MARGIN", timedelta(0))
-
-
 def tamper_and_refresh(sandbox, record: SubscriptionInvoice, **fields) -> None:
     sandbox.tamper("paynet", invoice_no=record.invoice_no, fields=fields)
     subscription_refresh(record.subscription)
@@ -521,7 +513,6 @@ def test_a_repush_that_changed_its_record_stays_resolved_after_the_sweep(
 
 
 def test_a_single_repush_orphaned_by_a_dead_web_process_is_open_again(mirror, operator):  # noqa: F811
-    from datetime import timedelta
 
     from django.utils import timezone
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.urls import reverse
 
@@ -19,14 +17,6 @@ from upstream.history.timeline import record_timeline
 from upstream.models import Drift, Job, UpstreamCall
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def reads_after_pushes(monkeypatch):
-    """These tests push, then change the record upstream, then read it at once: no clock skew
-    here, so a read begun after a push ended is not held back (held_back's CLOCK_MARGIN is for
-    other processes' clocks; tests/upstream/test_sync_guard.py covers it)."""
-    monkeypatch.setattr("upstream.history.sync.CLOCK_MARGIN", timedelta(0))
 
 
 def pushed_then_tampered(sandbox, operator):
