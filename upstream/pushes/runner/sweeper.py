@@ -264,23 +264,30 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _task_alive(job: Job) -> bool:
-    """Is the job's last task queued or running?"""
+def _task_status(job: Job) -> str | None:
+    """The status of the job's last task, or None when there is none or it cannot be read."""
     if not job.task_id:
-        return False
-    from django_tasks import TaskResultStatus, default_task_backend
+        return None
+    from django_tasks import default_task_backend
 
     try:
-        status = default_task_backend.get_result(job.task_id).status
+        return default_task_backend.get_result(job.task_id).status
     except Exception:
-        return False
-    return status in (TaskResultStatus.READY, TaskResultStatus.RUNNING)
+        return None
+
+
+def _task_alive(job: Job) -> bool:
+    """Is the job's last task queued or running?"""
+    from django_tasks import TaskResultStatus
+
+    return _task_status(job) in (TaskResultStatus.READY, TaskResultStatus.RUNNING)
 
 
 def _task_waiting(job: Job) -> bool:
     """Is the job's last task still waiting in the queue (so a new one would only duplicate it)?"""
-    if not job.task_id:
-        return False
+    from django_tasks import TaskResultStatus
+
+    return _task_status(job) == TaskResultStatus.READY
     from django_tasks import TaskResultStatus, default_task_backend
 
     try:
