@@ -69,9 +69,9 @@ def test_payofin_results_are_recorded_with_their_call_and_job(
             job_item_id=answered.job_item_id, operation="multipleinvoicequery"
         )
         fields = {c.field: (c.old, c.new) for c in changes}
-        assert fields["state"] == ("pending", "done")
         assert fields["outcome"] == ("", answered.outcome)
-        assert fields["job_item"] == (None, answered.job_item_id)
+        # Bookkeeping is not history: the row's job and call say which query answered.
+        assert not {"state", "queried_at", "job_item"} & set(fields)
         if answered.debt_count:
             assert fields["debt_total"] == ("0.00", str(answered.debt_total))
         assert {(c.source, c.job_id, c.call_id, c.actor_id) for c in changes} == {
