@@ -119,3 +119,28 @@ def test_retry_delay_jitter_draws_from_zero_to_the_window():
 
 def test_retry_delay_ignores_errors_it_does_not_know():
     assert delay(UpstreamError("?")) is None
+
+
+# --- the pooled session reads the environment once, for the upstream's URL ------------------
+
+
+def test_pooled_session_keeps_the_environments_proxy_and_no_proxy(monkeypatch):
+    from upstream.calls import client
+
+    monkeypatch.setattr(client, "_sessions", {})
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "api.paynet.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/our-ca.pem")
+    proxied = client.pooled_session("wisecp", 4, "https://panel.example.com/api")
+    direct = client.pooled_session("paynet", 4, "https://api.paynet.example/v1")
+
+    assert proxied.proxies.get("https") == "http://proxy.example:3128"
+    assert direct.proxies.get("https") is None  # NO_PROXY names its host
+    assert proxied.verify == direct.verify == "/etc/our-ca.pem"
+    # Read once: a later change of the environment does not reach a running process's session.
+    monkeypatch.setenv("HTTPS_PROXY", "http://other.example:1")
+    assert client.pooled_session("wisecp", 4, "https://panel.example.com/api") is proxied
+    prepared = proxied.merge_environment_settings(
+        "https://panel.example.com/api", {}, None, None, None
+    )
+    assert prepared["proxies"]["https"] == "http://proxy.example:3128"

@@ -197,17 +197,27 @@ def rate_limiter(service: str, rate: float) -> TokenBucket | None:
         return bucket
 
 
-_sessions: dict[tuple[str, int], requests.Session] = {}
+_sessions: dict[tuple[str, int, str], requests.Session] = {}
 _sessions_lock = threading.Lock()
 
 
-def pooled_session(service: str, pool_size: int) -> requests.Session:
-    """One keep-alive session per upstream, shared by every thread, pool >= concurrency."""
-    key = (service, pool_size)
+def pooled_session(service: str, pool_size: int, base_url: str = "") -> requests.Session:
+    """One keep-alive session per upstream, shared by every thread, pool >= concurrency.
+
+    The environment's proxy and CA bundle settings (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE)
+    are read once here for the upstream's URL: requests reads them on every request otherwise,
+    scanning the whole environment twice, which cost the runner more than sending did.
+    """
+    key = (service, pool_size, base_url)
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
             session = requests.Session()
+            if base_url:
+                found = session.merge_environment_settings(base_url, {}, None, None, None)
+                session.proxies.update(found["proxies"])
+                session.verify = found["verify"]
+                session.trust_env = False
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -254,7 +264,9 @@ class UpstreamClient:
         self.base_url = setting(base_url, self.base_url_setting)
         self.recorder: CallRecorder = recorder or NullRecorder()
         pool_size = setting(pool_size, self.concurrency_setting) if self.concurrency_setting else 16
-        self.session = session or pooled_session(self.service, max(int(pool_size or 1), 1))
+        self.session = session or pooled_session(
+            self.service, max(int(pool_size or 1), 1), self.base_url or ""
+        )
         self.timeout = (
             setting(connect_timeout, "UPSTREAM_CONNECT_TIMEOUT"),
             setting(read_timeout, "UPSTREAM_READ_TIMEOUT"),

@@ -41,7 +41,7 @@ from django.utils.translation import gettext_noop
 from upstream.calls.breaker import BreakerGate, BreakerOpen, breaker_record
 from upstream.calls.client import Exchange
 from upstream.calls.errors import UpstreamError, UpstreamResponseError
-from upstream.calls.log import upstream_call_from_exchange
+from upstream.calls.log import insert_calls, upstream_call_from_exchange
 from upstream.history.changes import history_source
 from upstream.l10n.stored import message_fields, text
 from upstream.models import Job, JobItem, RecordChange, RecordClaim, UpstreamCall
@@ -58,35 +58,25 @@ def reserve_calls(
     """Commit one pending call-log row per item for the write it is about to send."""
     if not handler.operation or not items:
         return {}
-    calls = UpstreamCall.objects.bulk_create(
-        [
-            UpstreamCall(
-                service=handler.service,
-                operation=handler.operation,
-                method="",
-                url="",
-                outcome="pending",
-                mutating=True,
-                created_at=now,
-                actor_id=job.created_by_id,
-                job_id=job.pk,
-                job_item_id=item.id,
-                target_type=handler.target_type,
-                target_id=item.target_id,
-                target_repr=item.target_repr[:200],
-            )
-            for item in items
-        ],
-        batch_size=500,
-    )
-    if any(call.pk is None for call in calls):
-        # Backends that do not return ids from a bulk insert: look them up.
-        by_item = dict(
-            UpstreamCall.objects.filter(
-                job_item_id__in=[i.id for i in items], outcome="pending", created_at=now
-            ).values_list("job_item_id", "id")
+    calls = [
+        UpstreamCall(
+            service=handler.service,
+            operation=handler.operation,
+            method="",
+            url="",
+            outcome="pending",
+            mutating=True,
+            created_at=now,
+            actor_id=job.created_by_id,
+            job_id=job.pk,
+            job_item_id=item.id,
+            target_type=handler.target_type,
+            target_id=item.target_id,
+            target_repr=item.target_repr[:200],
         )
-        return by_item
+        for item in items
+    ]
+    insert_calls(calls, new_ids=True)
     return {call.job_item_id: call.pk for call in calls}
 
 
@@ -199,8 +189,7 @@ def finish_reserved_calls(calls: list[UpstreamCall]) -> list[UpstreamCall]:
         )
     )
     UpstreamCall.objects.filter(pk__in=pending).delete()
-    finished = [c for c in calls if c.pk in pending]
-    UpstreamCall.objects.bulk_create(finished, batch_size=500)
+    insert_calls([c for c in calls if c.pk in pending], new_ids=False)
     late = [c for c in calls if c.pk not in pending]
     for call in late:
         call.pk = None
@@ -456,7 +445,7 @@ def _write_calls(job: Job, handler: JobKind, results: list[WorkResult]) -> list[
             else:
                 new_calls.append(call)
     new_calls += finish_reserved_calls(finished_calls)
-    UpstreamCall.objects.bulk_create(new_calls, batch_size=500)
+    insert_calls(new_calls, new_ids=True)
     unused = [
         r.item.call_id
         for r in results
