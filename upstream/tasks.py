@@ -33,6 +33,7 @@ def jobs_sweep(reschedule: bool = False) -> dict[str, int]:
     scheduled = reschedule and _schedule_safely()
     result = runner.sweep()
     result["personal_masked"] = _retention_safely()
+    result["keys_forgotten"] = _forget_keys_safely()
     if reschedule and not scheduled:
         _schedule_safely()  # a blip at the start must not end the chain
     if reschedule:
@@ -60,6 +61,17 @@ def _retention_safely() -> int:
         return personal_data_retention_sweep()
     except Exception:
         logger.exception("sweep: personal data retention failed; the other stages went on")
+        return 0
+
+
+def _forget_keys_safely() -> int:
+    # Idempotency keys and one-time tokens past their 24 h; a failure leaves them for next time.
+    from upstream.pushes.once import forget_expired
+
+    try:
+        return forget_expired()
+    except Exception:
+        logger.exception("sweep: forgetting expired idempotency keys failed")
         return 0
 
 

@@ -581,3 +581,23 @@ def test_a_confirmation_page_keeps_its_token_across_preview_and_a_new_page_gets_
     token = form_data(one, "status-confirm")["launch_token"]
     assert form_data(preview, "status-confirm")["launch_token"] == token
     assert form_data(two, "status-confirm")["launch_token"] != token
+
+
+# --- keys are forgotten after their day -------------------------------------------------------
+
+
+def test_the_periodic_sweep_forgets_keys_older_than_a_day(operator) -> None:
+    from upstream.pushes.once import KEEP
+    from upstream.tasks import jobs_sweep
+
+    now = timezone.now()
+    for n, age in enumerate([KEEP + timedelta(minutes=1), KEEP * 3, KEEP - timedelta(minutes=1)]):
+        IdempotencyRecord.objects.create(
+            user=operator, key=f"k{n}", method="POST", path="/", body_hash="x", created_at=now - age
+        )
+
+    result = jobs_sweep.call()
+
+    assert result["keys_forgotten"] == 2
+    # The key still within its day is kept: its repeat must still be answered from it.
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["k2"]

@@ -51,6 +51,26 @@ def fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(f"{method} {path}\n{text}".encode()).hexdigest()
 
 
+def forget_expired(*, batch: int = 5000) -> int:
+    """Delete keys older than KEEP, a batch at a time (the sweep calls it); returns how many.
+
+    A key is only read back by its own user's repeat within KEEP: older rows are dead weight,
+    and without this every admin confirmation's one-time token stayed for good.
+    """
+    cutoff = timezone.now() - KEEP
+    deleted = 0
+    while True:
+        pks = list(
+            IdempotencyRecord.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[
+                :batch
+            ]
+        )
+        if not pks:
+            return deleted
+        IdempotencyRecord.objects.filter(pk__in=pks).delete()
+        deleted += len(pks)
+
+
 def once_begin(*, user: User, key: str, method: str, path: str, digest: str) -> Once:
     """Insert the request's row, or find the row of the first request with this key."""
     now = timezone.now()
