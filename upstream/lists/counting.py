@@ -16,7 +16,14 @@ substrings are wrong by orders of magnitude, and counting stops at the cap.
 
 Where an estimated list ends is never taken from the estimate: a page reads one row more than it
 shows, so "next" is always right, and a page that comes back short makes the total exact.
-A deep page (page 200) reads its ids first, from the ordering's index, then its own rows.
+
+Deep pages (decision 019). OFFSET skips rows one by one, so page 20,000 of a million rows used to
+cost 10-20 times page 1. A page in the second half of a list whose order is total (it ends in a
+unique key) is read from the other end: the order reversed, OFFSET counted from the end, the rows
+reversed in Python; the last page costs what the first costs. An estimated total is counted
+exactly first (one index-only count, cheaper than the walk, and the page must be where its
+number says). A deep page in the first half reads its ids first, from the ordering's index, then
+its own rows. The API's cursor pages (upstream.api.pagination) seek instead of skipping at all.
 """
 
 from __future__ import annotations
@@ -84,6 +91,49 @@ def rounded(estimate: int) -> int:
     """Two significant digits: an estimate should not look exact (1,003,457 -> 1,000,000)."""
     digits = len(str(estimate)) - 2
     return round(estimate, -digits) if digits > 0 else estimate
+
+
+def _ordering(queryset: QuerySet) -> list[Any]:
+    query = queryset.query
+    if query.order_by:
+        return list(query.order_by)
+    return list(queryset.model._meta.ordering) if query.default_ordering else []
+
+
+def _order_name(order: Any) -> str | None:
+    if isinstance(order, str):
+        return order.removeprefix("-").removeprefix("+")
+    expression = getattr(order, "expression", None)  # OrderBy(F("x"))
+    return getattr(expression, "name", None)
+
+
+def total_order(queryset: QuerySet) -> bool:
+    """Whether `queryset`'s order leaves no ties (a unique column or unique set of columns is in
+    it), so that reading it backwards gives the same rows in the opposite order."""
+    if queryset.query.distinct or queryset.query.combinator:
+        return False
+    model = queryset.model
+    names = {_order_name(order) for order in _ordering(queryset)}
+    names.discard(None)
+    if "?" in names:
+        return False
+    columns = set()
+    for name in names:
+        if name == "pk":
+            return True
+        if "__" in name:
+            continue
+        try:
+            field = model._meta.get_field(name)
+        except Exception:  # an annotation or a relation's column: not a key of the list
+            continue
+        if field.primary_key or field.unique:
+            return True
+        columns.add(field.name)
+    return any(
+        set(constraint.fields) <= columns
+        for constraint in model._meta.total_unique_constraints
+    )
 
 
 class EstimatedCountPaginator(Paginator):
@@ -160,11 +210,26 @@ class EstimatedCountPaginator(Paginator):
         rows = self.object_list
         if bottom < DEEP_OFFSET or not isinstance(rows, QuerySet):
             return list(rows[bottom:top])
+        if self._from_the_end(bottom) and total_order(rows):
+            # Past the middle (of the estimate: where "last page" links point): from the end.
+            if self.count_is_estimate:
+                self._settle(rows.order_by().count(), estimate=False)
+            total = self.count
+            if bottom >= total:
+                return []
+            top = min(top, total)
+            found = list(rows.reverse()[total - top : total - bottom])
+            found.reverse()
+            return found
         # A deep page: OFFSET skips its rows one by one. Skipping ids only lets PostgreSQL read
         # them from the ordering's index alone (an index-only scan); then only this page's rows.
         ids = list(rows.values_list("pk", flat=True)[bottom:top])
         found = rows.order_by().in_bulk(ids)
         return [found[pk] for pk in ids if pk in found]
+
+    def _from_the_end(self, bottom: int) -> bool:
+        # A search's capped count ("more than 10,000") says nothing of where its matches end.
+        return not self.count_is_lower_bound and bottom * 2 > self.count
 
     def _settle(self, count: int, *, estimate: bool) -> None:
         self.__dict__["count"] = count
