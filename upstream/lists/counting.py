@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import connections
 from django.db.models import QuerySet
@@ -93,14 +93,16 @@ def rounded(estimate: int) -> int:
     return round(estimate, -digits) if digits > 0 else estimate
 
 
-def _ordering(queryset: QuerySet) -> list[Any]:
+def ordering_of(queryset: QuerySet) -> list[Any]:
+    """What `queryset` is ordered by (its Meta.ordering unless it says otherwise)."""
     query = queryset.query
     if query.order_by:
         return list(query.order_by)
     return list(queryset.model._meta.ordering) if query.default_ordering else []
 
 
-def _order_name(order: Any) -> str | None:
+def order_name(order: Any) -> str | None:
+    """The field an ordering term names ("-created_at" -> "created_at"), None for expressions."""
     if isinstance(order, str):
         return order.removeprefix("-").removeprefix("+")
     expression = getattr(order, "expression", None)  # OrderBy(F("x"))
@@ -113,7 +115,7 @@ def total_order(queryset: QuerySet) -> bool:
     if queryset.query.distinct or queryset.query.combinator:
         return False
     model = queryset.model
-    names = {_order_name(order) for order in _ordering(queryset)}
+    names = {order_name(order) for order in ordering_of(queryset)}
     names.discard(None)
     if "?" in names:
         return False
@@ -125,14 +127,15 @@ def total_order(queryset: QuerySet) -> bool:
             continue
         try:
             field = model._meta.get_field(name)
-        except Exception:  # an annotation or a relation's column: not a key of the list
+        except FieldDoesNotExist:  # an annotation: not a key of the list
+            field = None
+        if field is None:
             continue
         if field.primary_key or field.unique:
             return True
         columns.add(field.name)
     return any(
-        set(constraint.fields) <= columns
-        for constraint in model._meta.total_unique_constraints
+        set(constraint.fields) <= columns for constraint in model._meta.total_unique_constraints
     )
 
 
