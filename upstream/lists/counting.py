@@ -150,9 +150,17 @@ class EstimatedCountPaginator(Paginator):
     count_is_estimate = False
     count_is_lower_bound = False
 
-    def __init__(self, *args: Any, count_cap: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        count_cap: int | None = None,
+        counted: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.count_cap = count_cap
+        # The capped count, when the caller has already counted up to count_cap + 1.
+        self.counted = counted
 
     @cached_property
     def count(self) -> int:
@@ -160,7 +168,9 @@ class EstimatedCountPaginator(Paginator):
         if not isinstance(rows, QuerySet):
             return super().count
         if self.count_cap is not None:
-            found = rows.order_by().values("pk")[: self.count_cap + 1].count()
+            found = self.counted
+            if found is None:
+                found = rows.order_by().values("pk")[: self.count_cap + 1].count()
             if found <= self.count_cap:
                 return found
             self.count_is_estimate = self.count_is_lower_bound = True
