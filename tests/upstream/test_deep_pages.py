@@ -67,13 +67,12 @@ def test_the_job_item_list_last_page_seeks_on_the_job_position_key(admin_client,
         JobItem.objects.order_by("-job_id", "-position").values_list("pk", flat=True)[35:]
     )
     sql = page_query(queries, "upstream_jobitem")
-    assert re.search(r'ORDER BY "upstream_jobitem"."job_id" ASC, "upstream_jobitem"."position" ASC', sql)
+    order = r'ORDER BY "upstream_jobitem"."job_id" ASC, "upstream_jobitem"."position" ASC'
+    assert re.search(order, sql)
     assert "OFFSET" not in sql
 
 
-def test_a_last_page_link_beyond_an_estimate_still_shows_the_last_rows(
-    admin_client, monkeypatch
-):
+def test_a_last_page_link_beyond_an_estimate_still_shows_the_last_rows(admin_client, monkeypatch):
     # "about 50": the list's links go to page 8 at 7 a page; the real list is 40 rows.
     monkeypatch.setattr(
         counting, "planner_estimate", lambda qs: counting.Estimate(rows=50, cost=1e9)
@@ -109,7 +108,9 @@ def test_a_common_word_walks_the_lists_index_instead_of_sorting_every_match(
     assert "COALESCE(" not in sql.split("ORDER BY")[1]
     assert "|| '')" in sql  # the word tested on each row walked, not through the trigram index
     # Counted once, up to the cap: the choice and the total are the same query.
-    capped = [q["sql"] for q in queries if "COUNT(" in q["sql"] and "billing_invoiceitem" in q["sql"]]
+    capped = [
+        q["sql"] for q in queries if "COUNT(" in q["sql"] and "billing_invoiceitem" in q["sql"]
+    ]
     assert len(capped) == 1 and "LIMIT 6" in capped[0]
     assert "more than 5" in page.content.decode()
 

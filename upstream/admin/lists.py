@@ -368,7 +368,8 @@ class ScaledListMixin:
         if search.sort_matches:
             # Counted now (it is the list's total: the paginator does not count again), to
             # choose between sorting a few matches and walking the list's order for many.
-            count = queryset.filter(search.q).order_by().values("pk")[: SEARCH_COUNT_MAX + 1].count()
+            matches = queryset.filter(search.q).order_by().values("pk")
+            count = matches[: SEARCH_COUNT_MAX + 1].count()
             setattr(request, FOUND_MATCHES, count)
             if count > SEARCH_COUNT_MAX and search.walk_q is not None:
                 # A common word: the first page is within the first few hundred rows.
