@@ -145,3 +145,25 @@ def test_a_common_words_pages_meet(admin_client, monkeypatch):
     for number in (1, 2, 3):
         rows += listed(admin_client.get(url, {"q": "hosting", "p": number}))
     assert [i.wisecp_id for i in rows] == [14, 13, 12, 10, 9, 8, 7, 6, 4, 3, 1]
+
+
+# A due-date range: few rows are sorted, many walk the order ------------------------------------
+
+
+def test_a_narrow_due_date_range_is_read_through_its_index_and_sorted(admin_client, monkeypatch):
+    monkeypatch.setattr(admin_lists, "SEARCH_COUNT_MAX", 5)
+    invoices(20, 0)  # due dates T0 + wisecp_id % 5 days
+    url = BIG_LISTS["invoice items"].url
+    day = {"due_date__range_from": "02.01.2025", "due_date__range_to": "02.01.2025"}
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(url, day)
+    assert [i.wisecp_id for i in listed(page)] == [16, 11, 6, 1]
+    assert page.context["cl"].result_count == 4 and not page.context["cl"].count_is_estimate
+    sql = page_query(queries, "billing_invoiceitem")
+    assert 'ORDER BY COALESCE("billing_invoiceitem"."wisecp_id", ' in sql
+    wide = {"due_date__range_from": "01.01.2025", "due_date__range_to": "05.01.2025"}
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(url, wide)
+    assert [i.wisecp_id for i in listed(page)] == list(range(20, 0, -1))
+    sql = page_query(queries, "billing_invoiceitem")
+    assert 'ORDER BY "billing_invoiceitem"."wisecp_id" DESC' in sql
