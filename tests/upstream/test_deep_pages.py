@@ -87,6 +87,23 @@ def test_a_last_page_link_beyond_an_estimate_still_shows_the_last_rows(admin_cli
     assert [i.wisecp_id for i in listed(last)] == [5, 4, 3, 2, 1]
     assert last.context["cl"].result_count == 40 and not last.context["cl"].count_is_estimate
     assert "about" not in last.content.decode().split('class="paginator"')[-1]
+    # The estimate's own last link (page 8 of "about 50") is the real last page.
+    beyond = admin_client.get(url, {"p": 8})
+    assert beyond.status_code == 200
+    assert [i.wisecp_id for i in listed(beyond)] == [5, 4, 3, 2, 1]
+
+
+def test_the_apis_last_page_of_an_estimated_list(api_viewer, monkeypatch):
+    monkeypatch.setattr(
+        counting, "planner_estimate", lambda qs: counting.Estimate(rows=50, cost=1e9)
+    )
+    monkeypatch.setattr(counting, "DEEP_OFFSET", 10)
+    invoices(40, 0)
+    with CaptureQueriesContext(connection) as queries:
+        body = api_viewer.get("/api/invoice-items/", {"page": "last", "page_size": 7}).json()
+    assert [i["wisecp_id"] for i in body["results"]] == [5, 4, 3, 2, 1]
+    assert body["count"] == 40 and body["count_is_estimate"] is False and body["next"] is None
+    assert max(offsets(queries), default=0) == 0
 
 
 # A common word walks the list's order; a rare one sorts its matches -------------------------------

@@ -274,22 +274,28 @@ def test_the_last_page_of_an_estimated_list_is_counted_then_read_from_the_end(
     made = calls(12)
     paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 5)
     assert paginator.count == 1_000_000 and paginator.count_is_estimate
-    # A "last page" link of the estimate lands past the real end: nothing there, and now the
-    # total is exact.
-    with pytest.raises(EmptyPage):
-        paginator.page(200_000)
+    # The estimate's "last page" link lands past the real end: it shows the real last page,
+    # and now the total is exact.
+    last = paginator.page(200_000)
+    assert [c.pk for c in last] == [c.pk for c in made[10:]]
+    assert last.number == 3 and not last.has_next()
     assert paginator.count == 12 and not paginator.count_is_estimate
-    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 5)
+    # A page no link offered (past the estimate) is past the end, as before.
+    beyond = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 5)
+    with pytest.raises(EmptyPage):
+        beyond.page(200_001)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 4)
     paginator.count  # noqa: B018 - the estimate
-    paginator.__dict__["count"] = 8  # an estimate short of the end: page 2 is in its 2nd half
+    paginator.__dict__["count"] = 8  # an estimate short of the end: page 3 is past it
     paginator.count_is_estimate = True
     with CaptureQueriesContext(connection) as queries:
-        page = paginator.page(2)
-    assert [c.pk for c in page] == [c.pk for c in made[5:10]]
-    assert page.has_next() and paginator.count == 12 and not paginator.count_is_estimate
-    assert any("COUNT(" in q["sql"] for q in queries)
-    # From the end: 12 rows, rows 6-11 (one ahead) are 1-7 backwards.
-    assert any("LIMIT 6 OFFSET 1" in q["sql"] for q in queries)
+        page = paginator.page(3)
+    assert [c.pk for c in page] == [c.pk for c in made[8:12]]
+    assert not page.has_next() and paginator.count == 12 and not paginator.count_is_estimate
+    count, rows = (q["sql"] for q in queries)
+    assert "COUNT(" in count
+    # From the end: the last four rows are the first four backwards.
+    assert "LIMIT 4" in rows and "OFFSET" not in rows
 
 
 @pytest.mark.django_db

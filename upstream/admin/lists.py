@@ -317,6 +317,8 @@ class ScaledChangeList(ChangeList):
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
+        # A last-page link of an estimate that lay past the real end was served the last page.
+        self.page_num = getattr(self.paginator, "served_number", self.page_num)
         # Reading the page may have settled an estimated total (it was the last page).
         self.count_is_estimate = getattr(self.paginator, "count_is_estimate", False)
         self.count_is_lower_bound = getattr(self.paginator, "count_is_lower_bound", False)

@@ -201,6 +201,21 @@ class EstimatedCountPaginator(Paginator):
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
+        if self.estimated and self._deep_from_the_end(bottom):
+            # Past the middle of an estimated list (where its "last page" links point): the
+            # total is counted exactly (one index-only count: cheaper than walking to the
+            # page) so the page can be read from the other end. A page the estimate's links
+            # offered that lies past the real end is the real last page.
+            shown = self.num_pages
+            self._settle(self.object_list.order_by().count(), estimate=False)
+            if number > self.num_pages:
+                if number > shown:
+                    raise EmptyPage(self.error_messages["no_results"])
+                number = max(self.num_pages, 1)
+                bottom = (number - 1) * self.per_page
+        # The page given (a link past the real end gives the last one): the admin's page links
+        # are drawn around it.
+        self.served_number = number
         if not self.estimated:
             top = bottom + self.per_page
             if top + self.orphans >= self.count:
@@ -223,10 +238,8 @@ class EstimatedCountPaginator(Paginator):
         rows = self.object_list
         if bottom < DEEP_OFFSET or not isinstance(rows, QuerySet):
             return list(rows[bottom:top])
-        if self._from_the_end(bottom) and total_order(rows):
-            # Past the middle (of the estimate: where "last page" links point): from the end.
-            if self.count_is_estimate:
-                self._settle(rows.order_by().count(), estimate=False)
+        if not self.count_is_estimate and self._deep_from_the_end(bottom):
+            # Past the middle: the order reversed, the OFFSET counted from the end.
             total = self.count
             if bottom >= total:
                 return []
@@ -240,9 +253,18 @@ class EstimatedCountPaginator(Paginator):
         found = rows.order_by().in_bulk(ids)
         return [found[pk] for pk in ids if pk in found]
 
-    def _from_the_end(self, bottom: int) -> bool:
-        # A search's capped count ("more than 10,000") says nothing of where its matches end.
-        return not self.count_is_lower_bound and bottom * 2 > self.count
+    def _deep_from_the_end(self, bottom: int) -> bool:
+        """Whether a page from row `bottom` is read from the list's other end: a deep page in
+        the second half of a queryset in a total order. Not a search's capped count ("more
+        than 10,000"): it says nothing of where the matches end."""
+        rows = self.object_list
+        return (
+            bottom >= DEEP_OFFSET
+            and isinstance(rows, QuerySet)
+            and not self.count_is_lower_bound
+            and bottom * 2 > self.count
+            and total_order(rows)
+        )
 
     def _settle(self, count: int, *, estimate: bool) -> None:
         self.__dict__["count"] = count
