@@ -16,8 +16,9 @@
 - **A common word** (decision 019). The matches are counted first, up to the cap, through the
   indexes (that is the list's total anyway). Up to the cap, the matches are sorted: a rare word
   costs what it finds. Over it, sorting would sort every match (250,000 for "hosting"), so the
-  list is walked in its own indexed order with the word tested on each row, which the trigram
-  index is kept out of: a quarter of the rows matching, a page is found within a few hundred.
+  page is read walking the list's own index in its order, testing the word on each row
+  (upstream.lists.counting.walking): a quarter of the rows matching, a page is found within a
+  few hundred.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ SEARCH_COUNT_MAX = 10_000
 SORT_MATCHES = "list_search_sorts_matches"
 # The request attribute that holds how many matches the search counted (up to the cap + 1).
 FOUND_MATCHES = "list_search_found"
+# The request attribute that tells the paginator to read the page walking the list's order.
+WALK_ORDER = "list_search_walks"
 
 
 class How(StrEnum):
@@ -118,16 +121,12 @@ def _exact_value(field: models.Field, raw: str) -> Any:
     return value
 
 
-def _match_q(
-    model: type[models.Model], match: Match, path: str, term: str, indexed: bool = True
-) -> Q | None:
-    q = _compare(model, match, path, term, indexed)
+def _match_q(model: type[models.Model], match: Match, path: str, term: str) -> Q | None:
+    q = _compare(model, match, path, term)
     return q & match.within() if q is not None and match.within else q
 
 
-def _compare(
-    model: type[models.Model], match: Match, path: str, term: str, indexed: bool = True
-) -> Q | None:
+def _compare(model: type[models.Model], match: Match, path: str, term: str) -> Q | None:
     if match.how == How.EXACT:
         raws = match.spellings(term) if match.spellings else (term,)
         field = _field(model, path)
@@ -144,7 +143,7 @@ def _compare(
     words = [word for word in term.split() if len(word) >= MIN_WORD]
     if not words:
         return None
-    return reduce(and_, (folded_contains(path, word, indexed=indexed) for word in words))
+    return reduce(and_, (folded_contains(path, word) for word in words))
 
 
 def _through(model: type[models.Model], relation: str, related: Q) -> tuple[Q, bool]:
@@ -179,9 +178,6 @@ class Search:
 
     q: Q | None
     sort_matches: bool = False
-    # The same rows, with the list's own substring matches kept off the trigram index: what a
-    # common word is walked with (see Search above and ScaledListMixin.get_search_results).
-    walk_q: Q | None = None
 
 
 def is_number(term: str) -> bool:
@@ -190,17 +186,6 @@ def is_number(term: str) -> bool:
 
 
 def search_q(model: type[models.Model], matches: Sequence[Match], term: str) -> Search:
-    """Rows matching `term` in any of `matches` (see _search_q), and the same to walk."""
-    search = _search_q(model, matches, term, indexed=True)
-    if not search.sort_matches:
-        return search
-    walk = _search_q(model, matches, term, indexed=False)
-    return Search(search.q, sort_matches=True, walk_q=walk.q)
-
-
-def _search_q(
-    model: type[models.Model], matches: Sequence[Match], term: str, *, indexed: bool
-) -> Search:
     """Rows matching `term` in any of `matches`.
 
     A number is compared with the exact matches only: "388" finds invoice #388, not the items
@@ -219,7 +204,7 @@ def _search_q(
             if q is not None:
                 related.setdefault(relation, []).append(q)
         else:
-            q = _match_q(model, match, match.path, term, indexed)
+            q = _match_q(model, match, match.path, term)
             if q is not None:
                 alternatives.append(q)
                 substring = substring or match.how in (How.CONTAINS, How.WHOLE)
@@ -369,6 +354,7 @@ class ScaledListMixin:
             per_page,
             count_cap=SEARCH_COUNT_MAX if searching or counted is not None else None,
             counted=counted,
+            walk=getattr(request, WALK_ORDER, False),
             **kwargs,
         )
 
@@ -394,9 +380,12 @@ class ScaledListMixin:
             matches = queryset.filter(search.q).order_by().values("pk")
             count = matches[: SEARCH_COUNT_MAX + 1].count()
             setattr(request, FOUND_MATCHES, count)
-            if count > SEARCH_COUNT_MAX and search.walk_q is not None:
-                # A common word: the first page is within the first few hundred rows.
-                return queryset.filter(search.walk_q), False
+            if count > SEARCH_COUNT_MAX:
+                # A common word: the first page is within the first few hundred rows of the
+                # list's order. PostgreSQL would still sort every match (it cannot tell how
+                # many there are), so the paginator reads the page walking the order's index.
+                setattr(request, WALK_ORDER, True)
+                return queryset.filter(search.q), False
         # Read by ScaledChangeList.get_queryset, which orders the list after the search.
         setattr(request, SORT_MATCHES, search.sort_matches)
         return queryset.filter(search.q), False

@@ -62,19 +62,9 @@ class Folded(models.Func):
         return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
-class Unindexed(models.Func):
-    """The text as it is, written so that no index on the column matches it: a common word is
-    then found by walking the list's own index in its order (decision 019)."""
-
-    template = "(%(expressions)s || '')"
-    output_field = models.TextField()
-
-
-def folded_contains(path: str, term: str, *, indexed: bool = True) -> Q:
-    """Rows whose text at `path` contains `term`, Turkish case folded (`indexed=False`: the same
-    test, which the trigram index does not serve)."""
-    column = F(path) if indexed else Unindexed(F(path))
-    return Q(Contains(Folded(column), fold(term)))
+def folded_contains(path: str, term: str) -> Q:
+    """Rows whose text at `path` contains `term`, Turkish case folded."""
+    return Q(Contains(Folded(F(path)), fold(term)))
 
 
 def folded_equals(path: str, term: str) -> Q:
