@@ -150,3 +150,29 @@ def test_the_schema_documents_the_cursor(api_operator):
     schema = api_operator.get("/api/schema/", {"format": "json"}).json()
     params = {p["name"] for p in schema["paths"]["/api/jobs/"]["get"]["parameters"]}
     assert {"page", "page_size", "cursor"} <= params
+
+
+@pytest.mark.django_db
+def test_a_jobs_first_items_are_read_per_job_not_numbered_over_every_item(
+    api_operator, operator
+):
+    job = Job.objects.create(kind="paynet.invoice_status", title="t", created_by=operator, total=60)
+    JobItem.objects.bulk_create(
+        JobItem(job=job, position=p, target_type="x", target_id=str(p), target_repr="r")
+        for p in range(60, 0, -1)
+    )
+    jobs(2, operator)
+    with CaptureQueriesContext(connection) as captured:
+        listed = api_operator.get("/api/jobs/").json()["results"]
+    mine = next(j for j in listed if j["id"] == job.pk)
+    assert [i["position"] for i in mine["items"]] == list(range(1, 11))
+    item_reads = [q["sql"] for q in captured if "upstream_jobitem" in q["sql"]]
+    assert len(item_reads) == 1
+    if connection.vendor == "postgresql":  # a LATERAL read of 10 rows per job, no window
+        assert "LATERAL" in item_reads[0] and "ROW_NUMBER" not in item_reads[0]
+
+
+def test_the_schema_still_types_a_jobs_actions(api_operator):
+    schema = api_operator.get("/api/schema/", {"format": "json"}).json()
+    actions = schema["components"]["schemas"]["Job"]["properties"]["actions"]
+    assert actions["type"] == "array"
