@@ -153,9 +153,7 @@ def test_the_schema_documents_the_cursor(api_operator):
 
 
 @pytest.mark.django_db
-def test_a_jobs_first_items_are_read_per_job_not_numbered_over_every_item(
-    api_operator, operator
-):
+def test_a_jobs_first_items_are_read_per_job_not_numbered_over_every_item(api_operator, operator):
     job = Job.objects.create(kind="paynet.invoice_status", title="t", created_by=operator, total=60)
     JobItem.objects.bulk_create(
         JobItem(job=job, position=p, target_type="x", target_id=str(p), target_repr="r")
