@@ -84,9 +84,10 @@ DEFAULT_URLS = {
     "1m": "postgres://postgres@127.0.0.1:5432/bench_scale_1m",
 }
 ENV_URLS = {"10k": "BENCH_SCALE_10K_URL", "1m": "BENCH_SCALE_1M_URL"}
-SCALES = {"10k": 10_000, "1m": 1_000_000}
+# BENCH_SCALE_BIG_N: a smaller "1m" database for a sanity run (e.g. 100000).
+SCALES = {"10k": 10_000, "1m": int(os.environ.get("BENCH_SCALE_BIG_N") or 1_000_000)}
 # Bump when seed_statements() changes: a database seeded by another version is seeded again.
-SEED_VERSION = "5"
+SEED_VERSION = "6"
 # The payment record whose page and timeline are measured (issue 9); its id exists at 10k too.
 HISTORY_RECORD = 778
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -108,6 +109,7 @@ RATIO_FLOOR_MS = 5.0
 FIRST_ROUNDS = 3  # timed rounds per view in the first pass
 SLOW_MS = 2000  # a view whose 1M warm-up took longer gets one round in the first pass
 BODY_VARIANTS = 997  # distinct long JSON bodies per call kind (a prime, so they interleave)
+MAX_API_PAGE = 500  # upstream.api.pagination.MAX_PAGE_SIZE
 GOALS = {"worst_p95_ms": 300, "worst_ratio": 1.5, "launch_50k_ms": 1000}
 
 
@@ -794,7 +796,7 @@ def seed_statements() -> list[tuple[str, str]]:
         ),
         (
             "record history",
-            # Issue 9: 5 field changes per payment record (5M at 1M), spread over the records,
+            # Issue 9: 7 field changes per payment record (7M at 1M), spread over the records,
             # and 1,000 at both sizes on record HISTORY_RECORD, whose page and timeline are
             # measured (a record's history does not grow with the table). Statuses, amounts and
             # charge dates, by pushes (with a job and a call), syncs and refreshes.
@@ -809,8 +811,8 @@ def seed_statements() -> list[tuple[str, str]]:
               CASE WHEN f.source = 'operation' THEN 'Müşteri talebi' ELSE '' END,
               CASE WHEN f.source = 'operation' THEN 1 + mod(g, %(jobs)s) END,
               CASE WHEN f.source = 'operation' THEN 1 + mod(g * 13, %(n)s) END,
-              %(base)s + (g::float8 / (5 * %(n)s)) * interval '395 days'
-            FROM generate_series(1, 5 * %(n)s) AS g,
+              %(base)s + (g::float8 / (7 * %(n)s)) * interval '395 days'
+            FROM generate_series(1, 7 * %(n)s) AS g,
             LATERAL (SELECT id FROM django_content_type
               WHERE app_label = 'subscriptions' AND model = 'subscriptioninvoice') AS ct,
             LATERAL (SELECT
@@ -969,7 +971,7 @@ def seed(url: str, n: int, log) -> dict[str, float]:
     # batches shows the same rows at 10k and 1M and the ratio measures what the big tables cost,
     # not how full a page is. For the same reason the exceptions staff filter for (items in
     # doubt or refused, refused calls) come in about the same number at both sizes.
-    full = SCALES["1m"]
+    full = 1_000_000  # the tables that do not grow have their 1M size at every N
     jobs = full // 200
     singles, bulk_jobs = jobs * 3 // 5, jobs - jobs * 3 // 5
     # Bulk jobs alternate a and a - 3 items; three unfinished ones have 200 each.
@@ -977,10 +979,12 @@ def seed(url: str, n: int, log) -> dict[str, float]:
     params = {
         "n": n,
         "subs": full // 20,
-        "binv": full // 40,
-        "items": full // 10,
-        "batches": full // 500,
-        "lines": full // 10,
+        # Issue 20: every main table grows with N (1M invoice items in 250,000 invoices, 1M
+        # bill query lines in 20,000 batches of 50).
+        "binv": n // 4,
+        "items": n,
+        "batches": n // 50,
+        "lines": n,
         "jobs": jobs,
         "bulk_a": bulk_a,
         "bulk_b": bulk_a - 3,
@@ -994,7 +998,7 @@ def seed(url: str, n: int, log) -> dict[str, float]:
         "payofin_headers": PAYOFIN_HEADERS,
         "variants": BODY_VARIANTS,
         "history_record": HISTORY_RECORD,
-        "history_every": 5 * n // 1000,
+        "history_every": 7 * n // 1000,
     }
     params = {k: Int8(v) if isinstance(v, int) else v for k, v in params.items()}
     with pg_connect(url) as conn:
@@ -1288,10 +1292,26 @@ def representatives() -> dict[str, dict]:
             "created_before": "2026-06-30T23:59:59+03:00",
         },
     }
+    # Issue 20: a common and a rare word on every list that matches words inside a text. A
+    # common word matches a quarter (items' "hosting") or a fortieth (a surname) of the rows; a
+    # rare one a handful (a whole name, a domain).
+    domain = item.description.rpartition("(")[2].rstrip(")")
+    word_searches = {
+        "subscriptioninvoice": {"common": "Yılmaz", "rare": sub.name_surname},
+        "subscription": {"common": "Yılmaz", "rare": sub.name_surname},
+        "invoice": {"common": "Yılmaz", "rare": invoice.full_name or domain},
+        "invoiceitem": {"common": "hosting", "rare": domain},
+        "institution": {"common": "Elektrik", "rare": "Enerjisa"},
+        "billquerybatch": {"common": "borclar", "rare": "borclar-12"},
+        "upstreamcall": {"common": "Başarılı", "rare": "Sistem hatası"},
+        "job": {"common": "ödeme kaydını", "rare": "toplu sorgu #12,"},
+        "jobitem": {"common": "Başarılı", "rare": "zaman aşımı"},
+    }
     return {
         "admin_filters": admin_filters,
         "date_hierarchy": date_hierarchy,
         "searches": searches,
+        "word_searches": word_searches,
         "api_filters": api_filters,
     }
 
@@ -1311,11 +1331,26 @@ def record_page_views(reps: dict) -> list[tuple[str, str]]:
     ]
 
 
+def job_page_views() -> list[tuple[str, str]]:
+    """Issue 20: a job's page, for the running job of 200 items (both sizes) and the biggest
+    job of the database (about 500 items at 1M)."""
+    from upstream.models import Job
+
+    biggest = Job.objects.order_by("-total", "pk").values_list("pk", flat=True).first()
+    return [
+        ("record:job/page:200", "/upstream/job/4999/change/"),
+        ("record:job/page:biggest", f"/upstream/job/{biggest}/change/"),
+    ]
+
+
 def admin_views(user, reps: dict, missing: list[str]) -> list[tuple[str, str]]:
-    """Every changelist with each filter, search field, sortable column (and page 200, if big)."""
+    """Every changelist with each filter, search field, sortable column, its last page, a common
+    and a rare word (and page 200, if big)."""
     from django.contrib import admin
     from django.test import RequestFactory
     from django.urls import reverse
+
+    from upstream.admin.lists import How
 
     # The admin index is the operations dashboard (issue 10): charts, counts, health cards.
     views = [("admin:index", reverse("admin:index"))]
@@ -1355,9 +1390,20 @@ def admin_views(user, reps: dict, missing: list[str]) -> list[tuple[str, str]]:
             views.append(
                 (f"{prefix}/search:{field.lstrip('=^@')}", f"{url}?{urlencode({'q': term})}")
             )
+        if any(m.how == How.CONTAINS for m in getattr(modeladmin, "search_matches", ())):
+            words = reps["word_searches"].get(name)
+            if words is None:
+                missing.append(f"{prefix} common and rare words")
+            else:
+                for how, term in words.items():
+                    views.append((f"{prefix}/search-{how}", f"{url}?{urlencode({'q': term})}"))
         request = RequestFactory().get(url)
         request.user = user
         changelist = modeladmin.get_changelist_instance(request)
+        # The last page its links offer (of the estimate, on a big list): issue 20.
+        last = changelist.paginator.num_pages
+        if last > 1:
+            views.append((f"{prefix}/page:last", f"{url}?p={last}"))
         for index, column in enumerate(changelist.list_display):
             if changelist.get_ordering_field(column) is not None:
                 views.append((f"{prefix}/sort:{column}", f"{url}?o={index}"))
@@ -1376,6 +1422,12 @@ def api_views(reps: dict, missing: list[str]) -> list[tuple[str, str]]:
         views.append((f"api:{prefix}", url))
         if prefix in BIG_API_LISTS:
             views.append((f"api:{prefix}/page:200", f"{url}?page=200"))
+        # Issue 20: the largest page, its last page, and a cursor's first page at that size.
+        views.append((f"api:{prefix}/page_size:max", f"{url}?page_size={MAX_API_PAGE}"))
+        views.append(
+            (f"api:{prefix}/page_size:max/last", f"{url}?page_size={MAX_API_PAGE}&page=last")
+        )
+        views.append((f"api:{prefix}/cursor", f"{url}?cursor=&page_size={MAX_API_PAGE}"))
         filterset = getattr(viewset, "filterset_class", None)
         if filterset:
             params = list(filterset.base_filters)
@@ -1446,7 +1498,7 @@ class Web:
         reps = representatives()
         missing: list[str] = []
         views = admin_views(self.user, reps, missing) + api_views(reps, missing)
-        views += record_page_views(reps)
+        views += record_page_views(reps) + job_page_views()
         return {"views": views, "missing": missing}
 
     def get(self, path: str, n: int = 1) -> dict:

@@ -204,6 +204,8 @@ class BillQueryLine(HistoryModel):
             models.Index(fields=["outcome", "-batch", "position"], name="line_outcome_batch_idx"),
             models.Index(fields=["state", "-batch", "position"], name="line_state_batch_idx"),
             models.Index(fields=["institution", "-batch", "position"], name="line_inst_batch_idx"),
+            # The dashboard's lines per day (billqueries.dashboard), read from the index alone.
+            models.Index(fields=["queried_at", "outcome"], name="line_queried_outcome_idx"),
         ]
 
     def __str__(self) -> str:

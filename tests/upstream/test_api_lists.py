@@ -55,3 +55,122 @@ def test_a_jobs_page_shows_at_most_ten_items_per_job(api_operator, operator):
     listed = api_operator.get("/api/jobs/").json()["results"]
     assert len(listed[0]["items"]) == 10
     assert len(api_operator.get(f"/api/jobs/{job.pk}/").json()["items"]) == 60
+
+
+@pytest.mark.django_db
+def test_a_jobs_page_builds_its_item_serializer_once(api_operator, operator, monkeypatch):
+    from upstream.api import serializers
+
+    jobs(30, operator)
+    built = []
+    original = serializers.JobItemSerializer.get_fields
+
+    def counted(self):
+        built.append(self)
+        return original(self)
+
+    monkeypatch.setattr(serializers.JobItemSerializer, "get_fields", counted)
+    listed = api_operator.get("/api/jobs/", {"page_size": 30}).json()["results"]
+    assert len(listed) == 30 and all(len(job["items"]) == 3 for job in listed)
+    assert len(built) == 1  # not one per job
+
+
+@pytest.mark.django_db
+def test_a_jobs_page_costs_the_same_queries_at_any_page_size(api_operator, operator):
+    api_operator.get("/api/jobs/")
+    jobs(40, operator)
+    small = queries(api_operator, "/api/jobs/?page_size=5")
+    assert queries(api_operator, "/api/jobs/?page_size=40") == small
+    assert queries(api_operator, "/api/jobs/?page_size=500") == small
+    assert queries(api_operator, "/api/jobs/?cursor=&page_size=40") <= small
+
+
+# Cursor pages (?cursor=): every row once, in the list's order, however deep -----------------------
+
+
+def read_all(api, url: str, **params) -> tuple[list[dict], list[str]]:
+    rows: list[dict] = []
+    links: list[str] = []
+    answer = api.get(url, {"cursor": "", **params})
+    while True:
+        assert answer.status_code == 200, answer.content
+        body = answer.json()
+        assert "count" not in body
+        rows += body["results"]
+        if not body["next"]:
+            return rows, links
+        links.append(body["next"])
+        answer = api.get(body["next"])
+
+
+@pytest.mark.django_db
+def test_cursor_pages_read_every_job_once_in_the_lists_order(api_operator, operator):
+    jobs(23, operator)
+    # Ties on created_at: the id breaks them (the cursor compares (created_at, id) in order).
+    Job.objects.update(created_at=Job.objects.order_by("id").first().created_at)
+    numbered = api_operator.get("/api/jobs/", {"page_size": 500}).json()["results"]
+    rows, links = read_all(api_operator, "/api/jobs/", page_size=5)
+    assert [job["id"] for job in rows] == [job["id"] for job in numbered]
+    assert len(links) == 4 and all("cursor=" in link for link in links)
+
+
+@pytest.mark.django_db
+def test_a_cursor_goes_back_with_previous(api_operator, operator):
+    jobs(23, operator)
+    numbered = api_operator.get("/api/jobs/", {"page_size": 500}).json()["results"]
+    rows, links = read_all(api_operator, "/api/jobs/", page_size=5)
+    assert [job["id"] for job in rows] == [job["id"] for job in numbered]
+    # `previous` of the last page is the page before it.
+    last = api_operator.get(links[-1]).json()
+    before = api_operator.get(last["previous"]).json()
+    assert [j["id"] for j in before["results"]] == [j["id"] for j in numbered[15:20]]
+
+
+@pytest.mark.django_db
+def test_a_cursor_page_seeks_instead_of_skipping(api_operator, operator):
+    jobs(12, operator)
+    first = api_operator.get("/api/jobs/", {"cursor": "", "page_size": 5}).json()
+    with CaptureQueriesContext(connection) as captured:
+        third = api_operator.get(api_operator.get(first["next"]).json()["next"]).json()
+    assert len(third["results"]) == 2
+    listing = [q["sql"] for q in captured if 'FROM "upstream_job"' in q["sql"]]
+    assert listing and all("OFFSET" not in sql or "OFFSET 0" in sql for sql in listing)
+    assert any('"upstream_job"."created_at" <' in sql for sql in listing)
+
+
+@pytest.mark.django_db
+def test_page_numbers_still_work_next_to_cursors(api_operator, operator):
+    jobs(7, operator)
+    body = api_operator.get("/api/jobs/", {"page": 2, "page_size": 5}).json()
+    assert body["count"] == 7 and len(body["results"]) == 2 and body["next"] is None
+    assert api_operator.get("/api/jobs/", {"page": "x"}).status_code == 400
+
+
+def test_the_schema_documents_the_cursor(api_operator):
+    schema = api_operator.get("/api/schema/", {"format": "json"}).json()
+    params = {p["name"] for p in schema["paths"]["/api/jobs/"]["get"]["parameters"]}
+    assert {"page", "page_size", "cursor"} <= params
+
+
+@pytest.mark.django_db
+def test_a_jobs_first_items_are_read_per_job_not_numbered_over_every_item(api_operator, operator):
+    job = Job.objects.create(kind="paynet.invoice_status", title="t", created_by=operator, total=60)
+    JobItem.objects.bulk_create(
+        JobItem(job=job, position=p, target_type="x", target_id=str(p), target_repr="r")
+        for p in range(60, 0, -1)
+    )
+    jobs(2, operator)
+    with CaptureQueriesContext(connection) as captured:
+        listed = api_operator.get("/api/jobs/").json()["results"]
+    mine = next(j for j in listed if j["id"] == job.pk)
+    assert [i["position"] for i in mine["items"]] == list(range(1, 11))
+    item_reads = [q["sql"] for q in captured if "upstream_jobitem" in q["sql"]]
+    assert len(item_reads) == 1
+    if connection.vendor == "postgresql":  # a LATERAL read of 10 rows per job, no window
+        assert "LATERAL" in item_reads[0] and "ROW_NUMBER" not in item_reads[0]
+
+
+def test_the_schema_still_types_a_jobs_actions(api_operator):
+    schema = api_operator.get("/api/schema/", {"format": "json"}).json()
+    actions = schema["components"]["schemas"]["Job"]["properties"]["actions"]
+    assert actions["type"] == "array"

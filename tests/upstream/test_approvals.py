@@ -11,6 +11,8 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -426,3 +428,24 @@ def test_the_approval_page_shows_each_records_customer_amount_and_change(
     client.force_login(viewer)
     masked = client.get(url).content.decode().split('id="approval-sample"')[1]
     assert records[0].subscription.name_surname not in masked and "***" in masked
+
+
+@pytest.mark.django_db
+def test_the_approval_sample_reads_the_lowest_ids_without_the_whole_selection(operator):
+    from upstream.pushes.bulk import lowest_ids
+
+    job = Job.objects.create(
+        kind="paynet.invoice_status",
+        title="t",
+        created_by=operator,
+        total=6,
+        prepared=0,
+        selection="907:0,12:3,5000:0,3:0,,44:5,8",
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert lowest_ids(job.pk, 4) == [3, 8, 12, 44]
+    assert lowest_ids(job.pk, 50) == [3, 8, 12, 44, 907, 5000]
+    if connection.vendor == "postgresql":
+        # The database splits it and sends back the ids asked for, not the selection.
+        (sql,) = [q["sql"] for q in queries]
+        assert "unnest(string_to_array(selection" in sql and "LIMIT 4" in sql

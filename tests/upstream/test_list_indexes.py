@@ -21,7 +21,7 @@ from upstream.lists.indexes import (
     DropFieldIndexConcurrentlyOnPostgres,
     TrigramIndex,
 )
-from upstream.models import UpstreamCall
+from upstream.models import JobItem, UpstreamCall
 
 LIST_APPS = ("subscriptions", "billing", "billqueries", "upstream")
 
@@ -57,6 +57,7 @@ def test_a_single_column_index_a_composite_covers_is_gone():
         (Invoice, "currency"),
         (InvoiceItem, "due_date"),
         (UpstreamCall, "created_at"),
+        (JobItem, "job_id"),  # the (job, position) constraint serves it (decision 019)
     ):
         assert [column] not in index_columns(model).values(), (model, column)
 
@@ -104,6 +105,33 @@ def test_a_status_filter_walks_its_composite_index_in_the_lists_order():
     require_postgres()
     records = SubscriptionInvoice.objects.filter(status=4).order_by("-val_date", "-id")[:50]
     assert "subinv_status_val_date_idx" in plan(records)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_jobs_items_are_read_in_position_order_from_the_job_position_index():
+    require_postgres()
+    last = JobItem.objects.filter(job_id=7).order_by("-position")[:50]
+    explained = plan(last)
+    assert "jobitem_unique_position" in explained and "Sort" not in explained
+    listed = JobItem.objects.order_by("job_id", "position")[:50]  # the list's last page
+    assert "jobitem_unique_position" in plan(listed)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_dashboards_lines_per_day_read_the_queried_at_index():
+    require_postgres()
+    from billqueries.dashboard import bill_lines_per_day
+
+    with CaptureQueriesContext(connection) as queries:
+        bill_lines_per_day(timezone.now())
+    (sql,) = [q["sql"] for q in queries if "billqueries_billqueryline" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}")
+        explained = "\n".join(row[0] for row in cursor.fetchall())
+    assert "line_queried_outcome_idx" in explained
 
 
 @pytest.fixture

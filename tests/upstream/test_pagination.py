@@ -215,3 +215,108 @@ def test_postgres_estimates_a_filtered_list_with_explain(settings):
     settings.LIST_COUNT_BUDGET = 0
     estimated = EstimatedCountPaginator(failed.order_by("id"), 5)
     assert estimated.count == rounded(estimate.rows) and estimated.count_is_estimate
+
+
+# Deep pages (decision 019): the second half of a list is read from its other end ---------------
+
+
+def walk(paginator: EstimatedCountPaginator) -> list[int]:
+    ids: list[int] = []
+    number = 1
+    while True:
+        page = paginator.page(number)
+        ids += [row.pk for row in page]
+        if not page.has_next():
+            return ids
+        number += 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "ordering",
+    [("-id",), ("id",), ("-created_at", "-id"), ("created_at", "id"), ("outcome", "-id")],
+)
+def test_every_page_in_order_with_no_gap_or_overlap(monkeypatch, ordering):
+    monkeypatch.setattr(pagination, "DEEP_OFFSET", 4)
+    made = calls(13)
+    # Ties on created_at and outcome: the id breaks them, in either direction.
+    for i, call in enumerate(made):
+        call.created_at = call.created_at.replace(microsecond=0) if i % 3 else call.created_at
+        call.outcome = "ok" if i % 2 else "failed"
+    UpstreamCall.objects.bulk_update(made, ["created_at", "outcome"])
+    expected = list(UpstreamCall.objects.order_by(*ordering).values_list("pk", flat=True))
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by(*ordering), 4)
+    assert walk(paginator) == expected
+
+
+@pytest.mark.django_db
+def test_the_last_page_is_read_from_the_other_end_without_a_large_offset(monkeypatch):
+    monkeypatch.setattr(pagination, "DEEP_OFFSET", 4)
+    made = calls(22)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("-created_at", "-id"), 5)
+    assert paginator.count == 22
+    with CaptureQueriesContext(connection) as queries:
+        page = paginator.page(5)
+    assert [c.pk for c in page] == [c.pk for c in reversed(made[:2])]
+    (sql,) = [q["sql"] for q in queries]
+    # The order reversed, no offset at all: the two oldest rows are the first two from the end.
+    assert re.search(r'ORDER BY .*"created_at" ASC, .*"id" ASC', sql)
+    assert "LIMIT 2" in sql and "OFFSET" not in sql
+    page4 = paginator.page(4)
+    assert [c.pk for c in page4] == [c.pk for c in reversed(made[2:7])]
+
+
+@pytest.mark.django_db
+def test_the_last_page_of_an_estimated_list_is_counted_then_read_from_the_end(
+    monkeypatch, a_million
+):
+    monkeypatch.setattr(pagination, "DEEP_OFFSET", 4)
+    made = calls(12)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 5)
+    assert paginator.count == 1_000_000 and paginator.count_is_estimate
+    # The estimate's "last page" link lands past the real end: it shows the real last page,
+    # and now the total is exact.
+    last = paginator.page(200_000)
+    assert [c.pk for c in last] == [c.pk for c in made[10:]]
+    assert last.number == 3 and not last.has_next()
+    assert paginator.count == 12 and not paginator.count_is_estimate
+    # A page no link offered (past the estimate) is past the end, as before.
+    beyond = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 5)
+    with pytest.raises(EmptyPage):
+        beyond.page(200_001)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 4)
+    paginator.count  # noqa: B018 - the estimate
+    paginator.__dict__["count"] = 8  # an estimate short of the end: page 3 is past it
+    paginator.count_is_estimate = True
+    with CaptureQueriesContext(connection) as queries:
+        page = paginator.page(3)
+    assert [c.pk for c in page] == [c.pk for c in made[8:12]]
+    assert not page.has_next() and paginator.count == 12 and not paginator.count_is_estimate
+    count, rows = (q["sql"] for q in queries)
+    assert "COUNT(" in count
+    # From the end: the last four rows are the first four backwards.
+    assert "LIMIT 4" in rows and "OFFSET" not in rows
+
+
+@pytest.mark.django_db
+def test_an_order_with_ties_is_not_read_backwards(monkeypatch):
+    monkeypatch.setattr(pagination, "DEEP_OFFSET", 4)
+    calls(12)
+    paginator = EstimatedCountPaginator(UpstreamCall.objects.order_by("outcome"), 5)
+    with CaptureQueriesContext(connection) as queries:
+        paginator.page(3)
+    assert "OFFSET 10" in queries[-2]["sql"]  # ids first, in the list's own order
+
+
+def test_total_order_knows_unique_keys_and_constraints():
+    from billqueries.models import BillQueryLine
+    from upstream.lists.counting import total_order
+    from upstream.models import JobItem
+
+    assert total_order(UpstreamCall.objects.order_by("-created_at", "-id"))
+    assert total_order(UpstreamCall.objects.all())  # Meta.ordering ends in -id
+    assert not total_order(UpstreamCall.objects.order_by("created_at"))
+    assert total_order(JobItem.objects.order_by("-job_id", "-position"))
+    assert total_order(BillQueryLine.objects.order_by("-batch_id", "position"))
+    assert not total_order(JobItem.objects.order_by("-job_id"))
+    assert not total_order(UpstreamCall.objects.order_by("?"))

@@ -16,19 +16,28 @@ substrings are wrong by orders of magnitude, and counting stops at the cap.
 
 Where an estimated list ends is never taken from the estimate: a page reads one row more than it
 shows, so "next" is always right, and a page that comes back short makes the total exact.
-A deep page (page 200) reads its ids first, from the ordering's index, then its own rows.
+
+Deep pages (decision 019). OFFSET skips rows one by one, so page 20,000 of a million rows used to
+cost 10-20 times page 1. A page in the second half of a list whose order is total (it ends in a
+unique key) is read from the other end: the order reversed, OFFSET counted from the end, the rows
+reversed in Python; the last page costs what the first costs. An estimated total is counted
+exactly first (one index-only count, cheaper than the walk, and the page must be where its
+number says). A deep page in the first half reads its ids first, from the ordering's index, then
+its own rows. The API's cursor pages (upstream.api.pagination) seek instead of skipping at all.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
@@ -80,10 +89,79 @@ def planner_estimate(queryset: QuerySet) -> Estimate | None:
 DEEP_OFFSET = 1000
 
 
+@contextmanager
+def walking(using: str) -> Iterator[None]:
+    """Queries in the block find their rows by walking the index of their ORDER BY, on
+    PostgreSQL: no bitmap scan of another index (a trigram index finding 250,000 rows for a
+    common word, then all of them sorted for a page of 50) and no sequential scan.
+
+    The planner cannot tell how common a word is; the caller can (it counted the matches up
+    to a cap). Within a transaction (a savepoint inside the request's), and set back after.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        try:
+            yield
+        finally:
+            cursor.execute("SET LOCAL enable_bitmapscan TO DEFAULT")
+            cursor.execute("SET LOCAL enable_seqscan TO DEFAULT")
+
+
 def rounded(estimate: int) -> int:
     """Two significant digits: an estimate should not look exact (1,003,457 -> 1,000,000)."""
     digits = len(str(estimate)) - 2
     return round(estimate, -digits) if digits > 0 else estimate
+
+
+def ordering_of(queryset: QuerySet) -> list[Any]:
+    """What `queryset` is ordered by (its Meta.ordering unless it says otherwise)."""
+    query = queryset.query
+    if query.order_by:
+        return list(query.order_by)
+    return list(queryset.model._meta.ordering) if query.default_ordering else []
+
+
+def order_name(order: Any) -> str | None:
+    """The field an ordering term names ("-created_at" -> "created_at"), None for expressions."""
+    if isinstance(order, str):
+        return order.removeprefix("-").removeprefix("+")
+    expression = getattr(order, "expression", None)  # OrderBy(F("x"))
+    return getattr(expression, "name", None)
+
+
+def total_order(queryset: QuerySet) -> bool:
+    """Whether `queryset`'s order leaves no ties (a unique column or unique set of columns is in
+    it), so that reading it backwards gives the same rows in the opposite order."""
+    if queryset.query.distinct or queryset.query.combinator:
+        return False
+    model = queryset.model
+    names = {order_name(order) for order in ordering_of(queryset)}
+    names.discard(None)
+    if "?" in names:
+        return False
+    columns = set()
+    for name in names:
+        if name == "pk":
+            return True
+        if "__" in name:
+            continue
+        try:
+            field = model._meta.get_field(name)
+        except FieldDoesNotExist:  # an annotation: not a key of the list
+            field = None
+        if field is None:
+            continue
+        if field.primary_key or field.unique:
+            return True
+        columns.add(field.name)
+    return any(
+        set(constraint.fields) <= columns for constraint in model._meta.total_unique_constraints
+    )
 
 
 class EstimatedCountPaginator(Paginator):
@@ -97,9 +175,20 @@ class EstimatedCountPaginator(Paginator):
     count_is_estimate = False
     count_is_lower_bound = False
 
-    def __init__(self, *args: Any, count_cap: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        count_cap: int | None = None,
+        counted: int | None = None,
+        walk: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.count_cap = count_cap
+        # The capped count, when the caller has already counted up to count_cap + 1.
+        self.counted = counted
+        # Read pages walking the order's index (a common word's matches: see walking()).
+        self.walk = walk
 
     @cached_property
     def count(self) -> int:
@@ -107,7 +196,9 @@ class EstimatedCountPaginator(Paginator):
         if not isinstance(rows, QuerySet):
             return super().count
         if self.count_cap is not None:
-            found = rows.order_by().values("pk")[: self.count_cap + 1].count()
+            found = self.counted
+            if found is None:
+                found = rows.order_by().values("pk")[: self.count_cap + 1].count()
             if found <= self.count_cap:
                 return found
             self.count_is_estimate = self.count_is_lower_bound = True
@@ -138,6 +229,21 @@ class EstimatedCountPaginator(Paginator):
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
+        if self.estimated and self._deep_from_the_end(bottom):
+            # Past the middle of an estimated list (where its "last page" links point): the
+            # total is counted exactly (one index-only count: cheaper than walking to the
+            # page) so the page can be read from the other end. A page the estimate's links
+            # offered that lies past the real end is the real last page.
+            shown = self.num_pages
+            self._settle(self.object_list.order_by().count(), estimate=False)
+            if number > self.num_pages:
+                if number > shown:
+                    raise EmptyPage(self.error_messages["no_results"])
+                number = max(self.num_pages, 1)
+                bottom = (number - 1) * self.per_page
+        # The page given (a link past the real end gives the last one): the admin's page links
+        # are drawn around it.
+        self.served_number = number
         if not self.estimated:
             top = bottom + self.per_page
             if top + self.orphans >= self.count:
@@ -157,14 +263,42 @@ class EstimatedCountPaginator(Paginator):
         return self._get_page(rows, number, self)
 
     def _rows(self, bottom: int, top: int) -> list[Any]:
+        if self.walk:
+            with walking(self.object_list.db):
+                return self._read(bottom, top)
+        return self._read(bottom, top)
+
+    def _read(self, bottom: int, top: int) -> list[Any]:
         rows = self.object_list
         if bottom < DEEP_OFFSET or not isinstance(rows, QuerySet):
             return list(rows[bottom:top])
+        if not self.count_is_estimate and self._deep_from_the_end(bottom):
+            # Past the middle: the order reversed, the OFFSET counted from the end.
+            total = self.count
+            if bottom >= total:
+                return []
+            top = min(top, total)
+            found = list(rows.reverse()[total - top : total - bottom])
+            found.reverse()
+            return found
         # A deep page: OFFSET skips its rows one by one. Skipping ids only lets PostgreSQL read
         # them from the ordering's index alone (an index-only scan); then only this page's rows.
         ids = list(rows.values_list("pk", flat=True)[bottom:top])
         found = rows.order_by().in_bulk(ids)
         return [found[pk] for pk in ids if pk in found]
+
+    def _deep_from_the_end(self, bottom: int) -> bool:
+        """Whether a page from row `bottom` is read from the list's other end: a deep page in
+        the second half of a queryset in a total order. Not a search's capped count ("more
+        than 10,000"): it says nothing of where the matches end."""
+        rows = self.object_list
+        return (
+            bottom >= DEEP_OFFSET
+            and isinstance(rows, QuerySet)
+            and not self.count_is_lower_bound
+            and bottom * 2 > self.count
+            and total_order(rows)
+        )
 
     def _settle(self, count: int, *, estimate: bool) -> None:
         self.__dict__["count"] = count
