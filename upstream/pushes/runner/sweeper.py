@@ -3,9 +3,9 @@
 django-tasks-db keeps no lease, so the runner keeps its own and the sweep acts on it: expired
 leases put their items in doubt, jobs whose worker went quiet are re-enqueued (or closed when
 nothing is left), call rows left pending are closed once their item is settled, and task rows a
-killed worker left running are closed; approvals past their time expire and the dashboard's
-totals are refreshed. Each stage runs on its own: one that fails is logged and the others still
-run.
+killed worker left running are closed; approvals past their time expire, the dashboard's
+totals are refreshed and the upstream slots of holders that stopped renewing come back. Each
+stage runs on its own: one that fails is logged and the others still run.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from upstream.calls.slots import release_expired_slots
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.approvals import expire_approvals
 from upstream.pushes.runner.finalize import job_finalize
@@ -53,6 +54,7 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
     expired = _stage("expire approvals", expire_approvals)
     totals = _stage("dashboard totals", _refresh_dashboard_totals)
     reopened = _stage("drift re-pushes", _settle_drift_repushes)
+    slots = _stage("upstream slots", release_expired_slots)
     return {
         "released": released,
         "requeued": requeued,
@@ -61,6 +63,7 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
         "approvals_expired": expired,
         "dashboard_totals": totals,
         "drift_reopened": reopened,
+        "slots_released": slots,
     }
 
 
