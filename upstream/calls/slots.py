@@ -282,8 +282,8 @@ class SlotLease:
         """Called by the run's thread between its other work; cheap when nothing is due."""
         if not self.enabled:
             return self.granted
-        if self._shrink_to is not None and self.gate.active <= self._shrink_to:
-            self._write_shrink()
+        if self._shrink_to is not None and self.gate.active < self.granted:
+            self._give_back()
         now = time.monotonic()
         if now >= self._next_check:
             self._next_check = now + (CHECK_EVERY if self.granted else WAIT_POLL)
@@ -307,27 +307,29 @@ class SlotLease:
         target = allocate(self.cap, [_claim(r) for r in rows])[self.holder]
         if target < self.granted:
             if self._shrink_to is None or target < self._shrink_to:
-                # Fewer threads from now on; the row is lowered once the requests in flight are
-                # down to it (until then they still count as ours).
+                # Fewer threads from now on; the row comes down as the requests in flight do
+                # (until then they still count as ours).
                 self._shrink_to = target
                 self.gate.set_limit(target)
                 _process_share(self.service, self.holder, target)
-            if self.gate.active <= target:
-                self._write_shrink()
+            if self.gate.active < self.granted:
+                self._give_back()
         elif target > self.granted and self._shrink_to is None:
             free = self.cap - sum(r.granted for r in rows)
             if free > 0:
                 self._grant()
 
-    def _write_shrink(self) -> None:
+    def _give_back(self) -> None:
+        """Lower the row to the requests still in flight, down to the target at most."""
         target = self._shrink_to
         assert target is not None
+        level = max(target, self.gate.active)
         UpstreamSlotLease.objects.filter(service=self.service, holder=self.holder).update(
-            granted=target
+            granted=level
         )
-        self._shrink_to = None
-        self.granted = target
-        _process_share(self.service, self.holder, target)
+        self.granted = level
+        if level == target:
+            self._shrink_to = None
 
     def wait_for_slot(self, *, timeout: float | None = None) -> int:
         """Poll until at least one slot is granted (or `timeout` passes); return the grant."""
