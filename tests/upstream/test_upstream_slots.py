@@ -205,6 +205,14 @@ def test_a_dead_holders_slots_come_back_when_its_lease_runs_out(db, settings):
     assert granted() == {}
 
 
+def test_a_worker_back_from_a_database_outage_gives_its_runs_slots_back(db, settings):
+    settings.PAYNET_CONCURRENCY = 5
+    lease("host:123:run1", ask=4).start()
+    lease("host:1234:run2", PRIORITY_SINGLE, ask=1).start()  # another process
+    runner.sweeper.settle_stopped_runs("host:123:", RuntimeError("outage"))
+    assert granted() == {"host:1234:run2": 1}
+
+
 def test_the_lease_is_renewed_with_the_runs_other_leases(db, settings):
     settings.PAYNET_CONCURRENCY = 4
     held = lease("worker-1", ask=4)

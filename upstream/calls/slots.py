@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from upstream.calls.client import rate_limiter
@@ -347,10 +347,13 @@ class SlotLease:
         if not self._started:
             return
         self._started = False
+        _process_share(self.service, self.holder, None)
         try:
             UpstreamSlotLease.objects.filter(service=self.service, holder=self.holder).delete()
-        finally:
-            _process_share(self.service, self.holder, None)
+        except DatabaseError:
+            # The database is away (the run is ending because of it): the row runs out with
+            # its lease, or the worker gives it back once the database is back.
+            logger.warning("%s: could not give back the slots of %s", self.service, self.holder)
 
     def __enter__(self) -> SlotLease:
         self.start()

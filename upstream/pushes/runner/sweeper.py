@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from upstream.calls.slots import release_expired_slots
-from upstream.models import Job, JobItem, UpstreamCall
+from upstream.models import Job, JobItem, UpstreamCall, UpstreamSlotLease
 from upstream.pushes.approvals import expire_approvals
 from upstream.pushes.runner.finalize import job_finalize
 from upstream.pushes.runner.leases import WEB_LEASE, lease_length, release_expired_leases
@@ -199,12 +199,15 @@ def settle_stopped_runs(holder_prefix: str, error: BaseException) -> list[int]:
     """What this process's job runs left when the database went away under them, settled now
     rather than after their leases: the process knows no run of its own is alive any more.
 
-    Items still sending under one of its holders (`host:pid:` of `new_worker_id`) are handed
-    over in doubt, keeping their records, to be read back; the jobs are queued again unless a
-    task of theirs already waits. Returns the jobs queued again.
+    Its runs' upstream slots are given back. Items still sending under one of its holders
+    (`host:pid:` of `new_worker_id`) are handed over in doubt, keeping their records, to be
+    read back; the jobs are queued again unless a task of theirs already waits. Returns the
+    jobs queued again.
     """
     from upstream.pushes.kinds import kind_for
 
+    # Their slots of the upstreams' caps too: the jobs' next runs must not wait out the leases.
+    UpstreamSlotLease.objects.filter(holder__startswith=holder_prefix).delete()
     held = (
         JobItem.objects.filter(state=JobItem.State.SENDING, claimed_by__startswith=holder_prefix)
         .values_list("job_id", "claimed_by")
