@@ -5,6 +5,7 @@ back, the rate split by slots, and a run or a single push sending within its gra
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -34,6 +35,7 @@ from upstream.calls.slots import (
 from upstream.models import Job, UpstreamSlotLease
 from upstream.pushes import bulk, runner
 from upstream.pushes.bulk import prepare_job
+from upstream.pushes.jobs import job_cancel
 from upstream.pushes.kinds import kind_for
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -418,3 +420,54 @@ def test_a_single_push_goes_over_the_cap_rather_than_wait_for_a_dead_holder(
     record.refresh_from_db()
     assert record.status == InvoiceStatus.CANCEL
     assert granted() == {"hung-worker": 4}
+
+
+def test_a_run_waiting_for_slots_takes_a_cancel_at_once(sandbox, mirror, operator, settings):
+    settings.PAYNET_CONCURRENCY = 4
+    hold("single-pushes", 4)
+    job = subscription_invoice_set_status_bulk(
+        records=waiting(5), status=InvoiceStatus.CANCEL, actor=operator, reason="test"
+    )
+    prepare_job(job.pk)
+    job_cancel(job=job, actor=operator)
+
+    started = time.monotonic()
+    bulk.run_job(job.pk)
+
+    assert time.monotonic() - started < 5
+    job.refresh_from_db()
+    assert (job.state, job.cancelled) == (Job.State.CANCELLED, 5)
+    assert sandbox.requests("paynet", "invoice_status_update") == []
+
+
+def test_a_run_with_nothing_left_to_send_finishes_without_a_slot(
+    sandbox, mirror, operator, settings
+):
+    """A run that gave every slot back to work that goes first, once its own items are done,
+    closes its job rather than wait for a slot it would not use."""
+    settings.PAYNET_CONCURRENCY = 4
+    job = subscription_invoice_set_status_bulk(
+        records=waiting(3), status=InvoiceStatus.CANCEL, actor=operator, reason="test"
+    )
+    prepare_job(job.pk)
+    sandbox.latency(300)
+    check = SlotLease.check
+
+    def outranked_while_sending(self: SlotLease) -> None:
+        # While its last items are out, single pushes come that outrank it for every slot
+        # (taken over the cap, as after a long wait).
+        sending = Job.objects.get(pk=job.pk).items.filter(state="sending").exists()
+        if sending and not UpstreamSlotLease.objects.filter(holder="single-pushes").exists():
+            hold("single-pushes", 4)
+        check(self)
+
+    started = time.monotonic()
+    with (
+        mock.patch.object(SlotLease, "check", outranked_while_sending),
+        mock.patch.object(slots_module, "CHECK_EVERY", 0.05),
+    ):
+        bulk.run_job(job.pk)
+
+    assert time.monotonic() - started < 5
+    job.refresh_from_db()
+    assert (job.state, job.succeeded) == (Job.State.SUCCEEDED, 3)

@@ -302,9 +302,15 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 slots.tick()
                 if not slots.granted and not inflight and not stop.stopped:
                     # Every slot is taken, or given to work that goes first: wait, alive.
+                    flush_results(job, handler, worker_id, buffer)
+                    buffer = []
                     if _cancel_requested(job_id):
                         _stop_sending(job, worker_id, stop, inflight, handler.target_type)
                         continue
+                    if not JobItem.objects.filter(
+                        job_id=job_id, state=JobItem.State.PENDING
+                    ).exists():
+                        break  # nothing left to send: finishing needs no slot
                     time.sleep(WAIT_POLL)
                     if time.monotonic() - last_renew >= lease_renew_every:
                         renew_leases(job_id, worker_id)
