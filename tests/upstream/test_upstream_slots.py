@@ -471,3 +471,24 @@ def test_a_run_with_nothing_left_to_send_finishes_without_a_slot(
     assert time.monotonic() - started < 5
     job.refresh_from_db()
     assert (job.state, job.succeeded) == (Job.State.SUCCEEDED, 3)
+
+
+def test_a_run_sends_at_the_share_of_the_rate_its_slots_are_worth(
+    sandbox, mirror, operator, settings
+):
+    settings.PAYNET_CONCURRENCY = 16
+    settings.PAYNET_RATE_LIMIT = 8.0
+    hold("another-worker", 8, PRIORITY_PUSH)  # the other half of the cap, and of the rate
+    job = subscription_invoice_set_status_bulk(
+        records=waiting(12), status=InvoiceStatus.CANCEL, actor=operator, reason="test"
+    )
+    prepare_job(job.pk)
+
+    bulk.run_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.succeeded == 12
+    arrivals = sorted(r["at"] for r in sandbox.requests("paynet", "invoice_status_update"))
+    # 4 a second (8 of 16 slots) after a burst of one: 11 intervals of a quarter second.
+    assert arrivals[-1] - arrivals[0] >= 11 / 4 - 0.3
+    assert rate_limiter("paynet", 8.0).rate == pytest.approx(8.0), "the whole rate once alone"
