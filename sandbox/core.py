@@ -107,6 +107,38 @@ class RequestLog(Ledger):
                 del self._entries[: len(self._entries) - self.limit]
 
 
+class InFlight:
+    """Requests being served per upstream, now and at most since the last reset: tests prove a
+    concurrency cap with it. A request counts from its arrival until just before its answer is
+    written, so a client never sees the next request counted beside the one it just got back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now: dict[str, int] = {}
+        self._max: dict[str, int] = {}
+
+    def enter(self, service: str) -> None:
+        with self._lock:
+            self._now[service] = now = self._now.get(service, 0) + 1
+            self._max[service] = max(self._max.get(service, 0), now)
+
+    def leave(self, service: str) -> None:
+        with self._lock:
+            self._now[service] -= 1
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {
+                service: {"current": self._now.get(service, 0), "max": self._max.get(service, 0)}
+                for service in sorted(set(self._now) | set(self._max))
+            }
+
+    def clear(self) -> None:
+        """Forget the maxima (requests being served still count)."""
+        with self._lock:
+            self._max = {s: n for s, n in self._now.items() if n}
+
+
 FAULT_KINDS = {"timeout", "drop", "status", "malformed", "reject", "rate_limit", "latency"}
 
 

@@ -4,6 +4,9 @@ Control endpoints (not part of any upstream):
   GET    /_sandbox/health                 {"ok": true, "services": [...]}
   GET    /_sandbox/ledger?service=&operation=
   GET    /_sandbox/requests?service=&operation=   every request's arrival time (rate caps)
+  GET    /_sandbox/inflight               per service: requests being served now and the most
+                                          at once since the last reset (concurrency caps)
+  DELETE /_sandbox/inflight               forget the maxima
   GET    /_sandbox/faults                 the active fault rules
   POST   /_sandbox/faults                 {"rules": [...], "replace": true}   (see core.FaultRule)
   DELETE /_sandbox/faults
@@ -28,7 +31,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .core import FaultPlan, FaultRule, Ledger, Request, RequestLog, Response, Service
+from .core import (
+    FaultPlan,
+    FaultRule,
+    InFlight,
+    Ledger,
+    Request,
+    RequestLog,
+    Response,
+    Service,
+)
 
 logger = logging.getLogger("sandbox")
 
@@ -63,6 +75,7 @@ class Sandbox:
         self.latency_ms = latency_ms
         self.ledger = Ledger()
         self.requests = RequestLog()
+        self.inflight = InFlight()
         self.faults = FaultPlan(seed)
         self.services = services if services is not None else default_services(seed, self.ledger)
         for service in self.services:
@@ -79,6 +92,7 @@ class Sandbox:
             self.seed = seed
         self.ledger.clear()
         self.requests.clear()
+        self.inflight.clear()
         self.faults = FaultPlan(self.seed)
         for service in self.services:
             with service.lock:
@@ -148,6 +162,16 @@ class Handler(BaseHTTPRequestHandler):
         request.path = subpath
         operation = service.operation_of(request)
         sandbox.requests.record(service.name, operation)
+        sandbox.inflight.enter(service.name)
+        try:
+            return self._serve(sandbox, service, request, operation)
+        finally:
+            # Before the answer is written (see InFlight).
+            sandbox.inflight.leave(service.name)
+
+    def _serve(
+        self, sandbox: Sandbox, service: Service, request: Request, operation: str
+    ) -> Response:
         rule = sandbox.faults.pick(service.name, operation, service.payload_of(request))
         delay = sandbox.latency_ms / 1000.0
         if rule is not None and rule.kind == "latency":
@@ -213,6 +237,10 @@ class Handler(BaseHTTPRequestHandler):
             return Response.json(200, {"ok": True, "services": [s.name for s in sandbox.services]})
         if path == "/ledger":
             return Response.json(200, sandbox.ledger.entries(q.get("service"), q.get("operation")))
+        if path == "/inflight":
+            if request.method == "DELETE":
+                sandbox.inflight.clear()
+            return Response.json(200, sandbox.inflight.snapshot())
         if path == "/requests":
             entries = sandbox.requests.entries(q.get("service"), q.get("operation"))
             return Response.json(200, entries)

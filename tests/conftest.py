@@ -48,6 +48,12 @@ class SandboxControl:
         response.raise_for_status()
         return response.json()
 
+    def inflight(self, service: str) -> dict:
+        """{"current", "max"}: requests to `service` being served now, and the most at once."""
+        response = self.http.get(f"{self.url}/_sandbox/inflight")
+        response.raise_for_status()
+        return response.json().get(service, {"current": 0, "max": 0})
+
     def state(self, service: str) -> dict:
         return self.http.get(f"{self.url}/_sandbox/state/{service}").json()
 

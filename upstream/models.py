@@ -136,6 +136,47 @@ class UpstreamBreaker(models.Model):
         return f"{self.service}: {self.state}"
 
 
+class UpstreamSlotLease(models.Model):
+    """A share of an upstream's concurrency cap (`*_CONCURRENCY`) held by one run, across every
+    process (upstream/calls/slots.py).
+
+    One row per holder: a job's run in a worker, a single push in a web request. `granted`
+    requests of it may be in flight toward the upstream, and its share of the rate cap follows
+    (`granted` / the cap). A holder with `granted` 0 is waiting; `ask` and `priority` are what the
+    others read to give slots back. Granting is done under a lock per upstream (an advisory lock
+    on PostgreSQL, the IMMEDIATE transaction on SQLite), so the granted slots never add up to
+    more than the cap. A holder that died stops renewing `expires_at`, and its slots come back.
+    """
+
+    service = models.CharField(_("service"), max_length=16, choices=Service.choices)
+    holder = models.CharField(_("holder"), max_length=100)
+    job = models.ForeignKey(
+        "Job",
+        verbose_name=_("job"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    priority = models.PositiveSmallIntegerField(_("priority"))
+    ask = models.PositiveSmallIntegerField(_("slots asked"))
+    granted = models.PositiveSmallIntegerField(_("slots granted"), default=0)
+    # When the holder began to ask: the older of two holders of one priority is served first.
+    since = models.DateTimeField(_("since"))
+    expires_at = models.DateTimeField(_("expires at"))
+
+    class Meta:
+        verbose_name = _("upstream slot lease")
+        verbose_name_plural = _("upstream slot leases")
+        constraints = [
+            models.UniqueConstraint(fields=["service", "holder"], name="slotlease_unique_holder"),
+        ]
+        indexes = [models.Index(fields=["holder"])]
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.holder} ({self.granted}/{self.ask})"
+
+
 class DashboardFigure(models.Model):
     """A whole-table total for the dashboard, computed by the sweep (upstream/console/dashboard.py).
 

@@ -202,6 +202,7 @@ def test_sweep_releases_expired_leases_and_requeues_a_silent_job(
         "approvals_expired": 0,
         "dashboard_totals": 1,
         "drift_reopened": 0,
+        "slots_released": 0,
     }
     assert queued_job_ids(queued_tasks) == [job.pk]
     assert set(job.items.values_list("state", "in_doubt")) == {("pending", True)}
@@ -221,6 +222,7 @@ def test_sweep_leaves_a_live_job_alone(
             "approvals_expired": 0,
             "dashboard_totals": 1,
             "drift_reopened": 0,
+            "slots_released": 0,
         }
     assert queued_job_ids(queued_tasks) == []
 

@@ -163,6 +163,18 @@ class TokenBucket:
         self._at = clock()
         self._lock = threading.Lock()
 
+    def set_rate(self, rate: float) -> None:
+        """A new rate from now on (this process's share of the cap changed,
+        upstream.calls.slots); what was saved up so far counts at the old rate, and never more
+        than the new burst."""
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            self.rate = rate
+            self.burst = rate_burst(rate)
+            self._tokens = min(self._tokens, float(self.burst))
+
     def acquire(self) -> float:
         """Wait for a slot; return how long this call waited."""
         with self._lock:

@@ -55,6 +55,7 @@ from upstream.calls.breaker import (
     breaker_require,
     breaker_trip,
 )
+from upstream.calls.slots import WAIT_POLL, SlotLease
 from upstream.l10n.stored import message_fields, text, to_json
 from upstream.models import Job, JobItem, RecordClaim
 from upstream.pushes.approvals import approval_fields
@@ -295,6 +296,15 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     Job.objects.filter(pk=job_id, state=Job.State.PREPARING).update(state=Job.State.RUNNING)
     concurrency = max(1, handler.concurrency())
     chunk = max(settings.JOBS_CHUNK_SIZE, concurrency)
+    # This run's share of the upstream's cap, across every process (upstream.calls.slots): its
+    # threads send through `slots.gate`, at most `slots.granted` at a time.
+    slots = SlotLease(
+        handler.service,
+        holder=worker_id,
+        ask=concurrency,
+        priority=handler.priority(job),
+        job_id=job_id,
+    )
     lease_renew_every = settings.JOBS_LEASE_SECONDS / 3
     inflight: dict[Future[WorkResult], WorkItem] = {}
     buffer: list[WorkResult] = []
@@ -306,9 +316,33 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     gate = BreakerGate(handler.service) if handler.service else None
 
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool:
+        # Exits in reverse: the gate shuts (a thread still waiting at it sends nothing), the pool
+        # drains, then the slots are given back.
+        with (
+            slots,
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool,
+            slots.gate,
+        ):
             while True:
-                if not exhausted and len(inflight) < concurrency * 2:
+                slots.tick()
+                if not slots.granted and not inflight and not stop.stopped:
+                    # Every slot is taken, or given to work that goes first: wait, alive.
+                    flush_results(job, handler, worker_id, buffer)
+                    buffer = []
+                    if _cancel_requested(job_id):
+                        _stop_sending(job, worker_id, stop, inflight, handler.target_type)
+                        continue
+                    if not JobItem.objects.filter(
+                        job_id=job_id, state=JobItem.State.PENDING
+                    ).exists():
+                        break  # nothing left to send: finishing needs no slot
+                    time.sleep(WAIT_POLL)
+                    if time.monotonic() - last_renew >= lease_renew_every:
+                        renew_leases(job_id, worker_id)
+                        last_renew = time.monotonic()
+                    continue
+                room = max(1, slots.granted) * 2
+                if not exhausted and len(inflight) < room and (slots.granted or stop.stopped):
                     if not stop.stopped and _cancel_requested(job_id):
                         _stop_sending(job, worker_id, stop, inflight, handler.target_type)
                     if _follow_breaker(gate, worker_id, take_probe=True) == WAIT:
@@ -324,7 +358,17 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                         )
                         for item in claimed:
                             inflight[
-                                pool.submit(work_item, job, handler, item, reserver, gate, stop)
+                                pool.submit(
+                                    slots.gate.run,
+                                    _unsent(item),
+                                    work_item,
+                                    job,
+                                    handler,
+                                    item,
+                                    reserver,
+                                    gate,
+                                    stop,
+                                )
                             ] = item
                         exhausted = not claimed
                 if not inflight:
@@ -403,6 +447,11 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     job.refresh_from_db()
     forget_queries()
     return {"succeeded": job.succeeded, "failed": job.failed, "cancelled": job.cancelled}
+
+
+def _unsent(item: WorkItem) -> Callable[[], WorkResult]:
+    # The run ended before a slot let the item go: nothing was sent, it waits as pending.
+    return lambda: WorkResult(item, JobItem.Outcome.NONE, paused=True)
 
 
 def _cancel_requested(job_id: int) -> bool:

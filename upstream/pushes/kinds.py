@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Self
 from django.db.models import Model, Q, QuerySet
 
 from upstream.calls.client import CallRecorder, Exchange, UpstreamClient
+from upstream.calls.slots import PRIORITY_BACKGROUND, PRIORITY_PUSH, PRIORITY_READ
 from upstream.pushes.verdicts import Verdict
 
 
@@ -139,6 +140,14 @@ class JobKind:
 
     def concurrency(self) -> int:
         return 4
+
+    def priority(self, job: Any) -> int:
+        """Who goes first when the upstream's slots are short (upstream.calls.slots): a write
+        staff launched, then a read staff asked for, then work nobody launched (a periodic
+        sync). A kind may say otherwise (a sync kind launched by hand, say)."""
+        if self.operation:
+            return PRIORITY_PUSH
+        return PRIORITY_READ if job.created_by_id else PRIORITY_BACKGROUND
 
     def make_client(self, recorder: CallRecorder) -> UpstreamClient:
         raise NotImplementedError

@@ -45,6 +45,7 @@ from upstream.calls.errors import (
     UpstreamRejectedError,
     UpstreamUnavailable,
 )
+from upstream.calls.slots import single_slot
 from upstream.l10n.stored import to_json
 from upstream.models import Job, JobItem
 from upstream.pushes.approvals import approval_fields, approval_needed, awaiting_message
@@ -212,7 +213,11 @@ def _push_single(
 
     result: WorkResult | None = None
     try:
-        with _LeaseKeeper(job.pk, holder):
+        with (
+            _LeaseKeeper(job.pk, holder),
+            # Its request counts toward the upstream's cap, and goes before any job's.
+            single_slot(handler.service, holder=holder, job_id=job.pk, lease=WEB_LEASE),
+        ):
             result = work_item(job, handler, item, gate=gate)
             if result.paused:
                 result = _paused(handler, result)

@@ -21,6 +21,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
+from upstream.calls.slots import renew_slots
 from upstream.l10n.stored import message_fields, text
 from upstream.models import Job, JobItem, RecordClaim
 from upstream.pushes.claims import renew_claims
@@ -40,12 +41,14 @@ def lease_length() -> timedelta:
 
 def renew_leases(job_id: int, worker_id: str, *, length: timedelta | None = None) -> None:
     """A worker still at work keeps what it holds for another lease: the items it is sending,
-    their records, and the job's heartbeat (which tells the sweep it is alive)."""
+    their records, its slots of the upstream's cap, and the job's heartbeat (which tells the
+    sweep it is alive)."""
     renewed_until = timezone.now() + (length or lease_length())
     JobItem.objects.filter(claimed_by=worker_id, state=JobItem.State.SENDING).update(
         lease_until=renewed_until
     )
     renew_claims(holder=worker_id, until=renewed_until)
+    renew_slots(worker_id, renewed_until)  # its share of the upstream's cap (calls.slots)
     Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())
 
 

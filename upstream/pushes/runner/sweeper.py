@@ -3,9 +3,9 @@
 django-tasks-db keeps no lease, so the runner keeps its own and the sweep acts on it: expired
 leases put their items in doubt, jobs whose worker went quiet are re-enqueued (or closed when
 nothing is left), call rows left pending are closed once their item is settled, and task rows a
-killed worker left running are closed; approvals past their time expire and the dashboard's
-totals are refreshed. Each stage runs on its own: one that fails is logged and the others still
-run.
+killed worker left running are closed; approvals past their time expire, the dashboard's
+totals are refreshed and the upstream slots of holders that stopped renewing come back. Each
+stage runs on its own: one that fails is logged and the others still run.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from upstream.models import Job, JobItem, UpstreamCall
+from upstream.calls.slots import release_expired_slots
+from upstream.models import Job, JobItem, UpstreamCall, UpstreamSlotLease
 from upstream.pushes.approvals import expire_approvals
 from upstream.pushes.runner.finalize import job_finalize
 from upstream.pushes.runner.leases import WEB_LEASE, lease_length, release_expired_leases
@@ -53,6 +54,7 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
     expired = _stage("expire approvals", expire_approvals)
     totals = _stage("dashboard totals", _refresh_dashboard_totals)
     reopened = _stage("drift re-pushes", _settle_drift_repushes)
+    slots = _stage("upstream slots", release_expired_slots)
     return {
         "released": released,
         "requeued": requeued,
@@ -61,6 +63,7 @@ def sweep(*, enqueue: bool = True) -> dict[str, int]:
         "approvals_expired": expired,
         "dashboard_totals": totals,
         "drift_reopened": reopened,
+        "slots_released": slots,
     }
 
 
@@ -196,12 +199,15 @@ def settle_stopped_runs(holder_prefix: str, error: BaseException) -> list[int]:
     """What this process's job runs left when the database went away under them, settled now
     rather than after their leases: the process knows no run of its own is alive any more.
 
-    Items still sending under one of its holders (`host:pid:` of `new_worker_id`) are handed
-    over in doubt, keeping their records, to be read back; the jobs are queued again unless a
-    task of theirs already waits. Returns the jobs queued again.
+    Its runs' upstream slots are given back. Items still sending under one of its holders
+    (`host:pid:` of `new_worker_id`) are handed over in doubt, keeping their records, to be
+    read back; the jobs are queued again unless a task of theirs already waits. Returns the
+    jobs queued again.
     """
     from upstream.pushes.kinds import kind_for
 
+    # Their slots of the upstreams' caps too: the jobs' next runs must not wait out the leases.
+    UpstreamSlotLease.objects.filter(holder__startswith=holder_prefix).delete()
     held = (
         JobItem.objects.filter(state=JobItem.State.SENDING, claimed_by__startswith=holder_prefix)
         .values_list("job_id", "claimed_by")
