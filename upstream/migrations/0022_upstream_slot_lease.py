@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('upstream', '0020_search_folded'),
+        ('upstream', '0021_deep_pages'),
     ]
 
     operations = [
