@@ -372,6 +372,14 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
                 # The charge date filter has the calendar the forms have.
                 assert page.locator("#changelist-filter .datetimeshortcuts .date-icon").count() >= 2
                 assert found["money"], "the payment records list writes its amounts"
+                # Each filter's whole heading, the Turkish title in its own dative.
+                headings = page.locator("#changelist-filter summary").all_inner_texts()
+                for heading in HEADINGS[language]["payment-records"]:
+                    assert heading in headings, (language, headings)
+            if name == "upstream-job":
+                headings = page.locator("#changelist-filter summary").all_inner_texts()
+                for heading in HEADINGS[language]["jobs"]:
+                    assert heading in headings, (language, headings)
             if name == "dashboard":
                 # The charts are drawn under the CSP (server-side SVG, styled by our CSS).
                 assert page.locator("svg.chart").count() >= 1
@@ -425,6 +433,18 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
     finally:
         context.close()
 
+
+# A few list filters' headings: Django's "durum göre" was neither grammar nor English.
+HEADINGS = {
+    "tr": {
+        "payment-records": ("Duruma göre", "Çekim tarihine göre"),
+        "jobs": ("Türe göre", "Oluşturulma tarihine göre"),
+    },
+    "en": {
+        "payment-records": ("By status", "By charge date"),
+        "jobs": ("By kind", "By creation date"),
+    },
+}
 
 # Which pages' screenshots the README shows (a few, small): page name -> languages.
 SHOTS = {
