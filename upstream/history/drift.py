@@ -114,6 +114,54 @@ def drift_detect(
     ]
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Two history values alike: amounts as numbers ("5.0" is "5.00")."""
+    if a == b:
+        return True
+    try:
+        return Decimal(str(a)) == Decimal(str(b))
+    except (ArithmeticError, ValueError, TypeError):
+        return False
+
+
+def drift_close_restored(
+    model: type[models.Model], changes: list[RecordChange], source: Source
+) -> int:
+    """A push wrote a field back to what an open entry expected: the entry closes, re-pushed by
+    that job. An item's re-push reads its invoice again, and the invoice's subtotal, tax and
+    total drift closes with its items; no one has to accept what is already put right."""
+    from upstream.models import Drift, RecordChange
+
+    if source.kind not in RecordChange.PUSH_SOURCES or source.job_id is None:
+        return 0
+    written = {
+        (c.object_id, c.field): c.new for c in changes if c.action == RecordChange.Action.UPDATE
+    }
+    if not written:
+        return 0
+    entries = Drift.objects.filter(
+        content_type_id=changes[0].content_type_id,
+        object_id__in={pk for pk, _field in written},
+        field__in={name for _pk, name in written},
+        state=Drift.State.OPEN,
+    ).only("pk", "object_id", "field", "expected")
+    restored = [
+        e.pk
+        for e in entries
+        if (e.object_id, e.field) in written
+        and _same_value(e.expected, written[(e.object_id, e.field)])
+    ]
+    if not restored:
+        return 0
+    return Drift.objects.filter(pk__in=restored, state=Drift.State.OPEN).update(
+        state=Drift.State.REPUSHED,
+        resolved_by_id=source.actor_id,
+        resolved_at=timezone.now(),
+        resolution_reason=source.reason,
+        job_id=source.job_id,
+    )
+
+
 def drift_missing(
     model: type[models.Model], records: Iterable[tuple[int, Any]], *, at: Any = None
 ) -> list[Drift]:
@@ -273,9 +321,43 @@ class RepushLaunch:
     # A push kind's permission was missing (the single re-push answers 403).
     forbidden: bool = False
 
+    # Entries taken along with the asked ones (their record's other open fields): a refusal
+    # of one of them is not reported, it stays open as it was.
+    siblings: set[int] = dc_field(default_factory=set)
+
     def refuse(self, drift: Drift, reason: str) -> None:
         self.refused[drift.pk] = reason
-        self.errors.append(f"{drift.record_label}: {reason}")
+        if drift.pk not in self.siblings:
+            self.errors.append(f"{drift.record_label}: {reason}")
+
+
+def _with_siblings(pks: Iterable[int]) -> tuple[list[int], set[int]]:
+    """The asked entries and the other open entries of their records whose fields a push kind
+    re-pushes: a record's drifted fields go back in one push (an item's unit price and total
+    in one call, never a moment where the line is not quantity × price). Returns every pk and
+    those added."""
+    from upstream.models import Drift
+    from upstream.pushes.kinds import push_kinds_for
+
+    asked = list(dict.fromkeys(pks))
+    records = set(Drift.objects.filter(pk__in=asked).values_list("content_type_id", "object_id"))
+    if not records:
+        return asked, set()
+    same = Q()
+    for content_type_id, object_id in records:
+        same |= Q(content_type_id=content_type_id, object_id=object_id)
+    others = (
+        Drift.objects.filter(same, state=Drift.State.OPEN)
+        .exclude(pk__in=asked)
+        .exclude(field="")
+        .select_related("content_type")
+    )
+    added = []
+    for entry in others:
+        model = entry.content_type.model_class()
+        if model is not None and any(entry.field in k.drift_fields for k in push_kinds_for(model)):
+            added.append(entry.pk)
+    return asked + added, set(added)
 
 
 def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
@@ -293,16 +375,28 @@ def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
     from upstream.pushes.single import push_single
 
     reason = _require(actor, reason)
-    if not _take([drift.pk], actor, reason):
+    wanted, siblings = _with_siblings([drift.pk])
+    taken = _take(wanted, actor, reason)
+    if drift.pk not in taken:
+        _give_back(taken)
         raise ValidationError({"state": [_("This drift entry is no longer open.")]})
     job = None
+    sent: list[int] = []
     try:
-        drift = Drift.objects.select_related("content_type").get(pk=drift.pk)
-        launch = RepushLaunch()
-        ((kind, pushes),) = _repushes([drift], launch, reason).items() or ((None, []),)
-        if drift.pk in launch.refused or not pushes:
+        entries = Drift.objects.select_related("content_type").in_bulk(taken)
+        drift = entries[drift.pk]
+        launch = RepushLaunch(siblings=siblings)
+        # The entry's record, with its other drifted fields, as one push of its kind.
+        found = [
+            (kind, push)
+            for kind, pushes in _repushes(list(entries.values()), launch, reason).items()
+            for push in pushes
+            if drift in push.entries
+        ]
+        if drift.pk in launch.refused or not found:
             raise ValidationError({"field": [launch.refused.get(drift.pk, "")]})
-        push = pushes[0]
+        ((kind, push),) = found
+        sent = [entry.pk for entry in push.entries]
         try:
             done = push_single(
                 kind=kind.kind,
@@ -319,9 +413,8 @@ def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
             # Waiting for approval or being settled: the entry is re-pushed, the job will tell.
             job, accepted = pending.job, True
     finally:
-        if job is None:
-            _give_back([drift.pk])
-    Drift.objects.filter(pk=drift.pk).update(job=job)
+        _give_back([pk for pk in taken if job is None or pk not in sent])
+    Drift.objects.filter(pk__in=sent).update(job=job)
     drift.refresh_from_db()
     return RepushResult(drift, job, accepted)
 
@@ -536,9 +629,10 @@ def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) 
     from upstream.pushes.jobs import NewItem, job_create
 
     reason = _require(actor, reason)
-    launch = RepushLaunch()
     asked = [d for d in drifts if d.state == Drift.State.OPEN]
-    taken = _take([d.pk for d in asked], actor, reason)
+    wanted, siblings = _with_siblings([d.pk for d in asked])
+    launch = RepushLaunch(siblings=siblings)
+    taken = _take(wanted, actor, reason)
     fresh = Drift.objects.select_related("content_type").in_bulk(taken)
     started: list[int] = []
     try:
