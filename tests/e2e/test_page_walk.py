@@ -26,7 +26,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_noop
 
 from billing.models import Invoice, InvoiceItem
-from billing.services import invoice_refresh_start
+from billing.services import invoice_item_update, invoice_refresh_start
 from billing.sync import wisecp_sync
 from billqueries.models import BillQueryBatch
 from billqueries.services import bill_query_batch_create
@@ -40,6 +40,8 @@ from subscriptions.services import (
 )
 from subscriptions.sync import paynet_sync
 from upstream.calls.breaker import breaker_trip
+from upstream.calls.client import operation_catalogue
+from upstream.calls.errors import AwaitingApproval
 from upstream.groups import OPERATORS
 from upstream.l10n.stored import text, to_json
 from upstream.models import Drift, Job, JobItem
@@ -81,6 +83,7 @@ ENGLISH_WORDS = re.compile(
 RAW_CODE = re.compile(
     r"\b(paynet|wisecp|payofin|subscriptions|billing|billqueries|upstream)\.[a-z_]+\b"
 )
+SNAKE_CODE = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
 # A Turkish word whose first letter is İ, written with a dotless capital I.
 DOTLESS_I = re.compile(
     r"\b(I[sş]|I[sş]ler|Işlem\w*|Istek\w*|Iade\w*|Ilerleme|Izin\w*|Iptal\w*|Indir\w*|"
@@ -208,6 +211,18 @@ def world(transactional_db, e2e_settings, settings):
         reason="Müşteriler sözleşmeyi feshetti",
     )
     assert awaiting.state == Job.State.AWAITING_APPROVAL
+    # A WiseCP item edit over the amount threshold waits too: its page plans the item's change.
+    settings.APPROVAL_MIN_AMOUNT = Decimal("0.01")
+    edited = InvoiceItem.objects.filter(invoice__status="unpaid").order_by("-pk").first()
+    with pytest.raises(AwaitingApproval) as waiting:
+        invoice_item_update(
+            item=edited,
+            changes={"description": "Hosting 2026"},
+            expected_version=edited.version,
+            actor=operator,
+            reason="Yeni dönem",
+        )
+    settings.APPROVAL_MIN_AMOUNT = Decimal("1000000")
     # A job held back by Paynet's breaker, one of its items in doubt.
     with translation.override("tr"):
         paused_title = text(
@@ -239,6 +254,7 @@ def world(transactional_db, e2e_settings, settings):
         "record": record,
         "awaiting": awaiting,
         "paused": paused,
+        "item_awaiting": waiting.value.job,
     }
 
 
@@ -265,6 +281,7 @@ def _pages(world) -> dict[str, str]:
         "job-cancelled": ("admin:upstream_job_change", job.pk),
         "job-awaiting-approval": ("admin:upstream_job_change", world["awaiting"].pk),
         "job-paused": ("admin:upstream_job_change", world["paused"].pk),
+        "job-item-awaiting-approval": ("admin:upstream_job_change", world["item_awaiting"].pk),
         "job-retry-confirm": ("admin:upstream_job_retry", job.pk),
         "job-resume-confirm": ("admin:upstream_job_resume", job.pk),
         "batch-add": ("admin:billqueries_billquerybatch_add", None),
@@ -296,6 +313,12 @@ def _check(page, url: str, language: str) -> dict:
         {m.group(0) for m in RAW_CODE.finditer("\n".join([found["chrome"], *found["cells"]]))}
     )
     assert not codes, f"{where}: raw codes {codes}"
+    # A code in snake case in the page's own words ("outside_change", "in_doubt").
+    # The upstreams' operations keep the names their contracts give them ("Paynet ·
+    # create_invoice", as "WiseCP · UpdateInvoiceItem"): the call log's filter names them so.
+    operations = {op for _service, op in operation_catalogue()}
+    snake = sorted(set(SNAKE_CODE.findall(found["chrome"])) - operations)
+    assert not snake, f"{where}: codes {snake} in the page's own words"
     if language == "tr":
         dotless = sorted({m.group(0) for m in DOTLESS_I.finditer(found["text"])})
         assert not dotless, f"{where}: dotless capital I in {dotless}"
@@ -356,6 +379,10 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
             if name == "job-paused":
                 assert "Paynet" in page.locator("#job-paused").inner_text()
                 assert page.locator("#job-in-doubt tbody tr").count() == 1
+            if name == "job-item-awaiting-approval":
+                # The approver reads the item, its customer and its change, not a bare number.
+                cells = page.locator("#approval-sample tbody tr td").all_inner_texts()
+                assert "Hosting 2026" in cells and len(cells) == 5, cells
             if name == "job-awaiting-approval":
                 # "Reddet" is a red button like Django's delete, not the browser's grey one.
                 reject = page.locator("#reject-button").evaluate(

@@ -137,3 +137,13 @@ def test_a_timeline_reads_a_turkish_operators_job_in_english(db):
         [event] = [e for e in record_timeline(item) if e.kind == "operation"]
     assert event.summary.startswith(f"Update invoice item {item}: ")
     assert event.summary.endswith("— Already so.")
+
+
+def test_a_drift_entry_is_named_by_its_field_and_kind_not_their_codes(drift):
+    with translation.override("tr"):
+        turkish = str(drift)
+    with translation.override("en"):
+        english = str(drift)
+    assert english == f"{drift.record_label} · unit price (Changed upstream)"
+    assert "amount" not in turkish and "outside_change" not in turkish
+    assert turkish.startswith(f"{drift.record_label} · birim fiyat (")
