@@ -42,7 +42,7 @@ from subscriptions.sync import paynet_sync
 from upstream.calls.breaker import breaker_trip
 from upstream.calls.client import operation_catalogue
 from upstream.calls.errors import AwaitingApproval
-from upstream.groups import OPERATORS
+from upstream.groups import OPERATORS, VIEWERS
 from upstream.l10n.stored import text, to_json
 from upstream.models import Drift, Job, JobItem
 
@@ -211,6 +211,8 @@ def world(transactional_db, e2e_settings, settings):
         reason="Müşteriler sözleşmeyi feshetti",
     )
     assert awaiting.state == Job.State.AWAITING_APPROVAL
+    viewer = get_user_model().objects.create_user("veli", password=PASSWORD, is_staff=True)
+    viewer.groups.add(Group.objects.get(name=VIEWERS))
     # A WiseCP item edit over the amount threshold waits too: its page plans the item's change.
     settings.APPROVAL_MIN_AMOUNT = Decimal("0.01")
     edited = InvoiceItem.objects.filter(invoice__status="unpaid").order_by("-pk").first()
@@ -333,9 +335,13 @@ def _check(page, url: str, language: str) -> dict:
     return found
 
 
-@pytest.mark.parametrize("language", ["tr", "en"])
+# The superuser in both languages; an operator and a viewer, who meet other pages (masked
+# names, fewer actions, the 403 page), in one language each.
+@pytest.mark.parametrize(
+    ("language", "reader"), [("tr", "boss"), ("en", "boss"), ("tr", "ayse"), ("en", "veli")]
+)
 def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
-    browser, live_server, world, language
+    browser, live_server, world, language, reader
 ):
     context = browser.new_context(
         base_url=live_server.url,
@@ -357,7 +363,7 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
         ),
     )
     try:
-        log_in(page, "boss")
+        log_in(page, reader)
         if language != "tr":
             # Turkish unless chosen: the header's language switch, as staff do (its listener
             # lives in a static file: the CSP runs no inline onchange).
@@ -366,8 +372,12 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
         pages = _pages(world)
         for name, url in pages.items():
             response = page.goto(url)
-            assert response.status == 200, f"{language} {url}: HTTP {response.status}"
+            # A page the reader may not open says so, in the reader's language (checked too).
+            allowed = (200,) if reader == "boss" else (200, 403)
+            assert response.status in allowed, f"{language} {reader} {url}: {response.status}"
             found = _check(page, url, language)
+            if reader != "boss":
+                continue
             if name in SHOTS and language in SHOTS[name]:
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(SCREENSHOTS / f"{name}-{language}.png"))
@@ -416,6 +426,9 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
                 assert page.locator("#job-bar").get_attribute("value") == "3"
                 assert page.locator("#job-done").inner_text() == "3"
                 assert page.locator("#job-percent").inner_text() == "30%"
+        if reader != "boss":
+            assert blocked == [], blocked
+            return
         # A confirmation page reached from a list (the bulk due date): its pickers and buttons.
         page.goto(reverse("admin:billing_invoiceitem_changelist"))
         page.locator("input.action-select").first.check()
