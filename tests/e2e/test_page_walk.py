@@ -408,6 +408,9 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
             if name == "subscriptions-subscriptioninvoice":
                 # The charge date filter has the calendar the forms have.
                 assert page.locator("#changelist-filter .datetimeshortcuts .date-icon").count() >= 2
+                # "Today" and the calendar on one line (they were stacked one per line).
+                shortcut = page.locator("#changelist-filter .datetimeshortcuts").first
+                assert shortcut.bounding_box()["height"] < 30, shortcut.bounding_box()
                 assert found["money"], "the payment records list writes its amounts"
                 # Each filter's whole heading, the Turkish title in its own dative.
                 headings = page.locator("#changelist-filter summary").all_inner_texts()
