@@ -82,6 +82,7 @@ ENGLISH_WORDS = re.compile(
 # subscriptioninvoice").
 RAW_CODE = re.compile(
     r"\b(paynet|wisecp|payofin|subscriptions|billing|billqueries|upstream)\.[a-z_]+\b"
+    r"|\b(paynet|wisecp|payofin) ·"  # a service by its code ("paynet · invoice_list")
 )
 SNAKE_CODE = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
 # A Turkish word whose first letter is İ, written with a dotless capital I.
