@@ -43,7 +43,7 @@ from upstream.pushes.claims import claim_holder
 
 from . import services
 from .forms import BulkActionForm, DueDateForm, InvoiceItemEditForm, MoveForm, RenumberForm
-from .models import Invoice, InvoiceItem
+from .models import Invoice, InvoiceItem, InvoiceStatus
 from .pushes import PERM_OVERRIDE_CLOSED
 
 
@@ -297,7 +297,10 @@ class InvoiceItemAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
     list_filter = (
         "tax_exempt",
         ("due_date", DateRangeFilter),
-        "invoice__status",
+        # The invoice's status, named so on the items' list ("Fatura durumuna göre").
+        catalogue_filter(
+            "invoice__status__exact", gettext_lazy("invoice status"), lambda: InvoiceStatus.choices
+        ),
         catalogue_filter("invoice__currency", gettext_lazy("currency"), _currencies),
         InvoiceNumberFilter,
         ItemCustomerFilter,

@@ -48,3 +48,15 @@ def test_the_dative_is_the_words_own():
         assert filter_heading("institution") == "Kuruma göre"
         # A title without a heading is shown bare, never half-Turkish.
         assert filter_heading("something new") == "Something new"
+
+
+def test_the_items_list_names_its_invoices_status_as_such(admin_client, db):
+    from django.urls import reverse
+
+    admin_client.cookies["django_language"] = "tr"
+    page = admin_client.get(reverse("admin:billing_invoiceitem_changelist")).content.decode()
+    assert "<summary>Fatura durumuna göre</summary>" in page
+    assert "<summary>Duruma göre</summary>" not in page  # an item has no status of its own
+    admin_client.cookies["django_language"] = "en"
+    page = admin_client.get(reverse("admin:billing_invoiceitem_changelist")).content.decode()
+    assert "<summary>By invoice status</summary>" in page

@@ -36,6 +36,7 @@ HEADINGS: dict[str, Promise] = {
     "institution": pgettext_lazy("list filter", "By institution"),
     "interval": pgettext_lazy("list filter", "By interval"),
     "invoice number": pgettext_lazy("list filter", "By invoice number"),
+    "invoice status": pgettext_lazy("list filter", "By invoice status"),
     "kind": pgettext_lazy("list filter", "By kind"),
     "listed by payofin": pgettext_lazy("list filter", "By Payofin listing"),
     "operation": pgettext_lazy("list filter", "By operation"),
