@@ -21,7 +21,12 @@ from subscriptions.services import subscription_invoice_set_status
 from subscriptions.sync import subscription_refresh
 from tests.subscriptions.conftest import mirror  # noqa: F401
 from tests.subscriptions.helpers import a_record, upstream_record
-from upstream.history.drift import drift_counts, drift_repush, drift_resolve_many
+from upstream.history.drift import (
+    drift_counts,
+    drift_repush,
+    drift_repushes_settle,
+    drift_resolve_many,
+)
 from upstream.models import Drift, Job, UpstreamCall
 
 pytestmark = pytest.mark.django_db
@@ -706,3 +711,7 @@ def test_an_items_drifted_price_and_total_go_back_in_one_push_and_its_invoice_dr
     closed = Drift.objects.filter(content_type=ContentType.objects.get_for_model(Invoice))
     assert {d.state for d in closed} == {"repushed"}
     assert {d.job_id for d in closed} == {entries["amount"].job_id}
+    # Had that job ended short elsewhere, the sweep still leaves what it put right closed.
+    Job.objects.filter(pk=entries["amount"].job_id).update(state=Job.State.FAILED)
+    drift_repushes_settle()
+    assert _open(Invoice) == {} and _open(InvoiceItem) == {}

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
-from django.db.models import CharField, Count, Exists, OuterRef, Q
-from django.db.models.functions import Cast
+from django.db.models import CharField, Count, Exists, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -488,21 +488,33 @@ def drift_repushes_settle(*, window: timedelta = timedelta(days=7)) -> int:
     linked its job leaves the entry re-pushed with no job: open again after the inline lease.
     Returns how many entries were reopened.
     """
-    from upstream.models import Drift, Job, JobItem
+    from upstream.models import Drift, Job, JobItem, RecordChange
     from upstream.pushes.single import inline_lease
 
     now = timezone.now()
     applied = JobItem.objects.filter(
         job_id=OuterRef("job_id"),
+        # The entry's own record: an item and an invoice may share a pk.
+        target_type=Concat(
+            OuterRef("content_type__app_label"), Value("."), OuterRef("content_type__model")
+        ),
         target_id=Cast(OuterRef("object_id"), CharField()),
         outcome=JobItem.Outcome.OK,
+    )
+    # An entry its job put right beside its target (an invoice's totals, read back after its
+    # items' re-push: drift_close_restored): the job wrote that field of that record.
+    written = RecordChange.objects.filter(
+        job_id=OuterRef("job_id"),
+        content_type_id=OuterRef("content_type_id"),
+        object_id=OuterRef("object_id"),
+        field=OuterRef("field"),
     )
     repushed = Drift.objects.filter(state=Drift.State.REPUSHED, resolved_at__gte=now - window)
     # A job that succeeded without skipping changed every record it had: not looked at again.
     ended_short = Q(job__state__in=set(Job.FINISHED_STATES) - {Job.State.SUCCEEDED}) | Q(
         job__state=Job.State.SUCCEEDED, job__skipped__gt=0
     )
-    unchanged = repushed.filter(ended_short).exclude(Exists(applied))
+    unchanged = repushed.filter(ended_short).exclude(Exists(applied)).exclude(Exists(written))
     orphaned = repushed.filter(job=None, resolved_at__lt=now - inline_lease())
     return _reopen(unchanged) + _reopen(orphaned)
 
