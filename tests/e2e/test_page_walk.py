@@ -500,6 +500,7 @@ SHOTS = {
     "record-change-status": ("tr",),
     "job-paused": ("tr",),
     "job-awaiting-approval": ("tr",),
+    "job-item-awaiting-approval": ("en",),
     "upstream-drift": ("tr",),
 }
 
