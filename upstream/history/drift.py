@@ -340,23 +340,25 @@ def _with_siblings(pks: Iterable[int]) -> tuple[list[int], set[int]]:
     from upstream.pushes.kinds import push_kinds_for
 
     asked = list(dict.fromkeys(pks))
-    records = set(Drift.objects.filter(pk__in=asked).values_list("content_type_id", "object_id"))
-    if not records:
-        return asked, set()
-    same = Q()
-    for content_type_id, object_id in records:
-        same |= Q(content_type_id=content_type_id, object_id=object_id)
-    others = (
-        Drift.objects.filter(same, state=Drift.State.OPEN)
-        .exclude(pk__in=asked)
-        .exclude(field="")
-        .select_related("content_type")
-    )
-    added = []
-    for entry in others:
-        model = entry.content_type.model_class()
-        if model is not None and any(entry.field in k.drift_fields for k in push_kinds_for(model)):
-            added.append(entry.pk)
+    records: dict[int, set[int]] = {}
+    for content_type_id, object_id in Drift.objects.filter(pk__in=asked).values_list(
+        "content_type_id", "object_id"
+    ):
+        records.setdefault(content_type_id, set()).add(object_id)
+    asked_set, added = set(asked), []
+    # One query per record type (a selection of thousands is a few types).
+    for content_type_id, object_ids in records.items():
+        model = ContentType.objects.get_for_id(content_type_id).model_class()
+        if model is None:
+            continue
+        fields = {f for kind in push_kinds_for(model) for f in kind.drift_fields}
+        others = Drift.objects.filter(
+            content_type_id=content_type_id,
+            object_id__in=object_ids,
+            field__in=fields,
+            state=Drift.State.OPEN,
+        ).values_list("pk", flat=True)
+        added += [pk for pk in others if pk not in asked_set]
     return asked + added, set(added)
 
 
