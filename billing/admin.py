@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -43,7 +44,7 @@ from upstream.pushes.claims import claim_holder
 
 from . import services
 from .forms import BulkActionForm, DueDateForm, InvoiceItemEditForm, MoveForm, RenumberForm
-from .models import Invoice, InvoiceItem, InvoiceStatus
+from .models import Invoice, InvoiceItem
 from .pushes import PERM_OVERRIDE_CLOSED
 
 
@@ -123,6 +124,17 @@ def _currencies() -> list[tuple[str, str]]:
 def _numbers(term: str) -> set[str]:
     """WiseCP shows invoice numbers as "#302"; staff type "302" or "#302"."""
     return {term, "#" + term.removeprefix("#")}
+
+
+class InvoiceStatusFilter(admin.ChoicesFieldListFilter):
+    """The items' list filters by their invoice's status, and says so ("Fatura durumuna göre"):
+    an item has no status of its own. The stock choices filter, its parameter unchanged."""
+
+    title = gettext_lazy("invoice status")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = type(self).title
 
 
 class CustomerFilter(InputFilter):
@@ -297,10 +309,7 @@ class InvoiceItemAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
     list_filter = (
         "tax_exempt",
         ("due_date", DateRangeFilter),
-        # The invoice's status, named so on the items' list ("Fatura durumuna göre").
-        catalogue_filter(
-            "invoice__status__exact", gettext_lazy("invoice status"), lambda: InvoiceStatus.choices
-        ),
+        ("invoice__status", InvoiceStatusFilter),
         catalogue_filter("invoice__currency", gettext_lazy("currency"), _currencies),
         InvoiceNumberFilter,
         ItemCustomerFilter,
