@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -123,6 +124,17 @@ def _currencies() -> list[tuple[str, str]]:
 def _numbers(term: str) -> set[str]:
     """WiseCP shows invoice numbers as "#302"; staff type "302" or "#302"."""
     return {term, "#" + term.removeprefix("#")}
+
+
+class InvoiceStatusFilter(admin.ChoicesFieldListFilter):
+    """The items' list filters by their invoice's status, and says so ("Fatura durumuna göre"):
+    an item has no status of its own. The stock choices filter, its parameter unchanged."""
+
+    title = gettext_lazy("invoice status")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = type(self).title
 
 
 class CustomerFilter(InputFilter):
@@ -299,7 +311,7 @@ class InvoiceItemAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
     list_filter = (
         "tax_exempt",
         ("due_date", DateRangeFilter),
-        "invoice__status",
+        ("invoice__status", InvoiceStatusFilter),
         catalogue_filter("invoice__currency", gettext_lazy("currency"), _currencies),
         InvoiceNumberFilter,
         ItemCustomerFilter,

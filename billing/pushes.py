@@ -68,7 +68,15 @@ from upstream.l10n.formats import day
 from upstream.l10n.stored import text
 from upstream.pushes.claims import live_claims
 from upstream.pushes.jobs import NewItem
-from upstream.pushes.kinds import Payload, PushKind, WorkItem, WorkResult, kind_for, register
+from upstream.pushes.kinds import (
+    Payload,
+    PlannedChange,
+    PushKind,
+    WorkItem,
+    WorkResult,
+    kind_for,
+    register,
+)
 from upstream.pushes.verdicts import Verdict, VerdictKind
 
 from . import rules
@@ -850,6 +858,49 @@ class InvoiceItemUpdateHandler(PushKind):
         return at_stake(
             payload.from_total, payload.from_total if after is None else to_money(after)
         )
+
+    def planned(
+        self,
+        records: list[InvoiceItem],
+        params: dict[str, Any],
+        payloads: Mapping[int, dict[str, Any]] | None = None,
+    ) -> list[PlannedChange]:
+        """Each item's invoice and customer, its total now, and its fields now → after: from
+        its item's payload (an edit, a drift re-push, a prepared bulk job) or the bulk action."""
+        payloads = payloads or {}
+        bulk = BulkRequest.from_params(params) if params.get("action") else None
+        targets = Invoice.objects.in_bulk(
+            [p["changes"]["owner_id"] for p in payloads.values() if "owner_id" in p["changes"]],
+            field_name="wisecp_id",
+        )
+        rows = []
+        for record in records:
+            raw = payloads.get(record.pk)
+            now, after, stake = "", "", record.total
+            if raw is not None:
+                payload = ItemUpdate.from_json(raw)
+                stake = self.amount(payload) if payload.from_total is not None else stake
+                try:
+                    request = self.request_of(payload, invoices=targets)
+                except ValidationError:
+                    request = None
+                if request is not None:
+                    shown = BulkRequest(BulkAction.FIELDS, request)
+                    now, after = shown.shown(record, request.changes)
+            elif bulk is not None and bulk.action == BulkAction.RENUMBER:
+                now, after = str(record.sequence), str(bulk.label())
+            elif bulk is not None:
+                now, after = bulk.shown(record, bulk.request.changes)
+            rows.append(
+                PlannedChange(
+                    record=f"{record.invoice} · {record}",
+                    customer=record.invoice.customer,
+                    amount=stake,
+                    current=now,
+                    new=after,
+                )
+            )
+        return rows
 
     def drift_verdict(self, record: InvoiceItem, request: ItemRequest) -> Verdict:
         # A move's refusal names both customers: masked for a reader who may not see them.

@@ -8,6 +8,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, Permission
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -92,3 +94,26 @@ def _idle_hours() -> str:
     from django.conf import settings
 
     return f"{settings.API_TOKEN_IDLE_HOURS:g}"
+
+
+# Django's user and group pages, with the permissions named in the reader's language.
+
+
+def _relabelled(field: forms.Field | None) -> forms.Field | None:
+    from upstream.l10n.permissions import permission_label
+
+    queryset = getattr(field, "queryset", None)
+    if queryset is not None and queryset.model is Permission:
+        field.label_from_instance = permission_label  # type: ignore[attr-defined]
+    return field
+
+
+class _PermissionLabels:
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any):
+        return _relabelled(super().formfield_for_manytomany(db_field, request, **kwargs))  # type: ignore[misc]
+
+
+for _model, _base in ((Group, GroupAdmin), (get_user_model(), UserAdmin)):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, type(_base.__name__, (_PermissionLabels, _base), {}))

@@ -14,6 +14,7 @@ stays the final judge.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -50,7 +51,7 @@ from upstream.calls.errors import (
 from upstream.history.changes import history_call
 from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
-from upstream.l10n.formats import money
+from upstream.l10n.formats import day, money
 from upstream.l10n.stored import text
 from upstream.models import Job, JobItem
 from upstream.pushes.claims import live_claim_ids
@@ -123,6 +124,14 @@ class StatusRequest:
 
     def to_params(self) -> dict[str, Any]:
         return {"status": int(self.status)}
+
+
+def _asked_status(
+    pk: int, params: Mapping[str, Any], payloads: Mapping[int, dict[str, Any]] | None
+) -> int:
+    """The status a job asks of record `pk`: its item's payload, else the bulk launch's."""
+    payload = (payloads or {}).get(pk)
+    return int(payload["status"] if payload is not None else params["status"])
 
 
 @dataclass(frozen=True)
@@ -235,16 +244,18 @@ class InvoiceStatusKind(_PaynetKind):
         return queryset.select_related("subscription")
 
     def planned(
-        self, records: list[SubscriptionInvoice], params: dict[str, Any]
+        self,
+        records: list[SubscriptionInvoice],
+        params: dict[str, Any],
+        payloads: Mapping[int, dict[str, Any]] | None = None,
     ) -> list[PlannedChange]:
-        target = InvoiceStatus(StatusRequest.from_params(params).status).label
         return [
             PlannedChange(
                 record=r.invoice_no,
                 customer=r.subscription.name_surname,
                 amount=r.amount,
                 current=r.get_status_display(),
-                new=target,
+                new=InvoiceStatus(_asked_status(r.pk, params, payloads)).label,
             )
             for r in records
         ]
@@ -480,10 +491,15 @@ class SubscriptionStatusAllKind(_PaynetKind):
     def expand_queryset(self, queryset: QuerySet) -> QuerySet:
         return _with_records(queryset)
 
-    def planned(self, records: list[Subscription], params: dict[str, Any]) -> list[PlannedChange]:
-        request = StatusRequest.from_params(params)
+    def planned(
+        self,
+        records: list[Subscription],
+        params: dict[str, Any],
+        payloads: Mapping[int, dict[str, Any]] | None = None,
+    ) -> list[PlannedChange]:
         rows = []
         for s in records:
+            request = StatusRequest(_asked_status(s.pk, params, payloads))
             changing = [
                 r
                 for r in s.invoices.all()
@@ -988,6 +1004,32 @@ class CreateInvoiceKind(_PaynetKind):
 
     def amount(self, payload: NewInvoice) -> Decimal:
         return payload.amount
+
+    def planned(
+        self,
+        records: list[Subscription],
+        params: dict[str, Any],
+        payloads: Mapping[int, dict[str, Any]] | None = None,
+    ) -> list[PlannedChange]:
+        # A create is a single push: its item's payload is the new record.
+        rows = []
+        for s in records:
+            raw = (payloads or {}).get(s.pk)
+            if raw is None:
+                rows.append(PlannedChange(record=s.reference_no, customer=s.name_surname))
+                continue
+            p = NewInvoice.from_json(raw)
+            rows.append(
+                PlannedChange(
+                    record=s.reference_no,
+                    customer=s.name_surname,
+                    amount=p.amount,
+                    current=_("no payment record"),
+                    new=_("payment record %(no)s, charged %(day)s")
+                    % {"no": p.invoice_no, "day": day(p.val_date)},
+                )
+            )
+        return rows
 
     def recheck(self, items: list[WorkItem]) -> dict[int, str]:
         # The create's rules again, against the mirror as it is now: a retry a day later, or

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
@@ -789,4 +792,14 @@ class Drift(models.Model):
         permissions = [("resolve_drift", _("Can accept or re-push drift"))]
 
     def __str__(self) -> str:
-        return f"{self.record_label} {self.field} ({self.kind})"
+        # Breadcrumbs and messages read it: the field by its label, the kind by its name, in
+        # the reader's language (the codes "amount (outside_change)" were English everywhere).
+        from django.contrib.contenttypes.models import ContentType
+
+        label = self.field
+        model = ContentType.objects.get_for_id(self.content_type_id).model_class()
+        if self.field and model is not None:
+            with contextlib.suppress(FieldDoesNotExist):
+                label = str(model._meta.get_field(self.field).verbose_name)
+        what = f"{self.record_label} · {label}" if label else str(self.record_label)
+        return f"{what} ({self.get_kind_display()})"

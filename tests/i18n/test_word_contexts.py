@@ -60,7 +60,7 @@ def test_a_bill_query_batch_still_counts_lines_with_debt_found():
         assert str(Drift._meta.get_field("found").verbose_name) == "bulunan"
 
 
-def test_turkish_lists_use_the_singular_after_a_number_and_headings_without_by(admin_client, db):
+def test_turkish_lists_use_the_singular_after_a_number_and_whole_filter_headings(admin_client, db):
     from tests.upstream.test_big_lists import payment_records
 
     admin_client.cookies["django_language"] = "tr"
@@ -71,12 +71,15 @@ def test_turkish_lists_use_the_singular_after_a_number_and_headings_without_by(a
     page = admin_client.get(url).content.decode()
     assert "51 ödeme kaydı" in page
     assert "Tümünü seç: 51 ödeme kaydı" in page
-    assert " göre" not in page  # "durum göre": the heading is the title ("Durum")
-    assert "<summary>Durum</summary>" in page
+    # Each filter's own heading, the title in the dative: never Django's "durum göre".
+    assert "<summary>Duruma göre</summary>" in page
+    assert "<summary>Çekim tarihine göre</summary>" in page
+    assert "durum göre" not in page.lower() and "tarihi göre" not in page
     admin_client.cookies["django_language"] = "en"
     page = admin_client.get(url).content.decode()
     assert "51 payment records" in page and "Select all 51 payment records" in page
-    assert "<summary>Status</summary>" in page
+    assert "<summary>By status</summary>" in page
+    assert "<summary>By charge date</summary>" in page
 
 
 def test_a_resolved_drift_reads_as_one_turkish_sentence(drift):
@@ -134,3 +137,13 @@ def test_a_timeline_reads_a_turkish_operators_job_in_english(db):
         [event] = [e for e in record_timeline(item) if e.kind == "operation"]
     assert event.summary.startswith(f"Update invoice item {item}: ")
     assert event.summary.endswith("— Already so.")
+
+
+def test_a_drift_entry_is_named_by_its_field_and_kind_not_their_codes(drift):
+    with translation.override("tr"):
+        turkish = str(drift)
+    with translation.override("en"):
+        english = str(drift)
+    assert english == f"{drift.record_label} · unit price (Changed upstream)"
+    assert "amount" not in turkish and "outside_change" not in turkish
+    assert turkish.startswith(f"{drift.record_label} · birim fiyat (")

@@ -21,7 +21,12 @@ from subscriptions.services import subscription_invoice_set_status
 from subscriptions.sync import subscription_refresh
 from tests.subscriptions.conftest import mirror  # noqa: F401
 from tests.subscriptions.helpers import a_record, upstream_record
-from upstream.history.drift import drift_counts, drift_repush, drift_resolve_many
+from upstream.history.drift import (
+    drift_counts,
+    drift_repush,
+    drift_repushes_settle,
+    drift_resolve_many,
+)
 from upstream.models import Drift, Job, UpstreamCall
 
 pytestmark = pytest.mark.django_db
@@ -635,3 +640,78 @@ def test_the_admin_says_how_many_entries_a_round_leaves_open(mirror, operator_cl
     assert Drift.objects.filter(state="open").count() == 2
     shown = [str(m) for m in done.context["messages"]]
     assert any("2 more of the selection are left open" in m for m in shown)
+
+
+def _open(model: type) -> dict[str, Drift]:
+    content_type = ContentType.objects.get_for_model(model)
+    return {d.field: d for d in Drift.objects.filter(state="open", content_type=content_type)}
+
+
+@pytest.mark.parametrize("path", ["single", "selection"])
+def test_an_items_drifted_price_and_total_go_back_in_one_push_and_its_invoice_drift_closes(
+    wisecp, operator, api_operator, path
+):
+    item = InvoiceItem.objects.select_related("invoice").get(wisecp_id=ITEM_ID)
+    # A push of ours first: the item's price and its invoice's totals are then what we expect.
+    invoice_item_update(
+        item=item,
+        changes={"amount": Decimal("500.00")},
+        expected_version=item.version,
+        actor=operator,
+        reason="the agreed price",
+    )
+    item.refresh_from_db()
+    ours = (item.amount, item.total, Invoice.objects.get(pk=item.invoice_id).total)
+    # Someone edits the line at WiseCP: price and total, and WiseCP's invoice totals follow.
+    wisecp.tamper(
+        "wisecp",
+        item_id=ITEM_ID,
+        fields={"amount": 999.5, "total": float(Decimal("999.5") * item.quantity)},
+    )
+    invoice_refresh(item.invoice)
+    entries = _open(InvoiceItem)
+    assert set(entries) == {"amount", "total"}
+    assert "total" in _open(Invoice)  # subtotal, tax and total of the invoice drifted too
+    puts = len(wisecp.ledger("wisecp", "UpdateInvoiceItem"))
+
+    # The price entry alone is asked for: its record's total goes back with it.
+    if path == "single":
+        response = api_operator.post(
+            f"{DRIFT}{entries['amount'].pk}/repush/", {"reason": "back to ours"}, format="json"
+        )
+        assert response.status_code == 200, response.content
+    else:
+        done, jobs, errors = drift_resolve_many(
+            drifts=[entries["amount"]], actor=operator, reason="back to ours", repush=True
+        )
+        assert (done, len(jobs), errors) == (2, 1, [])  # the total went along
+        from upstream.pushes import bulk
+
+        bulk.run_job(jobs[0].pk)
+
+    # One job, one call, carrying the price and the total together.
+    sent = wisecp.ledger("wisecp", "UpdateInvoiceItem")[puts:]
+    assert len(sent) == 1, sent
+    for entry in entries.values():
+        entry.refresh_from_db()
+    assert entries["amount"].job_id == entries["total"].job_id is not None
+    assert {e.state for e in entries.values()} == {"repushed"}
+    assert (
+        UpstreamCall.objects.filter(
+            operation="UpdateInvoiceItem", job=entries["amount"].job_id
+        ).count()
+        == 1
+    )
+    item.refresh_from_db()
+    invoice = Invoice.objects.get(pk=item.invoice_id)
+    assert (item.amount, item.total, invoice.total) == ours
+    assert item.total == (item.amount * item.quantity).quantize(Decimal("0.01"))
+    # The item's re-push read the invoice back: its totals are ours again, their entries close.
+    assert _open(Invoice) == {}
+    closed = Drift.objects.filter(content_type=ContentType.objects.get_for_model(Invoice))
+    assert {d.state for d in closed} == {"repushed"}
+    assert {d.job_id for d in closed} == {entries["amount"].job_id}
+    # Had that job ended short elsewhere, the sweep still leaves what it put right closed.
+    Job.objects.filter(pk=entries["amount"].job_id).update(state=Job.State.FAILED)
+    drift_repushes_settle()
+    assert _open(Invoice) == {} and _open(InvoiceItem) == {}

@@ -49,9 +49,12 @@ def selection_sample(job: Job, limit: int = SAMPLE) -> list[PlannedChange]:
     """The first records of the job (its items, or, not yet written, its frozen selection) as
     the kind plans them: whose, how much, from what to what. Rows are loaded in the reader's
     request, so a reader without the permission sees customers' names masked."""
-    items = list(job.items.order_by("position").values_list("target_id", "target_repr")[:limit])
+    items = list(job.items.order_by("position").values_list("target_id", "payload")[:limit])
+    payloads: dict[int, dict[str, Any]] = {}
     if items:
-        ids = [int(pk) for pk, _repr in items if str(pk).isdigit()]
+        ids = [int(pk) for pk, _payload in items if str(pk).isdigit()]
+        # What each item sends: a single push or a re-push has no launch params to plan from.
+        payloads = {int(pk): p for pk, p in items if str(pk).isdigit() and isinstance(p, dict)}
     elif job.prepared is None:
         return []
     else:
@@ -63,7 +66,7 @@ def selection_sample(job: Job, limit: int = SAMPLE) -> list[PlannedChange]:
     found = {r.pk: r for r in kind.expand_queryset(queryset)}
     records = [found[pk] for pk in ids if pk in found]
     if isinstance(kind, PushKind):
-        return kind.planned(records, job.params or {})
+        return kind.planned(records, job.params or {}, payloads)
     return [PlannedChange(record=str(r)) for r in records]
 
 

@@ -153,7 +153,9 @@ class DriftAdmin(ReadOnlyListAdmin):
         explanation = (
             _(
                 "The expected values are sent back through the normal push path: its rules, "
-                "the reason and, over the thresholds, a second person's approval."
+                "the reason and, over the thresholds, a second person's approval. A record's "
+                "other drifted fields go back in the same push (an item's unit price and total "
+                "in one call)."
             )
             if repush
             else _("The mirror keeps what the upstream holds; the reason is recorded.")

@@ -33,7 +33,7 @@ from upstream.console.waits import IN_DOUBT_SHOWN, job_in_doubt, job_pause
 from upstream.history.timeline import record_link
 from upstream.l10n.capitals import capfirst
 from upstream.lists.exports import job_results_csv, job_results_xlsx
-from upstream.models import Job, JobItem, UpstreamCall
+from upstream.models import Job, JobItem, Service, UpstreamCall
 from upstream.pushes.jobs import (
     cancel_counts,
     job_cancel,
@@ -46,7 +46,9 @@ from upstream.pushes.kinds import kind_for, kind_label, registered_kinds
 
 
 def _call_operations() -> list[tuple[str, str]]:
-    return [(op, f"{service} · {op}") for service, op in operation_catalogue()]
+    # The service by its name ("Paynet", as the list's column writes it), not its code.
+    names = dict(Service.choices)
+    return [(op, f"{names.get(service, service)} · {op}") for service, op in operation_catalogue()]
 
 
 def _job_kinds() -> list[tuple[str, str]]:

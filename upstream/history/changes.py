@@ -193,8 +193,9 @@ def _record(
         for pk, action, name, old, new in entries
     ]
     RecordChange.objects.using(using).bulk_create(rows, batch_size=CHUNK)
-    from upstream.history.drift import drift_detect
+    from upstream.history.drift import drift_close_restored, drift_detect
 
+    drift_close_restored(model, rows, source)
     drift_detect(model, rows, labels, source)
 
 

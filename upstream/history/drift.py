@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
-from django.db.models import CharField, Count, Exists, OuterRef, Q
-from django.db.models.functions import Cast
+from django.db.models import CharField, Count, Exists, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -112,6 +112,54 @@ def drift_detect(
         )
         for change, kind, expected, new in found
     ]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Two history values alike: amounts as numbers ("5.0" is "5.00")."""
+    if a == b:
+        return True
+    try:
+        return Decimal(str(a)) == Decimal(str(b))
+    except (ArithmeticError, ValueError, TypeError):
+        return False
+
+
+def drift_close_restored(
+    model: type[models.Model], changes: list[RecordChange], source: Source
+) -> int:
+    """A push wrote a field back to what an open entry expected: the entry closes, re-pushed by
+    that job. An item's re-push reads its invoice again, and the invoice's subtotal, tax and
+    total drift closes with its items; no one has to accept what is already put right."""
+    from upstream.models import Drift, RecordChange
+
+    if source.kind not in RecordChange.PUSH_SOURCES or source.job_id is None:
+        return 0
+    written = {
+        (c.object_id, c.field): c.new for c in changes if c.action == RecordChange.Action.UPDATE
+    }
+    if not written:
+        return 0
+    entries = Drift.objects.filter(
+        content_type_id=changes[0].content_type_id,
+        object_id__in={pk for pk, _field in written},
+        field__in={name for _pk, name in written},
+        state=Drift.State.OPEN,
+    ).only("pk", "object_id", "field", "expected")
+    restored = [
+        e.pk
+        for e in entries
+        if (e.object_id, e.field) in written
+        and _same_value(e.expected, written[(e.object_id, e.field)])
+    ]
+    if not restored:
+        return 0
+    return Drift.objects.filter(pk__in=restored, state=Drift.State.OPEN).update(
+        state=Drift.State.REPUSHED,
+        resolved_by_id=source.actor_id,
+        resolved_at=timezone.now(),
+        resolution_reason=source.reason,
+        job_id=source.job_id,
+    )
 
 
 def drift_missing(
@@ -273,9 +321,45 @@ class RepushLaunch:
     # A push kind's permission was missing (the single re-push answers 403).
     forbidden: bool = False
 
+    # Entries taken along with the asked ones (their record's other open fields): a refusal
+    # of one of them is not reported, it stays open as it was.
+    siblings: set[int] = dc_field(default_factory=set)
+
     def refuse(self, drift: Drift, reason: str) -> None:
         self.refused[drift.pk] = reason
-        self.errors.append(f"{drift.record_label}: {reason}")
+        if drift.pk not in self.siblings:
+            self.errors.append(f"{drift.record_label}: {reason}")
+
+
+def _with_siblings(pks: Iterable[int]) -> tuple[list[int], set[int]]:
+    """The asked entries and the other open entries of their records whose fields a push kind
+    re-pushes: a record's drifted fields go back in one push (an item's unit price and total
+    in one call, never a moment where the line is not quantity × price). Returns every pk and
+    those added."""
+    from upstream.models import Drift
+    from upstream.pushes.kinds import push_kinds_for
+
+    asked = list(dict.fromkeys(pks))
+    records: dict[int, set[int]] = {}
+    for content_type_id, object_id in Drift.objects.filter(pk__in=asked).values_list(
+        "content_type_id", "object_id"
+    ):
+        records.setdefault(content_type_id, set()).add(object_id)
+    asked_set, added = set(asked), []
+    # One query per record type (a selection of thousands is a few types).
+    for content_type_id, object_ids in records.items():
+        model = ContentType.objects.get_for_id(content_type_id).model_class()
+        if model is None:
+            continue
+        fields = {f for kind in push_kinds_for(model) for f in kind.drift_fields}
+        others = Drift.objects.filter(
+            content_type_id=content_type_id,
+            object_id__in=object_ids,
+            field__in=fields,
+            state=Drift.State.OPEN,
+        ).values_list("pk", flat=True)
+        added += [pk for pk in others if pk not in asked_set]
+    return asked + added, set(added)
 
 
 def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
@@ -293,16 +377,28 @@ def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
     from upstream.pushes.single import push_single
 
     reason = _require(actor, reason)
-    if not _take([drift.pk], actor, reason):
+    wanted, siblings = _with_siblings([drift.pk])
+    taken = _take(wanted, actor, reason)
+    if drift.pk not in taken:
+        _give_back(taken)
         raise ValidationError({"state": [_("This drift entry is no longer open.")]})
     job = None
+    sent: list[int] = []
     try:
-        drift = Drift.objects.select_related("content_type").get(pk=drift.pk)
-        launch = RepushLaunch()
-        ((kind, pushes),) = _repushes([drift], launch, reason).items() or ((None, []),)
-        if drift.pk in launch.refused or not pushes:
+        entries = Drift.objects.select_related("content_type").in_bulk(taken)
+        drift = entries[drift.pk]
+        launch = RepushLaunch(siblings=siblings)
+        # The entry's record, with its other drifted fields, as one push of its kind.
+        found = [
+            (kind, push)
+            for kind, pushes in _repushes(list(entries.values()), launch, reason).items()
+            for push in pushes
+            if drift in push.entries
+        ]
+        if drift.pk in launch.refused or not found:
             raise ValidationError({"field": [launch.refused.get(drift.pk, "")]})
-        push = pushes[0]
+        ((kind, push),) = found
+        sent = [entry.pk for entry in push.entries]
         try:
             done = push_single(
                 kind=kind.kind,
@@ -319,9 +415,8 @@ def drift_repush(*, drift: Drift, actor: Any, reason: str) -> RepushResult:
             # Waiting for approval or being settled: the entry is re-pushed, the job will tell.
             job, accepted = pending.job, True
     finally:
-        if job is None:
-            _give_back([drift.pk])
-    Drift.objects.filter(pk=drift.pk).update(job=job)
+        _give_back([pk for pk in taken if job is None or pk not in sent])
+    Drift.objects.filter(pk__in=sent).update(job=job)
     drift.refresh_from_db()
     return RepushResult(drift, job, accepted)
 
@@ -395,21 +490,33 @@ def drift_repushes_settle(*, window: timedelta = timedelta(days=7)) -> int:
     linked its job leaves the entry re-pushed with no job: open again after the inline lease.
     Returns how many entries were reopened.
     """
-    from upstream.models import Drift, Job, JobItem
+    from upstream.models import Drift, Job, JobItem, RecordChange
     from upstream.pushes.single import inline_lease
 
     now = timezone.now()
     applied = JobItem.objects.filter(
         job_id=OuterRef("job_id"),
+        # The entry's own record: an item and an invoice may share a pk.
+        target_type=Concat(
+            OuterRef("content_type__app_label"), Value("."), OuterRef("content_type__model")
+        ),
         target_id=Cast(OuterRef("object_id"), CharField()),
         outcome=JobItem.Outcome.OK,
+    )
+    # An entry its job put right beside its target (an invoice's totals, read back after its
+    # items' re-push: drift_close_restored): the job wrote that field of that record.
+    written = RecordChange.objects.filter(
+        job_id=OuterRef("job_id"),
+        content_type_id=OuterRef("content_type_id"),
+        object_id=OuterRef("object_id"),
+        field=OuterRef("field"),
     )
     repushed = Drift.objects.filter(state=Drift.State.REPUSHED, resolved_at__gte=now - window)
     # A job that succeeded without skipping changed every record it had: not looked at again.
     ended_short = Q(job__state__in=set(Job.FINISHED_STATES) - {Job.State.SUCCEEDED}) | Q(
         job__state=Job.State.SUCCEEDED, job__skipped__gt=0
     )
-    unchanged = repushed.filter(ended_short).exclude(Exists(applied))
+    unchanged = repushed.filter(ended_short).exclude(Exists(applied)).exclude(Exists(written))
     orphaned = repushed.filter(job=None, resolved_at__lt=now - inline_lease())
     return _reopen(unchanged) + _reopen(orphaned)
 
@@ -536,9 +643,10 @@ def drift_repush_selection(*, drifts: Iterable[Drift], actor: Any, reason: str) 
     from upstream.pushes.jobs import NewItem, job_create
 
     reason = _require(actor, reason)
-    launch = RepushLaunch()
     asked = [d for d in drifts if d.state == Drift.State.OPEN]
-    taken = _take([d.pk for d in asked], actor, reason)
+    wanted, siblings = _with_siblings([d.pk for d in asked])
+    launch = RepushLaunch(siblings=siblings)
+    taken = _take(wanted, actor, reason)
     fresh = Drift.objects.select_related("content_type").in_bulk(taken)
     started: list[int] = []
     try:

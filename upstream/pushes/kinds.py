@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -268,9 +269,16 @@ class PushKind(JobKind):
         `record`, with the re-push's reason (a kind whose rules ask for one reads it)."""
         raise NotImplementedError(f"{self.kind} re-pushes no drift")
 
-    def planned(self, records: list[Model], params: dict[str, Any]) -> list[PlannedChange]:
-        """What a bulk job launched with `params` does to each of `records` (loaded through
-        `expand_queryset`), for the approval page; a kind that says no more names the record."""
+    def planned(
+        self,
+        records: list[Model],
+        params: dict[str, Any],
+        payloads: Mapping[int, dict[str, Any]] | None = None,
+    ) -> list[PlannedChange]:
+        """What the job does to each of `records` (loaded through `expand_queryset`), for the
+        approval page: from its items' `payloads` by record pk where they are written (a single
+        push, a drift re-push, a prepared bulk job), else from the bulk launch's `params`. A kind
+        that says no more names the record."""
         return [PlannedChange(record=str(r)) for r in records]
 
     def drift_verdict(self, record: Model, request: Any) -> Verdict:

@@ -67,3 +67,11 @@ def noun_after(count: int, opts) -> str:
     from upstream.l10n.grammar import noun_after as noun
 
     return noun(count, opts)
+
+
+@register.filter
+def filter_heading(title) -> str:
+    """ "By status" / "Duruma göre": the list filter's whole heading (upstream/l10n/headings.py)."""
+    from upstream.l10n.headings import filter_heading as heading
+
+    return heading(title)
