@@ -272,6 +272,7 @@ def delete_vanished(
     ]
     deleted, _ = vanished.delete()
     counts.deleted += deleted
+    counts.vanished += deleted  # gone from the mirror too: never reported twice
 
 
 def invoice_upsert(data: dict[str, Any], *, read_at: datetime, counts: SyncCounts) -> set[int]:

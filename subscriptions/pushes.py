@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -50,6 +50,7 @@ from upstream.calls.errors import (
 from upstream.history.changes import history_call
 from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
+from upstream.history.sync_job import SyncKind
 from upstream.l10n.formats import money
 from upstream.l10n.stored import text
 from upstream.models import Job, JobItem
@@ -67,9 +68,9 @@ from upstream.pushes.kinds import (
 )
 from upstream.pushes.verdicts import Verdict, VerdictKind
 
-from .client import PaynetClient, parse_datetime, to_kurus
+from .client import PaynetClient, parse_datetime, records_of, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
-from .sync import invoices_reconcile, subscription_upsert
+from .sync import EPOCH, invoices_reconcile, subscription_upsert
 
 INVOICE_STATUS_KIND = "paynet.invoice_status"
 SUBSCRIPTION_STATUS_ALL_KIND = "paynet.subscription_status_all"
@@ -1121,3 +1122,70 @@ class SubscriptionRefreshKind(RefreshHandler, _Paynet):
             invoices_reconcile(subscription, result.data["records"], complete=True, read_at=read_at)
         )
         return counts
+
+
+# --- the full sync, as a job (upstream.history.sync_job) --------------------------------------
+
+PAYNET_SYNC_KIND = "paynet.sync"
+
+
+@register
+class PaynetSyncKind(SyncKind, _Paynet):
+    """Paynet into the mirror: the subscription list page by page (each subscription written
+    from it), then one item per subscription reading all its payment records (invoice_list);
+    records Paynet no longer lists are reported once as drift."""
+
+    kind = PAYNET_SYNC_KIND
+    label = gettext_lazy("Paynet: sync")
+    target_type = "subscriptions.subscription"
+    permission = "subscriptions.sync_subscription"
+    record_model = SubscriptionInvoice
+
+    def title(self) -> Any:
+        return text(gettext_noop("Sync from Paynet"))
+
+    def list_page(
+        self, client: PaynetClient, cursor: int, params: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        since = params.get("since")
+        body = client.subscription_list(
+            datab=date.fromisoformat(since) if since else EPOCH,
+            datbi=timezone.localdate(),
+            starting_after=cursor,
+        )
+        rows = records_of(body)
+        # Paging is by row index (paynet.md §6.1): the next page starts after these rows.
+        return rows, (cursor + len(rows) if body.get("has_more") and rows else None)
+
+    def listed(
+        self, rows: list[dict[str, Any]], read_at: datetime, counts: SyncCounts
+    ) -> list[NewItem]:
+        items = []
+        for row in rows:
+            subscription, written = subscription_upsert(row, read_at=read_at)
+            counts.add(written)
+            items.append(
+                NewItem(
+                    target=subscription,
+                    payload={"subscription_id": subscription.subscription_id},
+                    target_repr=masked_str(subscription),
+                )
+            )
+        return items
+
+    def mirrored(self) -> Any:
+        return Subscription.objects.all()
+
+    def read(self, client: PaynetClient, item: WorkItem) -> Any:
+        read_at = timezone.now()
+        subscription_id = item.payload["subscription_id"]
+        return {
+            "read_at": read_at,
+            "records": list(client.iter_invoices(subscription_id=subscription_id)),
+        }
+
+    def write(self, result: WorkResult) -> SyncCounts:
+        subscription = Subscription.objects.get(pk=int(result.item.target_id))
+        return invoices_reconcile(
+            subscription, result.data["records"], complete=True, read_at=result.data["read_at"]
+        )

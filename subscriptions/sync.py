@@ -210,9 +210,28 @@ def invoices_reconcile(
             if key not in listed and inv.pk not in held
         ]
         if gone:
+            # Reported once: a record already known gone (its drift open) is not news again.
+            known = _known_gone([pk for pk, _no in gone])
             drift_missing(SubscriptionInvoice, gone, at=now)
-            counts.fields += [{"record": no, "vanished": True, "changes": []} for _pk, no in gone]
+            new = [(pk, no) for pk, no in gone if pk not in known]
+            counts.vanished += len(new)
+            counts.fields += [{"record": no, "vanished": True, "changes": []} for _pk, no in new]
     return counts
+
+
+def _known_gone(pks: list[int]) -> set[int]:
+    from django.contrib.contenttypes.models import ContentType
+
+    from upstream.models import Drift
+
+    return set(
+        Drift.objects.filter(
+            content_type=ContentType.objects.get_for_model(SubscriptionInvoice),
+            object_id__in=pks,
+            field="",
+            state=Drift.State.OPEN,
+        ).values_list("object_id", flat=True)
+    )
 
 
 def paynet_sync(

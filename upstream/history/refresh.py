@@ -25,6 +25,8 @@ class RefreshHandler(JobKind):
     operation = ""
     # The model whose fields the listed changes name (labels and ₺ / date formatting).
     record_model: ClassVar[type[models.Model]]
+    # The history source of what the items write: a refresh, or a sync (upstream.history.sync_job).
+    history_kind: ClassVar[str] = "refresh"
 
     def read(self, client: Any, item: WorkItem) -> Any:
         """Read the item's record(s) from the upstream; only HTTP, no database."""
@@ -43,7 +45,7 @@ class RefreshHandler(JobKind):
     def apply(self, results: list[WorkResult]) -> None:
         outer = current_source()
         with history_source(
-            "refresh",
+            self.history_kind,
             actor_id=outer.actor_id if outer else None,
             reason=outer.reason if outer else "",
             job_id=outer.job_id if outer else None,
@@ -57,6 +59,10 @@ class RefreshHandler(JobKind):
                     "updated": counts.updated,
                     "unchanged": counts.unchanged,
                     "deleted": counts.deleted,
+                    # Records read (the held ones too) and those newly gone upstream.
+                    "seen": counts.created + counts.updated + counts.unchanged + counts.held,
+                    "held": counts.held,
+                    "vanished": counts.vanished,
                     "records": counts.fields[:MAX_LISTED],
                 }
 

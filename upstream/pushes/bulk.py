@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -279,10 +280,23 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     reserver = CallReserver()
     # The upstream's breaker as this run sees it; its threads ask it before every call.
     gate = BreakerGate(handler.service) if handler.service else None
+    # A sync reads its listing while its items run (upstream.history.sync_job); None otherwise.
+    listing = handler.listing(job, reserver, gate)
 
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool:
+        with (
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool,
+            listing if listing is not None else nullcontext(),
+        ):
+            if listing is not None:
+                # One of the pool's threads reads the listing, so the kind's concurrency holds.
+                listing.start(pool)
             while True:
+                if listing is not None and listing.open:
+                    # A sync's listing pages, written as items as they arrive.
+                    reserver.serve()
+                    if listing.pump(stopped=stop.stopped):
+                        exhausted = False
                 if not exhausted and len(inflight) < concurrency * 2:
                     if not stop.stopped and _cancel_requested(job_id):
                         _stop_sending(job, worker_id, stop, inflight, handler.target_type)
@@ -305,6 +319,10 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 if not inflight:
                     flush_results(job, handler, worker_id, buffer)
                     buffer = []
+                    if exhausted and listing is not None and listing.open:
+                        time.sleep(0.01)  # the next listing page is on its way
+                        exhausted = False
+                        continue
                     if exhausted:
                         # Items may be waiting out a pause (in doubt, a busy record, a
                         # Retry-After, the breaker): wait for a short one here; for a long one,

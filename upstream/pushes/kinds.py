@@ -143,6 +143,11 @@ class JobKind:
     def make_client(self, recorder: CallRecorder) -> UpstreamClient:
         raise NotImplementedError
 
+    def listing(self, job: Any, reserve: Any, gate: Any) -> Any:
+        """What a run reads while its items run (a sync's listing pages,
+        upstream.history.sync_job.Listing); None: the job's items are all written already."""
+        return None
+
     def expand_queryset(self, queryset: QuerySet) -> QuerySet:
         """How a frozen selection's records are read for `expand` (e.g. with select_related)."""
         return queryset
