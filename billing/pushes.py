@@ -76,6 +76,7 @@ from upstream.pushes.verdicts import Verdict, VerdictKind
 from . import rules
 from .client import (
     ISTANBUL,
+    PAGE_LIMIT,
     ParseError,
     WiseCPClient,
     changes_applied,
@@ -1148,6 +1149,7 @@ class WiseCPSyncKind(SyncKind):
     permission = "billing.sync_invoice"
     service = "wisecp"
     record_model = InvoiceItem
+    page_size = PAGE_LIMIT
 
     def concurrency(self) -> int:
         return settings.WISECP_CONCURRENCY
@@ -1168,7 +1170,7 @@ class WiseCPSyncKind(SyncKind):
         if params.get("since"):
             since = date.fromisoformat(params["since"])
             filters["created_at_from"] = datetime.combine(since, time.min, tzinfo=ISTANBUL)
-        data = client.get_invoices(page=cursor, filters=filters)
+        data = client.get_invoices(page=cursor, limit=self.page_size, filters=filters)
         rows = data["invoices"]
         last = not rows or cursor * data["limit"] >= data["total"]
         return rows, (None if last else cursor + 1)

@@ -68,7 +68,7 @@ from upstream.pushes.kinds import (
 )
 from upstream.pushes.verdicts import Verdict, VerdictKind
 
-from .client import PaynetClient, parse_datetime, records_of, to_kurus
+from .client import PAGE_LIMIT, PaynetClient, parse_datetime, records_of, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
 from .sync import EPOCH, invoices_reconcile, subscription_upsert
 
@@ -1140,6 +1140,7 @@ class PaynetSyncKind(SyncKind, _Paynet):
     target_type = "subscriptions.subscription"
     permission = "subscriptions.sync_subscription"
     record_model = SubscriptionInvoice
+    page_size = PAGE_LIMIT
 
     def title(self) -> Any:
         return text(gettext_noop("Sync from Paynet"))
@@ -1152,6 +1153,7 @@ class PaynetSyncKind(SyncKind, _Paynet):
             datab=date.fromisoformat(since) if since else EPOCH,
             datbi=timezone.localdate(),
             starting_after=cursor,
+            limit=self.page_size,
         )
         rows = records_of(body)
         # Paging is by row index (paynet.md §6.1): the next page starts after these rows.

@@ -300,8 +300,8 @@ class Listing:
             try:
                 rows, next_cursor = self.handler.list_page(client, cursor, self.params)
                 page = Page(cursor, next_cursor, list(rows), read_at, recorder.exchanges)
-            except Exception as error:  # the upstream's failure, or ours: the listing ends
-                if not isinstance(error, UpstreamError):
+            except BaseException as error:  # the upstream's failure, or ours: the listing ends
+                if isinstance(error, Exception) and not isinstance(error, UpstreamError):
                     logger.exception("job %s: reading the listing failed", self.job.pk)
                 page = Page(cursor, None, [], read_at, recorder.exchanges, error)
             while not self._stop.is_set():
@@ -328,6 +328,8 @@ class Listing:
                 page = self.pages.get_nowait()
             except queue.Empty:
                 break
+            if page.error is not None and not isinstance(page.error, Exception):
+                raise page.error  # the process is stopping (an interrupt): so does its run
             written += self._write(page)
         return written
 
