@@ -334,10 +334,12 @@ def test_the_sync_job_page_shows_its_figures(mirror, admin_client):  # noqa: F81
     page = admin_client.get(reverse("admin:upstream_job_change", args=[job.pk])).content.decode()
 
     assert 'id="sync-summary"' in page
-    summary = page.split('id="sync-summary"', 1)[1].split("</dl>", 1)[0]
-    assert f">{job.params['summary']['seen']}<" in summary.replace("\u202f", "").replace(".", "")
-    assert "vanished" in summary.lower()
-    assert "no longer listed upstream" in page  # the per-record result
+    summary = job.params["summary"]
+    assert f'data-key="seen">{summary["seen"]}<' in page
+    assert 'data-key="vanished">1<' in page and 'data-key="failed">0<' in page
+    # The per-record results: the vanished record is listed among the records that changed.
+    changed = page.split('id="sync-changed"', 1)[1].split("</table>", 1)[0]
+    assert gone["invoice_no"] in changed
 
 
 def test_the_dashboard_shows_the_mirror_age_and_warns_when_late_or_failed(

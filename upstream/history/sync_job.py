@@ -490,3 +490,34 @@ def mirror_age(service: str, now: datetime | None = None) -> MirrorAge:
 
 def summary_of(job: Job) -> dict[str, int] | None:
     return (job.params or {}).get("summary")
+
+
+# Records that changed, listed on a sync job's page at most.
+CHANGED_SHOWN = 50
+
+
+def sync_page(job: Job) -> dict[str, Any] | None:
+    """What a sync job's page shows beside the counters: the listing's state, the figures (once
+    it ended) and the items whose records changed (created, updated or vanished)."""
+    from django.db.models import Q
+
+    if not is_sync_kind(job.kind):
+        return None
+    try:
+        handler = kind_for(job.kind)
+    except LookupError:
+        return None
+    listing = (job.params or {}).get("listing") or {}
+    changed = list(
+        job.items.filter(outcome=JobItem.Outcome.OK)
+        .filter(Q(result__created__gt=0) | Q(result__updated__gt=0) | Q(result__vanished__gt=0))
+        .order_by("position")[:CHANGED_SHOWN]
+    )
+    for item in changed:
+        item.description = handler.describe(item.result)
+    return {
+        "listing_open": bool(listing) and not listing.get("closed"),
+        "listing_failed": bool(listing) and listing.get("closed") and not listing.get("complete"),
+        "summary": summary_of(job),
+        "changed": changed,
+    }
