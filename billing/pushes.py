@@ -88,9 +88,8 @@ from .client import (
 from .models import Invoice, InvoiceItem, InvoiceStatus
 from .sync import (
     delete_vanished,
-    invoice_items_reconcile,
     invoice_upsert,
-    invoice_write,
+    invoices_sync_many,
     invoices_write,
     items_write,
 )
@@ -1198,13 +1197,19 @@ class WiseCPSyncKind(SyncKind):
         return {"invoice": client.get_invoice(item.payload["wisecp_id"]), "read_at": read_at}
 
     def write(self, result: WorkResult) -> SyncCounts:
-        counts = SyncCounts()
-        read_at = result.data["read_at"]
-        invoice = invoice_write(result.data["invoice"], read_at=read_at, counts=counts, guard=True)
-        if not result.item.target_id:
-            JobItem.objects.filter(pk=result.item.id).update(target_id=str(invoice.pk))
-        seen = invoice_items_reconcile(
-            invoice, result.data["invoice"]["items"] or [], read_at=read_at, counts=counts
+        return self.write_many([result])[0]
+
+    def write_many(self, results: list[WorkResult]) -> list[SyncCounts]:
+        # The flush's reads in bulk: one look at the mirror for the whole batch.
+        written = invoices_sync_many(
+            [(r.data["invoice"], r.data["read_at"], r.call_id) for r in results]
         )
-        delete_vanished({invoice.pk}, seen, counts, read_at=read_at)
-        return counts
+        new = {
+            r.item.id: str(invoice.pk)
+            for r, (_c, invoice) in zip(results, written, strict=True)
+            if not r.item.target_id
+        }
+        for item_id, target_id in new.items():
+            # An invoice new to the mirror: its item names it now.
+            JobItem.objects.filter(pk=item_id).update(target_id=target_id)
+        return [counts for counts, _invoice in written]

@@ -70,7 +70,13 @@ from upstream.pushes.verdicts import Verdict, VerdictKind
 
 from .client import PAGE_LIMIT, PaynetClient, parse_datetime, records_of, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
-from .sync import EPOCH, invoices_reconcile, subscription_upsert
+from .sync import (
+    EPOCH,
+    invoices_reconcile,
+    invoices_reconcile_many,
+    subscription_upsert,
+    subscriptions_upsert_many,
+)
 
 INVOICE_STATUS_KIND = "paynet.invoice_status"
 SUBSCRIPTION_STATUS_ALL_KIND = "paynet.subscription_status_all"
@@ -1162,18 +1168,14 @@ class PaynetSyncKind(SyncKind, _Paynet):
     def listed(
         self, rows: list[dict[str, Any]], read_at: datetime, counts: SyncCounts
     ) -> list[NewItem]:
-        items = []
-        for row in rows:
-            subscription, written = subscription_upsert(row, read_at=read_at)
-            counts.add(written)
-            items.append(
-                NewItem(
-                    target=subscription,
-                    payload={"subscription_id": subscription.subscription_id},
-                    target_repr=masked_str(subscription),
-                )
+        return [
+            NewItem(
+                target=subscription,
+                payload={"subscription_id": subscription.subscription_id},
+                target_repr=masked_str(subscription),
             )
-        return items
+            for subscription in subscriptions_upsert_many(rows, read_at=read_at, counts=counts)
+        ]
 
     def mirrored(self) -> Any:
         return Subscription.objects.all()
@@ -1187,7 +1189,16 @@ class PaynetSyncKind(SyncKind, _Paynet):
         }
 
     def write(self, result: WorkResult) -> SyncCounts:
-        subscription = Subscription.objects.get(pk=int(result.item.target_id))
-        return invoices_reconcile(
-            subscription, result.data["records"], complete=True, read_at=result.data["read_at"]
+        return self.write_many([result])[0]
+
+    def write_many(self, results: list[WorkResult]) -> list[SyncCounts]:
+        # The flush's reads in bulk: one look at the mirror for the whole batch.
+        subscriptions = Subscription.objects.in_bulk([int(r.item.target_id) for r in results])
+        return invoices_reconcile_many(
+            [
+                (subscriptions[int(r.item.target_id)], r.data["records"], r.data["read_at"])
+                for r in results
+            ],
+            complete=True,
+            calls=[r.call_id for r in results],
         )

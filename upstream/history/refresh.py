@@ -36,6 +36,15 @@ class RefreshHandler(JobKind):
         """Write what was read into the mirror; return its counts with `fields` filled."""
         raise NotImplementedError
 
+    def write_many(self, results: list[WorkResult]) -> list[SyncCounts]:
+        """Write a flush's reads; a kind may do it in bulk (a sync). Each result's writes
+        carry its read's call: the records read are not all the item's target."""
+        written = []
+        for r in results:
+            with history_call(r.call_id):
+                written.append(self.write(r))
+        return written
+
     def push(self, client: Any, item: WorkItem) -> Any:
         return self.read(client, item)
 
@@ -50,10 +59,7 @@ class RefreshHandler(JobKind):
             reason=outer.reason if outer else "",
             job_id=outer.job_id if outer else None,
         ):
-            for r in results:
-                # The records read are not all the item's target: each names the item's read.
-                with history_call(r.call_id):
-                    counts = self.write(r)
+            for r, counts in zip(results, self.write_many(results), strict=True):
                 r.result = {
                     "created": counts.created,
                     "updated": counts.updated,

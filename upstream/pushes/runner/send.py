@@ -100,14 +100,25 @@ class CallReserver:
         return call.pk
 
     def serve(self) -> None:
+        # Every request waiting now is committed in one insert: a sync's reads ask for a row
+        # each, hundreds a second, and one commit per row would hold their requests back.
+        waiting: list[tuple[UpstreamCall, threading.Event]] = []
         while True:
             try:
-                call, done = self._requests.get_nowait()
+                waiting.append(self._requests.get_nowait())
             except queue.Empty:
-                return
-            try:
-                call.save(force_insert=True)
-            finally:
+                break
+        if not waiting:
+            return
+        try:
+            calls = [call for call, _done in waiting]
+            if len(calls) > 1 and connection.features.can_return_rows_from_bulk_insert:
+                UpstreamCall.objects.bulk_create(calls)
+            else:
+                for call in calls:
+                    call.save(force_insert=True)
+        finally:
+            for _call, done in waiting:
                 done.set()
 
 
