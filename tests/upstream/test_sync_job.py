@@ -311,7 +311,7 @@ def test_a_wisecp_sync_job_mirrors_every_invoice_and_reports_a_deleted_item_once
     assert third.params["summary"]["updated"] == third.params["summary"]["created"] == 0
 
 
-def test_the_wisecp_listing_goes_past_ten_thousand_records_worth_of_pages(sandbox, monkeypatch):
+def test_the_wisecp_listing_reads_every_page_up_to_wisecps_total(sandbox, monkeypatch):
     # The listing stops only where WiseCP's total says; never at a fixed count (issue 18).
     monkeypatch.setattr(WiseCPSyncKind, "page_size", 7)
     job = sync("wisecp")
@@ -414,3 +414,11 @@ def test_the_sync_command_fails_when_records_failed(mirror, quick):  # noqa: F81
     )
     with pytest.raises(CommandError, match="1 record"):
         call_command("sync", "paynet", stdout=StringIO())
+
+
+def test_the_dashboards_latest_jobs_leave_the_syncs_to_their_cards(mirror, admin_client):  # noqa: F811
+    job = sync()
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    latest = page.split('id="dashboard"', 1)[1].split("</div>", 1)[0]
+    assert f"#{job.pk} " not in latest
+    assert f'href="{reverse("admin:upstream_job_change", args=[job.pk])}"' in page  # its card

@@ -55,6 +55,7 @@ def jobs_per_day(now: datetime) -> Chart:
     since = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
     rows = (
         Job.objects.filter(created_at__gte=since, created_at__lte=now)
+        .exclude(kind__endswith=".sync")  # the periodic syncs have their mirror cards
         .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
         .values("day", "state")
         .annotate(n=Count("id"))
