@@ -422,3 +422,24 @@ def test_the_dashboards_latest_jobs_leave_the_syncs_to_their_cards(mirror, admin
     latest = page.split('id="dashboard"', 1)[1].split("</div>", 1)[0]
     assert f"#{job.pk} " not in latest
     assert f'href="{reverse("admin:upstream_job_change", args=[job.pk])}"' in page  # its card
+
+
+def test_the_command_resumes_a_sync_whose_worker_is_gone(mirror, monkeypatch, settings):  # noqa: F811
+    settings.PAYNET_CONCURRENCY = 2
+    monkeypatch.setattr(PaynetSyncKind, "page_size", 10)
+    kill_the_listing_at(monkeypatch, 20)
+    job, _ = sync_start("paynet", enqueue=False)
+    with pytest.raises(Killed):
+        bulk.run_job(job.pk)
+    monkeypatch.undo()
+    past = timezone.now() - timedelta(hours=1)
+    JobItem.objects.filter(job=job, state=JobItem.State.SENDING).update(lease_until=past)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=past)
+
+    out = StringIO()
+    call_command("sync", "paynet", stdout=out)
+
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED and out.getvalue().startswith("paynet: ")
+    assert Job.objects.filter(kind="paynet.sync").count() == 1  # resumed, not a second one
+    assert_mirror_is_paynet(mirror)

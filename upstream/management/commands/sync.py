@@ -50,8 +50,10 @@ class Command(BaseCommand):
         if not created and terminal:
             self.stdout.write(f"{upstream}: sync job #{job.pk} is already running; following it")
         with _Progress(job.pk, upstream, self.stdout._out if terminal else None):
-            if created:
-                run_job(job.pk)  # the operator's command runs the job here, through the runner
+            if created or _abandoned(job):
+                # The operator's command runs the job here, through the runner; a sync nobody
+                # runs any more (its worker gone) is resumed here rather than waited for.
+                run_job(job.pk)
             else:
                 _wait(job.pk)
         outcome = sync_outcome(job.pk)
@@ -66,6 +68,15 @@ class Command(BaseCommand):
                 f"(job #{job.pk}, {outcome['state']})"
             )
         self.stdout.write(line)
+
+
+def _abandoned(job: Any) -> bool:
+    from django.utils import timezone
+
+    from upstream.pushes.runner.leases import lease_length
+
+    beat = job.heartbeat_at or job.created_at
+    return beat < timezone.now() - lease_length()
 
 
 def _wait(job_id: int) -> None:
