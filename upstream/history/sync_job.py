@@ -39,7 +39,7 @@ from django.utils.translation import gettext_noop
 from upstream.calls.breaker import BreakerGate, breaker_record
 from upstream.calls.client import Exchange
 from upstream.calls.errors import UpstreamError
-from upstream.calls.log import upstream_call_from_exchange
+from upstream.calls.log import insert_calls, upstream_call_from_exchange
 from upstream.history.changes import history_source
 from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
@@ -440,7 +440,7 @@ def _write_calls(job: Job, exchanges: list[Exchange]) -> None:
         else:
             new.append(call)
     new += finish_reserved_calls(reserved)
-    UpstreamCall.objects.bulk_create(new, batch_size=500)
+    insert_calls(new, new_ids=True)
 
 
 # --- What the dashboard and the command show --------------------------------------------------

@@ -112,11 +112,10 @@ class CallReserver:
             return
         try:
             calls = [call for call, _done in waiting]
-            if len(calls) > 1 and connection.features.can_return_rows_from_bulk_insert:
-                UpstreamCall.objects.bulk_create(calls)
+            if len(calls) > 1:
+                insert_calls(calls, new_ids=True)
             else:
-                for call in calls:
-                    call.save(force_insert=True)
+                calls[0].save(force_insert=True)
         finally:
             for _call, done in waiting:
                 done.set()
