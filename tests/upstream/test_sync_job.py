@@ -9,6 +9,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -443,3 +444,24 @@ def test_the_command_resumes_a_sync_whose_worker_is_gone(mirror, monkeypatch, se
     assert job.state == Job.State.SUCCEEDED and out.getvalue().startswith("paynet: ")
     assert Job.objects.filter(kind="paynet.sync").count() == 1  # resumed, not a second one
     assert_mirror_is_paynet(mirror)
+
+
+def test_a_failed_listing_is_a_failed_item_and_reports_nothing_vanished(mirror, quick):  # noqa: F811
+    from upstream.pushes.jobs import job_retry_failed
+
+    mirror.faults({"kind": "status", "status": 500, "service": "paynet", "operation": "list"})
+    job = sync()
+
+    assert job.state == Job.State.FAILED and job.params["listing"]["complete"] is False
+    (failed,) = JobItem.objects.filter(job=job)
+    assert failed.outcome == JobItem.Outcome.FAILED and "listing" in failed.target_repr
+    assert job.params["summary"]["vanished"] == 0
+    assert not Drift.objects.exists()  # nothing listed is not everything gone
+    # Retried, it says why it cannot read on (no internal error).
+    mirror.faults()
+    user = get_user_model().objects.create_superuser("boss", password="x")
+    job_retry_failed(job=job, actor=user, reason="again")
+    bulk.run_job(job.pk)
+    failed.refresh_from_db()
+    assert failed.outcome == JobItem.Outcome.FAILED
+    assert "next sync" in failed.display_message

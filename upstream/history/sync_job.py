@@ -122,6 +122,18 @@ class SyncKind(RefreshHandler):
 
     # The runner's hooks --------------------------------------------------------------------
 
+    def push(self, client: Any, item: Any) -> Any:
+        if "listing" in item.payload:
+            # The item of a listing that failed: retried alone it cannot read the list on (its
+            # job's other items are done); the next sync reads it whole.
+            raise UpstreamError(
+                text(gettext_noop("The list is read again, whole, by the next sync."))
+            )
+        return super().push(client, item)
+
+    def settle(self, client: Any, item: Any) -> Any | None:
+        return self.push(client, item)
+
     def listing(self, job: Job, reserve: Any, gate: BreakerGate | None) -> Listing | None:
         state = (job.params or {}).get("listing")
         if not self.streams or not state or state.get("closed"):
@@ -394,6 +406,7 @@ class Listing:
             target_type="",
             target_id="",
             target_repr=f"listing ({page.cursor})"[:200],
+            payload={"listing": page.cursor},
             state=JobItem.State.DONE,
             outcome=JobItem.Outcome.FAILED,
             **message_fields(
