@@ -67,6 +67,10 @@ class SyncKind(RefreshHandler):
     """One upstream's full sync. A vertical defines the listing and the per-record read."""
 
     history_kind = "sync"
+    # Reads only: a read in flight when the process dies leaves nothing to settle, so its call
+    # row is written with the results (the call log still has every request) rather than
+    # committed by the runner's thread before it leaves, which held each read back.
+    reserve_reads = False
     # A sync with one item and no listing (Payofin's catalogue): the item is written at start.
     streams: ClassVar[bool] = True
 
@@ -255,17 +259,17 @@ class Page:
 
 
 class _ListingRecorder:
-    """A listing request's call row is committed pending before it leaves, as an item's is (the
-    runner's thread inserts it: pool threads never touch the database)."""
+    """A listing request's exchanges, written as call rows with its page by the runner's thread
+    (pool threads never touch the database); the breaker hears each."""
 
     def __init__(self, job: Job, handler: SyncKind, reserve: Any, gate: BreakerGate | None):
         self.job, self.handler, self.reserve, self.gate = job, handler, reserve, gate
         self.exchanges: list[Exchange] = []
 
     def started(self, exchange: Exchange) -> None:
+        # Written with the page (a read: see SyncKind.reserve_reads).
         if self.gate is not None:
             self.gate.before(exchange)
-        exchange.call_id = self.reserve(_call(self.job, exchange))
 
     def finished(self, exchange: Exchange) -> None:
         self.exchanges.append(exchange)

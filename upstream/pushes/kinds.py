@@ -136,6 +136,9 @@ class JobKind:
     operation: ClassVar[str] = ""
     # Writes claim their record (one push at a time per record); a read-only kind need not.
     claims_records: ClassVar[bool] = True
+    # Each read's call row is committed pending before it leaves, as a write's is; a kind whose
+    # items only read the upstream (a sync) may write it with the results instead.
+    reserve_reads: ClassVar[bool] = True
 
     def concurrency(self) -> int:
         return 4

@@ -160,6 +160,10 @@ class JobRecorder:
             if self.reserved is not None:
                 exchange.call_id, self.reserved = self.reserved, None
                 return
+        elif not self.handler.reserve_reads:
+            # A read of a kind that only reads (a sync): nothing to settle if the process dies
+            # with it in flight, so its row is written with the results, not before it leaves.
+            return
         exchange.call_id = self.reserve(
             upstream_call_from_exchange(
                 exchange,
