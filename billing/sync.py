@@ -365,20 +365,32 @@ def _items_write_known(
     read_at: datetime,
     counts: SyncCounts,
 ) -> set[int]:
-    """invoice_items_reconcile on rows already read and locked: a query only for a change."""
-    unchanged = []
+    """invoice_items_reconcile on rows already read and locked: new items in one insert, a
+    query more only for a changed one."""
+    unchanged, new, changed = 0, [], []
     for data in items:
         row = existing.get(data["wisecp_id"])
-        if (
-            row is not None
-            and row.invoice_id == invoice.pk
-            and not any(getattr(row, k) != v for k, v in item_values(data).items())
+        if row is None:
+            new.append(
+                InvoiceItem(
+                    wisecp_id=data["wisecp_id"],
+                    invoice=invoice,
+                    synced_at=read_at,
+                    **item_values(data),
+                )
+            )
+        elif row.invoice_id == invoice.pk and not any(
+            getattr(row, k) != v for k, v in item_values(data).items()
         ):
-            unchanged.append(data)
-    counts.unchanged += len(unchanged)
-    rest = [data for data in items if data not in unchanged]
-    if rest:
-        invoice_items_reconcile(invoice, rest, read_at=read_at, counts=counts)
+            unchanged += 1
+        else:
+            changed.append(data)
+    counts.unchanged += unchanged
+    if new:
+        InvoiceItem.objects.bulk_create(new, batch_size=500)
+        counts.created += len(new)
+    if changed:
+        invoice_items_reconcile(invoice, changed, read_at=read_at, counts=counts)
     return {data["wisecp_id"] for data in items}
 
 
