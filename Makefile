@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/bulk_push.py
 	$(BIN)/python bench/bill_queries.py
 	$(BIN)/python bench/crash_safety.py
+	$(BIN)/python bench/sync_scale.py
 
 # Re-pin the whole dependency tree from requirements*.in.
 lock:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import reduce
@@ -64,8 +64,10 @@ from upstream.calls.errors import (
 from upstream.history.changes import history_call
 from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
+from upstream.history.sync_job import SyncKind
 from upstream.l10n.formats import day
 from upstream.l10n.stored import text
+from upstream.models import JobItem
 from upstream.pushes.claims import live_claims
 from upstream.pushes.jobs import NewItem
 from upstream.pushes.kinds import (
@@ -81,6 +83,8 @@ from upstream.pushes.verdicts import Verdict, VerdictKind
 
 from . import rules
 from .client import (
+    ISTANBUL,
+    PAGE_LIMIT,
     ParseError,
     WiseCPClient,
     changes_applied,
@@ -90,7 +94,13 @@ from .client import (
     to_wire,
 )
 from .models import Invoice, InvoiceItem, InvoiceStatus
-from .sync import delete_vanished, invoice_upsert, invoices_write, items_write
+from .sync import (
+    delete_vanished,
+    invoice_upsert,
+    invoices_sync_many,
+    invoices_write,
+    items_write,
+)
 
 INVOICE_ITEM_UPDATE_KIND = "wisecp.invoice_item_update"
 PERM_PUSH_ITEM = "billing.push_invoiceitem"
@@ -1170,3 +1180,87 @@ class InvoiceRefreshHandler(RefreshHandler):
         seen = invoice_upsert(result.data["invoice"], read_at=read_at, counts=counts)
         delete_vanished({invoice.pk}, seen, counts, read_at=read_at)
         return counts
+
+
+# --- the full sync, as a job (upstream.history.sync_job) --------------------------------------
+
+WISECP_SYNC_KIND = "wisecp.sync"
+
+
+@register
+class WiseCPSyncKind(SyncKind):
+    """WiseCP into the mirror: the invoice list page by page (GetInvoices, without items), then
+    one item per invoice reading it with its items (GetInvoice); invoices WiseCP no longer lists
+    are reported once as drift, items no longer listed are removed (as a refresh does)."""
+
+    kind = WISECP_SYNC_KIND
+    label = gettext_lazy("WiseCP: sync")
+    target_type = "billing.invoice"
+    permission = "billing.sync_invoice"
+    service = "wisecp"
+    record_model = InvoiceItem
+    page_size = PAGE_LIMIT
+
+    def concurrency(self) -> int:
+        return settings.WISECP_CONCURRENCY
+
+    def make_client(self, recorder: CallRecorder) -> WiseCPClient:
+        return WiseCPClient(recorder=recorder)
+
+    def title(self) -> Any:
+        return text(gettext_noop("Sync from WiseCP"))
+
+    def first_cursor(self) -> int:
+        return 1
+
+    def list_page(
+        self, client: WiseCPClient, cursor: int, params: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        filters: dict[str, Any] = {}
+        if params.get("since"):
+            since = date.fromisoformat(params["since"])
+            filters["created_at_from"] = datetime.combine(since, time.min, tzinfo=ISTANBUL)
+        data = client.get_invoices(page=cursor, limit=self.page_size, filters=filters)
+        rows = data["invoices"]
+        last = not rows or cursor * data["limit"] >= data["total"]
+        return rows, (None if last else cursor + 1)
+
+    def listed(
+        self, rows: list[dict[str, Any]], read_at: datetime, counts: SyncCounts
+    ) -> list[NewItem]:
+        # Every invoice is written from its GetInvoice read (the listing lacks some fields,
+        # wisecp.md §10.11); an invoice new to the mirror gets its item's target once written.
+        known = Invoice.objects.in_bulk([r["wisecp_id"] for r in rows], field_name="wisecp_id")
+        return [
+            NewItem(
+                target=known.get(row["wisecp_id"]),  # type: ignore[arg-type]
+                payload={"wisecp_id": row["wisecp_id"]},
+                target_repr=str(known.get(row["wisecp_id"]) or row.get("number") or ""),
+            )
+            for row in rows
+        ]
+
+    def mirrored(self) -> Any:
+        return Invoice.objects.all()
+
+    def read(self, client: WiseCPClient, item: WorkItem) -> Any:
+        read_at = timezone.now()
+        return {"invoice": client.get_invoice(item.payload["wisecp_id"]), "read_at": read_at}
+
+    def write(self, result: WorkResult) -> SyncCounts:
+        return self.write_many([result])[0]
+
+    def write_many(self, results: list[WorkResult]) -> list[SyncCounts]:
+        # The flush's reads in bulk: one look at the mirror for the whole batch.
+        written = invoices_sync_many(
+            [(r.data["invoice"], r.data["read_at"], r.call_id) for r in results]
+        )
+        new = {
+            r.item.id: str(invoice.pk)
+            for r, (_c, invoice) in zip(results, written, strict=True)
+            if not r.item.target_id
+        }
+        for item_id, target_id in new.items():
+            # An invoice new to the mirror: its item names it now.
+            JobItem.objects.filter(pk=item_id).update(target_id=target_id)
+        return [counts for counts, _invoice in written]

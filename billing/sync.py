@@ -17,7 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from upstream.calls.client import CallRecorder
-from upstream.history.changes import history_source, plain
+from upstream.history.changes import history_call, history_source, plain
 from upstream.history.sync import SyncCounts, held_back
 
 from .client import ISTANBUL, WiseCPClient
@@ -272,6 +272,126 @@ def delete_vanished(
     ]
     deleted, _ = vanished.delete()
     counts.deleted += deleted
+    counts.vanished += deleted  # gone from the mirror too: never reported twice
+
+
+def invoices_sync_many(
+    reads: list[tuple[dict[str, Any], datetime, int | None]],
+) -> list[tuple[SyncCounts, Invoice]]:
+    """A sync's flush of GetInvoice reads ((data, read_at, call) each): `invoice_upsert` and
+    `delete_vanished` for many invoices, the same rules (freshness, the read guard), with the
+    reads of the mirror done once for the batch, so a batch where nothing changed costs a few
+    queries. The guard takes the batch's earliest read (never less careful than one by one);
+    each invoice's writes carry its own call in the history. Returns per read its counts and
+    its invoice."""
+    if not reads:
+        return []
+    earliest = min(read_at for _data, read_at, _call in reads)
+    invoices = {
+        i.wisecp_id: i
+        for i in _locked(
+            Invoice.objects.filter(wisecp_id__in=[d["wisecp_id"] for d, _a, _c in reads])
+        )
+    }
+    listed_items = [item for data, _a, _c in reads for item in data["items"] or []]
+    items = {
+        i.wisecp_id: i
+        for i in _locked(InvoiceItem.objects.filter(wisecp_id__in=_ids(listed_items)))
+    }
+    held_invoices = held_back(Invoice, [i.pk for i in invoices.values()], earliest)
+    held_items = held_back(InvoiceItem, [i.pk for i in items.values()], earliest)
+    out: list[tuple[SyncCounts, Invoice]] = []
+    seen: set[int] = set()
+    for data, read_at, call in reads:
+        counts = SyncCounts()
+        with history_call(call):
+            invoice = invoices.get(data["wisecp_id"])
+            if invoice is None or invoice.pk not in held_invoices:
+                # invoice_write's own checks, on the row read above (no query when unchanged).
+                invoice = _invoice_write_known(data, invoice, read_at, counts)
+            else:
+                counts.held += 1
+            seen |= _items_write_known(
+                invoice, data["items"] or [], items, held_items, read_at, counts
+            )
+        out.append((counts, invoice))
+    # Items of these invoices that no read of the batch listed: deleted or moved upstream.
+    pks = {invoice.pk for _counts, invoice in out}
+    vanished = list(
+        _locked(
+            InvoiceItem.objects.filter(invoice_id__in=pks).exclude(wisecp_id__in=seen)
+        ).values_list("pk", "invoice_id")
+    )
+    if vanished:
+        held = held_back(InvoiceItem, [pk for pk, _inv in vanished], earliest)
+        by_invoice = {
+            invoice.pk: (counts, call)
+            for (counts, invoice), (_d, _a, call) in zip(out, reads, strict=True)
+        }
+        for pk, invoice_pk in vanished:
+            counts, call = by_invoice[invoice_pk]
+            if pk in held:
+                counts.held += 1
+                continue
+            gone = InvoiceItem.objects.filter(pk=pk)
+            counts.fields += [
+                {"record": str(w), "vanished": True, "changes": []}
+                for w in gone.values_list("wisecp_id", flat=True)
+            ]
+            with history_call(call):
+                deleted, _ = gone.delete()
+            counts.deleted += deleted
+            counts.vanished += deleted
+    return out
+
+
+def _invoice_write_known(
+    data: dict[str, Any], invoice: Invoice | None, read_at: datetime, counts: SyncCounts
+) -> Invoice:
+    if invoice is None:
+        return invoice_write(data, read_at=read_at, counts=counts, guard=True)
+    changed = {k: data[k] for k in INVOICE_FIELDS if getattr(invoice, k) != data[k]}
+    if not changed or not _fresher(invoice.synced_at, read_at):
+        counts.unchanged += 1
+        return invoice
+    return invoice_write(data, read_at=read_at, counts=counts, guard=True)
+
+
+def _items_write_known(
+    invoice: Invoice,
+    items: list[dict[str, Any]],
+    existing: dict[int, InvoiceItem],
+    held: set[int],
+    read_at: datetime,
+    counts: SyncCounts,
+) -> set[int]:
+    """invoice_items_reconcile on rows already read and locked: new items in one insert, a
+    query more only for a changed one."""
+    unchanged, new, changed = 0, [], []
+    for data in items:
+        row = existing.get(data["wisecp_id"])
+        if row is None:
+            new.append(
+                InvoiceItem(
+                    wisecp_id=data["wisecp_id"],
+                    invoice=invoice,
+                    synced_at=read_at,
+                    **item_values(data),
+                )
+            )
+        elif row.invoice_id == invoice.pk and not any(
+            getattr(row, k) != v for k, v in item_values(data).items()
+        ):
+            unchanged += 1
+        else:
+            changed.append(data)
+    counts.unchanged += unchanged
+    if new:
+        InvoiceItem.objects.bulk_create(new, batch_size=500)
+        counts.created += len(new)
+    if changed:
+        invoice_items_reconcile(invoice, changed, read_at=read_at, counts=counts)
+    return {data["wisecp_id"] for data in items}
 
 
 def invoice_upsert(data: dict[str, Any], *, read_at: datetime, counts: SyncCounts) -> set[int]:

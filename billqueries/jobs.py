@@ -8,19 +8,24 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Model, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from upstream.calls.client import CallRecorder
 from upstream.history.changes import history_call, history_calls, record_written
+from upstream.history.sync import SyncCounts
+from upstream.history.sync_job import SyncKind
+from upstream.l10n.stored import text
 from upstream.models import Job, JobItem
+from upstream.pushes.jobs import NewItem
 from upstream.pushes.kinds import JobKind, Payload, WorkItem, WorkResult, register
 
 from .client import BillQuery, PayofinClient, QueryResult
-from .models import BillDebt, BillQueryBatch, BillQueryLine
+from .models import BillDebt, BillQueryBatch, BillQueryLine, Institution
+from .sync import institutions_reconcile
 
 BILL_QUERY_KIND = "payofin.bill_query"
 LINE_LABEL = BillQueryLine._meta.label_lower
@@ -284,3 +289,44 @@ def batch_recount(batch_ids: Any) -> None:
             debt_total=row["total"] or 0,
             fee_total=row["fees"] or 0,
         )
+
+
+# --- the catalogue's sync, as a job of one item (upstream.history.sync_job) -------------------
+
+PAYOFIN_SYNC_KIND = "payofin.sync"
+
+
+@register
+class PayofinSyncKind(SyncKind):
+    """Payofin's institution catalogue (`sootlist`): one read, one item; a job like every sync,
+    so it has a page, a history source and the one-at-a-time rule."""
+
+    kind = PAYOFIN_SYNC_KIND
+    label = gettext_lazy("Payofin: sync")
+    target_type = "billqueries.institution"
+    permission = "billqueries.sync_institution"
+    service = "payofin"
+    record_model = Institution
+    streams = False
+
+    def concurrency(self) -> int:
+        return 1
+
+    def make_client(self, recorder: CallRecorder) -> PayofinClient:
+        return PayofinClient(recorder=recorder)
+
+    def title(self) -> Any:
+        return text(gettext_noop("Sync from Payofin"))
+
+    def single_item(self) -> NewItem:
+        return NewItem(target=None, payload={}, target_repr="sootlist")  # type: ignore[arg-type]
+
+    def mirrored(self) -> Any:
+        return Institution.objects.all()
+
+    def read(self, client: PayofinClient, item: WorkItem) -> Any:
+        return {"infos": client.sootlist()}
+
+    def write(self, result: WorkResult) -> SyncCounts:
+        with transaction.atomic():
+            return institutions_reconcile(result.data["infos"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -51,6 +51,7 @@ from upstream.calls.errors import (
 from upstream.history.changes import history_call
 from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
+from upstream.history.sync_job import SyncKind
 from upstream.l10n.formats import day, money
 from upstream.l10n.stored import text
 from upstream.models import Job, JobItem
@@ -68,9 +69,15 @@ from upstream.pushes.kinds import (
 )
 from upstream.pushes.verdicts import Verdict, VerdictKind
 
-from .client import PaynetClient, parse_datetime, to_kurus
+from .client import PAGE_LIMIT, PaynetClient, parse_datetime, records_of, to_kurus
 from .models import InvoiceStatus, Subscription, SubscriptionInvoice
-from .sync import invoices_reconcile, subscription_upsert
+from .sync import (
+    EPOCH,
+    invoices_reconcile,
+    invoices_reconcile_many,
+    subscription_upsert,
+    subscriptions_upsert_many,
+)
 
 INVOICE_STATUS_KIND = "paynet.invoice_status"
 SUBSCRIPTION_STATUS_ALL_KIND = "paynet.subscription_status_all"
@@ -1163,3 +1170,77 @@ class SubscriptionRefreshKind(RefreshHandler, _Paynet):
             invoices_reconcile(subscription, result.data["records"], complete=True, read_at=read_at)
         )
         return counts
+
+
+# --- the full sync, as a job (upstream.history.sync_job) --------------------------------------
+
+PAYNET_SYNC_KIND = "paynet.sync"
+
+
+@register
+class PaynetSyncKind(SyncKind, _Paynet):
+    """Paynet into the mirror: the subscription list page by page (each subscription written
+    from it), then one item per subscription reading all its payment records (invoice_list);
+    records Paynet no longer lists are reported once as drift."""
+
+    kind = PAYNET_SYNC_KIND
+    label = gettext_lazy("Paynet: sync")
+    target_type = "subscriptions.subscription"
+    permission = "subscriptions.sync_subscription"
+    record_model = SubscriptionInvoice
+    page_size = PAGE_LIMIT
+
+    def title(self) -> Any:
+        return text(gettext_noop("Sync from Paynet"))
+
+    def list_page(
+        self, client: PaynetClient, cursor: int, params: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        since = params.get("since")
+        body = client.subscription_list(
+            datab=date.fromisoformat(since) if since else EPOCH,
+            datbi=timezone.localdate(),
+            starting_after=cursor,
+            limit=self.page_size,
+        )
+        rows = records_of(body)
+        # Paging is by row index (paynet.md §6.1): the next page starts after these rows.
+        return rows, (cursor + len(rows) if body.get("has_more") and rows else None)
+
+    def listed(
+        self, rows: list[dict[str, Any]], read_at: datetime, counts: SyncCounts
+    ) -> list[NewItem]:
+        return [
+            NewItem(
+                target=subscription,
+                payload={"subscription_id": subscription.subscription_id},
+                target_repr=masked_str(subscription),
+            )
+            for subscription in subscriptions_upsert_many(rows, read_at=read_at, counts=counts)
+        ]
+
+    def mirrored(self) -> Any:
+        return Subscription.objects.all()
+
+    def read(self, client: PaynetClient, item: WorkItem) -> Any:
+        read_at = timezone.now()
+        subscription_id = item.payload["subscription_id"]
+        return {
+            "read_at": read_at,
+            "records": list(client.iter_invoices(subscription_id=subscription_id)),
+        }
+
+    def write(self, result: WorkResult) -> SyncCounts:
+        return self.write_many([result])[0]
+
+    def write_many(self, results: list[WorkResult]) -> list[SyncCounts]:
+        # The flush's reads in bulk: one look at the mirror for the whole batch.
+        subscriptions = Subscription.objects.in_bulk([int(r.item.target_id) for r in results])
+        return invoices_reconcile_many(
+            [
+                (subscriptions[int(r.item.target_id)], r.data["records"], r.data["read_at"])
+                for r in results
+            ],
+            complete=True,
+            calls=[r.call_id for r in results],
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from upstream.calls.client import CallRecorder
 from upstream.calls.errors import UpstreamAuthError, UpstreamError, UpstreamTransportError
-from upstream.history.changes import history_source, plain
+from upstream.history.changes import CHUNK, history_call, history_source, plain
 from upstream.history.drift import drift_missing
 from upstream.history.sync import SyncCounts, held_back
 
@@ -127,25 +128,101 @@ def invoices_reconcile(
 
     `complete`: the rows are every record Paynet lists for the subscription, so a mirrored record
     missing from them vanished upstream. It stays in the mirror (jobs and calls name it) and is
-    reported as drift.
+    reported as drift, once (a record already known gone is not news again).
 
     `read_at`: when the read of `rows` began. A sync or refresh passes it, and the records a push
     claimed or wrote since are left alone, neither written nor reported (held_back); so are all
     of them while a push of the whole subscription (status of all, a create) holds it. A push's
     own read-back passes none: it is the push writing.
     """
-    counts = SyncCounts()
+    return invoices_reconcile_many([(subscription, list(rows), read_at)], complete=complete)[0]
+
+
+INVOICE_FIELDS = (
+    "invoice_no",
+    "val_date",
+    "amount",
+    "agent_amount",
+    "company_amount",
+    "currency",
+    "status",
+)
+
+
+def invoices_reconcile_many(
+    reads: list[tuple[Subscription, list[dict[str, Any]], datetime | None]],
+    *,
+    complete: bool = False,
+    calls: list[int | None] | None = None,
+) -> list[SyncCounts]:
+    """`invoices_reconcile` for many subscriptions' reads at once (a sync's flush): the same
+    rules, and the reads of the mirror (its records, the read guard) done once for the batch,
+    so a batch where nothing changed costs a few queries, not a few per subscription.
+
+    The read guard takes the batch's earliest `read_at` (a push since any read of the batch
+    holds its record back: never less careful than one by one). Each subscription's writes
+    carry its own call (`calls[i]`) in the history.
+    """
+    if not reads:
+        return []
+    guarded = [read_at for _s, _rows, read_at in reads if read_at is not None]
     now = timezone.now()
-    invoices = subscription.invoices.all()
-    if read_at is not None:
-        invoices = _locked(invoices)
-    existing = {inv.invoice_id: inv for inv in invoices}
+    sub_pks = [s.pk for s, _rows, _at in reads]
+    existing: dict[int, dict[str, SubscriptionInvoice]] = defaultdict(dict)
+    for start in range(0, len(sub_pks), CHUNK):
+        found = SubscriptionInvoice.objects.filter(
+            subscription_id__in=sub_pks[start : start + CHUNK]
+        )
+        for inv in _locked(found) if guarded else found:
+            existing[inv.subscription_id][inv.invoice_id] = inv
     held: set[int] = set()
-    if read_at is not None:
-        if held_back(Subscription, [subscription.pk], read_at):
-            held = {inv.pk for inv in existing.values()}
-        else:
-            held = held_back(SubscriptionInvoice, [inv.pk for inv in existing.values()], read_at)
+    if guarded:
+        earliest = min(guarded)
+        held_subs = held_back(Subscription, sub_pks, earliest)
+        for pk in held_subs:
+            held |= {inv.pk for inv in existing[pk].values()}
+        held |= held_back(
+            SubscriptionInvoice,
+            [
+                inv.pk
+                for pk, invs in existing.items()
+                if pk not in held_subs
+                for inv in invs.values()
+            ],
+            earliest,
+        )
+    plans = [
+        _reconcile_plan(subscription, rows, existing[subscription.pk], held, complete, now)
+        for subscription, rows, _at in reads
+    ]
+    known = _known_gone([pk for plan in plans for pk, _no in plan[3]]) if complete else set()
+    for i, (counts, to_create, to_update, gone) in enumerate(plans):
+        with history_call(calls[i] if calls else None):
+            SubscriptionInvoice.objects.bulk_create(to_create, batch_size=500)
+            if to_update:
+                SubscriptionInvoice.objects.bulk_update(
+                    to_update, [*INVOICE_FIELDS, "synced_at"], batch_size=500
+                )
+            if gone:
+                drift_missing(SubscriptionInvoice, gone, at=now)
+        counts.created += len(to_create)
+        counts.updated += len(to_update)
+        new = [(pk, no) for pk, no in gone if pk not in known]
+        counts.vanished += len(new)
+        counts.fields += [{"record": no, "vanished": True, "changes": []} for _pk, no in new]
+    return [plan[0] for plan in plans]
+
+
+def _reconcile_plan(
+    subscription: Subscription,
+    rows: list[dict[str, Any]],
+    existing: dict[str, SubscriptionInvoice],
+    held: set[int],
+    complete: bool,
+    now: datetime,
+) -> tuple[SyncCounts, list[SubscriptionInvoice], list[SubscriptionInvoice], list[tuple]]:
+    """What one subscription's read changes: (counts, to create, to update, gone)."""
+    counts = SyncCounts()
     to_create, to_update = [], []
     listed: set[str] = set()
     for row in rows:
@@ -185,34 +262,83 @@ def invoices_reconcile(
             setattr(inv, k, v)
         inv.synced_at = now
         to_update.append(inv)
-    SubscriptionInvoice.objects.bulk_create(to_create, batch_size=500)
-    if to_update:
-        SubscriptionInvoice.objects.bulk_update(
-            to_update,
-            [
-                "invoice_no",
-                "val_date",
-                "amount",
-                "agent_amount",
-                "company_amount",
-                "currency",
-                "status",
-                "synced_at",
-            ],
-            batch_size=500,
-        )
-    counts.created += len(to_create)
-    counts.updated += len(to_update)
+    gone = []
     if complete:
         gone = [
             (inv.pk, inv.invoice_no)
             for key, inv in existing.items()
             if key not in listed and inv.pk not in held
         ]
-        if gone:
-            drift_missing(SubscriptionInvoice, gone, at=now)
-            counts.fields += [{"record": no, "vanished": True, "changes": []} for _pk, no in gone]
-    return counts
+    return counts, to_create, to_update, gone
+
+
+def subscriptions_upsert_many(
+    rows: list[dict[str, Any]], *, read_at: datetime, counts: SyncCounts
+) -> list[Subscription]:
+    """A listing page's subscriptions into the mirror, in bulk, with the read guard (a sync):
+    `subscription_upsert` for many rows, a few queries for the page. Returns them in order."""
+    now = timezone.now()
+    by_id = {str(row["subscription_id"]): _subscription_fields(row) for row in rows}
+    found = _locked(Subscription.objects.filter(subscription_id__in=list(by_id)))
+    existing = {s.subscription_id: s for s in found}
+    held = held_back(Subscription, [s.pk for s in existing.values()], read_at)
+    to_create, to_update, changed_fields = [], [], set()
+    for subscription_id, fields in by_id.items():
+        obj = existing.get(subscription_id)
+        if obj is None:
+            to_create.append(Subscription(subscription_id=subscription_id, synced_at=now, **fields))
+            continue
+        if obj.pk in held:
+            counts.held += 1
+            continue
+        changed = {k: v for k, v in fields.items() if getattr(obj, k) != v}
+        if not changed:
+            counts.unchanged += 1
+            continue
+        counts.fields.append(
+            {
+                "record": str(obj),
+                "model": "subscriptions.subscription",
+                "changes": [
+                    {"field": k, "old": plain(getattr(obj, k)), "new": plain(v)}
+                    for k, v in changed.items()
+                ],
+            }
+        )
+        for k, v in changed.items():
+            setattr(obj, k, v)
+        obj.synced_at = now
+        changed_fields |= set(changed)
+        to_update.append(obj)
+    created = Subscription.objects.bulk_create(to_create, batch_size=500)
+    if any(s.pk is None for s in created):  # a backend that returns no ids from a bulk insert
+        existing.update(
+            {s.subscription_id: s for s in Subscription.objects.filter(subscription_id__in=by_id)}
+        )
+    for s in created:
+        existing.setdefault(s.subscription_id, s)
+    if to_update:
+        Subscription.objects.bulk_update(
+            to_update, [*sorted(changed_fields), "synced_at"], batch_size=500
+        )
+    counts.created += len(to_create)
+    counts.updated += len(to_update)
+    return [existing[subscription_id] for subscription_id in by_id]
+
+
+def _known_gone(pks: list[int]) -> set[int]:
+    from django.contrib.contenttypes.models import ContentType
+
+    from upstream.models import Drift
+
+    return set(
+        Drift.objects.filter(
+            content_type=ContentType.objects.get_for_model(SubscriptionInvoice),
+            object_id__in=pks,
+            field="",
+            state=Drift.State.OPEN,
+        ).values_list("object_id", flat=True)
+    )
 
 
 def paynet_sync(

@@ -360,6 +360,15 @@ class Job(models.Model):
                 condition=~models.Q(idempotency_key=""),
                 name="job_unique_idempotency_key",
             ),
+            # One sync of an upstream queued or running at a time: a second start answers with
+            # it (upstream.history.sync_job.sync_start), decided here, across processes.
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=models.Q(
+                    kind__endswith=".sync", state__in=["queued", "preparing", "running"]
+                ),
+                name="job_one_active_sync",
+            ),
         ]
         # The admin's list: the "single push" filter with its order, the search
         # (upstream.admin.lists); state, kind and created_at have their own indexes.
@@ -397,7 +406,11 @@ class Job(models.Model):
 
     @property
     def is_prepared(self) -> bool:
-        """Every item is written (a frozen selection's entries are all expanded)."""
+        """Every item is written (a frozen selection's entries are all expanded, a sync's
+        listing is read to its end or closed: upstream.history.sync_job)."""
+        listing = (self.params or {}).get("listing") if isinstance(self.params, dict) else None
+        if listing and not listing.get("closed"):
+            return False
         return self.prepared is None or self.prepared >= self.total
 
     @property

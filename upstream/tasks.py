@@ -7,6 +7,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -178,22 +179,31 @@ def _rq_waiting(suffix: str, **kwargs: object) -> bool:
 
 @task()
 def upstream_sync_periodic(service: str) -> dict[str, int]:
-    """One upstream's periodic sync; it queues its next run first, like the sweep, so a failed
-    run (the upstream down, its breaker open) does not end the chain."""
-    from upstream.calls.errors import UpstreamError
-    from upstream.history.sync import upstream_sync
+    """One upstream's periodic sync, a job run here (upstream.history.sync_job); it queues its
+    next run first, like the sweep, so a failed run (the upstream down, its breaker open) does
+    not end the chain. A sync of the upstream already queued or running is left to its run."""
+    from upstream.history.sync_job import sync_start
 
     try:
         schedule_next_sync(service)
         schedule_next_sweep()  # the sweep's chain, put back if an outage broke it
     except Exception:
         logger.exception("could not queue the next periodic %s sync", service)
-    try:
-        counts = upstream_sync(service)
-    except UpstreamError as error:
-        logger.warning("periodic %s sync failed: %s", service, error)
-        return {"failed": 1}
-    return {"created": counts.created, "updated": counts.updated, "deleted": counts.deleted}
+    job, created = sync_start(service, enqueue=False)
+    if not created:
+        logger.info("periodic %s sync: job %s is already running it", service, job.pk)
+        return {"job": job.pk, "already_running": 1}
+    bulk.run_job(job.pk)
+    return sync_outcome(job.pk)
+
+
+def sync_outcome(job_id: int) -> dict[str, Any]:
+    """A sync job's figures, as the periodic task and `manage.py sync` report them."""
+    from upstream.models import Job
+
+    job = Job.objects.get(pk=job_id)
+    summary = (job.params or {}).get("summary") or {}
+    return {"job": job.pk, "state": job.state, **summary, "failed": job.failed}
 
 
 def schedule_next_sync(service: str) -> bool:

@@ -124,6 +124,8 @@ def test_sync_command_prints_counts(sandbox, db) -> None:
     out = StringIO()
     call_command("sync", "wisecp", stdout=out)
     total = len(sandbox.state("wisecp")["invoices"]) + InvoiceItem.objects.count()
-    assert out.getvalue().strip() == f"wisecp: {total} created, 0 updated, 0 unchanged"
+    assert out.getvalue().strip() == (
+        f"wisecp: {total} created, 0 updated, 0 unchanged, 0 vanished"
+    )
     assert UpstreamCall.objects.filter(operation="GetInvoices", outcome="ok").count() == 2
     assert upstream_invoice(sandbox, SOURCE_INVOICE_ID)["number"] == "#302"

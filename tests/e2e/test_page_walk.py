@@ -43,8 +43,10 @@ from upstream.calls.breaker import breaker_trip
 from upstream.calls.client import operation_catalogue
 from upstream.calls.errors import AwaitingApproval
 from upstream.groups import OPERATORS, VIEWERS
+from upstream.history.sync_job import sync_start
 from upstream.l10n.stored import text, to_json
 from upstream.models import Drift, Job, JobItem
+from upstream.pushes import bulk
 
 from .conftest import PASSWORD, log_in
 
@@ -85,10 +87,11 @@ RAW_CODE = re.compile(
     r"|\b(paynet|wisecp|payofin) ·"  # a service by its code ("paynet · invoice_list")
 )
 SNAKE_CODE = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
-# A Turkish word whose first letter is İ, written with a dotless capital I.
+# A Turkish word whose first letter is İ, written with a dotless capital I. Not a masked name:
+# "Iş**" is a customer called Işık (a sync's calls name every subscription).
 DOTLESS_I = re.compile(
     r"\b(I[sş]|I[sş]ler|Işlem\w*|Istek\w*|Iade\w*|Ilerleme|Izin\w*|Iptal\w*|Indir\w*|"
-    r"Ileri\w*|Ilk|Isim|Iletişim|Ilgili|Içerik|I[ŞŞĞÇ][A-ZŞĞÇÖÜİ]+)\b"
+    r"Ileri\w*|Ilk|Isim|Iletişim|Ilgili|Içerik|I[ŞŞĞÇ][A-ZŞĞÇÖÜİ]+)\b(?!\*)"
 )
 ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 DAY = re.compile(r"\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b")
@@ -171,6 +174,14 @@ def world(transactional_db, e2e_settings, settings):
             ),
             actor=user,
         )
+    # A sync job (issue 18): one record changed at Paynet, one gone; the dashboard's mirror age.
+    first = SubscriptionInvoice.objects.order_by("pk").first()
+    records = list(first.subscription.invoices.order_by("pk")[:2])
+    e2e_settings.tamper("paynet", invoice_no=records[0].invoice_no, fields={"amount": 12345})
+    e2e_settings.tamper("paynet", invoice_no=records[1].invoice_no, delete=True)
+    with translation.override("tr"):
+        synced, _created = sync_start("paynet", actor=user, enqueue=False)
+    bulk.run_job(synced.pk)
     # A job cancelled after 3 of 10 records: its page must not look complete.
     with translation.override("tr"):
         title = text(
@@ -256,6 +267,7 @@ def world(transactional_db, e2e_settings, settings):
         "cancelled": cancelled,
         "record": record,
         "awaiting": awaiting,
+        "synced": synced,
         "paused": paused,
         "item_awaiting": waiting.value.job,
     }
@@ -285,6 +297,7 @@ def _pages(world) -> dict[str, str]:
         "job-awaiting-approval": ("admin:upstream_job_change", world["awaiting"].pk),
         "job-paused": ("admin:upstream_job_change", world["paused"].pk),
         "job-item-awaiting-approval": ("admin:upstream_job_change", world["item_awaiting"].pk),
+        "job-sync": ("admin:upstream_job_change", world["synced"].pk),
         "job-retry-confirm": ("admin:upstream_job_retry", job.pk),
         "job-resume-confirm": ("admin:upstream_job_resume", job.pk),
         "batch-add": ("admin:billqueries_billquerybatch_add", None),
@@ -425,6 +438,18 @@ def test_every_admin_page_reads_in_one_language_and_fits_1366_px(
                 # The charts are drawn under the CSP (server-side SVG, styled by our CSS).
                 assert page.locator("svg.chart").count() >= 1
                 assert page.locator("svg.chart rect.bar").count() >= 1
+            if name == "dashboard":
+                # Each upstream's mirror age: Paynet's sync ran a moment ago ("as of 09:41, ...").
+                age = page.locator("#mirror-paynet .mirror-age").inner_text()
+                assert re.search(r"\d\d:\d\d", age), age
+                assert page.locator("#mirror-wisecp").inner_text()
+            if name == "job-sync":
+                # The sync's figures and the records that changed (one changed, one vanished).
+                assert page.locator("#sync-summary [data-key=vanished]").inner_text() == "1"
+                assert page.locator("#sync-summary [data-key=updated]").inner_text() == "1"
+                # Both records are of one subscription: one item, both changes on its row.
+                changed = page.locator("#sync-changed tbody tr")
+                assert changed.count() == 1 and "→" in changed.inner_text()
             if name == "job-cancelled":
                 # Cancelled after 3 of 10: the bar and the count say 3, not 10 of 10.
                 assert page.locator("#job-bar").get_attribute("value") == "3"
@@ -499,6 +524,7 @@ SHOTS = {
     "job-cancelled": ("tr",),
     "record-change-status": ("tr",),
     "job-paused": ("tr",),
+    "job-sync": ("tr",),
     "job-awaiting-approval": ("tr",),
     "job-item-awaiting-approval": ("en",),
     "upstream-drift": ("tr",),

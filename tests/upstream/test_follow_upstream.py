@@ -52,7 +52,8 @@ def test_a_failed_periodic_sync_keeps_the_chain(db, sandbox, settings):
 
     result = tasks.upstream_sync_periodic.call(service="paynet")
 
-    assert result == {"failed": 1}
+    # The listing failed: the sync job failed, with that listing as its failed item.
+    assert result["failed"] == 1 and result["state"] == "failed"
     assert waiting_syncs("paynet").count() == 1
 
 

@@ -30,6 +30,7 @@ from upstream.admin.tools import (
 )
 from upstream.calls.client import operation_catalogue
 from upstream.console.waits import IN_DOUBT_SHOWN, job_in_doubt, job_pause
+from upstream.history.sync_job import sync_page
 from upstream.history.timeline import record_link
 from upstream.l10n.capitals import capfirst
 from upstream.lists.exports import job_results_csv, job_results_xlsx
@@ -295,6 +296,7 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
             "in_doubt": with_live_labels(job_in_doubt(job)[:IN_DOUBT_SHOWN]),
             "in_doubt_count": job_in_doubt(job).count(),
             "can_push": can_push,
+            "sync": sync_page(job),
             "job_actions": job.actions.select_related("actor"),
             "has_view_permission": True,
             "original": job,

@@ -55,6 +55,7 @@ def jobs_per_day(now: datetime) -> Chart:
     since = timezone.make_aware(datetime.combine(days[0], datetime.min.time()))
     rows = (
         Job.objects.filter(created_at__gte=since, created_at__lte=now)
+        .exclude(kind__endswith=".sync")  # the periodic syncs have their mirror cards
         .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
         .values("day", "state")
         .annotate(n=Count("id"))
@@ -300,6 +301,72 @@ def health_cards() -> list[dict[str, Any]]:
     return cards
 
 
+def mirror_cards(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per upstream, how old the mirror is ("as of 09:41, synced in 38 s", in the reader's
+    language and time zone), a sync running now, and a warning when the last good sync is late
+    (older than twice SYNC_INTERVAL_SECONDS) or the last sync failed."""
+    from django.utils.timesince import timesince
+
+    from upstream.history.sync_job import mirror_age
+    from upstream.registry import upstreams
+
+    now = now or timezone.now()
+    cards = []
+    for service, label in Service.choices:
+        if service not in upstreams():
+            continue
+        age = mirror_age(service, now)
+        as_of = age.as_of
+        as_of_text = ""
+        if as_of is not None:
+            local = timezone.localtime(as_of)
+            same_day = local.date() == timezone.localdate(now)
+            as_of_text = formats.date_format(local, "H:i" if same_day else "SHORT_DATETIME_FORMAT")
+        warnings = []
+        if age.failed and age.last is not None:
+            warnings.append(
+                (
+                    "failed",
+                    _("The last sync failed for %(count)s record(s).")
+                    % {"count": formats.number_format(age.last.failed)},
+                )
+            )
+        if age.late:
+            warnings.append(
+                (
+                    "late",
+                    _("Late: no complete sync for %(age)s (expected every %(interval)s).")
+                    % {
+                        "age": timesince(as_of, now) if as_of else _("ever"),
+                        "interval": _duration(settings.SYNC_INTERVAL_SECONDS),
+                    },
+                )
+            )
+        running = age.running
+        cards.append(
+            {
+                "service": service,
+                "label": label,
+                "as_of": as_of,
+                "as_of_text": as_of_text,
+                "took_text": _duration(age.took.total_seconds()) if age.took else "",
+                "last": age.last,
+                "running": running,
+                "running_percent": running.percent if running else None,
+                "warnings": warnings,
+            }
+        )
+    return cards
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return _("%(n)s s") % {"n": formats.number_format(round(seconds))}
+    if seconds < 7200:
+        return _("%(n)s min") % {"n": formats.number_format(round(seconds / 60))}
+    return _("%(n)s h") % {"n": formats.number_format(round(seconds / 3600, 1), 1)}
+
+
 def worker_card() -> dict[str, Any] | None:
     """The task workers: when each was last seen, and a warning when none has been seen for
     WORKER_STALE_SECONDS (urgent while jobs wait: nothing runs them)."""
@@ -366,4 +433,5 @@ def dashboard(user: Any) -> dict[str, Any]:
         "counts": counts,
         "health": health_cards() if user.has_perm("upstream.view_upstreamcall") else [],
         "workers": worker_card() if user.has_perm("upstream.view_job") else None,
+        "mirror": mirror_cards(now) if user.has_perm("upstream.view_job") else [],
     }

@@ -25,6 +25,8 @@ class RefreshHandler(JobKind):
     operation = ""
     # The model whose fields the listed changes name (labels and ₺ / date formatting).
     record_model: ClassVar[type[models.Model]]
+    # The history source of what the items write: a refresh, or a sync (upstream.history.sync_job).
+    history_kind: ClassVar[str] = "refresh"
 
     def read(self, client: Any, item: WorkItem) -> Any:
         """Read the item's record(s) from the upstream; only HTTP, no database."""
@@ -33,6 +35,15 @@ class RefreshHandler(JobKind):
     def write(self, result: WorkResult) -> SyncCounts:
         """Write what was read into the mirror; return its counts with `fields` filled."""
         raise NotImplementedError
+
+    def write_many(self, results: list[WorkResult]) -> list[SyncCounts]:
+        """Write a flush's reads; a kind may do it in bulk (a sync). Each result's writes
+        carry its read's call: the records read are not all the item's target."""
+        written = []
+        for r in results:
+            with history_call(r.call_id):
+                written.append(self.write(r))
+        return written
 
     def push(self, client: Any, item: WorkItem) -> Any:
         return self.read(client, item)
@@ -43,20 +54,21 @@ class RefreshHandler(JobKind):
     def apply(self, results: list[WorkResult]) -> None:
         outer = current_source()
         with history_source(
-            "refresh",
+            self.history_kind,
             actor_id=outer.actor_id if outer else None,
             reason=outer.reason if outer else "",
             job_id=outer.job_id if outer else None,
         ):
-            for r in results:
-                # The records read are not all the item's target: each names the item's read.
-                with history_call(r.call_id):
-                    counts = self.write(r)
+            for r, counts in zip(results, self.write_many(results), strict=True):
                 r.result = {
                     "created": counts.created,
                     "updated": counts.updated,
                     "unchanged": counts.unchanged,
                     "deleted": counts.deleted,
+                    # Records read (the held ones too) and those newly gone upstream.
+                    "seen": counts.created + counts.updated + counts.unchanged + counts.held,
+                    "held": counts.held,
+                    "vanished": counts.vanished,
                     "records": counts.fields[:MAX_LISTED],
                 }
 

@@ -18,6 +18,8 @@ class SyncCounts:
     deleted: int = 0
     # Records left alone because a push claimed or wrote them after the read began.
     held: int = 0
+    # Records a complete read no longer lists, reported for the first time.
+    vanished: int = 0
     # One entry per notable change, in the vertical's own shape (shown in job results).
     changes: list[dict[str, Any]] = field(default_factory=list)
     # Per record what changed, field by field: {"record", "changes": [{field, old, new}]}.
@@ -29,6 +31,7 @@ class SyncCounts:
         self.unchanged += other.unchanged
         self.deleted += other.deleted
         self.held += other.held
+        self.vanished += other.vanished
         self.changes += other.changes
         self.fields += other.fields
 

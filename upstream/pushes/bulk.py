@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -314,16 +315,27 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
     reserver = CallReserver()
     # The upstream's breaker as this run sees it; its threads ask it before every call.
     gate = BreakerGate(handler.service) if handler.service else None
+    # A sync reads its listing while its items run (upstream.history.sync_job); None otherwise.
+    listing = handler.listing(job, reserver, gate)
 
     try:
-        # Exits in reverse: the gate shuts (a thread still waiting at it sends nothing), the pool
-        # drains, then the slots are given back.
+        # Exits in reverse: the gate shuts (a thread still waiting at it sends nothing), the job
+        # stops a sync's listing reader, the pool drains, then the slots are given back.
         with (
             slots,
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool,
+            listing if listing is not None else nullcontext(),
             slots.gate,
         ):
+            if listing is not None:
+                # One of the pool's threads reads the listing, each page through the run's slots.
+                listing.start(pool, slots.gate)
             while True:
+                if listing is not None and listing.open:
+                    # A sync's listing pages, written as items as they arrive.
+                    reserver.serve()
+                    if listing.pump(stopped=stop.stopped):
+                        exhausted = False
                 slots.tick()
                 if not slots.granted and not inflight and not stop.stopped:
                     # Every slot is taken, or given to work that goes first: wait, alive.
@@ -332,9 +344,13 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                     if _cancel_requested(job_id):
                         _stop_sending(job, worker_id, stop, inflight, handler.target_type)
                         continue
-                    if not JobItem.objects.filter(
-                        job_id=job_id, state=JobItem.State.PENDING
-                    ).exists():
+                    listing_open = listing is not None and listing.open
+                    if (
+                        not listing_open
+                        and not JobItem.objects.filter(
+                            job_id=job_id, state=JobItem.State.PENDING
+                        ).exists()
+                    ):
                         break  # nothing left to send: finishing needs no slot
                     time.sleep(WAIT_POLL)
                     if time.monotonic() - last_renew >= lease_renew_every:
@@ -374,6 +390,10 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 if not inflight:
                     flush_results(job, handler, worker_id, buffer)
                     buffer = []
+                    if exhausted and listing is not None and listing.open:
+                        time.sleep(0.01)  # the next listing page is on its way
+                        exhausted = False
+                        continue
                     if exhausted:
                         # Items may be waiting out a pause (in doubt, a busy record, a
                         # Retry-After, the breaker): wait for a short one here; for a long one,

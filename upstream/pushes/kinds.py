@@ -138,6 +138,9 @@ class JobKind:
     operation: ClassVar[str] = ""
     # Writes claim their record (one push at a time per record); a read-only kind need not.
     claims_records: ClassVar[bool] = True
+    # Each read's call row is committed pending before it leaves, as a write's is; a kind whose
+    # items only read the upstream (a sync) may write it with the results instead.
+    reserve_reads: ClassVar[bool] = True
 
     def concurrency(self) -> int:
         return 4
@@ -152,6 +155,11 @@ class JobKind:
 
     def make_client(self, recorder: CallRecorder) -> UpstreamClient:
         raise NotImplementedError
+
+    def listing(self, job: Any, reserve: Any, gate: Any) -> Any:
+        """What a run reads while its items run (a sync's listing pages,
+        upstream.history.sync_job.Listing); None: the job's items are all written already."""
+        return None
 
     def expand_queryset(self, queryset: QuerySet) -> QuerySet:
         """How a frozen selection's records are read for `expand` (e.g. with select_related)."""

@@ -40,7 +40,8 @@ def upstream_dashboard(context) -> dict:
     user = context["request"].user
     since = timezone.now() - timedelta(hours=24)
     return {
-        "jobs": list(Job.objects.select_related("created_by")[:6])
+        # Staff's jobs: the syncs (every few minutes per upstream) have their mirror cards.
+        "jobs": list(Job.objects.exclude(kind__endswith=".sync").select_related("created_by")[:6])
         if user.has_perm("upstream.view_job")
         else [],
         # What the reader did: their pushes, refreshes and queries are jobs (never LogEntry).

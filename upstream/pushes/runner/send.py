@@ -100,14 +100,24 @@ class CallReserver:
         return call.pk
 
     def serve(self) -> None:
+        # Every request waiting now is committed in one insert: a sync's reads ask for a row
+        # each, hundreds a second, and one commit per row would hold their requests back.
+        waiting: list[tuple[UpstreamCall, threading.Event]] = []
         while True:
             try:
-                call, done = self._requests.get_nowait()
+                waiting.append(self._requests.get_nowait())
             except queue.Empty:
-                return
-            try:
-                call.save(force_insert=True)
-            finally:
+                break
+        if not waiting:
+            return
+        try:
+            calls = [call for call, _done in waiting]
+            if len(calls) > 1:
+                insert_calls(calls, new_ids=True)
+            else:
+                calls[0].save(force_insert=True)
+        finally:
+            for _call, done in waiting:
                 done.set()
 
 
@@ -150,6 +160,10 @@ class JobRecorder:
             if self.reserved is not None:
                 exchange.call_id, self.reserved = self.reserved, None
                 return
+        elif not self.handler.reserve_reads:
+            # A read of a kind that only reads (a sync): nothing to settle if the process dies
+            # with it in flight, so its row is written with the results, not before it leaves.
+            return
         exchange.call_id = self.reserve(
             upstream_call_from_exchange(
                 exchange,
