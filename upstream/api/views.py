@@ -195,13 +195,10 @@ def first_items_attach(jobs: list[Job], limit: int) -> None:
         for name in LISTED_ITEM_FIELDS
     )
     # The column names are the model's own, quoted; no input reaches the text.
-    query = (
-        "SELECT i.* FROM unnest(%s::bigint[]) AS j(id) CROSS JOIN LATERAL "
-        f"(SELECT {columns} FROM upstream_jobitem WHERE job_id = j.id ORDER BY position LIMIT %s)"  # noqa: S608
-        " AS i"
-    )
+    first = f"SELECT {columns} FROM upstream_jobitem WHERE job_id = j.id"  # noqa: S608
     items = JobItem.objects.raw(
-        query,
+        "SELECT i.* FROM unnest(%s::bigint[]) AS j(id) CROSS JOIN LATERAL "
+        f"({first} ORDER BY position LIMIT %s) AS i",
         [[job.pk for job in jobs], limit],
     )
     by_job: dict[int, list[JobItem]] = defaultdict(list)
