@@ -157,7 +157,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 # What a jobs page shows of an item (JobItemSerializer): the payload and the translatable
-# message, two JSON documents per row to read and parse, are left in the database.
+# message, two JSON documents per row to read and parse, are left in the database (the
+# PostgreSQL read below names the same columns).
 LISTED_ITEM_FIELDS = (
     "id",
     "job",
@@ -190,15 +191,11 @@ def first_items_attach(jobs: list[Job], limit: int) -> None:
         first = JobItem.objects.only(*LISTED_ITEM_FIELDS).order_by("position")[:limit]
         prefetch_related_objects(jobs, Prefetch("items", queryset=first, to_attr="first_items"))
         return
-    columns = ", ".join(
-        connection.ops.quote_name(JobItem._meta.get_field(name).column)
-        for name in LISTED_ITEM_FIELDS
-    )
-    # The column names are the model's own, quoted; no input reaches the text.
-    first = f"SELECT {columns} FROM upstream_jobitem WHERE job_id = j.id"  # noqa: S608
     items = JobItem.objects.raw(
         "SELECT i.* FROM unnest(%s::bigint[]) AS j(id) CROSS JOIN LATERAL "
-        f"({first} ORDER BY position LIMIT %s) AS i",
+        "(SELECT id, job_id, position, target_type, target_id, target_repr, state, outcome,"
+        " in_doubt, message, upstream_code, result, call_id, attempts, finished_at"
+        " FROM upstream_jobitem WHERE job_id = j.id ORDER BY position LIMIT %s) AS i",
         [[job.pk for job in jobs], limit],
     )
     by_job: dict[int, list[JobItem]] = defaultdict(list)
