@@ -99,3 +99,35 @@ def test_invoice_customer_item_description_and_customer_filter_fold_turkish_case
     assert names(items_url, q="ibrahim") == {"İbrahim Güneş", "IBRAHIM OZKAN"}
     assert names(invoices_url, customer="boğaziçi") == {"Boğaziçi Ltd"}
     assert names(items_url, customer="YILDIRIM") == {"Özkan Yıldırım"}
+
+
+def test_an_items_stored_fold_follows_every_write_and_finds_what_the_fold_finds(
+    admin_client, invoices
+):
+    """billing.InvoiceItem.description_folded is kept by the database (issue 20): created,
+    saved, updated in bulk, it is fold(description); the search reads it and finds the same."""
+    from upstream.admin.lists import contains, search_q
+
+    items_url = reverse("admin:billing_invoiceitem_changelist")
+
+    def found(term: str) -> set[str]:
+        rows = admin_client.get(items_url, {"q": term}).context["cl"].result_list
+        return {row.description for row in rows}
+
+    for item in InvoiceItem.objects.all():
+        assert item.description_folded == fold(item.description)
+    item = InvoiceItem.objects.get(wisecp_id=4)  # "Hosting İbrahim Güneş"
+    item.description = "YEDEKLEME Işıklı"
+    item.save()
+    assert found("yedekleme") == found("ışıklı") == {"YEDEKLEME Işıklı"}
+    assert "İbrahim Güneş" not in " ".join(found("ibrahim"))
+    InvoiceItem.objects.filter(wisecp_id=5).update(description="SSL ÇANAKKALE")
+    assert found("çanakkale") == {"SSL ÇANAKKALE"}
+    item.refresh_from_db()
+    assert item.description_folded == "yedekleme işikli"
+    # The stored column and the expression agree on every row.
+    for term in ("hosting", "özkan", "IŞIK", "şahin"):
+        stored = search_q(InvoiceItem, [contains("description")], term).q
+        assert set(InvoiceItem.objects.filter(stored).values_list("pk", flat=True)) == {
+            i.pk for i in InvoiceItem.objects.all() if fold(term) in fold(i.description)
+        }
