@@ -131,3 +131,24 @@ def test_an_items_stored_fold_follows_every_write_and_finds_what_the_fold_finds(
         assert set(InvoiceItem.objects.filter(stored).values_list("pk", flat=True)) == {
             i.pk for i in InvoiceItem.objects.all() if fold(term) in fold(i.description)
         }
+
+
+def test_a_jobs_title_and_reason_search_reads_their_stored_folds(admin_client, db):
+    """upstream.Job.title_folded / reason_folded (issue 20): the search compares them, and
+    they follow the title and reason as written."""
+    from upstream.admin.lists import contains, search_q
+    from upstream.models import Job
+
+    job = Job.objects.create(kind="paynet.invoice_status", title="İPTAL ET", reason="Işık talebi")
+    Job.objects.create(kind="paynet.invoice_status", title="Vade", reason="Müşteri")
+    q = search_q(Job, [contains("title"), contains("reason")], "ışık").q
+    sql = str(Job.objects.filter(q).query).lower()
+    assert "title_folded" in sql and "reason_folded" in sql and "translate(" not in sql
+
+    def found(term: str) -> set[int]:
+        page = admin_client.get(reverse("admin:upstream_job_changelist"), {"q": term})
+        return {row.pk for row in page.context["cl"].result_list}
+
+    assert found("iptal") == found("IŞIK") == {job.pk}
+    Job.objects.filter(pk=job.pk).update(reason="Çağrı merkezi")
+    assert found("ışık") == set() and found("ÇAĞRI") == {job.pk}
