@@ -152,3 +152,26 @@ def test_a_jobs_title_and_reason_search_reads_their_stored_folds(admin_client, d
     assert found("iptal") == found("IŞIK") == {job.pk}
     Job.objects.filter(pk=job.pk).update(reason="Çağrı merkezi")
     assert found("ışık") == set() and found("ÇAĞRI") == {job.pk}
+
+
+def test_a_stored_fold_is_not_history_nor_an_export_column(rf, admin_user, invoices):
+    """A generated column repeats its source: it is no tracked field, and an export without
+    its own column list leaves it out."""
+    from django.contrib import admin
+
+    from billing.admin import InvoiceItemAdmin
+    from upstream.history.changes import tracked_fields
+    from upstream.models import Job
+
+    tracked = {f.name for f in tracked_fields(InvoiceItem)}
+    assert "description" in tracked and "description_folded" not in tracked
+    assert {"title", "reason"} <= {f.name for f in tracked_fields(Job)}
+    assert not {"title_folded", "reason_folded"} & {f.name for f in tracked_fields(Job)}
+
+    exporter = InvoiceItemAdmin(InvoiceItem, admin.site)
+    exporter.csv_fields = ()  # every concrete column
+    request = rf.get("/")
+    request.user = admin_user
+    response = exporter.export_csv(request, InvoiceItem.objects.all())
+    header = b"".join(response.streaming_content).decode("utf-8-sig").splitlines()[0]
+    assert "description" in header and "folded" not in header
