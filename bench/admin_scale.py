@@ -14,19 +14,18 @@ What is seeded, for N = 10,000 and 1,000,000 (the shapes are in seed_statements(
 - N Paynet payment records (20 monthly records per subscription: past ones charged or not
   charged, future ones waiting; a quarter of the subscriptions have a variable price, a quarter
   are cancelled);
-- N job items in 5,000 jobs (3 in 5 are single pushes of one item, the rest bulk jobs of ~500
-  items at 1M, ~3 at 10k; every job kind; done, failed, in doubt, skipped, cancelled, sending,
-  pending);
+- N job items in N / 200 jobs (3 in 5 are single pushes of one item, the rest bulk jobs of
+  ~500 items; every job kind; done, failed, in doubt, skipped, cancelled, sending, pending);
+  and at every size three more (seed "big jobs"): done bulk jobs of 500 and 50,000 items and a
+  bulk job of 50,000 records awaiting approval (its selection frozen, no item written yet);
 - N upstream calls with realistic request and response JSON (status pushes, `invoice_list`,
   `GetInvoice`, `UpdateInvoiceItem`, `multipleinvoicequery`; about 1 KB of JSON per call);
-- 5 history rows (field changes) per payment record, 1,000 of them on the record whose page and
+- 7 history rows (field changes) per payment record, 1,000 of them on the record whose page and
   timeline are measured;
-- at both sizes: 50,000 subscriptions (names, e-mails, phones), 25,000 WiseCP invoices with
-  100,000 items, 2,000 bill query batches with 100,000 lines (and a debt per line with debt),
-  40 Payofin institutions, 2,000 drift entries, and about the same number of exceptions (items
-  in doubt or refused, refused calls). Only the million-row tables grow, so a page of a small
-  table or of a rare filter value shows the same rows at both sizes, and the ratio measures what
-  the big tables cost rather than how full a page is.
+- every main table grows with N (issue 20): N / 20 subscriptions (names, e-mails, phones), N
+  WiseCP invoice items in N / 4 invoices, N bill query lines in N / 50 batches (and a debt per
+  line with debt), N / 500 drift entries; 40 Payofin institutions; about the same number of
+  exceptions at both sizes (items in doubt or refused, refused calls).
 
 First, in the 1M web process, on the payment-record changelist filtered (status, variable price,
 charge date range) to exactly 500 and then 50,000 waiting records: "select all" -> Change
@@ -87,7 +86,7 @@ ENV_URLS = {"10k": "BENCH_SCALE_10K_URL", "1m": "BENCH_SCALE_1M_URL"}
 # BENCH_SCALE_BIG_N: a smaller "1m" database for a sanity run (e.g. 100000).
 SCALES = {"10k": 10_000, "1m": int(os.environ.get("BENCH_SCALE_BIG_N") or 1_000_000)}
 # Bump when seed_statements() changes: a database seeded by another version is seeded again.
-SEED_VERSION = "6"
+SEED_VERSION = "7"
 # The payment record whose page and timeline are measured (issue 9); its id exists at 10k too.
 HISTORY_RECORD = 778
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -572,6 +571,53 @@ def seed_statements() -> list[tuple[str, str]]:
             """,
         ),
         (
+            "big jobs",
+            # Issue 20: a job's page at 500 and at 50,000 items, and the approver's page of a
+            # bulk job of 50,000 records (its selection frozen, no items written yet): the same
+            # three jobs at every size, after the others (ids jobs + 1, + 2, + 3).
+            """
+            INSERT INTO upstream_job (id, kind, title, state, params, reason, created_at,
+              started_at, finished_at, heartbeat_at, total, succeeded, failed, cancelled,
+              skipped, cancel_requested, task_id, created_by_id, idempotency_key, inline,
+              cancelled_by_id, retried_at, retried_by_id, selection, rejection_reason, prepared,
+              amount, approval_expires_at)
+            SELECT %(jobs)s + b.k, 'paynet.invoice_status',
+              b.total || ' ödeme kaydını “İptal edildi” yap', b.state,
+              jsonb_build_object('status', 5), 'Kampanya sonu toplu iptal',
+              %(synced)s - make_interval(hours => 4 - b.k),
+              %(synced)s - make_interval(hours => 4 - b.k),
+              CASE WHEN b.state = 'succeeded' THEN %(synced)s END,
+              CASE WHEN b.state = 'succeeded' THEN %(synced)s END,
+              b.total, CASE WHEN b.state = 'succeeded' THEN b.total ELSE 0 END, 0, 0, 0, false,
+              pg_temp.uuid_of('bigjob' || b.k), 3, '', false, NULL, NULL, NULL,
+              CASE WHEN b.state = 'awaiting_approval' THEN (SELECT string_agg(r || ':0', ','
+                ORDER BY r) FROM generate_series(1, b.total) AS r) ELSE '' END, '',
+              CASE WHEN b.state = 'awaiting_approval' THEN 0 END,
+              CASE WHEN b.state = 'awaiting_approval' THEN b.total * 149.90 END,
+              CASE WHEN b.state = 'awaiting_approval' THEN %(synced)s + interval '100 years' END
+            FROM (VALUES (1, 500, 'succeeded'), (2, 50000, 'succeeded'),
+              (3, 50000, 'awaiting_approval')) AS b(k, total, state)
+            """,
+        ),
+        (
+            "big job items",
+            """
+            INSERT INTO upstream_jobitem (id, position, target_type, target_id, target_repr,
+              payload, state, outcome, in_doubt, message, upstream_code, result, attempts,
+              claimed_by, lease_until, finished_at, job_id, call_id)
+            SELECT m.top + row_number() OVER (ORDER BY jb.id, p), p,
+              'subscriptions.subscriptioninvoice', (z.r + 1)::text, (20000000 + z.r)::text,
+              jsonb_build_object('invoice_id', (1000000 + z.r)::text,
+                'invoice_no', (20000000 + z.r)::text, 'status', 5, 'from_status', 0),
+              'done', 'ok', false, '', '', jsonb_build_object('status', 5, 'code', 0), 1, '',
+              NULL, jb.created_at + p * interval '60 milliseconds', jb.id, NULL
+            FROM (SELECT max(id) AS top FROM upstream_jobitem) AS m,
+            upstream_job AS jb, generate_series(1, jb.total) AS p,
+            LATERAL (SELECT mod(p * 7919, %(n)s) AS r) AS z
+            WHERE jb.id IN (%(jobs)s + 1, %(jobs)s + 2)
+            """,
+        ),
+        (
             "call body templates",
             # The long JSON bodies come from BODY_VARIANTS templates (realistic, varied by v);
             # building ~1 KB of JSON per row for a million rows would take minutes.
@@ -830,23 +876,23 @@ def seed_statements() -> list[tuple[str, str]]:
         ),
         (
             "drift",
-            # 2,000 entries at both sizes (drift is what an upstream changed behind our back,
-            # not a share of the mirror): Paynet payment records and WiseCP items, every kind
-            # and state.
+            # N / 500 entries (2,000 at 1M): Paynet payment records and WiseCP items, every
+            # kind and state.
             """
             INSERT INTO upstream_drift (id, service, content_type_id, object_id, record_label,
               field, expected, found, kind, state, first_seen_at, last_seen_at, resolved_at,
               resolved_by_id, resolution_reason, job_id)
             SELECT d, v.service, ct.id, v.object_id, v.label, v.field,
               to_jsonb(0), to_jsonb(4), v.kind, v.state,
-              %(base)s + (d::float8 / 2000) * interval '395 days',
-              %(base)s + (d::float8 / 2000) * interval '395 days' + interval '1 hour',
-              CASE WHEN v.state <> 'open' THEN %(base)s + (d::float8 / 2000) * interval '395 days'
+              %(base)s + (d::float8 / %(drift)s) * interval '395 days',
+              %(base)s + (d::float8 / %(drift)s) * interval '395 days' + interval '1 hour',
+              CASE WHEN v.state <> 'open'
+                THEN %(base)s + (d::float8 / %(drift)s) * interval '395 days'
                 + interval '1 day' END,
               CASE WHEN v.state <> 'open' THEN 2 END,
               CASE WHEN v.state = 'accepted' THEN 'Paynet panelinden düzeltildi' ELSE '' END,
               NULL
-            FROM generate_series(1, 2000) AS d,
+            FROM generate_series(1, %(drift)s) AS d,
             LATERAL (SELECT CASE WHEN mod(d, 4) = 3 THEN 'wisecp' ELSE 'paynet' END AS service,
               (ARRAY['reverted', 'outside_change', 'missing'])[1 + mod(d, 3)] AS kind,
               (ARRAY['open', 'open', 'accepted', 'repushed'])[1 + mod(d / 3, 4)] AS state,
@@ -945,7 +991,8 @@ def fill_unnamed_columns(conn) -> list[tuple[str, str]]:
     columns = conn.execute(
         "SELECT table_name, column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = 'public' AND table_name = ANY(%s) AND is_nullable = 'NO' "
-        "AND column_default IS NULL AND column_name <> 'id' AND data_type = ANY(%s)",
+        "AND column_default IS NULL AND column_name <> 'id' AND data_type = ANY(%s) "
+        "AND is_generated = 'NEVER'",  # a generated column (a stored search fold) takes none
         [list(SEQUENCE_TABLES), list(EMPTY_VALUES)],
     ).fetchall()
     for table, column, data_type in columns:
@@ -966,19 +1013,18 @@ def seed(url: str, n: int, log) -> dict[str, float]:
     started = time.perf_counter()
     migrate(url, log)
     timings = {"migrate": time.perf_counter() - started}
-    # Only the three million-row tables (payment records, job items, calls) grow with N; every
-    # other table has its 1M size at both scales, so a page of jobs or
-    # batches shows the same rows at 10k and 1M and the ratio measures what the big tables cost,
-    # not how full a page is. For the same reason the exceptions staff filter for (items in
-    # doubt or refused, refused calls) come in about the same number at both sizes.
-    full = 1_000_000  # the tables that do not grow have their 1M size at every N
-    jobs = full // 200
+    # Issue 20: every main table grows with N (subscriptions, jobs and drift too); the
+    # exceptions staff filter for (items in doubt or refused, refused calls) come in about the
+    # same number at both sizes, and the "big jobs" (500 and 50,000 items, a bulk job awaiting
+    # approval) are the same three at every size.
+    jobs = n // 200
     singles, bulk_jobs = jobs * 3 // 5, jobs - jobs * 3 // 5
     # Bulk jobs alternate a and a - 3 items; three unfinished ones have 200 each.
     bulk_a = math.ceil((n - singles - 600) / (bulk_jobs - 3) + 1.5)
     params = {
         "n": n,
-        "subs": full // 20,
+        "subs": n // 20,
+        "drift": max(n // 500, 20),
         # Issue 20: every main table grows with N (1M invoice items in 250,000 invoices, 1M
         # bill query lines in 20,000 batches of 50).
         "binv": n // 4,
@@ -1119,7 +1165,7 @@ def representatives() -> dict[str, dict]:
     line = BillQueryLine.objects.get(pk=124)
     debt = BillDebt.objects.order_by("pk")[5]
     # A running bulk status job: 200 items at both sizes (see the "jobs" seed).
-    job = Job.objects.get(pk=4999)
+    job = Job.objects.filter(state="running", total=200).order_by("-pk").first()
     push = UpstreamCall.objects.filter(operation="invoice_status_update").order_by("pk")[3]
     job_item = JobItem.objects.filter(job=job).order_by("position").last()
     name = "Kaya"  # a surname: 1 in 40 customers
@@ -1332,14 +1378,25 @@ def record_page_views(reps: dict) -> list[tuple[str, str]]:
 
 
 def job_page_views() -> list[tuple[str, str]]:
-    """Issue 20: a job's page, for the running job of 200 items (both sizes) and the biggest
-    job of the database (about 500 items at 1M)."""
+    """Issue 20: a job's page for the running job of 200 items, the jobs of 500 and 50,000 items
+    and the approver's page of the bulk job of 50,000 records (seed "big jobs": the same at
+    both sizes)."""
     from upstream.models import Job
 
-    biggest = Job.objects.order_by("-total", "pk").values_list("pk", flat=True).first()
+    jobs = Job.objects.exclude(reason=LAUNCH_REASON)
+    running = jobs.filter(state="running", total=200).order_by("-pk").values_list("pk", flat=True)
+    big = dict(
+        jobs.filter(reason="Kampanya sonu toplu iptal", created_by_id=3, state="succeeded")
+        .filter(total__in=(500, 50_000))
+        .order_by("pk")
+        .values_list("total", "pk")
+    )
+    waiting = jobs.filter(state="awaiting_approval", total=50_000).values_list("pk", flat=True)
     return [
-        ("record:job/page:200", "/upstream/job/4999/change/"),
-        ("record:job/page:biggest", f"/upstream/job/{biggest}/change/"),
+        ("record:job/page:200", f"/upstream/job/{running.first()}/change/"),
+        ("record:job/page:500", f"/upstream/job/{big.get(500)}/change/"),
+        ("record:job/page:50000", f"/upstream/job/{big.get(50_000)}/change/"),
+        ("record:job/approval:50000", f"/upstream/job/{waiting.first()}/change/"),
     ]
 
 
@@ -1401,9 +1458,9 @@ def admin_views(user, reps: dict, missing: list[str]) -> list[tuple[str, str]]:
         request.user = user
         changelist = modeladmin.get_changelist_instance(request)
         # The last page its links offer (of the estimate, on a big list): issue 20.
-        last = changelist.paginator.num_pages
-        if last > 1:
-            views.append((f"{prefix}/page:last", f"{url}?p={last}"))
+        # Listed at every size (jobs grow with N: one page at 10k), so both sizes list the same.
+        last = max(changelist.paginator.num_pages, 1)
+        views.append((f"{prefix}/page:last", f"{url}?p={last}"))
         for index, column in enumerate(changelist.list_display):
             if changelist.get_ordering_field(column) is not None:
                 views.append((f"{prefix}/sort:{column}", f"{url}?o={index}"))
@@ -1830,7 +1887,11 @@ def main() -> None:
         listed = {label: web.ask("views") for label, web in webs.items()}
         names = [name for name, _ in listed["10k"]["views"]]
         if names != [name for name, _ in listed["1m"]["views"]]:
-            raise RuntimeError("the two web processes list different views")
+            other = [name for name, _ in listed["1m"]["views"]]
+            raise RuntimeError(
+                "the two web processes list different views: "
+                f"{sorted(set(names) ^ set(other))} (or their order)"
+            )
         views = [
             (name, {label: dict(listed[label]["views"])[name] for label in webs})
             for name in names

@@ -7,6 +7,7 @@ float noise, §3); dates are aware datetimes read in Europe/Istanbul, and the ze
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import F
 from django.utils.translation import gettext_lazy as _
 
 from upstream.history.changes import HistoryModel
@@ -95,6 +96,12 @@ class InvoiceItem(HistoryModel):
     )
     sequence = models.IntegerField(_("sequence"), default=0)
     description = models.TextField(_("description"))
+    # The description as a search compares it (upstream.lists.fold), kept by the database on
+    # every write. A common word's capped count rechecks 10,000 rows: against this column in a
+    # few ms, against TRANSLATE(description, ...) in about 500 ms (decision 019, issue 20).
+    description_folded = models.GeneratedField(
+        expression=Folded("description"), output_field=models.TextField(), db_persist=True
+    )
     quantity = models.PositiveIntegerField(_("quantity"), default=1)
     tax_exempt = models.BooleanField(_("tax exempt"), default=False)
     amount = models.DecimalField(_("unit price"), max_digits=14, decimal_places=2)
@@ -121,7 +128,7 @@ class InvoiceItem(HistoryModel):
             models.Index(fields=["tax_exempt", "wisecp_id"], name="item_tax_exempt_idx"),
             models.Index(fields=["due_date", "id"], name="item_due_date_id_idx"),
             models.Index(fields=["order_id"], name="item_order_id_idx"),
-            TrigramIndex(Folded("description"), name="item_descr_fold_trgm"),
+            TrigramIndex(F("description_folded"), name="item_descr_folded_trgm"),
         ]
         permissions = [
             ("push_invoiceitem", _("Can push invoice item changes to WiseCP")),

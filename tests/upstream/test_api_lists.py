@@ -63,13 +63,13 @@ def test_a_jobs_page_builds_its_item_serializer_once(api_operator, operator, mon
 
     jobs(30, operator)
     built = []
-    original = serializers.JobItemSerializer.get_fields
+    original = serializers.JobItemSerializer.__init__
 
-    def counted(self):
+    def counted(self, *args, **kwargs):
         built.append(self)
-        return original(self)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(serializers.JobItemSerializer, "get_fields", counted)
+    monkeypatch.setattr(serializers.JobItemSerializer, "__init__", counted)
     listed = api_operator.get("/api/jobs/", {"page_size": 30}).json()["results"]
     assert len(listed) == 30 and all(len(job["items"]) == 3 for job in listed)
     assert len(built) == 1  # not one per job
@@ -174,3 +174,76 @@ def test_the_schema_still_types_a_jobs_actions(api_operator):
     schema = api_operator.get("/api/schema/", {"format": "json"}).json()
     actions = schema["components"]["schemas"]["Job"]["properties"]["actions"]
     assert actions["type"] == "array"
+
+
+@pytest.mark.django_db
+def test_a_jobs_items_are_shown_as_drfs_own_serializer_shows_them(api_operator, operator):
+    """The item rows are built without DRF's per-field loop (issue 20); they must stay what
+    DRF's ModelSerializer made of them: the same keys in the same order, the same values."""
+    from datetime import UTC, datetime
+
+    from rest_framework import serializers as drf
+
+    from upstream.api.serializers import JobItemSerializer
+    from upstream.models import UpstreamCall
+
+    job = Job.objects.create(kind="paynet.invoice_status", title="t", created_by=operator, total=3)
+    call = UpstreamCall.objects.create(
+        service="paynet",
+        operation="x",
+        method="POST",
+        url="https://example.invalid/",
+        created_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    JobItem.objects.bulk_create(
+        [
+            JobItem(job=job, position=1, target_type="x", target_id="1", target_repr="İlk"),
+            JobItem(
+                job=job,
+                position=2,
+                target_type="x",
+                target_id="2",
+                target_repr="r",
+                state="done",
+                outcome="rejected",
+                in_doubt=True,
+                message="Geçersiz istek.",
+                upstream_code="-24",
+                result={"code": 8, "nested": [1, "ş"]},
+                call=call,
+                attempts=2,
+                finished_at=datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC),
+            ),
+        ]
+    )
+
+    class Generic(drf.ModelSerializer):
+        class Meta:
+            model = JobItem
+            fields = JobItemSerializer.Meta.fields
+
+    def generic(item: JobItem) -> dict:
+        return dict(Generic(item).data)
+
+    items = list(JobItem.objects.filter(job=job).order_by("position"))
+    fast = JobItemSerializer(context={})
+    for item in items:
+        shown = fast.to_representation(item)
+        assert shown == generic(item)
+        assert list(shown) == list(generic(item))
+    assert fast.to_representation(items[1])["finished_at"] == "2026-12-01T12:30:15.123456+03:00"
+
+    listed = api_operator.get("/api/jobs/").json()["results"][0]["items"]
+    assert listed == [generic(item) for item in items]
+    assert api_operator.get(f"/api/jobs/{job.pk}/").json()["items"] == listed
+
+
+@pytest.mark.django_db
+def test_a_jobs_page_does_not_read_the_items_payloads(api_operator, operator):
+    jobs(3, operator)
+    with CaptureQueriesContext(connection) as captured:
+        assert api_operator.get("/api/jobs/").status_code == 200
+    item_reads = [q["sql"] for q in captured if "upstream_jobitem" in q["sql"]]
+    assert len(item_reads) == 1
+    assert "payload" not in item_reads[0] and "message_text" not in item_reads[0]
+    assert "result" in item_reads[0]

@@ -99,3 +99,79 @@ def test_invoice_customer_item_description_and_customer_filter_fold_turkish_case
     assert names(items_url, q="ibrahim") == {"İbrahim Güneş", "IBRAHIM OZKAN"}
     assert names(invoices_url, customer="boğaziçi") == {"Boğaziçi Ltd"}
     assert names(items_url, customer="YILDIRIM") == {"Özkan Yıldırım"}
+
+
+def test_an_items_stored_fold_follows_every_write_and_finds_what_the_fold_finds(
+    admin_client, invoices
+):
+    """billing.InvoiceItem.description_folded is kept by the database (issue 20): created,
+    saved, updated in bulk, it is fold(description); the search reads it and finds the same."""
+    from upstream.admin.lists import contains, search_q
+
+    items_url = reverse("admin:billing_invoiceitem_changelist")
+
+    def found(term: str) -> set[str]:
+        rows = admin_client.get(items_url, {"q": term}).context["cl"].result_list
+        return {row.description for row in rows}
+
+    for item in InvoiceItem.objects.all():
+        assert item.description_folded == fold(item.description)
+    item = InvoiceItem.objects.get(wisecp_id=4)  # "Hosting İbrahim Güneş"
+    item.description = "YEDEKLEME Işıklı"
+    item.save()
+    assert found("yedekleme") == found("ışıklı") == {"YEDEKLEME Işıklı"}
+    assert "İbrahim Güneş" not in " ".join(found("ibrahim"))
+    InvoiceItem.objects.filter(wisecp_id=5).update(description="SSL ÇANAKKALE")
+    assert found("çanakkale") == {"SSL ÇANAKKALE"}
+    item.refresh_from_db()
+    assert item.description_folded == "yedekleme işikli"
+    # The stored column and the expression agree on every row.
+    for term in ("hosting", "özkan", "IŞIK", "şahin"):
+        stored = search_q(InvoiceItem, [contains("description")], term).q
+        assert set(InvoiceItem.objects.filter(stored).values_list("pk", flat=True)) == {
+            i.pk for i in InvoiceItem.objects.all() if fold(term) in fold(i.description)
+        }
+
+
+def test_a_jobs_title_and_reason_search_reads_their_stored_folds(admin_client, db):
+    """upstream.Job.title_folded / reason_folded (issue 20): the search compares them, and
+    they follow the title and reason as written."""
+    from upstream.admin.lists import contains, search_q
+    from upstream.models import Job
+
+    job = Job.objects.create(kind="paynet.invoice_status", title="İPTAL ET", reason="Işık talebi")
+    Job.objects.create(kind="paynet.invoice_status", title="Vade", reason="Müşteri")
+    q = search_q(Job, [contains("title"), contains("reason")], "ışık").q
+    sql = str(Job.objects.filter(q).query).lower()
+    assert "title_folded" in sql and "reason_folded" in sql and "translate(" not in sql
+
+    def found(term: str) -> set[int]:
+        page = admin_client.get(reverse("admin:upstream_job_changelist"), {"q": term})
+        return {row.pk for row in page.context["cl"].result_list}
+
+    assert found("iptal") == found("IŞIK") == {job.pk}
+    Job.objects.filter(pk=job.pk).update(reason="Çağrı merkezi")
+    assert found("ışık") == set() and found("ÇAĞRI") == {job.pk}
+
+
+def test_a_stored_fold_is_not_history_nor_an_export_column(rf, admin_user, invoices):
+    """A generated column repeats its source: it is no tracked field, and an export without
+    its own column list leaves it out."""
+    from django.contrib import admin
+
+    from billing.admin import InvoiceItemAdmin
+    from upstream.history.changes import tracked_fields
+    from upstream.models import Job
+
+    tracked = {f.name for f in tracked_fields(InvoiceItem)}
+    assert "description" in tracked and "description_folded" not in tracked
+    assert {"title", "reason"} <= {f.name for f in tracked_fields(Job)}
+    assert not {"title_folded", "reason_folded"} & {f.name for f in tracked_fields(Job)}
+
+    exporter = InvoiceItemAdmin(InvoiceItem, admin.site)
+    exporter.csv_fields = ()  # every concrete column
+    request = rf.get("/")
+    request.user = admin_user
+    response = exporter.export_csv(request, InvoiceItem.objects.all())
+    header = b"".join(response.streaming_content).decode("utf-8-sig").splitlines()[0]
+    assert "description" in header and "folded" not in header

@@ -139,11 +139,11 @@ def _compare(model: type[models.Model], match: Match, path: str, term: str) -> Q
     # Text is compared folded (upstream.lists.fold): "özkan" finds "ÖZKAN", "ibrahim" "İbrahim",
     # on SQLite and PostgreSQL alike, through the trigram index built on the same fold.
     if match.how == How.WHOLE:
-        return folded_equals(path, term)
+        return folded_equals(path, term, model)
     words = [word for word in term.split() if len(word) >= MIN_WORD]
     if not words:
         return None
-    return reduce(and_, (folded_contains(path, word) for word in words))
+    return reduce(and_, (folded_contains(path, word, model) for word in words))
 
 
 def _through(model: type[models.Model], relation: str, related: Q) -> tuple[Q, bool]:

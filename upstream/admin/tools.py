@@ -187,7 +187,8 @@ class CsvExportMixin:
         from security.personal import mask_columns
 
         opts = self.model._meta
-        names = self.csv_fields or tuple(f.name for f in opts.concrete_fields)
+        # Generated columns (a stored search fold) only repeat another column.
+        names = self.csv_fields or tuple(f.name for f in opts.concrete_fields if not f.generated)
         # Customers' names, e-mails and phones masked without security.view_personal_data.
         masked = mask_columns(self.model, names, request.user)
         header = []

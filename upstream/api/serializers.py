@@ -49,6 +49,36 @@ class UpstreamCallSerializer(serializers.ModelSerializer):
 
 
 class JobItemSerializer(serializers.ModelSerializer):
+    """A job's item. A row is built straight from the model's attributes: DRF's generic loop (a
+    `get_attribute` and a `to_representation` per field) was most of a jobs page's time, 500 jobs
+    x 10 items (issue 20). The keys, their order and every value are DRF's own (only the
+    date-time goes through its field); tests/upstream/test_api_lists.py compares the two."""
+
+    def to_representation(self, item: JobItem) -> dict:
+        finished_at = item.finished_at
+        return {
+            "id": item.pk,
+            "position": item.position,
+            "target_type": item.target_type,
+            "target_id": item.target_id,
+            "target_repr": item.target_repr,
+            "state": item.state,
+            "outcome": item.outcome,
+            "in_doubt": item.in_doubt,
+            "message": item.message,
+            "upstream_code": item.upstream_code,
+            "result": item.result,
+            "call": item.call_id,
+            "attempts": item.attempts,
+            "finished_at": (
+                None if finished_at is None else self._finished_at.to_representation(finished_at)
+            ),
+        }
+
+    @cached_property
+    def _finished_at(self) -> serializers.Field:
+        return self.fields["finished_at"]
+
     class Meta:
         model = JobItem
         fields = [

@@ -156,6 +156,28 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         )
 
 
+# What a jobs page shows of an item (JobItemSerializer): the payload and the translatable
+# message, two JSON documents per row to read and parse, are left in the database (the
+# PostgreSQL read below names the same columns).
+LISTED_ITEM_FIELDS = (
+    "id",
+    "job",
+    "position",
+    "target_type",
+    "target_id",
+    "target_repr",
+    "state",
+    "outcome",
+    "in_doubt",
+    "message",
+    "upstream_code",
+    "result",
+    "call",
+    "attempts",
+    "finished_at",
+)
+
+
 def first_items_attach(jobs: list[Job], limit: int) -> None:
     """Each job's first `limit` items as `job.first_items`, for a whole page in one query.
 
@@ -166,12 +188,14 @@ def first_items_attach(jobs: list[Job], limit: int) -> None:
     if not jobs:
         return
     if connection.vendor != "postgresql":
-        first = JobItem.objects.order_by("position")[:limit]
+        first = JobItem.objects.only(*LISTED_ITEM_FIELDS).order_by("position")[:limit]
         prefetch_related_objects(jobs, Prefetch("items", queryset=first, to_attr="first_items"))
         return
     items = JobItem.objects.raw(
         "SELECT i.* FROM unnest(%s::bigint[]) AS j(id) CROSS JOIN LATERAL "
-        "(SELECT * FROM upstream_jobitem WHERE job_id = j.id ORDER BY position LIMIT %s) AS i",
+        "(SELECT id, job_id, position, target_type, target_id, target_repr, state, outcome,"
+        " in_doubt, message, upstream_code, result, call_id, attempts, finished_at"
+        " FROM upstream_jobitem WHERE job_id = j.id ORDER BY position LIMIT %s) AS i",
         [[job.pk for job in jobs], limit],
     )
     by_job: dict[int, list[JobItem]] = defaultdict(list)

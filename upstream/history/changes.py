@@ -117,7 +117,12 @@ def history_calls(calls: Mapping[tuple[str, str], int]) -> Iterator[None]:
 
 def tracked_fields(model: type[models.Model]) -> list[models.Field]:
     skip = UNTRACKED | set(getattr(model, "history_exclude", ()))
-    return [f for f in model._meta.concrete_fields if f.name not in skip and not f.primary_key]
+    # A generated column (a stored fold of another) changes with its source, never by itself.
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if f.name not in skip and not f.primary_key and not f.generated
+    ]
 
 
 def plain(value: Any) -> Any:
