@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ('upstream', '0021_deep_pages'),
+        ('upstream', '0023_one_active_sync'),
     ]
 
     operations = [
