@@ -128,6 +128,10 @@ def test_a_status_filter_walks_its_composite_index_in_the_lists_order():
 def test_a_jobs_items_are_read_in_position_order_from_the_job_position_index():
     require_postgres()
     last = JobItem.objects.filter(job_id=7).order_by("-position")[:50]
+    with connection.cursor() as cursor:
+        # On an empty table a bitmap scan and a sort of its "17 rows" cost the same: ask for the
+        # ordered walk the index gives at any size.
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
     explained = plan(last)
     assert "jobitem_unique_position" in explained and "Sort" not in explained
     listed = JobItem.objects.order_by("job_id", "position")[:50]  # the list's last page
