@@ -14,6 +14,7 @@ from upstream.api.drift import DriftViewSet
 from upstream.api.idempotency import idempotent
 from upstream.api.permissions import CanReadUpstreamHealth, IsStaff
 from upstream.api.serializers import (
+    JobItemSerializer,
     JobSerializer,
     UpstreamCallSerializer,
     UpstreamHealthSerializer,
@@ -159,23 +160,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 # What a jobs page shows of an item (JobItemSerializer): the payload and the translatable
 # message, two JSON documents per row to read and parse, are left in the database (the
 # PostgreSQL read below names the same columns).
-LISTED_ITEM_FIELDS = (
-    "id",
-    "job",
-    "position",
-    "target_type",
-    "target_id",
-    "target_repr",
-    "state",
-    "outcome",
-    "in_doubt",
-    "message",
-    "upstream_code",
-    "result",
-    "call",
-    "attempts",
-    "finished_at",
-)
+LISTED_ITEM_FIELDS = ("job", *JobItemSerializer.Meta.fields)
 
 
 def first_items_attach(jobs: list[Job], limit: int) -> None:
@@ -191,11 +176,12 @@ def first_items_attach(jobs: list[Job], limit: int) -> None:
         first = JobItem.objects.only(*LISTED_ITEM_FIELDS).order_by("position")[:limit]
         prefetch_related_objects(jobs, Prefetch("items", queryset=first, to_attr="first_items"))
         return
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(JobItem._meta.get_field(name).column) for name in LISTED_ITEM_FIELDS)
     items = JobItem.objects.raw(
-        "SELECT i.* FROM unnest(%s::bigint[]) AS j(id) CROSS JOIN LATERAL "
-        "(SELECT id, job_id, position, target_type, target_id, target_repr, state, outcome,"
-        " in_doubt, message, upstream_code, result, call_id, attempts, finished_at"
-        " FROM upstream_jobitem WHERE job_id = j.id ORDER BY position LIMIT %s) AS i",
+        "SELECT i.* FROM unnest(%s::bigint[]) AS j(id) CROSS JOIN LATERAL "  # noqa: S608 (names from the model's meta)
+        f"(SELECT {columns} FROM {qn(JobItem._meta.db_table)}"
+        " WHERE job_id = j.id ORDER BY position LIMIT %s) AS i",
         [[job.pk for job in jobs], limit],
     )
     by_job: dict[int, list[JobItem]] = defaultdict(list)
