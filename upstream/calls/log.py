@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import connection
 from django.db.models import Model
 
 from upstream.actors import User, actor_id_of
@@ -96,52 +95,3 @@ class DbCallRecorder:
     @property
     def last_call_id(self) -> int | None:
         return self.calls[-1].pk if self.calls else None
-
-
-# Field types whose values the backend must adapt (JSON, aware datetimes); the others go as they
-# are, as Django's own compiler would send them.
-_ADAPTED = frozenset({"JSONField", "DateTimeField"})
-
-
-def insert_calls(calls: list[UpstreamCall], *, new_ids: bool) -> None:
-    """INSERT call rows as they are, for the job runner's flush: some thousand rows a minute.
-
-    The same rows `bulk_create` writes (every concrete field, no signals either way), without
-    its compiler's per-value layers, which were the largest part of the runner's own time (two
-    rows per pushed record). With `new_ids` the database numbers the rows and each call gets its
-    id (INSERT … RETURNING, on PostgreSQL and SQLite alike); otherwise each call keeps its id.
-    """
-    if not calls:
-        return
-    meta = UpstreamCall._meta
-    fields = [f for f in meta.concrete_fields if not (new_ids and f.primary_key)]
-    adapted = [f.get_internal_type() in _ADAPTED for f in fields]
-    qn = connection.ops.quote_name
-    head = "INSERT INTO {} ({}) VALUES ".format(  # noqa: S608 (names from the model's meta)
-        qn(meta.db_table), ", ".join(qn(f.column) for f in fields)
-    )
-    mark = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    rows = [
-        [
-            f.get_db_prep_save(getattr(call, f.attname), connection)
-            if adapt
-            else getattr(call, f.attname)
-            for f, adapt in zip(fields, adapted, strict=True)
-        ]
-        for call in calls
-    ]
-    with connection.cursor() as cursor:
-        if not new_ids:
-            cursor.executemany(head + mark, rows)
-            return
-        per = max(1, (connection.features.max_query_params or 65535) // len(fields))
-        for start in range(0, len(rows), per):
-            chunk = rows[start : start + per]
-            cursor.execute(
-                head + ", ".join([mark] * len(chunk)) + f" RETURNING {qn(meta.pk.column)}",
-                [value for row in chunk for value in row],
-            )
-            # Ids are drawn in the order of VALUES; RETURNING's own order is not promised.
-            ids = sorted(pk for (pk,) in cursor.fetchall())
-            for call, pk in zip(calls[start : start + per], ids, strict=True):
-                call.pk = pk

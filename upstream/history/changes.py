@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from upstream.calls.redaction import mask_value
 from upstream.registry import personal_fields
+from upstream.rows import insert_rows
 
 # Local bookkeeping that is not the upstream's data.
 UNTRACKED = frozenset({"id", "synced_at", "version"})
@@ -197,7 +198,7 @@ def _record(
         )
         for pk, action, name, old, new in entries
     ]
-    RecordChange.objects.using(using).bulk_create(rows, batch_size=CHUNK)
+    insert_rows(rows, new_ids=True, using=using)
     from upstream.history.drift import drift_close_restored, drift_detect
 
     drift_close_restored(model, rows, source)

@@ -39,7 +39,7 @@ from django.utils.translation import gettext_noop
 from upstream.calls.breaker import BreakerGate, breaker_record
 from upstream.calls.client import Exchange
 from upstream.calls.errors import UpstreamError
-from upstream.calls.log import insert_calls, upstream_call_from_exchange
+from upstream.calls.log import upstream_call_from_exchange
 from upstream.calls.slots import SlotGate
 from upstream.history.changes import history_source
 from upstream.history.refresh import RefreshHandler
@@ -48,6 +48,7 @@ from upstream.l10n.stored import message_fields, text, to_json
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.jobs import NewItem, job_enqueue
 from upstream.pushes.kinds import kind_for
+from upstream.rows import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -470,7 +471,7 @@ def _write_calls(job: Job, exchanges: list[Exchange]) -> None:
         else:
             new.append(call)
     new += finish_reserved_calls(reserved)
-    insert_calls(new, new_ids=True)
+    insert_rows(new, new_ids=True)
 
 
 # --- What the dashboard and the command show --------------------------------------------------
