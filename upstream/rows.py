@@ -42,6 +42,13 @@ def insert_rows(objs: Sequence[Model], *, new_ids: bool, using: str = DEFAULT_DB
         f for f in meta.concrete_fields if not f.generated and not (f.primary_key and numbered)
     ]
     adapted = [f.get_internal_type() in _ADAPTED for f in fields]
+    # auto_now(_add) fields take their time as bulk_create gives it: pre_save, on the object.
+    stamped = [
+        f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+    ]
+    for obj in objs:
+        for f in stamped:
+            f.pre_save(obj, add=True)
     typed = list(zip(fields, adapted, strict=True))
     rows = [[_value(f, a, getattr(obj, f.attname), connection) for f, a in typed] for obj in objs]
     qn = connection.ops.quote_name
