@@ -46,6 +46,9 @@ def main() -> None:
                 "BENCH_DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}"
             ),
             "TASKS_BACKEND": "dummy",  # the bench drives the runner itself
+            # As in production (and bench/sync_scale.py, bench/bill_queries.py): DEBUG keeps
+            # and formats every SQL statement, which no production worker does.
+            "DJANGO_DEBUG": "false",
             "SANDBOX_URL": sandbox_url,
             "PAYNET_CONCURRENCY": str(args.concurrency),
             "DJANGO_LOG_LEVEL": "WARNING",
