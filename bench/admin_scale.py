@@ -40,9 +40,9 @@ What is seeded, for N = 10,000 and 1,000,000 (the shapes are in seed_statements(
 
 First, in the 1M web process, on the payment-record changelist filtered (status, variable price,
 charge date range) to exactly 500 and then 50,000 waiting records (launch_plan()): "select all"
--> Change status… -> preview -> confirm, waiting -> cancelled. Timed: the preview POST and the confirming
-POST (the launch: it creates the job), with the SQL statements Django sent (a connection
-execute_wrapper counts them) and the web process's memory: its peak RSS growth during the
+-> Change status… -> preview -> confirm, waiting -> cancelled. Timed: the preview POST and the
+confirming POST (the launch: it creates the job), with the SQL statements Django sent (a
+connection execute_wrapper counts them) and the web process's memory: its peak RSS growth during the
 confirming request, sampled every 2 ms (`--tracemalloc` also runs the launch again, untimed,
 under tracemalloc for its peak). The job is deleted after each launch; nothing runs it.
 
@@ -58,7 +58,9 @@ most expensive ones, far over the goal, and the table marks them `*`.
 
 The table: per view, p50 and p95 (nearest rank) at 10k and 1M, ratio = p95(1M) /
 max(p95(10k), RATIO_FLOOR_MS) (the floor keeps a 2 ms view from making a noise ratio), and SQL
-statements per request at each size. Figures also go to bench/results/admin_scale-<time>.json.
+statements per request at each size. Figures also go to bench/results/admin_scale-<time>.json
+(admin_scale-sqlite-<time>.json), with each page's size in bytes at both sizes: a page that
+holds more rows at the big size (a small table's only page at 10k) costs more to render.
 
 Goals (issue 8): worst_p95_ms <= 300, worst_ratio <= 1.5, launch_50k_ms <= 1000, and the launch's
 SQL count at 500 equal to that at 50,000 (the big launch, on a smaller database). `--check` exits
@@ -2053,6 +2055,9 @@ def row(state: dict) -> dict:
         r[f"p95_{label}"] = round(percentile(samples, 0.95), 1)
         r[f"sql_{label}"] = state["first"][label]["sql"]
         r[f"status_{label}"] = state["first"][label]["status"]
+        # The page's size: a page that holds more rows at the big size (a small table's only
+        # page at 10k, a full page at 1M) costs more to render whatever the database does.
+        r[f"bytes_{label}"] = state["first"][label]["bytes"]
     r["ratio"] = round(r["p95_1m"] / max(r["p95_10k"], RATIO_FLOOR_MS), 2)
     r["ratio_p50"] = round(r["p50_1m"] / max(r["p50_10k"], RATIO_FLOOR_MS), 2)
     return r

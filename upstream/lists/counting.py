@@ -15,7 +15,10 @@ A search is counted up to a cap instead ("more than 10,000"): the planner's gues
 substrings are wrong by orders of magnitude, and counting stops at the cap.
 
 Where an estimated list ends is never taken from the estimate: a page reads one row more than it
-shows, so "next" is always right, and a page that comes back short makes the total exact.
+shows, so "next" is always right, and a page that comes back short makes the total exact. In the
+admin (`past_end_is_last`) a page number past the real end, an estimate's link that overshot it
+or an old bookmark, shows the last page (counted exactly first) instead of Django's redirect to
+the unfiltered list with "?e=1"; the API keeps its 404 past the pages its `count` offered.
 
 Deep pages (decision 019). OFFSET skips rows one by one, so page 20,000 of a million rows used to
 cost 10-20 times page 1. A page in the second half of a list whose order is total (it ends in a
