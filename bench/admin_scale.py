@@ -2210,6 +2210,9 @@ def report(rows, launches, databases, missing, args, timings, backend, sizes) ->
     big = size_label(sizes["1m"])
     print()
     print(f"{backend}: 10k = {sizes['10k']:,} records, {big} = {sizes['1m']:,}")
+    if not rows:
+        print("no view measured (--only matched none)")
+        return
     print_table(rows, args.reps, big)
     print()
     print(
