@@ -9,6 +9,7 @@ from upstream.actors import User, actor_id_of
 from upstream.calls.breaker import breaker_record
 from upstream.calls.client import Exchange
 from upstream.models import UpstreamCall
+from upstream.rows import insert_fields, insert_rows
 
 
 def target_of(obj: Model | None) -> tuple[str, str]:
@@ -98,11 +99,6 @@ class DbCallRecorder:
         return self.calls[-1].pk if self.calls else None
 
 
-# Field types whose values the backend must adapt (JSON, aware datetimes); the others go as they
-# are, as Django's own compiler would send them.
-_ADAPTED = frozenset({"JSONField", "DateTimeField"})
-
-
 def insert_calls(calls: list[UpstreamCall], *, new_ids: bool) -> None:
     """INSERT call rows as they are, for the job runner's flush: some thousand rows a minute.
 
@@ -113,35 +109,9 @@ def insert_calls(calls: list[UpstreamCall], *, new_ids: bool) -> None:
     """
     if not calls:
         return
-    meta = UpstreamCall._meta
-    fields = [f for f in meta.concrete_fields if not (new_ids and f.primary_key)]
-    adapted = [f.get_internal_type() in _ADAPTED for f in fields]
-    qn = connection.ops.quote_name
-    head = "INSERT INTO {} ({}) VALUES ".format(  # noqa: S608 (names from the model's meta)
-        qn(meta.db_table), ", ".join(qn(f.column) for f in fields)
-    )
-    mark = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    rows = [
-        [
-            f.get_db_prep_save(getattr(call, f.attname), connection)
-            if adapt
-            else getattr(call, f.attname)
-            for f, adapt in zip(fields, adapted, strict=True)
-        ]
-        for call in calls
-    ]
-    with connection.cursor() as cursor:
-        if not new_ids:
-            cursor.executemany(head + mark, rows)
-            return
-        per = max(1, (connection.features.max_query_params or 65535) // len(fields))
-        for start in range(0, len(rows), per):
-            chunk = rows[start : start + per]
-            cursor.execute(
-                head + ", ".join([mark] * len(chunk)) + f" RETURNING {qn(meta.pk.column)}",
-                [value for row in chunk for value in row],
-            )
-            # Ids are drawn in the order of VALUES; RETURNING's own order is not promised.
-            ids = sorted(pk for (pk,) in cursor.fetchall())
-            for call, pk in zip(calls[start : start + per], ids, strict=True):
-                call.pk = pk
+    fields = insert_fields(UpstreamCall, with_pk=not new_ids)
+    rows = [[getattr(call, f.attname) for f in fields] for call in calls]
+    ids = insert_rows(UpstreamCall, fields, rows, new_ids=new_ids, using=connection.alias)
+    if new_ids:
+        for call, pk in zip(calls, ids, strict=True):
+            call.pk = pk
