@@ -35,8 +35,9 @@ def row_values(
 
 
 def field_defaults(fields: Sequence[models.Field]) -> dict[str, Any]:
-    """Each field's default, as a new instance would hold it (None where it has none)."""
-    return {f.attname: f.get_default() if f.has_default() else None for f in fields}
+    """Each field's default, as a new instance would hold it ("" for a text field without one,
+    None for another)."""
+    return {f.attname: f.get_default() for f in fields}
 
 
 def insert_rows(

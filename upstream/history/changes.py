@@ -352,6 +352,8 @@ def _stored(f: models.Field, value: Any) -> Any:
     time zone), decimals at the field's places."""
     if isinstance(value, datetime) and value.tzinfo is not None:
         value = value.astimezone(UTC)
+    elif isinstance(f, models.DecimalField) and isinstance(value, int | float | str):
+        value = Decimal(str(value))  # a default of 0 reads back as 0.00
     return _comparable(f, value)
 
 
