@@ -153,7 +153,11 @@ class CustomerFilter(InputFilter):
     def filter_value(self, queryset, value):
         p = self.prefix
         by_name = folded_equals if self.whole_name else folded_contains
-        query = by_name(f"{p}full_name", value) | folded_contains(f"{p}company_name", value)
+        # The list's model, so the invoice's stored folds of the names are compared.
+        model = queryset.model
+        query = by_name(f"{p}full_name", value, model) | folded_contains(
+            f"{p}company_name", value, model
+        )
         if value.isdigit():
             query |= Q(**{f"{p}user_id": int(value)})
         return queryset.filter(query)

@@ -53,6 +53,15 @@ class Invoice(HistoryModel):
     user_id = models.PositiveIntegerField(_("WiseCP customer id"), null=True, blank=True)
     full_name = models.CharField(_("customer"), max_length=200, blank=True)
     company_name = models.CharField(_("company"), max_length=200, blank=True)
+    # The names as a search compares them (upstream.lists.fold), kept by the database on every
+    # write: a customer search on SQLite (no trigram index) tests every invoice, ~20 times
+    # faster against these than against LOWER and twelve REPLACEs of the name (issue 20).
+    full_name_folded = models.GeneratedField(
+        expression=Folded("full_name"), output_field=models.TextField(), db_persist=True
+    )
+    company_name_folded = models.GeneratedField(
+        expression=Folded("company_name"), output_field=models.TextField(), db_persist=True
+    )
     # The moment of the upstream read this row was written from; an older read never overwrites.
     synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
 
@@ -72,8 +81,8 @@ class Invoice(HistoryModel):
                 fields=["currency", "created_at_upstream", "id"], name="inv_currency_created_idx"
             ),
             models.Index(fields=["due_date", "id"], name="inv_due_date_id_idx"),
-            TrigramIndex(Folded("full_name"), name="inv_full_name_fold_trgm"),
-            TrigramIndex(Folded("company_name"), name="inv_company_fold_trgm"),
+            TrigramIndex(F("full_name_folded"), name="inv_full_name_folded_trgm"),
+            TrigramIndex(F("company_name_folded"), name="inv_company_folded_trgm"),
         ]
         permissions = [
             ("sync_invoice", _("Can refresh invoices from WiseCP")),

@@ -96,6 +96,26 @@ def test_a_last_page_link_beyond_an_estimate_still_shows_the_last_rows(admin_cli
     assert [i.wisecp_id for i in listed(beyond)] == [5, 4, 3, 2, 1]
 
 
+@pytest.mark.parametrize("number", [7, 15, 16, 1000])
+def test_a_page_past_the_real_end_of_an_estimate_is_the_last_real_page(
+    admin_client, monkeypatch, number
+):
+    # "about 100": the links go up to page 15 at 7 a page, but the list ends at 40 rows (page
+    # 6). Page 7 (rows 42-48) is past the real end while still in the estimate's first half,
+    # where pages are not read from the other end; 16 and 1000 are past the estimate's pages.
+    monkeypatch.setattr(
+        counting, "planner_estimate", lambda qs: counting.Estimate(rows=100, cost=1e9)
+    )
+    monkeypatch.setattr(counting, "DEEP_OFFSET", 10)
+    monkeypatch.setattr(admin.site._registry[InvoiceItem], "list_per_page", 7)
+    invoices(40, 0)
+    response = admin_client.get(BIG_LISTS["invoice items"].url, {"p": number})
+    assert response.status_code == 200  # not a redirect to ?e=1
+    cl = response.context["cl"]
+    assert [i.wisecp_id for i in listed(response)] == [5, 4, 3, 2, 1]
+    assert cl.page_num == 6 and cl.result_count == 40 and not cl.count_is_estimate
+
+
 def test_the_apis_last_page_of_an_estimated_list(api_viewer, monkeypatch):
     monkeypatch.setattr(
         counting, "planner_estimate", lambda qs: counting.Estimate(rows=50, cost=1e9)

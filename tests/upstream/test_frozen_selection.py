@@ -100,9 +100,35 @@ def test_the_worker_writes_the_items_in_chunks_then_sends_each_once(mirror, oper
     assert sorted(status_writes(mirror)) == sorted(r.invoice_no for r in records)
 
 
+def test_the_first_items_are_sent_while_the_rest_are_written(mirror, operator):
+    records = list(waiting(10))
+    job = launch(SubscriptionInvoice.objects.filter(pk__in=[r.pk for r in records]), operator)
+    handed_out_before_step = []
+    real_step = bulk.Preparer.step
+
+    def step(self):
+        handed_out_before_step.append(
+            JobItem.objects.filter(job=job).exclude(state=JobItem.State.PENDING).count()
+        )
+        return real_step(self)
+
+    with (
+        mock.patch.object(bulk, "EXPAND_CHUNK", 2),
+        mock.patch.object(bulk.Preparer, "step", step),
+    ):
+        bulk.run_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED and job.succeeded == 10 and job.prepared == 10
+    assert len(handed_out_before_step) == 5, "five chunks of two"
+    assert handed_out_before_step[0] == 0, "nothing goes before the first items are written"
+    assert handed_out_before_step[-1] > 0, "the first items were out before the last were written"
+    assert sorted(status_writes(mirror)) == sorted(r.invoice_no for r in records)
+
+
 def test_a_crash_while_preparing_resumes_where_it_stopped_without_duplicates(mirror, operator):
     job = launch(waiting(5), operator)
-    real = JobItem.objects.bulk_create
+    real = bulk.insert_rows
     calls = {"n": 0}
 
     def crash_on_second_chunk(objs, **kwargs):
@@ -112,7 +138,7 @@ def test_a_crash_while_preparing_resumes_where_it_stopped_without_duplicates(mir
         return real(objs, **kwargs)
 
     with (
-        mock.patch.object(JobItem.objects, "bulk_create", crash_on_second_chunk),
+        mock.patch.object(bulk, "insert_rows", crash_on_second_chunk),
         pytest.raises(RuntimeError),
     ):
         bulk.prepare_job(job.pk, chunk=2)

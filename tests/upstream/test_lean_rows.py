@@ -15,10 +15,10 @@ from billing.models import Invoice
 from billing.sync import invoices_sync_many
 from subscriptions.models import Subscription
 from tests.billing.conftest import SOURCE_INVOICE_ID
-from upstream.calls.log import insert_calls
 from upstream.history.changes import history_source, insert_created
 from upstream.history.sync_job import job_items_retarget
 from upstream.models import Job, JobItem, RecordChange, UpstreamCall
+from upstream.rows import insert_rows
 
 
 def _subscription(subscription_id: str) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def _call() -> UpstreamCall:
         service="paynet", operation="invoice_list", method="POST", url="", outcome="ok",
         created_at=timezone.now(),
     )  # fmt: skip
-    insert_calls([call], new_ids=True)
+    insert_rows([call], new_ids=True)
     return call
 
 

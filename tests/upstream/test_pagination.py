@@ -117,6 +117,25 @@ def test_a_page_past_the_end_of_an_estimated_list_is_empty(a_million):
 
 
 @pytest.mark.django_db
+def test_the_admins_page_past_the_end_is_the_last_page(a_million):
+    made = calls(12)
+    # Page 4 of "about 1,000,000" lies in the estimate's first half but past the 12 rows.
+    paginator = EstimatedCountPaginator(
+        UpstreamCall.objects.order_by("id"), 5, past_end_is_last=True
+    )
+    page = paginator.page(4)
+    assert [c.pk for c in page] == [c.pk for c in made[10:]]
+    assert page.number == 3 and paginator.served_number == 3 and not page.has_next()
+    assert paginator.count == 12 and not paginator.count_is_estimate
+    # An exact list too (Django's Paginator would raise EmptyPage); page 0 is still refused.
+    exact = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 5, past_end_is_last=True)
+    exact.__dict__["count"] = 12
+    assert exact.page(9).number == 3
+    with pytest.raises(EmptyPage):
+        exact.page(0)
+
+
+@pytest.mark.django_db
 def test_a_capped_count_stops_at_the_cap_and_says_more_than():
     calls(8)
     capped = EstimatedCountPaginator(UpstreamCall.objects.order_by("id"), 3, count_cap=5)

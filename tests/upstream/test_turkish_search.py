@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from billing.models import Invoice, InvoiceItem
@@ -152,6 +153,37 @@ def test_a_jobs_title_and_reason_search_reads_their_stored_folds(admin_client, d
     assert found("iptal") == found("IŞIK") == {job.pk}
     Job.objects.filter(pk=job.pk).update(reason="Çağrı merkezi")
     assert found("ışık") == set() and found("ÇAĞRI") == {job.pk}
+
+
+def test_an_invoices_customer_search_and_filter_read_the_stored_folds(admin_client, invoices):
+    """billing.Invoice.full_name_folded / company_name_folded (issue 20): the search box and the
+    customer filter of both lists compare them (on SQLite a customer search tests every
+    invoice: LOWER and twelve REPLACEs per name were most of it), and they follow the names."""
+    from django.test.utils import CaptureQueriesContext
+
+    invoices_url = reverse("admin:billing_invoice_changelist")
+    items_url = reverse("admin:billing_invoiceitem_changelist")
+    for invoice in Invoice.objects.all():
+        assert invoice.full_name_folded == fold(invoice.full_name)
+        assert invoice.company_name_folded == fold(invoice.company_name)
+    for url, params in (
+        (invoices_url, {"q": "şahin"}),
+        (invoices_url, {"customer": "şahin"}),
+        (items_url, {"customer": "şahin"}),
+    ):
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url, params).status_code == 200
+        searched = [q["sql"].lower() for q in queries if "şahin" in q["sql"].lower()]
+        assert searched, (url, params)
+        for sql in searched:
+            assert "full_name_folded" in sql and "company_name_folded" in sql, sql
+            assert "replace(" not in sql and "translate(" not in sql, sql
+    invoice = Invoice.objects.get(full_name="ŞAHİN ÇELİK")
+    Invoice.objects.filter(pk=invoice.pk).update(full_name="ZÜMRÜT Işıkçı")
+    invoice.refresh_from_db()
+    assert invoice.full_name_folded == "zümrüt işikçi"
+    rows = admin_client.get(invoices_url, {"q": "zümrüt"}).context["cl"].result_list
+    assert [row.pk for row in rows] == [invoice.pk]
 
 
 def test_a_stored_fold_is_not_history_nor_an_export_column(rf, admin_user, invoices):

@@ -355,6 +355,8 @@ class ScaledListMixin:
             count_cap=SEARCH_COUNT_MAX if searching or counted is not None else None,
             counted=counted,
             walk=getattr(request, WALK_ORDER, False),
+            # A page past the end (an estimate's link, an old bookmark) is the last page.
+            past_end_is_last=True,
             **kwargs,
         )
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from django.db import connection
 from django.db.models import Model
 
 from upstream.actors import User, actor_id_of
 from upstream.calls.breaker import breaker_record
 from upstream.calls.client import Exchange
 from upstream.models import UpstreamCall
-from upstream.rows import insert_fields, insert_rows
 
 
 def target_of(obj: Model | None) -> tuple[str, str]:
@@ -97,21 +95,3 @@ class DbCallRecorder:
     @property
     def last_call_id(self) -> int | None:
         return self.calls[-1].pk if self.calls else None
-
-
-def insert_calls(calls: list[UpstreamCall], *, new_ids: bool) -> None:
-    """INSERT call rows as they are, for the job runner's flush: some thousand rows a minute.
-
-    The same rows `bulk_create` writes (every concrete field, no signals either way), without
-    its compiler's per-value layers, which were the largest part of the runner's own time (two
-    rows per pushed record). With `new_ids` the database numbers the rows and each call gets its
-    id (INSERT … RETURNING, on PostgreSQL and SQLite alike); otherwise each call keeps its id.
-    """
-    if not calls:
-        return
-    fields = insert_fields(UpstreamCall, with_pk=not new_ids)
-    rows = [[getattr(call, f.attname) for f in fields] for call in calls]
-    ids = insert_rows(UpstreamCall, fields, rows, new_ids=new_ids, using=connection.alias)
-    if new_ids:
-        for call, pk in zip(calls, ids, strict=True):
-            call.pk = pk

@@ -29,7 +29,14 @@ from django.utils import timezone
 
 from upstream.calls.redaction import mask_value
 from upstream.registry import personal_fields
-from upstream.rows import field_defaults, insert_fields, insert_prepared, insert_rows, row_values
+from upstream.rows import (
+    field_defaults,
+    insert_fields,
+    insert_prepared,
+    insert_rows,
+    insert_values,
+    row_values,
+)
 
 # Local bookkeeping that is not the upstream's data.
 UNTRACKED = frozenset({"id", "synced_at", "version"})
@@ -198,7 +205,7 @@ def _record(
         )
         for pk, action, name, old, new in entries
     ]
-    RecordChange.objects.using(using).bulk_create(rows, batch_size=CHUNK)
+    insert_rows(rows, new_ids=True, using=using)
     from upstream.history.drift import drift_close_restored, drift_detect
 
     drift_close_restored(model, rows, source)
@@ -392,7 +399,7 @@ def insert_created(
         # Outside a source a record's call is not kept either (as `history_call` does there).
         source, calls = Source(RecordChange.Source.OTHER), None
     with transaction.atomic(using=using, savepoint=False):
-        ids = insert_rows(model, fields, rows, new_ids=True, using=using)
+        ids = insert_values(model, fields, rows, new_ids=True, using=using)
         entries = [
             (
                 pk,

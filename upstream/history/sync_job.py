@@ -39,7 +39,7 @@ from django.utils.translation import gettext_noop
 from upstream.calls.breaker import BreakerGate, breaker_record
 from upstream.calls.client import Exchange
 from upstream.calls.errors import UpstreamError
-from upstream.calls.log import insert_calls, upstream_call_from_exchange
+from upstream.calls.log import upstream_call_from_exchange
 from upstream.calls.slots import SlotGate
 from upstream.history.changes import history_source
 from upstream.history.refresh import RefreshHandler
@@ -48,7 +48,7 @@ from upstream.l10n.stored import message_fields, text, to_json
 from upstream.models import Job, JobItem, UpstreamCall
 from upstream.pushes.jobs import NewItem, job_enqueue
 from upstream.pushes.kinds import kind_for
-from upstream.rows import insert_fields, insert_rows
+from upstream.rows import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -403,13 +403,7 @@ class Listing:
             if page.error is not None:
                 items.append(self._failed_item(page, now))
             # One lean write (upstream.rows): a sync writes an item per record it reads.
-            fields = insert_fields(JobItem)
-            insert_rows(
-                JobItem,
-                fields,
-                [[getattr(item, f.attname) for f in fields] for item in items],
-                new_ids=False,
-            )
+            insert_rows(items, new_ids=False)
         breaker_record(page.exchanges)
         self.prepared += len(items)
         self.params = params
@@ -492,7 +486,7 @@ def _write_calls(job: Job, exchanges: list[Exchange]) -> None:
         else:
             new.append(call)
     new += finish_reserved_calls(reserved)
-    insert_calls(new, new_ids=True)
+    insert_rows(new, new_ids=True)
 
 
 # --- What the dashboard and the command show --------------------------------------------------

@@ -15,7 +15,10 @@ A search is counted up to a cap instead ("more than 10,000"): the planner's gues
 substrings are wrong by orders of magnitude, and counting stops at the cap.
 
 Where an estimated list ends is never taken from the estimate: a page reads one row more than it
-shows, so "next" is always right, and a page that comes back short makes the total exact.
+shows, so "next" is always right, and a page that comes back short makes the total exact. In the
+admin (`past_end_is_last`) a page number past the real end, an estimate's link that overshot it
+or an old bookmark, shows the last page (counted exactly first) instead of Django's redirect to
+the unfiltered list with "?e=1"; the API keeps its 404 past the pages its `count` offered.
 
 Deep pages (decision 019). OFFSET skips rows one by one, so page 20,000 of a million rows used to
 cost 10-20 times page 1. A page in the second half of a list whose order is total (it ends in a
@@ -181,6 +184,7 @@ class EstimatedCountPaginator(Paginator):
         count_cap: int | None = None,
         counted: int | None = None,
         walk: bool = False,
+        past_end_is_last: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -189,6 +193,9 @@ class EstimatedCountPaginator(Paginator):
         self.counted = counted
         # Read pages walking the order's index (a common word's matches: see walking()).
         self.walk = walk
+        # A page number past the real end gives the last page instead of EmptyPage (the admin:
+        # Django would redirect to the unfiltered list with "?e=1"). The API keeps its 404.
+        self.past_end_is_last = past_end_is_last
 
     @cached_property
     def count(self) -> int:
@@ -216,7 +223,12 @@ class EstimatedCountPaginator(Paginator):
 
     def validate_number(self, number: Any) -> int:
         if not self.estimated:
-            return super().validate_number(number)
+            try:
+                return super().validate_number(number)
+            except EmptyPage:
+                if not self.past_end_is_last or int(number) < 1:
+                    raise
+                return max(self.num_pages, 1)
         # The estimate may fall short of the real end: any whole number from 1 up may be a page.
         try:
             number = int(number)
@@ -237,7 +249,7 @@ class EstimatedCountPaginator(Paginator):
             shown = self.num_pages
             self._settle(self.object_list.order_by().count(), estimate=False)
             if number > self.num_pages:
-                if number > shown:
+                if number > shown and not self.past_end_is_last:
                     raise EmptyPage(self.error_messages["no_results"])
                 number = max(self.num_pages, 1)
                 bottom = (number - 1) * self.per_page
@@ -251,7 +263,12 @@ class EstimatedCountPaginator(Paginator):
             return self._get_page(self._rows(bottom, top), number, self)
         rows = self._rows(bottom, bottom + self.per_page + 1)
         if not rows and number > 1:
-            raise EmptyPage(self.error_messages["no_results"])
+            if not self.past_end_is_last:
+                raise EmptyPage(self.error_messages["no_results"])
+            # Past the real end of an estimate that overshot it, in its first half (not read
+            # from the other end): counted exactly, the real last page.
+            self._settle(self.object_list.order_by().count(), estimate=False)
+            return self.page(max(self.num_pages, 1))
         more = len(rows) > self.per_page
         rows = rows[: self.per_page]
         if not more:

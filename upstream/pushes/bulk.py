@@ -80,10 +80,14 @@ from upstream.pushes.runner.send import (
     reserve_calls,
     work_item,
 )
+from upstream.rows import insert_rows
 
 # --- Launch and prepare: the frozen selection -------------------------------------------------
 
 EXPAND_CHUNK = 2000
+# While the run loop sends, it writes the selection's next items this many at a time: a step
+# costs its thread a few tens of ms, which the requests in flight cover.
+EXPAND_WHILE_SENDING = 250
 
 
 class _JoinIds(Aggregate):
@@ -208,37 +212,56 @@ def prepare_job(job_id: int, *, chunk: int | None = None) -> int:
     """Expand the job's frozen selection into items, a chunk per transaction; return how many
     this call wrote. Safe to run again after a crash or beside another worker: each chunk moves
     `prepared` forward only from the value it read, so no chunk is written twice."""
-    chunk = chunk or EXPAND_CHUNK  # read now, so a test or a setting may change it
-    job = Job.objects.only("pk", "kind", "params", "selection", "prepared").get(pk=job_id)
-    if job.prepared is None:
-        return 0
-    handler = kind_for(job.kind)
-    model = apps.get_model(handler.target_type)
-    entries = parse(job.selection)
-    written = 0
-    while True:
+    preparer = Preparer(job_id, chunk=chunk)
+    while not preparer.step():
+        pass
+    return preparer.written
+
+
+class Preparer:
+    """The frozen selection written as items one chunk at a time, so the run loop can send the
+    first items while it writes the next (a chunk costs the main thread some tens of ms; the
+    whole of 50,000 entries would hold the first send back by seconds)."""
+
+    def __init__(self, job_id: int, *, chunk: int | None = None) -> None:
+        self.job_id = job_id
+        self.chunk = chunk or EXPAND_CHUNK  # read now, so a test or a setting may change it
+        self.job = Job.objects.only("pk", "kind", "params", "selection", "prepared").get(pk=job_id)
+        self.handler = kind_for(self.job.kind)
+        self.model = apps.get_model(self.handler.target_type)
+        self.entries = parse(self.job.selection) if self.job.prepared is not None else []
+        self.written = 0
+
+    def step(self) -> bool:
+        """Write the next chunk (unless another worker did); True once every entry is written."""
+        if self.job.prepared is None:
+            return True  # items written at launch: nothing frozen to expand
+        job_id, handler = self.job_id, self.handler
         prepared, cancel = _progress(job_id)
-        if prepared >= len(entries):
-            return written
-        part = entries[prepared : prepared + chunk]
+        if prepared >= len(self.entries):
+            return True
+        part = self.entries[prepared : prepared + self.chunk]
         with transaction.atomic():
             moved = Job.objects.filter(pk=job_id, prepared=prepared).update(
                 prepared=prepared + len(part), heartbeat_at=timezone.now()
             )
             if not moved:
-                continue  # another worker took this chunk; read where it got to
-            records = handler.expand_queryset(model.objects.all()).in_bulk([pk for pk, _ in part])
-            built = handler.expand(list(records.values()), dict(part), job.params)
-            JobItem.objects.bulk_create(
+                return False  # another worker took this chunk; the next step reads where it got
+            records = handler.expand_queryset(self.model.objects.all()).in_bulk(
+                [pk for pk, _ in part]
+            )
+            built = handler.expand(list(records.values()), dict(part), self.job.params)
+            insert_rows(
                 [
                     _item(job_id, handler.target_type, position, pk, built.get(pk), cancel)
                     for position, (pk, _tag) in enumerate(part, start=prepared + 1)
                 ],
-                batch_size=1000,
+                new_ids=False,
             )
-            written += len(part)
+            self.written += len(part)
         if settings.DEBUG:
             reset_queries()  # a worker with DEBUG on must not keep every chunk's SQL
+        return prepared + len(part) >= len(self.entries)
 
 
 def _progress(job_id: int) -> tuple[int, bool]:
@@ -292,8 +315,12 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
         started_at=timezone.now(),
         heartbeat_at=timezone.now(),
     )
-    if unprepared:
-        prepare_job(job_id)
+    # The first items are written before anything is sent, the rest while the first are out.
+    preparer = (
+        Preparer(job_id, chunk=min(EXPAND_CHUNK, EXPAND_WHILE_SENDING)) if unprepared else None
+    )
+    if preparer is not None and preparer.step():
+        preparer = None
     Job.objects.filter(pk=job_id, state=Job.State.PREPARING).update(state=Job.State.RUNNING)
     concurrency = max(1, handler.concurrency())
     chunk = max(settings.JOBS_CHUNK_SIZE, concurrency)
@@ -331,6 +358,8 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 # One of the pool's threads reads the listing, each page through the run's slots.
                 listing.start(pool, slots.gate)
             while True:
+                if preparer is not None and preparer.step():
+                    preparer = None
                 if listing is not None and listing.open:
                     # A sync's listing pages, written as items as they arrive.
                     reserver.serve()
@@ -347,6 +376,7 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                     listing_open = listing is not None and listing.open
                     if (
                         not listing_open
+                        and preparer is None
                         and not JobItem.objects.filter(
                             job_id=job_id, state=JobItem.State.PENDING
                         ).exists()
@@ -393,6 +423,9 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                     if exhausted and listing is not None and listing.open:
                         time.sleep(0.01)  # the next listing page is on its way
                         exhausted = False
+                        continue
+                    if exhausted and preparer is not None:
+                        exhausted = False  # the next items are written at the loop's top
                         continue
                     if exhausted:
                         # Items may be waiting out a pause (in doubt, a busy record, a

@@ -41,13 +41,14 @@ from django.utils.translation import gettext_noop
 from upstream.calls.breaker import BreakerGate, BreakerOpen, breaker_record
 from upstream.calls.client import Exchange
 from upstream.calls.errors import UpstreamError, UpstreamResponseError
-from upstream.calls.log import insert_calls, upstream_call_from_exchange
+from upstream.calls.log import upstream_call_from_exchange
 from upstream.history.changes import history_source
 from upstream.l10n.stored import message_fields, text
 from upstream.models import Job, JobItem, RecordChange, RecordClaim, UpstreamCall
 from upstream.pushes.claims import release_records
 from upstream.pushes.kinds import JobKind, WorkItem, WorkResult
 from upstream.pushes.runner.leases import item_holder, lease_length
+from upstream.rows import insert_rows
 
 # --- Calls: committed before a request leaves -------------------------------------------------
 
@@ -76,7 +77,7 @@ def reserve_calls(
         )
         for item in items
     ]
-    insert_calls(calls, new_ids=True)
+    insert_rows(calls, new_ids=True)
     return {call.job_item_id: call.pk for call in calls}
 
 
@@ -113,7 +114,7 @@ class CallReserver:
         try:
             calls = [call for call, _done in waiting]
             if len(calls) > 1:
-                insert_calls(calls, new_ids=True)
+                insert_rows(calls, new_ids=True)
             else:
                 calls[0].save(force_insert=True)
         finally:
@@ -203,7 +204,7 @@ def finish_reserved_calls(calls: list[UpstreamCall]) -> list[UpstreamCall]:
         )
     )
     UpstreamCall.objects.filter(pk__in=pending).delete()
-    insert_calls([c for c in calls if c.pk in pending], new_ids=False)
+    insert_rows([c for c in calls if c.pk in pending], new_ids=False)
     late = [c for c in calls if c.pk not in pending]
     for call in late:
         call.pk = None
@@ -459,7 +460,7 @@ def _write_calls(job: Job, handler: JobKind, results: list[WorkResult]) -> list[
             else:
                 new_calls.append(call)
     new_calls += finish_reserved_calls(finished_calls)
-    insert_calls(new_calls, new_ids=True)
+    insert_rows(new_calls, new_ids=True)
     unused = [
         r.item.call_id
         for r in results
