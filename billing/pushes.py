@@ -64,10 +64,9 @@ from upstream.calls.errors import (
 from upstream.history.changes import history_call
 from upstream.history.refresh import RefreshHandler
 from upstream.history.sync import SyncCounts
-from upstream.history.sync_job import SyncKind
+from upstream.history.sync_job import SyncKind, job_items_retarget
 from upstream.l10n.formats import day
 from upstream.l10n.stored import text
-from upstream.models import JobItem
 from upstream.pushes.claims import live_claims
 from upstream.pushes.jobs import NewItem
 from upstream.pushes.kinds import (
@@ -1260,7 +1259,7 @@ class WiseCPSyncKind(SyncKind):
             for r, (_c, invoice) in zip(results, written, strict=True)
             if not r.item.target_id
         }
-        for item_id, target_id in new.items():
-            # An invoice new to the mirror: its item names it now.
-            JobItem.objects.filter(pk=item_id).update(target_id=target_id)
+        if new:
+            # Invoices new to the mirror: their items name them now (one statement, many rows).
+            job_items_retarget(new)
         return [counts for counts, _invoice in written]

@@ -17,7 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from upstream.calls.client import CallRecorder
-from upstream.history.changes import history_call, history_source, plain
+from upstream.history.changes import history_call, history_source, insert_created, plain
 from upstream.history.sync import SyncCounts, held_back
 
 from .client import ISTANBUL, WiseCPClient
@@ -281,18 +281,26 @@ def invoices_sync_many(
     """A sync's flush of GetInvoice reads ((data, read_at, call) each): `invoice_upsert` and
     `delete_vanished` for many invoices, the same rules (freshness, the read guard), with the
     reads of the mirror done once for the batch, so a batch where nothing changed costs a few
-    queries. The guard takes the batch's earliest read (never less careful than one by one);
-    each invoice's writes carry its own call in the history. Returns per read its counts and
-    its invoice."""
+    queries, and the batch's new invoices and new items written in one lean insert each (with
+    their history rows), so a first sync costs a few queries per batch too. The guard takes the
+    batch's earliest read (never less careful than one by one); each invoice's writes carry its
+    own call in the history. Returns per read its counts and its invoice."""
     if not reads:
         return []
+    wisecp_ids = [data["wisecp_id"] for data, _a, _c in reads]
+    if len(set(wisecp_ids)) < len(wisecp_ids):
+        # The same invoice read twice in one batch (a listing that shifted while it was read):
+        # the batch is written in parts, in turn, so the later read sees what the earlier wrote.
+        out: list[tuple[SyncCounts, Invoice]] = []
+        part: list[tuple[dict[str, Any], datetime, int | None]] = []
+        for read in reads:
+            if any(d["wisecp_id"] == read[0]["wisecp_id"] for d, _a, _c in part):
+                out += invoices_sync_many(part)
+                part = []
+            part.append(read)
+        return out + invoices_sync_many(part)
     earliest = min(read_at for _data, read_at, _call in reads)
-    invoices = {
-        i.wisecp_id: i
-        for i in _locked(
-            Invoice.objects.filter(wisecp_id__in=[d["wisecp_id"] for d, _a, _c in reads])
-        )
-    }
+    invoices = {i.wisecp_id: i for i in _locked(Invoice.objects.filter(wisecp_id__in=wisecp_ids))}
     listed_items = [item for data, _a, _c in reads for item in data["items"] or []]
     items = {
         i.wisecp_id: i
@@ -300,21 +308,38 @@ def invoices_sync_many(
     }
     held_invoices = held_back(Invoice, [i.pk for i in invoices.values()], earliest)
     held_items = held_back(InvoiceItem, [i.pk for i in items.values()], earliest)
-    out: list[tuple[SyncCounts, Invoice]] = []
+    created = _invoices_create(
+        [
+            (data, read_at, call)
+            for data, read_at, call in reads
+            if data["wisecp_id"] not in invoices
+        ]
+    )
+    invoices.update(created)
+    out = []
     seen: set[int] = set()
+    new_items: list[dict[str, Any]] = []
+    new_calls: list[int | None] = []
     for data, read_at, call in reads:
         counts = SyncCounts()
         with history_call(call):
-            invoice = invoices.get(data["wisecp_id"])
-            if invoice is None or invoice.pk not in held_invoices:
+            invoice = invoices[data["wisecp_id"]]
+            if data["wisecp_id"] in created:
+                counts.created += 1
+            elif invoice.pk not in held_invoices:
                 # invoice_write's own checks, on the row read above (no query when unchanged).
                 invoice = _invoice_write_known(data, invoice, read_at, counts)
             else:
                 counts.held += 1
-            seen |= _items_write_known(
+            new = _items_write_known(
                 invoice, data["items"] or [], items, held_items, read_at, counts
             )
+        new_items += new
+        new_calls += [call] * len(new)
+        seen |= {item["wisecp_id"] for item in data["items"] or []}
         out.append((counts, invoice))
+    # The batch's new items, one lean write with their history rows, each with its read's call.
+    insert_created(InvoiceItem, new_items, calls=new_calls)
     # Items of these invoices that no read of the batch listed: deleted or moved upstream.
     pks = {invoice.pk for _counts, invoice in out}
     vanished = list(
@@ -345,11 +370,31 @@ def invoices_sync_many(
     return out
 
 
+def _invoices_create(
+    reads: list[tuple[dict[str, Any], datetime, int | None]],
+) -> dict[int, Invoice]:
+    """Invoices new to the mirror, in one lean write with their history rows (as `invoice_write`
+    creates one: the snapshot as the database holds it); by WiseCP id."""
+    values = [
+        {
+            "wisecp_id": data["wisecp_id"],
+            "synced_at": read_at,
+            **{name: data[name] for name in INVOICE_FIELDS},
+        }
+        for data, read_at, _call in reads
+    ]
+    ids = insert_created(Invoice, values, calls=[call for _d, _a, call in reads], stored_form=True)
+    created = {}
+    for fields, pk in zip(values, ids, strict=True):
+        invoice = Invoice(pk=pk, **fields)
+        invoice._state.adding, invoice._state.db = False, "default"  # as saved
+        created[invoice.wisecp_id] = invoice
+    return created
+
+
 def _invoice_write_known(
-    data: dict[str, Any], invoice: Invoice | None, read_at: datetime, counts: SyncCounts
+    data: dict[str, Any], invoice: Invoice, read_at: datetime, counts: SyncCounts
 ) -> Invoice:
-    if invoice is None:
-        return invoice_write(data, read_at=read_at, counts=counts, guard=True)
     changed = {k: data[k] for k in INVOICE_FIELDS if getattr(invoice, k) != data[k]}
     if not changed or not _fresher(invoice.synced_at, read_at):
         counts.unchanged += 1
@@ -364,20 +409,20 @@ def _items_write_known(
     held: set[int],
     read_at: datetime,
     counts: SyncCounts,
-) -> set[int]:
-    """invoice_items_reconcile on rows already read and locked: new items in one insert, a
-    query more only for a changed one."""
+) -> list[dict[str, Any]]:
+    """invoice_items_reconcile on rows already read and locked: a query more only for a changed
+    item. Returns the values of the new items, for the caller's one write of the batch's."""
     unchanged, new, changed = 0, [], []
     for data in items:
         row = existing.get(data["wisecp_id"])
         if row is None:
             new.append(
-                InvoiceItem(
-                    wisecp_id=data["wisecp_id"],
-                    invoice=invoice,
-                    synced_at=read_at,
+                {
+                    "wisecp_id": data["wisecp_id"],
+                    "invoice_id": invoice.pk,
+                    "synced_at": read_at,
                     **item_values(data),
-                )
+                }
             )
         elif row.invoice_id == invoice.pk and not any(
             getattr(row, k) != v for k, v in item_values(data).items()
@@ -386,12 +431,10 @@ def _items_write_known(
         else:
             changed.append(data)
     counts.unchanged += unchanged
-    if new:
-        InvoiceItem.objects.bulk_create(new, batch_size=500)
-        counts.created += len(new)
+    counts.created += len(new)
     if changed:
         invoice_items_reconcile(invoice, changed, read_at=read_at, counts=counts)
-    return {data["wisecp_id"] for data in items}
+    return new
 
 
 def invoice_upsert(data: dict[str, Any], *, read_at: datetime, counts: SyncCounts) -> set[int]:

@@ -1234,8 +1234,11 @@ class PaynetSyncKind(SyncKind, _Paynet):
         return self.write_many([result])[0]
 
     def write_many(self, results: list[WorkResult]) -> list[SyncCounts]:
-        # The flush's reads in bulk: one look at the mirror for the whole batch.
-        subscriptions = Subscription.objects.in_bulk([int(r.item.target_id) for r in results])
+        # The flush's reads in bulk: one look at the mirror for the whole batch. Only the ids
+        # are needed (each subscription was written from the listing).
+        subscriptions = Subscription.objects.only("pk").in_bulk(
+            [int(r.item.target_id) for r in results]
+        )
         return invoices_reconcile_many(
             [
                 (subscriptions[int(r.item.target_id)], r.data["records"], r.data["read_at"])

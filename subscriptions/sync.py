@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from upstream.calls.client import CallRecorder
 from upstream.calls.errors import UpstreamAuthError, UpstreamError, UpstreamTransportError
-from upstream.history.changes import CHUNK, history_call, history_source, plain
+from upstream.history.changes import CHUNK, history_call, history_source, insert_created, plain
 from upstream.history.drift import drift_missing
 from upstream.history.sync import SyncCounts, held_back
 
@@ -196,9 +196,15 @@ def invoices_reconcile_many(
         for subscription, rows, _at in reads
     ]
     known = _known_gone([pk for plan in plans for pk, _no in plan[3]]) if complete else set()
+    # The batch's new records in one lean write, each with its history row and its read's call:
+    # a sync's first fill creates every record, and the ORM's layers per value were most of it.
+    insert_created(
+        SubscriptionInvoice,
+        [record for plan in plans for record in plan[1]],
+        calls=[calls[i] if calls else None for i, plan in enumerate(plans) for _r in plan[1]],
+    )
     for i, (counts, to_create, to_update, gone) in enumerate(plans):
         with history_call(calls[i] if calls else None):
-            SubscriptionInvoice.objects.bulk_create(to_create, batch_size=500)
             if to_update:
                 SubscriptionInvoice.objects.bulk_update(
                     to_update, [*INVOICE_FIELDS, "synced_at"], batch_size=500
@@ -220,8 +226,9 @@ def _reconcile_plan(
     held: set[int],
     complete: bool,
     now: datetime,
-) -> tuple[SyncCounts, list[SubscriptionInvoice], list[SubscriptionInvoice], list[tuple]]:
-    """What one subscription's read changes: (counts, to create, to update, gone)."""
+) -> tuple[SyncCounts, list[dict[str, Any]], list[SubscriptionInvoice], list[tuple]]:
+    """What one subscription's read changes: (counts, the values of the records to create,
+    those to update, gone)."""
     counts = SyncCounts()
     to_create, to_update = [], []
     listed: set[str] = set()
@@ -235,9 +242,12 @@ def _reconcile_plan(
             continue
         if inv is None:
             to_create.append(
-                SubscriptionInvoice(
-                    subscription=subscription, invoice_id=invoice_id, synced_at=now, **fields
-                )
+                {
+                    "subscription_id": subscription.pk,
+                    "invoice_id": invoice_id,
+                    "synced_at": now,
+                    **fields,
+                }
             )
             continue
         changed = {k: v for k, v in fields.items() if getattr(inv, k) != v}
@@ -286,7 +296,7 @@ def subscriptions_upsert_many(
     for subscription_id, fields in by_id.items():
         obj = existing.get(subscription_id)
         if obj is None:
-            to_create.append(Subscription(subscription_id=subscription_id, synced_at=now, **fields))
+            to_create.append({"subscription_id": subscription_id, "synced_at": now, **fields})
             continue
         if obj.pk in held:
             counts.held += 1
@@ -310,13 +320,13 @@ def subscriptions_upsert_many(
         obj.synced_at = now
         changed_fields |= set(changed)
         to_update.append(obj)
-    created = Subscription.objects.bulk_create(to_create, batch_size=500)
-    if any(s.pk is None for s in created):  # a backend that returns no ids from a bulk insert
-        existing.update(
-            {s.subscription_id: s for s in Subscription.objects.filter(subscription_id__in=by_id)}
-        )
-    for s in created:
-        existing.setdefault(s.subscription_id, s)
+    # One lean write for the page's new subscriptions and their history rows (a first sync's
+    # every one); the instances, for the items that name them, get their ids from it.
+    ids = insert_created(Subscription, to_create)
+    for values, pk in zip(to_create, ids, strict=True):
+        subscription = Subscription(pk=pk, **values)
+        subscription._state.adding, subscription._state.db = False, "default"  # as saved
+        existing.setdefault(values["subscription_id"], subscription)
     if to_update:
         Subscription.objects.bulk_update(
             to_update, [*sorted(changed_fields), "synced_at"], batch_size=500

@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -87,8 +88,10 @@ ADDRESS_PARTS = frozenset({"detail", "zipcode", "zip", "postcode", "postalcode",
 # its models (upstream.registry.register_mirrored) and masked by security/personal.py.
 
 
+@lru_cache(maxsize=4096)
 def _key(name: str) -> str:
-    # A form or query key names its field last: "filter[email]", "user[phone]".
+    # A form or query key names its field last: "filter[email]", "user[phone]". Cached: a
+    # sync's bodies repeat the same few dozen keys some hundred thousand times.
     if name.endswith("]") and "[" in name:
         name = name[:-1].rpartition("[")[2]
     return name.replace("-", "").replace("_", "").lower()
@@ -190,9 +193,14 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: (REDACTED if _is_secret(k) else v) for k, v in headers.items()}
 
 
+_PLAIN_LEAVES = frozenset({int, float, bool, type(None)})
+
+
 def redact(data: Any) -> Any:
     """A copy of a JSON-like value with every secret-named key's value replaced and every
     personal field masked; e-mail addresses inside other texts are masked too."""
+    if type(data) in _PLAIN_LEAVES:
+        return data  # the leaves of most bodies, told apart without the ABCs' checks
     if isinstance(data, Mapping):
         out = {}
         for k, v in data.items():

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +29,14 @@ from django.utils import timezone
 
 from upstream.calls.redaction import mask_value
 from upstream.registry import personal_fields
-from upstream.rows import insert_rows
+from upstream.rows import (
+    field_defaults,
+    insert_fields,
+    insert_prepared,
+    insert_rows,
+    insert_values,
+    row_values,
+)
 
 # Local bookkeeping that is not the upstream's data.
 UNTRACKED = frozenset({"id", "synced_at", "version"})
@@ -289,6 +296,23 @@ def record_written(
     if source.kind in READ_SOURCES:
         _record(model, using, entries, labels or {})
         return len(entries)
+    _insert_changes(model, using, entries, source)
+    return len(entries)
+
+
+def _insert_changes(
+    model: type[models.Model],
+    using: str,
+    entries: Sequence[tuple[int, str, str, Any, Any]],
+    source: Source,
+    calls: Sequence[int | None] | None = None,
+) -> None:
+    """INSERT RecordChange rows for (pk, action, field, old, new) entries with one lean write
+    (upstream.rows): building a RecordChange instance per change (some thousands per flush)
+    would cost the runner's thread what a lean write of the records saved. `calls[i]`: the call
+    of entry i, where it is not the source's."""
+    from upstream.models import RecordChange
+
     connection = connections[using]
     content_type = ContentType.objects.db_manager(using).get_for_model(model)
     label = model._meta.label_lower
@@ -300,6 +324,12 @@ def record_written(
     # the field's layers around it: this runs for thousands of values per flush.
     adapt, encoder = connection.ops.adapt_json_value, meta.get_field("old").encoder
     at = meta.get_field("at").get_db_prep_save(timezone.now(), connection)
+    kind = str(source.kind)
+
+    def call_of(i: int, pk: int) -> int | None:
+        call = calls[i] if calls is not None else None
+        return call if call is not None else source.calls.get((label, str(pk)), source.call_id)
+
     rows = [
         (
             content_type.pk,
@@ -308,22 +338,80 @@ def record_written(
             name,
             None if old is None else adapt(old, encoder),
             None if new is None else adapt(new, encoder),
-            str(source.kind),
+            kind,
             source.actor_id,
             source.reason,
             source.job_id,
-            source.calls.get((label, str(pk)), source.call_id),
+            call_of(i, pk),
             at,
         )
-        for pk, action, name, old, new in entries
+        for i, (pk, action, name, old, new) in enumerate(entries)
     ]
-    qn = connection.ops.quote_name
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 (names from the model's meta)
-        qn(meta.db_table), ", ".join(qn(c) for c in columns), ", ".join(["%s"] * len(columns))
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-    return len(entries)
+    insert_prepared(RecordChange, columns, rows, using=using)
+
+
+def _given(f: models.Field, value: Any) -> Any:
+    return plain(value)
+
+
+def _stored(f: models.Field, value: Any) -> Any:
+    """A value as it reads back from the database: aware datetimes in UTC (the connections'
+    time zone), decimals at the field's places."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    elif isinstance(f, models.DecimalField) and isinstance(value, int | float | str):
+        value = Decimal(str(value))  # a default of 0 reads back as 0.00
+    return _comparable(f, value)
+
+
+def insert_created(
+    model: type[models.Model],
+    records: Sequence[Mapping[str, Any]],
+    *,
+    calls: Sequence[int | None] | None = None,
+    stored_form: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
+) -> list[int]:
+    """New mirrored rows (their values by attname, a field left out at its default) inserted
+    with one lean write each, rows and history alike; returns their ids, in order.
+
+    The same rows and "create" history rows as `HistoryQuerySet.bulk_create` (the tracked
+    fields' snapshot, personal data masked, the source's who and why; a create is never drift),
+    for a sync's first fill of the mirror: a hundred thousand records, each one row and one
+    history row, where the ORM's layers per value were most of the worker's time. `calls[i]`:
+    the call that brought record i (the source's otherwise). `stored_form`: the snapshot's
+    values as the database gives them back (datetimes in UTC, decimals at the field's places),
+    as `HistoryModel.save` records a create; otherwise as given, as `bulk_create` records one.
+    """
+    from upstream.models import RecordChange
+
+    if not records:
+        return []
+    fields = insert_fields(model)
+    defaults = field_defaults(fields)
+    rows = [row_values(fields, record, defaults) for record in records]
+    position = {f.attname: i for i, f in enumerate(fields)}
+    tracked = [(f, position[f.attname]) for f in tracked_fields(model)]
+    form = _stored if stored_form else _given
+    label = model._meta.label_lower
+    source = _current.get()
+    if source is None:
+        # Outside a source a record's call is not kept either (as `history_call` does there).
+        source, calls = Source(RecordChange.Source.OTHER), None
+    with transaction.atomic(using=using, savepoint=False):
+        ids = insert_values(model, fields, rows, new_ids=True, using=using)
+        entries = [
+            (
+                pk,
+                "create",
+                "",
+                None,
+                mask_change(label, "", {f.name: form(f, row[i]) for f, i in tracked}),
+            )
+            for pk, row in zip(ids, rows, strict=True)
+        ]
+        _insert_changes(model, using, entries, source, calls)
+    return ids
 
 
 class HistoryQuerySet(models.QuerySet):

@@ -402,7 +402,8 @@ class Listing:
             ]
             if page.error is not None:
                 items.append(self._failed_item(page, now))
-            JobItem.objects.bulk_create(items, batch_size=1000)
+            # One lean write (upstream.rows): a sync writes an item per record it reads.
+            insert_rows(items, new_ids=False)
         breaker_record(page.exchanges)
         self.prepared += len(items)
         self.params = params
@@ -444,6 +445,20 @@ class Listing:
         Job.objects.filter(pk=self.job.pk).update(params=self.params)
         self._stop.set()
         self.open = False
+
+
+def job_items_retarget(targets: dict[int, str]) -> None:
+    """Set items' target ids ({item id: target id}): a sync's items whose record was new to the
+    mirror, written now. One statement run for many rows, not an ORM update per item."""
+    from django.db import connection
+
+    meta = JobItem._meta
+    qn = connection.ops.quote_name
+    sql = "UPDATE {} SET {} = %s WHERE {} = %s".format(  # noqa: S608 (names from the meta)
+        qn(meta.db_table), qn(meta.get_field("target_id").column), qn(meta.pk.column)
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(target, pk) for pk, target in targets.items()])
 
 
 def _added(before: dict[str, int] | None, counts: SyncCounts) -> dict[str, int]:
