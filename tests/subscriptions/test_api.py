@@ -10,6 +10,7 @@ from subscriptions import services
 from subscriptions.models import InvoiceStatus, Subscription, SubscriptionInvoice
 from subscriptions.pushes import INVOICE_STATUS
 from tests.subscriptions.helpers import a_record, a_subscription, upstream_record
+from upstream.lists import counting
 from upstream.models import Job, UpstreamCall
 from upstream.pushes.verdicts import VerdictKind
 
@@ -85,7 +86,10 @@ def test_invoice_list_filters(mirror, api_viewer):
     assert parse_datetime(row["val_date"]) == record.val_date  # ISO 8601 with its offset
 
 
-def test_page_size_goes_up_to_500_and_no_further(mirror, api_viewer):
+def test_page_size_goes_up_to_500_and_no_further(mirror, api_viewer, monkeypatch):
+    # Counted exactly: statistics other tests left on PostgreSQL may make the total an estimate
+    # (estimated totals have their own tests, upstream/test_big_lists.py).
+    monkeypatch.setattr(counting, "planner_estimate", lambda queryset: None)
     total = SubscriptionInvoice.objects.count()
     assert total > 500
 
