@@ -34,14 +34,8 @@ def insert_rows(objs: Sequence[Model], *, new_ids: bool, using: str = DEFAULT_DB
         return
     connection = connections[using]
     model = type(objs[0])
-    meta = model._meta
     numbered = new_ids or objs[0].pk is None  # the database draws the ids
-    if numbered and new_ids and connection.vendor == "postgresql":
-        _draw_ids(connection, model, objs, using)
-        numbered = False
-    fields: list[Field] = [
-        f for f in meta.concrete_fields if not f.generated and not (f.primary_key and numbered)
-    ]
+    fields = insert_fields(model, with_pk=not numbered)
     adapted = [f.get_internal_type() in _ADAPTED for f in fields]
     # auto_now(_add) fields take their time as bulk_create gives it: pre_save, on the object.
     stamped = [
@@ -52,42 +46,9 @@ def insert_rows(objs: Sequence[Model], *, new_ids: bool, using: str = DEFAULT_DB
             f.pre_save(obj, add=True)
     typed = list(zip(fields, adapted, strict=True))
     rows = [[_value(f, a, getattr(obj, f.attname), connection) for f, a in typed] for obj in objs]
-    qn = connection.ops.quote_name
-    columns = ", ".join(qn(f.column) for f in fields)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {qn(meta.db_table)} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        head = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES "  # noqa: S608 (model's meta)
-        mark = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        if not new_ids:
-            cursor.executemany(head + mark, rows)
-            return
-        per = max(1, (connection.features.max_query_params or 65535) // len(fields))
-        for start in range(0, len(rows), per):
-            chunk = rows[start : start + per]
-            cursor.execute(
-                head + ", ".join([mark] * len(chunk)) + f" RETURNING {qn(meta.pk.column)}",
-                [value for row in chunk for value in row],
-            )
-            # Ids are drawn in the order of VALUES; RETURNING's own order is not promised.
-            ids = sorted(pk for (pk,) in cursor.fetchall())
-            _number(objs[start : start + per], ids, using)
-
-
-def _draw_ids(
-    connection: BaseDatabaseWrapper, model: type[Model], objs: Sequence[Model], using: str
-) -> None:
-    """Take len(objs) ids from the table's sequence (identity or serial), in one statement."""
-    meta = model._meta
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [connection.ops.quote_name(meta.db_table), meta.pk.column, len(objs)],
-        )
-        _number(objs, sorted(pk for (pk,) in cursor.fetchall()), using)
+    ids = insert_prepared(model, [f.column for f in fields], rows, new_ids=new_ids, using=using)
+    if new_ids:
+        _number(objs, ids, using)
 
 
 def _number(objs: Sequence[Model], ids: list[int], using: str) -> None:
