@@ -412,7 +412,14 @@ class Job(models.Model):
 
     @property
     def is_preparing(self) -> bool:
-        return self.state == self.State.PREPARING
+        """Items of its frozen selection are still being written (the first ones may be out)."""
+        if self.state == self.State.PREPARING:
+            return True
+        return (
+            self.state == self.State.RUNNING
+            and self.prepared is not None
+            and self.prepared < self.total
+        )
 
     @property
     def is_prepared(self) -> bool:

@@ -13,12 +13,14 @@ when the ids are needed. COPY is not seen by Django's query log nor by CaptureQu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
+from django.utils import timezone
 from django.utils.functional import Promise
 
 # Field types whose values the backend must adapt (JSON, aware datetimes, decimals); the others
@@ -35,8 +37,10 @@ def insert_rows(objs: Sequence[Model], *, new_ids: bool, using: str = DEFAULT_DB
     connection = connections[using]
     model = type(objs[0])
     numbered = new_ids or objs[0].pk is None  # the database draws the ids
+    if not new_ids and any((obj.pk is None) != numbered for obj in objs):
+        raise ValueError("insert_rows: either every row carries its id or none does")
     fields = insert_fields(model, with_pk=not numbered)
-    adapted = [f.get_internal_type() in _ADAPTED for f in fields]
+    adapted = [_plain_types(f) for f in fields]
     # auto_now(_add) fields take their time as bulk_create gives it: pre_save, on the object.
     stamped = [
         f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
@@ -57,12 +61,31 @@ def _number(objs: Sequence[Model], ids: list[int], using: str) -> None:
         obj._state.adding, obj._state.db = False, using
 
 
-def _value(field: Field, adapt: bool, value: object, connection: BaseDatabaseWrapper) -> object:
-    if adapt:
-        return field.get_db_prep_save(value, connection)
+def _plain_types(field: Field) -> frozenset[type]:
+    """The value types `field` takes as they are; any other value goes through the field, as
+    bulk_create sends it (True in a text field is "True", a lazy translation its text, an
+    integer given as "7" the number 7), never to the driver as it is."""
+    kind = field.get_internal_type()
+    if kind in _ADAPTED:
+        return frozenset()
+    target = field.target_field if field.is_relation else field
+    if isinstance(target, models.BooleanField):
+        return frozenset({bool, type(None)})
+    if isinstance(target, models.IntegerField | models.AutoField):
+        return frozenset({int, type(None)})
+    if isinstance(target, models.CharField | models.TextField):
+        return frozenset({str, type(None)})
+    return frozenset()
+
+
+def _value(
+    field: Field, plain: frozenset[type], value: object, connection: BaseDatabaseWrapper
+) -> object:
+    if type(value) in plain:
+        return value
     if isinstance(value, Promise):  # a lazy translation kept as a message
-        return str(value)
-    return value
+        value = str(value)
+    return field.get_db_prep_save(value, connection)
 
 
 # --- Rows as values (no model instances) ----------------------------------------------------
@@ -77,16 +100,28 @@ def insert_fields(model: type[models.Model], *, with_pk: bool = False) -> list[m
 
 
 def row_values(
-    fields: Sequence[models.Field], values: Mapping[str, Any], defaults: Mapping[str, Any]
+    fields: Sequence[models.Field],
+    values: Mapping[str, Any],
+    defaults: Mapping[str, Callable[[], Any]],
 ) -> list[Any]:
-    """One row in `fields`' order from `values` (by attname), a field left out at its default."""
-    return [values[f.attname] if f.attname in values else defaults[f.attname] for f in fields]
+    """One row in `fields`' order from `values` (by attname), a field left out at its default,
+    drawn for this row."""
+    return [values[f.attname] if f.attname in values else defaults[f.attname]() for f in fields]
 
 
-def field_defaults(fields: Sequence[models.Field]) -> dict[str, Any]:
-    """Each field's default, as a new instance would hold it ("" for a text field without one,
-    None for another)."""
-    return {f.attname: f.get_default() for f in fields}
+def field_defaults(fields: Sequence[models.Field]) -> dict[str, Callable[[], Any]]:
+    """Each field's default as a new instance would get it ("" for a text field without one,
+    None for another; an `auto_now` field the time): a callable per field, called per row, so
+    a `default=dict` or `uuid4` is never one value shared by every row."""
+    defaults: dict[str, Callable[[], Any]] = {}
+    for f in fields:
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            defaults[f.attname] = timezone.now
+        elif f.has_default() and callable(f.default):
+            defaults[f.attname] = f.default
+        else:
+            defaults[f.attname] = partial(lambda value: value, f.get_default())
+    return defaults
 
 
 def insert_values(
@@ -107,13 +142,11 @@ def insert_values(
     if not rows:
         return []
     connection = connections[using]
-    adapted = [(i, f) for i, f in enumerate(fields) if f.get_internal_type() in _ADAPTED]
-    prepared: list[list[Any]] = []
-    for row in rows:
-        values = list(row)
-        for i, f in adapted:
-            values[i] = f.get_db_prep_save(values[i], connection)
-        prepared.append(values)
+    typed = [(f, _plain_types(f)) for f in fields]
+    prepared = [
+        [_value(f, plain, value, connection) for (f, plain), value in zip(typed, row, strict=True)]
+        for row in rows
+    ]
     return insert_prepared(
         model, [f.column for f in fields], prepared, new_ids=new_ids, using=using
     )

@@ -23,7 +23,7 @@
         set("job-cancelled", job.cancelled);
         set("job-skipped", job.skipped);
         set("job-prepared", job.prepared || 0);
-        document.getElementById("job-preparing").hidden = job.state !== "preparing";
+        document.getElementById("job-preparing").hidden = !job.preparing;
         const paused = document.getElementById("job-paused");
         if (paused) { paused.textContent = job.paused || ""; paused.hidden = !job.paused; }
         if (job.finished) { window.location.reload(); return; }

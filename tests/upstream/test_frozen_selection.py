@@ -246,9 +246,17 @@ def test_the_job_page_says_preparing_while_items_are_written(mirror, operator, o
 
     assert 'id="job-preparing" class="help">' in page or 'id="job-preparing" class="help"\n' in page
     assert progress["state"] == "preparing" and progress["prepared"] == 0
-    bulk.prepare_job(job.pk)
-    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING)
+    assert progress["preparing"] is True
+    # Running, its first items out while the rest are written: still said.
+    bulk.prepare_job(job.pk, chunk=1)
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, prepared=1)
+    progress = operator_client.get(reverse("admin:upstream_job_progress", args=[job.pk])).json()
+    assert progress["preparing"] is True
+    assert 'job-preparing" class="help" hidden' not in operator_client.get(url).content.decode()
+    Job.objects.filter(pk=job.pk).update(prepared=job.total)
     assert 'job-preparing" class="help" hidden' in operator_client.get(url).content.decode()
+    progress = operator_client.get(reverse("admin:upstream_job_progress", args=[job.pk])).json()
+    assert progress["preparing"] is False
 
 
 def test_status_of_all_records_freezes_each_subscriptions_records(mirror, operator):

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
 from upstream.models import Job, JobItem, RecordChange, UpstreamCall
-from upstream.rows import insert_rows
+from upstream.rows import field_defaults, insert_fields, insert_rows, insert_values, row_values
 
 pytestmark = pytest.mark.django_db
 
@@ -113,3 +113,42 @@ def test_generated_columns_are_left_to_the_database():
 def test_nothing_to_insert_sends_nothing(django_assert_num_queries):
     with django_assert_num_queries(0):
         insert_rows([], new_ids=True)
+
+
+def test_a_value_of_another_type_goes_through_its_field_as_bulk_create_sends_it():
+    job = _job()
+    odd = JobItem(job=job, position="7", target_type="x", target_id=True, payload={})
+    same = JobItem(job=job, position=8, target_type="x", target_id=True, payload={})
+
+    insert_rows([odd], new_ids=False)
+    JobItem.objects.bulk_create([same])
+
+    assert sorted(job.items.values_list("position", "target_id")) == [(7, "True"), (8, "True")]
+
+
+def test_rows_with_and_without_ids_are_refused_rather_than_renumbered():
+    now = timezone.now()
+    calls = [
+        UpstreamCall(service="paynet", operation="a", created_at=now),
+        UpstreamCall(pk=987654, service="paynet", operation="b", created_at=now),
+    ]
+
+    with pytest.raises(ValueError, match="every row carries its id or none"):
+        insert_rows(calls, new_ids=False)
+    assert not UpstreamCall.objects.filter(operation__in=["a", "b"]).exists()
+
+
+def test_a_left_out_field_gets_its_own_default_per_row():
+    fields = insert_fields(JobItem)
+    defaults = field_defaults(fields)
+    job = _job()
+    first, second = (
+        row_values(fields, {"job_id": job.pk, "position": n, "target_type": "x"}, defaults)
+        for n in (1, 2)
+    )
+    payload = [f.attname for f in fields].index("payload")
+
+    assert first[payload] == second[payload] == {}
+    assert first[payload] is not second[payload], "a default=dict is drawn per row, not shared"
+    insert_values(JobItem, fields, [first, second], new_ids=False)
+    assert list(job.items.values_list("payload", "state")) == [({}, "pending")] * 2

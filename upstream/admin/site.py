@@ -335,6 +335,7 @@ class JobAdmin(ApprovalAdminMixin, ReadOnlyListAdmin):
                 "skipped": job.skipped,
                 "processed": job.processed,
                 "prepared": job.prepared,
+                "preparing": job.is_preparing,
                 "percent": job.percent,
                 "finished": job.is_finished,
                 # The breaker's pause, said while it lasts ("" once calls go again).

@@ -358,8 +358,12 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
                 # One of the pool's threads reads the listing, each page through the run's slots.
                 listing.start(pool, slots.gate)
             while True:
-                if preparer is not None and preparer.step():
-                    preparer = None
+                if preparer is not None:
+                    written = preparer.written
+                    if preparer.step():
+                        preparer = None
+                    if preparer is None or preparer.written > written:
+                        exhausted = False  # new items to claim: the pool need not drain first
                 if listing is not None and listing.open:
                     # A sync's listing pages, written as items as they arrive.
                     reserver.serve()
