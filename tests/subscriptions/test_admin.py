@@ -939,6 +939,7 @@ def test_progress_json_reports_the_counts(
         "skipped": 0,
         "processed": 6,
         "prepared": 6,
+        "preparing": False,
         "percent": 100,
         "finished": True,
         "paused": "",
