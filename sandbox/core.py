@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 
@@ -242,6 +243,9 @@ class Service:
 
     name: str = ""
     prefix: str = ""  # URL prefix the server routes to this service, e.g. "/paynet"
+    # The day seeded dates hang off; None follows the clock at each reset. A pinned day makes a
+    # reset give the same state across midnight (a test run that crosses it).
+    day: date | None = None
 
     def __init__(self, *, seed: int, ledger: Ledger) -> None:
         self.seed = seed

@@ -240,7 +240,7 @@ class PaynetService(Service):
         self.allow_base64_auth = allow_base64_auth
         self.allowed_ips = frozenset(allowed_ips) if allowed_ips is not None else None  # A19
         # Seed dates hang off a day (Istanbul time); pin it for data that never moves.
-        self.today = today
+        self.day = today
         self.seed_subscriptions = subscriptions
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "create_invoice": self._create_invoice,
@@ -257,7 +257,7 @@ class PaynetService(Service):
 
     def reset(self, seed: int) -> None:
         rng = random.Random(seed)
-        today = self.today or datetime.now(ISTANBUL).date()
+        today = self.day or datetime.now(ISTANBUL).date()
         self._now = datetime(today.year, today.month, today.day, 9, 0, 0)
         self._subs: dict[str, Subscription] = {}
         self._subs_by_ref: dict[str, Subscription] = {}

@@ -395,7 +395,7 @@ class PayofinService(Service):
         rng = random.Random(seed)
         # Due and payment dates are relative to the day of the reset; everything else depends
         # on the seed only.
-        self.today = dt.date.today()
+        self.today = self.day or dt.date.today()
         self.auth_http_401 = False
         self.allowed_ips: set[str] | None = None  # None: allow-list off (ASSUMPTION 3)
         self.next_query_id = rng.randrange(600_000, 700_000)

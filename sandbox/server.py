@@ -27,6 +27,7 @@ import logging
 import socket
 import threading
 import time
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -301,10 +302,22 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 
 
 def start_in_thread(
-    *, host: str = "127.0.0.1", port: int = 0, seed: int = 1, latency_ms: float = 0
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int = 1,
+    latency_ms: float = 0,
+    day: date | None = None,
 ) -> SandboxHTTPServer:
-    """Start a sandbox on a free port in a daemon thread (tests, benchmarks)."""
-    server = SandboxHTTPServer((host, port), Sandbox(seed=seed, latency_ms=latency_ms))
+    """Start a sandbox on a free port in a daemon thread (tests, benchmarks).
+
+    `day`: the day seeded dates hang off, for every reset (None: the day of each reset)."""
+    sandbox = Sandbox(seed=seed, latency_ms=latency_ms)
+    if day is not None:
+        for service in sandbox.services:
+            service.day = day
+        sandbox.reset()
+    server = SandboxHTTPServer((host, port), sandbox)
     threading.Thread(target=server.serve_forever, name="sandbox", daemon=True).start()
     return server
 

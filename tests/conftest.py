@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from urllib.parse import quote
 
 import pytest
@@ -11,6 +12,7 @@ import requests
 from django.conf import settings
 from django.contrib.auth.models import Group
 
+from sandbox.paynet import ISTANBUL
 from sandbox.server import SandboxHTTPServer, start_in_thread
 from upstream.groups import APPROVERS, OPERATORS, VIEWERS, groups_ensure
 
@@ -79,7 +81,8 @@ class SandboxControl:
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxHTTPServer]:
-    server = start_in_thread(port=0, seed=1)
+    # One day for the whole run: a reset after midnight must give the state tests cached before it.
+    server = start_in_thread(port=0, seed=1, day=datetime.now(ISTANBUL).date())
     yield server
     server.shutdown()
     server.server_close()

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 import requests
+from freezegun import freeze_time
 
 from sandbox.core import Ledger, Request
-from sandbox.paynet import PaynetService
+from sandbox.paynet import ISTANBUL, PaynetService
 from sandbox.server import SandboxHTTPServer, start_in_thread
 
 PATH = "/paynet/v1/subscription/"
@@ -26,7 +27,8 @@ Call = Callable[..., requests.Response]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxHTTPServer]:
-    srv = start_in_thread(port=0, seed=1)
+    # Pinned: a reset after midnight gives the state a test read before it.
+    srv = start_in_thread(port=0, seed=1, day=datetime.now(ISTANBUL).date())
     yield srv
     srv.shutdown()
     srv.server_close()
@@ -875,6 +877,27 @@ def test_seed_is_deterministic() -> None:
     other = PaynetService(seed=2, ledger=Ledger(), today=day).state()
     assert one == again
     assert one != other
+
+
+def test_a_pinned_day_gives_the_same_state_across_midnight() -> None:
+    """A test run that crosses midnight caches the state of one reset and compares it with later
+    ones: with the day pinned, every service's reset holds the same dates; unpinned, they move."""
+    before, after = "2026-12-07 20:59:00+00:00", "2026-12-07 21:01:00+00:00"  # Istanbul midnight
+    with freeze_time(before):
+        pinned = start_in_thread(port=0, seed=1, day=date(2026, 12, 7))
+        loose = start_in_thread(port=0, seed=1)
+        try:
+            first = {s.name: s.state() for s in pinned.sandbox.services}
+            loose_first = {s.name: s.state() for s in loose.sandbox.services}
+            with freeze_time(after):
+                pinned.sandbox.reset()
+                loose.sandbox.reset()
+                assert {s.name: s.state() for s in pinned.sandbox.services} == first
+                assert {s.name: s.state() for s in loose.sandbox.services} != loose_first
+        finally:
+            for server in (pinned, loose):
+                server.shutdown()
+                server.server_close()
 
 
 def test_reset_restores_the_same_data(api: Call, server: SandboxHTTPServer) -> None:
