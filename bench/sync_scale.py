@@ -4,6 +4,7 @@ sandbox WiseCP of 20,000 invoices, each request answered after 50 ms, C = 16 req
 
     .venv/bin/python bench/sync_scale.py            # the full run (a few minutes)
     .venv/bin/python bench/sync_scale.py --quick    # a twentieth of the size: a sanity run
+    .venv/bin/python bench/sync_scale.py --only paynet   # one upstream (paynet or wisecp)
     SYNC_BENCH_SCALE=0.2 .venv/bin/python bench/sync_scale.py   # any fraction of it
 
 For each upstream the sync runs twice, each time in a fresh worker process on a fresh database
@@ -43,6 +44,13 @@ WISECP_INVOICES = 20_000
 BASELINE_SAMPLE = 40
 
 
+def services() -> tuple[str, ...]:
+    """`--only paynet` (or wisecp): one upstream."""
+    if "--only" in sys.argv:
+        return (sys.argv[sys.argv.index("--only") + 1],)
+    return ("paynet", "wisecp")
+
+
 def scale() -> float:
     if "--quick" in sys.argv:
         return 0.05
@@ -62,7 +70,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-sync-scale-"))
     lines, results = [], {}
     try:
-        for service in ("paynet", "wisecp"):
+        for service in services():
             runs = {}
             for label, fraction in (("N", 0.25), ("4N", 1.0)):
                 size = seed(server, service, fraction * scale())

@@ -445,3 +445,18 @@ def test_masking_a_stored_url_keeps_every_other_parameter_as_it_was() -> None:
     assert masked_url(plain) == plain
     masked = masked_url("https://x/list?ids=1&ids=2&end_user_email=zeynep%40example.com")
     assert "ids=1&ids=2" in masked and "zeynep" not in masked and "z%2A%2A%2A%40" in masked
+
+
+@pytest.mark.parametrize(
+    ("leaf", "masked"),
+    [
+        ("5321234567", "532***4567"),  # ten characters: the shortest a mobile number can be
+        ("10000000146", "***46"),  # an identity number in an unnamed field
+        ("a@b.co", "a***@b.co"),  # an address shorter than ten characters
+        ("532123456", "532123456"),  # nine digits: nothing to mask
+        ("TRY", "TRY"),
+    ],
+)
+def test_free_text_leaves_of_any_length_are_masked_by_what_they_hold(leaf, masked):
+    body = {"note": leaf, 7: [leaf, {"aciklama": leaf}], "count": 3}
+    assert redact(body) == {"note": masked, 7: [masked, {"aciklama": masked}], "count": 3}

@@ -152,3 +152,36 @@ def test_a_left_out_field_gets_its_own_default_per_row():
     assert first[payload] is not second[payload], "a default=dict is drawn per row, not shared"
     insert_values(JobItem, fields, [first, second], new_ids=False)
     assert list(job.items.values_list("payload", "state")) == [({}, "pending")] * 2
+
+
+def test_dates_and_amounts_read_back_as_written_and_odd_ones_go_through_their_field(settings):
+    """On PostgreSQL an aware datetime and a finite Decimal skip the field's layers; a naive
+    datetime is still made aware in the current time zone, and NaN is still refused."""
+    from decimal import Decimal
+
+    from django.core.exceptions import ValidationError
+
+    from subscriptions.models import Subscription
+
+    fields = insert_fields(Subscription)
+    defaults = field_defaults(fields)
+    aware = timezone.now().replace(microsecond=123456)
+    naive = timezone.make_naive(aware)  # the same moment in Istanbul, without its zone
+    rows = [
+        row_values(
+            fields,
+            {"subscription_id": sid, "amount": Decimal("12.34"), "begin_date": at},
+            defaults,
+        )
+        for sid, at in (("S-aware", aware), ("S-naive", naive))
+    ]
+
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        insert_values(Subscription, fields, rows, new_ids=False)
+
+    stored = dict(Subscription.objects.values_list("subscription_id", "begin_date"))
+    assert stored == {"S-aware": aware, "S-naive": aware}
+    assert set(Subscription.objects.values_list("amount", flat=True)) == {Decimal("12.34")}
+    nan = row_values(fields, {"subscription_id": "S-nan", "amount": Decimal("NaN")}, defaults)
+    with pytest.raises(ValidationError):
+        insert_values(Subscription, fields, [nan], new_ids=False)

@@ -196,30 +196,45 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 _PLAIN_LEAVES = frozenset({int, float, bool, type(None)})
 
 
+@lru_cache(maxsize=4096)
+def _key_rule(name: str) -> tuple[bool, Kind | None]:
+    """(secret, personal kind) of a body key, asked once per key name: a sync's bodies repeat
+    the same few dozen keys some hundred thousand times."""
+    return _is_secret(name), personal_kind(name)
+
+
 def redact(data: Any) -> Any:
     """A copy of a JSON-like value with every secret-named key's value replaced and every
     personal field masked; e-mail addresses inside other texts are masked too."""
-    if type(data) in _PLAIN_LEAVES:
+    kind_of = type(data)
+    if kind_of in _PLAIN_LEAVES:
         return data  # the leaves of most bodies, told apart without the ABCs' checks
-    if isinstance(data, Mapping):
+    if kind_of is str:
+        return _redact_text_leaf(data)
+    if kind_of is dict or isinstance(data, Mapping):
         out = {}
         for k, v in data.items():
-            name = str(k)
-            kind = personal_kind(name)
-            if _is_secret(name):
+            secret, kind = _key_rule(k if type(k) is str else str(k))
+            if secret:
                 out[k] = REDACTED
             elif kind is not None:
                 out[k] = mask_value(kind, v)
+            elif type(v) in _PLAIN_LEAVES:
+                out[k] = v
             else:
                 out[k] = redact(v)
         return out
     if isinstance(data, list | tuple):
         return [redact(v) for v in data]
     if isinstance(data, str):
-        # Free text is masked as in a text body: the same note masked whatever the body's form,
-        # and a link's query (WiseCP's share link carries a token) by its keys.
-        return _mask_free_text(_FORM_PAIR.sub(_form_pair, data) if "=" in data else data)
+        return _redact_text_leaf(data)
     return data
+
+
+def _redact_text_leaf(data: str) -> str:
+    # Free text is masked as in a text body: the same note masked whatever the body's form,
+    # and a link's query (WiseCP's share link carries a token) by its keys.
+    return _mask_free_text(_FORM_PAIR.sub(_form_pair, data) if "=" in data else data)
 
 
 # Text bodies ---------------------------------------------------------------------------------
@@ -313,6 +328,8 @@ def _mask_free_text(text: str) -> str:
     """E-mail addresses, TC identity numbers and Turkish mobile numbers anywhere in `text`."""
     if "@" in text:
         text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    if len(text) < 10:
+        return text  # too short for ten digits: no identity or mobile number (most leaves)
     text = _TC_IDENTITY.sub(
         lambda m: mask_identity(m.group(0)) if is_tc_identity(m.group(0)) else m.group(0), text
     )
