@@ -25,8 +25,9 @@ What is seeded, for N = 10,000 and 1,000,000 (the shapes are in seed_statements(
 - N Paynet payment records (20 monthly records per subscription: past ones charged or not
   charged, future ones waiting; a quarter of the subscriptions have a variable price, a quarter
   are cancelled);
-- N job items in N / 200 jobs (3 in 5 are single pushes of one item, the rest bulk jobs of
-  ~500 items; every job kind; done, failed, in doubt, skipped, cancelled, sending, pending);
+- N job items in N / 200 jobs, at least 600 (3 in 5 are single pushes of one item, the rest
+  bulk jobs of ~500 items at 1M; every job kind; done, failed, in doubt, skipped, cancelled,
+  sending, pending);
   and at every size three more (seed "big jobs"): done bulk jobs of 500 and 50,000 items and a
   bulk job of 50,000 records awaiting approval (its selection frozen, no item written yet);
 - N upstream calls with realistic request and response JSON (status pushes, `invoice_list`,
@@ -35,8 +36,9 @@ What is seeded, for N = 10,000 and 1,000,000 (the shapes are in seed_statements(
   timeline are measured;
 - every main table grows with N (issue 20): N / 20 subscriptions (names, e-mails, phones), N
   WiseCP invoice items in N / 4 invoices, N bill query lines in N / 50 batches (and a debt per
-  line with debt), N / 500 drift entries; 40 Payofin institutions; about the same number of
-  exceptions at both sizes (items in doubt or refused, refused calls).
+  line with debt), N / 500 drift entries; jobs and drift entries at least 600, so the largest
+  API page is full at every N; 40 Payofin institutions; about the same number of exceptions at
+  both sizes (items in doubt or refused, refused calls).
 
 First, in the 1M web process, on the payment-record changelist filtered (status, variable price,
 charge date range) to exactly 500 and then 50,000 waiting records (launch_plan()): "select all"
@@ -117,7 +119,9 @@ def size_label(n: int) -> str:
 
 
 # Bump when seed_statements() changes: a database seeded by another version is seeded again.
-SEED_VERSION = "7"
+SEED_VERSION = "8"
+# Jobs and drift entries seeded at least (issue 20): more than MAX_API_PAGE.
+FULL_PAGE_ROWS = 600
 # The payment record whose page and timeline are measured (issue 9); its id exists at 10k too.
 HISTORY_RECORD = 778
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -1065,14 +1069,16 @@ def seed(url: str, n: int, log) -> dict[str, float]:
     # exceptions staff filter for (items in doubt or refused, refused calls) come in about the
     # same number at both sizes, and the "big jobs" (500 and 50,000 items, a bulk job awaiting
     # approval) are the same three at every size.
-    jobs = n // 200
+    # At least one full page of the API's largest size at every N: a 1M page of 500 jobs
+    # (or drift entries) compared with a 10k page of 50 would measure the page, not the table.
+    jobs = max(n // 200, FULL_PAGE_ROWS)
     singles, bulk_jobs = jobs * 3 // 5, jobs - jobs * 3 // 5
     # Bulk jobs alternate a and a - 3 items; three unfinished ones have 200 each.
     bulk_a = math.ceil((n - singles - 600) / (bulk_jobs - 3) + 1.5)
     params = {
         "n": n,
         "subs": n // 20,
-        "drift": max(n // 500, 20),
+        "drift": max(n // 500, FULL_PAGE_ROWS),
         # Issue 20: every main table grows with N (1M invoice items in 250,000 invoices, 1M
         # bill query lines in 20,000 batches of 50).
         "binv": n // 4,
@@ -1927,9 +1933,8 @@ class Web:
 
 def serve() -> None:
     """The web process: one JSON command per line on stdin, one JSON answer per line back."""
-    import django
+    import config.wsgi  # noqa: F401  set up as the product's server is (its gc.freeze() too)
 
-    django.setup()
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # whatever else prints goes to the log, not into the answers
     web = Web()

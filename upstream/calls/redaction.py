@@ -221,6 +221,8 @@ def redact(data: Any) -> Any:
                 out[k] = mask_value(kind, v)
             elif type(v) in _PLAIN_LEAVES:
                 out[k] = v
+            elif type(v) is str:
+                out[k] = _redact_text_leaf(v)
             else:
                 out[k] = redact(v)
         return out
