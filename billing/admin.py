@@ -237,6 +237,8 @@ class InvoiceAdmin(RecordOperationsMixin, ReadOnlyListAdmin):
         "least 3 letters)."
     )
     sortable_by = ("number", "wisecp_id", "created_at_upstream", "due_date")
+    # A due-date range is read through its (due_date, id) index and sorted (decision 019).
+    list_sort_filtered = ("due_date",)
     # Explicit, so the item edit's autocomplete pages a grouped (annotated) queryset in order.
     ordering = ("-created_at_upstream", "-id")
     actions = ["export_csv", "refresh_from_wisecp"]

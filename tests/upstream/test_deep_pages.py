@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing.models import InvoiceItem
+from billing.models import Invoice, InvoiceItem
 from tests.upstream.test_big_lists import BIG_LISTS, invoices, job_items, listed, page_query
 from upstream.admin import lists as admin_lists
 from upstream.lists import counting
@@ -206,8 +206,60 @@ def test_a_narrow_due_date_range_is_read_through_its_index_and_sorted(admin_clie
     sql = page_query(queries, "billing_invoiceitem")
     assert 'ORDER BY COALESCE("billing_invoiceitem"."wisecp_id", ' in sql
     wide = {"due_date__range_from": "01.01.2025", "due_date__range_to": "05.01.2025"}
+    # Over the cap, and the planner expects a large share of the table (or cannot say: SQLite).
+    many = counting.Estimate(admin_lists.SORT_FILTERED_MAX + 1, 0.0)
+    monkeypatch.setattr(admin_lists, "planner_estimate", lambda queryset: many)
     with CaptureQueriesContext(connection) as queries:
         page = admin_client.get(url, wide)
     assert [i.wisecp_id for i in listed(page)] == list(range(20, 0, -1))
     sql = page_query(queries, "billing_invoiceitem")
     assert 'ORDER BY "billing_invoiceitem"."wisecp_id" DESC' in sql
+
+
+def test_a_range_over_the_count_cap_is_still_sorted_while_the_planner_expects_few(
+    admin_client, monkeypatch
+):
+    """A month of a million invoice items (76,000) is more than the count's cap but a small
+    share of the table: the walk would read most of the table to fill a page, the sort reads
+    the month through its index."""
+    monkeypatch.setattr(admin_lists, "SEARCH_COUNT_MAX", 5)
+    invoices(20, 0)
+    url = BIG_LISTS["invoice items"].url
+    wide = {"due_date__range_from": "01.01.2025", "due_date__range_to": "05.01.2025"}
+    asked = []
+
+    def estimate(queryset):
+        asked.append(queryset.model)
+        return counting.Estimate(admin_lists.SORT_FILTERED_MAX, 0.0)
+
+    monkeypatch.setattr(admin_lists, "planner_estimate", estimate)
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(url, wide, follow=True)
+
+    assert asked and asked[0] is InvoiceItem
+    assert [i.wisecp_id for i in listed(page)] == list(range(20, 0, -1))
+    sql = page_query(queries, "billing_invoiceitem")
+    assert 'ORDER BY COALESCE("billing_invoiceitem"."wisecp_id", ' in sql
+    monkeypatch.setattr(admin_lists, "planner_estimate", lambda queryset: None)  # SQLite
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(url, wide)
+    assert 'ORDER BY "billing_invoiceitem"."wisecp_id" DESC' in page_query(
+        queries, "billing_invoiceitem"
+    )
+
+
+def test_the_invoice_list_sorts_a_narrow_due_date_range_too(admin_client, monkeypatch):
+    monkeypatch.setattr(admin_lists, "SEARCH_COUNT_MAX", 5)
+    invoices(20, 0)
+    made = list(Invoice.objects.all())
+    for invoice in made:
+        invoice.due_date = InvoiceItem.objects.get(invoice=invoice).due_date
+    Invoice.objects.bulk_update(made, ["due_date"])
+    day = {"due_date__range_from": "02.01.2025", "due_date__range_to": "02.01.2025"}
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(BIG_LISTS["invoices"].url, day)
+    assert [i.wisecp_id for i in listed(page)] == [16, 11, 6, 1]
+    assert page.context["cl"].result_count == 4
+    assert 'ORDER BY COALESCE("billing_invoice"."created_at_upstream", ' in page_query(
+        queries, "billing_invoice"
+    )
