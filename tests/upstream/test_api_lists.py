@@ -255,3 +255,17 @@ def test_a_jobs_page_does_not_read_the_items_payloads(api_operator, operator):
     assert len(item_reads) == 1
     assert "payload" not in item_reads[0] and "message_text" not in item_reads[0]
     assert "result" in item_reads[0]
+
+
+def test_a_jobs_page_leaves_the_frozen_selection_and_params_unread(api_operator, operator):
+    jobs(3, operator)
+    Job.objects.filter(pk=Job.objects.order_by("pk").first().pk).update(
+        selection=",".join(str(n) for n in range(50_000)), params={"ids": list(range(100))}
+    )
+    with CaptureQueriesContext(connection) as captured:
+        body = api_operator.get("/api/jobs/").json()
+    job_reads = [q["sql"] for q in captured if q["sql"].startswith('SELECT "upstream_job"."id"')]
+    assert len(job_reads) == 1
+    for column in ("selection", "params", "title_text", "title_folded", "idempotency_key"):
+        assert f'"upstream_job"."{column}"' not in job_reads[0], column
+    assert len(body["results"]) == 3 and all(job["title"] for job in body["results"])

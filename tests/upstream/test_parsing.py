@@ -39,6 +39,23 @@ def test_parse_local_tries_each_format_in_istanbul_time():
         parse_local("2024-02-01", ("%d.%m.%Y",))
 
 
+def test_parse_local_answers_a_repeated_date_the_same_and_refuses_a_bad_one_every_time():
+    """Parsed dates are cached (a sync reads the same charge dates a hundred thousand times):
+    the same text in other formats or another zone is its own entry, and a refusal is never
+    remembered as an answer."""
+    formats = ["%Y-%m-%d %H:%M:%S"]  # any iterable of formats, as before the cache
+    first = parse_local("2032-04-04 07:00:00", formats)
+    assert parse_local("2032-04-04 07:00:00", tuple(formats)) == first
+    assert first == datetime(2032, 4, 4, 7, tzinfo=ISTANBUL)
+    assert parse_local("2032-04-04 07:00:00", formats, tz=UTC) == datetime(
+        2032, 4, 4, 7, tzinfo=UTC
+    )
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            parse_local("2032-04-04", formats)
+    assert parse_local("2032-04-04", ("%Y-%m-%d",)) == datetime(2032, 4, 4, tzinfo=ISTANBUL)
+
+
 def test_format_local_writes_istanbul_wall_clock_and_takes_naive_as_local():
     assert format_local(datetime(2024, 1, 31, 21, 0, tzinfo=UTC), "%Y-%m-%d %H:%M") == (
         "2024-02-01 00:00"

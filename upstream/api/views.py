@@ -74,6 +74,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             super()
             .get_queryset()
             .select_related("created_by", "decided_by")
+            # Never shown here: the frozen selection (up to megabytes), the folds, the params.
+            .defer(*UNLISTED_JOB_FIELDS)
             .prefetch_related(
                 Prefetch(
                     "actions",
@@ -162,6 +164,14 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 # message, two JSON documents per row to read and parse, are left in the database (the
 # PostgreSQL read below names the same columns).
 LISTED_ITEM_FIELDS = ("job", *JobItemSerializer.Meta.fields)
+UNLISTED_JOB_FIELDS = (
+    "selection",
+    "params",
+    "title_text",
+    "title_folded",
+    "reason_folded",
+    "idempotency_key",
+)
 
 
 def first_items_attach(jobs: list[Job], limit: int) -> None:
