@@ -29,9 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .core import BadRequestBody, FaultRule, Ledger, Request, Response, Service
 
+ISTANBUL = ZoneInfo("Europe/Istanbul")
 SUCCESS_MESSAGE = "İşlem Başarılı"
 NO_DEBT_MESSAGE = "Abone Numarasına Ait Borç Kaydı Bulunmamaktadır"
 MAX_QUERIES = 15  # payofin.md §4: at most 15 queries per multiple query
@@ -395,7 +397,8 @@ class PayofinService(Service):
         rng = random.Random(seed)
         # Due and payment dates are relative to the day of the reset; everything else depends
         # on the seed only.
-        self.today = self.day or dt.date.today()
+        # Istanbul's day, as Paynet's: a machine on UTC is a day behind from 21:00 to midnight.
+        self.today = self.day or dt.datetime.now(ISTANBUL).date()
         self.auth_http_401 = False
         self.allowed_ips: set[str] | None = None  # None: allow-list off (ASSUMPTION 3)
         self.next_query_id = rng.randrange(600_000, 700_000)

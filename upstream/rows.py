@@ -94,7 +94,8 @@ def _value(
 ) -> object:
     kind = type(value)
     if kind in plain and (
-        (kind is not datetime or value.tzinfo is not None)  # naive: the field warns, makes aware
+        # Naive (no offset): the field warns and makes it aware in the current time zone.
+        (kind is not datetime or value.utcoffset() is not None)
         and (kind is not Decimal or value.is_finite())  # NaN: the field refuses it
     ):
         return value

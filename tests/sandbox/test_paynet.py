@@ -893,7 +893,10 @@ def test_a_pinned_day_gives_the_same_state_across_midnight() -> None:
                 pinned.sandbox.reset()
                 loose.sandbox.reset()
                 assert {s.name: s.state() for s in pinned.sandbox.services} == first
-                assert {s.name: s.state() for s in loose.sandbox.services} != loose_first
+                moved = {s.name: s.state() for s in loose.sandbox.services}
+                # Each upstream's seed dates hang off Istanbul's day, not the machine's (UTC).
+                for name in ("paynet", "payofin"):
+                    assert moved[name] != loose_first[name], name
         finally:
             for server in (pinned, loose):
                 server.shutdown()

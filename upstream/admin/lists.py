@@ -289,8 +289,8 @@ class ScaledChangeList(ChangeList):
         count = queryset.order_by().values("pk")[: SEARCH_COUNT_MAX + 1].count()
         if count > SEARCH_COUNT_MAX:
             # More than the cap (a month of a million invoice items: 76,000): still sorted while
-            # the planner expects them to be a small share of the table, which the walk would
-            # read almost all of to fill a page; the total is then the list's usual estimate.
+            # the planner expects at most SORT_FILTERED_MAX rows; the walk would read most of
+            # the table to fill a page. The total is then the list's usual estimate.
             estimate = planner_estimate(queryset)
             return estimate is not None and estimate.rows <= SORT_FILTERED_MAX
         setattr(request, FOUND_MATCHES, count)  # the paginator's exact total
