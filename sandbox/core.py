@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 
 class BadRequestBody(ValueError):
@@ -236,6 +237,10 @@ class FaultPlan:
                     rule.times -= 1
                 return rule
         return None
+
+
+# The upstreams' wall clock; seeded dates hang off its day (Service.day).
+ISTANBUL = ZoneInfo("Europe/Istanbul")
 
 
 class Service:

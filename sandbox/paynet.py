@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
-from zoneinfo import ZoneInfo
 
-from .core import BadRequestBody, Ledger, Request, Response, Service
+from .core import ISTANBUL, BadRequestBody, Ledger, Request, Response, Service
 
-ISTANBUL = ZoneInfo("Europe/Istanbul")
 DATETIME_FORMAT = "%d.%m.%Y %H:%M:%S"
 DATE_FORMAT = "%d.%m.%Y"
 PATH_PREFIX = "/v1/subscription/"

@@ -29,11 +29,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from .core import BadRequestBody, FaultRule, Ledger, Request, Response, Service
+from .core import ISTANBUL, BadRequestBody, FaultRule, Ledger, Request, Response, Service
 
-ISTANBUL = ZoneInfo("Europe/Istanbul")
 SUCCESS_MESSAGE = "İşlem Başarılı"
 NO_DEBT_MESSAGE = "Abone Numarasına Ait Borç Kaydı Bulunmamaktadır"
 MAX_QUERIES = 15  # payofin.md §4: at most 15 queries per multiple query
