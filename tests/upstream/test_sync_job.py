@@ -465,3 +465,20 @@ def test_a_failed_listing_is_a_failed_item_and_reports_nothing_vanished(mirror, 
     failed.refresh_from_db()
     assert failed.outcome == JobItem.Outcome.FAILED
     assert "next sync" in failed.display_message
+
+
+def test_the_listing_reader_leaves_every_slot_to_the_items(mirror, monkeypatch, settings):  # noqa: F811
+    # The reader waits on its queue of pages for the whole listing: on a thread of the pool's
+    # `concurrency`, the items would run one short of the upstream's cap until the list ended.
+    settings.PAYNET_CONCURRENCY = 3
+    sizes = []
+
+    class Pool(bulk.ThreadPoolExecutor):
+        def __init__(self, max_workers=None, **kwargs):
+            sizes.append(max_workers)
+            super().__init__(max_workers=max_workers, **kwargs)
+
+    monkeypatch.setattr(bulk, "ThreadPoolExecutor", Pool)
+
+    assert sync().state == Job.State.SUCCEEDED
+    assert sizes == [3 + 1]

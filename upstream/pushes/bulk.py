@@ -350,7 +350,12 @@ def run_job(job_id: int, *, worker_id: str | None = None) -> dict[str, int]:
         # stops a sync's listing reader, the pool drains, then the slots are given back.
         with (
             slots,
-            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"job{job_id}") as pool,
+            # A sync's listing reader has a thread of its own (it waits on its queue between
+            # pages), so `concurrency` threads are left for the items.
+            ThreadPoolExecutor(
+                max_workers=concurrency + (listing is not None),
+                thread_name_prefix=f"job{job_id}",
+            ) as pool,
             listing if listing is not None else nullcontext(),
             slots.gate,
         ):
