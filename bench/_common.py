@@ -1,7 +1,9 @@
-"""What the benchmarks share: a free port for the sandbox, a fresh PostgreSQL database."""
+"""What the benchmarks share: a free port for the sandbox, a fresh PostgreSQL database, a
+process's own peak memory."""
 
 from __future__ import annotations
 
+import resource
 import socket
 
 
@@ -33,3 +35,21 @@ def fresh_postgres(url: str) -> None:
         )
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def peak_rss_kb() -> int:
+    """This process's own peak resident memory (kB).
+
+    Linux's `ru_maxrss` is not it: a process started by fork and exec inherits the parent's peak
+    (the kernel keeps the larger of the two across exec); a bench's parent may hold the sandbox,
+    whose data grows with the run. `VmHWM` is the high-water mark of this process's own
+    memory since its exec. Elsewhere, `ru_maxrss` it is.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import free_port, fresh_postgres  # noqa: E402
+from bench._common import free_port, fresh_postgres, peak_rss_kb  # noqa: E402
 
 
 def main() -> None:
@@ -156,7 +155,7 @@ def run(args: argparse.Namespace, sandbox_url: str, workdir: Path) -> None:
     ).json()
     pushed = [e["request"].get("invoice_no") for e in ledger]
     applied = SubscriptionInvoice.objects.filter(pk__in=bulk, status=InvoiceStatus.CANCEL).count()
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_rss_mb = peak_rss_kb() / 1024
     result = {
         "database": connection.vendor,
         "records": args.records,

@@ -11,9 +11,10 @@ For each upstream the sync runs twice, each time in a fresh worker process on a 
 (a SQLite file in a temporary directory, or BENCH_DATABASE_URL, dropped and recreated when it is
 PostgreSQL): at N (a quarter of the size) and at 4N (the full size). Time is that of the 4N run;
 `ratio_to_bound` = (requests × L / C) / elapsed, requests counted by the sandbox itself; memory is
-each worker's peak RSS (the process does nothing but the sync: migrations run before, in another
-process), `rss_growth` = peak at 4N / peak at N. The baseline, measured in the same run, is the
-old one-at-a-time loop (`upstream_sync`'s per-record loop) over a sample of the same upstream.
+each worker's own peak RSS (the process does nothing but the sync: migrations run before, in
+another process; `bench._common.peak_rss_kb` leaves out the parent's, which holds the sandbox),
+`rss_growth` = peak at 4N / peak at N. The baseline, measured in the same run, is the old
+one-at-a-time loop (`upstream_sync`'s per-record loop) over a sample of the same upstream.
 
 The sandbox runs in a thread of this process; the workers talk to it over HTTP.
 Per upstream one line, then the last line, the worse of the two on each figure:
@@ -235,6 +236,7 @@ def child(spec: str) -> None:
     if mode == "baseline":
         print(json.dumps(baseline(service)))
         return
+    from bench._common import peak_rss_kb
     from upstream.history.sync_job import sync_start
     from upstream.models import RecordChange, UpstreamCall
     from upstream.pushes.bulk import run_job
@@ -265,7 +267,7 @@ def child(spec: str) -> None:
                 "cpu_s": cpu,
                 "records": records,
                 "requests": 0,
-                "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "peak_rss_kb": peak_rss_kb(),
                 "checks": checks
                 and first.state == second.state == "succeeded"
                 # The periodic sync with nothing changed wrote no history row.
