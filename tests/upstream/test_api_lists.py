@@ -269,3 +269,62 @@ def test_a_jobs_page_leaves_the_frozen_selection_and_params_unread(api_operator,
     for column in ("selection", "params", "title_text", "title_folded", "idempotency_key"):
         assert f'"upstream_job"."{column}"' not in job_reads[0], column
     assert len(body["results"]) == 3 and all(job["title"] for job in body["results"])
+
+
+@pytest.mark.django_db
+def test_a_job_is_shown_as_drfs_own_serializer_shows_it(api_operator, operator, admin_user):
+    """The job rows are built without DRF's per-field loop (issue 20); every kind of value must
+    stay what DRF's ModelSerializer made of it: the same keys in order, the same values."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from rest_framework import serializers as drf
+
+    from upstream.api.serializers import JobSerializer
+    from upstream.models import JobAction
+
+    moment = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    plain = Job.objects.create(kind="paynet.invoice_status", title="İade", total=0)
+    full = Job.objects.create(
+        kind="wisecp.invoice_item_update",
+        title="Toplu güncelleme",
+        state=Job.State.REJECTED,
+        reason="Müşteri talebi",
+        created_by=operator,
+        decided_by=admin_user,
+        decided_at=moment,
+        rejection_reason="Tutar çok yüksek",
+        approval_expires_at=moment + timedelta(hours=4),
+        started_at=moment,
+        finished_at=moment + timedelta(seconds=3),
+        total=7,
+        succeeded=3,
+        failed=2,
+        cancelled=1,
+        skipped=1,
+        inline=True,
+        prepared=7,
+        amount=Decimal("1234.50"),
+    )
+    waiting = Job.objects.create(
+        kind="paynet.invoice_status",
+        title="t",
+        state=Job.State.AWAITING_APPROVAL,
+        created_by=operator,
+        total=2,
+        amount=Decimal("0.10"),
+        approval_expires_at=moment,
+    )
+    JobAction.objects.create(job=full, kind=JobAction.Kind.CANCEL, actor=operator, reason="r")
+    JobItem.objects.create(job=full, position=1, target_type="x", target_id="1", target_repr="r")
+
+    fast = JobSerializer(context={"items_limit": 10})
+    for job in Job.objects.filter(pk__in=[plain.pk, full.pk, waiting.pk]):
+        shown = fast.to_representation(job)
+        generic = drf.ModelSerializer.to_representation(fast, job)
+        assert list(shown) == list(generic)
+        assert shown == generic
+    listed = {job["id"]: job for job in api_operator.get("/api/jobs/").json()["results"]}
+    assert listed[full.pk]["amount"] == "1234.50"
+    assert listed[full.pk]["decided_by"] == admin_user.username
+    assert listed[full.pk]["actions"][0]["actor"] == "operator"

@@ -1,8 +1,11 @@
 import json
 from collections import defaultdict
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models.expressions import RawSQL
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
@@ -186,33 +189,54 @@ def first_items_attach(jobs: list[Job], limit: int) -> None:
     if not jobs:
         return
     qn = connection.ops.quote_name
-    columns = [qn(JobItem._meta.get_field(name).column) for name in LISTED_ITEM_FIELDS]
     table = qn(JobItem._meta.db_table)
     ids = [job.pk for job in jobs]
     if connection.vendor == "postgresql":
-        sql = (
-            "SELECT i.* FROM unnest(%s::bigint[]) AS j(id) CROSS JOIN LATERAL "  # noqa: S608 (names from the model's meta)
-            f"(SELECT {', '.join(columns)} FROM {table}"
-            " WHERE job_id = j.id ORDER BY position LIMIT %s) AS i"
+        first: Any = RawSQL(  # noqa: S611 (values bound as parameters)
+            "SELECT i.id FROM unnest(%s::bigint[]) AS j(id) CROSS JOIN LATERAL "  # noqa: S608 (names from the model's meta)
+            f"(SELECT id FROM {table} WHERE job_id = j.id ORDER BY position LIMIT %s) AS i",
+            [ids, limit],
         )
-        params: list = [ids, limit]
     elif connection.vendor == "sqlite":
-        sql = (
-            f"SELECT {', '.join('i.' + c for c in columns)} FROM json_each(%s) AS j, {table} AS i "  # noqa: S608 (names from the model's meta)
-            "WHERE i.id IN "
-            f"(SELECT x.id FROM {table} AS x WHERE x.job_id = j.value ORDER BY x.position "
-            "LIMIT %s)"
+        first = RawSQL(  # noqa: S611 (values bound as parameters)
+            f"SELECT x.id FROM json_each(%s) AS j, {table} AS x WHERE x.id IN "  # noqa: S608 (names from the model's meta)
+            f"(SELECT y.id FROM {table} AS y WHERE y.job_id = j.value ORDER BY y.position "
+            "LIMIT %s)",
+            [json.dumps(ids), limit],
         )
-        params = [json.dumps(ids), limit]
     else:
-        first = JobItem.objects.only(*LISTED_ITEM_FIELDS).order_by("position")[:limit]
-        prefetch_related_objects(jobs, Prefetch("items", queryset=first, to_attr="first_items"))
+        rows = JobItem.objects.only(*LISTED_ITEM_FIELDS).order_by("position")[:limit]
+        prefetch_related_objects(jobs, Prefetch("items", queryset=rows, to_attr="first_items"))
         return
-    by_job: dict[int, list[JobItem]] = defaultdict(list)
-    for item in JobItem.objects.raw(sql, params):
+    # Rows, not model instances: building 5,000 JobItems was a third of a full page's time;
+    # values_list still turns each column into its Python value as the model would.
+    by_job: dict[int, list[ListedItem]] = defaultdict(list)
+    rows = JobItem.objects.filter(pk__in=first).order_by("job_id", "position")
+    for row in rows.values_list(*ListedItem._fields):
+        item = ListedItem._make(row)
         by_job[item.job_id].append(item)
     for job in jobs:
-        job.first_items = sorted(by_job.get(job.pk, []), key=lambda item: item.position)
+        job.first_items = by_job.get(job.pk, [])
+
+
+class ListedItem(NamedTuple):
+    """A job's item as its jobs page shows it (JobItemSerializer reads these attributes)."""
+
+    pk: int
+    job_id: int
+    position: int
+    target_type: str
+    target_id: str
+    target_repr: str
+    state: str
+    outcome: str
+    in_doubt: bool
+    message: str
+    upstream_code: str
+    result: Any
+    call_id: int | None
+    attempts: int
+    finished_at: datetime | None
 
 
 def _reason(request: Request) -> str:
