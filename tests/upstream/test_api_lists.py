@@ -328,3 +328,70 @@ def test_a_job_is_shown_as_drfs_own_serializer_shows_it(api_operator, operator, 
     assert listed[full.pk]["amount"] == "1234.50"
     assert listed[full.pk]["decided_by"] == admin_user.username
     assert listed[full.pk]["actions"][0]["actor"] == "operator"
+
+
+@pytest.mark.django_db
+def test_a_call_is_shown_as_drfs_own_serializer_shows_it_masked(api_operator, operator):
+    """The call rows are built without DRF's per-field loop (issue 20): the same keys in order
+    and the same values as DRF's ModelSerializer, the bodies and headers masked as before."""
+    from datetime import UTC, datetime
+
+    from rest_framework import serializers as drf
+
+    from upstream.api.serializers import UpstreamCallSerializer
+    from upstream.calls.redaction import redact_headers, redact_shown
+    from upstream.models import UpstreamCall
+
+    job = Job.objects.create(kind="paynet.invoice_status", title="t", created_by=operator, total=1)
+    item = JobItem.objects.create(job=job, position=1, target_type="x", target_id="1")
+    moment = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    body = {"name_surname": "Ayşe Yılmaz", "end_user_gsm": "5321234567", "amount": 1250}
+    calls = [
+        UpstreamCall.objects.create(
+            service="paynet",
+            operation="invoice_list",
+            method="POST",
+            url="https://example.invalid/",
+            request_headers={"Authorization": "Basic c2VjcmV0", "Accept": "application/json"},
+            request=body,
+            status_code=200,
+            response={"data": [body], "note": "e-posta ayse@example.com"},
+            upstream_code="0",
+            upstream_message="Başarılı",
+            outcome="ok",
+            duration_ms=51,
+            attempt=2,
+            mutating=True,
+            created_at=moment,
+            actor=operator,
+            job=job,
+            job_item=item,
+            target_type="subscriptions.subscription",
+            target_id="7",
+            target_repr="Ayşe",
+        ),
+        UpstreamCall.objects.create(
+            service="wisecp",
+            operation="GetInvoice",
+            method="GET",
+            url="https://example.invalid/x",
+            request=None,
+            response="ham metin: TC 12345678901",
+            outcome="failed",
+            error="ReadTimeout",
+            created_at=moment,
+        ),
+    ]
+
+    fast = UpstreamCallSerializer(context={})
+    for call in UpstreamCall.objects.filter(pk__in=[c.pk for c in calls]):
+        generic = drf.ModelSerializer.to_representation(fast, call)
+        generic["request"] = redact_shown(generic["request"])
+        generic["response"] = redact_shown(generic["response"])
+        generic["request_headers"] = redact_headers(generic["request_headers"])
+        shown = fast.to_representation(call)
+        assert list(shown) == list(generic)
+        assert shown == generic
+    listed = api_operator.get("/api/upstream-calls/", {"service": "paynet"}).json()["results"]
+    assert "Ayşe Yılmaz" not in str(listed) and "5321234567" not in str(listed)
+    assert "c2VjcmV0" not in str(listed)
