@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import resource
 import socket
+import sys
 
 
 def free_port() -> int:
@@ -52,4 +53,5 @@ def peak_rss_kb() -> int:
                     return int(line.split()[1])
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes there, kB elsewhere

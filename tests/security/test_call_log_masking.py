@@ -249,7 +249,8 @@ def legacy_call(db) -> UpstreamCall:
         service="paynet",
         operation="subscription_detail",
         method="POST",
-        url="https://paynet.test/v1/subscription/subscription_detail",
+        # A query key masked on write since: shown masked again too (issue 20's review).
+        url="https://paynet.test/v1/subscription/subscription_detail?email=zeynep.kaya@example.com",
         request_headers={"Authorization": "Basic sck_live_leaked"},
         request={"reference_no": "90000600"},
         response={

@@ -29,6 +29,7 @@ from upstream.admin.tools import (
     with_live_labels,
 )
 from upstream.calls.client import operation_catalogue
+from upstream.calls.remask import masked_url
 from upstream.console.waits import IN_DOUBT_SHOWN, job_in_doubt, job_pause
 from upstream.history.sync_job import sync_page
 from upstream.history.timeline import record_link
@@ -105,7 +106,7 @@ class UpstreamCallAdmin(ReadOnlyListAdmin):
     )
     fields = (
         ("service", "operation", "method"),
-        "url",
+        "url_shown",
         ("outcome", "status_code", "upstream_code", "attempt", "duration_ms"),
         "upstream_message",
         "error",
@@ -119,6 +120,11 @@ class UpstreamCallAdmin(ReadOnlyListAdmin):
     readonly_fields = tuple(
         name for group in fields for name in (group if isinstance(group, tuple) else (group,))
     )
+
+    @admin.display(description=gettext_lazy("URL"))
+    def url_shown(self, obj: UpstreamCall) -> str:
+        # Masked again as shown, as the bodies are (rows stored before a key joined the lists).
+        return masked_url(obj.url)
 
     @admin.display(description=gettext_lazy("record type"))
     def target_type_display(self, obj: UpstreamCall) -> str:

@@ -164,8 +164,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 # What a jobs page shows of an item (JobItemSerializer): the payload and the translatable
-# message, two JSON documents per row to read and parse, are left in the database (the
-# PostgreSQL read below names the same columns).
+# message, two JSON documents per row to read and parse, are left in the database (the read
+# below names the same columns, as ListedItem's fields).
 LISTED_ITEM_FIELDS = ("job", *JobItemSerializer.Meta.fields)
 UNLISTED_JOB_FIELDS = (
     "selection",
